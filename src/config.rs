@@ -1,0 +1,382 @@
+//! Configuration: an optional TOML file, overridden by environment variables.
+//!
+//! The environment names are a published interface (operators and scripts set
+//! them), so they are spelled once, here, and documented in the README.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+pub const ENV_LISTEN: &str = "SWITCHBOARD_LISTEN";
+pub const ENV_PUBLIC_URL: &str = "SWITCHBOARD_PUBLIC_URL";
+pub const ENV_REDIS_URL: &str = "REDIS_URL";
+pub const ENV_REDIS_PREFIX: &str = "SWITCHBOARD_REDIS_PREFIX";
+pub const ENV_MASTER_KEY: &str = "SWITCHBOARD_MASTER_KEY";
+pub const ENV_DATA_DIR: &str = "SWITCHBOARD_DATA_DIR";
+pub const ENV_BOOTSTRAP_TOKEN: &str = "SWITCHBOARD_BOOTSTRAP_TOKEN";
+pub const ENV_LOG_FORMAT: &str = "SWITCHBOARD_LOG_FORMAT";
+pub const ENV_OIDC_ALLOW_INSECURE: &str = "SWITCHBOARD_OIDC_ALLOW_INSECURE";
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_REDIS_PREFIX: &str = "sb:";
+const DEFAULT_DATA_DIR: &str = "./switchboard-data";
+
+/// Everything a node needs to start, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `host:port` to bind.
+    pub listen: String,
+    /// The URL visitors and agents reach this service at: issuer of session
+    /// tokens, base of the snippet and of OAuth redirect URIs.
+    pub public_url: Url,
+    /// Selects the Redis engine; absent means the embedded engine. Secret
+    /// because it may carry a password.
+    pub redis_url: Option<SecretString>,
+    pub redis_prefix: String,
+    /// Encrypts secrets at rest. Absent is only allowed on the embedded
+    /// engine, which then generates one in the data directory.
+    pub master_key: Option<MasterKey>,
+    pub data_dir: PathBuf,
+    pub bootstrap_token: Option<SecretString>,
+    pub log_format: LogFormat,
+    /// Lets http and loopback/private IdPs through. For local testing only.
+    pub oidc_allow_insecure: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// 32 bytes that encrypt secrets at rest.
+#[derive(Clone)]
+pub struct MasterKey(std::sync::Arc<SecretBox<[u8; 32]>>);
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(std::sync::Arc::new(SecretBox::new(Box::new(bytes))))
+    }
+
+    /// Parses the standard-base64 form used in the environment and config.
+    pub fn from_base64(text: &str) -> Result<Self, ConfigError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| ConfigError::invalid(ENV_MASTER_KEY, "is not standard base64"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| ConfigError::invalid(ENV_MASTER_KEY, "must decode to exactly 32 bytes"))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    pub fn generate() -> Self {
+        Self::from_bytes(rand::random())
+    }
+
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.expose())
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([REDACTED])")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{name} {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+impl ConfigError {
+    fn invalid(name: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            name,
+            message: message.into(),
+        }
+    }
+}
+
+/// The config file: every field optional, same meaning as the environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    public_url: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    master_key: Option<String>,
+    data_dir: Option<PathBuf>,
+    bootstrap_token: Option<String>,
+    log_format: Option<String>,
+    oidc_allow_insecure: Option<bool>,
+}
+
+impl Config {
+    /// Loads the file (if any) and applies the process environment over it.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`], reading variables through `env` (tests pass a map).
+    pub fn load_with(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = match file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        // An empty variable counts as unset: compose files often declare
+        // `REDIS_URL=` to mean "not configured".
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+
+        let listen = env(ENV_LISTEN)
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        validate_listen(&listen)?;
+
+        let public_url = match env(ENV_PUBLIC_URL).or(file.public_url) {
+            Some(text) => parse_public_url(&text)?,
+            None => parse_public_url(&format!("http://{listen}"))?,
+        };
+
+        let redis_url = env(ENV_REDIS_URL).or(file.redis_url);
+        if let Some(url) = &redis_url {
+            let parsed =
+                Url::parse(url).map_err(|_| ConfigError::invalid(ENV_REDIS_URL, "is not a URL"))?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
+                return Err(ConfigError::invalid(
+                    ENV_REDIS_URL,
+                    "must be a redis:// or rediss:// URL",
+                ));
+            }
+        }
+
+        let redis_prefix = env(ENV_REDIS_PREFIX)
+            .or(file.redis_prefix)
+            .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned());
+        if redis_prefix.len() > 64
+            || !redis_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_:.".contains(c))
+        {
+            return Err(ConfigError::invalid(
+                ENV_REDIS_PREFIX,
+                "must be at most 64 characters of letters, digits, '-', '_', ':' or '.'",
+            ));
+        }
+
+        let master_key = env(ENV_MASTER_KEY)
+            .or(file.master_key)
+            .map(|text| MasterKey::from_base64(&text))
+            .transpose()?;
+        if redis_url.is_some() && master_key.is_none() {
+            return Err(ConfigError::invalid(
+                ENV_MASTER_KEY,
+                "is required with Redis: every node must encrypt and decrypt with the same key \
+                 (generate one with `openssl rand -base64 32`)",
+            ));
+        }
+
+        let data_dir = env(ENV_DATA_DIR)
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+        let bootstrap_token = env(ENV_BOOTSTRAP_TOKEN).or(file.bootstrap_token);
+        if let Some(token) = &bootstrap_token
+            && token.len() < 16
+        {
+            return Err(ConfigError::invalid(
+                ENV_BOOTSTRAP_TOKEN,
+                "must be at least 16 characters",
+            ));
+        }
+
+        let log_format = match env(ENV_LOG_FORMAT).or(file.log_format).as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    ENV_LOG_FORMAT,
+                    "must be pretty or json",
+                ));
+            }
+        };
+
+        let oidc_allow_insecure = match env(ENV_OIDC_ALLOW_INSECURE) {
+            Some(text) => parse_bool(&text).ok_or_else(|| {
+                ConfigError::invalid(ENV_OIDC_ALLOW_INSECURE, "must be true or false")
+            })?,
+            None => file.oidc_allow_insecure.unwrap_or(false),
+        };
+
+        Ok(Config {
+            listen,
+            public_url,
+            redis_url: redis_url.map(SecretString::from),
+            redis_prefix,
+            master_key,
+            data_dir,
+            bootstrap_token: bootstrap_token.map(SecretString::from),
+            log_format,
+            oidc_allow_insecure,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+fn validate_listen(listen: &str) -> Result<(), ConfigError> {
+    let port = listen
+        .rsplit_once(':')
+        .and_then(|(host, port)| (!host.is_empty()).then_some(port))
+        .and_then(|port| port.parse::<u16>().ok());
+    match port {
+        Some(_) => Ok(()),
+        None => Err(ConfigError::invalid(ENV_LISTEN, "must be host:port")),
+    }
+}
+
+fn parse_public_url(text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text)
+        .map_err(|_| ConfigError::invalid(ENV_PUBLIC_URL, "is not an absolute URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::invalid(
+            ENV_PUBLIC_URL,
+            "must be an http(s) URL with a host",
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::invalid(
+            ENV_PUBLIC_URL,
+            "must not carry a query or fragment",
+        ));
+    }
+    Ok(url)
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_with(None, |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_select_the_embedded_engine() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert!(config.redis_url.is_none());
+        assert!(config.master_key.is_none());
+        assert_eq!(config.redis_prefix, "sb:");
+        assert!(!config.oidc_allow_insecure);
+    }
+
+    #[test]
+    fn redis_requires_a_master_key() {
+        let err = load(&[(ENV_REDIS_URL, "redis://127.0.0.1:6379")]).unwrap_err();
+        assert!(err.to_string().contains(ENV_MASTER_KEY));
+        let key = MasterKey::generate().to_base64();
+        let config = load(&[
+            (ENV_REDIS_URL, "redis://127.0.0.1:6379"),
+            (ENV_MASTER_KEY, &key),
+        ])
+        .unwrap();
+        assert_eq!(config.master_key.unwrap().to_base64(), key);
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\nredis_prefix = \"file:\"\n",
+        )
+        .unwrap();
+        let config = Config::load_with(Some(&path), |name| {
+            (name == ENV_LISTEN).then(|| "0.0.0.0:9100".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9100");
+        assert_eq!(config.redis_prefix, "file:");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            (ENV_LISTEN, "no-port"),
+            (ENV_PUBLIC_URL, "ftp://x"),
+            (ENV_MASTER_KEY, "c2hvcnQ="),
+            (ENV_LOG_FORMAT, "xml"),
+            (ENV_OIDC_ALLOW_INSECURE, "maybe"),
+            (ENV_REDIS_PREFIX, "bad prefix"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        assert!(matches!(
+            Config::load_with(Some(&path), |_| None),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn the_master_key_never_prints() {
+        let key = MasterKey::generate();
+        assert!(!format!("{key:?}").contains(&key.to_base64()));
+    }
+}

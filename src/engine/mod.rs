@@ -1,0 +1,308 @@
+//! The engine: storage and fan-out behind records and routing.
+//!
+//! Two implementations with one behaviour: [`RedisEngine`] for any number of
+//! nodes sharing a Redis, and [`EmbeddedEngine`] for a single node keeping its
+//! data in a local redb database. Everything above this module is the same
+//! code whichever is chosen; the contract tests in `tests/` run one suite
+//! against both.
+//!
+//! Records are opaque JSON bodies addressed by a [`RecordKey`]. What the
+//! engine understands about them is exactly what must be atomic:
+//!
+//! - a **version** per record, checked on every write ([`Expect`]), so a
+//!   stale update is refused instead of silently overwriting a newer one;
+//! - **references**: a record may name others it uses. They must exist when
+//!   the write commits, and a record that is referenced cannot be deleted;
+//! - **unique claims**: strings (a member's issuer and subject, say) that at
+//!   most one record may hold;
+//! - **collections**: ordered lists of records, paged for the admin API.
+//!
+//! A [`Commit`] applies several writes all-or-nothing, so publishing a
+//! configuration version and bumping the configuration is one step.
+
+mod embedded;
+mod redis;
+
+use std::fmt;
+
+pub use self::embedded::EmbeddedEngine;
+pub use self::redis::RedisEngine;
+
+/// Which kind of record a key addresses. A closed set: the engine spells keys
+/// from it, so arbitrary strings from outside never become key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Organization,
+    OidcIntegration,
+    Configuration,
+    ConfigurationVersion,
+    Deployment,
+    Queue,
+    Member,
+    ApiClient,
+    /// Installation-wide settings (the default organization, the bootstrap
+    /// token's hash, signing keys).
+    Setting,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Organization,
+        Kind::OidcIntegration,
+        Kind::Configuration,
+        Kind::ConfigurationVersion,
+        Kind::Deployment,
+        Kind::Queue,
+        Kind::Member,
+        Kind::ApiClient,
+        Kind::Setting,
+    ];
+
+    /// The short stable name used in storage keys. Never change one: stored
+    /// data is addressed by it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Organization => "org",
+            Kind::OidcIntegration => "oidc",
+            Kind::Configuration => "cfg",
+            Kind::ConfigurationVersion => "cfgver",
+            Kind::Deployment => "dep",
+            Kind::Queue => "queue",
+            Kind::Member => "member",
+            Kind::ApiClient => "client",
+            Kind::Setting => "setting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The address of one record: its kind and its id. Ids are UUIDs or other
+/// strings chosen by switchboard, never raw input.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKey {
+    pub kind: Kind,
+    pub id: String,
+}
+
+impl RecordKey {
+    pub fn new(kind: Kind, id: impl Into<String>) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// `kind:id`, the form in which keys are stored inside the engine (in
+    /// reference sets, unique claims and collections).
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.id)
+    }
+
+    pub fn decode(s: &str) -> Option<RecordKey> {
+        let (kind, id) = s.split_once(':')?;
+        Some(RecordKey::new(Kind::parse(kind)?, id))
+    }
+}
+
+impl fmt::Display for RecordKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind.as_str(), self.id)
+    }
+}
+
+/// A record as the engine returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub key: RecordKey,
+    /// Starts at 1 and grows by one with every write.
+    pub version: u64,
+    pub body: Vec<u8>,
+}
+
+/// What a write expects to find, checked atomically with the write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The record must not exist (creation).
+    Absent,
+    /// The record must exist at exactly this version.
+    Version(u64),
+    /// The record may or may not exist. Only for deletes that clean up.
+    Any,
+}
+
+/// Create or replace one record.
+#[derive(Clone, Debug)]
+pub struct Put {
+    pub key: RecordKey,
+    pub expect: Expect,
+    pub body: Vec<u8>,
+    /// The collection the record is listed in (`org/<id>/dep`, say), and its
+    /// place there: records list in ascending `order`, then by key.
+    pub collection: String,
+    pub order: i64,
+    /// Records this one uses. Each must exist when the commit applies; while
+    /// this record names them, they cannot be deleted. Replaces the record's
+    /// previous references.
+    pub refs: Vec<RecordKey>,
+    /// Claims this record holds exclusively. Replaces its previous claims.
+    pub unique: Vec<String>,
+}
+
+/// One write of a [`Commit`].
+#[derive(Clone, Debug)]
+pub enum Write {
+    Put(Put),
+    /// Remove a record, its references, claims and collection entry. Refused
+    /// while another record references it.
+    Delete {
+        key: RecordKey,
+        expect: Expect,
+    },
+}
+
+/// Writes applied all-or-nothing, in order. A key appears at most once.
+#[derive(Clone, Debug, Default)]
+pub struct Commit {
+    pub writes: Vec<Write>,
+}
+
+impl Commit {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn put(mut self, put: Put) -> Self {
+        self.writes.push(Write::Put(put));
+        self
+    }
+
+    pub fn delete(mut self, key: RecordKey, expect: Expect) -> Self {
+        self.writes.push(Write::Delete { key, expect });
+        self
+    }
+}
+
+/// One page of a collection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// How many records the whole collection holds.
+    pub total: u64,
+    pub records: Vec<StoredRecord>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The record was not in the state the write expected: it exists when it
+    /// should not, is missing, or has another version.
+    #[error("{key} is at version {actual:?}, the write expected {expected:?}")]
+    Conflict {
+        key: RecordKey,
+        expected: Expect,
+        actual: Option<u64>,
+    },
+    /// A referenced record does not exist.
+    #[error("{0} does not exist")]
+    MissingRef(RecordKey),
+    /// The record is referenced by others and cannot be deleted.
+    #[error("{key} is used by {}", by.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    InUse { key: RecordKey, by: Vec<RecordKey> },
+    /// Another record already holds a unique claim.
+    #[error("claim {claim:?} is held by {holder}")]
+    Duplicate { claim: String, holder: RecordKey },
+    /// The commit itself is malformed (the same key twice, say).
+    #[error("invalid commit: {0}")]
+    InvalidCommit(String),
+    /// Storage failed or is unreachable.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// The engine chosen at start. An enum rather than a trait object: two
+/// implementations, known at compile time, dispatched without boxing futures.
+#[derive(Clone, Debug)]
+pub enum Engine {
+    Redis(RedisEngine),
+    Embedded(EmbeddedEngine),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $e:ident => $call:expr) => {
+        match $self {
+            Engine::Redis($e) => $call,
+            Engine::Embedded($e) => $call,
+        }
+    };
+}
+
+impl Engine {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Engine::Redis(_) => "redis",
+            Engine::Embedded(_) => "embedded",
+        }
+    }
+
+    /// Whether storage answers right now; drives `/readyz`.
+    pub async fn ping(&self) -> EngineResult<()> {
+        dispatch!(self, e => e.ping().await)
+    }
+
+    pub async fn get(&self, key: &RecordKey) -> EngineResult<Option<StoredRecord>> {
+        dispatch!(self, e => e.get(key).await)
+    }
+
+    /// Reads several records at once; the answer has one slot per key.
+    pub async fn get_many(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
+        dispatch!(self, e => e.get_many(keys).await)
+    }
+
+    /// The record holding a unique claim, if any.
+    pub async fn lookup(&self, claim: &str) -> EngineResult<Option<StoredRecord>> {
+        dispatch!(self, e => e.lookup(claim).await)
+    }
+
+    /// The records that reference `key`, in key order.
+    pub async fn referrers(&self, key: &RecordKey) -> EngineResult<Vec<RecordKey>> {
+        dispatch!(self, e => e.referrers(key).await)
+    }
+
+    /// A page of a collection: `limit` records from position `offset`.
+    pub async fn list(&self, collection: &str, offset: u64, limit: u64) -> EngineResult<Page> {
+        dispatch!(self, e => e.list(collection, offset, limit).await)
+    }
+
+    /// Applies all writes or none.
+    pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
+        validate_commit(&commit)?;
+        dispatch!(self, e => e.commit(commit).await)
+    }
+}
+
+/// Checks shared by both engines before anything touches storage.
+fn validate_commit(commit: &Commit) -> EngineResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for write in &commit.writes {
+        let key = match write {
+            Write::Put(put) => {
+                if put.refs.contains(&put.key) {
+                    return Err(EngineError::InvalidCommit(format!(
+                        "{} references itself",
+                        put.key
+                    )));
+                }
+                &put.key
+            }
+            Write::Delete { key, .. } => key,
+        };
+        if !seen.insert(key) {
+            return Err(EngineError::InvalidCommit(format!("{key} written twice")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Every Redis key name and record hash field the engine uses, spelled here
+//! and nowhere else. The commit script gets the same spellings through
+//! [`lua_prelude`], so Rust and Lua cannot drift apart.
+//!
+//! Layout, with `<p>` the configured prefix and `<key>` an encoded
+//! [`RecordKey`] (`kind:id`):
+//!
+//! - `<p>{rec}:r:<key>`: HASH, one record (fields in [`field`]);
+//! - `<p>{rec}:by:<key>`: SET of the encoded keys of the records that
+//!   reference `<key>`;
+//! - `<p>{rec}:c:<collection>`: ZSET, score the record's order, member its
+//!   encoded key (ties therefore list by key);
+//! - `<p>{rec}:u:<claim>`: STRING, the encoded key of the claim's holder.
+//!
+//! The `{rec}` hash tag puts every one of them in the same Redis Cluster
+//! slot: the commit script touches keys it only discovers while running.
+
+use crate::engine::RecordKey;
+
+/// Hash tag shared by all engine keys (see the module docs for why).
+const TAG: &str = "{rec}:";
+const RECORD: &str = "r:";
+const BACK_REFS: &str = "by:";
+const COLLECTION: &str = "c:";
+const CLAIM: &str = "u:";
+
+/// Fields of a record hash.
+pub(super) mod field {
+    /// The version, a decimal integer starting at 1.
+    pub(in crate::engine::redis) const VERSION: &str = "v";
+    /// The body bytes.
+    pub(in crate::engine::redis) const BODY: &str = "b";
+    /// The collection the record is listed in.
+    pub(in crate::engine::redis) const COLLECTION: &str = "c";
+    /// The record's order in its collection, a decimal integer.
+    pub(in crate::engine::redis) const ORDER: &str = "o";
+    /// JSON array of the encoded keys the record references.
+    pub(in crate::engine::redis) const REFS: &str = "refs";
+    /// JSON array of the unique claims the record holds.
+    pub(in crate::engine::redis) const UNIQUE: &str = "uniq";
+}
+
+pub(super) fn record(prefix: &str, key: &RecordKey) -> String {
+    format!("{prefix}{TAG}{RECORD}{}", key.encode())
+}
+
+pub(super) fn back_refs(prefix: &str, key: &RecordKey) -> String {
+    format!("{prefix}{TAG}{BACK_REFS}{}", key.encode())
+}
+
+pub(super) fn collection(prefix: &str, collection: &str) -> String {
+    format!("{prefix}{TAG}{COLLECTION}{collection}")
+}
+
+pub(super) fn claim(prefix: &str, claim: &str) -> String {
+    format!("{prefix}{TAG}{CLAIM}{claim}")
+}
+
+/// Lua definitions of the same key names and fields, for the commit script.
+/// Expects the prefix in `ARGV[1]`; the functions take encoded record keys.
+pub(super) fn lua_prelude() -> String {
+    format!(
+        r#"local P = ARGV[1]
+local F_VERSION = "{f_version}"
+local F_BODY = "{f_body}"
+local F_COLLECTION = "{f_collection}"
+local F_ORDER = "{f_order}"
+local F_REFS = "{f_refs}"
+local F_UNIQUE = "{f_unique}"
+local function record_key(enc) return P .. "{TAG}{RECORD}" .. enc end
+local function back_refs_key(enc) return P .. "{TAG}{BACK_REFS}" .. enc end
+local function collection_key(c) return P .. "{TAG}{COLLECTION}" .. c end
+local function claim_key(c) return P .. "{TAG}{CLAIM}" .. c end
+"#,
+        f_version = field::VERSION,
+        f_body = field::BODY,
+        f_collection = field::COLLECTION,
+        f_order = field::ORDER,
+        f_refs = field::REFS,
+        f_unique = field::UNIQUE,
+    )
+}

@@ -1,0 +1,25 @@
+//! The admin API, one module per resource.
+
+pub mod clients;
+pub mod configurations;
+pub mod deployments;
+pub mod integrations;
+pub mod members;
+pub mod organizations;
+pub mod queues;
+pub(crate) mod resource;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use super::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(organizations::router())
+        .merge(clients::router())
+        .merge(integrations::router())
+        .merge(configurations::router())
+        .merge(deployments::router())
+        .merge(queues::router())
+        .merge(members::router())
+}

@@ -1,0 +1,97 @@
+//! `/api/v2/organizations`: tenants. Only the operator (the bootstrap
+//! token's holder) adds them; each new one comes with a first admin API
+//! client, whose secret is in the answer once.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::clients::ApiClientView;
+use super::resource::{Resource, name};
+use crate::auth::new_api_client;
+use crate::engine::{Commit, Expect};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{Caller, Json, JsonOut, Paging};
+use crate::http::{AppState, PagedList};
+use crate::store::records::{Meta, Organization};
+use crate::store::types::{OrgId, Role};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(me))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrganizationInput {
+    name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedOrganization {
+    organization: Organization,
+    /// An admin credential of the new organization. Its secret is shown here
+    /// only.
+    client: ApiClientView,
+}
+
+/// Lists every organization (operator only).
+#[utoipa::path(get, path = "/api/v2/organizations", tag = "organizations", security(("bearer" = [])),
+    params(("pageNumber" = Option<u64>, Query), ("pageSize" = Option<u64>, Query)),
+    responses((status = 200, body = PagedList<Organization>), (status = 403, body = ErrorBody)))]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Paging(page): Paging,
+) -> Result<JsonOut<PagedList<Organization>>, ApiError> {
+    caller.require_operator()?;
+    let listing = state.store.list::<Organization>("orgs", page).await?;
+    Ok(axum::Json(PagedList::new(listing, page, |o| o)))
+}
+
+/// Adds an organization with a first admin API client (operator only).
+#[utoipa::path(post, path = "/api/v2/organizations", tag = "organizations", security(("bearer" = [])),
+    request_body = OrganizationInput,
+    responses((status = 201, body = CreatedOrganization), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<OrganizationInput>,
+) -> Result<(StatusCode, JsonOut<CreatedOrganization>), ApiError> {
+    caller.require_operator()?;
+    let now = Utc::now();
+    let organization = Organization {
+        meta: Meta::new(now),
+        name: name("name", &input.name)?,
+        is_default: false,
+    };
+    let org = OrgId(organization.meta.id);
+    let client = new_api_client(org, Meta::new(now), "Initial admin".to_owned(), vec![Role::Admin]);
+    let commit = Commit::new()
+        .put(state.store.prepare(&organization, Expect::Absent).await?)
+        .put(state.store.prepare(&client, Expect::Absent).await?);
+    state.store.commit(commit).await?;
+    let mut organization = organization;
+    organization.meta.version = 1;
+    let mut client = client;
+    client.meta.version = 1;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreatedOrganization {
+            organization,
+            client: client.view(&state),
+        }),
+    ))
+}
+
+/// The caller's own organization.
+#[utoipa::path(get, path = "/api/v2/organizations/me", tag = "organizations", security(("bearer" = [])),
+    responses((status = 200, body = Organization), (status = 401, body = ErrorBody)))]
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<JsonOut<Organization>, ApiError> {
+    let org = state.store.get::<Organization>(caller.0.org, caller.0.org.0).await?;
+    Ok(axum::Json(org))
+}

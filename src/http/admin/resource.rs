@@ -1,0 +1,221 @@
+//! The shared shape of admin resources: list, read, create, replace, delete,
+//! each checked against the caller's organization and role.
+//!
+//! A resource module describes how its input becomes a record and how a
+//! record is shown; the handlers here do the rest the same way for all.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::http::error::ApiError;
+use crate::http::extract::{Caller, Id, Json, JsonOut, Paging};
+use crate::http::{AppState, PagedList};
+use crate::store::records::Meta;
+use crate::store::types::{OrgId, Role};
+use crate::store::{Record, collection_of};
+
+pub trait Resource: Record + Clone + 'static {
+    type Input: DeserializeOwned + Send + 'static;
+    type View: Serialize + Send + 'static;
+
+    /// The role that may read. Writes always need admin.
+    const READ_ROLE: Role;
+
+    /// The `version` an update carries.
+    fn input_version(input: &Self::Input) -> Option<u64>;
+
+    /// Turns validated input into a record. `existing` is the stored record
+    /// on update (so write-only fields can be kept), `None` on create.
+    fn build(
+        input: Self::Input,
+        org: OrgId,
+        meta: Meta,
+        existing: Option<&Self>,
+        state: &AppState,
+    ) -> Result<Self, ApiError>;
+
+    fn view(self, state: &AppState) -> Self::View;
+}
+
+pub async fn list<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Paging(page): Paging,
+) -> Result<JsonOut<PagedList<R::View>>, ApiError> {
+    let principal = caller.require(R::READ_ROLE)?;
+    let listing = state
+        .store
+        .list::<R>(&collection_of(R::KIND, principal.org), page)
+        .await?;
+    Ok(axum::Json(PagedList::new(listing, page, |r: R| r.view(&state))))
+}
+
+pub async fn get<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<JsonOut<R::View>, ApiError> {
+    let principal = caller.require(R::READ_ROLE)?;
+    let record = state.store.get::<R>(principal.org, id).await?;
+    Ok(axum::Json(record.view(&state)))
+}
+
+pub async fn create<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<R::Input>,
+) -> Result<(StatusCode, JsonOut<R::View>), ApiError> {
+    let principal = caller.require(Role::Admin)?;
+    let mut record = R::build(input, principal.org, Meta::new(Utc::now()), None, &state)?;
+    state.store.create(&mut record).await?;
+    Ok((StatusCode::CREATED, axum::Json(record.view(&state))))
+}
+
+pub async fn update<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+    Json(input): Json<R::Input>,
+) -> Result<JsonOut<R::View>, ApiError> {
+    let principal = caller.require(Role::Admin)?;
+    let expected = R::input_version(&input)
+        .ok_or_else(|| ApiError::invalid("version is required: send the version you read"))?;
+    let existing = state.store.get::<R>(principal.org, id).await?;
+    let mut meta = existing.meta().clone();
+    meta.date_modified = Utc::now();
+    let mut record = R::build(input, principal.org, meta, Some(&existing), &state)?;
+    state.store.update(&mut record, expected).await?;
+    Ok(axum::Json(record.view(&state)))
+}
+
+pub async fn delete<R: Resource>(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<StatusCode, ApiError> {
+    let principal = caller.require(Role::Admin)?;
+    let record = state.store.get::<R>(principal.org, id).await?;
+    state.store.delete(&record).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Generates the five handlers of a resource with their OpenAPI
+/// descriptions, and its router.
+macro_rules! crud_routes {
+    (
+        resource = $res:ty,
+        input = $input:ty,
+        view = $view:ty,
+        path = $path:literal,
+        item = $item:literal,
+        tag = $tag:literal $(,)?
+    ) => {
+        use $crate::http::PagedList;
+
+        #[utoipa::path(get, path = $path, tag = $tag, security(("bearer" = [])),
+            params(("pageNumber" = Option<u64>, Query), ("pageSize" = Option<u64>, Query)),
+            responses((status = 200, body = PagedList<$view>),
+                (status = 401, body = $crate::http::error::ErrorBody),
+                (status = 403, body = $crate::http::error::ErrorBody)))]
+        async fn list(
+            state: axum::extract::State<$crate::http::AppState>,
+            caller: $crate::http::extract::Caller,
+            paging: $crate::http::extract::Paging,
+        ) -> Result<axum::Json<PagedList<$view>>, $crate::http::error::ApiError> {
+            $crate::http::admin::resource::list::<$res>(state, caller, paging).await
+        }
+
+        #[utoipa::path(post, path = $path, tag = $tag, security(("bearer" = [])),
+            request_body = $input,
+            responses((status = 201, body = $view),
+                (status = 400, body = $crate::http::error::ErrorBody),
+                (status = 401, body = $crate::http::error::ErrorBody),
+                (status = 403, body = $crate::http::error::ErrorBody),
+                (status = 409, body = $crate::http::error::ErrorBody),
+                (status = 413, body = $crate::http::error::ErrorBody),
+                (status = 422, body = $crate::http::error::ErrorBody)))]
+        async fn create(
+            state: axum::extract::State<$crate::http::AppState>,
+            caller: $crate::http::extract::Caller,
+            input: $crate::http::extract::Json<$input>,
+        ) -> Result<(axum::http::StatusCode, axum::Json<$view>), $crate::http::error::ApiError> {
+            $crate::http::admin::resource::create::<$res>(state, caller, input).await
+        }
+
+        #[utoipa::path(get, path = $item, tag = $tag, security(("bearer" = [])),
+            params(("id" = uuid::Uuid, Path)),
+            responses((status = 200, body = $view),
+                (status = 404, body = $crate::http::error::ErrorBody)))]
+        async fn get(
+            state: axum::extract::State<$crate::http::AppState>,
+            caller: $crate::http::extract::Caller,
+            id: $crate::http::extract::Id,
+        ) -> Result<axum::Json<$view>, $crate::http::error::ApiError> {
+            $crate::http::admin::resource::get::<$res>(state, caller, id).await
+        }
+
+        #[utoipa::path(put, path = $item, tag = $tag, security(("bearer" = [])),
+            params(("id" = uuid::Uuid, Path)),
+            request_body = $input,
+            responses((status = 200, body = $view),
+                (status = 404, body = $crate::http::error::ErrorBody),
+                (status = 409, body = $crate::http::error::ErrorBody, description = "stale version"),
+                (status = 422, body = $crate::http::error::ErrorBody)))]
+        async fn update(
+            state: axum::extract::State<$crate::http::AppState>,
+            caller: $crate::http::extract::Caller,
+            id: $crate::http::extract::Id,
+            input: $crate::http::extract::Json<$input>,
+        ) -> Result<axum::Json<$view>, $crate::http::error::ApiError> {
+            $crate::http::admin::resource::update::<$res>(state, caller, id, input).await
+        }
+
+        #[utoipa::path(delete, path = $item, tag = $tag, security(("bearer" = [])),
+            params(("id" = uuid::Uuid, Path)),
+            responses((status = 204),
+                (status = 404, body = $crate::http::error::ErrorBody),
+                (status = 409, body = $crate::http::error::ErrorBody, description = "in use")))]
+        async fn delete(
+            state: axum::extract::State<$crate::http::AppState>,
+            caller: $crate::http::extract::Caller,
+            id: $crate::http::extract::Id,
+        ) -> Result<axum::http::StatusCode, $crate::http::error::ApiError> {
+            $crate::http::admin::resource::delete::<$res>(state, caller, id).await
+        }
+
+        pub fn router() -> utoipa_axum::router::OpenApiRouter<$crate::http::AppState> {
+            utoipa_axum::router::OpenApiRouter::new()
+                .routes(utoipa_axum::routes!(list, create))
+                .routes(utoipa_axum::routes!(get, update, delete))
+        }
+    };
+}
+pub(crate) use crud_routes;
+
+/// Checks a display name: present, trimmed, not too long.
+pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid(format!("{field} must not be empty")));
+    }
+    if trimmed.chars().count() > 200 {
+        return Err(ApiError::invalid(format!("{field} is longer than 200 characters")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Checks an integer setting against its range.
+pub fn in_range(field: &str, value: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ApiError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(format!(
+            "{field} must be between {} and {}",
+            range.start(),
+            range.end()
+        )))
+    }
+}

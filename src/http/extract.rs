@@ -1,0 +1,150 @@
+//! Extractors that parse requests into typed values or refuse them with the
+//! project's error format.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::auth::{AuthError, Principal};
+use crate::store::PageRequest;
+use crate::store::types::Role;
+
+/// A JSON body. Malformed JSON is 400 `malformed_json`; JSON of the wrong
+/// shape is 422 `invalid` naming the field; an oversized body is 413.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::JsonDataError(e) => ApiError::invalid(e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected Content-Type: application/json",
+        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        ),
+        other => ApiError::bad_request(other.body_text()),
+    }
+}
+
+/// Answers a JSON value.
+pub type JsonOut<T> = axum::Json<T>;
+
+/// The authenticated caller of an admin endpoint.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// Refuses with 403 unless the caller holds `role` (admin holds all).
+    pub fn require(&self, role: Role) -> Result<&Principal, ApiError> {
+        if self.0.has(role) {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role",
+                serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            )))
+        }
+    }
+
+    pub fn require_operator(&self) -> Result<&Principal, ApiError> {
+        if self.0.is_operator() {
+            Ok(&self.0)
+        } else {
+            Err(ApiError::forbidden("only the operator's bootstrap token may do this"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    #[tracing::instrument(name = "authenticate", skip_all)]
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(AuthError::Missing)?;
+        let principal = state.auth.authenticate_bearer(token).await?;
+        Ok(Caller(principal))
+    }
+}
+
+/// The token of an `Authorization: Bearer` header, if any.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+/// A record id from the path. Anything that is not a UUID names no record,
+/// so it is a 404 like any other unknown id.
+#[derive(Debug, Clone, Copy)]
+pub struct Id(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found())?;
+        Uuid::parse_str(&raw).map(Id).map_err(|_| ApiError::not_found())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawPaging {
+    page_number: Option<u64>,
+    page_size: Option<u64>,
+}
+
+pub const DEFAULT_PAGE_SIZE: u64 = 25;
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+/// `?pageNumber=&pageSize=`: 1-based, pages of 1 to 100 (25 by default).
+#[derive(Debug, Clone, Copy)]
+pub struct Paging(pub PageRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(raw) = Query::<RawPaging>::from_request_parts(parts, state)
+            .await
+            .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text()))?;
+        let number = raw.page_number.unwrap_or(1);
+        let size = raw.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
+        if number == 0 {
+            return Err(ApiError::bad_request("pageNumber starts at 1"));
+        }
+        if size == 0 || size > MAX_PAGE_SIZE {
+            return Err(ApiError::bad_request(format!("pageSize must be 1 to {MAX_PAGE_SIZE}")));
+        }
+        Ok(Paging(PageRequest { number, size }))
+    }
+}

@@ -1,0 +1,149 @@
+//! The HTTP surface: routers, layers, errors and extractors.
+//!
+//! Each admin resource owns its routes and request/response types in
+//! `admin/`; this module merges them with the public and operational routes
+//! and applies the layers every request passes: request ids, tracing without
+//! query strings or credentials, metrics by matched route, a body limit, and
+//! a panic guard that answers 500 instead of dropping the connection.
+
+pub mod admin;
+pub mod error;
+pub mod extract;
+mod ops;
+mod public;
+mod token;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::store::{Listing, PageRequest, Store};
+use crate::telemetry::{HttpLabels, Metrics};
+
+/// Admin and token request bodies are small; anything bigger is a mistake
+/// or an attack.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub auth: Auth,
+    pub metrics: Metrics,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "switchboard",
+        description = "Admin, token and public endpoints of switchboard. Errors answer {code, message, details?}."
+    ),
+    components(schemas(error::ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(admin::router())
+        .merge(token::router())
+        .merge(public::router())
+        .split_for_parts();
+    let openapi = Arc::new(openapi);
+
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(api)
+        .merge(ops::router(openapi))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(error::ApiError::internal())
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                // The path only: query strings carry OAuth codes and state.
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Records request count and latency by matched route.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    state.metrics.observe_http(
+        HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        },
+        started.elapsed(),
+    );
+    response
+}
+
+/// One page of a list, in the shape Genesys clients know.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PagedList<T> {
+    pub entities: Vec<T>,
+    pub page_number: u64,
+    pub page_size: u64,
+    pub total: u64,
+    pub page_count: u64,
+}
+
+impl<T> PagedList<T> {
+    pub fn new<R>(listing: Listing<R>, page: PageRequest, f: impl FnMut(R) -> T) -> Self {
+        Self {
+            entities: listing.entities.into_iter().map(f).collect(),
+            page_number: page.number,
+            page_size: page.size,
+            total: listing.total,
+            page_count: listing.total.div_ceil(page.size),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The public deployment configuration a widget or app reads before it
+//! connects. Unauthenticated, so it carries nothing secret: of the OIDC
+//! integration only what a browser needs to start a login.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::AppState;
+use super::admin::configurations::published_version;
+use super::error::{ApiError, ErrorBody};
+use super::extract::Id;
+use crate::store::records::{
+    AuthenticationSettings, ConversationDisconnect, Deployment, FileUpload, OidcIntegration, Styles, Toggle,
+};
+use crate::store::types::DeploymentStatus;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(config_json))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicConfig {
+    id: Uuid,
+    /// The published configuration version in force.
+    version: String,
+    status: DeploymentStatus,
+    /// Base URL of the REST endpoints (token exchange, history).
+    api_endpoint: String,
+    auth: PublicAuth,
+    messenger: PublicMessenger,
+    journey_events: Toggle,
+    languages: Vec<String>,
+    default_language: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicAuth {
+    enabled: bool,
+    allow_session_upgrade: bool,
+    /// The public half of the OIDC integration, when authentication is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oidc: Option<PublicOidc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicOidc {
+    issuer: String,
+    client_id: String,
+    scopes: Vec<String>,
+    authorize_params: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicMessenger {
+    enabled: bool,
+    styles: Styles,
+    apps: PublicApps,
+    file_upload: FileUpload,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicApps {
+    conversations: PublicConversations,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicConversations {
+    enabled: bool,
+    /// Base URL of the guest WebSocket (`/v1?deploymentId=` is appended).
+    messaging_endpoint: String,
+    show_agent_typing_indicator: bool,
+    show_user_typing_indicator: bool,
+    auto_start: Toggle,
+    conversation_disconnect: ConversationDisconnect,
+    conversation_clear: Toggle,
+    session_duration_seconds: u32,
+}
+
+/// The deployment's public configuration. Inactive and unknown deployments
+/// are both 404.
+#[utoipa::path(get, path = "/webdeployments/v1/deployments/{id}/config.json", tag = "public",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = PublicConfig), (status = 404, body = ErrorBody)))]
+async fn config_json(State(state): State<AppState>, Id(id): Id, headers: HeaderMap) -> Result<Response, ApiError> {
+    let deployment = state
+        .store
+        .find::<Deployment>(id)
+        .await?
+        .filter(|d| d.status == DeploymentStatus::Active)
+        .ok_or_else(ApiError::not_found)?;
+    let version = deployment.configuration_version().ok_or_else(ApiError::not_found)?;
+    let configuration = published_version(&state, deployment.org_id, deployment.configuration.id, version).await?;
+    let content = configuration.content;
+    let oidc = public_oidc(&state, &deployment, &content.authentication_settings).await?;
+    let conversations = content.messenger.apps.conversations;
+    let base = state.config.public_url.as_str().trim_end_matches('/').to_owned();
+    let ws_base = base.replacen("http", "ws", 1);
+    let body = PublicConfig {
+        id: deployment.meta.id,
+        version: configuration.version,
+        status: deployment.status,
+        api_endpoint: base,
+        auth: PublicAuth {
+            enabled: content.authentication_settings.enabled,
+            allow_session_upgrade: content.authentication_settings.allow_session_upgrade,
+            oidc,
+        },
+        messenger: PublicMessenger {
+            enabled: content.messenger.enabled,
+            styles: content.messenger.styles,
+            apps: PublicApps {
+                conversations: PublicConversations {
+                    enabled: conversations.enabled,
+                    messaging_endpoint: ws_base,
+                    show_agent_typing_indicator: conversations.show_agent_typing_indicator,
+                    show_user_typing_indicator: conversations.show_user_typing_indicator,
+                    auto_start: conversations.auto_start,
+                    conversation_disconnect: conversations.conversation_disconnect,
+                    conversation_clear: conversations.conversation_clear,
+                    session_duration_seconds: conversations.session_duration_seconds,
+                },
+            },
+            file_upload: content.messenger.file_upload,
+        },
+        journey_events: content.journey_events,
+        languages: content.languages,
+        default_language: content.default_language,
+    };
+    let mut response = axum::Json(body).into_response();
+    cors(&deployment, &headers, response.headers_mut());
+    Ok(response)
+}
+
+async fn public_oidc(
+    state: &AppState,
+    deployment: &Deployment,
+    settings: &AuthenticationSettings,
+) -> Result<Option<PublicOidc>, ApiError> {
+    let Some(integration_id) = settings.integration_id.filter(|_| settings.enabled) else {
+        return Ok(None);
+    };
+    let integration = state.store.get::<OidcIntegration>(deployment.org_id, integration_id).await;
+    Ok(integration.ok().map(|i| PublicOidc {
+        issuer: i.issuer,
+        client_id: i.client_id,
+        scopes: i.scopes,
+        authorize_params: i.authorize_params,
+    }))
+}
+
+/// CORS for a deployment's public endpoints: the request's origin is echoed
+/// back only when the deployment allows it.
+pub fn cors(deployment: &Deployment, request: &HeaderMap, response: &mut HeaderMap) {
+    response.insert(header::VARY, HeaderValue::from_static("Origin"));
+    let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return;
+    };
+    if deployment.allows_origin(origin)
+        && let Ok(value) = HeaderValue::from_str(origin)
+    {
+        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+}

@@ -1,0 +1,131 @@
+//! `POST /oauth/token`: the client-credentials grant for API clients.
+//!
+//! Error codes are those of RFC 6749 section 5.2 (`invalid_client`,
+//! `unsupported_grant_type`, `invalid_request`) in the project's
+//! `{code, message}` body.
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(token))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// Only `client_credentials`.
+    grant_type: Option<String>,
+    /// Alternative to HTTP Basic (RFC 6749 2.3.1).
+    client_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    client_secret: Option<SecretString>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenRequest").field("grant_type", &self.grant_type).finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenResponse")
+    }
+}
+
+/// Exchanges an API client's id and secret for a bearer access token.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "credentials",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody, description = "unsupported_grant_type or invalid_request"),
+        (status = 401, body = ErrorBody, description = "invalid_client"),
+    )
+)]
+#[tracing::instrument(name = "oauth_token", skip_all)]
+async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
+) -> Result<axum::Json<TokenResponse>, ApiError> {
+    let Form(form) = form.map_err(|e| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e.body_text()))?;
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        ));
+    }
+    let (client_id, secret) = match basic_credentials(&headers) {
+        Some(pair) => pair,
+        None => match (form.client_id, form.client_secret) {
+            (Some(id), Some(secret)) => (id, secret),
+            _ => {
+                return Err(oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client credentials are required (HTTP Basic)",
+                ));
+            }
+        },
+    };
+    let issued = state
+        .auth
+        .client_credentials(&client_id, &secret, chrono::Utc::now())
+        .await
+        .map_err(|e| match e {
+            crate::auth::AuthError::Store(e) => ApiError::from(e),
+            _ => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret"),
+        })?;
+    Ok(axum::Json(TokenResponse {
+        access_token: issued.token.expose_secret().to_owned(),
+        token_type: "bearer",
+        expires_in: issued.expires_in.as_secs(),
+    }))
+}
+
+fn oauth_error(status: StatusCode, code: &'static str, message: &str) -> ApiError {
+    ApiError::new(status, code, message)
+}
+
+/// `Authorization: Basic base64(id:secret)`, form-urlencoded parts decoded as
+/// RFC 6749 2.3.1 asks.
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, SecretString)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let id = url_decode(id)?;
+    let secret = url_decode(secret)?;
+    Some((id, SecretString::from(secret)))
+}
+
+fn url_decode(text: &str) -> Option<String> {
+    url::form_urlencoded::parse(format!("v={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+}

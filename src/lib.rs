@@ -1,0 +1,162 @@
+//! switchboard: a self-hosted backend for authenticated web messaging.
+//!
+//! Website visitors and app users chat with contact-center agents; a
+//! deployment can require that visitors first prove who they are at the
+//! brand's own OpenID Connect IdP. switchboard keeps the admin records,
+//! verifies ID tokens, holds the WebSocket sessions and routes conversations
+//! through Redis, so any number of stateless nodes serve one contact center.
+//! Without Redis it runs as one node on an embedded engine.
+//!
+//! # Layout
+//!
+//! - [`config`]: the TOML file and environment variables a node starts from.
+//! - [`telemetry`]: logging setup and the Prometheus metrics registry.
+//! - [`engine`]: storage and fan-out, on Redis or embedded; the only place
+//!   storage keys are spelled.
+//! - [`store`]: typed admin records on the engine, per organization.
+//! - [`auth`]: credentials, principals and roles; secrets at rest.
+//! - [`http`]: routers, extractors and the one HTTP error type; the admin API
+//!   by resource, the public deployment config, health and metrics.
+//!
+//! [`Server::build`] turns a [`config::Config`] into a ready service;
+//! [`Server::serve`] runs it on a bound listener until a shutdown future
+//! resolves. `main` only parses arguments, sets up logging and calls these.
+
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+
+use auth::Auth;
+use config::{Config, MasterKey};
+use engine::{EmbeddedEngine, Engine, EngineError, RedisEngine};
+use http::AppState;
+use store::{Store, StoreError};
+use telemetry::Metrics;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("records: {0}")]
+    Store(#[from] StoreError),
+    #[error("master key file {path}: {message}")]
+    MasterKey { path: String, message: String },
+    #[error("serving: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// A node, built and ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    state: AppState,
+    generated_bootstrap_token: Option<SecretString>,
+}
+
+impl Server {
+    /// Opens the engine, prepares the master key, the default organization
+    /// and the bootstrap credential.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let engine = match &config.redis_url {
+            Some(url) => {
+                use secrecy::ExposeSecret;
+                let engine = RedisEngine::connect(url.expose_secret(), &config.redis_prefix).await?;
+                tracing::info!(prefix = %config.redis_prefix, "engine: redis; nodes sharing this Redis serve one contact center");
+                Engine::Redis(engine)
+            }
+            None => {
+                let engine = EmbeddedEngine::open(&config.data_dir).await?;
+                tracing::info!(
+                    data_dir = %config.data_dir.display(),
+                    "engine: embedded (no REDIS_URL); this node alone serves, keeping its data in the data directory"
+                );
+                Engine::Embedded(engine)
+            }
+        };
+        let master = match &config.master_key {
+            Some(key) => key.clone(),
+            None => load_or_create_master_key(&config.data_dir)?,
+        };
+        let metrics = Metrics::new();
+        let store = Store::new(engine, metrics.clone());
+        let bootstrapped = Auth::bootstrap(&config, &master, store.clone()).await?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            auth: bootstrapped.auth,
+            metrics,
+        };
+        Ok(Self {
+            state,
+            generated_bootstrap_token: bootstrapped.generated_bootstrap_token,
+        })
+    }
+
+    /// The bootstrap token, when this start generated it. It is never
+    /// available again: only its digest is kept.
+    pub fn generated_bootstrap_token(&self) -> Option<&SecretString> {
+        self.generated_bootstrap_token.as_ref()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then finishes the
+    /// requests in flight.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let app = http::router(self.state);
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The embedded engine's master key lives beside its data, created on first
+/// start with owner-only permissions. Losing it loses the sealed secrets.
+fn load_or_create_master_key(data_dir: &Path) -> Result<MasterKey, StartError> {
+    let path = data_dir.join("master.key");
+    let err = |message: String| StartError::MasterKey {
+        path: path.display().to_string(),
+        message,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::from_base64(&text).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate();
+            std::fs::create_dir_all(data_dir).map_err(|e| err(e.to_string()))?;
+            write_private(&path, &key.to_base64()).map_err(|e| err(e.to_string()))?;
+            tracing::info!(path = %path.display(), "generated a master key for secrets at rest");
+            Ok(key)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}

@@ -1,0 +1,80 @@
+//! The `switchboard` binary: parses arguments, sets up logging, binds, serves.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use switchboard::config::Config;
+use switchboard::{Server, telemetry};
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "Authenticated web messaging backend")]
+struct Cli {
+    /// A TOML config file; environment variables override it.
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    telemetry::init_logging(config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let server = Server::build(config).await?;
+    if let Some(token) = server.generated_bootstrap_token() {
+        // Shown once, on the terminal, not through the log pipeline.
+        #[allow(clippy::print_stdout)]
+        {
+            println!(
+                "\nFirst start: the bootstrap token (admin of the default organization) is\n\n    {}\n\n\
+                 It is shown only now; keep it, or set SWITCHBOARD_BOOTSTRAP_TOKEN.\n",
+                token.expose_secret()
+            );
+        }
+    }
+    tracing::info!(address = %listener.local_addr()?, public_url = %server.state().config.public_url, "listening");
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

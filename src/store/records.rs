@@ -1,0 +1,506 @@
+//! The admin records, in the form they are stored and (except where a secret
+//! is involved) shown by the API.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Record;
+use super::types::{Algorithm, DeploymentStatus, OrgId, Origin, Role};
+use crate::engine::{Kind, RecordKey};
+
+/// Identity and bookkeeping every record carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    pub id: Uuid,
+    /// Optimistic concurrency: an update must send the version it read, and
+    /// is refused with 409 when the record changed since.
+    pub version: u64,
+    pub date_created: DateTime<Utc>,
+    pub date_modified: DateTime<Utc>,
+}
+
+impl Meta {
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            version: 0,
+            date_created: now,
+            date_modified: now,
+        }
+    }
+}
+
+macro_rules! record {
+    ($ty:ty, $kind:expr) => {
+        impl $ty {
+            pub fn key_of(id: Uuid) -> RecordKey {
+                RecordKey::new($kind, id.to_string())
+            }
+        }
+    };
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub name: String,
+    /// The organization a fresh install starts with; the bootstrap token
+    /// administers it.
+    #[serde(default)]
+    pub is_default: bool,
+}
+record!(Organization, Kind::Organization);
+
+impl Record for Organization {
+    const KIND: Kind = Kind::Organization;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        OrgId(self.meta.id)
+    }
+    fn collection(&self) -> String {
+        "orgs".to_owned()
+    }
+}
+
+/// An OIDC integration as stored: the client secret sealed under the master
+/// key, never in the clear.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcIntegration {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub org_id: OrgId,
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    /// Sealed with [`crate::auth::crypto::Sealer`], bound to this record.
+    pub sealed_client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    pub authorize_params: BTreeMap<String, String>,
+    pub allowed_algorithms: Vec<Algorithm>,
+    pub max_refresh_token_lifetime_seconds: u32,
+    pub active: bool,
+}
+record!(OidcIntegration, Kind::OidcIntegration);
+
+impl OidcIntegration {
+    /// The associated data a sealed client secret is bound to.
+    pub fn secret_context(id: Uuid) -> String {
+        format!("oidc/{id}/clientSecret")
+    }
+}
+
+impl Record for OidcIntegration {
+    const KIND: Kind = Kind::OidcIntegration;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuthenticationSettings {
+    /// Visitors must sign in at the integration's IdP before messaging.
+    pub enabled: bool,
+    pub integration_id: Option<Uuid>,
+    /// A guest session may become authenticated in place.
+    pub allow_session_upgrade: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MessengerSettings {
+    pub enabled: bool,
+    pub styles: Styles,
+    pub apps: Apps,
+    pub file_upload: FileUpload,
+}
+
+impl Default for MessengerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            styles: Styles::default(),
+            apps: Apps::default(),
+            file_upload: FileUpload::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Styles {
+    /// CSS colour of the launcher and header.
+    pub primary_color: String,
+}
+
+impl Default for Styles {
+    fn default() -> Self {
+        Self {
+            primary_color: "#1f5eff".to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Apps {
+    pub conversations: ConversationsApp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConversationsApp {
+    pub enabled: bool,
+    pub show_agent_typing_indicator: bool,
+    pub show_user_typing_indicator: bool,
+    pub auto_start: Toggle,
+    pub conversation_disconnect: ConversationDisconnect,
+    pub conversation_clear: Toggle,
+    /// A session with no activity for this long expires.
+    pub session_duration_seconds: u32,
+}
+
+impl Default for ConversationsApp {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            show_agent_typing_indicator: true,
+            show_user_typing_indicator: true,
+            auto_start: Toggle::default(),
+            conversation_disconnect: ConversationDisconnect::default(),
+            conversation_clear: Toggle { enabled: true },
+            session_duration_seconds: DEFAULT_SESSION_DURATION_SECONDS,
+        }
+    }
+}
+
+pub const DEFAULT_SESSION_DURATION_SECONDS: u32 = 1800;
+
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Toggle {
+    pub enabled: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConversationDisconnect {
+    pub enabled: bool,
+    #[serde(rename = "type")]
+    pub kind: DisconnectType,
+}
+
+/// What the visitor can do after an agent ends the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub enum DisconnectType {
+    /// The transcript stays visible; sending is disabled.
+    #[default]
+    ReadOnly,
+    /// Sending a new message starts a new conversation.
+    Send,
+}
+
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FileUpload {
+    pub enable_attachments: bool,
+    pub modes: Vec<FileUploadMode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileUploadMode {
+    pub file_types: Vec<String>,
+    #[serde(rename = "maxFileSizeKB")]
+    pub max_file_size_kb: u32,
+}
+
+/// What an admin edits: the content of a configuration's draft and, frozen,
+/// of each published version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationContent {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub authentication_settings: AuthenticationSettings,
+    #[serde(default)]
+    pub messenger: MessengerSettings,
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    #[serde(default = "default_language")]
+    pub default_language: String,
+    #[serde(default)]
+    pub journey_events: Toggle,
+}
+
+fn default_languages() -> Vec<String> {
+    vec![default_language()]
+}
+
+fn default_language() -> String {
+    "en-us".to_owned()
+}
+
+/// A messenger configuration: its editable draft and how many versions were
+/// published from it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Configuration {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[schema(value_type = String, format = Uuid)]
+    pub org_id: OrgId,
+    #[serde(flatten)]
+    pub draft: ConfigurationContent,
+    /// The newest published version ("1", "2", ...), if any.
+    pub latest_version: Option<String>,
+    pub published_versions: u32,
+}
+record!(Configuration, Kind::Configuration);
+
+impl Record for Configuration {
+    const KIND: Kind = Kind::Configuration;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn refs(&self) -> Vec<RecordKey> {
+        self.draft
+            .authentication_settings
+            .integration_id
+            .map(OidcIntegration::key_of)
+            .into_iter()
+            .collect()
+    }
+}
+
+/// A published, immutable version of a configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationVersion {
+    /// The configuration's id.
+    pub id: Uuid,
+    /// "1", "2", ... in publishing order.
+    pub version: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub org_id: OrgId,
+    #[serde(flatten)]
+    pub content: ConfigurationContent,
+    pub date_published: DateTime<Utc>,
+    /// Store bookkeeping; versions are never updated.
+    #[serde(skip)]
+    pub revision: u64,
+}
+
+impl ConfigurationVersion {
+    pub fn key_of(configuration: Uuid, version: u32) -> RecordKey {
+        RecordKey::new(
+            Kind::ConfigurationVersion,
+            format!("{configuration}/{version}"),
+        )
+    }
+
+    pub fn collection_of(configuration: Uuid) -> String {
+        format!("cfg/{configuration}/versions")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationRef {
+    pub id: Uuid,
+    /// A published version: "1", "2", ...
+    pub version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[schema(value_type = String, format = Uuid)]
+    pub org_id: OrgId,
+    pub name: String,
+    pub description: String,
+    pub configuration: ConfigurationRef,
+    pub allowed_domains: Vec<Origin>,
+    pub allow_all_domains: bool,
+    pub status: DeploymentStatus,
+    pub queue_id: Uuid,
+}
+record!(Deployment, Kind::Deployment);
+
+impl Deployment {
+    /// The published version number, validated when the deployment was
+    /// written.
+    pub fn configuration_version(&self) -> Option<u32> {
+        self.configuration.version.parse().ok()
+    }
+
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allow_all_domains || self.allowed_domains.iter().any(|o| o.as_str() == origin)
+    }
+}
+
+impl Record for Deployment {
+    const KIND: Kind = Kind::Deployment;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn refs(&self) -> Vec<RecordKey> {
+        let mut refs = vec![
+            Configuration::key_of(self.configuration.id),
+            Queue::key_of(self.queue_id),
+        ];
+        if let Some(version) = self.configuration_version() {
+            refs.push(ConfigurationVersion::key_of(self.configuration.id, version));
+        }
+        refs
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Queue {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[schema(value_type = String, format = Uuid)]
+    pub org_id: OrgId,
+    pub name: String,
+    /// How long an agent has to accept an offer before it goes to another.
+    pub offer_timeout_seconds: u32,
+    /// Conversations an agent of this queue handles at once.
+    pub agent_capacity: u32,
+    pub member_ids: Vec<Uuid>,
+}
+record!(Queue, Kind::Queue);
+
+impl Record for Queue {
+    const KIND: Kind = Kind::Queue;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn refs(&self) -> Vec<RecordKey> {
+        self.member_ids
+            .iter()
+            .copied()
+            .map(Member::key_of)
+            .collect()
+    }
+}
+
+/// A staff identity, keyed by the (issuer, subject) pair of its IdP, never
+/// by email or subject alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    #[serde(flatten)]
+    pub meta: Meta,
+    #[schema(value_type = String, format = Uuid)]
+    pub org_id: OrgId,
+    pub issuer: String,
+    pub subject: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub roles: Vec<Role>,
+}
+record!(Member, Kind::Member);
+
+impl Member {
+    /// The unique claim for (organization, issuer, subject). Hashed so that
+    /// arbitrary IdP strings never become storage key names.
+    pub fn identity_claim(org: OrgId, issuer: &str, subject: &str) -> String {
+        let digest = crate::auth::crypto::digest(&format!("{issuer}\n{subject}"));
+        format!("member/{org}/{digest}")
+    }
+}
+
+impl Record for Member {
+    const KIND: Kind = Kind::Member;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn claims(&self) -> Vec<String> {
+        vec![Member::identity_claim(
+            self.org_id,
+            &self.issuer,
+            &self.subject,
+        )]
+    }
+}
+
+/// A machine credential for the admin API (and, with the agent role, for
+/// bots that answer conversations).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiClient {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub org_id: OrgId,
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// SHA-256 of the secret, which is shown once at creation.
+    pub secret_digest: String,
+    /// The secret in the clear, only between creation and the answer that
+    /// shows it once. Never stored.
+    #[serde(skip)]
+    pub fresh_secret: Option<secrecy::SecretString>,
+}
+record!(ApiClient, Kind::ApiClient);
+
+impl Record for ApiClient {
+    const KIND: Kind = Kind::ApiClient;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+}

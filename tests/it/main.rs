@@ -1,0 +1,10 @@
+//! Integration tests: one binary, real servers, real Redis.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod engine_contract;
+mod support;

@@ -1,0 +1,293 @@
+//! Throwaway `redis-server` processes for the tests.
+//!
+//! Never the Redis a developer may already run on 6379: every server here is
+//! started from `redis-server` on `PATH`, on a free loopback port, without
+//! persistence (`--save "" --appendonly no`).
+//!
+//! Each server is spawned through `sh -c` with a watchdog: a background loop
+//! polls the test process's pid and kills Redis once the test process is gone,
+//! so even a test binary killed with SIGKILL leaves no server behind. The
+//! shell then `exec`s Redis, so the child we hold *is* Redis and stopping it
+//! needs no pid bookkeeping. (No `prctl(PR_SET_PDEATHSIG)`: unsafe code is
+//! forbidden in this crate.)
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer PING after being spawned.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between readiness probes.
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+/// Attempts at finding a free port when a fresh server is started (another
+/// process may grab the port between our probe and Redis binding it).
+const START_ATTEMPTS: usize = 5;
+
+/// `$1` is the test process's pid, the rest is the Redis command line. The
+/// watchdog runs until the test process or Redis (`$$` after the `exec`) is
+/// gone, and kills Redis only in the first case, so a server we stopped
+/// ourselves is not signalled again (its pid may have been reused).
+const WATCHDOG_SCRIPT: &str = r#"parent="$1"; shift
+redis="$$"
+(
+  while kill -0 "$parent" 2>/dev/null && kill -0 "$redis" 2>/dev/null; do sleep 1; done
+  kill -0 "$parent" 2>/dev/null || kill -9 "$redis" 2>/dev/null
+) </dev/null >/dev/null 2>&1 &
+exec "$@"
+"#;
+
+/// The server shared by every test of this process, started on first use and
+/// killed by its watchdog when the process exits. Tests on it keep apart by
+/// key prefix (see [`super::unique_prefix`]). Never stop or restart it: use
+/// [`RedisServer::start`] for a private server instead.
+pub fn shared() -> &'static RedisServer {
+    static SHARED: OnceLock<RedisServer> = OnceLock::new();
+    SHARED.get_or_init(RedisServer::start)
+}
+
+/// A `redis-server` child process on `127.0.0.1:port`. Dropping it kills the
+/// server.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Mutex<Option<Child>>,
+}
+
+impl RedisServer {
+    /// Starts a private server on a free port and waits until it answers
+    /// PING.
+    pub fn start() -> RedisServer {
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port();
+            match spawn_ready(port) {
+                Ok(child) => {
+                    return RedisServer {
+                        port,
+                        child: Mutex::new(Some(child)),
+                    };
+                }
+                Err(e) => failures.push(format!("port {port}: {e}")),
+            }
+        }
+        panic!("could not start redis-server: {}", failures.join("; "));
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no persistence, nothing to flush) and waits
+    /// for it to exit. Every key is lost. Idempotent.
+    pub fn stop(&self) {
+        if let Some(child) = self.lock().take() {
+            kill(child);
+        }
+    }
+
+    /// Stops the server if it runs, then starts a fresh, empty one on the same
+    /// port and waits until it answers PING.
+    pub fn restart(&self) {
+        let mut slot = self.lock();
+        if let Some(child) = slot.take() {
+            kill(child);
+        }
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match spawn_ready(self.port) {
+                Ok(child) => {
+                    *slot = Some(child);
+                    return;
+                }
+                // The port may still be held by a client connection's socket
+                // for a moment; keep trying until the deadline.
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("could not restart redis-server on port {}: {e}", self.port)
+                }
+                Err(_) => thread::sleep(POLL_INTERVAL),
+            }
+        }
+    }
+
+    /// Whether the server process is running (stop() not called since the
+    /// last start, and it has not died on its own).
+    pub fn is_running(&self) -> bool {
+        match self.lock().as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn kill(mut child: Child) {
+    // Fails only if it already exited; wait() reaps it either way.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A port nothing listens on right now (the OS picks it).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Spawns Redis on `port` under the watchdog and waits for PING. On failure
+/// the child is killed and the reason returned.
+fn spawn_ready(port: u16) -> Result<Child, String> {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(WATCHDOG_SCRIPT)
+        .arg("switchboard-test-redis") // $0
+        .arg(std::process::id().to_string()) // $1: the pid to watch
+        .arg("redis-server")
+        .args(["--port", &port.to_string()])
+        .args(["--bind", "127.0.0.1"])
+        .args(["--save", ""])
+        .args(["--appendonly", "no"])
+        .args(["--daemonize", "no"])
+        .args(["--protected-mode", "yes"])
+        .args(["--loglevel", "warning"])
+        .arg("--dir")
+        .arg(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawning sh/redis-server: {e}"))?;
+
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Err(format!(
+                    "redis-server exited before answering PING ({status})"
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                kill(child);
+                return Err(format!("checking on redis-server: {e}"));
+            }
+        }
+        if answers_ping(addr) {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            kill(child);
+            return Err(format!("no PONG within {READY_TIMEOUT:?}"));
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// One inline `PING` over a fresh connection.
+fn answers_ping(addr: SocketAddr) -> bool {
+    let probe = || -> std::io::Result<bool> {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+        stream.set_write_timeout(Some(Duration::from_millis(500)))?;
+        stream.write_all(b"PING\r\n")?;
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply)?;
+        Ok(&reply == b"+PONG\r\n")
+    };
+    probe().unwrap_or(false)
+}
+
+/// The harness itself: private servers stop, restart on their port, and
+/// die with their handle.
+#[tokio::test]
+async fn harness_private_server_stops_and_restarts() {
+    async fn ping(url: &str) -> Result<String, ::redis::RedisError> {
+        let client = ::redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        ::redis::cmd("PING").query_async(&mut conn).await
+    }
+    async fn set_get(url: &str, value: Option<&str>) -> Option<String> {
+        let client = ::redis::Client::open(url).expect("client");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        if let Some(value) = value {
+            let () = ::redis::cmd("SET")
+                .arg("k")
+                .arg(value)
+                .query_async(&mut conn)
+                .await
+                .expect("SET");
+        }
+        ::redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut conn)
+            .await
+            .expect("GET")
+    }
+
+    let server = RedisServer::start();
+    let port = server.port();
+    assert_ne!(port, 6379, "must not be the developer's Redis");
+    assert_ne!(
+        port,
+        shared().port(),
+        "a private server is not the shared one"
+    );
+    assert_eq!(server.url(), format!("redis://127.0.0.1:{port}/"));
+    assert_eq!(ping(&server.url()).await.expect("PING"), "PONG");
+    assert_eq!(
+        set_get(&server.url(), Some("v")).await.as_deref(),
+        Some("v")
+    );
+
+    server.stop();
+    assert!(!server.is_running());
+    assert!(
+        ping(&server.url()).await.is_err(),
+        "stopped server still answers"
+    );
+    server.stop(); // idempotent
+
+    server.restart();
+    assert!(server.is_running());
+    assert_eq!(server.port(), port);
+    assert_eq!(
+        ping(&server.url()).await.expect("PING after restart"),
+        "PONG"
+    );
+    assert_eq!(
+        set_get(&server.url(), None).await,
+        None,
+        "a restarted server is empty"
+    );
+
+    server.restart(); // restart while running
+    assert_eq!(
+        ping(&server.url())
+            .await
+            .expect("PING after second restart"),
+        "PONG"
+    );
+
+    let url = server.url();
+    drop(server);
+    assert!(ping(&url).await.is_err(), "dropped server still answers");
+}
