@@ -6,5 +6,6 @@
     clippy::indexing_slicing
 )]
 
+mod admin_api;
 mod engine_contract;
 mod support;

@@ -80,3 +80,24 @@ local function claim_key(c) return P .. "{TAG}{CLAIM}" .. c end
         f_unique = field::UNIQUE,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Kind;
+
+    /// All keys must share the hash tag, or the commit script would touch
+    /// several cluster slots.
+    #[test]
+    fn every_key_carries_the_tag_after_the_prefix() {
+        let key = RecordKey::new(Kind::Member, "m");
+        for name in [
+            record("sb:", &key),
+            back_refs("sb:", &key),
+            collection("sb:", "org/1/member"),
+            claim("sb:", "iss|{sub}"),
+        ] {
+            assert!(name.starts_with("sb:{rec}:"), "{name}");
+        }
+    }
+}

@@ -499,7 +499,12 @@ fn redact(url: &str, message: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
 
     use super::*;
     use crate::engine::{Kind, Put};
@@ -947,7 +952,6 @@ mod tests {
                 field::BODY.to_owned(),
             ]
         );
-        assert!(got[0].starts_with(&*e.prefix) && got[0].contains("{rec}"));
     }
 
     #[tokio::test]

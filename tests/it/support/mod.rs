@@ -1,5 +1,6 @@
 //! Shared test harness: throwaway Redis servers and per-test isolation.
 
+pub mod app;
 pub mod redis;
 
 pub use self::redis::RedisServer;

@@ -1,0 +1,297 @@
+//! A real switchboard server on a free port, on either engine, with typed
+//! helpers for the admin API.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchboard::Server;
+use switchboard::config::{self, Config, MasterKey};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::redis;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineKind {
+    Redis,
+    Embedded,
+}
+
+/// Settings that survive a restart: the same data, keys and prefix.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    pub kind: EngineKind,
+    pub env: HashMap<String, String>,
+    /// Keeps the embedded engine's directory alive for the whole test.
+    pub data_dir: Arc<tempfile::TempDir>,
+}
+
+impl Setup {
+    pub fn new(kind: EngineKind) -> Self {
+        let data_dir = Arc::new(tempfile::tempdir().unwrap());
+        let mut env = HashMap::new();
+        env.insert(config::ENV_MASTER_KEY.to_owned(), MasterKey::generate().to_base64());
+        env.insert(
+            config::ENV_BOOTSTRAP_TOKEN.to_owned(),
+            format!("sbb_test_{}", uuid::Uuid::new_v4().simple()),
+        );
+        env.insert(config::ENV_DATA_DIR.to_owned(), data_dir.path().display().to_string());
+        env.insert(config::ENV_OIDC_ALLOW_INSECURE.to_owned(), "true".to_owned());
+        if kind == EngineKind::Redis {
+            env.insert(config::ENV_REDIS_URL.to_owned(), redis::shared().url());
+            env.insert(config::ENV_REDIS_PREFIX.to_owned(), super::unique_prefix());
+        }
+        Self { kind, env, data_dir }
+    }
+
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    pub fn unset(mut self, name: &str) -> Self {
+        self.env.remove(name);
+        self
+    }
+
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().to_owned()
+    }
+
+    pub fn config(&self, listen: SocketAddr) -> Config {
+        let mut env = self.env.clone();
+        env.insert(config::ENV_LISTEN.to_owned(), listen.to_string());
+        env.entry(config::ENV_PUBLIC_URL.to_owned())
+            .or_insert_with(|| format!("http://{listen}"));
+        Config::load_with(None, |name| env.get(name).cloned()).unwrap()
+    }
+}
+
+pub struct TestApp {
+    pub setup: Setup,
+    pub addr: SocketAddr,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub bootstrap: String,
+    pub generated_bootstrap: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(kind: EngineKind) -> TestApp {
+        Self::spawn_with(Setup::new(kind)).await
+    }
+
+    pub async fn spawn_with(setup: Setup) -> TestApp {
+        Self::spawn_on(setup, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn spawn_on(setup: Setup, addr: SocketAddr) -> TestApp {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = setup.config(addr);
+        let server = Server::build(config).await.unwrap();
+        let generated_bootstrap = server
+            .generated_bootstrap_token()
+            .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        let bootstrap = setup
+            .env
+            .get(config::ENV_BOOTSTRAP_TOKEN)
+            .cloned()
+            .or_else(|| generated_bootstrap.clone())
+            .unwrap_or_default();
+        TestApp {
+            base: format!("http://{addr}"),
+            setup,
+            addr,
+            http: reqwest::Client::new(),
+            bootstrap,
+            generated_bootstrap,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the server and waits until it has let go of its engine.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap();
+        }
+    }
+
+    /// A new server on the same data (and, on Redis, the same prefix).
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let bootstrap = self.bootstrap.clone();
+        // The same address, so the public URL (the issuer of access tokens)
+        // stays the same, as it does for a real node.
+        let mut app = Self::spawn_on(self.setup.clone(), self.addr).await;
+        app.bootstrap = bootstrap;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    /// Sends raw bytes as a JSON body.
+    pub async fn call_raw(&self, method: Method, path: &str, token: &str, body: Vec<u8>) -> Reply {
+        let request = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body);
+        Reply::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Creates an API client with `roles` through `token` and returns an
+    /// access token for it.
+    pub async fn client_token(&self, token: &str, roles: &[&str]) -> String {
+        let created = self
+            .post("/api/v2/oauth/clients", token, json!({ "name": "test client", "roles": roles }))
+            .await
+            .expect(StatusCode::CREATED);
+        let id = created["id"].as_str().unwrap();
+        let secret = created["secret"].as_str().unwrap();
+        self.access_token(id, secret).await
+    }
+
+    pub async fn access_token(&self, id: &str, secret: &str) -> String {
+        let response = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        let reply = Reply::from(response).await.expect(StatusCode::OK);
+        assert_eq!(reply["token_type"], "bearer");
+        reply["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// An admin access token of the default organization.
+    pub async fn admin(&self) -> String {
+        let bootstrap = self.bootstrap.clone();
+        self.client_token(&bootstrap, &["admin"]).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.text);
+        self.json
+    }
+
+    /// Asserts an error answer: status and machine code.
+    #[track_caller]
+    pub fn expect_error(self, status: StatusCode, code: &str) -> Value {
+        assert_eq!(self.status, status, "unexpected answer: {}", self.text);
+        assert_eq!(self.json["code"], code, "unexpected error: {}", self.text);
+        assert!(self.json["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.text);
+        self.json
+    }
+}
+
+impl std::ops::Index<&str> for Reply {
+    type Output = Value;
+    fn index(&self, key: &str) -> &Value {
+        &self.json[key]
+    }
+}
+
+/// Runs one async test body against both engines.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name($crate::support::app::EngineKind::Redis).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::support::app::EngineKind::Embedded).await;
+            }
+        }
+    };
+}
