@@ -7,5 +7,6 @@
 )]
 
 mod admin_api;
+mod public_and_ops;
 mod engine_contract;
 mod support;
