@@ -7,6 +7,7 @@
 )]
 
 mod admin_api;
+mod binary;
 mod public_and_ops;
 mod engine_contract;
 mod support;

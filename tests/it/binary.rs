@@ -1,0 +1,211 @@
+//! The `switchboard` binary as an operator runs it: first start, the
+//! one-time bootstrap token, a restart on the same data, graceful shutdown,
+//! and logs that never carry a secret.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::app::Reply;
+
+struct Node {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Node {
+    fn start(data_dir: &std::path::Path, port: u16) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SWITCHBOARD_DATA_DIR", data_dir)
+            .env("SWITCHBOARD_LOG_FORMAT", "json")
+            // As much logging as there is: nothing secret may appear even so.
+            .env("RUST_LOG", "trace,h2=info,hyper=info,reqwest=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        Node {
+            child,
+            output,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready: {:?}", self.lines());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn terminate(mut self) -> Vec<String> {
+        let status = Command::new("kill").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "exit status {exit:?}: {:?}", self.lines());
+        // Let the reader threads drain the pipes.
+        std::thread::sleep(Duration::from_millis(100));
+        self.lines()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_start_restart_and_logs_without_secrets() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let node = Node::start(data.path(), port);
+    node.wait_ready().await;
+
+    // The first start prints a bootstrap token once, outside the log lines.
+    let lines = node.lines();
+    let token_line = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("sbb_"))
+        .unwrap_or_else(|| panic!("no bootstrap token printed: {lines:?}"));
+    let bootstrap = token_line.trim().to_owned();
+    assert!(
+        lines.iter().any(|l| l.contains("engine: embedded")),
+        "the first log lines name the engine: {lines:?}"
+    );
+
+    let http = reqwest::Client::new();
+    let client = Reply::from(
+        http.post(format!("{}/api/v2/oauth/clients", node.base))
+            .bearer_auth(&bootstrap)
+            .json(&json!({ "name": "ops", "roles": ["admin"] }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let client_secret = client["secret"].as_str().unwrap().to_owned();
+    let token = Reply::from(
+        http.post(format!("{}/oauth/token", node.base))
+            .basic_auth(client["id"].as_str().unwrap(), Some(&client_secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    let integration = Reply::from(
+        http.post(format!("{}/api/v2/integrations/oidc", node.base))
+            .bearer_auth(&access)
+            .json(&json!({
+                "name": "IdP", "issuer": "https://idp.example.com", "clientId": "web",
+                "clientSecret": "do-not-log-this-client-secret",
+            }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    // A failed login attempt with a wrong bearer must not log it either.
+    let wrong = http
+        .get(format!("{}/api/v2/routing/queues", node.base))
+        .bearer_auth("sbb_wrong-bearer-value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+
+    let lines = node.terminate();
+    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    let secrets = [
+        client_secret.as_str(),
+        access.as_str(),
+        "do-not-log-this-client-secret",
+        "sbb_wrong-bearer-value",
+    ];
+    for line in &lines {
+        for secret in secrets {
+            assert!(!line.contains(secret), "a secret reached the output: {line}");
+        }
+        if line != token_line {
+            assert!(!line.contains(&bootstrap), "the bootstrap token reached a log line: {line}");
+        }
+        // Every log line is JSON, as configured.
+        if !line.trim().is_empty() && !line.contains(&bootstrap) && !line.starts_with("First start") && !line.starts_with("It is shown") {
+            assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not JSON: {line}");
+        }
+    }
+
+    // A restart on the same data keeps the records and the bootstrap token,
+    // and prints no new one.
+    let node = Node::start(data.path(), port);
+    node.wait_ready().await;
+    assert!(!node.lines().iter().any(|l| l.trim_start().starts_with("sbb_")));
+    let read = Reply::from(
+        http.get(format!("{}/api/v2/integrations/oidc/{}", node.base, integration["id"].as_str().unwrap()))
+            .bearer_auth(&bootstrap)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert_eq!(read["clientSecretSet"], true);
+    node.terminate();
+}
+
+#[test]
+fn bad_configuration_is_refused_with_its_name() {
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_clear()
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("SWITCHBOARD_MASTER_KEY"), "{stderr}");
+}
