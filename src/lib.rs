@@ -69,7 +69,8 @@ impl Server {
         let engine = match &config.redis_url {
             Some(url) => {
                 use secrecy::ExposeSecret;
-                let engine = RedisEngine::connect(url.expose_secret(), &config.redis_prefix).await?;
+                let engine =
+                    RedisEngine::connect(url.expose_secret(), &config.redis_prefix).await?;
                 tracing::info!(prefix = %config.redis_prefix, "engine: redis; nodes sharing this Redis serve one contact center");
                 Engine::Redis(engine)
             }
@@ -119,9 +120,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let app = http::router(self.state);
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
         Ok(())
     }
 }

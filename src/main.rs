@@ -9,7 +9,11 @@ use switchboard::config::Config;
 use switchboard::{Server, telemetry};
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "Authenticated web messaging backend")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "Authenticated web messaging backend"
+)]
 struct Cli {
     /// A TOML config file; environment variables override it.
     #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
@@ -22,6 +26,9 @@ struct Cli {
 enum Command {
     /// Run the service (the default).
     Serve,
+    /// Exit 0 when the node on SWITCHBOARD_LISTEN reports ready: a container
+    /// health check that needs no curl in the image.
+    Probe,
 }
 
 #[tokio::main]
@@ -31,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init_logging(config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
+        Command::Probe => probe(&config.listen).await,
     }
 }
 
@@ -53,6 +61,28 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, public_url = %server.state().config.public_url, "listening");
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn probe(listen: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A wildcard bind address is reached on loopback.
+    let address = listen
+        .replace("0.0.0.0", "127.0.0.1")
+        .replace("[::]", "[::1]");
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&address).await?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        anyhow::Ok(head)
+    };
+    let head = tokio::time::timeout(std::time::Duration::from_secs(2), exchange)
+        .await
+        .context("no answer in 2 s")??;
+    anyhow::ensure!(head.ends_with(b" 200"), "not ready");
     Ok(())
 }
 

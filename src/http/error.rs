@@ -77,12 +77,20 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "unexpected error",
+        )
     }
 
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable, try again")
-            .retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "storage is unavailable, try again",
+        )
+        .retry_after(1)
     }
 
     pub fn retry_after(mut self, seconds: u64) -> Self {
@@ -100,7 +108,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response
@@ -117,7 +127,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::not_found(),
             StoreError::Stale { expected, actual } => ApiError::conflict(
                 "version_conflict",
-                format!("version {expected} is stale: the record is at version {actual}; read it again"),
+                format!(
+                    "version {expected} is stale: the record is at version {actual}; read it again"
+                ),
             )
             .with_details(serde_json::json!({ "currentVersion": actual })),
             StoreError::InUse { key, by } => {
@@ -125,10 +137,18 @@ impl From<StoreError> for ApiError {
                     .iter()
                     .map(|k| serde_json::json!({ "type": kind_name(k.kind), "id": k.id }))
                     .collect();
-                let names: Vec<String> = by.iter().map(|k| format!("{} {}", kind_name(k.kind), k.id)).collect();
+                let names: Vec<String> = by
+                    .iter()
+                    .map(|k| format!("{} {}", kind_name(k.kind), k.id))
+                    .collect();
                 ApiError::conflict(
                     "in_use",
-                    format!("{} {} is used by {}", kind_name(key.kind), key.id, names.join(", ")),
+                    format!(
+                        "{} {} is used by {}",
+                        kind_name(key.kind),
+                        key.id,
+                        names.join(", ")
+                    ),
                 )
                 .with_details(serde_json::json!({ "usedBy": users }))
             }

@@ -38,7 +38,9 @@ where
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => ApiError::invalid(e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
+        }
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -68,7 +70,10 @@ impl Caller {
         } else {
             Err(ApiError::forbidden(format!(
                 "this needs the {} role",
-                serde_json::to_value(role).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                serde_json::to_value(role)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
             )))
         }
     }
@@ -77,7 +82,9 @@ impl Caller {
         if self.0.is_operator() {
             Ok(&self.0)
         } else {
-            Err(ApiError::forbidden("only the operator's bootstrap token may do this"))
+            Err(ApiError::forbidden(
+                "only the operator's bootstrap token may do this",
+            ))
         }
     }
 }
@@ -86,7 +93,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     #[tracing::instrument(name = "authenticate", skip_all)]
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or(AuthError::Missing)?;
         let principal = state.auth.authenticate_bearer(token).await?;
         Ok(Caller(principal))
@@ -95,7 +105,11 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The token of an `Authorization: Bearer` header, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
@@ -112,7 +126,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found())?;
-        Uuid::parse_str(&raw).map(Id).map_err(|_| ApiError::not_found())
+        Uuid::parse_str(&raw)
+            .map(Id)
+            .map_err(|_| ApiError::not_found())
     }
 }
 
@@ -143,7 +159,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
             return Err(ApiError::bad_request("pageNumber starts at 1"));
         }
         if size == 0 || size > MAX_PAGE_SIZE {
-            return Err(ApiError::bad_request(format!("pageSize must be 1 to {MAX_PAGE_SIZE}")));
+            return Err(ApiError::bad_request(format!(
+                "pageSize must be 1 to {MAX_PAGE_SIZE}"
+            )));
         }
         Ok(Paging(PageRequest { number, size }))
     }

@@ -16,7 +16,10 @@ pub fn router(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(move || async move { axum::Json(openapi.as_ref().clone()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(openapi.as_ref().clone()) }),
+        )
 }
 
 /// The process is up. Says nothing about its dependencies, so an orchestrator
@@ -40,7 +43,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response()

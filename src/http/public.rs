@@ -16,7 +16,8 @@ use super::admin::configurations::published_version;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Id;
 use crate::store::records::{
-    AuthenticationSettings, ConversationDisconnect, Deployment, FileUpload, OidcIntegration, Styles, Toggle,
+    AuthenticationSettings, ConversationDisconnect, Deployment, FileUpload, OidcIntegration,
+    Styles, Toggle,
 };
 use crate::store::types::DeploymentStatus;
 
@@ -92,19 +93,36 @@ pub struct PublicConversations {
 #[utoipa::path(get, path = "/webdeployments/v1/deployments/{id}/config.json", tag = "public",
     params(("id" = Uuid, Path)),
     responses((status = 200, body = PublicConfig), (status = 404, body = ErrorBody)))]
-async fn config_json(State(state): State<AppState>, Id(id): Id, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn config_json(
+    State(state): State<AppState>,
+    Id(id): Id,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let deployment = state
         .store
         .find::<Deployment>(id)
         .await?
         .filter(|d| d.status == DeploymentStatus::Active)
         .ok_or_else(ApiError::not_found)?;
-    let version = deployment.configuration_version().ok_or_else(ApiError::not_found)?;
-    let configuration = published_version(&state, deployment.org_id, deployment.configuration.id, version).await?;
+    let version = deployment
+        .configuration_version()
+        .ok_or_else(ApiError::not_found)?;
+    let configuration = published_version(
+        &state,
+        deployment.org_id,
+        deployment.configuration.id,
+        version,
+    )
+    .await?;
     let content = configuration.content;
     let oidc = public_oidc(&state, &deployment, &content.authentication_settings).await?;
     let conversations = content.messenger.apps.conversations;
-    let base = state.config.public_url.as_str().trim_end_matches('/').to_owned();
+    let base = state
+        .config
+        .public_url
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
     let ws_base = base.replacen("http", "ws", 1);
     let body = PublicConfig {
         id: deployment.meta.id,
@@ -150,7 +168,10 @@ async fn public_oidc(
     let Some(integration_id) = settings.integration_id.filter(|_| settings.enabled) else {
         return Ok(None);
     };
-    let integration = state.store.get::<OidcIntegration>(deployment.org_id, integration_id).await;
+    let integration = state
+        .store
+        .get::<OidcIntegration>(deployment.org_id, integration_id)
+        .await;
     Ok(integration.ok().map(|i| PublicOidc {
         issuer: i.issuer,
         client_id: i.client_id,

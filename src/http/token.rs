@@ -33,7 +33,9 @@ pub struct TokenRequest {
 
 impl std::fmt::Debug for TokenRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenRequest").field("grant_type", &self.grant_type).finish_non_exhaustive()
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,7 +70,8 @@ async fn token(
     headers: HeaderMap,
     form: Result<Form<TokenRequest>, axum::extract::rejection::FormRejection>,
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
-    let Form(form) = form.map_err(|e| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e.body_text()))?;
+    let Form(form) =
+        form.map_err(|e| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e.body_text()))?;
     if form.grant_type.as_deref() != Some("client_credentials") {
         return Err(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -95,7 +98,11 @@ async fn token(
         .await
         .map_err(|e| match e {
             crate::auth::AuthError::Store(e) => ApiError::from(e),
-            _ => oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "unknown client or wrong secret"),
+            _ => oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unknown client or wrong secret",
+            ),
         })?;
     Ok(axum::Json(TokenResponse {
         access_token: issued.token.expose_secret().to_owned(),
@@ -116,7 +123,9 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, SecretString)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     let id = url_decode(id)?;

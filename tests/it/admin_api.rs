@@ -55,7 +55,11 @@ pub fn deployment_body(configuration: &str, version: &str, queue: &str) -> Value
 /// an active deployment.
 pub async fn walkthrough(app: &TestApp, token: &str) -> Fixture {
     let integration = app
-        .post("/api/v2/integrations/oidc", token, integration_body("Shop IdP"))
+        .post(
+            "/api/v2/integrations/oidc",
+            token,
+            integration_body("Shop IdP"),
+        )
         .await
         .expect(StatusCode::CREATED);
     let integration = integration["id"].as_str().unwrap().to_owned();
@@ -70,7 +74,9 @@ pub async fn walkthrough(app: &TestApp, token: &str) -> Fixture {
     let configuration = configuration["id"].as_str().unwrap().to_owned();
     let published = app
         .post(
-            &format!("/api/v2/webdeployments/configurations/{configuration}/versions/draft/publish"),
+            &format!(
+                "/api/v2/webdeployments/configurations/{configuration}/versions/draft/publish"
+            ),
             token,
             json!({}),
         )
@@ -78,7 +84,11 @@ pub async fn walkthrough(app: &TestApp, token: &str) -> Fixture {
         .expect(StatusCode::CREATED);
     assert_eq!(published["version"], "1");
     let queue = app
-        .post("/api/v2/routing/queues", token, json!({ "name": "Support" }))
+        .post(
+            "/api/v2/routing/queues",
+            token,
+            json!({ "name": "Support" }),
+        )
         .await
         .expect(StatusCode::CREATED);
     let queue = queue["id"].as_str().unwrap().to_owned();
@@ -105,13 +115,22 @@ async fn walkthrough_survives_a_restart(kind: EngineKind) {
     let f = walkthrough(&app, &token).await;
 
     let deployment = app
-        .get(&format!("/api/v2/webdeployments/deployments/{}", f.deployment), &token)
+        .get(
+            &format!("/api/v2/webdeployments/deployments/{}", f.deployment),
+            &token,
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(deployment["version"], 1);
-    assert_eq!(deployment["allowedDomains"], json!(["https://shop.example.com"]));
+    assert_eq!(
+        deployment["allowedDomains"],
+        json!(["https://shop.example.com"])
+    );
     let snippet = deployment["snippet"].as_str().unwrap();
-    assert!(snippet.contains(&f.deployment) && snippet.contains(&app.base), "{snippet}");
+    assert!(
+        snippet.contains(&f.deployment) && snippet.contains(&app.base),
+        "{snippet}"
+    );
 
     let app = app.restart().await;
     // The access token is still valid: it is verified with keys derived from
@@ -119,7 +138,10 @@ async fn walkthrough_survives_a_restart(kind: EngineKind) {
     for path in [
         format!("/api/v2/integrations/oidc/{}", f.integration),
         format!("/api/v2/webdeployments/configurations/{}", f.configuration),
-        format!("/api/v2/webdeployments/configurations/{}/versions/1", f.configuration),
+        format!(
+            "/api/v2/webdeployments/configurations/{}/versions/1",
+            f.configuration
+        ),
         format!("/api/v2/routing/queues/{}", f.queue),
         format!("/api/v2/webdeployments/deployments/{}", f.deployment),
     ] {
@@ -128,7 +150,10 @@ async fn walkthrough_survives_a_restart(kind: EngineKind) {
     let config = app
         .call(
             Method::GET,
-            &format!("/webdeployments/v1/deployments/{}/config.json", f.deployment),
+            &format!(
+                "/webdeployments/v1/deployments/{}/config.json",
+                f.deployment
+            ),
             None,
             None,
         )
@@ -204,7 +229,11 @@ async fn every_resource_round_trips(kind: EngineKind) {
 
     // API clients: the secret appears once.
     let client = app
-        .post("/api/v2/oauth/clients", &token, json!({ "name": "bot", "roles": ["agent"] }))
+        .post(
+            "/api/v2/oauth/clients",
+            &token,
+            json!({ "name": "bot", "roles": ["agent"] }),
+        )
         .await
         .expect(StatusCode::CREATED);
     let client_id = client["id"].as_str().unwrap();
@@ -214,8 +243,15 @@ async fn every_resource_round_trips(kind: EngineKind) {
         .await
         .expect(StatusCode::OK);
     assert!(read.get("secret").is_none());
-    let listed = app.get("/api/v2/oauth/clients", &token).await.expect(StatusCode::OK);
-    assert!(!listed.to_string().contains(client["secret"].as_str().unwrap()));
+    let listed = app
+        .get("/api/v2/oauth/clients", &token)
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        !listed
+            .to_string()
+            .contains(client["secret"].as_str().unwrap())
+    );
     app.put(
         &format!("/api/v2/oauth/clients/{client_id}"),
         &token,
@@ -224,7 +260,8 @@ async fn every_resource_round_trips(kind: EngineKind) {
     .await
     .expect(StatusCode::OK);
     // The renamed client keeps its secret.
-    app.access_token(client_id, client["secret"].as_str().unwrap()).await;
+    app.access_token(client_id, client["secret"].as_str().unwrap())
+        .await;
     app.delete(&format!("/api/v2/oauth/clients/{client_id}"), &token)
         .await
         .expect(StatusCode::NO_CONTENT);
@@ -236,24 +273,43 @@ async fn every_resource_round_trips(kind: EngineKind) {
         .expect(StatusCode::CREATED);
     let integration_id = integration["id"].as_str().unwrap();
     assert_eq!(integration["clientSecretSet"], true);
-    assert_eq!(integration["allowedAlgorithms"], json!(["RS256", "ES256", "PS256"]));
+    assert_eq!(
+        integration["allowedAlgorithms"],
+        json!(["RS256", "ES256", "PS256"])
+    );
     let mut without_secret = integration_body("IdP renamed");
-    without_secret.as_object_mut().unwrap().remove("clientSecret");
+    without_secret
+        .as_object_mut()
+        .unwrap()
+        .remove("clientSecret");
     without_secret["version"] = json!(1);
     let updated = app
-        .put(&format!("/api/v2/integrations/oidc/{integration_id}"), &token, without_secret)
+        .put(
+            &format!("/api/v2/integrations/oidc/{integration_id}"),
+            &token,
+            without_secret,
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(updated["clientSecretSet"], true);
     assert_eq!(updated["name"], "IdP renamed");
-    let listed = app.get("/api/v2/integrations/oidc", &token).await.expect(StatusCode::OK);
-    assert_eq!(listed["total"], 1);
-    app.delete(&format!("/api/v2/integrations/oidc/{integration_id}"), &token)
+    let listed = app
+        .get("/api/v2/integrations/oidc", &token)
         .await
-        .expect(StatusCode::NO_CONTENT);
+        .expect(StatusCode::OK);
+    assert_eq!(listed["total"], 1);
+    app.delete(
+        &format!("/api/v2/integrations/oidc/{integration_id}"),
+        &token,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
 
     // The caller's organization.
-    let org = app.get("/api/v2/organizations/me", &token).await.expect(StatusCode::OK);
+    let org = app
+        .get("/api/v2/organizations/me", &token)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(org["isDefault"], true);
 }
 on_both_engines!(every_resource_round_trips);
@@ -265,7 +321,10 @@ async fn configurations_publish_versions(kind: EngineKind) {
     let base = format!("/api/v2/webdeployments/configurations/{}", f.configuration);
 
     // Edit the draft and publish it as version 2; version 1 stays as it was.
-    let draft = app.get(&format!("{base}/versions/draft"), &token).await.expect(StatusCode::OK);
+    let draft = app
+        .get(&format!("{base}/versions/draft"), &token)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(draft["latestVersion"], "1");
     let mut edited = configuration_body("Shop messenger v2", None);
     edited["version"] = draft["version"].clone();
@@ -278,10 +337,16 @@ async fn configurations_publish_versions(kind: EngineKind) {
         .expect(StatusCode::CREATED);
     assert_eq!(v2["version"], "2");
     assert_eq!(v2["name"], "Shop messenger v2");
-    let v1 = app.get(&format!("{base}/versions/1"), &token).await.expect(StatusCode::OK);
+    let v1 = app
+        .get(&format!("{base}/versions/1"), &token)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(v1["name"], "Shop messenger");
     assert_eq!(v1["authenticationSettings"]["enabled"], true);
-    let versions = app.get(&format!("{base}/versions"), &token).await.expect(StatusCode::OK);
+    let versions = app
+        .get(&format!("{base}/versions"), &token)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(versions["total"], 2);
     assert_eq!(versions["entities"][0]["version"], "1");
     assert_eq!(versions["entities"][1]["version"], "2");
@@ -318,18 +383,28 @@ async fn configurations_publish_versions(kind: EngineKind) {
 
     // Moving the deployment to version 2 changes what visitors get.
     let deployment = app
-        .get(&format!("/api/v2/webdeployments/deployments/{}", f.deployment), &token)
+        .get(
+            &format!("/api/v2/webdeployments/deployments/{}", f.deployment),
+            &token,
+        )
         .await
         .expect(StatusCode::OK);
     let mut moved = deployment_body(&f.configuration, "2", &f.queue);
     moved["version"] = deployment["version"].clone();
-    app.put(&format!("/api/v2/webdeployments/deployments/{}", f.deployment), &token, moved)
-        .await
-        .expect(StatusCode::OK);
+    app.put(
+        &format!("/api/v2/webdeployments/deployments/{}", f.deployment),
+        &token,
+        moved,
+    )
+    .await
+    .expect(StatusCode::OK);
     let public = app
         .call(
             Method::GET,
-            &format!("/webdeployments/v1/deployments/{}/config.json", f.deployment),
+            &format!(
+                "/webdeployments/v1/deployments/{}/config.json",
+                f.deployment
+            ),
             None,
             None,
         )
@@ -340,18 +415,28 @@ async fn configurations_publish_versions(kind: EngineKind) {
 
     // In use by the deployment: the configuration cannot go; once the
     // deployment is gone, the configuration and its versions go together.
-    app.delete(&base, &token).await.expect_error(StatusCode::CONFLICT, "in_use");
-    app.delete(&format!("/api/v2/webdeployments/deployments/{}", f.deployment), &token)
+    app.delete(&base, &token)
+        .await
+        .expect_error(StatusCode::CONFLICT, "in_use");
+    app.delete(
+        &format!("/api/v2/webdeployments/deployments/{}", f.deployment),
+        &token,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    app.delete(&base, &token)
         .await
         .expect(StatusCode::NO_CONTENT);
-    app.delete(&base, &token).await.expect(StatusCode::NO_CONTENT);
     app.get(&format!("{base}/versions/1"), &token)
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
     // With no published version left using it, the integration can go.
-    app.delete(&format!("/api/v2/integrations/oidc/{}", f.integration), &token)
-        .await
-        .expect(StatusCode::NO_CONTENT);
+    app.delete(
+        &format!("/api/v2/integrations/oidc/{}", f.integration),
+        &token,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
 }
 on_both_engines!(configurations_publish_versions);
 
@@ -361,15 +446,30 @@ async fn deleting_used_records_is_refused(kind: EngineKind) {
     let f = walkthrough(&app, &token).await;
 
     let refused = app
-        .delete(&format!("/api/v2/integrations/oidc/{}", f.integration), &token)
+        .delete(
+            &format!("/api/v2/integrations/oidc/{}", f.integration),
+            &token,
+        )
         .await
         .expect_error(StatusCode::CONFLICT, "in_use");
-    assert!(refused["message"].as_str().unwrap().contains(&f.configuration), "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains(&f.configuration),
+        "{refused}"
+    );
     let refused = app
-        .delete(&format!("/api/v2/webdeployments/configurations/{}", f.configuration), &token)
+        .delete(
+            &format!("/api/v2/webdeployments/configurations/{}", f.configuration),
+            &token,
+        )
         .await
         .expect_error(StatusCode::CONFLICT, "in_use");
-    assert!(refused["message"].as_str().unwrap().contains(&f.deployment), "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains(&f.deployment),
+        "{refused}"
+    );
     let refused = app
         .delete(&format!("/api/v2/routing/queues/{}", f.queue), &token)
         .await
@@ -381,9 +481,12 @@ async fn deleting_used_records_is_refused(kind: EngineKind) {
     app.get(&format!("/api/v2/routing/queues/{}", f.queue), &token)
         .await
         .expect(StatusCode::OK);
-    app.delete(&format!("/api/v2/webdeployments/deployments/{}", f.deployment), &token)
-        .await
-        .expect(StatusCode::NO_CONTENT);
+    app.delete(
+        &format!("/api/v2/webdeployments/deployments/{}", f.deployment),
+        &token,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
     app.delete(&format!("/api/v2/routing/queues/{}", f.queue), &token)
         .await
         .expect(StatusCode::NO_CONTENT);
@@ -397,16 +500,25 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
     .await;
     let token = app.admin().await;
     let queue = app
-        .post("/api/v2/routing/queues", &token, json!({ "name": "Support" }))
+        .post(
+            "/api/v2/routing/queues",
+            &token,
+            json!({ "name": "Support" }),
+        )
         .await
         .expect(StatusCode::CREATED);
     let queue_id = queue["id"].as_str().unwrap().to_owned();
     let queue_path = format!("/api/v2/routing/queues/{queue_id}");
 
     // Malformed JSON.
-    app.call_raw(Method::POST, "/api/v2/routing/queues", &token, b"{\"name\": ".to_vec())
-        .await
-        .expect_error(StatusCode::BAD_REQUEST, "malformed_json");
+    app.call_raw(
+        Method::POST,
+        "/api/v2/routing/queues",
+        &token,
+        b"{\"name\": ".to_vec(),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "malformed_json");
     app.call_raw(Method::PUT, &queue_path, &token, b"not json".to_vec())
         .await
         .expect_error(StatusCode::BAD_REQUEST, "malformed_json");
@@ -435,7 +547,12 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
     }
     // Invalid URLs: an http issuer (insecure IdPs are not allowed here), not
     // a URL at all, origins with paths or without a scheme.
-    for issuer in ["http://idp.example.com", "idp.example.com", "ftp://idp.example.com", "https://idp.example.com/?q=1"] {
+    for issuer in [
+        "http://idp.example.com",
+        "idp.example.com",
+        "ftp://idp.example.com",
+        "https://idp.example.com/?q=1",
+    ] {
         let mut body = integration_body("IdP");
         body["issuer"] = json!(issuer);
         app.post("/api/v2/integrations/oidc", &token, body)
@@ -453,7 +570,11 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
             .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     }
     let configuration = app
-        .post("/api/v2/webdeployments/configurations", &token, configuration_body("c", None))
+        .post(
+            "/api/v2/webdeployments/configurations",
+            &token,
+            configuration_body("c", None),
+        )
         .await
         .expect(StatusCode::CREATED);
     let configuration_id = configuration["id"].as_str().unwrap().to_owned();
@@ -464,7 +585,11 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
     )
     .await
     .expect(StatusCode::CREATED);
-    for domains in [json!(["shop.example.com"]), json!(["https://shop.example.com/path"]), json!(["*.example.com"])] {
+    for domains in [
+        json!(["shop.example.com"]),
+        json!(["https://shop.example.com/path"]),
+        json!(["*.example.com"]),
+    ] {
         let mut body = deployment_body(&configuration_id, "1", &queue_id);
         body["allowedDomains"] = domains;
         app.post("/api/v2/webdeployments/deployments", &token, body)
@@ -479,9 +604,13 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
     // Authentication on without an integration.
     let mut auth_without_integration = configuration_body("c", None);
     auth_without_integration["authenticationSettings"]["enabled"] = json!(true);
-    app.post("/api/v2/webdeployments/configurations", &token, auth_without_integration)
-        .await
-        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    app.post(
+        "/api/v2/webdeployments/configurations",
+        &token,
+        auth_without_integration,
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     // A body over the limit.
     let huge = json!({ "name": "x".repeat(100 * 1024) });
     app.post("/api/v2/routing/queues", &token, huge)
@@ -491,10 +620,17 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
     for path in [
         format!("/api/v2/routing/queues/{}", uuid::Uuid::new_v4()),
         "/api/v2/routing/queues/not-a-uuid".to_owned(),
-        format!("/api/v2/webdeployments/deployments/{}", uuid::Uuid::new_v4()),
+        format!(
+            "/api/v2/webdeployments/deployments/{}",
+            uuid::Uuid::new_v4()
+        ),
     ] {
-        app.get(&path, &token).await.expect_error(StatusCode::NOT_FOUND, "not_found");
-        app.delete(&path, &token).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+        app.get(&path, &token)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
+        app.delete(&path, &token)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
     }
     app.put(
         &format!("/api/v2/routing/queues/{}", uuid::Uuid::new_v4()),
@@ -507,11 +643,19 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
     app.put(&queue_path, &token, json!({ "name": "Renamed" }))
         .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
-    app.put(&queue_path, &token, json!({ "name": "Renamed", "version": 1 }))
-        .await
-        .expect(StatusCode::OK);
+    app.put(
+        &queue_path,
+        &token,
+        json!({ "name": "Renamed", "version": 1 }),
+    )
+    .await
+    .expect(StatusCode::OK);
     let stale = app
-        .put(&queue_path, &token, json!({ "name": "Lost update", "version": 1 }))
+        .put(
+            &queue_path,
+            &token,
+            json!({ "name": "Lost update", "version": 1 }),
+        )
         .await
         .expect_error(StatusCode::CONFLICT, "version_conflict");
     assert_eq!(stale["details"]["currentVersion"], 2);
@@ -523,7 +667,10 @@ async fn bad_input_is_refused_and_changes_nothing(kind: EngineKind) {
     }
 
     // After all that: one queue, renamed once; one configuration; nothing else.
-    let queues = app.get("/api/v2/routing/queues", &token).await.expect(StatusCode::OK);
+    let queues = app
+        .get("/api/v2/routing/queues", &token)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(queues["total"], 1);
     assert_eq!(queues["entities"][0]["name"], "Renamed");
     assert_eq!(queues["entities"][0]["version"], 2);
@@ -558,29 +705,45 @@ async fn credentials_and_roles_gate_the_api(kind: EngineKind) {
     }
 
     // Supervisors read queues and members, nothing else.
-    app.get("/api/v2/routing/queues", &supervisor).await.expect(StatusCode::OK);
+    app.get("/api/v2/routing/queues", &supervisor)
+        .await
+        .expect(StatusCode::OK);
     app.get(&format!("/api/v2/routing/queues/{}", f.queue), &supervisor)
         .await
         .expect(StatusCode::OK);
-    app.get("/api/v2/members", &supervisor).await.expect(StatusCode::OK);
+    app.get("/api/v2/members", &supervisor)
+        .await
+        .expect(StatusCode::OK);
     for path in [
         "/api/v2/integrations/oidc",
         "/api/v2/webdeployments/configurations",
         "/api/v2/webdeployments/deployments",
         "/api/v2/oauth/clients",
     ] {
-        app.get(path, &supervisor).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+        app.get(path, &supervisor)
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "forbidden");
     }
-    app.post("/api/v2/routing/queues", &supervisor, json!({ "name": "x" }))
-        .await
-        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    app.post(
+        "/api/v2/routing/queues",
+        &supervisor,
+        json!({ "name": "x" }),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
     app.delete(&format!("/api/v2/routing/queues/{}", f.queue), &supervisor)
         .await
         .expect_error(StatusCode::FORBIDDEN, "forbidden");
 
     // Agents: none of the admin API.
-    for path in ["/api/v2/routing/queues", "/api/v2/members", "/api/v2/integrations/oidc"] {
-        app.get(path, &agent).await.expect_error(StatusCode::FORBIDDEN, "forbidden");
+    for path in [
+        "/api/v2/routing/queues",
+        "/api/v2/members",
+        "/api/v2/integrations/oidc",
+    ] {
+        app.get(path, &agent)
+            .await
+            .expect_error(StatusCode::FORBIDDEN, "forbidden");
     }
     // Only the operator adds organizations.
     app.post("/api/v2/organizations", &admin, json!({ "name": "Other" }))
@@ -588,12 +751,18 @@ async fn credentials_and_roles_gate_the_api(kind: EngineKind) {
         .expect_error(StatusCode::FORBIDDEN, "forbidden");
 
     // Deleting a client revokes its tokens at once.
-    let clients = app.get("/api/v2/oauth/clients?pageSize=100", &admin).await.expect(StatusCode::OK);
+    let clients = app
+        .get("/api/v2/oauth/clients?pageSize=100", &admin)
+        .await
+        .expect(StatusCode::OK);
     for client in clients["entities"].as_array().unwrap() {
         if client["roles"] == json!(["supervisor"]) {
-            app.delete(&format!("/api/v2/oauth/clients/{}", client["id"].as_str().unwrap()), &admin)
-                .await
-                .expect(StatusCode::NO_CONTENT);
+            app.delete(
+                &format!("/api/v2/oauth/clients/{}", client["id"].as_str().unwrap()),
+                &admin,
+            )
+            .await
+            .expect(StatusCode::NO_CONTENT);
         }
     }
     app.get("/api/v2/routing/queues", &supervisor)
@@ -605,7 +774,11 @@ on_both_engines!(credentials_and_roles_gate_the_api);
 async fn token_endpoint_refuses_bad_requests(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let created = app
-        .post("/api/v2/oauth/clients", &app.bootstrap.clone(), json!({ "name": "c", "roles": ["admin"] }))
+        .post(
+            "/api/v2/oauth/clients",
+            &app.bootstrap.clone(),
+            json!({ "name": "c", "roles": ["admin"] }),
+        )
         .await
         .expect(StatusCode::CREATED);
     let id = created["id"].as_str().unwrap();
@@ -621,13 +794,21 @@ async fn token_endpoint_refuses_bad_requests(kind: EngineKind) {
     post(grant(), Some((id.to_owned(), "sbs_wrong".to_owned())))
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    post(grant(), Some((uuid::Uuid::new_v4().to_string(), secret.to_owned())))
+    post(
+        grant(),
+        Some((uuid::Uuid::new_v4().to_string(), secret.to_owned())),
+    )
+    .await
+    .expect_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    post(grant(), None)
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    post(grant(), None).await.expect_error(StatusCode::UNAUTHORIZED, "invalid_client");
-    post(vec![("grant_type", "password".to_owned())], Some((id.to_owned(), secret.to_owned())))
-        .await
-        .expect_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    post(
+        vec![("grant_type", "password".to_owned())],
+        Some((id.to_owned(), secret.to_owned())),
+    )
+    .await
+    .expect_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     // Credentials in the form body work too (RFC 6749 2.3.1).
     let ok = post(
         vec![
@@ -649,18 +830,31 @@ async fn organizations_are_isolated(kind: EngineKind) {
     let a = walkthrough(&app, &admin_a).await;
 
     let created = app
-        .post("/api/v2/organizations", &app.bootstrap.clone(), json!({ "name": "Other Corp" }))
+        .post(
+            "/api/v2/organizations",
+            &app.bootstrap.clone(),
+            json!({ "name": "Other Corp" }),
+        )
         .await
         .expect(StatusCode::CREATED);
     assert_eq!(created["organization"]["name"], "Other Corp");
     let client = &created["client"];
     assert_eq!(client["roles"], json!(["admin"]));
     let admin_b = app
-        .access_token(client["id"].as_str().unwrap(), client["secret"].as_str().unwrap())
+        .access_token(
+            client["id"].as_str().unwrap(),
+            client["secret"].as_str().unwrap(),
+        )
         .await;
-    let org_b = app.get("/api/v2/organizations/me", &admin_b).await.expect(StatusCode::OK);
+    let org_b = app
+        .get("/api/v2/organizations/me", &admin_b)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(org_b["id"], created["organization"]["id"]);
-    let orgs = app.get("/api/v2/organizations", &app.bootstrap.clone()).await.expect(StatusCode::OK);
+    let orgs = app
+        .get("/api/v2/organizations", &app.bootstrap.clone())
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(orgs["total"], 2);
 
     // B sees none of A's records, by list or by id, and cannot touch them.
@@ -677,18 +871,28 @@ async fn organizations_are_isolated(kind: EngineKind) {
     for path in [
         format!("/api/v2/integrations/oidc/{}", a.integration),
         format!("/api/v2/webdeployments/configurations/{}", a.configuration),
-        format!("/api/v2/webdeployments/configurations/{}/versions/1", a.configuration),
+        format!(
+            "/api/v2/webdeployments/configurations/{}/versions/1",
+            a.configuration
+        ),
         format!("/api/v2/routing/queues/{}", a.queue),
         format!("/api/v2/webdeployments/deployments/{}", a.deployment),
     ] {
-        app.get(&path, &admin_b).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+        app.get(&path, &admin_b)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "not_found");
         if !path.contains("/versions/") {
-            app.delete(&path, &admin_b).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+            app.delete(&path, &admin_b)
+                .await
+                .expect_error(StatusCode::NOT_FOUND, "not_found");
         }
     }
     // Published versions are immutable: there is no delete.
     app.delete(
-        &format!("/api/v2/webdeployments/configurations/{}/versions/1", a.configuration),
+        &format!(
+            "/api/v2/webdeployments/configurations/{}/versions/1",
+            a.configuration
+        ),
         &admin_a,
     )
     .await
@@ -701,7 +905,10 @@ async fn organizations_are_isolated(kind: EngineKind) {
     .await
     .expect_error(StatusCode::NOT_FOUND, "not_found");
     app.post(
-        &format!("/api/v2/webdeployments/configurations/{}/versions/draft/publish", a.configuration),
+        &format!(
+            "/api/v2/webdeployments/configurations/{}/versions/draft/publish",
+            a.configuration
+        ),
         &admin_b,
         json!({}),
     )
@@ -710,7 +917,11 @@ async fn organizations_are_isolated(kind: EngineKind) {
 
     // B cannot build on A's records either.
     let b_queue = app
-        .post("/api/v2/routing/queues", &admin_b, json!({ "name": "B support" }))
+        .post(
+            "/api/v2/routing/queues",
+            &admin_b,
+            json!({ "name": "B support" }),
+        )
         .await
         .expect(StatusCode::CREATED);
     app.post(
@@ -735,7 +946,10 @@ async fn organizations_are_isolated(kind: EngineKind) {
         .expect(StatusCode::OK);
     assert_eq!(queue["name"], "Support");
     assert_eq!(queue["version"], 1);
-    let listed = app.get("/api/v2/routing/queues", &admin_a).await.expect(StatusCode::OK);
+    let listed = app
+        .get("/api/v2/routing/queues", &admin_a)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(listed["total"], 1);
 }
 on_both_engines!(organizations_are_isolated);

@@ -19,7 +19,11 @@ struct Node {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Node {
@@ -66,7 +70,11 @@ impl Node {
             {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "not ready: {:?}", self.lines());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready: {:?}",
+                self.lines()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -77,7 +85,10 @@ impl Node {
 
     /// SIGTERM, then wait for a clean exit.
     fn terminate(mut self) -> Vec<String> {
-        let status = Command::new("kill").arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "exit status {exit:?}: {:?}", self.lines());
@@ -159,7 +170,10 @@ async fn first_start_restart_and_logs_without_secrets() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 
     let lines = node.terminate();
-    assert!(lines.iter().any(|l| l.contains("shutting down")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("shutting down")),
+        "{lines:?}"
+    );
     let secrets = [
         client_secret.as_str(),
         access.as_str(),
@@ -168,14 +182,27 @@ async fn first_start_restart_and_logs_without_secrets() {
     ];
     for line in &lines {
         for secret in secrets {
-            assert!(!line.contains(secret), "a secret reached the output: {line}");
+            assert!(
+                !line.contains(secret),
+                "a secret reached the output: {line}"
+            );
         }
         if line != token_line {
-            assert!(!line.contains(&bootstrap), "the bootstrap token reached a log line: {line}");
+            assert!(
+                !line.contains(&bootstrap),
+                "the bootstrap token reached a log line: {line}"
+            );
         }
         // Every log line is JSON, as configured.
-        if !line.trim().is_empty() && !line.contains(&bootstrap) && !line.starts_with("First start") && !line.starts_with("It is shown") {
-            assert!(serde_json::from_str::<serde_json::Value>(line).is_ok(), "not JSON: {line}");
+        if !line.trim().is_empty()
+            && !line.contains(&bootstrap)
+            && !line.starts_with("First start")
+            && !line.starts_with("It is shown")
+        {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "not JSON: {line}"
+            );
         }
     }
 
@@ -183,13 +210,22 @@ async fn first_start_restart_and_logs_without_secrets() {
     // and prints no new one.
     let node = Node::start(data.path(), port);
     node.wait_ready().await;
-    assert!(!node.lines().iter().any(|l| l.trim_start().starts_with("sbb_")));
+    assert!(
+        !node
+            .lines()
+            .iter()
+            .any(|l| l.trim_start().starts_with("sbb_"))
+    );
     let read = Reply::from(
-        http.get(format!("{}/api/v2/integrations/oidc/{}", node.base, integration["id"].as_str().unwrap()))
-            .bearer_auth(&bootstrap)
-            .send()
-            .await
-            .unwrap(),
+        http.get(format!(
+            "{}/api/v2/integrations/oidc/{}",
+            node.base,
+            integration["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&bootstrap)
+        .send()
+        .await
+        .unwrap(),
     )
     .await
     .expect(StatusCode::OK);

@@ -8,6 +8,6 @@
 
 mod admin_api;
 mod binary;
-mod public_and_ops;
 mod engine_contract;
+mod public_and_ops;
 mod support;

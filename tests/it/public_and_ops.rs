@@ -17,7 +17,10 @@ async fn public_config_carries_no_secret_and_honours_cors(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let token = app.admin().await;
     let f = walkthrough(&app, &token).await;
-    let path = format!("/webdeployments/v1/deployments/{}/config.json", f.deployment);
+    let path = format!(
+        "/webdeployments/v1/deployments/{}/config.json",
+        f.deployment
+    );
 
     let allowed = app
         .http
@@ -27,7 +30,10 @@ async fn public_config_carries_no_secret_and_honours_cors(kind: EngineKind) {
         .await
         .unwrap();
     assert_eq!(allowed.status(), StatusCode::OK);
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://shop.example.com");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example.com"
+    );
     let text = allowed.text().await.unwrap();
     assert!(!text.contains("integration-client-secret-value"), "{text}");
     assert!(!text.to_lowercase().contains("secret"), "{text}");
@@ -41,7 +47,10 @@ async fn public_config_carries_no_secret_and_honours_cors(kind: EngineKind) {
     assert_eq!(body["auth"]["oidc"]["issuer"], "https://idp.example.com/");
     assert_eq!(body["auth"]["oidc"]["authorizeParams"]["prompt"], "login");
     let conversations = &body["messenger"]["apps"]["conversations"];
-    assert_eq!(conversations["messagingEndpoint"], app.base.replacen("http", "ws", 1));
+    assert_eq!(
+        conversations["messagingEndpoint"],
+        app.base.replacen("http", "ws", 1)
+    );
     assert_eq!(conversations["showAgentTypingIndicator"], true);
     assert_eq!(conversations["conversationDisconnect"]["type"], "ReadOnly");
     assert_eq!(body["defaultLanguage"], "en-us");
@@ -62,15 +71,22 @@ async fn public_config_carries_no_secret_and_honours_cors(kind: EngineKind) {
     let mut inactive = deployment_body(&f.configuration, "1", &f.queue);
     inactive["status"] = json!("Inactive");
     inactive["version"] = json!(1);
-    app.put(&format!("/api/v2/webdeployments/deployments/{}", f.deployment), &token, inactive)
-        .await
-        .expect(StatusCode::OK);
+    app.put(
+        &format!("/api/v2/webdeployments/deployments/{}", f.deployment),
+        &token,
+        inactive,
+    )
+    .await
+    .expect(StatusCode::OK);
     app.call(Method::GET, &path, None, None)
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
     app.call(
         Method::GET,
-        &format!("/webdeployments/v1/deployments/{}/config.json", uuid::Uuid::new_v4()),
+        &format!(
+            "/webdeployments/v1/deployments/{}/config.json",
+            uuid::Uuid::new_v4()
+        ),
         None,
         None,
     )
@@ -85,24 +101,42 @@ async fn client_secrets_are_sealed_at_rest(kind: EngineKind) {
     let mut app = TestApp::spawn_with(setup.clone()).await;
     let token = app.admin().await;
     let created = app
-        .post("/api/v2/integrations/oidc", &token, crate::admin_api::integration_body("IdP"))
+        .post(
+            "/api/v2/integrations/oidc",
+            &token,
+            crate::admin_api::integration_body("IdP"),
+        )
         .await
         .expect(StatusCode::CREATED);
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(!created.to_string().contains("integration-client-secret-value"));
-    let read = app.get(&format!("/api/v2/integrations/oidc/{id}"), &token).await;
+    assert!(
+        !created
+            .to_string()
+            .contains("integration-client-secret-value")
+    );
+    let read = app
+        .get(&format!("/api/v2/integrations/oidc/{id}"), &token)
+        .await;
     assert!(!read.text.contains("integration-client-secret-value"));
-    assert!(!read.text.contains("xc1:"), "the sealed form is not shown either");
+    assert!(
+        !read.text.contains("xc1:"),
+        "the sealed form is not shown either"
+    );
     app.stop().await;
 
     // Read the raw stored record below the API.
     let engine = match kind {
         EngineKind::Redis => Engine::Redis(
-            RedisEngine::connect(&setup.env[config::ENV_REDIS_URL], &setup.env[config::ENV_REDIS_PREFIX])
-                .await
-                .unwrap(),
+            RedisEngine::connect(
+                &setup.env[config::ENV_REDIS_URL],
+                &setup.env[config::ENV_REDIS_PREFIX],
+            )
+            .await
+            .unwrap(),
         ),
-        EngineKind::Embedded => Engine::Embedded(EmbeddedEngine::open(&setup.data_path()).await.unwrap()),
+        EngineKind::Embedded => {
+            Engine::Embedded(EmbeddedEngine::open(&setup.data_path()).await.unwrap())
+        }
     };
     let stored = engine
         .get(&RecordKey::new(Kind::OidcIntegration, id.clone()))
@@ -117,7 +151,11 @@ async fn client_secrets_are_sealed_at_rest(kind: EngineKind) {
     let context = format!("oidc/{id}/clientSecret");
     let opened = Sealer::new(&master).open(sealed, &context).unwrap();
     assert_eq!(opened.expose_secret(), "integration-client-secret-value");
-    assert!(Sealer::new(&MasterKey::generate()).open(sealed, &context).is_err());
+    assert!(
+        Sealer::new(&MasterKey::generate())
+            .open(sealed, &context)
+            .is_err()
+    );
 }
 on_both_engines!(client_secrets_are_sealed_at_rest);
 
@@ -125,12 +163,24 @@ async fn operational_endpoints(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let health = app.call(Method::GET, "/healthz", None, None).await;
     assert_eq!(health.status, StatusCode::OK);
-    let ready = app.call(Method::GET, "/readyz", None, None).await.expect(StatusCode::OK);
+    let ready = app
+        .call(Method::GET, "/readyz", None, None)
+        .await
+        .expect(StatusCode::OK);
     assert_eq!(ready["ready"], true);
-    assert_eq!(ready["engine"], if kind == EngineKind::Redis { "redis" } else { "embedded" });
+    assert_eq!(
+        ready["engine"],
+        if kind == EngineKind::Redis {
+            "redis"
+        } else {
+            "embedded"
+        }
+    );
 
     let token = app.admin().await;
-    app.get("/api/v2/routing/queues", &token).await.expect(StatusCode::OK);
+    app.get("/api/v2/routing/queues", &token)
+        .await
+        .expect(StatusCode::OK);
     let metrics = app.call(Method::GET, "/metrics", None, None).await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(
@@ -140,13 +190,24 @@ async fn operational_endpoints(kind: EngineKind) {
         "{}",
         metrics.text
     );
-    assert!(metrics.text.contains("switchboard_http_request_duration_seconds_bucket"));
-    assert!(metrics.text.contains(r#"switchboard_engine_operations_total{op="list"}"#));
+    assert!(
+        metrics
+            .text
+            .contains("switchboard_http_request_duration_seconds_bucket")
+    );
+    assert!(
+        metrics
+            .text
+            .contains(r#"switchboard_engine_operations_total{op="list"}"#)
+    );
 
     // Every response carries a request id.
     assert!(metrics.headers.get("x-request-id").is_some());
 
-    let openapi = app.call(Method::GET, "/openapi.json", None, None).await.expect(StatusCode::OK);
+    let openapi = app
+        .call(Method::GET, "/openapi.json", None, None)
+        .await
+        .expect(StatusCode::OK);
     let paths = openapi["paths"].as_object().unwrap();
     for path in [
         "/api/v2/webdeployments/configurations",
@@ -169,10 +230,19 @@ async fn operational_endpoints(kind: EngineKind) {
         "/oauth/token",
         "/webdeployments/v1/deployments/{id}/config.json",
     ] {
-        assert!(paths.contains_key(path), "{path} missing from /openapi.json");
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from /openapi.json"
+        );
     }
-    assert!(openapi["components"]["schemas"]["OidcIntegrationView"]["properties"]["clientSecretSet"].is_object());
-    assert!(openapi["components"]["schemas"]["OidcIntegrationView"]["properties"]["clientSecret"].is_null());
+    assert!(
+        openapi["components"]["schemas"]["OidcIntegrationView"]["properties"]["clientSecretSet"]
+            .is_object()
+    );
+    assert!(
+        openapi["components"]["schemas"]["OidcIntegrationView"]["properties"]["clientSecret"]
+            .is_null()
+    );
 
     app.call(Method::GET, "/no/such/endpoint", None, None)
         .await
@@ -183,19 +253,36 @@ on_both_engines!(operational_endpoints);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_redis() {
     let redis = RedisServer::start();
-    let app = TestApp::spawn_with(Setup::new(EngineKind::Redis).set(config::ENV_REDIS_URL, &redis.url())).await;
+    let app =
+        TestApp::spawn_with(Setup::new(EngineKind::Redis).set(config::ENV_REDIS_URL, &redis.url()))
+            .await;
     let token = app.admin().await;
-    app.call(Method::GET, "/readyz", None, None).await.expect(StatusCode::OK);
+    app.call(Method::GET, "/readyz", None, None)
+        .await
+        .expect(StatusCode::OK);
 
     redis.stop();
     let down = app.call(Method::GET, "/readyz", None, None).await;
-    assert_eq!(down.status, StatusCode::SERVICE_UNAVAILABLE, "{}", down.text);
+    assert_eq!(
+        down.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        down.text
+    );
     assert_eq!(down["ready"], false);
     // Liveness does not depend on Redis.
-    assert_eq!(app.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
     // Admin calls say the storage is away, and when to retry.
     let unavailable = app.get("/api/v2/routing/queues", &token).await;
-    assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE, "{}", unavailable.text);
+    assert_eq!(
+        unavailable.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        unavailable.text
+    );
     assert!(unavailable.headers.get("retry-after").is_some());
 
     redis.restart();
@@ -207,7 +294,11 @@ async fn readiness_follows_redis() {
         if ready.status == StatusCode::OK {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never ready again: {}", ready.text);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ready again: {}",
+            ready.text
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -41,7 +41,9 @@ pub struct ApiClientView {
 
 impl std::fmt::Debug for ApiClientView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiClientView").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ApiClientView")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,7 +52,9 @@ pub fn roles(mut roles: Vec<Role>) -> Result<Vec<Role>, ApiError> {
     roles.sort();
     roles.dedup();
     if roles.is_empty() {
-        return Err(ApiError::invalid("roles must name at least one of admin, supervisor, agent"));
+        return Err(ApiError::invalid(
+            "roles must name at least one of admin, supervisor, agent",
+        ));
     }
     Ok(roles)
 }

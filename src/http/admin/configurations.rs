@@ -51,7 +51,9 @@ pub struct ConfigurationInput {
 fn validate(mut content: ConfigurationContent) -> Result<ConfigurationContent, ApiError> {
     content.name = name("name", &content.name)?;
     if content.description.chars().count() > 2000 {
-        return Err(ApiError::invalid("description is longer than 2000 characters"));
+        return Err(ApiError::invalid(
+            "description is longer than 2000 characters",
+        ));
     }
     let auth = &content.authentication_settings;
     if auth.enabled && auth.integration_id.is_none() {
@@ -68,19 +70,38 @@ fn validate(mut content: ConfigurationContent) -> Result<ConfigurationContent, A
     let color = &content.messenger.styles.primary_color;
     let hex = color.strip_prefix('#').unwrap_or("");
     if !matches!(hex.len(), 3 | 6 | 8) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(ApiError::invalid("messenger.styles.primaryColor must be a hex colour like #1f5eff"));
+        return Err(ApiError::invalid(
+            "messenger.styles.primaryColor must be a hex colour like #1f5eff",
+        ));
     }
     for mode in &content.messenger.file_upload.modes {
-        in_range("messenger.fileUpload.modes.maxFileSizeKB", mode.max_file_size_kb, 1..=102_400)?;
-        if mode.file_types.iter().any(|t| !t.contains('/') || t.len() > 100) {
-            return Err(ApiError::invalid("messenger.fileUpload.modes.fileTypes must be MIME types"));
+        in_range(
+            "messenger.fileUpload.modes.maxFileSizeKB",
+            mode.max_file_size_kb,
+            1..=102_400,
+        )?;
+        if mode
+            .file_types
+            .iter()
+            .any(|t| !t.contains('/') || t.len() > 100)
+        {
+            return Err(ApiError::invalid(
+                "messenger.fileUpload.modes.fileTypes must be MIME types",
+            ));
         }
     }
-    if content.languages.is_empty() || content.languages.iter().any(|l| l.is_empty() || l.len() > 35) {
+    if content.languages.is_empty()
+        || content
+            .languages
+            .iter()
+            .any(|l| l.is_empty() || l.len() > 35)
+    {
         return Err(ApiError::invalid("languages must list language tags"));
     }
     if !content.languages.contains(&content.default_language) {
-        return Err(ApiError::invalid("defaultLanguage must be one of languages"));
+        return Err(ApiError::invalid(
+            "defaultLanguage must be one of languages",
+        ));
     }
     Ok(content)
 }
@@ -143,7 +164,11 @@ async fn create(
 #[utoipa::path(get, path = "/api/v2/webdeployments/configurations/{id}", tag = "configurations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
     responses((status = 200, body = Configuration), (status = 404, body = ErrorBody)))]
-async fn get(state: State<AppState>, caller: Caller, id: Id) -> Result<JsonOut<Configuration>, ApiError> {
+async fn get(
+    state: State<AppState>,
+    caller: Caller,
+    id: Id,
+) -> Result<JsonOut<Configuration>, ApiError> {
     resource::get::<Configuration>(state, caller, id).await
 }
 
@@ -164,7 +189,11 @@ async fn update(
 #[utoipa::path(get, path = "/api/v2/webdeployments/configurations/{id}/versions/draft", tag = "configurations",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = Configuration), (status = 404, body = ErrorBody)))]
-async fn get_draft(state: State<AppState>, caller: Caller, id: Id) -> Result<JsonOut<Configuration>, ApiError> {
+async fn get_draft(
+    state: State<AppState>,
+    caller: Caller,
+    id: Id,
+) -> Result<JsonOut<Configuration>, ApiError> {
     resource::get::<Configuration>(state, caller, id).await
 }
 
@@ -186,14 +215,21 @@ async fn update_draft(
 #[utoipa::path(delete, path = "/api/v2/webdeployments/configurations/{id}", tag = "configurations",
     security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "in use")))]
-async fn delete(State(state): State<AppState>, caller: Caller, Id(id): Id) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(id): Id,
+) -> Result<StatusCode, ApiError> {
     let principal = caller.require(Role::Admin)?;
     let configuration = state.store.get::<Configuration>(principal.org, id).await?;
     let mut commit = Commit::new();
     for version in 1..=configuration.published_versions {
         commit = commit.delete(ConfigurationVersion::key_of(id, version), Expect::Any);
     }
-    commit = commit.delete(Configuration::key_of(id), Expect::Version(configuration.meta.version));
+    commit = commit.delete(
+        Configuration::key_of(id),
+        Expect::Version(configuration.meta.version),
+    );
     state.store.commit(commit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -215,7 +251,11 @@ async fn list_versions(
     Ok(axum::Json(PagedList::new(listing, page, |v| v)))
 }
 
-async fn list_published(state: &AppState, id: Uuid, page: PageRequest) -> Result<Listing<ConfigurationVersion>, ApiError> {
+async fn list_published(
+    state: &AppState,
+    id: Uuid,
+    page: PageRequest,
+) -> Result<Listing<ConfigurationVersion>, ApiError> {
     let offset = page.number.saturating_sub(1).saturating_mul(page.size);
     let found = state
         .store
@@ -272,7 +312,9 @@ async fn get_version(
     let principal = caller.require(Role::Admin)?;
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     let version: u32 = version.parse().map_err(|_| ApiError::not_found())?;
-    Ok(axum::Json(published_version(&state, principal.org, id, version).await?))
+    Ok(axum::Json(
+        published_version(&state, principal.org, id, version).await?,
+    ))
 }
 
 /// Freezes the draft as the next version.
@@ -301,7 +343,10 @@ async fn publish(
     configuration.published_versions = number;
     configuration.latest_version = Some(published.version.clone());
     configuration.meta.date_modified = now;
-    let bump = state.store.prepare(&configuration, Expect::Version(read_version)).await?;
+    let bump = state
+        .store
+        .prepare(&configuration, Expect::Version(read_version))
+        .await?;
     let version_put = Put {
         key: ConfigurationVersion::key_of(id, number),
         expect: Expect::Absent,
@@ -311,6 +356,9 @@ async fn publish(
         refs: bump.refs.clone(),
         unique: Vec::new(),
     };
-    state.store.commit(Commit::new().put(bump).put(version_put)).await?;
+    state
+        .store
+        .commit(Commit::new().put(bump).put(version_put))
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(published)))
 }

@@ -95,16 +95,22 @@ impl Resource for Deployment {
             }
         }
         if input.allow_all_domains && !input.allowed_domains.is_empty() {
-            return Err(ApiError::invalid("allowAllDomains and allowedDomains are exclusive"));
+            return Err(ApiError::invalid(
+                "allowAllDomains and allowedDomains are exclusive",
+            ));
         }
         if input.allowed_domains.len() > 100 {
-            return Err(ApiError::invalid("allowedDomains lists at most 100 origins"));
+            return Err(ApiError::invalid(
+                "allowedDomains lists at most 100 origins",
+            ));
         }
         let mut allowed_domains = input.allowed_domains;
         allowed_domains.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         allowed_domains.dedup();
         if input.description.chars().count() > 2000 {
-            return Err(ApiError::invalid("description is longer than 2000 characters"));
+            return Err(ApiError::invalid(
+                "description is longer than 2000 characters",
+            ));
         }
         Ok(Deployment {
             meta,

@@ -90,9 +90,12 @@ pub struct OidcIntegrationView {
 /// Checks an issuer URL: absolute, no query or fragment, https unless
 /// insecure IdPs are allowed.
 pub fn parse_issuer(text: &str, allow_insecure: bool) -> Result<String, ApiError> {
-    let url = url::Url::parse(text).map_err(|_| ApiError::invalid("issuer is not an absolute URL"))?;
+    let url =
+        url::Url::parse(text).map_err(|_| ApiError::invalid("issuer is not an absolute URL"))?;
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(ApiError::invalid("issuer must not carry a query, fragment or user info"));
+        return Err(ApiError::invalid(
+            "issuer must not carry a query, fragment or user info",
+        ));
     }
     match url.scheme() {
         "https" => {}
@@ -138,20 +141,32 @@ impl Resource for OidcIntegration {
         if !scopes.iter().any(|s| s == "openid") {
             return Err(ApiError::invalid("scopes must include openid"));
         }
-        if let Some(bad) = scopes
-            .iter()
-            .find(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\'))
-        {
-            return Err(ApiError::invalid(format!("scope {bad:?} is not a valid scope token")));
+        if let Some(bad) = scopes.iter().find(|s| {
+            s.is_empty()
+                || !s
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+        }) {
+            return Err(ApiError::invalid(format!(
+                "scope {bad:?} is not a valid scope token"
+            )));
         }
-        if let Some(reserved) = input.authorize_params.keys().find(|k| RESERVED_PARAMS.contains(&k.as_str())) {
+        if let Some(reserved) = input
+            .authorize_params
+            .keys()
+            .find(|k| RESERVED_PARAMS.contains(&k.as_str()))
+        {
             return Err(ApiError::invalid(format!(
                 "authorizeParams must not set {reserved}: switchboard sets it"
             )));
         }
-        let allowed_algorithms = input.allowed_algorithms.unwrap_or_else(Algorithm::default_allowed);
+        let allowed_algorithms = input
+            .allowed_algorithms
+            .unwrap_or_else(Algorithm::default_allowed);
         if allowed_algorithms.is_empty() {
-            return Err(ApiError::invalid("allowedAlgorithms must name at least one algorithm"));
+            return Err(ApiError::invalid(
+                "allowedAlgorithms must name at least one algorithm",
+            ));
         }
         let max_refresh_token_lifetime_seconds = in_range(
             "maxRefreshTokenLifetimeSeconds",

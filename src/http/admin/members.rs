@@ -33,7 +33,13 @@ impl Resource for Member {
         input.version
     }
 
-    fn build(input: MemberInput, org: OrgId, meta: Meta, _: Option<&Member>, _: &AppState) -> Result<Member, ApiError> {
+    fn build(
+        input: MemberInput,
+        org: OrgId,
+        meta: Meta,
+        _: Option<&Member>,
+        _: &AppState,
+    ) -> Result<Member, ApiError> {
         let issuer = input.issuer.trim();
         if url::Url::parse(issuer).is_err() {
             return Err(ApiError::invalid("issuer must be the IdP's issuer URL"));

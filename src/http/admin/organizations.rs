@@ -70,7 +70,12 @@ async fn create(
         is_default: false,
     };
     let org = OrgId(organization.meta.id);
-    let client = new_api_client(org, Meta::new(now), "Initial admin".to_owned(), vec![Role::Admin]);
+    let client = new_api_client(
+        org,
+        Meta::new(now),
+        "Initial admin".to_owned(),
+        vec![Role::Admin],
+    );
     let commit = Commit::new()
         .put(state.store.prepare(&organization, Expect::Absent).await?)
         .put(state.store.prepare(&client, Expect::Absent).await?);
@@ -91,7 +96,13 @@ async fn create(
 /// The caller's own organization.
 #[utoipa::path(get, path = "/api/v2/organizations/me", tag = "organizations", security(("bearer" = [])),
     responses((status = 200, body = Organization), (status = 401, body = ErrorBody)))]
-async fn me(State(state): State<AppState>, caller: Caller) -> Result<JsonOut<Organization>, ApiError> {
-    let org = state.store.get::<Organization>(caller.0.org, caller.0.org.0).await?;
+async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<JsonOut<Organization>, ApiError> {
+    let org = state
+        .store
+        .get::<Organization>(caller.0.org, caller.0.org.0)
+        .await?;
     Ok(axum::Json(org))
 }

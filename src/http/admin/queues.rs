@@ -33,7 +33,13 @@ impl Resource for Queue {
         input.version
     }
 
-    fn build(input: QueueInput, org: OrgId, meta: Meta, _: Option<&Queue>, _: &AppState) -> Result<Queue, ApiError> {
+    fn build(
+        input: QueueInput,
+        org: OrgId,
+        meta: Meta,
+        _: Option<&Queue>,
+        _: &AppState,
+    ) -> Result<Queue, ApiError> {
         let mut member_ids = input.member_ids;
         member_ids.sort();
         member_ids.dedup();
@@ -41,7 +47,11 @@ impl Resource for Queue {
             meta,
             org_id: org,
             name: name("name", &input.name)?,
-            offer_timeout_seconds: in_range("offerTimeoutSeconds", input.offer_timeout_seconds.unwrap_or(30), 5..=600)?,
+            offer_timeout_seconds: in_range(
+                "offerTimeoutSeconds",
+                input.offer_timeout_seconds.unwrap_or(30),
+                5..=600,
+            )?,
             agent_capacity: in_range("agentCapacity", input.agent_capacity.unwrap_or(3), 1..=50)?,
             member_ids,
         })

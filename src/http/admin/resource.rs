@@ -50,7 +50,9 @@ pub async fn list<R: Resource>(
         .store
         .list::<R>(&collection_of(R::KIND, principal.org), page)
         .await?;
-    Ok(axum::Json(PagedList::new(listing, page, |r: R| r.view(&state))))
+    Ok(axum::Json(PagedList::new(listing, page, |r: R| {
+        r.view(&state)
+    })))
 }
 
 pub async fn get<R: Resource>(
@@ -202,13 +204,19 @@ pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
         return Err(ApiError::invalid(format!("{field} must not be empty")));
     }
     if trimmed.chars().count() > 200 {
-        return Err(ApiError::invalid(format!("{field} is longer than 200 characters")));
+        return Err(ApiError::invalid(format!(
+            "{field} is longer than 200 characters"
+        )));
     }
     Ok(trimmed.to_owned())
 }
 
 /// Checks an integer setting against its range.
-pub fn in_range(field: &str, value: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ApiError> {
+pub fn in_range(
+    field: &str,
+    value: u32,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<u32, ApiError> {
     if range.contains(&value) {
         Ok(value)
     } else {

@@ -24,7 +24,6 @@ pub enum EngineKind {
 /// Settings that survive a restart: the same data, keys and prefix.
 #[derive(Clone, Debug)]
 pub struct Setup {
-    pub kind: EngineKind,
     pub env: HashMap<String, String>,
     /// Keeps the embedded engine's directory alive for the whole test.
     pub data_dir: Arc<tempfile::TempDir>,
@@ -34,18 +33,27 @@ impl Setup {
     pub fn new(kind: EngineKind) -> Self {
         let data_dir = Arc::new(tempfile::tempdir().unwrap());
         let mut env = HashMap::new();
-        env.insert(config::ENV_MASTER_KEY.to_owned(), MasterKey::generate().to_base64());
+        env.insert(
+            config::ENV_MASTER_KEY.to_owned(),
+            MasterKey::generate().to_base64(),
+        );
         env.insert(
             config::ENV_BOOTSTRAP_TOKEN.to_owned(),
             format!("sbb_test_{}", uuid::Uuid::new_v4().simple()),
         );
-        env.insert(config::ENV_DATA_DIR.to_owned(), data_dir.path().display().to_string());
-        env.insert(config::ENV_OIDC_ALLOW_INSECURE.to_owned(), "true".to_owned());
+        env.insert(
+            config::ENV_DATA_DIR.to_owned(),
+            data_dir.path().display().to_string(),
+        );
+        env.insert(
+            config::ENV_OIDC_ALLOW_INSECURE.to_owned(),
+            "true".to_owned(),
+        );
         if kind == EngineKind::Redis {
             env.insert(config::ENV_REDIS_URL.to_owned(), redis::shared().url());
             env.insert(config::ENV_REDIS_PREFIX.to_owned(), super::unique_prefix());
         }
-        Self { kind, env, data_dir }
+        Self { env, data_dir }
     }
 
     pub fn set(mut self, name: &str, value: &str) -> Self {
@@ -77,7 +85,6 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub bootstrap: String,
-    pub generated_bootstrap: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -112,7 +119,7 @@ impl TestApp {
             .env
             .get(config::ENV_BOOTSTRAP_TOKEN)
             .cloned()
-            .or_else(|| generated_bootstrap.clone())
+            .or(generated_bootstrap)
             .unwrap_or_default();
         TestApp {
             base: format!("http://{addr}"),
@@ -120,7 +127,6 @@ impl TestApp {
             addr,
             http: reqwest::Client::new(),
             bootstrap,
-            generated_bootstrap,
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -152,7 +158,13 @@ impl TestApp {
     }
 
     /// Sends a request with an optional bearer token and JSON body.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut request = self.http.request(method, self.url(path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -194,7 +206,11 @@ impl TestApp {
     /// access token for it.
     pub async fn client_token(&self, token: &str, roles: &[&str]) -> String {
         let created = self
-            .post("/api/v2/oauth/clients", token, json!({ "name": "test client", "roles": roles }))
+            .post(
+                "/api/v2/oauth/clients",
+                token,
+                json!({ "name": "test client", "roles": roles }),
+            )
             .await
             .expect(StatusCode::CREATED);
         let id = created["id"].as_str().unwrap();
@@ -266,7 +282,11 @@ impl Reply {
     pub fn expect_error(self, status: StatusCode, code: &str) -> Value {
         assert_eq!(self.status, status, "unexpected answer: {}", self.text);
         assert_eq!(self.json["code"], code, "unexpected error: {}", self.text);
-        assert!(self.json["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.text);
+        assert!(
+            self.json["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.text
+        );
         self.json
     }
 }
