@@ -136,7 +136,7 @@ end
 for i, w in ipairs(writes) do
   local rk = record_key(w.k)
   if w.op == "put" then
-    local old = redis.call("HMGET", rk, F_REFS, F_UNIQUE, F_COLLECTION)
+    local old = redis.call("HMGET", rk, F_REFS, F_UNIQUE, F_COLLECTION, F_ORDER)
     for _, r in ipairs(decode_list(old[1])) do
       if not contains(w.refs, r) then redis.call("SREM", back_refs_key(r), w.k) end
     end
@@ -145,21 +145,32 @@ for i, w in ipairs(writes) do
       if not contains(w.uniq, c) then release(c, w.k) end
     end
     for _, c in ipairs(w.uniq) do redis.call("SET", claim_key(c), w.k) end
-    if old[3] and old[3] ~= w.c then redis.call("ZREM", collection_key(old[3]), w.k) end
-    redis.call("ZADD", collection_key(w.c), w.o, w.k)
+    if old[3] and (old[3] ~= w.c or old[4] ~= w.o) then
+      redis.call("ZREM", collection_key(old[3]), old[4])
+    end
+    redis.call("ZADD", collection_key(w.c), 0, w.o)
     redis.call("HINCRBY", rk, F_VERSION, 1)
     redis.call("HSET", rk, F_BODY, ARGV[2 + i], F_COLLECTION, w.c, F_ORDER, w.o,
       F_REFS, encode_list(w.refs), F_UNIQUE, encode_list(w.uniq))
   elseif current[w.k] then
-    local old = redis.call("HMGET", rk, F_REFS, F_UNIQUE, F_COLLECTION)
+    local old = redis.call("HMGET", rk, F_REFS, F_UNIQUE, F_COLLECTION, F_ORDER)
     for _, r in ipairs(decode_list(old[1])) do redis.call("SREM", back_refs_key(r), w.k) end
     for _, c in ipairs(decode_list(old[2])) do release(c, w.k) end
-    if old[3] then redis.call("ZREM", collection_key(old[3]), w.k) end
+    if old[3] then redis.call("ZREM", collection_key(old[3]), old[4]) end
     redis.call("DEL", rk, back_refs_key(w.k))
   end
 end
 return {"ok"}
 "#;
+
+/// A collection entry: the order as 16 hex digits of its sign-flipped bits,
+/// then the key. Every entry has score 0, so Redis sorts them byte by byte:
+/// exactly by (order, key) over the whole i64 range, which a double score
+/// cannot hold beyond 2^53. The record keeps this string in its order field
+/// so that the entry can be removed.
+fn collection_member(order: i64, key: &str) -> String {
+    format!("{:016x}:{key}", order.cast_unsigned() ^ (1 << 63))
+}
 
 #[derive(Clone)]
 pub struct RedisEngine {
@@ -325,7 +336,7 @@ impl RedisEngine {
             .map_err(unavailable)?;
         let keys = members
             .iter()
-            .map(|m| decode_key(m))
+            .map(|m| decode_key(m.split_once(':').map_or("", |(_, key)| key)))
             .collect::<EngineResult<Vec<_>>>()?;
         // A record deleted between the two round trips is left out rather
         // than returned as a hole.
@@ -388,7 +399,7 @@ impl<'a> From<&'a Write> for WireWrite<'a> {
                 k: put.key.encode(),
                 e: wire_expect(put.expect),
                 c: &put.collection,
-                o: put.order.to_string(),
+                o: collection_member(put.order, &put.key.encode()),
                 refs: put.refs.iter().map(RecordKey::encode).collect(),
                 uniq: &put.unique,
             },
