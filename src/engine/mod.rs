@@ -19,6 +19,11 @@
 //!
 //! A [`Commit`] applies several writes all-or-nothing, so publishing a
 //! configuration version and bumping the configuration is one step.
+//!
+//! Beside records, the engine keeps **ephemeral** values: short-lived state
+//! with a time to live (login transactions, used nonces, refresh tokens,
+//! rate-limit windows), addressed by a [`Space`] and an id, with the atomic
+//! single-key operations that state needs (set-if-absent, take, swap, count).
 
 mod embedded;
 mod redis;
@@ -77,6 +82,64 @@ impl Kind {
     pub fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
+}
+
+/// Namespaces of ephemeral values. A closed set, like [`Kind`], so storage
+/// key names never come from outside. Ids within a space are chosen by
+/// switchboard (UUIDs, or digests of tokens), never raw input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Space {
+    /// A visitor's backend-owned login: state → nonce, PKCE verifier.
+    LoginTransaction,
+    /// A staff member's console login in progress.
+    StaffLogin,
+    /// An ID-token nonce already accepted, kept until the token expires.
+    UsedNonce,
+    /// A refresh token (by digest) and its state in its family.
+    RefreshToken,
+    /// A refresh-token family, present once revoked.
+    RefreshFamily,
+    /// A session JWT id revoked before its expiry.
+    RevokedSession,
+    /// A staff console session (by digest of the cookie).
+    StaffSession,
+    /// A rate-limit window counter.
+    RateLimit,
+}
+
+impl Space {
+    pub const ALL: [Space; 8] = [
+        Space::LoginTransaction,
+        Space::StaffLogin,
+        Space::UsedNonce,
+        Space::RefreshToken,
+        Space::RefreshFamily,
+        Space::RevokedSession,
+        Space::StaffSession,
+        Space::RateLimit,
+    ];
+
+    /// The short stable name used in storage keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Space::LoginTransaction => "login",
+            Space::StaffLogin => "stafflogin",
+            Space::UsedNonce => "nonce",
+            Space::RefreshToken => "refresh",
+            Space::RefreshFamily => "family",
+            Space::RevokedSession => "revoked",
+            Space::StaffSession => "staff",
+            Space::RateLimit => "rate",
+        }
+    }
+}
+
+/// Whether [`Engine::stash`] may replace a live value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StashMode {
+    Replace,
+    /// Only when no live value exists: first writer wins.
+    IfAbsent,
 }
 
 /// The address of one record: its kind and its id. Ids are UUIDs or other
@@ -281,6 +344,50 @@ impl Engine {
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
         validate_commit(&commit)?;
         dispatch!(self, e => e.commit(commit).await)
+    }
+
+    /// Stores an ephemeral value for `ttl`. Answers whether it was written
+    /// (always with [`StashMode::Replace`]; with [`StashMode::IfAbsent`] only
+    /// when no live value existed).
+    pub async fn stash(
+        &self,
+        space: Space,
+        id: &str,
+        value: &[u8],
+        ttl: std::time::Duration,
+        mode: StashMode,
+    ) -> EngineResult<bool> {
+        dispatch!(self, e => e.stash(space, id, value, ttl, mode).await)
+    }
+
+    /// The live value, if any.
+    pub async fn peek(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
+        dispatch!(self, e => e.peek(space, id).await)
+    }
+
+    /// Removes and returns the live value atomically: of concurrent takers,
+    /// exactly one gets it (single-use login transactions).
+    pub async fn take(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
+        dispatch!(self, e => e.take(space, id).await)
+    }
+
+    /// Replaces a live value, keeping its expiry, and returns the previous
+    /// one atomically. Writes nothing and answers `None` when there is no
+    /// live value (refresh-token rotation: exactly one caller sees the token
+    /// unused).
+    pub async fn swap(&self, space: Space, id: &str, value: &[u8]) -> EngineResult<Option<Vec<u8>>> {
+        dispatch!(self, e => e.swap(space, id, value).await)
+    }
+
+    /// Removes a value if present.
+    pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
+        dispatch!(self, e => e.discard(space, id).await)
+    }
+
+    /// Adds one to a counter and answers the new count. The first increment
+    /// starts a window of `window`; when it ends, counting starts again at 1.
+    pub async fn count(&self, space: Space, id: &str, window: std::time::Duration) -> EngineResult<u64> {
+        dispatch!(self, e => e.count(space, id, window).await)
     }
 }
 

@@ -344,6 +344,37 @@ impl RedisEngine {
         Ok(Page { total, records })
     }
 
+    pub async fn stash(
+        &self,
+        _space: super::Space,
+        _id: &str,
+        _value: &[u8],
+        _ttl: std::time::Duration,
+        _mode: super::StashMode,
+    ) -> EngineResult<bool> {
+        Err(super::EngineError::Unavailable("not built yet".into()))
+    }
+
+    pub async fn peek(&self, _space: super::Space, _id: &str) -> EngineResult<Option<Vec<u8>>> {
+        Err(super::EngineError::Unavailable("not built yet".into()))
+    }
+
+    pub async fn take(&self, _space: super::Space, _id: &str) -> EngineResult<Option<Vec<u8>>> {
+        Err(super::EngineError::Unavailable("not built yet".into()))
+    }
+
+    pub async fn swap(&self, _space: super::Space, _id: &str, _value: &[u8]) -> EngineResult<Option<Vec<u8>>> {
+        Err(super::EngineError::Unavailable("not built yet".into()))
+    }
+
+    pub async fn discard(&self, _space: super::Space, _id: &str) -> EngineResult<()> {
+        Err(super::EngineError::Unavailable("not built yet".into()))
+    }
+
+    pub async fn count(&self, _space: super::Space, _id: &str, _window: std::time::Duration) -> EngineResult<u64> {
+        Err(super::EngineError::Unavailable("not built yet".into()))
+    }
+
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
         if commit.writes.is_empty() {
             return Ok(());
