@@ -20,6 +20,7 @@ pub const ENV_DATA_DIR: &str = "SWITCHBOARD_DATA_DIR";
 pub const ENV_BOOTSTRAP_TOKEN: &str = "SWITCHBOARD_BOOTSTRAP_TOKEN";
 pub const ENV_LOG_FORMAT: &str = "SWITCHBOARD_LOG_FORMAT";
 pub const ENV_OIDC_ALLOW_INSECURE: &str = "SWITCHBOARD_OIDC_ALLOW_INSECURE";
+pub const ENV_AGENT_GRACE_SECONDS: &str = "SWITCHBOARD_AGENT_GRACE_SECONDS";
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_REDIS_PREFIX: &str = "sb:";
@@ -45,6 +46,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Lets http and loopback/private IdPs through. For local testing only.
     pub oidc_allow_insecure: bool,
+    /// How long an agent without a live socket keeps its conversations
+    /// before they go back to their queues.
+    pub agent_grace: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -128,6 +132,7 @@ struct FileConfig {
     bootstrap_token: Option<String>,
     log_format: Option<String>,
     oidc_allow_insecure: Option<bool>,
+    agent_grace_seconds: Option<u64>,
 }
 
 impl Config {
@@ -230,6 +235,17 @@ impl Config {
             None => file.oidc_allow_insecure.unwrap_or(false),
         };
 
+        let agent_grace_seconds = match env(ENV_AGENT_GRACE_SECONDS) {
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError::invalid(ENV_AGENT_GRACE_SECONDS, "must be a number of seconds"))?,
+            None => file.agent_grace_seconds.unwrap_or(30),
+        };
+        if !(1..=3600).contains(&agent_grace_seconds) {
+            return Err(ConfigError::invalid(ENV_AGENT_GRACE_SECONDS, "must be 1 to 3600"));
+        }
+
         Ok(Config {
             listen,
             public_url,
@@ -240,6 +256,7 @@ impl Config {
             bootstrap_token: bootstrap_token.map(SecretString::from),
             log_format,
             oidc_allow_insecure,
+            agent_grace: std::time::Duration::from_secs(agent_grace_seconds),
         })
     }
 }

@@ -17,14 +17,19 @@
 //! - [`auth`]: credentials, principals and roles; secrets at rest.
 //! - [`http`]: routers, extractors and the one HTTP error type; the admin API
 //!   by resource, the public deployment config, health and metrics.
+//! - [`cli`]: the terminal clients `switchboard chat` (a visitor) and
+//!   `switchboard agent`.
 //!
 //! [`Server::build`] turns a [`config::Config`] into a ready service;
 //! [`Server::serve`] runs it on a bound listener until a shutdown future
 //! resolves. `main` only parses arguments, sets up logging and calls these.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod gateway;
+pub mod routing;
 pub mod http;
 pub mod store;
 pub mod telemetry;
@@ -88,13 +93,26 @@ impl Server {
             None => load_or_create_master_key(&config.data_dir)?,
         };
         let metrics = Metrics::new();
+        let oidc = auth::oidc::OidcClients::new(engine.clone(), config.oidc_allow_insecure);
         let store = Store::new(engine, metrics.clone());
         let bootstrapped = Auth::bootstrap(&config, &master, store.clone()).await?;
+        let sessions =
+            auth::session::SessionTokens::new(&config, &master, store.clone());
+        let store_for_routing = store.clone();
+        let config_routing = routing::RoutingConfig {
+            agent_grace: config.agent_grace,
+            ..routing::RoutingConfig::default()
+        };
+        let oidc = oidc.with_sealer(bootstrapped.auth.sealer().clone());
         let state = AppState {
             config: Arc::new(config),
             store,
             auth: bootstrapped.auth,
             metrics,
+            oidc,
+            sessions,
+            routing: routing::Routing::new(store_for_routing, config_routing),
+            shutdown: gateway::Shutdown::new(),
         };
         Ok(Self {
             state,

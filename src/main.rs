@@ -29,16 +29,28 @@ enum Command {
     /// Exit 0 when the node on SWITCHBOARD_LISTEN reports ready: a container
     /// health check that needs no curl in the image.
     Probe,
+    /// Chat as a website visitor from the terminal (the guest protocol).
+    Chat(switchboard::cli::chat::ChatArgs),
+    /// Answer conversations as an agent from the terminal.
+    Agent(switchboard::cli::agent::AgentArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The terminal clients talk to a server: they need none of its
+    // configuration, and stdout is their screen, not a log.
+    let command = match cli.command.unwrap_or(Command::Serve) {
+        Command::Chat(args) => return Ok(switchboard::cli::chat::run(args).await?),
+        Command::Agent(args) => return Ok(switchboard::cli::agent::run(args).await?),
+        command => command,
+    };
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init_logging(config.log_format);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    match command {
         Command::Probe => probe(&config.listen).await,
+        // `serve` (the terminal clients returned above).
+        _ => serve(config).await,
     }
 }
 

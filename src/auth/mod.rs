@@ -8,6 +8,9 @@
 //! principal for the role they need.
 
 pub mod crypto;
+pub mod oidc;
+pub mod refresh;
+pub mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -252,6 +255,52 @@ impl Auth {
             token: SecretString::from(token),
             expires_in: ACCESS_TOKEN_TTL,
         })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ScopedClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    iat: i64,
+    exp: i64,
+}
+
+impl Auth {
+    /// A short-lived token only this service reads, for one purpose
+    /// (`audience`) and one subject: the guest history token of `getJwt`,
+    /// say. Keyed by the master key, so every node accepts it.
+    pub fn issue_scoped(
+        &self,
+        audience: &str,
+        subject: &str,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<(SecretString, DateTime<Utc>), AuthError> {
+        let expires = now + chrono::Duration::from_std(ttl).map_err(|_| AuthError::Invalid)?;
+        let claims = ScopedClaims {
+            iss: self.inner.issuer.clone(),
+            aud: audience.to_owned(),
+            sub: subject.to_owned(),
+            iat: now.timestamp(),
+            exp: expires.timestamp(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(JwtAlgorithm::HS256), &claims, &self.inner.access_encoding)
+            .map_err(|_| AuthError::Invalid)?;
+        Ok((SecretString::from(token), expires))
+    }
+
+    /// The subject of a token from [`Auth::issue_scoped`] for `audience`.
+    pub fn verify_scoped(&self, audience: &str, token: &str) -> Result<String, AuthError> {
+        let mut validation = Validation::new(JwtAlgorithm::HS256);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[&self.inner.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<ScopedClaims>(token, &self.inner.access_decoding, &validation)
+            .map(|data| data.claims.sub)
+            .map_err(|_| AuthError::Invalid)
     }
 }
 

@@ -24,12 +24,22 @@
 //! with a time to live (login transactions, used nonces, refresh tokens,
 //! rate-limit windows), addressed by a [`Space`] and an id, with the atomic
 //! single-key operations that state needs (set-if-absent, take, swap, count).
+//!
+//! Conversations add two more: an append-only **event log** per conversation
+//! with a gapless sequence (a Redis Stream on Redis), where a message counts
+//! as sent once it is in the log; and a **bus** that tells every node about
+//! new events (PUB/SUB on Redis, in-process when embedded). The bus is only a
+//! hint: a subscriber that may have missed something is told to resync, and
+//! catches up from the log, so a lost notification never loses a message.
 
+mod bus;
 mod embedded;
+mod embedded_log;
 mod redis;
 
 use std::fmt;
 
+pub use self::bus::Subscription;
 pub use self::embedded::EmbeddedEngine;
 pub use self::redis::RedisEngine;
 
@@ -48,10 +58,18 @@ pub enum Kind {
     /// Installation-wide settings (the default organization, the bootstrap
     /// token's hash, signing keys).
     Setting,
+    /// A guest session: what a visitor's session token is bound to.
+    GuestSession,
+    /// An authenticated visitor across sessions: their conversations.
+    Visitor,
+    /// A conversation's routing state (its events live in its log).
+    Conversation,
+    /// An agent's presence and load.
+    AgentState,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Organization,
         Kind::OidcIntegration,
         Kind::Configuration,
@@ -61,6 +79,10 @@ impl Kind {
         Kind::Member,
         Kind::ApiClient,
         Kind::Setting,
+        Kind::GuestSession,
+        Kind::Visitor,
+        Kind::Conversation,
+        Kind::AgentState,
     ];
 
     /// The short stable name used in storage keys. Never change one: stored
@@ -76,6 +98,10 @@ impl Kind {
             Kind::Member => "member",
             Kind::ApiClient => "client",
             Kind::Setting => "setting",
+            Kind::GuestSession => "session",
+            Kind::Visitor => "visitor",
+            Kind::Conversation => "conv",
+            Kind::AgentState => "agent",
         }
     }
 
@@ -105,10 +131,12 @@ pub enum Space {
     StaffSession,
     /// A rate-limit window counter.
     RateLimit,
+    /// An agent's heartbeat: present while one of its sockets lives.
+    AgentAlive,
 }
 
 impl Space {
-    pub const ALL: [Space; 8] = [
+    pub const ALL: [Space; 9] = [
         Space::LoginTransaction,
         Space::StaffLogin,
         Space::UsedNonce,
@@ -117,6 +145,7 @@ impl Space {
         Space::RevokedSession,
         Space::StaffSession,
         Space::RateLimit,
+        Space::AgentAlive,
     ];
 
     /// The short stable name used in storage keys.
@@ -130,8 +159,62 @@ impl Space {
             Space::RevokedSession => "revoked",
             Space::StaffSession => "staff",
             Space::RateLimit => "rate",
+            Space::AgentAlive => "alive",
         }
     }
+}
+
+/// A bus channel. Closed, like [`Kind`]: channel names are spelled by the
+/// engine from these.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    /// New events of one conversation's log.
+    Conversation(uuid::Uuid),
+    /// Offers and assignments for one agent (a member or API client id).
+    Agent(uuid::Uuid),
+    /// Session-wide notices for one guest session (logout, close).
+    Session(String),
+    /// Changes to one queue's waiting list or agents (routing wake-ups).
+    Queue(uuid::Uuid),
+}
+
+impl Channel {
+    /// The stable channel name inside the engine (without prefix).
+    pub fn name(&self) -> String {
+        match self {
+            Channel::Conversation(id) => format!("conv:{id}"),
+            Channel::Agent(id) => format!("agent:{id}"),
+            Channel::Session(id) => format!("session:{id}"),
+            Channel::Queue(id) => format!("queue:{id}"),
+        }
+    }
+}
+
+/// What a bus subscription yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusMessage {
+    /// A published payload.
+    Payload(bytes::Bytes),
+    /// Messages may have been missed (the connection to Redis was
+    /// re-established, or this subscriber lagged): catch up from the log.
+    Resync,
+}
+
+/// One entry of a conversation log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// 1, 2, 3, ... without gaps within one log.
+    pub seq: u64,
+    pub body: Vec<u8>,
+}
+
+/// The outcome of [`Engine::append`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    /// The dedup id was seen before: nothing was appended, and `seq` is the
+    /// sequence of the first append.
+    pub duplicate: bool,
 }
 
 /// Whether [`Engine::stash`] may replace a live value.
@@ -382,6 +465,43 @@ impl Engine {
     /// Removes a value if present.
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
         dispatch!(self, e => e.discard(space, id).await)
+    }
+
+    /// Appends an event to a conversation's log and answers its sequence.
+    /// With a `dedup` id (a client-supplied message id) a resend answers the
+    /// first append's sequence instead of appending again.
+    pub async fn append(&self, log: uuid::Uuid, body: &[u8], dedup: Option<&str>) -> EngineResult<Appended> {
+        dispatch!(self, e => e.append(log, body, dedup).await)
+    }
+
+    /// Up to `limit` entries with a sequence above `after`, ascending.
+    pub async fn read_log(&self, log: uuid::Uuid, after: u64, limit: usize) -> EngineResult<Vec<LogEntry>> {
+        dispatch!(self, e => e.read_log(log, after, limit).await)
+    }
+
+    /// The sequence of the newest entry, 0 for an empty or unknown log.
+    pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
+        dispatch!(self, e => e.last_seq(log).await)
+    }
+
+    /// Tells every node's subscribers of `channel`. Delivery is best effort;
+    /// correctness comes from the logs.
+    pub async fn publish(&self, channel: &Channel, payload: &[u8]) -> EngineResult<()> {
+        dispatch!(self, e => e.publish(channel, payload).await)
+    }
+
+    /// Whether the bus delivers right now: on Redis, the subscription
+    /// connection is up and passed its last liveness probe (a node whose bus
+    /// is down would miss live events, so `/readyz` reports it). Always true
+    /// on the embedded engine.
+    pub fn bus_healthy(&self) -> bool {
+        dispatch!(self, e => e.bus_healthy())
+    }
+
+    /// Subscribes this node to `channel`. The subscription ends (and the node
+    /// unsubscribes when no other local subscriber remains) when dropped.
+    pub async fn subscribe(&self, channel: Channel) -> EngineResult<Subscription> {
+        dispatch!(self, e => e.subscribe(channel).await)
     }
 
     /// Adds one to a counter and answers the new count. The first increment

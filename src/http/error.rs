@@ -192,5 +192,9 @@ pub fn kind_name(kind: crate::engine::Kind) -> &'static str {
         Kind::Member => "member",
         Kind::ApiClient => "API client",
         Kind::Setting => "setting",
+        Kind::GuestSession => "session",
+        Kind::Visitor => "visitor",
+        Kind::Conversation => "conversation",
+        Kind::AgentState => "agent",
     }
 }

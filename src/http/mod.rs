@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod error;
 pub mod extract;
+mod guest_token;
 mod ops;
 mod public;
 mod token;
@@ -44,6 +45,14 @@ pub struct AppState {
     pub store: Store,
     pub auth: Auth,
     pub metrics: Metrics,
+    /// The OIDC relying party: cached discovery and keys per integration.
+    pub oidc: crate::auth::oidc::OidcClients,
+    /// Visitors' session JWTs and refresh tokens.
+    pub sessions: crate::auth::session::SessionTokens,
+    /// Conversations, queues and agents.
+    pub routing: crate::routing::Routing,
+    /// Tells sockets the node is shutting down, and counts them out.
+    pub shutdown: crate::gateway::Shutdown,
 }
 
 #[derive(OpenApi)]
@@ -75,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin::router())
         .merge(token::router())
+        .merge(guest_token::router())
         .merge(public::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
@@ -83,6 +93,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops::router(openapi))
+        .merge(crate::gateway::router())
         .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(

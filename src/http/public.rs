@@ -58,6 +58,10 @@ pub struct PublicOidc {
     client_id: String,
     scopes: Vec<String>,
     authorize_params: std::collections::BTreeMap<String, String>,
+    /// The IdP's authorization endpoint, from its discovery document. Left
+    /// out when discovery does not answer in time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_endpoint: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -172,12 +176,42 @@ async fn public_oidc(
         .store
         .get::<OidcIntegration>(deployment.org_id, integration_id)
         .await;
-    Ok(integration.ok().map(|i| PublicOidc {
-        issuer: i.issuer,
-        client_id: i.client_id,
-        scopes: i.scopes,
-        authorize_params: i.authorize_params,
+    let Ok(integration) = integration else {
+        return Ok(None);
+    };
+    let authorization_endpoint = authorization_endpoint(state, &integration).await;
+    Ok(Some(PublicOidc {
+        issuer: integration.issuer,
+        client_id: integration.client_id,
+        scopes: integration.scopes,
+        authorize_params: integration.authorize_params,
+        authorization_endpoint,
     }))
+}
+
+/// How long config.json waits for an IdP's discovery document. Discovery
+/// goes on in the background after that, so a later request finds it cached.
+const DISCOVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Best effort: config.json is served without the endpoint rather than not
+/// at all when the IdP cannot be discovered.
+async fn authorization_endpoint(state: &AppState, integration: &OidcIntegration) -> Option<String> {
+    match tokio::time::timeout(
+        DISCOVERY_WAIT,
+        state.oidc.authorization_endpoint(integration),
+    )
+    .await
+    {
+        Ok(Ok(url)) => Some(url.to_string()),
+        Ok(Err(error)) => {
+            tracing::warn!(integration = %integration.meta.id, code = error.code(), %error, "config.json: the IdP's authorization endpoint is unknown");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(integration = %integration.meta.id, "config.json: the IdP's discovery did not answer in time");
+            None
+        }
+    }
 }
 
 /// CORS for a deployment's public endpoints: the request's origin is echoed

@@ -42,6 +42,11 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync {
         collection_of(Self::KIND, self.org())
     }
 
+    /// The record's place in its collection; creation time by default.
+    fn order(&self) -> i64 {
+        self.meta().date_created.timestamp_millis()
+    }
+
     fn key(&self) -> RecordKey {
         RecordKey::new(Self::KIND, self.meta().id.to_string())
     }
@@ -240,7 +245,7 @@ impl Store {
             expect,
             body: encode(record)?,
             collection: record.collection(),
-            order: record.meta().date_created.timestamp_millis(),
+            order: record.order(),
             refs,
             unique: record.claims(),
         })

@@ -7,7 +7,11 @@
 )]
 
 mod admin_api;
+mod agent_ws;
 mod binary;
+mod bus_redis;
 mod engine_contract;
+mod guest_tokens;
+mod oidc_attacks;
 mod public_and_ops;
 mod support;

@@ -10,12 +10,20 @@
 //!   reference `<key>`;
 //! - `<p>{rec}:c:<collection>`: ZSET, score the record's order, member its
 //!   encoded key (ties therefore list by key);
-//! - `<p>{rec}:u:<claim>`: STRING, the encoded key of the claim's holder.
+//! - `<p>{rec}:u:<claim>`: STRING, the encoded key of the claim's holder;
+//! - `<p>e:<space>:<id>`: STRING with a TTL, one ephemeral value (a decimal
+//!   integer for counters).
 //!
-//! The `{rec}` hash tag puts every one of them in the same Redis Cluster
+//! The `{rec}` hash tag puts every record key in the same Redis Cluster
 //! slot: the commit script touches keys it only discovers while running.
+//! Ephemeral keys carry no tag: every operation on them touches one key.
+//!
+//! Conversations ([`conversation_log`] and its siblings) have a tag per
+//! conversation instead, `{c:<uuid>}`, so the append script's keys share a
+//! slot while conversations spread over the cluster. Bus channels
+//! ([`bus_channel`], [`bus_probe`]) are PUB/SUB channel names, not keys.
 
-use crate::engine::RecordKey;
+use crate::engine::{RecordKey, Space};
 
 /// Hash tag shared by all engine keys (see the module docs for why).
 const TAG: &str = "{rec}:";
@@ -23,6 +31,8 @@ const RECORD: &str = "r:";
 const BACK_REFS: &str = "by:";
 const COLLECTION: &str = "c:";
 const CLAIM: &str = "u:";
+/// Ephemeral values, outside the record hash tag.
+const EPHEMERAL: &str = "e:";
 
 /// Fields of a record hash.
 pub(super) mod field {
@@ -54,6 +64,42 @@ pub(super) fn collection(prefix: &str, collection: &str) -> String {
 
 pub(super) fn claim(prefix: &str, claim: &str) -> String {
     format!("{prefix}{TAG}{CLAIM}{claim}")
+}
+
+pub(super) fn ephemeral(prefix: &str, space: Space, id: &str) -> String {
+    format!("{prefix}{EPHEMERAL}{}:{id}", space.as_str())
+}
+
+/// `<p>{c:<uuid>}:log`: STREAM, one conversation's events, entry ids
+/// `<seq>-1` so that stream ids are the sequences; each entry holds the body
+/// in the field [`EVENT_BODY`].
+pub(super) fn conversation_log(prefix: &str, log: uuid::Uuid) -> String {
+    format!("{prefix}{{c:{log}}}:log")
+}
+
+/// `<p>{c:<uuid>}:dedup`: HASH, client dedup id → the sequence it got. Ids
+/// are hash fields, never part of a key name.
+pub(super) fn conversation_dedup(prefix: &str, log: uuid::Uuid) -> String {
+    format!("{prefix}{{c:{log}}}:dedup")
+}
+
+/// `<p>{c:<uuid>}:seq`: STRING, the conversation's last sequence.
+pub(super) fn conversation_seq(prefix: &str, log: uuid::Uuid) -> String {
+    format!("{prefix}{{c:{log}}}:seq")
+}
+
+/// The field of a conversation stream entry holding the event body.
+pub(super) const EVENT_BODY: &str = "b";
+
+/// `<p>bus:<name>`: the PUB/SUB channel of a bus [`crate::engine::Channel`].
+pub(super) fn bus_channel(prefix: &str, channel: &crate::engine::Channel) -> String {
+    format!("{prefix}bus:{}", channel.name())
+}
+
+/// `<p>bus:probe:<node>`: one node's liveness-probe channel. Channel names
+/// all start with their kind (`conv:`, `agent:`...), so none is `probe:`.
+pub(super) fn bus_probe(prefix: &str, node: uuid::Uuid) -> String {
+    format!("{prefix}bus:probe:{node}")
 }
 
 /// Lua definitions of the same key names and fields, for the commit script.
@@ -99,5 +145,11 @@ mod tests {
         ] {
             assert!(name.starts_with("sb:{rec}:"), "{name}");
         }
+    }
+
+    #[test]
+    fn ephemeral_keys_name_their_space() {
+        assert_eq!(ephemeral("sb:", Space::UsedNonce, "n-1"), "sb:e:nonce:n-1");
+        assert_eq!(ephemeral("sb:", Space::RateLimit, "x"), "sb:e:rate:x");
     }
 }

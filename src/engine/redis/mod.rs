@@ -6,7 +6,9 @@
 //! state and only then applies it, so a refused commit changes nothing and
 //! no other node ever sees half of one. Key names live in [`keys`].
 
+mod bus;
 mod keys;
+mod log;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -17,7 +19,10 @@ use redis::{
 use serde::Serialize;
 
 use self::keys::field;
-use super::{Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord, Write};
+use super::{
+    Commit, EngineError, EngineResult, Expect, Page, RecordKey, Space, StashMode, StoredRecord,
+    Write,
+};
 
 /// How long one attempt to open a TCP connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -31,6 +36,22 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cap on the pause between reconnection attempts, so a Redis that comes
 /// back is used again quickly.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest TTL sent to Redis (about 285,000 years): Redis refuses an
+/// expiry that overflows its clock, and nothing here needs more.
+const MAX_TTL_MILLIS: u64 = 1 << 53;
+
+/// Adds one to the counter `KEYS[1]` and answers the new count. The first
+/// increment starts the window of `ARGV[1]` milliseconds; later ones keep
+/// it. A counter without an expiry (left by something else) gets one too,
+/// so it can never count forever.
+const COUNT_LUA: &str = r#"
+local n = redis.call("INCR", KEYS[1])
+if n == 1 or redis.call("PTTL", KEYS[1]) == -1 then
+  redis.call("PEXPIRE", KEYS[1], ARGV[1])
+end
+return n
+"#;
 
 /// The commit script's body; [`keys::lua_prelude`] is prepended to it.
 ///
@@ -179,6 +200,10 @@ pub struct RedisEngine {
     /// Built once: `invoke_async` sends EVALSHA and reloads the script itself
     /// if Redis lost it (a restart, say).
     commit_script: Arc<Script>,
+    /// [`COUNT_LUA`], cached the same way.
+    count_script: Arc<Script>,
+    /// The subscription side of the bus (see [`bus`]).
+    bus: bus::RedisBus,
 }
 
 /// By hand: the connection's own `Debug` prints the client, URL credentials
@@ -195,6 +220,17 @@ impl RedisEngine {
     /// Connects to `url` and checks that Redis answers. Every key the engine
     /// uses starts with `prefix`, so several installations can share a Redis.
     pub async fn connect(url: &str, prefix: &str) -> EngineResult<Self> {
+        Self::connect_with_probe_interval(url, prefix, bus::DEFAULT_PROBE_INTERVAL).await
+    }
+
+    /// [`Self::connect`] with another bus liveness-probe interval, for tests
+    /// that cannot wait for the default.
+    #[doc(hidden)]
+    pub async fn connect_with_probe_interval(
+        url: &str,
+        prefix: &str,
+        probe_interval: Duration,
+    ) -> EngineResult<Self> {
         let client = redis::Client::open(url).map_err(|e| {
             EngineError::Unavailable(redact(url, format!("invalid Redis URL: {e}")))
         })?;
@@ -203,10 +239,12 @@ impl RedisEngine {
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_max_delay(MAX_RECONNECT_DELAY);
         let commit_script = Arc::new(Script::new(&format!("{}{COMMIT_LUA}", keys::lua_prelude())));
+        let count_script = Arc::new(Script::new(COUNT_LUA));
         let setup = async {
-            let mut conn = ConnectionManager::new_with_config(client, config).await?;
+            let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
             redis::cmd("PING").query_async::<String>(&mut conn).await?;
             commit_script.load_async(&mut conn).await?;
+            count_script.load_async(&mut conn).await?;
             Ok::<_, RedisError>(conn)
         };
         let conn = match tokio::time::timeout(CONNECT_DEADLINE, setup).await {
@@ -224,10 +262,17 @@ impl RedisEngine {
                 )));
             }
         };
+        let bus = bus::RedisBus::start(client, conn.clone(), prefix, probe_interval)
+            .await
+            .map_err(|e| {
+                EngineError::Unavailable(redact(url, format!("cannot open the bus: {e}")))
+            })?;
         Ok(Self {
             conn,
             prefix: prefix.into(),
             commit_script,
+            count_script,
+            bus,
         })
     }
 
@@ -344,35 +389,88 @@ impl RedisEngine {
         Ok(Page { total, records })
     }
 
+    /// `SET` with `PX`, and `NX` for [`StashMode::IfAbsent`]: Redis decides
+    /// atomically whether a live value exists (expired keys count as absent).
     pub async fn stash(
         &self,
-        _space: super::Space,
-        _id: &str,
-        _value: &[u8],
-        _ttl: std::time::Duration,
-        _mode: super::StashMode,
+        space: Space,
+        id: &str,
+        value: &[u8],
+        ttl: Duration,
+        mode: StashMode,
     ) -> EngineResult<bool> {
-        Err(super::EngineError::Unavailable("not built yet".into()))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(keys::ephemeral(&self.prefix, space, id))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_millis(ttl));
+        if mode == StashMode::IfAbsent {
+            cmd.arg("NX");
+        }
+        let mut conn = self.conn.clone();
+        // "OK" when written, nil when NX found a live value.
+        let reply: Option<String> = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(reply.is_some())
     }
 
-    pub async fn peek(&self, _space: super::Space, _id: &str) -> EngineResult<Option<Vec<u8>>> {
-        Err(super::EngineError::Unavailable("not built yet".into()))
+    pub async fn peek(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
-    pub async fn take(&self, _space: super::Space, _id: &str) -> EngineResult<Option<Vec<u8>>> {
-        Err(super::EngineError::Unavailable("not built yet".into()))
+    /// `GETDEL`: one command, so of concurrent takers exactly one gets it.
+    pub async fn take(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GETDEL")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
-    pub async fn swap(&self, _space: super::Space, _id: &str, _value: &[u8]) -> EngineResult<Option<Vec<u8>>> {
-        Err(super::EngineError::Unavailable("not built yet".into()))
+    /// `SET XX KEEPTTL GET` (Redis 7): replaces only an existing value, keeps
+    /// its expiry and answers the previous value, all in one command.
+    pub async fn swap(
+        &self,
+        space: Space,
+        id: &str,
+        value: &[u8],
+    ) -> EngineResult<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .arg(value)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .arg("GET")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
-    pub async fn discard(&self, _space: super::Space, _id: &str) -> EngineResult<()> {
-        Err(super::EngineError::Unavailable("not built yet".into()))
+    pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
-    pub async fn count(&self, _space: super::Space, _id: &str, _window: std::time::Duration) -> EngineResult<u64> {
-        Err(super::EngineError::Unavailable("not built yet".into()))
+    /// [`COUNT_LUA`]: the increment and the start of the window in one
+    /// atomic step, so a crash between them cannot leave a counter forever.
+    pub async fn count(&self, space: Space, id: &str, window: Duration) -> EngineResult<u64> {
+        let mut conn = self.conn.clone();
+        self.count_script
+            .key(keys::ephemeral(&self.prefix, space, id))
+            .arg(ttl_millis(window))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
@@ -519,6 +617,14 @@ fn decode_sorted(encoded: Vec<String>) -> EngineResult<Vec<RecordKey>> {
         .collect::<EngineResult<Vec<_>>>()?;
     keys.sort();
     Ok(keys)
+}
+
+/// A TTL in whole milliseconds, at least 1 (Redis refuses 0) and at most
+/// [`MAX_TTL_MILLIS`].
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TTL_MILLIS)
 }
 
 /// Redis errors name the failure, never the URL, so they can be passed on.
@@ -994,6 +1100,31 @@ mod tests {
                 field::BODY.to_owned(),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn count_gives_a_counter_without_ttl_one() {
+        let e = engine().await;
+        let name = keys::ephemeral(&e.prefix, Space::RateLimit, "k");
+        let mut conn = e.conn.clone();
+        redis::cmd("SET")
+            .arg(&name)
+            .arg("5")
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let n = e
+            .count(Space::RateLimit, "k", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(n, 6);
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&name)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+        cleanup(&e).await;
     }
 
     #[tokio::test]

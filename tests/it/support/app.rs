@@ -85,6 +85,9 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub bootstrap: String,
+    /// The node's state, for tests that call services directly; dropped by
+    /// `stop`, so a restart can reopen the embedded engine's database.
+    state: Option<switchboard::http::AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -106,6 +109,7 @@ impl TestApp {
         let generated_bootstrap = server
             .generated_bootstrap_token()
             .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
+        let state = server.state().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             server
@@ -127,6 +131,7 @@ impl TestApp {
             addr,
             http: reqwest::Client::new(),
             bootstrap,
+            state: Some(state),
             shutdown: Some(tx),
             handle: Some(handle),
         }
@@ -134,6 +139,7 @@ impl TestApp {
 
     /// Stops the server and waits until it has let go of its engine.
     pub async fn stop(&mut self) {
+        self.state = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -151,6 +157,11 @@ impl TestApp {
         let mut app = Self::spawn_on(self.setup.clone(), self.addr).await;
         app.bootstrap = bootstrap;
         app
+    }
+
+    /// The running node's state (services such as `sessions`).
+    pub fn state(&self) -> &switchboard::http::AppState {
+        self.state.as_ref().expect("the app was stopped")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,6 +1,8 @@
 //! Shared test harness: throwaway Redis servers and per-test isolation.
 
 pub mod app;
+pub mod hostile_idp;
+pub mod idp;
 pub mod redis;
 
 pub use self::redis::RedisServer;

@@ -1,0 +1,400 @@
+//! `switchboard agent`: an agent in a terminal, over the agent protocol
+//! (docs/agent-protocol.md).
+//!
+//! It goes available on connect and prints offers, messages, typing and
+//! presence. Typed lines are commands (`/accept <id>`, `/decline <id>`,
+//! `/end [<id>] [wrap-up]`, `/transfer <id> queue:<id>|agent:<id>`, `/use
+//! <id>`, `/history <id>`, `/available`, `/away`, `/quit`) or, otherwise, a
+//! reply to the current conversation. Conversation ids may be shortened to
+//! any unique prefix.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use uuid::Uuid;
+
+use super::{ClientError, Ended, RECONNECT_AFTER, Socket, next_json, refused, say, send_json, stdin_lines, ws_url};
+
+/// `switchboard agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// The server, e.g. http://localhost:8080.
+    #[arg(long)]
+    pub url: String,
+    /// An access token of an API client with the agent role.
+    #[arg(long, env = "SWITCHBOARD_AGENT_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// A queue to take offers from (repeatable); all of yours when none.
+    #[arg(long = "queue")]
+    pub queues: Vec<Uuid>,
+}
+
+const HELP: &str = "commands: /accept <id>  /decline <id>  /end [<id>] [wrap-up]  \
+/transfer <id> queue:<id>|agent:<id>  /use <id>  /history <id>  /available  /away  /quit; \
+anything else is a reply to the current conversation";
+
+pub async fn run(args: AgentArgs) -> Result<(), ClientError> {
+    let url = ws_url(&args.url, "/api/v2/agent/ws")?;
+    let mut input = stdin_lines();
+    let mut terminal = Terminal::default();
+    let mut connected_once = false;
+    loop {
+        let socket = match connect(&url, &args.token).await {
+            Ok(socket) => socket,
+            // A refused credential will not get better by retrying.
+            Err(e @ ClientError::Refused { .. }) => return Err(e),
+            Err(e) if !connected_once => return Err(e),
+            Err(e) => {
+                say(format!("(reconnect failed: {e}; retrying)"));
+                tokio::time::sleep(RECONNECT_AFTER).await;
+                continue;
+            }
+        };
+        if !connected_once {
+            say(HELP);
+        }
+        connected_once = true;
+        match terminal.session(socket, &mut input, &args.queues).await {
+            Ended::Quit => return Ok(()),
+            Ended::Lost => {
+                say("(connection lost; reconnecting)");
+                tokio::time::sleep(RECONNECT_AFTER).await;
+            }
+        }
+    }
+}
+
+async fn connect(url: &str, token: &str) -> Result<Socket, ClientError> {
+    let mut request = url.into_client_request()?;
+    let value = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| ClientError::Url("the token is not a valid header value".to_owned()))?;
+    request.headers_mut().insert("authorization", value);
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(refused)?;
+    Ok(socket)
+}
+
+/// What the terminal knows: the conversations shown, the one replies go
+/// to, and the last sequence printed for each (no line printed twice).
+#[derive(Debug, Default)]
+struct Terminal {
+    /// Held conversations (id → state), from the last snapshot.
+    held: Vec<(Uuid, String)>,
+    current: Option<Uuid>,
+    printed: HashMap<Uuid, u64>,
+}
+
+/// What a typed line asks for.
+enum Command {
+    Frame(Value),
+    Quit,
+    Nothing,
+}
+
+impl Terminal {
+    async fn session(&mut self, mut socket: Socket, input: &mut mpsc::Receiver<String>, queues: &[Uuid]) -> Ended {
+        let presence = json!({ "type": "setPresence", "requestId": "presence", "status": "available", "queueIds": queues });
+        if let Err(ended) = send_json(&mut socket, &presence).await {
+            return ended;
+        }
+        loop {
+            tokio::select! {
+                frame = next_json(&mut socket) => match frame {
+                    Ok(frame) => self.show(&frame),
+                    Err(ended) => return ended,
+                },
+                line = input.recv() => {
+                    let command = match line {
+                        Some(line) => self.command(line.trim()),
+                        None => Command::Quit,
+                    };
+                    match command {
+                        Command::Frame(frame) => {
+                            if let Err(ended) = send_json(&mut socket, &frame).await {
+                                return ended;
+                            }
+                        }
+                        Command::Quit => {
+                            let _ = socket.close(None).await;
+                            return Ended::Quit;
+                        }
+                        Command::Nothing => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// A conversation id, or a unique prefix of one this terminal knows.
+    fn resolve(&self, text: &str) -> Option<Uuid> {
+        if let Ok(id) = Uuid::parse_str(text) {
+            return Some(id);
+        }
+        if text.is_empty() {
+            return None;
+        }
+        let mut matches = self
+            .held
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.printed.keys().copied())
+            .filter(|id| id.to_string().starts_with(text));
+        let first = matches.next()?;
+        matches.all(|other| other == first).then_some(first)
+    }
+
+    fn command(&mut self, line: &str) -> Command {
+        if line.is_empty() {
+            return Command::Nothing;
+        }
+        let Some(command) = line.strip_prefix('/') else {
+            let Some(current) = self.current else {
+                say("(no current conversation: /accept an offer or /use one)");
+                return Command::Nothing;
+            };
+            return Command::Frame(json!({
+                "type": "send",
+                "requestId": "send",
+                "conversationId": current,
+                "text": line,
+                "id": Uuid::new_v4().to_string(),
+            }));
+        };
+        let mut words = command.split_whitespace();
+        let verb = words.next().unwrap_or_default();
+        let first = words.next();
+        let rest: Vec<&str> = words.collect();
+        let conversation = first.and_then(|w| self.resolve(w));
+        let needs_id = |name: &str| {
+            say(format!("(/{name} needs a conversation id)"));
+            Command::Nothing
+        };
+        match verb {
+            "accept" | "decline" => {
+                let Some(id) = conversation else { return needs_id(verb) };
+                if verb == "accept" {
+                    self.current = Some(id);
+                }
+                Command::Frame(json!({ "type": verb, "requestId": format!("{verb}:{id}"), "conversationId": id }))
+            }
+            "end" => {
+                // `/end <id> [wrap-up]`, or `/end [wrap-up]` for the current one.
+                let (id, wrap_up) = match conversation {
+                    Some(id) => (Some(id), rest.join(" ")),
+                    None => (self.current, first.into_iter().chain(rest).collect::<Vec<_>>().join(" ")),
+                };
+                let Some(id) = id else { return needs_id(verb) };
+                let mut frame = json!({ "type": "end", "requestId": format!("end:{id}"), "conversationId": id });
+                if !wrap_up.is_empty() {
+                    frame["wrapUp"] = json!(wrap_up);
+                }
+                Command::Frame(frame)
+            }
+            "transfer" => {
+                let Some(id) = conversation else { return needs_id(verb) };
+                let target = rest.first().copied().unwrap_or_default();
+                let (field, target) = match target.split_once(':') {
+                    Some(("queue", t)) => ("queueId", t),
+                    Some(("agent", t)) => ("agentId", t),
+                    _ => {
+                        say("(/transfer <id> queue:<queue id> or agent:<agent id>)");
+                        return Command::Nothing;
+                    }
+                };
+                Command::Frame(json!({
+                    "type": "transfer",
+                    "requestId": format!("transfer:{id}"),
+                    "conversationId": id,
+                    field: target,
+                }))
+            }
+            "use" => {
+                let Some(id) = conversation else { return needs_id(verb) };
+                self.current = Some(id);
+                say(format!("(replies now go to {id})"));
+                Command::Nothing
+            }
+            "history" => {
+                let Some(id) = conversation else { return needs_id(verb) };
+                Command::Frame(json!({ "type": "history", "requestId": "history", "conversationId": id, "limit": 500 }))
+            }
+            "available" => Command::Frame(
+                json!({ "type": "setPresence", "requestId": "presence", "status": "available" }),
+            ),
+            "away" => Command::Frame(json!({ "type": "setPresence", "requestId": "presence", "status": "away" })),
+            "quit" | "exit" => Command::Quit,
+            _ => {
+                say(HELP);
+                Command::Nothing
+            }
+        }
+    }
+
+    fn show(&mut self, frame: &Value) {
+        match frame["type"].as_str().unwrap_or_default() {
+            "response" => self.show_response(frame),
+            "snapshot" => self.show_snapshot(frame),
+            "offer" => {
+                let c = &frame["conversation"];
+                say(format!(
+                    "offer {} from {} ({}): /accept {} or /decline {}",
+                    text(&c["id"]),
+                    text(&c["visitor"]["displayName"]),
+                    identity(&c["visitor"]),
+                    short(&c["id"]),
+                    short(&c["id"]),
+                ));
+            }
+            "offerRevoked" => say(format!("offer {} withdrawn", text(&frame["conversationId"]))),
+            "event" => self.show_event(frame),
+            "typing" => say(format!(
+                "[{}] {} is typing…",
+                short(&frame["conversationId"]),
+                text(&frame["from"]["name"])
+            )),
+            "presence" => say(format!("you are now {}", text(&frame["status"]))),
+            _ => {}
+        }
+    }
+
+    fn show_response(&mut self, frame: &Value) {
+        if frame["ok"] != true {
+            say(format!(
+                "error ({}): {}",
+                text(&frame["error"]["code"]),
+                text(&frame["error"]["message"])
+            ));
+            return;
+        }
+        let request = frame["requestId"].as_str().unwrap_or_default();
+        let result = &frame["result"];
+        match request.split_once(':').map_or(request, |(verb, _)| verb) {
+            "presence" => {
+                let queues = result["queues"].as_array().map_or(0, Vec::len);
+                say(format!("you are {} (queues: {queues})", text(&result["status"])));
+            }
+            "accept" => say(format!(
+                "accepted {}; type to reply",
+                text(&result["conversation"]["id"])
+            )),
+            "decline" => say(format!("declined {}", text(&result["conversation"]["id"]))),
+            "end" => say(format!("ended {}", text(&result["conversation"]["id"]))),
+            "transfer" => say(format!("transferred {}", text(&result["conversation"]["id"]))),
+            "history" => {
+                for event in result["events"].as_array().into_iter().flatten() {
+                    say(event_line(event));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn show_snapshot(&mut self, frame: &Value) {
+        let conversations = frame["conversations"].as_array().cloned().unwrap_or_default();
+        self.held = conversations
+            .iter()
+            .filter_map(|c| Some((Uuid::parse_str(c["id"].as_str()?).ok()?, text(&c["state"]))))
+            .collect();
+        for c in &conversations {
+            let Some(id) = c["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
+                continue;
+            };
+            if !self.printed.contains_key(&id) {
+                say(format!(
+                    "conversation {id} ({}) with {} ({})",
+                    text(&c["state"]),
+                    text(&c["visitor"]["displayName"]),
+                    identity(&c["visitor"])
+                ));
+                self.printed.insert(id, 0);
+            }
+            for event in c["events"].as_array().into_iter().flatten() {
+                self.show_event(event);
+            }
+        }
+        let still_held = |id: &Uuid| self.held.iter().any(|(h, state)| h == id && state == "connected");
+        if !self.current.as_ref().is_some_and(still_held) {
+            self.current = self
+                .held
+                .iter()
+                .find(|(_, state)| state == "connected")
+                .map(|(id, _)| *id);
+        }
+    }
+
+    fn show_event(&mut self, event: &Value) {
+        let Some(id) = event["conversationId"].as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
+            return;
+        };
+        let sequence = event["sequence"].as_u64().unwrap_or_default();
+        let printed = self.printed.entry(id).or_default();
+        if sequence <= *printed {
+            return;
+        }
+        *printed = sequence;
+        say(event_line(event));
+    }
+}
+
+fn event_line(event: &Value) -> String {
+    let conversation = short(&event["conversationId"]);
+    let who = text(&event["from"]["name"]);
+    match event["kind"].as_str().unwrap_or_default() {
+        "message" => format!("[{conversation}] {who}: {}", text(&event["text"])),
+        "presence" => {
+            let what = match event["presence"].as_str().unwrap_or_default() {
+                "Join" => "joined",
+                "Leave" => "left",
+                "Disconnect" => "disconnected",
+                "SignIn" => "signed in",
+                "Clear" => "cleared the conversation",
+                other => other,
+            };
+            format!("[{conversation}] {who} {what}")
+        }
+        "transfer" => {
+            let to = match (event["queueId"].as_str(), event["agentId"].as_str()) {
+                (Some(queue), _) => format!("queue {queue}"),
+                (_, Some(agent)) => format!("agent {agent}"),
+                _ => "elsewhere".to_owned(),
+            };
+            format!("[{conversation}] {who} transferred it to {to}")
+        }
+        "ended" => match event["wrapUp"].as_str() {
+            Some(wrap_up) => format!("[{conversation}] {who} ended it ({wrap_up})"),
+            None => format!("[{conversation}] {who} ended it"),
+        },
+        other => format!("[{conversation}] {who}: ({other})"),
+    }
+}
+
+/// What the agent knows about who the visitor is.
+fn identity(visitor: &Value) -> String {
+    if visitor["authenticated"] != true {
+        return "guest, not verified".to_owned();
+    }
+    let mut parts = vec!["verified".to_owned()];
+    if let Some(email) = visitor["email"].as_str() {
+        parts.push(email.to_owned());
+    }
+    if let (Some(issuer), Some(subject)) = (visitor["issuer"].as_str(), visitor["subject"].as_str()) {
+        parts.push(format!("{subject} at {issuer}"));
+    }
+    parts.join(", ")
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// The first block of a UUID: enough to type, given prefixes resolve.
+fn short(value: &Value) -> String {
+    let id = text(value);
+    id.split('-').next().unwrap_or_default().to_owned()
+}

@@ -1,0 +1,129 @@
+//! Terminal clients: `switchboard chat` plays a website visitor over the
+//! guest protocol, `switchboard agent` an agent over the agent protocol, so
+//! two terminals can chat through switchboard (through two nodes, even,
+//! when they share a Redis).
+//!
+//! Both read commands and messages from stdin, print what happens on
+//! stdout, and reconnect when the server goes away (a node shutting down
+//! closes its sockets with 1001; the conversation continues on another).
+
+pub mod agent;
+pub mod chat;
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncBufReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use url::Url;
+
+/// Why a terminal client stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("--url must be an http:// or ws:// URL: {0}")]
+    Url(String),
+    #[error("the server refused the connection: HTTP {status} {body}")]
+    Refused { status: u16, body: String },
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tungstenite::Error),
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long to wait before reconnecting after the server went away.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// The WebSocket URL for `path` on the server at `base` (`http://host:port`).
+/// Plain `ws:` only: put a TLS proxy in front for anything but a demo.
+fn ws_url(base: &str, path_and_query: &str) -> Result<String, ClientError> {
+    let url = Url::parse(base).map_err(|e| ClientError::Url(e.to_string()))?;
+    let scheme = match url.scheme() {
+        "http" | "ws" => "ws",
+        other => return Err(ClientError::Url(format!("the {other} scheme is not supported"))),
+    };
+    let host = url.host_str().ok_or_else(|| ClientError::Url("no host".to_owned()))?;
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    Ok(format!("{scheme}://{host}{port}{path_and_query}"))
+}
+
+/// Turns a refused handshake into an error that says what the server said.
+fn refused(error: tungstenite::Error) -> ClientError {
+    match error {
+        tungstenite::Error::Http(response) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            ClientError::Refused {
+                status: response.status().as_u16(),
+                body,
+            }
+        }
+        other => ClientError::Connect(other),
+    }
+}
+
+/// Lines typed on stdin, read by a task of their own so that a reconnect
+/// does not lose what was typed meanwhile. Closed at end of input.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Prints one line for the person at the terminal.
+fn say(line: impl Display) {
+    // The terminal clients' user interface is stdout.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{line}");
+    }
+}
+
+/// What happened to one connection.
+enum Ended {
+    /// The user is done (end of input, or `/quit`).
+    Quit,
+    /// The connection was lost or closed by the server: reconnect.
+    Lost,
+}
+
+/// Sends one JSON frame. A failure means the connection is gone.
+async fn send_json(socket: &mut Socket, frame: &serde_json::Value) -> Result<(), Ended> {
+    socket
+        .send(Message::text(frame.to_string()))
+        .await
+        .map_err(|_| Ended::Lost)
+}
+
+/// The next JSON frame from the server, `Err` when the connection ended.
+async fn next_json(socket: &mut Socket) -> Result<serde_json::Value, Ended> {
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str(text.as_str()) {
+                Ok(value) => return Ok(value),
+                Err(_) => say(format!("(unreadable frame: {})", text.as_str())),
+            },
+            Some(Ok(Message::Close(frame))) => {
+                if let Some(frame) = frame {
+                    say(format!("(the server closed the connection: {} {})", u16::from(frame.code), frame.reason));
+                }
+                return Err(Ended::Lost);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Err(Ended::Lost),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The agent WebSocket protocol (`/api/v2/agent/ws`): the console and bots
+//! go on queue, take offers, answer, transfer and end conversations.
+//!
+//! The caller is authenticated before the upgrade, so a bad credential is a
+//! plain HTTP 401/403 and never a socket. Browsers cannot set headers on a
+//! WebSocket, so the bearer may also travel as the subprotocol list
+//! `bearer, <token>` (the server answers with the `bearer` subprotocol).
+//!
+//! - [`protocol`]: the frames, parsed at the edge into typed values.
+//! - [`session`]: the task behind one socket.
+
+pub mod protocol;
+mod session;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
+use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::auth::{AuthError, Principal, PrincipalKind};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::bearer;
+use crate::routing::AgentIdentity;
+use crate::store::records::{ApiClient, Member};
+use crate::store::types::Role;
+
+/// The subprotocol a browser names to carry its bearer token.
+pub const BEARER_PROTOCOL: &str = "bearer";
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v2/agent/ws", get(connect))
+}
+
+/// An authenticated agent, as the socket needs it.
+#[derive(Clone, Debug)]
+pub struct AgentCaller {
+    pub identity: AgentIdentity,
+    /// May read the conversations of the agent's queues, not only its own.
+    pub supervisor: bool,
+}
+
+async fn connect(State(state): State<AppState>, request: Request) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let caller = match authenticate(&parts, &state).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::new(rejection.status(), "bad_request", "expected a WebSocket upgrade").into_response();
+        }
+    };
+    crate::gateway::limited(upgrade)
+        // Chosen only when the client offered it (it carried the token).
+        .protocols([BEARER_PROTOCOL])
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "agent socket upgrade failed"))
+        .on_upgrade(move |socket| session::run(socket, state, caller))
+}
+
+/// Authenticates an agent socket: 401 without a valid credential, 403
+/// without the agent role (admin holds every role).
+///
+/// Staff sign-in adds the console's session cookie here: it resolves to a
+/// member [`Principal`] in [`principal`], and the rest is the same.
+#[tracing::instrument(name = "authenticate_agent", skip_all)]
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<AgentCaller, ApiError> {
+    let principal = principal(parts, state).await?;
+    if !principal.has(Role::Agent) {
+        return Err(ApiError::forbidden("this needs the agent role"));
+    }
+    let identity = match principal.kind {
+        PrincipalKind::ApiClient { id } => {
+            let client = state
+                .store
+                .find::<ApiClient>(id)
+                .await
+                .map_err(AuthError::from)?
+                .filter(|c| c.org_id == principal.org)
+                .ok_or(AuthError::Invalid)?;
+            AgentIdentity {
+                id,
+                org: principal.org,
+                name: client.name,
+                is_member: false,
+            }
+        }
+        PrincipalKind::Member { id } => {
+            let member = state
+                .store
+                .find::<Member>(id)
+                .await
+                .map_err(AuthError::from)?
+                .filter(|m| m.org_id == principal.org)
+                .ok_or(AuthError::Invalid)?;
+            AgentIdentity {
+                id,
+                org: principal.org,
+                name: member.display_name,
+                is_member: true,
+            }
+        }
+        // The bootstrap token is nobody in particular: conversations need an
+        // agent someone can be held to.
+        PrincipalKind::Operator => {
+            return Err(ApiError::forbidden(
+                "the bootstrap token cannot answer conversations; use an API client or member with the agent role",
+            ));
+        }
+    };
+    Ok(AgentCaller {
+        identity,
+        supervisor: principal.has(Role::Supervisor),
+    })
+}
+
+/// Resolves the request's credential: `Authorization: Bearer`, or the
+/// subprotocol list `bearer, <token>`.
+async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let token = bearer(parts)
+        .or_else(|| subprotocol_bearer(parts))
+        .ok_or(AuthError::Missing)?;
+    Ok(state.auth.authenticate_bearer(token).await?)
+}
+
+/// The token of `Sec-WebSocket-Protocol: bearer, <token>`.
+fn subprotocol_bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
+    let mut offered = value.split(',').map(str::trim);
+    if offered.next()? != BEARER_PROTOCOL {
+        return None;
+    }
+    offered.next().filter(|token| !token.is_empty())
+}

@@ -1,0 +1,319 @@
+//! The frames of the agent protocol, as documented in
+//! `docs/agent-protocol.md`: requests parsed at the edge into typed values,
+//! and what the server sends back.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::routing::model::{
+    AgentState, AgentStatus, Conversation, ConversationState, LogEvent, Participant, SequencedEvent, VisitorIdentity,
+};
+
+/// Longest text an agent may send, as for visitors.
+pub const MAX_TEXT_CHARS: usize = 4000;
+/// Longest client message id, request id and wrap-up code.
+pub const MAX_ID_CHARS: usize = 128;
+
+/// A client request. Unknown fields are ignored, so a client may add its
+/// own; `requestId` is read separately, so even a frame that does not parse
+/// gets an answer the client can match.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Request {
+    #[serde(rename_all = "camelCase")]
+    SetPresence {
+        status: RequestedStatus,
+        #[serde(default)]
+        queue_ids: Option<Vec<Uuid>>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Accept { conversation_id: Uuid },
+    #[serde(rename_all = "camelCase")]
+    Decline { conversation_id: Uuid },
+    #[serde(rename_all = "camelCase")]
+    Send {
+        conversation_id: Uuid,
+        text: String,
+        /// The client's message id: a resend with the same id is answered
+        /// with the first send's sequence and appends nothing.
+        #[serde(default)]
+        id: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Typing { conversation_id: Uuid },
+    #[serde(rename_all = "camelCase")]
+    Transfer {
+        conversation_id: Uuid,
+        #[serde(default)]
+        queue_id: Option<Uuid>,
+        #[serde(default)]
+        agent_id: Option<Uuid>,
+    },
+    #[serde(rename_all = "camelCase")]
+    End {
+        conversation_id: Uuid,
+        #[serde(default)]
+        wrap_up: Option<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    History {
+        conversation_id: Uuid,
+        #[serde(default)]
+        after_sequence: Option<u64>,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    Ping,
+}
+
+/// What an agent may set itself to; offline is what the server decides when
+/// every socket is gone.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum RequestedStatus {
+    Available,
+    Away,
+}
+
+impl From<RequestedStatus> for AgentStatus {
+    fn from(status: RequestedStatus) -> Self {
+        match status {
+            RequestedStatus::Available => AgentStatus::Available,
+            RequestedStatus::Away => AgentStatus::Away,
+        }
+    }
+}
+
+/// A frame from the server.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerFrame {
+    /// Answers one request.
+    #[serde(rename_all = "camelCase")]
+    Response {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorBody>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        result: Option<Outcome>,
+    },
+    /// Everything the agent holds, on connect and whenever it changes.
+    Snapshot {
+        agent: AgentView,
+        conversations: Vec<ConversationSnapshot>,
+    },
+    /// A conversation is offered to the agent.
+    Offer { conversation: ConversationView },
+    /// An offer is gone: declined, timed out, or taken back.
+    #[serde(rename_all = "camelCase")]
+    OfferRevoked { conversation_id: Uuid },
+    /// A new event of a conversation the agent holds.
+    Event(EventView),
+    /// The visitor is typing.
+    #[serde(rename_all = "camelCase")]
+    Typing { conversation_id: Uuid, from: Participant },
+    /// The agent's own status changed (here or on another socket, or the
+    /// server set it away after an offer timed out).
+    Presence { status: AgentStatus, queues: Vec<Uuid> },
+}
+
+impl ServerFrame {
+    pub fn ok(request_id: Option<String>, result: Option<Outcome>) -> Self {
+        ServerFrame::Response {
+            request_id,
+            ok: true,
+            error: None,
+            result,
+        }
+    }
+
+    pub fn error(request_id: Option<String>, error: ErrorBody) -> Self {
+        ServerFrame::Response {
+            request_id,
+            ok: false,
+            error: Some(error),
+            result: None,
+        }
+    }
+}
+
+/// Why a request failed. `code` is one of `bad_request`, `not_found`,
+/// `not_allowed`, `busy`, `unavailable`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new("bad_request", message)
+    }
+
+    pub fn not_found() -> Self {
+        Self::new("not_found", "no such conversation")
+    }
+}
+
+/// The result a successful request carries, if any.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// `setPresence`.
+    Presence { status: AgentStatus, queues: Vec<Uuid> },
+    /// `send`.
+    Sent { sequence: u64, duplicate: bool },
+    /// `accept`, `decline`, `transfer`, `end`.
+    Conversation { conversation: ConversationView },
+    /// `history`.
+    #[serde(rename_all = "camelCase")]
+    History {
+        conversation_id: Uuid,
+        events: Vec<EventView>,
+        /// More events follow the last one returned.
+        more: bool,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentView {
+    pub id: Uuid,
+    pub name: String,
+    pub status: AgentStatus,
+    pub queues: Vec<Uuid>,
+    /// May read the history of every conversation of its queues.
+    pub supervisor: bool,
+}
+
+impl AgentView {
+    pub fn new(state: &AgentState, supervisor: bool) -> Self {
+        Self {
+            id: state.meta.id,
+            name: state.display_name.clone(),
+            status: state.status,
+            queues: state.queues.clone(),
+            supervisor,
+        }
+    }
+}
+
+/// A conversation as an agent sees it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    pub id: Uuid,
+    /// `waiting`, `offered`, `connected` or `ended`.
+    pub state: &'static str,
+    pub queue_id: Uuid,
+    pub deployment_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub visitor: VisitorView,
+    /// While offered: when the offer lapses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offer_deadline: Option<DateTime<Utc>>,
+    /// While waiting or offered: since when the visitor waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected_since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wrap_up: Option<String>,
+}
+
+/// The visitor's verified identity (or `authenticated: false` and nothing
+/// else for a guest), and what to call them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VisitorView {
+    #[serde(flatten)]
+    pub identity: VisitorIdentity,
+    pub display_name: String,
+}
+
+impl From<&Conversation> for ConversationView {
+    fn from(c: &Conversation) -> Self {
+        let mut view = ConversationView {
+            id: c.meta.id,
+            state: "waiting",
+            queue_id: c.queue_id,
+            deployment_id: c.deployment_id,
+            created_at: c.meta.date_created,
+            visitor: VisitorView {
+                identity: c.visitor.clone(),
+                display_name: c.visitor.display_name(),
+            },
+            offer_deadline: None,
+            waiting_since: None,
+            connected_since: None,
+            ended_at: None,
+            wrap_up: None,
+        };
+        match &c.state {
+            ConversationState::Waiting { since } => view.waiting_since = Some(*since),
+            ConversationState::Offered {
+                deadline,
+                waiting_since,
+                ..
+            } => {
+                view.state = "offered";
+                view.offer_deadline = Some(*deadline);
+                view.waiting_since = Some(*waiting_since);
+            }
+            ConversationState::Connected { since, .. } => {
+                view.state = "connected";
+                view.connected_since = Some(*since);
+            }
+            ConversationState::Ended { at, wrap_up } => {
+                view.state = "ended";
+                view.ended_at = Some(*at);
+                view.wrap_up.clone_from(wrap_up);
+            }
+        }
+        view
+    }
+}
+
+/// One conversation of a snapshot, with the events this socket had not
+/// sent yet (on connect: the newest history).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSnapshot {
+    #[serde(flatten)]
+    pub conversation: ConversationView,
+    pub events: Vec<EventView>,
+    /// The sequence of the newest event sent on this socket so far.
+    pub last_sequence: u64,
+}
+
+/// A log event with its sequence.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub conversation_id: Uuid,
+    pub sequence: u64,
+    #[serde(flatten)]
+    pub event: LogEvent,
+}
+
+impl From<SequencedEvent> for EventView {
+    fn from(e: SequencedEvent) -> Self {
+        Self {
+            conversation_id: e.conversation_id,
+            sequence: e.seq,
+            event: e.event,
+        }
+    }
+}

@@ -1,0 +1,924 @@
+//! The guest token endpoints: OIDC code (or ID token) → session JWT, refresh,
+//! logout, the backend-owned login transaction, and the session keys' JWKS.
+//!
+//! Browsers call these from the deployment's allowed origins. A preflight
+//! cannot name its deployment (that is in the body), so it is answered for
+//! any origin; the request itself is refused with 403 `origin_not_allowed`
+//! when its `Origin` is not one the deployment allows, before anything is
+//! redeemed, and only allowed origins get `Access-Control-Allow-Origin`.
+//! Apps send no `Origin` and are not concerned.
+//!
+//! Every failure answers `{code, message}` and is logged for the admin with
+//! the deployment and integration ids and the code, never with a code,
+//! token, verifier, state or secret: handlers are instrumented with all
+//! arguments skipped, and those values are held in `SecretString`s.
+//!
+//! The endpoints are rate-limited per client address, deployment and
+//! endpoint group ([`RATE_LIMIT`] per [`RATE_WINDOW`]); the address is the
+//! peer's (switchboard behind a proxy sees the proxy's).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::options;
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::AppState;
+use super::admin::configurations::published_version;
+use super::error::{ApiError, ErrorBody};
+use super::extract::Json;
+use super::public::cors;
+use crate::auth::crypto;
+use crate::auth::oidc::{self, OidcError, VerifiedIdentity};
+use crate::auth::refresh::NewFamily;
+use crate::auth::session::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
+use crate::engine::{Space, StashMode};
+use crate::store::StoreError;
+use crate::store::records::{Deployment, OidcIntegration};
+use crate::store::types::DeploymentStatus;
+
+/// Requests per client address, deployment and endpoint group per window.
+pub const RATE_LIMIT: u64 = 30;
+pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a backend-owned login may take between start and complete.
+pub const LOGIN_TRANSACTION_TTL: Duration = Duration::from_secs(10 * 60);
+
+const EXCHANGE_PATH: &str = "/api/v2/webdeployments/token/oauthcodegrantjwtexchange";
+const REFRESH_PATH: &str = "/api/v2/webdeployments/token/refresh";
+const REVOKE_PATH: &str = "/api/v2/webdeployments/token/revoke";
+const START_PATH: &str = "/api/v2/webdeployments/token/oauth/start";
+const COMPLETE_PATH: &str = "/api/v2/webdeployments/token/oauth/complete";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(exchange))
+        .routes(routes!(refresh))
+        .routes(routes!(revoke))
+        .routes(routes!(login_start))
+        .routes(routes!(login_complete))
+        .routes(routes!(jwks));
+    for path in [
+        EXCHANGE_PATH,
+        REFRESH_PATH,
+        REVOKE_PATH,
+        START_PATH,
+        COMPLETE_PATH,
+    ] {
+        router = router.route(path, options(preflight));
+    }
+    router
+}
+
+/// `{"deploymentId", "oauth": {...}}`: a code to redeem, or an ID token.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExchangeRequest {
+    deployment_id: String,
+    oauth: OAuthInput,
+}
+
+/// Either `code` + `redirectUri` (+ `codeVerifier`, `nonce`, `maxAge`,
+/// `iss`), or `idToken` (+ `nonce`).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthInput {
+    #[schema(value_type = Option<String>)]
+    code: Option<SecretString>,
+    redirect_uri: Option<String>,
+    #[schema(value_type = Option<String>)]
+    code_verifier: Option<SecretString>,
+    #[schema(value_type = Option<String>)]
+    nonce: Option<SecretString>,
+    /// Accepted for compatibility; the IdP enforces it at login.
+    #[allow(dead_code)]
+    max_age: Option<u64>,
+    /// RFC 9207: the `iss` of the authorization response; must be the
+    /// integration's issuer.
+    iss: Option<String>,
+    #[schema(value_type = Option<String>)]
+    id_token: Option<SecretString>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    #[schema(value_type = String)]
+    refresh_token: SecretString,
+    deployment_id: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginStartRequest {
+    deployment_id: String,
+    /// Where the IdP sends the browser back; its origin must be one the
+    /// deployment allows.
+    redirect_uri: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginCompleteRequest {
+    deployment_id: String,
+    #[schema(value_type = String)]
+    code: SecretString,
+    #[schema(value_type = String)]
+    state: SecretString,
+    /// RFC 9207: the `iss` of the authorization response.
+    iss: Option<String>,
+}
+
+/// A session JWT and the refresh token of its session.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    jwt: String,
+    refresh_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginStarted {
+    /// Send the browser here.
+    authorize_url: String,
+    /// Hand it back to `complete` with the code.
+    state: String,
+}
+
+/// What a login transaction keeps between start and complete. The PKCE
+/// verifier is sealed: it never leaves switchboard in the clear.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginTransaction {
+    deployment: Uuid,
+    integration: Uuid,
+    redirect_uri: String,
+    sealed_nonce: String,
+    sealed_verifier: String,
+}
+
+/// The client's address, from the connection (the server runs with connect
+/// info). A router driven without it counts every caller as one.
+#[derive(Debug, Clone, Copy)]
+struct ClientIp(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        ))
+    }
+}
+
+/// What a request got to know before it succeeded or failed: the CORS
+/// answer and the admin's log line need it either way.
+#[derive(Default)]
+struct Scope {
+    deployment: Option<Deployment>,
+    integration: Option<Uuid>,
+}
+
+/// A deployment ready for visitor logins, and its integration.
+struct Target {
+    deployment: Deployment,
+    integration: OidcIntegration,
+}
+
+/// Exchanges an authorization code (with PKCE) or an ID token for a session
+/// JWT of the deployment and a refresh token.
+#[utoipa::path(post, path = "/api/v2/webdeployments/token/oauthcodegrantjwtexchange", tag = "guest tokens",
+    request_body = ExchangeRequest,
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 400, body = ErrorBody, description = "invalid_grant, redirect_uri_not_allowed, authentication_disabled, issuer_mismatch, bad_request"),
+        (status = 401, body = ErrorBody, description = "the ID token failed verification: nonce_mismatch, audience_mismatch, signature_invalid, token_expired, ..."),
+        (status = 403, body = ErrorBody, description = "integration_inactive, origin_not_allowed"),
+        (status = 404, body = ErrorBody, description = "deployment_not_found"),
+        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
+        (status = 502, body = ErrorBody, description = "the IdP is unreachable or misconfigured"),
+    ))]
+#[tracing::instrument(name = "guest_token_exchange", skip_all)]
+async fn exchange(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Result<Json<ExchangeRequest>, ApiError>,
+) -> Response {
+    let mut scope = Scope::default();
+    let result = exchange_inner(&state, ip, &headers, body, &mut scope).await;
+    finish(scope, &headers, "exchange", result.map(axum::Json))
+}
+
+async fn exchange_inner(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    body: Result<Json<ExchangeRequest>, ApiError>,
+    scope: &mut Scope,
+) -> Result<TokenPair, ApiError> {
+    let Json(body) = body?;
+    let target = prepare(state, ip, headers, &body.deployment_id, "login", scope).await?;
+    let integration = &target.integration;
+    let oauth = body.oauth;
+    let identity = match (oauth.id_token, oauth.code) {
+        (Some(id_token), None) => state
+            .oidc
+            .verify_id_token(
+                integration,
+                id_token.expose_secret(),
+                oauth.nonce.as_ref().map(|n| n.expose_secret()),
+            )
+            .await
+            .map_err(oidc_error)?,
+        (None, Some(code)) => {
+            let redirect_uri = oauth.redirect_uri.ok_or_else(|| {
+                ApiError::bad_request("oauth.redirectUri is required with oauth.code")
+            })?;
+            check_redirect_uri(&target.deployment, &redirect_uri)?;
+            check_response_issuer(integration, oauth.iss.as_deref())?;
+            let secret = client_secret(state, integration)?;
+            state
+                .oidc
+                .exchange_code(
+                    integration,
+                    secret.as_ref(),
+                    code.expose_secret(),
+                    &redirect_uri,
+                    oauth.code_verifier.as_ref().map(|v| v.expose_secret()),
+                    oauth.nonce.as_ref().map(|n| n.expose_secret()),
+                )
+                .await
+                .map_err(oidc_error)?
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "oauth carries either code or idToken, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "oauth.code (with redirectUri) or oauth.idToken is required",
+            ));
+        }
+    };
+    start_session(state, &target, identity).await
+}
+
+/// Rotates a refresh token: answers a new session JWT and the next refresh
+/// token of the same session. A refresh token presented twice revokes its
+/// session.
+#[utoipa::path(post, path = "/api/v2/webdeployments/token/refresh", tag = "guest tokens",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 401, body = ErrorBody, description = "invalid_grant, refresh_token_reused, refresh_token_revoked"),
+        (status = 403, body = ErrorBody, description = "integration_inactive, origin_not_allowed"),
+        (status = 404, body = ErrorBody, description = "deployment_not_found"),
+        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
+    ))]
+#[tracing::instrument(name = "guest_token_refresh", skip_all)]
+async fn refresh(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Result<Json<RefreshRequest>, ApiError>,
+) -> Response {
+    let mut scope = Scope::default();
+    let result = refresh_inner(&state, ip, &headers, body, &mut scope).await;
+    finish(scope, &headers, "refresh", result.map(axum::Json))
+}
+
+async fn refresh_inner(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    body: Result<Json<RefreshRequest>, ApiError>,
+    scope: &mut Scope,
+) -> Result<TokenPair, ApiError> {
+    let Json(body) = body?;
+    let target = prepare(state, ip, headers, &body.deployment_id, "refresh", scope).await?;
+    let now = Utc::now();
+    let (family, next) = state
+        .sessions
+        .rotate_refresh(&body.refresh_token, target.deployment.meta.id, now)
+        .await?;
+    if family.integration != target.integration.meta.id {
+        // The deployment now signs visitors in elsewhere: sessions proven at
+        // the previous IdP end here.
+        state.sessions.revoke_family(&family, now).await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_grant",
+            "the deployment's OIDC integration changed since this session started; sign in again",
+        ));
+    }
+    let issued = state
+        .sessions
+        .issue(
+            &SessionGrant {
+                deployment: family.deployment,
+                org: family.org,
+                identity: family.identity,
+                sid: family.family,
+                not_after: family.family_expires_at,
+            },
+            now,
+        )
+        .await?;
+    Ok(TokenPair {
+        jwt: issued.jwt.expose_secret().to_owned(),
+        refresh_token: next.expose_secret().to_owned(),
+    })
+}
+
+/// Logs out: the bearer session JWT and its whole session (refresh tokens
+/// included) stop working, and the session's sockets are told.
+#[utoipa::path(delete, path = "/api/v2/webdeployments/token/revoke", tag = "guest tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, body = ErrorBody, description = "no, invalid, expired or already revoked session JWT"),
+        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
+    ))]
+#[tracing::instrument(name = "guest_token_revoke", skip_all)]
+async fn revoke(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+) -> Response {
+    let mut scope = Scope::default();
+    let result = revoke_inner(&state, ip, &headers, &mut scope).await;
+    finish(
+        scope,
+        &headers,
+        "revoke",
+        result.map(|()| StatusCode::NO_CONTENT),
+    )
+}
+
+async fn revoke_inner(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    scope: &mut Scope,
+) -> Result<(), ApiError> {
+    // The deployment is known only from the token: count by address alone.
+    rate_limit(state, "revoke", ip, None).await?;
+    let token = bearer(headers)
+        .ok_or_else(|| ApiError::unauthorized("a bearer session JWT is required"))?;
+    let now = Utc::now();
+    let claims = state
+        .sessions
+        .verify_own_audience(token.expose_secret(), now)
+        .await?;
+    if let Some(deployment) = state.store.find::<Deployment>(claims.aud).await? {
+        check_origin(&deployment, headers)?;
+        scope.deployment = Some(deployment);
+    }
+    state.sessions.revoke(&claims, now).await?;
+    Ok(())
+}
+
+/// Starts a login held by switchboard: it keeps the nonce and PKCE verifier
+/// (single use, 10 minutes) and answers the IdP's authorize URL and the
+/// `state` to hand back with the code.
+#[utoipa::path(post, path = "/api/v2/webdeployments/token/oauth/start", tag = "guest tokens",
+    request_body = LoginStartRequest,
+    responses(
+        (status = 200, body = LoginStarted),
+        (status = 400, body = ErrorBody, description = "redirect_uri_not_allowed, authentication_disabled"),
+        (status = 403, body = ErrorBody, description = "integration_inactive, origin_not_allowed"),
+        (status = 404, body = ErrorBody, description = "deployment_not_found"),
+        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
+        (status = 502, body = ErrorBody, description = "the IdP is unreachable or misconfigured"),
+    ))]
+#[tracing::instrument(name = "guest_login_start", skip_all)]
+async fn login_start(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Result<Json<LoginStartRequest>, ApiError>,
+) -> Response {
+    let mut scope = Scope::default();
+    let result = login_start_inner(&state, ip, &headers, body, &mut scope).await;
+    finish(scope, &headers, "login_start", result.map(axum::Json))
+}
+
+async fn login_start_inner(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    body: Result<Json<LoginStartRequest>, ApiError>,
+    scope: &mut Scope,
+) -> Result<LoginStarted, ApiError> {
+    let Json(body) = body?;
+    let target = prepare(state, ip, headers, &body.deployment_id, "login", scope).await?;
+    check_redirect_uri(&target.deployment, &body.redirect_uri)?;
+    let login_state = oidc::random_state();
+    let nonce = oidc::random_state();
+    let (verifier, challenge) = oidc::pkce_pair();
+    let url = state
+        .oidc
+        .authorize_url(
+            &target.integration,
+            &body.redirect_uri,
+            &login_state,
+            &nonce,
+            &challenge,
+        )
+        .await
+        .map_err(oidc_error)?;
+    let id = crypto::digest(&login_state);
+    let seal = |value: &SecretString, field: &str| {
+        state
+            .auth
+            .sealer()
+            .seal(value, &format!("login/{id}/{field}"))
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot seal a login transaction");
+                ApiError::internal()
+            })
+    };
+    let transaction = LoginTransaction {
+        deployment: target.deployment.meta.id,
+        integration: target.integration.meta.id,
+        redirect_uri: body.redirect_uri,
+        sealed_nonce: seal(&SecretString::from(nonce), "nonce")?,
+        sealed_verifier: seal(&verifier, "verifier")?,
+    };
+    let value = serde_json::to_vec(&transaction).map_err(|_| ApiError::internal())?;
+    let written = state
+        .store
+        .engine()
+        .stash(
+            Space::LoginTransaction,
+            &id,
+            &value,
+            LOGIN_TRANSACTION_TTL,
+            StashMode::IfAbsent,
+        )
+        .await
+        .map_err(|e| ApiError::from(StoreError::from(e)))?;
+    if !written {
+        return Err(ApiError::internal());
+    }
+    Ok(LoginStarted {
+        authorize_url: url.to_string(),
+        state: login_state,
+    })
+}
+
+/// Completes a login started with `oauth/start`: redeems the code with the
+/// transaction's PKCE verifier and nonce. A `state` works once.
+#[utoipa::path(post, path = "/api/v2/webdeployments/token/oauth/complete", tag = "guest tokens",
+    request_body = LoginCompleteRequest,
+    responses(
+        (status = 200, body = TokenPair),
+        (status = 400, body = ErrorBody, description = "invalid_state (unknown, used or expired), invalid_grant, issuer_mismatch"),
+        (status = 401, body = ErrorBody, description = "the ID token failed verification"),
+        (status = 403, body = ErrorBody, description = "integration_inactive, origin_not_allowed"),
+        (status = 404, body = ErrorBody, description = "deployment_not_found"),
+        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
+        (status = 502, body = ErrorBody, description = "the IdP is unreachable or misconfigured"),
+    ))]
+#[tracing::instrument(name = "guest_login_complete", skip_all)]
+async fn login_complete(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    body: Result<Json<LoginCompleteRequest>, ApiError>,
+) -> Response {
+    let mut scope = Scope::default();
+    let result = login_complete_inner(&state, ip, &headers, body, &mut scope).await;
+    finish(scope, &headers, "login_complete", result.map(axum::Json))
+}
+
+async fn login_complete_inner(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    body: Result<Json<LoginCompleteRequest>, ApiError>,
+    scope: &mut Scope,
+) -> Result<TokenPair, ApiError> {
+    let Json(body) = body?;
+    let target = prepare(state, ip, headers, &body.deployment_id, "login", scope).await?;
+    let id = crypto::digest(body.state.expose_secret());
+    let invalid_state = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_state",
+            "unknown, used or expired login state; start the login again",
+        )
+    };
+    let taken = state
+        .store
+        .engine()
+        .take(Space::LoginTransaction, &id)
+        .await
+        .map_err(|e| ApiError::from(StoreError::from(e)))?
+        .ok_or_else(invalid_state)?;
+    let transaction: LoginTransaction =
+        serde_json::from_slice(&taken).map_err(|_| invalid_state())?;
+    if transaction.deployment != target.deployment.meta.id
+        || transaction.integration != target.integration.meta.id
+    {
+        return Err(invalid_state());
+    }
+    check_response_issuer(&target.integration, body.iss.as_deref())?;
+    let open = |sealed: &str, field: &str| {
+        state
+            .auth
+            .sealer()
+            .open(sealed, &format!("login/{id}/{field}"))
+            .map_err(|_| invalid_state())
+    };
+    let nonce = open(&transaction.sealed_nonce, "nonce")?;
+    let verifier = open(&transaction.sealed_verifier, "verifier")?;
+    let secret = client_secret(state, &target.integration)?;
+    let identity = state
+        .oidc
+        .exchange_code(
+            &target.integration,
+            secret.as_ref(),
+            body.code.expose_secret(),
+            &transaction.redirect_uri,
+            Some(verifier.expose_secret()),
+            Some(nonce.expose_secret()),
+        )
+        .await
+        .map_err(oidc_error)?;
+    start_session(state, &target, identity).await
+}
+
+/// The public keys of session JWTs (RFC 7517), for anyone who verifies them.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "guest tokens",
+    responses((status = 200, body = JwkSet), (status = 503, body = ErrorBody)))]
+async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let keys = state.sessions.jwks().await?;
+    let mut response = axum::Json(keys).into_response();
+    let headers = response.headers_mut();
+    // Short: verifiers refetch on an unknown kid anyway, and keys rotate.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Ok(response)
+}
+
+/// CORS preflight. The deployment (in the body) is unknown here, so any
+/// origin may ask; the request itself is held to the deployment's origins.
+async fn preflight(headers: HeaderMap) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let out = response.headers_mut();
+    out.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, DELETE, OPTIONS"),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type"),
+        );
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+    response
+}
+
+/// The checks every login, refresh and start shares: a deployment id that
+/// names an active deployment, the caller's rate, its origin, and an
+/// active integration of the published configuration.
+async fn prepare(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    deployment_id: &str,
+    group: &'static str,
+    scope: &mut Scope,
+) -> Result<Target, ApiError> {
+    let id = Uuid::parse_str(deployment_id).map_err(|_| deployment_not_found())?;
+    rate_limit(state, group, ip, Some(id)).await?;
+    let deployment = state
+        .store
+        .find::<Deployment>(id)
+        .await?
+        .filter(|d| d.status == DeploymentStatus::Active)
+        .ok_or_else(deployment_not_found)?;
+    let version = deployment
+        .configuration_version()
+        .ok_or_else(deployment_not_found)?;
+    let published = published_version(
+        state,
+        deployment.org_id,
+        deployment.configuration.id,
+        version,
+    )
+    .await
+    .map_err(|e| {
+        if e.status == StatusCode::NOT_FOUND {
+            deployment_not_found()
+        } else {
+            e
+        }
+    })?;
+    scope.deployment = Some(deployment.clone());
+    check_origin(&deployment, headers)?;
+    let settings = published.content.authentication_settings;
+    let integration_id = settings
+        .integration_id
+        .filter(|_| settings.enabled)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "authentication_disabled",
+                "the deployment's configuration does not enable authentication",
+            )
+        })?;
+    scope.integration = Some(integration_id);
+    let integration = match state
+        .store
+        .get::<OidcIntegration>(deployment.org_id, integration_id)
+        .await
+    {
+        Ok(integration) if integration.active => integration,
+        Ok(_) | Err(StoreError::NotFound) => {
+            return Err(oidc_error(OidcError::IntegrationInactive));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Target {
+        deployment,
+        integration,
+    })
+}
+
+/// Counts a request of `group` from `ip` for `deployment`; refuses past
+/// [`RATE_LIMIT`] in the window.
+async fn rate_limit(
+    state: &AppState,
+    group: &'static str,
+    ip: IpAddr,
+    deployment: Option<Uuid>,
+) -> Result<(), ApiError> {
+    let deployment = deployment.map_or_else(|| "-".to_owned(), |d| d.to_string());
+    let id = format!("guest-token/{group}/{ip}/{deployment}");
+    let count = state
+        .store
+        .engine()
+        .count(Space::RateLimit, &id, RATE_WINDOW)
+        .await
+        .map_err(|e| ApiError::from(StoreError::from(e)))?;
+    if count > RATE_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("more than {RATE_LIMIT} requests a minute from this address; try again later"),
+        )
+        .retry_after(RATE_WINDOW.as_secs()));
+    }
+    Ok(())
+}
+
+/// A browser request from an origin the deployment does not allow is
+/// refused before anything happens; requests without `Origin` (apps) pass.
+fn check_origin(deployment: &Deployment, headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN) {
+        None => Ok(()),
+        Some(origin) => match origin.to_str() {
+            Ok(origin) if deployment.allows_origin(origin) => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "this origin is not one the deployment allows",
+            )),
+        },
+    }
+}
+
+/// The redirect URI's origin must be one the deployment allows (any, with
+/// `allowAllDomains`), so a code cannot be sent to someone else's page.
+fn check_redirect_uri(deployment: &Deployment, redirect_uri: &str) -> Result<(), ApiError> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "redirect_uri_not_allowed",
+            "the redirect URI is not on an origin the deployment allows",
+        )
+    };
+    let url = url::Url::parse(redirect_uri).map_err(|_| refused())?;
+    if deployment.allow_all_domains {
+        return Ok(());
+    }
+    if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
+        return Err(refused());
+    }
+    if deployment.allows_origin(&url.origin().ascii_serialization()) {
+        Ok(())
+    } else {
+        Err(refused())
+    }
+}
+
+/// RFC 9207: an authorization response's `iss`, when the client passes it
+/// on, must be the integration's issuer (mix-up defence).
+fn check_response_issuer(integration: &OidcIntegration, iss: Option<&str>) -> Result<(), ApiError> {
+    match iss {
+        Some(iss) if iss != integration.issuer => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "issuer_mismatch",
+            "the authorization response came from another issuer than the integration's",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The integration's client secret, opened from its sealed form.
+fn client_secret(
+    state: &AppState,
+    integration: &OidcIntegration,
+) -> Result<Option<SecretString>, ApiError> {
+    integration
+        .sealed_client_secret
+        .as_deref()
+        .map(|sealed| {
+            state
+                .auth
+                .sealer()
+                .open(sealed, &OidcIntegration::secret_context(integration.meta.id))
+        })
+        .transpose()
+        .map_err(|e| {
+            tracing::error!(integration = %integration.meta.id, error = %e, "the integration's client secret does not open");
+            ApiError::internal()
+        })
+}
+
+/// A verified visitor becomes a session: a refresh-token family living the
+/// integration's maximum refresh-token lifetime, and a session JWT that does
+/// not outlive the IdP's token.
+async fn start_session(
+    state: &AppState,
+    target: &Target,
+    identity: VerifiedIdentity,
+) -> Result<TokenPair, ApiError> {
+    let now = Utc::now();
+    let not_after = identity.expires_at;
+    let visitor = VisitorIdentity {
+        iss: identity.issuer,
+        sub: identity.subject,
+        email: identity.email,
+        email_verified: identity.email_verified,
+        name: identity.name,
+        given_name: identity.given_name,
+        family_name: identity.family_name,
+    };
+    let (sid, refresh_token) = state
+        .sessions
+        .start_family(
+            NewFamily {
+                deployment: target.deployment.meta.id,
+                org: target.deployment.org_id,
+                integration: target.integration.meta.id,
+                identity: visitor.clone(),
+                lifetime: Duration::from_secs(u64::from(
+                    target.integration.max_refresh_token_lifetime_seconds,
+                )),
+            },
+            now,
+        )
+        .await?;
+    let issued = state
+        .sessions
+        .issue(
+            &SessionGrant {
+                deployment: target.deployment.meta.id,
+                org: target.deployment.org_id,
+                identity: visitor,
+                sid,
+                not_after,
+            },
+            now,
+        )
+        .await?;
+    Ok(TokenPair {
+        jwt: issued.jwt.expose_secret().to_owned(),
+        refresh_token: refresh_token.expose_secret().to_owned(),
+    })
+}
+
+/// Turns a handler's result into the answer: CORS for the deployment's
+/// allowed origins on success and failure alike (a widget must read why it
+/// failed), and the admin's log line on failure.
+fn finish<T: IntoResponse>(
+    scope: Scope,
+    headers: &HeaderMap,
+    endpoint: &'static str,
+    result: Result<T, ApiError>,
+) -> Response {
+    let mut response = match result {
+        Ok(value) => value.into_response(),
+        Err(error) => {
+            let deployment = scope.deployment.as_ref().map(|d| d.meta.id);
+            if error.status == StatusCode::TOO_MANY_REQUESTS {
+                tracing::info!(endpoint, deployment = ?deployment, code = error.code, "guest token request refused");
+            } else {
+                tracing::warn!(
+                    endpoint,
+                    deployment = ?deployment,
+                    integration = ?scope.integration,
+                    code = error.code,
+                    reason = %error.message,
+                    "guest token request refused"
+                );
+            }
+            error.into_response()
+        }
+    };
+    let out = response.headers_mut();
+    match &scope.deployment {
+        Some(deployment) => {
+            cors(deployment, headers, out);
+            if out.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+                out.insert(
+                    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                    HeaderValue::from_static("retry-after"),
+                );
+            }
+        }
+        None => {
+            out.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+    // Tokens must not be kept by caches along the way.
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn deployment_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "deployment_not_found",
+        "no active deployment has this id",
+    )
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer(headers: &HeaderMap) -> Option<SecretString> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
+        .then(|| SecretString::from(token.to_owned()))
+}
+
+/// An OIDC failure in the `{code, message}` form, with the status the OIDC
+/// module chose.
+fn oidc_error(e: OidcError) -> ApiError {
+    let error = ApiError::new(e.status(), e.code(), e.to_string());
+    if e.status() == StatusCode::SERVICE_UNAVAILABLE {
+        error.retry_after(1)
+    } else {
+        error
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let code = e.code();
+        match e {
+            SessionError::Unavailable(message) => {
+                tracing::warn!(error = %message, "storage unavailable");
+                ApiError::unavailable()
+            }
+            SessionError::Corrupt(message) => {
+                tracing::error!(error = %message, "session state is corrupt");
+                ApiError::internal()
+            }
+            other => ApiError::new(StatusCode::UNAUTHORIZED, code, other.to_string()),
+        }
+    }
+}

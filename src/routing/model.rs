@@ -1,0 +1,409 @@
+//! The runtime records of routing and the events of a conversation's log.
+//!
+//! Runtime state is kept as engine records, like the admin records: versioned,
+//! so that every transition (offer, accept, decline, transfer, end) is a
+//! compare-and-set commit of the records it touches, atomic on both engines.
+//! Where a record is listed says what state it is in: a waiting conversation
+//! sits in its queue's waiting list, ordered by when it started waiting; an
+//! offered one in the offers list, ordered by its deadline, which is what the
+//! sweeper walks to time offers out.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::engine::{Kind, RecordKey};
+use crate::store::Record;
+use crate::store::records::Meta;
+use crate::store::types::OrgId;
+
+/// Who the visitor is, as far as switchboard knows: verified claims for an
+/// authenticated visitor, nothing but a nickname for a guest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VisitorIdentity {
+    /// The visitor proved who they are at the deployment's IdP.
+    pub authenticated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+}
+
+impl VisitorIdentity {
+    /// What agents call the visitor.
+    pub fn display_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        match (&self.given_name, &self.family_name) {
+            (Some(g), Some(f)) => format!("{g} {f}"),
+            (Some(g), None) => g.clone(),
+            _ => self.email.clone().unwrap_or_else(|| "Visitor".to_owned()),
+        }
+    }
+}
+
+/// The id of a guest session: derived from the client-minted session token,
+/// so the token itself is never stored.
+pub fn session_id(token: &str) -> Uuid {
+    let digest = Sha256::digest(token.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// What a visitor's session token is bound to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuestSession {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub org_id: OrgId,
+    pub deployment_id: Uuid,
+    /// Set once the session is authenticated; never removed (no downgrade).
+    pub identity: Option<VisitorIdentity>,
+    /// The authenticated visitor's stable id (the session JWT's `sub`).
+    pub visitor_id: Option<Uuid>,
+    /// The session JWT's `sid`: revoking it logs every socket out.
+    pub token_family: Option<String>,
+    /// The current (or last) conversation.
+    pub conversation_id: Option<Uuid>,
+    pub last_active: DateTime<Utc>,
+}
+
+impl Record for GuestSession {
+    const KIND: Kind = Kind::GuestSession;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn collection(&self) -> String {
+        format!("route/deployment/{}/sessions", self.deployment_id)
+    }
+}
+
+/// An authenticated visitor across sessions and devices: the conversations
+/// they had, so their history follows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Visitor {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub org_id: OrgId,
+    /// Oldest first.
+    pub conversations: Vec<Uuid>,
+}
+
+impl Record for Visitor {
+    const KIND: Kind = Kind::Visitor;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn collection(&self) -> String {
+        format!("route/org/{}/visitors", self.org_id)
+    }
+}
+
+/// Where a conversation stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum ConversationState {
+    /// In its queue, waiting for an agent since `since`.
+    Waiting { since: DateTime<Utc> },
+    /// Offered to one agent, who must accept by `deadline`.
+    #[serde(rename_all = "camelCase")]
+    Offered {
+        agent_id: Uuid,
+        deadline: DateTime<Utc>,
+        /// When it started waiting, kept so a re-queue keeps its place.
+        waiting_since: DateTime<Utc>,
+    },
+    /// An agent is answering.
+    #[serde(rename_all = "camelCase")]
+    Connected { agent_id: Uuid, since: DateTime<Utc> },
+    /// Over.
+    #[serde(rename_all = "camelCase")]
+    Ended {
+        at: DateTime<Utc>,
+        wrap_up: Option<String>,
+    },
+}
+
+/// A conversation's routing record. Its events are in the log named by its
+/// id.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub org_id: OrgId,
+    pub deployment_id: Uuid,
+    pub queue_id: Uuid,
+    pub session_id: Uuid,
+    pub visitor: VisitorIdentity,
+    #[serde(flatten)]
+    pub state: ConversationState,
+    /// Agents who declined or let the offer time out; skipped when offering
+    /// again.
+    #[serde(default)]
+    pub declined: Vec<Uuid>,
+    /// Every agent who was connected, for supervisors and history.
+    #[serde(default)]
+    pub agents: Vec<Uuid>,
+}
+
+/// The list of conversations waiting in a queue.
+pub fn waiting_collection(queue: Uuid) -> String {
+    format!("route/queue/{queue}/waiting")
+}
+
+/// Offers across all organizations, by deadline.
+pub const OFFERED_COLLECTION: &str = "route/offered";
+
+impl Record for Conversation {
+    const KIND: Kind = Kind::Conversation;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn collection(&self) -> String {
+        match &self.state {
+            ConversationState::Waiting { .. } => waiting_collection(self.queue_id),
+            ConversationState::Offered { .. } => OFFERED_COLLECTION.to_owned(),
+            ConversationState::Connected { .. } => format!("route/org/{}/connected", self.org_id),
+            ConversationState::Ended { .. } => format!("route/org/{}/ended", self.org_id),
+        }
+    }
+    fn order(&self) -> i64 {
+        match &self.state {
+            ConversationState::Waiting { since } => since.timestamp_millis(),
+            ConversationState::Offered { deadline, .. } => deadline.timestamp_millis(),
+            ConversationState::Connected { since, .. } => since.timestamp_millis(),
+            ConversationState::Ended { at, .. } => at.timestamp_millis(),
+        }
+    }
+}
+
+impl Conversation {
+    pub fn key_of(id: Uuid) -> RecordKey {
+        RecordKey::new(Kind::Conversation, id.to_string())
+    }
+
+    /// The agent holding the conversation (offered or connected).
+    pub fn agent(&self) -> Option<Uuid> {
+        match &self.state {
+            ConversationState::Offered { agent_id, .. } | ConversationState::Connected { agent_id, .. } => {
+                Some(*agent_id)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_ended(&self) -> bool {
+        matches!(self.state, ConversationState::Ended { .. })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AgentStatus {
+    /// Takes offers from the agent's queues.
+    Available,
+    /// Connected, but takes no new offers.
+    Away,
+    /// No socket for longer than the grace period.
+    Offline,
+}
+
+/// An agent's presence and load. The id is the member's or API client's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentState {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub org_id: OrgId,
+    pub display_name: String,
+    pub status: AgentStatus,
+    /// Queues the agent takes offers from.
+    pub queues: Vec<Uuid>,
+    /// Offered and connected conversations: the agent's load.
+    pub conversations: Vec<Uuid>,
+    /// Since when the agent has had nothing to do: longest idle first.
+    pub idle_since: DateTime<Utc>,
+}
+
+/// Agents that are not offline, across organizations: what the sweeper
+/// checks for lost connections.
+pub const ONLINE_AGENTS_COLLECTION: &str = "route/agents/online";
+
+impl Record for AgentState {
+    const KIND: Kind = Kind::AgentState;
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn org(&self) -> OrgId {
+        self.org_id
+    }
+    fn collection(&self) -> String {
+        match self.status {
+            AgentStatus::Offline => format!("route/org/{}/agents/offline", self.org_id),
+            _ => ONLINE_AGENTS_COLLECTION.to_owned(),
+        }
+    }
+}
+
+impl AgentState {
+    pub fn key_of(id: Uuid) -> RecordKey {
+        RecordKey::new(Kind::AgentState, id.to_string())
+    }
+}
+
+/// Who said or did something in a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub role: ParticipantRole,
+    /// The agent's id; absent for the visitor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ParticipantRole {
+    Visitor,
+    Agent,
+    System,
+}
+
+/// Presence changes, as the guest protocol names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum PresenceKind {
+    Join,
+    Leave,
+    Disconnect,
+    Clear,
+    SignIn,
+}
+
+/// One entry of a conversation's log. The sequence is the log's, not part of
+/// the body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEvent {
+    pub id: Uuid,
+    pub time: DateTime<Utc>,
+    pub from: Participant,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum EventBody {
+    /// A text or structured message.
+    #[serde(rename_all = "camelCase")]
+    Message {
+        /// "Text" or "Structured".
+        message_type: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        /// Structured content (quick replies, buttons), as sent.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        content: Vec<Value>,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        metadata: Value,
+        /// The client's id for idempotent resends.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_message_id: Option<String>,
+    },
+    /// Someone joined, left, or the visitor signed in.
+    Presence { presence: PresenceKind },
+    /// The conversation moved to another queue or agent.
+    #[serde(rename_all = "camelCase")]
+    Transfer {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        queue_id: Option<Uuid>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent_id: Option<Uuid>,
+    },
+    /// The agent ended the conversation.
+    #[serde(rename_all = "camelCase")]
+    Ended { wrap_up: Option<String> },
+}
+
+/// A log event with its sequence, as delivered to sockets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequencedEvent {
+    pub conversation_id: Uuid,
+    pub seq: u64,
+    #[serde(flatten)]
+    pub event: LogEvent,
+}
+
+/// Notices on the bus. Conversation events carry their sequence so that a
+/// receiver can spot a gap and read the log; everything else is a wake-up.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "notice", rename_all = "camelCase")]
+pub enum Notice {
+    /// A new log event (on the conversation's channel).
+    Event(SequencedEvent),
+    /// Someone is typing (not logged).
+    #[serde(rename_all = "camelCase")]
+    Typing { conversation_id: Uuid, from: Participant },
+    /// The conversation's routing state changed (on the agent's and the
+    /// conversation's channel).
+    #[serde(rename_all = "camelCase")]
+    Changed { conversation_id: Uuid },
+    /// The agent's own state changed (status, load).
+    AgentChanged,
+    /// The guest session was revoked (logout) or closed elsewhere.
+    #[serde(rename_all = "camelCase")]
+    SessionEnded { reason: SessionEndReason, except_socket: Option<Uuid> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SessionEndReason {
+    /// The session's tokens were revoked: `LogoutEvent`.
+    Logout,
+    /// `closeSession` on another socket: `ConnectionClosedEvent`.
+    Closed,
+    /// The session moved to an authenticated one elsewhere.
+    SignedIn,
+    /// The conversation was cleared.
+    Cleared,
+}
