@@ -21,8 +21,8 @@ pub mod socket;
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,9 @@ use crate::store::records::{ConfigurationContent, Deployment};
 use crate::store::types::DeploymentStatus;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1", get(upgrade)).merge(history::router())
+    Router::new()
+        .route("/v1", get(upgrade))
+        .merge(history::router())
 }
 
 /// A deployment a socket may serve, with its published configuration.
@@ -71,12 +73,18 @@ pub async fn admit_deployment(state: &AppState, id: Uuid) -> Result<Admitted, Re
     let Some(version) = deployment.configuration_version() else {
         return Err(Refused::NoDeployment);
     };
-    let configuration =
-        match published_version(state, deployment.org_id, deployment.configuration.id, version).await {
-            Ok(c) => c,
-            Err(e) if e.status == StatusCode::NOT_FOUND => return Err(Refused::NoDeployment),
-            Err(_) => return Err(Refused::Unavailable),
-        };
+    let configuration = match published_version(
+        state,
+        deployment.org_id,
+        deployment.configuration.id,
+        version,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) if e.status == StatusCode::NOT_FOUND => return Err(Refused::NoDeployment),
+        Err(_) => return Err(Refused::Unavailable),
+    };
     let content = configuration.content;
     if !content.messenger.enabled || !content.messenger.apps.conversations.enabled {
         return Err(Refused::Disabled);
@@ -95,7 +103,9 @@ async fn upgrade(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let deployment = query.get("deploymentId").and_then(|id| Uuid::parse_str(id).ok());
+    let deployment = query
+        .get("deploymentId")
+        .and_then(|id| Uuid::parse_str(id).ok());
     let Some(deployment) = deployment else {
         return ApiError::forbidden("unknown or inactive deployment").into_response();
     };
@@ -103,7 +113,8 @@ async fn upgrade(
         Ok(admitted) => admitted,
         Err(Refused::Unavailable) => return ApiError::unavailable().into_response(),
         Err(Refused::Disabled) => {
-            return ApiError::forbidden("messaging is disabled for this deployment").into_response();
+            return ApiError::forbidden("messaging is disabled for this deployment")
+                .into_response();
         }
         Err(Refused::NoDeployment) => {
             return ApiError::forbidden("unknown or inactive deployment").into_response();

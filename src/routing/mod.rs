@@ -860,7 +860,9 @@ impl Routing {
             let best = agents
                 .iter()
                 .filter(|a| !conversation.declined.contains(&a.meta.id))
-                .min_by_key(|a| (a.idle_since, a.meta.id));
+                // An agent with nothing to do before a busy one (whose
+                // `idle_since` is from before it got busy), then longest idle.
+                .min_by_key(|a| (a.conversations.len(), a.idle_since, a.meta.id));
             let Some(best) = best else { continue };
             return match self.offer(&conversation, best, &queue, now).await {
                 Ok(()) => Ok(true),

@@ -2,115 +2,28 @@
 //! one-time bootstrap token, a restart on the same data, graceful shutdown,
 //! and logs that never carry a secret.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
 
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::app::Reply;
+use crate::support::node::{Node, free_port};
 
-struct Node {
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Node {
-    fn start(data_dir: &std::path::Path, port: u16) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SWITCHBOARD_DATA_DIR", data_dir)
-            .env("SWITCHBOARD_LOG_FORMAT", "json")
-            // As much logging as there is: nothing secret may appear even so.
-            .env("RUST_LOG", "trace,h2=info,hyper=info,reqwest=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    output.lock().unwrap().push(line);
-                }
-            });
-        }
-        Node {
-            child,
-            output,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_ready(&self) {
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not ready: {:?}",
-                self.lines()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn terminate(mut self) -> Vec<String> {
-        let status = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "exit status {exit:?}: {:?}", self.lines());
-        // Let the reader threads drain the pipes.
-        std::thread::sleep(Duration::from_millis(100));
-        self.lines()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn embedded_env(data_dir: &std::path::Path) -> HashMap<String, String> {
+    HashMap::from([
+        ("SWITCHBOARD_DATA_DIR".to_owned(), data_dir.display().to_string()),
+        // As much logging as there is: nothing secret may appear even so.
+        ("RUST_LOG".to_owned(), "trace,h2=info,hyper=info,reqwest=info".to_owned()),
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_restart_and_logs_without_secrets() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let node = Node::start(data.path(), port);
-    node.wait_ready().await;
+    let node = Node::start_on(&embedded_env(data.path()), port).ready().await;
 
     // The first start prints a bootstrap token once, outside the log lines.
     let lines = node.lines();
@@ -208,8 +121,7 @@ async fn first_start_restart_and_logs_without_secrets() {
 
     // A restart on the same data keeps the records and the bootstrap token,
     // and prints no new one.
-    let node = Node::start(data.path(), port);
-    node.wait_ready().await;
+    let node = Node::start_on(&embedded_env(data.path()), port).ready().await;
     assert!(
         !node
             .lines()

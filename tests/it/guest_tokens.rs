@@ -304,6 +304,25 @@ async fn code_flow_with_pkce_and_nonce(kind: EngineKind) {
     assert_ne!(again["sid"], claims["sid"]);
     assert_ne!(bob["sub"], claims["sub"]);
 
+    // Every endpoint is in the API document.
+    let openapi = app
+        .call(Method::GET, "/openapi.json", None, None)
+        .await
+        .expect(StatusCode::OK);
+    for path in [
+        EXCHANGE,
+        REFRESH,
+        REVOKE,
+        START,
+        COMPLETE,
+        "/.well-known/jwks.json",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+
     // An authorization code works once.
     post(
         &app,
@@ -314,6 +333,59 @@ async fn code_flow_with_pkce_and_nonce(kind: EngineKind) {
     .expect_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
 on_both_engines!(code_flow_with_pkce_and_nonce);
+
+/// An app that signed the visitor in itself presents the ID token: it is
+/// verified for the integration's client and its nonce, and accepted once.
+async fn id_token_presented_directly(kind: EngineKind) {
+    let idp = idp::shared();
+    let app = TestApp::spawn(kind).await;
+    let site = site(&app, idp).await;
+    let login = client_login(idp, "olga").await;
+    let tokens: Value = reqwest::Client::new()
+        .post(format!("{}/token", idp.issuer))
+        .basic_auth(&idp.client_id, Some(&idp.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", login.code.as_str()),
+            ("redirect_uri", idp.redirect_uri.as_str()),
+            ("code_verifier", login.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let body = |nonce: &str| json!({ "deploymentId": site.deployment, "oauth": { "idToken": id_token, "nonce": nonce } });
+
+    post(&app, EXCHANGE, body("another-nonce"))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "nonce_mismatch");
+    let pair = post(&app, EXCHANGE, body(&login.nonce))
+        .await
+        .expect(StatusCode::OK);
+    let claims = verify_with_jwks(&app, pair["jwt"].as_str().unwrap(), &site.deployment).await;
+    assert_eq!(claims["identity"]["sub"], "olga");
+    let id_claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(id_token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(claims["exp"].as_i64().unwrap() <= id_claims["exp"].as_i64().unwrap());
+
+    let replayed = post(&app, EXCHANGE, body(&login.nonce)).await;
+    assert_eq!(
+        replayed.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        replayed.text
+    );
+}
+on_both_engines!(id_token_presented_directly);
 
 async fn tampered_and_foreign_session_jwts_are_refused(kind: EngineKind) {
     let idp = idp::shared();
@@ -865,7 +937,9 @@ async fn session_keys_are_shared_across_nodes() {
     // A day later node one rotates; node two learns the new kid on sight,
     // and tokens of the old key stay valid for their lifetime.
     let later = now + chrono::Duration::hours(24) + chrono::Duration::seconds(1);
-    let rotated = a.issue(&grant(deployment, "ivy"), later).await.unwrap();
+    let mut next_day = grant(deployment, "ivy");
+    next_day.not_after = later + chrono::Duration::hours(1);
+    let rotated = a.issue(&next_day, later).await.unwrap();
     let old_kid = jsonwebtoken::decode_header(issued.jwt.expose_secret())
         .unwrap()
         .kid;

@@ -12,6 +12,7 @@ mod binary;
 mod bus_redis;
 mod engine_contract;
 mod guest_tokens;
+mod guest_ws;
 mod oidc_attacks;
 mod public_and_ops;
 mod support;

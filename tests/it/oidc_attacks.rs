@@ -587,12 +587,12 @@ async fn nonce_replay_is_refused_across_nodes_on_redis() {
 
 #[tokio::test]
 async fn a_discovery_document_naming_another_issuer_is_refused() {
-    let (idp, rp, integration) = setup().await;
+    let (idp, rp, configured) = setup().await;
     idp.set_discovery_issuer("https://evil.example.com");
     let token = idp.sign(&idp.claims(CLIENT_ID));
     let error = rp
         .clients
-        .verify_id_token(&integration, &token, None)
+        .verify_id_token(&configured, &token, None)
         .await
         .unwrap_err();
     assert_eq!(error.code(), "issuer_mismatch");
@@ -956,7 +956,7 @@ async fn authorize_urls_carry_the_login() {
     assert_eq!(error.code(), "invalid_request");
     assert_eq!(
         pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-        "E9Melhoa2OwvFrEZTiRLmyD4sO9aN5YPV7IoMRhYZH0"
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     );
 }
 
@@ -1200,4 +1200,33 @@ async fn config_json_names_the_authorization_endpoint_when_discovery_works() {
         format!("{}/authorize", idp.issuer),
         "{config}"
     );
+}
+
+#[tokio::test]
+async fn cached_documents_are_refreshed_in_the_background() {
+    let idp = HostileIdp::start().await;
+    let rp = rp(true).await;
+    let clients = rp
+        .clients
+        .clone()
+        .with_refresh_after(std::time::Duration::ZERO);
+    let integration = integration(&idp.issuer);
+    let token = idp.sign(&idp.claims(CLIENT_ID));
+    clients
+        .verify_id_token(&integration, &token, None)
+        .await
+        .unwrap();
+    assert_eq!((idp.discovery_fetches(), idp.jwks_fetches()), (1, 1));
+    // The next use answers from the cache and refreshes behind it.
+    clients
+        .verify_id_token(&integration, &token, None)
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while idp.discovery_fetches() < 2 || idp.jwks_fetches() < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a background refresh");
 }

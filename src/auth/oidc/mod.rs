@@ -71,7 +71,6 @@ use uuid::Uuid;
 
 pub use self::diagnose::{Diagnosis, DiagnosisStep, Problem};
 pub use self::error::OidcError;
-pub use self::http::is_refused as is_refused_address;
 
 use self::discovery::{Discovered, KeySet};
 use self::http::IdpHttp;
@@ -146,17 +145,23 @@ struct Inner {
     /// Records used nonces (ephemeral `UsedNonce` values).
     engine: Engine,
     http: IdpHttp,
+    settings: Settings,
+    slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
+}
+
+#[derive(Clone)]
+struct Settings {
     allow_insecure: bool,
     /// Opens an integration's sealed client secret when a caller has not
     /// opened it already (HMAC-signed ID tokens, code redemption).
     sealer: Option<Sealer>,
-    slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
+    refresh_after: Duration,
 }
 
 impl std::fmt::Debug for OidcClients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OidcClients")
-            .field("allow_insecure", &self.inner.allow_insecure)
+            .field("allow_insecure", &self.inner.settings.allow_insecure)
             .field("cached", &lock(&self.inner.slots).len())
             .finish_non_exhaustive()
     }
@@ -280,30 +285,46 @@ impl OidcClients {
     /// `allow_insecure` (SWITCHBOARD_OIDC_ALLOW_INSECURE) lets `http://` and
     /// loopback or private IdPs through, for local testing only.
     pub fn new(engine: Engine, allow_insecure: bool) -> Self {
+        Self::build(
+            engine,
+            Settings {
+                allow_insecure,
+                sealer: None,
+                refresh_after: REFRESH_AFTER,
+            },
+        )
+    }
+
+    fn build(engine: Engine, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {
                 engine,
-                http: IdpHttp::new(allow_insecure),
-                allow_insecure,
-                sealer: None,
+                http: IdpHttp::new(settings.allow_insecure),
+                settings,
                 slots: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The same relying party with other settings and an empty cache.
+    fn reconfigure(self, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = self.inner.settings.clone();
+        change(&mut settings);
+        Self::build(self.inner.engine.clone(), settings)
     }
 
     /// Lets this relying party open integrations' sealed client secrets
     /// itself, so callers need not (HMAC-signed ID tokens presented
     /// directly, and [`OidcClients::exchange_code`] without a secret).
     pub fn with_sealer(self, sealer: Sealer) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                engine: self.inner.engine.clone(),
-                http: self.inner.http.clone(),
-                allow_insecure: self.inner.allow_insecure,
-                sealer: Some(sealer),
-                slots: Mutex::new(HashMap::new()),
-            }),
-        }
+        self.reconfigure(|s| s.sealer = Some(sealer))
+    }
+
+    /// How long cached discovery documents and key sets serve before a
+    /// background refresh ([`REFRESH_AFTER`] unless changed; tests shorten
+    /// it rather than wait).
+    pub fn with_refresh_after(self, every: Duration) -> Self {
+        self.reconfigure(|s| s.refresh_after = every)
     }
 
     /// Drops what is cached for an integration. Rarely needed: an edited
@@ -650,7 +671,7 @@ impl OidcClients {
             return Some(secret.clone());
         }
         let sealed = integration.sealed_client_secret.as_ref()?;
-        let sealer = self.inner.sealer.as_ref()?;
+        let sealer = self.inner.settings.sealer.as_ref()?;
         match sealer.open(
             sealed,
             &OidcIntegration::secret_context(integration.meta.id),
@@ -704,7 +725,7 @@ async fn load(inner: &Inner, slot: &Slot) -> Result<Arc<Provider>, OidcError> {
         Ok(provider) => {
             let provider = Arc::new(provider);
             state.provider = Some(provider.clone());
-            state.refresh_at = Some(Instant::now() + REFRESH_AFTER);
+            state.refresh_at = Some(Instant::now() + inner.settings.refresh_after);
             state.failure = None;
             Ok(provider)
         }
@@ -724,7 +745,7 @@ async fn refresh(inner: Arc<Inner>, slot: Arc<Slot>) {
     match result {
         Ok(provider) => {
             state.provider = Some(Arc::new(provider));
-            state.refresh_at = Some(Instant::now() + REFRESH_AFTER);
+            state.refresh_at = Some(Instant::now() + inner.settings.refresh_after);
         }
         Err(error) => {
             state.refresh_at = Some(Instant::now() + RETRY_FAILED_AFTER);
@@ -857,7 +878,7 @@ mod tests {
         // RFC 7636 appendix B.
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEZTiRLmyD4sO9aN5YPV7IoMRhYZH0"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let (verifier, challenge) = pkce_pair();
         assert_eq!(verifier.expose_secret().len(), 43);

@@ -148,8 +148,13 @@ pub struct GuestMessage {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum MessageKind {
-    Text { text: String },
-    Structured { text: Option<String>, content: Vec<Value> },
+    Text {
+        text: String,
+    },
+    Structured {
+        text: Option<String>,
+        content: Vec<Value>,
+    },
     Event(GuestEvent),
 }
 
@@ -268,7 +273,8 @@ fn parse_action(action: &str, object: Value) -> Result<(Option<String>, Request)
 /// Deserializes the frame into an action's shape; a field of the wrong type
 /// is a 400 naming what was expected.
 fn shape<T: DeserializeOwned>(object: Value) -> Result<T, GuestError> {
-    serde_json::from_value(object).map_err(|e| GuestError::bad_request(format!("invalid request: {e}")))
+    serde_json::from_value(object)
+        .map_err(|e| GuestError::bad_request(format!("invalid request: {e}")))
 }
 
 fn required_token(token: Option<&str>) -> Result<String, GuestError> {
@@ -282,7 +288,10 @@ fn required_token(token: Option<&str>) -> Result<String, GuestError> {
 }
 
 fn too_long() -> GuestError {
-    GuestError::new(4011, format!("message too long: at most {MAX_TEXT_CHARS} characters"))
+    GuestError::new(
+        4011,
+        format!("message too long: at most {MAX_TEXT_CHARS} characters"),
+    )
 }
 
 fn configure(raw: &RawConfigure) -> Result<Configure, GuestError> {
@@ -294,7 +303,8 @@ fn configure(raw: &RawConfigure) -> Result<Configure, GuestError> {
     let conversation_id = match &raw.conversation_id {
         None => None,
         Some(id) => Some(
-            Uuid::parse_str(id).map_err(|_| GuestError::bad_request("conversationId is not a UUID"))?,
+            Uuid::parse_str(id)
+                .map_err(|_| GuestError::bad_request("conversationId is not a UUID"))?,
         ),
     };
     Ok(Configure {
@@ -305,8 +315,14 @@ fn configure(raw: &RawConfigure) -> Result<Configure, GuestError> {
     })
 }
 
-fn guest_message(raw: RawMessage, top_level_id: Option<String>) -> Result<GuestMessage, GuestError> {
-    let kind = raw.kind.as_deref().ok_or_else(|| GuestError::missing("message.type"))?;
+fn guest_message(
+    raw: RawMessage,
+    top_level_id: Option<String>,
+) -> Result<GuestMessage, GuestError> {
+    let kind = raw
+        .kind
+        .as_deref()
+        .ok_or_else(|| GuestError::missing("message.type"))?;
     let content = raw.content.unwrap_or_default();
     let attachment = kind == "Attachment"
         || content
@@ -339,7 +355,10 @@ fn guest_message(raw: RawMessage, top_level_id: Option<String>) -> Result<GuestM
         "Event" => MessageKind::Event(guest_event(raw.events.unwrap_or_default())?),
         _ => return Err(GuestError::bad_request("unknown message type")),
     };
-    let custom_attributes = raw.channel.and_then(|c| c.metadata).and_then(|m| m.custom_attributes);
+    let custom_attributes = raw
+        .channel
+        .and_then(|c| c.metadata)
+        .and_then(|m| m.custom_attributes);
     if let Some(attributes) = &custom_attributes {
         if !attributes.is_object() {
             return Err(GuestError::bad_request(
@@ -357,9 +376,17 @@ fn guest_message(raw: RawMessage, top_level_id: Option<String>) -> Result<GuestM
     let metadata = match raw.metadata {
         None | Some(Value::Null) => Value::Null,
         Some(Value::Object(m)) => Value::Object(m),
-        Some(_) => return Err(GuestError::bad_request("message.metadata must be an object")),
+        Some(_) => {
+            return Err(GuestError::bad_request(
+                "message.metadata must be an object",
+            ));
+        }
     };
-    let client_id = raw.id.or(raw.message_id).or(top_level_id).filter(|id| !id.is_empty());
+    let client_id = raw
+        .id
+        .or(raw.message_id)
+        .or(top_level_id)
+        .filter(|id| !id.is_empty());
     if client_id
         .as_ref()
         .is_some_and(|id| id.chars().count() > MAX_CLIENT_ID_CHARS)
@@ -377,7 +404,10 @@ fn guest_message(raw: RawMessage, top_level_id: Option<String>) -> Result<GuestM
 }
 
 fn guest_event(events: Vec<RawEvent>) -> Result<GuestEvent, GuestError> {
-    let event = events.into_iter().next().ok_or_else(|| GuestError::missing("message.events"))?;
+    let event = events
+        .into_iter()
+        .next()
+        .ok_or_else(|| GuestError::missing("message.events"))?;
     match event.event_type.as_deref() {
         None => Err(GuestError::missing("message.events.eventType")),
         Some("Typing") => Ok(GuestEvent::Typing),
@@ -493,7 +523,13 @@ struct Frame<'a, B: Serialize> {
     tracing_id: Option<&'a str>,
 }
 
-fn frame<B: Serialize>(kind: &'static str, class: &str, code: u16, body: B, tracing_id: Option<&str>) -> String {
+fn frame<B: Serialize>(
+    kind: &'static str,
+    class: &str,
+    code: u16,
+    body: B,
+    tracing_id: Option<&str>,
+) -> String {
     let frame = Frame {
         kind,
         class,
@@ -533,7 +569,13 @@ pub fn error(error: &GuestError, tracing_id: Option<&str>) -> String {
             tracing_id,
         );
     }
-    frame("response", "string", error.code, error.message.as_ref(), tracing_id)
+    frame(
+        "response",
+        "string",
+        error.code,
+        error.message.as_ref(),
+        tracing_id,
+    )
 }
 
 /// What a client told 4029 waits, in seconds: the rate window.
@@ -593,13 +635,86 @@ impl AllowedMedia {
 /// File extensions refused whatever the configuration says (Genesys's
 /// list of executable and script types).
 pub const BLOCKED_EXTENSIONS: &[&str] = &[
-    ".ade", ".adp", ".app", ".asp", ".aspx", ".asx", ".bas", ".bat", ".cer", ".chm", ".cmd", ".com",
-    ".cpl", ".crt", ".csh", ".der", ".exe", ".fxp", ".gadget", ".hlp", ".hta", ".inf", ".ins", ".isp",
-    ".its", ".jar", ".js", ".jse", ".ksh", ".lnk", ".mad", ".maf", ".mag", ".mam", ".maq", ".mar",
-    ".mas", ".mat", ".mau", ".mav", ".maw", ".mda", ".mdb", ".mde", ".mdt", ".mdw", ".mdz", ".msc",
-    ".msh", ".msi", ".msp", ".mst", ".ops", ".pcd", ".pif", ".plg", ".prf", ".prg", ".ps1", ".psc1",
-    ".pst", ".py", ".reg", ".scf", ".scr", ".sct", ".shb", ".shs", ".tmp", ".url", ".vb", ".vbe",
-    ".vbs", ".vsmacros", ".vsw", ".ws", ".wsc", ".wsf", ".wsh", ".xnk",
+    ".ade",
+    ".adp",
+    ".app",
+    ".asp",
+    ".aspx",
+    ".asx",
+    ".bas",
+    ".bat",
+    ".cer",
+    ".chm",
+    ".cmd",
+    ".com",
+    ".cpl",
+    ".crt",
+    ".csh",
+    ".der",
+    ".exe",
+    ".fxp",
+    ".gadget",
+    ".hlp",
+    ".hta",
+    ".inf",
+    ".ins",
+    ".isp",
+    ".its",
+    ".jar",
+    ".js",
+    ".jse",
+    ".ksh",
+    ".lnk",
+    ".mad",
+    ".maf",
+    ".mag",
+    ".mam",
+    ".maq",
+    ".mar",
+    ".mas",
+    ".mat",
+    ".mau",
+    ".mav",
+    ".maw",
+    ".mda",
+    ".mdb",
+    ".mde",
+    ".mdt",
+    ".mdw",
+    ".mdz",
+    ".msc",
+    ".msh",
+    ".msi",
+    ".msp",
+    ".mst",
+    ".ops",
+    ".pcd",
+    ".pif",
+    ".plg",
+    ".prf",
+    ".prg",
+    ".ps1",
+    ".psc1",
+    ".pst",
+    ".py",
+    ".reg",
+    ".scf",
+    ".scr",
+    ".sct",
+    ".shb",
+    ".shs",
+    ".tmp",
+    ".url",
+    ".vb",
+    ".vbe",
+    ".vbs",
+    ".vsmacros",
+    ".vsw",
+    ".ws",
+    ".wsc",
+    ".wsf",
+    ".wsh",
+    ".xnk",
 ];
 
 #[derive(Debug, Serialize)]
@@ -669,7 +784,12 @@ pub type StringMap = Map<String, Value>;
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
 
     use super::*;
 
@@ -694,14 +814,44 @@ mod tests {
     #[test]
     fn missing_fields_are_4020() {
         assert_eq!(err(r#"{"token":"t"}"#).error.code, 4020);
-        assert_eq!(err(r#"{"action":"configureSession","deploymentId":"d"}"#).error.code, 4020);
-        assert_eq!(err(r#"{"action":"configureSession","token":"t"}"#).error.code, 4020);
-        let r = err(r#"{"action":"configureAuthenticatedSession","token":"t","deploymentId":"d","tracingId":"z"}"#);
+        assert_eq!(
+            err(r#"{"action":"configureSession","deploymentId":"d"}"#)
+                .error
+                .code,
+            4020
+        );
+        assert_eq!(
+            err(r#"{"action":"configureSession","token":"t"}"#)
+                .error
+                .code,
+            4020
+        );
+        let r = err(
+            r#"{"action":"configureAuthenticatedSession","token":"t","deploymentId":"d","tracingId":"z"}"#,
+        );
         assert_eq!((r.error.code, r.tracing_id.as_deref()), (4020, Some("z")));
-        assert_eq!(err(r#"{"action":"onMessage","token":"t"}"#).error.code, 4020);
-        assert_eq!(err(r#"{"action":"onMessage","token":"t","message":{}}"#).error.code, 4020);
-        assert_eq!(err(r#"{"action":"onMessage","token":"t","message":{"type":"Text"}}"#).error.code, 4020);
-        assert_eq!(err(r#"{"action":"onMessage","token":"t","message":{"type":"Event"}}"#).error.code, 4020);
+        assert_eq!(
+            err(r#"{"action":"onMessage","token":"t"}"#).error.code,
+            4020
+        );
+        assert_eq!(
+            err(r#"{"action":"onMessage","token":"t","message":{}}"#)
+                .error
+                .code,
+            4020
+        );
+        assert_eq!(
+            err(r#"{"action":"onMessage","token":"t","message":{"type":"Text"}}"#)
+                .error
+                .code,
+            4020
+        );
+        assert_eq!(
+            err(r#"{"action":"onMessage","token":"t","message":{"type":"Event"}}"#)
+                .error
+                .code,
+            4020
+        );
     }
 
     #[test]
@@ -714,8 +864,9 @@ mod tests {
         let frame = serde_json::json!({"action":"onMessage","token":"t","message":{"type":"Text","text":ok}});
         assert!(parse(&frame.to_string()).is_ok());
 
-        let attributes: serde_json::Map<String, Value> =
-            (0..100).map(|i| (format!("key{i}"), Value::String("v".repeat(20)))).collect();
+        let attributes: Map<String, Value> = (0..100)
+            .map(|i| (format!("key{i}"), Value::String("v".repeat(20))))
+            .collect();
         let frame = serde_json::json!({"action":"onMessage","token":"t","message":{"type":"Text","text":"hi",
             "channel":{"metadata":{"customAttributes":attributes}}}});
         assert_eq!(err(&frame.to_string()).error.code, 4013);
@@ -734,29 +885,71 @@ mod tests {
     fn parses_every_action() {
         let p = parse(r#"{"action":"configureSession","token":"t","deploymentId":"d","startNew":true,"lastSequence":4,"tracingId":"a"}"#).unwrap();
         assert_eq!(p.tracing_id.as_deref(), Some("a"));
-        assert!(matches!(p.request, Request::ConfigureSession(Configure { start_new: true, last_sequence: Some(4), .. })));
+        assert!(matches!(
+            p.request,
+            Request::ConfigureSession(Configure {
+                start_new: true,
+                last_sequence: Some(4),
+                ..
+            })
+        ));
         let p = parse(r#"{"action":"configureAuthenticatedSession","token":"t","deploymentId":"d","data":{"code":"jwt"}}"#).unwrap();
-        assert!(matches!(p.request, Request::ConfigureAuthenticatedSession { ref code, .. } if code == "jwt"));
-        let p = parse(r#"{"action":"onMessage","token":"t","message":{"type":"Text","text":"hi","id":"c1"}}"#).unwrap();
-        let Request::OnMessage(m) = p.request else { panic!() };
+        assert!(
+            matches!(p.request, Request::ConfigureAuthenticatedSession { ref code, .. } if code == "jwt")
+        );
+        let p = parse(
+            r#"{"action":"onMessage","token":"t","message":{"type":"Text","text":"hi","id":"c1"}}"#,
+        )
+        .unwrap();
+        let Request::OnMessage(m) = p.request else {
+            panic!()
+        };
         assert_eq!(m.client_id.as_deref(), Some("c1"));
         let p = parse(r#"{"action":"onMessage","token":"t","messageId":"c2","message":{"type":"Event","events":[{"eventType":"Presence","presence":{"type":"Join"}}]}}"#).unwrap();
-        let Request::OnMessage(m) = p.request else { panic!() };
-        assert_eq!(m.kind, MessageKind::Event(GuestEvent::Presence(PresenceKind::Join)));
+        let Request::OnMessage(m) = p.request else {
+            panic!()
+        };
+        assert_eq!(
+            m.kind,
+            MessageKind::Event(GuestEvent::Presence(PresenceKind::Join))
+        );
         assert_eq!(m.client_id.as_deref(), Some("c2"));
         let p = parse(r#"{"action":"onMessage","token":"t","message":{"type":"Event","events":[{"eventType":"Typing","typing":{"type":"On"}}]}}"#).unwrap();
-        assert!(matches!(p.request, Request::OnMessage(m) if m.kind == MessageKind::Event(GuestEvent::Typing)));
-        assert!(matches!(parse(r#"{"action":"echo","token":"t","message":{"type":"Text","text":"ping"}}"#).unwrap().request, Request::Echo { .. }));
-        assert!(matches!(parse(r#"{"action":"getJwt","token":"t"}"#).unwrap().request, Request::GetJwt));
-        assert!(matches!(parse(r#"{"action":"getConfiguration","deploymentId":"d"}"#).unwrap().request, Request::GetConfiguration { .. }));
-        assert!(matches!(parse(r#"{"action":"closeSession","token":"t","closeAllConnections":true}"#).unwrap().request, Request::CloseSession { close_all: true }));
+        assert!(
+            matches!(p.request, Request::OnMessage(m) if m.kind == MessageKind::Event(GuestEvent::Typing))
+        );
+        assert!(matches!(
+            parse(r#"{"action":"echo","token":"t","message":{"type":"Text","text":"ping"}}"#)
+                .unwrap()
+                .request,
+            Request::Echo { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"action":"getJwt","token":"t"}"#).unwrap().request,
+            Request::GetJwt
+        ));
+        assert!(matches!(
+            parse(r#"{"action":"getConfiguration","deploymentId":"d"}"#)
+                .unwrap()
+                .request,
+            Request::GetConfiguration { .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"action":"closeSession","token":"t","closeAllConnections":true}"#)
+                .unwrap()
+                .request,
+            Request::CloseSession { close_all: true }
+        ));
     }
 
     #[test]
     fn error_frames_have_the_documented_shape() {
         let text = error(&GuestError::new(4011, "message too long"), Some("tr"));
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v, serde_json::json!({"type":"response","class":"string","code":4011,"body":"message too long","tracingId":"tr"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"response","class":"string","code":4011,"body":"message too long","tracingId":"tr"})
+        );
         let v: Value = serde_json::from_str(&error(&GuestError::too_many(), None)).unwrap();
         assert_eq!(v["class"], "TooManyRequestsErrorMessage");
         assert_eq!(v["code"], 429);
@@ -767,7 +960,12 @@ mod tests {
     #[test]
     fn arbitrary_input_never_panics() {
         let samples = [
-            "", " ", "\"x\"", "1", "{\"action\":null}", "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":[]}",
+            "",
+            " ",
+            "\"x\"",
+            "1",
+            "{\"action\":null}",
+            "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":[]}",
             "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":{\"type\":\"Event\",\"events\":[{}]}}",
             "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":{\"type\":\"Event\",\"events\":[{\"eventType\":\"Presence\",\"presence\":{\"type\":7}}]}}",
             "{\"action\":\"configureSession\",\"token\":\"t\",\"deploymentId\":\"d\",\"lastSequence\":-1}",

@@ -39,12 +39,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route(HISTORY_PATH, get(history).options(preflight))
 }
 
-fn page_param(query: &HashMap<String, String>, name: &str, default: u64, max: u64) -> Result<u64, ApiError> {
+fn page_param(
+    query: &HashMap<String, String>,
+    name: &str,
+    default: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
     match query.get(name) {
         None => Ok(default),
         Some(raw) => match raw.parse::<u64>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request(format!("{name} must be a number from 1 to {max}"))),
+            _ => Err(ApiError::bad_request(format!(
+                "{name} must be a number from 1 to {max}"
+            ))),
         },
     }
 }
@@ -52,7 +59,9 @@ fn page_param(query: &HashMap<String, String>, name: &str, default: u64, max: u6
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 async fn history(
@@ -73,7 +82,8 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let page_number = page_param(query, "pageNumber", 1, u64::from(u32::MAX))?;
     let page_size = page_param(query, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
-    let token = bearer(headers).ok_or_else(|| ApiError::unauthorized("a bearer token from getJwt is required"))?;
+    let token = bearer(headers)
+        .ok_or_else(|| ApiError::unauthorized("a bearer token from getJwt is required"))?;
     let session = state
         .auth
         .verify_scoped(HISTORY_AUDIENCE, token)
@@ -101,10 +111,23 @@ async fn answer(
         ));
     }
     let read_only = match deployment.configuration_version() {
-        Some(version) => published_version(state, deployment.org_id, deployment.configuration.id, version)
-            .await
-            .map(|c| Routing::read_only_after_end(&c.content.messenger.apps.conversations.conversation_disconnect))
-            .unwrap_or(false),
+        Some(version) => published_version(
+            state,
+            deployment.org_id,
+            deployment.configuration.id,
+            version,
+        )
+        .await
+        .map(|c| {
+            Routing::read_only_after_end(
+                &c.content
+                    .messenger
+                    .apps
+                    .conversations
+                    .conversation_disconnect,
+            )
+        })
+        .unwrap_or(false),
         None => false,
     };
 
@@ -133,10 +156,16 @@ async fn answer(
                 .events_after(conversation, after, READ_BATCH)
                 .await
                 .map_err(|_| ApiError::unavailable())?;
-            let Some(last) = batch.last().map(|e| e.seq) else { break };
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                break;
+            };
             after = last;
             let full = batch.len() == READ_BATCH;
-            events.extend(batch.iter().filter_map(|e| messages::from_log(e, read_only)));
+            events.extend(
+                batch
+                    .iter()
+                    .filter_map(|e| messages::from_log(e, read_only)),
+            );
             if !full {
                 break;
             }
@@ -151,7 +180,8 @@ async fn answer(
         }
     }
     let total = u64::try_from(entities.len()).unwrap_or(u64::MAX);
-    let offset = usize::try_from(page_number.saturating_sub(1).saturating_mul(page_size)).unwrap_or(usize::MAX);
+    let offset = usize::try_from(page_number.saturating_sub(1).saturating_mul(page_size))
+        .unwrap_or(usize::MAX);
     let size = usize::try_from(page_size).unwrap_or(usize::MAX);
     let page: Vec<StructuredMessage> = entities.into_iter().skip(offset).take(size).collect();
     let body = PagedList {
@@ -185,12 +215,18 @@ async fn preflight(headers: HeaderMap) -> Response {
     out.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = headers.get(header::ORIGIN) {
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, OPTIONS"));
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, OPTIONS"),
+        );
         out.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("authorization, content-type"),
         );
-        out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        out.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
     }
     response
 }

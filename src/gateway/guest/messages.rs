@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::routing::model::{EventBody, LogEvent, Participant, ParticipantRole, PresenceKind, SequencedEvent};
+use crate::routing::model::{
+    EventBody, LogEvent, Participant, ParticipantRole, PresenceKind, SequencedEvent,
+};
 
 /// How long a typing indicator shows, in milliseconds.
 pub const TYPING_DURATION_MS: u64 = 5000;
@@ -128,7 +130,11 @@ pub fn from_log(event: &SequencedEvent, read_only: bool) -> Option<StructuredMes
             metadata,
             client_message_id,
         } => {
-            let kind = if message_type == "Structured" { "Structured" } else { "Text" };
+            let kind = if message_type == "Structured" {
+                "Structured"
+            } else {
+                "Text"
+            };
             let mut message = base(&event.event, kind);
             message.text.clone_from(text);
             message.content.clone_from(content);
@@ -144,8 +150,13 @@ pub fn from_log(event: &SequencedEvent, read_only: bool) -> Option<StructuredMes
                 "eventType": "Presence",
                 "presence": { "type": presence_name(*presence) },
             }));
-            if *presence == PresenceKind::Disconnect && read_only && event.event.from.role != ParticipantRole::Visitor {
-                message.metadata.insert("readOnly".to_owned(), Value::String("true".to_owned()));
+            if *presence == PresenceKind::Disconnect
+                && read_only
+                && event.event.from.role != ParticipantRole::Visitor
+            {
+                message
+                    .metadata
+                    .insert("readOnly".to_owned(), Value::String("true".to_owned()));
             }
             message
         }
@@ -213,7 +224,12 @@ pub fn echo(text: Option<String>, now: DateTime<Utc>) -> StructuredMessage {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
 
     use super::*;
 

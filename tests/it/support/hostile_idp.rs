@@ -4,7 +4,6 @@
 //! counters of what it was asked. Tokens are signed with throwaway keys
 //! committed under tests/fixtures/oidc/.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -147,7 +146,6 @@ struct Shared {
 pub struct HostileIdp {
     /// `http://127.0.0.1:<port>`, no trailing slash.
     pub issuer: String,
-    pub addr: SocketAddr,
     pub signer: TestKey,
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -196,7 +194,6 @@ impl HostileIdp {
         });
         HostileIdp {
             issuer: base,
-            addr,
             signer,
             shared,
             shutdown: Some(tx),

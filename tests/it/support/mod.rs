@@ -3,6 +3,7 @@
 pub mod app;
 pub mod hostile_idp;
 pub mod idp;
+pub mod node;
 pub mod redis;
 
 pub use self::redis::RedisServer;

@@ -1,0 +1,124 @@
+//! switchboard nodes as separate processes, so a test can kill one with
+//! SIGKILL the way a machine dies.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `switchboard serve` process.
+pub struct Node {
+    child: Option<Child>,
+    output: Arc<Mutex<Vec<String>>>,
+    pub port: u16,
+    pub base: String,
+    env: HashMap<String, String>,
+}
+
+impl Node {
+    /// Starts a node with exactly `env` (plus PATH) on a free port.
+    pub fn start(env: &HashMap<String, String>) -> Node {
+        Self::start_on(env, free_port())
+    }
+
+    pub fn start_on(env: &HashMap<String, String>, port: u16) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SWITCHBOARD_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap();
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        Node {
+            child: Some(child),
+            output,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            env: env.clone(),
+        }
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(self) -> Node {
+        let http = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status() == StatusCode::OK
+            {
+                return self;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node not ready: {:?}", self.lines());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn ws_base(&self) -> String {
+        self.base.replacen("http", "ws", 1)
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    pub fn env(&self) -> &HashMap<String, String> {
+        &self.env
+    }
+
+    /// Dies at once, like a machine losing power.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then waits for a clean exit and answers the output.
+    pub fn terminate(mut self) -> Vec<String> {
+        if let Some(mut child) = self.child.take() {
+            let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
+            assert!(status.success());
+            let exit = child.wait().unwrap();
+            assert!(exit.success(), "exit status {exit:?}: {:?}", self.lines());
+        }
+        // Let the reader threads drain the pipes.
+        std::thread::sleep(Duration::from_millis(100));
+        self.lines()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
