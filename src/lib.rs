@@ -96,8 +96,7 @@ impl Server {
         let oidc = auth::oidc::OidcClients::new(engine.clone(), config.oidc_allow_insecure);
         let store = Store::new(engine, metrics.clone());
         let bootstrapped = Auth::bootstrap(&config, &master, store.clone()).await?;
-        let sessions =
-            auth::session::SessionTokens::new(&config, &master, store.clone());
+        let sessions = auth::session::SessionTokens::new(&config, &master, store.clone());
         let store_for_routing = store.clone();
         let config_routing = routing::RoutingConfig {
             agent_grace: config.agent_grace,
@@ -130,20 +129,34 @@ impl Server {
         &self.state
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then finishes the
-    /// requests in flight.
+    /// Serves on `listener` until `shutdown` resolves. Then sockets are told
+    /// to close (1001, so clients reconnect to another node), HTTP requests
+    /// in flight finish, and the routing sweeper stops.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        let sockets = self.state.shutdown.clone();
+        let sweeper = tokio::spawn(
+            self.state
+                .routing
+                .clone()
+                .sweep_until(sockets.clone().signalled()),
+        );
         let app = http::router(self.state);
+        let stop = async move {
+            shutdown.await;
+            sockets.begin();
+            sockets.drained().await;
+        };
         axum::serve(
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop)
         .await?;
+        let _ = sweeper.await;
         Ok(())
     }
 }

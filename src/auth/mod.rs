@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod oidc;
 pub mod refresh;
 pub mod session;
+pub mod staff;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -357,6 +358,7 @@ async fn ensure_default_org(store: &Store) -> Result<OrgId, StoreError> {
         meta: Meta::new(Utc::now()),
         name: "Default".to_owned(),
         is_default: true,
+        staff_integration_id: None,
     };
     org.meta.version = 1;
     let id = OrgId(org.meta.id);

@@ -436,7 +436,8 @@ impl SessionTokens {
         self.announce(RevokedSession {
             deployment: claims.aud,
             sid: claims.sid,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -464,7 +465,8 @@ impl SessionTokens {
                 self.announce(RevokedSession {
                     deployment: family.deployment,
                     sid: family.family,
-                });
+                })
+                .await;
                 Err(SessionError::RefreshReused)
             }
             Err(refresh::RotateError::Session(e)) => Err(e),
@@ -489,7 +491,8 @@ impl SessionTokens {
         self.announce(RevokedSession {
             deployment: family.deployment,
             sid: family.family,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -514,9 +517,24 @@ impl SessionTokens {
         })
     }
 
-    fn announce(&self, revoked: RevokedSession) {
+    async fn announce(&self, revoked: RevokedSession) {
+        let channel = crate::engine::Channel::Session(revoked.sid.to_string());
         // No receiver is not an error: no socket of this node listens yet.
         let _ = self.inner.revocations.send(revoked);
+        // Sockets of the session on every other node hear it on the bus. A
+        // lost notice is caught by their periodic re-verification.
+        let notice = crate::routing::model::Notice::SessionEnded {
+            reason: crate::routing::model::SessionEndReason::Logout,
+            except_socket: None,
+        };
+        match serde_json::to_vec(&notice) {
+            Ok(payload) => {
+                if let Err(e) = self.inner.store.engine().publish(&channel, &payload).await {
+                    tracing::warn!(error = %e, "could not announce a revoked session on the bus");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a session notice"),
+        }
     }
 
     async fn check_not_revoked(&self, claims: &SessionClaims) -> Result<(), SessionError> {

@@ -97,8 +97,13 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(AuthError::Missing)?;
-        let principal = state.auth.authenticate_bearer(token).await?;
+        let principal = match bearer(parts) {
+            Some(token) => state.auth.authenticate_bearer(token).await?,
+            // The console's staff session cookie, CSRF-checked on changes.
+            None => super::staff::cookie_principal(parts, state)
+                .await?
+                .ok_or(AuthError::Missing)?,
+        };
         Ok(Caller(principal))
     }
 }

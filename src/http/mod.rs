@@ -12,6 +12,7 @@ pub mod extract;
 mod guest_token;
 mod ops;
 mod public;
+pub mod staff;
 mod token;
 
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .merge(token::router())
         .merge(guest_token::router())
         .merge(public::router())
+        .merge(staff::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
 

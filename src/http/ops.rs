@@ -31,8 +31,14 @@ async fn healthz() -> &'static str {
 /// The node can serve: its engine answers. A load balancer takes a node out
 /// while this is 503.
 async fn readyz(State(state): State<AppState>) -> Response {
+    let bus = state.store.engine().bus_healthy();
     match state.store.ping().await {
-        Ok(()) => axum::Json(json!({ "ready": true, "engine": state.store.engine().name() })).into_response(),
+        Ok(()) if bus => axum::Json(json!({ "ready": true, "engine": state.store.engine().name() })).into_response(),
+        Ok(()) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "ready": false, "engine": state.store.engine().name(), "reason": "the bus subscription is reconnecting" })),
+        )
+            .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({ "ready": false, "engine": state.store.engine().name(), "reason": e.to_string() })),

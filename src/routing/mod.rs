@@ -975,7 +975,7 @@ impl Routing {
             }
             // A safety net for wake-ups lost with a node: every so often,
             // route every queue.
-            if rounds % 15 == 0
+            if rounds.is_multiple_of(15)
                 && let Err(e) = self.route_all(now).await
             {
                 tracing::warn!(error = %e, "routing all queues failed");

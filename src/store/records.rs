@@ -55,6 +55,11 @@ pub struct Organization {
     /// administers it.
     #[serde(default)]
     pub is_default: bool,
+    /// The OIDC integration (of this organization) its staff sign in with
+    /// to the console; none means staff SSO is off. A reference, so the
+    /// integration cannot be deleted while it is used.
+    #[serde(default)]
+    pub staff_integration_id: Option<Uuid>,
 }
 record!(Organization, Kind::Organization);
 
@@ -71,6 +76,12 @@ impl Record for Organization {
     }
     fn collection(&self) -> String {
         "orgs".to_owned()
+    }
+    fn refs(&self) -> Vec<RecordKey> {
+        self.staff_integration_id
+            .map(OidcIntegration::key_of)
+            .into_iter()
+            .collect()
     }
 }
 

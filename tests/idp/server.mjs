@@ -4,8 +4,10 @@
 // The test harness (tests/it/support/idp.rs) starts it with:
 //   IDP_PORT            port to listen on; 0 (the default) lets the OS choose
 //   IDP_CLIENT_ID       the static confidential client's id
-//   IDP_CLIENT_SECRET   its secret (client_secret_basic or client_secret_post)
+//   IDP_CLIENT_SECRET   its secret
 //   IDP_REDIRECT_URIS   its redirect URIs, separated by spaces
+//   IDP_CLIENT_AUTH_METHOD  optional: its token endpoint auth method
+//                       (client_secret_basic by default)
 //   IDP_WATCH_PID       optional: exit once this process is gone, so a test
 //                       binary killed with SIGKILL leaves no IdP behind
 //

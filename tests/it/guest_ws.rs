@@ -1284,8 +1284,28 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     assert_eq!(body["newSession"], false);
     assert_eq!(body["conversationId"], conversation.to_string());
 
+    // A new conversation (startNew on the authenticated socket): the phone
+    // follows it from its start.
+    let answer = guest
+        .ask(json!({
+            "action": "configureAuthenticatedSession", "token": t, "deploymentId": site.deployment,
+            "startNew": true, "data": { "code": jwt },
+        }))
+        .await;
+    assert_eq!(assert_session(&answer)["clearedExistingSession"], true);
+    tokio::time::sleep(RATE_WINDOW).await;
+    let answer = guest.say("second conversation").await;
+    assert_eq!(seq(&answer), 1);
+    assert_ne!(answer["body"]["conversationId"], conversation.to_string());
+    let followed = phone.next().await;
+    assert_eq!(followed["body"]["text"], "second conversation");
+    assert_eq!(
+        followed["body"]["conversationId"],
+        answer["body"]["conversationId"]
+    );
+
     // The history of an authenticated visitor includes earlier
-    // conversations.
+    // conversations, newest first.
     let jwt_history = guest.ask(json!({"action":"getJwt","token":t})).await["body"]["jwt"]
         .as_str()
         .unwrap()
@@ -1294,7 +1314,13 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
         .get("/api/v2/webmessaging/messages", &jwt_history)
         .await
         .expect(StatusCode::OK);
-    assert_eq!(history["total"], 1);
+    assert_eq!(history["total"], 2);
+    assert_eq!(history["entities"][0]["text"], "second conversation");
+    assert_eq!(history["entities"][1]["text"], "signed in");
+    assert_eq!(
+        history["entities"][1]["conversationId"],
+        conversation.to_string()
+    );
 
     // Logout: every socket of the session hears LogoutEvent and is closed.
     app.state()

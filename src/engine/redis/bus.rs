@@ -19,6 +19,10 @@
 //!   the hub still holds, and tells every local subscriber to resync,
 //!   because anything published meanwhile is lost. The logs still hold it.
 //!
+//! Delivery is asynchronous, so a subscriber that joins a channel the node
+//! is subscribed to already (or was until a moment ago) may get a message
+//! published just before it joined. The bus is a hint; that is harmless.
+//!
 //! The task holds the hub weakly and ends when the engine's last clone is
 //! dropped (its request channel closes), closing its connection.
 

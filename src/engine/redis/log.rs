@@ -86,7 +86,8 @@ impl RedisEngine {
             .arg(format!("{first}-0"))
             .arg("+")
             .arg("COUNT")
-            .arg(limit)
+            // Redis refuses a count beyond i64; no log is that long anyway.
+            .arg(i64::try_from(limit).unwrap_or(i64::MAX))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::routing::model::PresenceKind;
@@ -779,9 +779,6 @@ pub struct ConfigurationResponse {
     pub conversation_clear: bool,
 }
 
-/// A JSON object of string values, as Genesys's `metadata` maps are.
-pub type StringMap = Map<String, Value>;
-
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -864,7 +861,7 @@ mod tests {
         let frame = serde_json::json!({"action":"onMessage","token":"t","message":{"type":"Text","text":ok}});
         assert!(parse(&frame.to_string()).is_ok());
 
-        let attributes: Map<String, Value> = (0..100)
+        let attributes: serde_json::Map<String, Value> = (0..100)
             .map(|i| (format!("key{i}"), Value::String("v".repeat(20))))
             .collect();
         let frame = serde_json::json!({"action":"onMessage","token":"t","message":{"type":"Text","text":"hi",

@@ -68,6 +68,7 @@ async fn create(
         meta: Meta::new(now),
         name: name("name", &input.name)?,
         is_default: false,
+        staff_integration_id: None,
     };
     let org = OrgId(organization.meta.id);
     let client = new_api_client(

@@ -39,7 +39,6 @@ pub fn shared() -> &'static TestIdp {
 
 #[derive(Debug)]
 pub struct TestIdp {
-    pub port: u16,
     /// `http://127.0.0.1:<port>`, exactly as its discovery document says.
     pub issuer: String,
     pub client_id: String,
@@ -122,7 +121,6 @@ impl TestIdp {
             }
         };
         TestIdp {
-            port,
             issuer: format!("http://127.0.0.1:{port}"),
             client_id,
             client_secret,
