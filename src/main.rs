@@ -33,6 +33,10 @@ enum Command {
     Chat(switchboard::cli::chat::ChatArgs),
     /// Answer conversations as an agent from the terminal.
     Agent(switchboard::cli::agent::AgentArgs),
+    /// Staff members and their roles, on the configured engine (with the
+    /// embedded engine, while the service is stopped).
+    #[command(subcommand)]
+    Members(switchboard::cli::members::MembersCommand),
 }
 
 #[tokio::main]
@@ -46,6 +50,10 @@ async fn main() -> anyhow::Result<()> {
         command => command,
     };
     let config = Config::load(cli.config.as_deref())?;
+    // stdout is the member id, for scripts: no log lines there.
+    if let Command::Members(command) = command {
+        return members(&config, command).await;
+    }
     telemetry::init_logging(config.log_format);
     match command {
         Command::Probe => probe(&config.listen).await,
@@ -73,6 +81,34 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(address = %listener.local_addr()?, public_url = %server.state().config.public_url, "listening");
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn members(
+    config: &Config,
+    command: switchboard::cli::members::MembersCommand,
+) -> anyhow::Result<()> {
+    let granted = switchboard::cli::members::run(config, command).await?;
+    let roles: Vec<String> = granted
+        .roles
+        .iter()
+        .filter_map(|r| serde_json::to_value(r).ok())
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    let done = match granted.outcome {
+        switchboard::auth::staff::GrantOutcome::Created => "created",
+        switchboard::auth::staff::GrantOutcome::Updated => "updated",
+        switchboard::auth::staff::GrantOutcome::Unchanged => "unchanged",
+    };
+    eprintln!(
+        "member {} {done}; roles: {}",
+        granted.member_id,
+        roles.join(", ")
+    );
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{}", granted.member_id);
+    }
     Ok(())
 }
 

@@ -256,7 +256,9 @@ impl Auth {
         if written {
             Ok(())
         } else {
-            Err(StaffError::Internal("a fresh login state collided".to_owned()))
+            Err(StaffError::Internal(
+                "a fresh login state collided".to_owned(),
+            ))
         }
     }
 
@@ -539,7 +541,9 @@ pub async fn grant_member(
                     org_id: org,
                     issuer: issuer.clone(),
                     subject: grant.subject.clone(),
-                    display_name: display_name.clone().unwrap_or_else(|| grant.subject.clone()),
+                    display_name: display_name
+                        .clone()
+                        .unwrap_or_else(|| grant.subject.clone()),
                     email: None,
                     roles,
                 };

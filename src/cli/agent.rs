@@ -314,7 +314,9 @@ impl Terminal {
                 self.show_event(event);
             }
         }
-        let still_held = |id: &Uuid| self.held.iter().any(|(h, state)| h == id && state == "connected");
+        // Replies keep going where they went while that conversation is
+        // held (an accept typed a moment ago may not show yet).
+        let still_held = |id: &Uuid| self.held.iter().any(|(held, _)| held == id);
         if !self.current.as_ref().is_some_and(still_held) {
             self.current = self
                 .held

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod chat;
+pub mod members;
 
 use std::fmt::Display;
 use std::time::Duration;

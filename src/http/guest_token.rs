@@ -566,6 +566,22 @@ async fn login_complete_inner(
     start_session(state, &target, identity).await
 }
 
+/// The deployment a pending backend-owned login (named by its `state`) is
+/// for, without using the login up: the widget's callback page hands the
+/// authorization response only to that deployment's origins.
+pub(super) async fn login_deployment(state: &AppState, login_state: &str) -> Option<Uuid> {
+    let id = crypto::digest(login_state);
+    let value = state
+        .store
+        .engine()
+        .peek(Space::LoginTransaction, &id)
+        .await
+        .ok()??;
+    serde_json::from_slice::<LoginTransaction>(&value)
+        .ok()
+        .map(|t| t.deployment)
+}
+
 /// The public keys of session JWTs (RFC 7517), for anyone who verifies them.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "guest tokens",
     responses((status = 200, body = JwkSet), (status = 503, body = ErrorBody)))]

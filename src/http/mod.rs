@@ -14,6 +14,7 @@ mod ops;
 mod public;
 pub mod staff;
 mod token;
+mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(ops::router(openapi))
         .merge(crate::gateway::router())
+        .merge(web::router())
         .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(

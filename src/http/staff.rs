@@ -538,7 +538,10 @@ mod tests {
     #[test]
     fn cookie_values_are_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.append(header::COOKIE, HeaderValue::from_static("a=1; sb_session=sbc_x"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; sb_session=sbc_x"),
+        );
         headers.append(header::COOKIE, HeaderValue::from_static("sb_login=sbl_y"));
         assert_eq!(cookie_value(&headers, SESSION_COOKIE), Some("sbc_x"));
         assert_eq!(cookie_value(&headers, LOGIN_COOKIE), Some("sbl_y"));

@@ -13,6 +13,8 @@ mod bus_redis;
 mod engine_contract;
 mod guest_tokens;
 mod guest_ws;
+mod multi_node;
 mod oidc_attacks;
 mod public_and_ops;
+mod staff_sso;
 mod support;

@@ -117,13 +117,16 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<AgentCaller
     })
 }
 
-/// Resolves the request's credential: `Authorization: Bearer`, or the
-/// subprotocol list `bearer, <token>`.
+/// Resolves the request's credential: `Authorization: Bearer`, the
+/// subprotocol list `bearer, <token>`, or the console's staff session cookie
+/// (only from the service's own origin).
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    let token = bearer(parts)
-        .or_else(|| subprotocol_bearer(parts))
-        .ok_or(AuthError::Missing)?;
-    Ok(state.auth.authenticate_bearer(token).await?)
+    if let Some(token) = bearer(parts).or_else(|| subprotocol_bearer(parts)) {
+        return Ok(state.auth.authenticate_bearer(token).await?);
+    }
+    crate::http::staff::websocket_principal(parts, state)
+        .await?
+        .ok_or_else(|| AuthError::Missing.into())
 }
 
 /// The token of `Sec-WebSocket-Protocol: bearer, <token>`.

@@ -57,17 +57,8 @@ pub struct DeploymentView {
 /// The HTML a site pastes: a tiny loader that queues calls made before the
 /// widget arrives, then loads the widget from this service.
 pub fn snippet(public_url: &url::Url, deployment: Uuid) -> String {
-    let base = public_url.as_str().trim_end_matches('/');
-    format!(
-        "<script>\n\
-         (function (w, d, name, src, options) {{\n\
-         \x20 w[name] = w[name] || function () {{ (w[name].q = w[name].q || []).push(arguments); }};\n\
-         \x20 w[name].o = options;\n\
-         \x20 var s = d.createElement('script'); s.async = true; s.src = src;\n\
-         \x20 d.head.appendChild(s);\n\
-         }})(window, document, 'Switchboard', '{base}/web-snippet/widget.js', {{ deploymentId: '{deployment}', endpoint: '{base}' }});\n\
-         </script>"
-    )
+    // The loader of web-snippet/loader.html, exactly as the widget expects it.
+    crate::http::web::snippet(public_url, deployment)
 }
 
 impl Resource for Deployment {

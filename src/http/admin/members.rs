@@ -79,3 +79,50 @@ crud_routes! {
     item = "/api/v2/members/{id}",
     tag = "members",
 }
+
+/// `GET /api/v2/members/me`, beside the generated routes: the static
+/// segment wins over `/{id}`.
+pub fn me_router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(me))
+}
+
+/// A signed-in member's own record: what it hands to an admin to be granted
+/// roles.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberSelf {
+    id: uuid::Uuid,
+    issuer: String,
+    subject: String,
+    display_name: String,
+    email: Option<String>,
+    roles: Vec<Role>,
+    #[schema(value_type = String, format = Uuid)]
+    org_id: OrgId,
+}
+
+/// The caller's own member record (a signed-in member; any role).
+#[utoipa::path(get, path = "/api/v2/members/me", tag = "members", security(("bearer" = [])),
+    responses((status = 200, body = MemberSelf),
+        (status = 401, body = crate::http::error::ErrorBody),
+        (status = 403, body = crate::http::error::ErrorBody, description = "the caller is an API client or the operator, not a member")))]
+async fn me(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: crate::http::extract::Caller,
+) -> Result<axum::Json<MemberSelf>, ApiError> {
+    let crate::auth::PrincipalKind::Member { id } = caller.0.kind else {
+        return Err(ApiError::forbidden(
+            "only a signed-in member has a member record; this credential is an API client or the bootstrap token",
+        ));
+    };
+    let member = state.store.get::<Member>(caller.0.org, id).await?;
+    Ok(axum::Json(MemberSelf {
+        id: member.meta.id,
+        issuer: member.issuer,
+        subject: member.subject,
+        display_name: member.display_name,
+        email: member.email,
+        roles: member.roles,
+        org_id: member.org_id,
+    }))
+}

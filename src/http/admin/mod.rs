@@ -24,4 +24,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(deployments::router())
         .merge(queues::router())
         .merge(members::router())
+        .merge(members::me_router())
 }

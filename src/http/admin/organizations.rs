@@ -23,7 +23,7 @@ use crate::store::types::{OrgId, Role};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(me))
+        .routes(routes!(me, update_me))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -105,5 +105,45 @@ async fn me(
         .store
         .get::<Organization>(caller.0.org, caller.0.org.0)
         .await?;
+    Ok(axum::Json(org))
+}
+
+/// What an admin may change of its own organization.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationUpdate {
+    name: String,
+    /// The OIDC integration (of this organization) staff sign in with at
+    /// `/auth/login`; `null` turns staff SSO off.
+    staff_integration_id: Option<uuid::Uuid>,
+    /// The version read.
+    version: Option<u64>,
+}
+
+/// Updates the caller's own organization: its name and staff integration
+/// (admin).
+#[utoipa::path(put, path = "/api/v2/organizations/me", tag = "organizations", security(("bearer" = [])),
+    request_body = OrganizationUpdate,
+    responses((status = 200, body = Organization), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "stale version"),
+        (status = 422, body = ErrorBody, description = "an unknown integration, a missing version")))]
+async fn update_me(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(input): Json<OrganizationUpdate>,
+) -> Result<JsonOut<Organization>, ApiError> {
+    let principal = caller.require(Role::Admin)?;
+    let expected = input
+        .version
+        .ok_or_else(|| ApiError::invalid("version is required: send the version you read"))?;
+    let mut org = state
+        .store
+        .get::<Organization>(principal.org, principal.org.0)
+        .await?;
+    org.name = name("name", &input.name)?;
+    // The store checks that the integration belongs to this organization.
+    org.staff_integration_id = input.staff_integration_id;
+    org.meta.date_modified = Utc::now();
+    state.store.update(&mut org, expected).await?;
     Ok(axum::Json(org))
 }

@@ -78,6 +78,15 @@ impl Callback {
 impl TestIdp {
     /// Starts a private IdP and waits until it listens.
     pub fn start() -> TestIdp {
+        Self::start_with_redirect(REDIRECT_URI)
+    }
+
+    /// Starts a private IdP whose client's one redirect URI is
+    /// `redirect_uri` (a test app's own `/auth/callback`, say); [`login`]
+    /// stops there.
+    ///
+    /// [`login`]: TestIdp::login
+    pub fn start_with_redirect(redirect_uri: &str) -> TestIdp {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -91,7 +100,7 @@ impl TestIdp {
             .env("IDP_PORT", "0")
             .env("IDP_CLIENT_ID", &client_id)
             .env("IDP_CLIENT_SECRET", &client_secret)
-            .env("IDP_REDIRECT_URIS", REDIRECT_URI)
+            .env("IDP_REDIRECT_URIS", redirect_uri)
             .env("IDP_WATCH_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -124,7 +133,7 @@ impl TestIdp {
             issuer: format!("http://127.0.0.1:{port}"),
             client_id,
             client_secret,
-            redirect_uri: REDIRECT_URI.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
             child: Mutex::new(Some(child)),
         }
     }

@@ -54,20 +54,33 @@ pub fn shared() -> &'static RedisServer {
 pub struct RedisServer {
     port: u16,
     child: Mutex<Option<Child>>,
+    /// With persistence (append-only file, fsync on every write) the data
+    /// survives a restart, as it does for a production Redis.
+    persist: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
     /// Starts a private server on a free port and waits until it answers
     /// PING.
     pub fn start() -> RedisServer {
+        Self::start_with(None)
+    }
+
+    /// A private server that keeps its data in `dir` across restarts.
+    pub fn start_persistent(dir: &std::path::Path) -> RedisServer {
+        Self::start_with(Some(dir.to_owned()))
+    }
+
+    fn start_with(persist: Option<std::path::PathBuf>) -> RedisServer {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
             let port = free_port();
-            match spawn_ready(port) {
+            match spawn_ready(port, persist.as_deref()) {
                 Ok(child) => {
                     return RedisServer {
                         port,
                         child: Mutex::new(Some(child)),
+                        persist,
                     };
                 }
                 Err(e) => failures.push(format!("port {port}: {e}")),
@@ -102,7 +115,7 @@ impl RedisServer {
         }
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            match spawn_ready(self.port) {
+            match spawn_ready(self.port, self.persist.as_deref()) {
                 Ok(child) => {
                     *slot = Some(child);
                     return;
@@ -151,7 +164,11 @@ fn free_port() -> u16 {
 
 /// Spawns Redis on `port` under the watchdog and waits for PING. On failure
 /// the child is killed and the reason returned.
-fn spawn_ready(port: u16) -> Result<Child, String> {
+fn spawn_ready(port: u16, persist: Option<&std::path::Path>) -> Result<Child, String> {
+    let (appendonly, dir) = match persist {
+        Some(dir) => ("yes", dir.to_owned()),
+        None => ("no", std::env::temp_dir()),
+    };
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(WATCHDOG_SCRIPT)
@@ -161,12 +178,13 @@ fn spawn_ready(port: u16) -> Result<Child, String> {
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
         .args(["--save", ""])
-        .args(["--appendonly", "no"])
+        .args(["--appendonly", appendonly])
+        .args(["--appendfsync", "always"])
         .args(["--daemonize", "no"])
         .args(["--protected-mode", "yes"])
         .args(["--loglevel", "warning"])
         .arg("--dir")
-        .arg(std::env::temp_dir())
+        .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

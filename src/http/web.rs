@@ -1,0 +1,329 @@
+//! What visitors' browsers load from switchboard: the web snippet's widget
+//! script, the page the IdP sends the widget's sign-in popup back to, and a
+//! demo page hosting a deployment's snippet.
+//!
+//! The front-end lives in `web-snippet/`: the loader a site pastes
+//! (`loader.html`, rendered by [`snippet`] into every deployment's
+//! `snippet` field), the callback and demo pages, and the widget, built by
+//! esbuild into `web-snippet/dist/widget.js`. That file is committed and
+//! embedded here, so building switchboard needs no Node.
+
+use std::sync::LazyLock;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::AppState;
+use crate::store::records::Deployment;
+use crate::store::types::DeploymentStatus;
+
+const WIDGET_JS: &[u8] = include_bytes!("../../web-snippet/dist/widget.js");
+const LOADER: &str = include_str!("../../web-snippet/loader.html");
+const CALLBACK_PAGE: &str = include_str!("../../web-snippet/callback.html");
+const DEMO_PAGE: &str = include_str!("../../web-snippet/demo.html");
+
+/// Where the IdP sends the widget's sign-in popup back (relative to the
+/// public URL); the IdP client must list it as a redirect URI.
+pub const CALLBACK_PATH: &str = "/web-snippet/callback";
+
+/// A strong validator of the embedded script, so revalidation is cheap.
+static WIDGET_ETAG: LazyLock<String> =
+    LazyLock::new(|| format!("\"{}\"", hex::encode(Sha256::digest(WIDGET_JS))));
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/web-snippet/widget.js", get(widget_js))
+        .route(CALLBACK_PATH, get(callback))
+        .route("/demo", get(demo))
+}
+
+/// The HTML a site pastes to embed deployment `deployment`: the loader of
+/// `web-snippet/loader.html` with switchboard's public URL and the id.
+pub fn snippet(public_url: &url::Url, deployment: Uuid) -> String {
+    let base = js_string_content(public_url.as_str().trim_end_matches('/'));
+    LOADER
+        .replace("{{ENDPOINT}}", &base)
+        .replace("{{DEPLOYMENT_ID}}", &deployment.to_string())
+        .trim_end()
+        .to_owned()
+}
+
+/// The widget script. Its URL is not versioned, so caches keep it for five
+/// minutes and revalidate with the ETag; any site may load it.
+async fn widget_js(headers: HeaderMap) -> Response {
+    let etag = WIDGET_ETAG.as_str();
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| matches!(t.trim(), "*") || t.trim() == etag)
+        });
+    let mut response = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, bytes::Bytes::from_static(WIDGET_JS)).into_response()
+    };
+    let out = response.headers_mut();
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    if let Ok(value) = HeaderValue::from_str(etag) {
+        out.insert(header::ETAG, value);
+    }
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    out.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
+    );
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The sign-in popup's landing page. It posts the authorization response
+/// (`code`, `state`, `iss`, or `error`) to the window that opened it, and
+/// only to the origins of the deployment the login was started for (found
+/// by its `state`), so a page that is not one of them cannot obtain a code
+/// by opening the popup itself. The page strips the code from its address.
+async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let login_state = query.as_deref().and_then(|q| param(q, "state"));
+    let mut targets: Vec<String> = Vec::new();
+    if let Some(login_state) = login_state
+        && let Some(id) = super::guest_token::login_deployment(&state, &login_state).await
+        && let Ok(Some(deployment)) = state.store.find::<Deployment>(id).await
+    {
+        if deployment.allow_all_domains {
+            targets.push("*".to_owned());
+        } else {
+            targets.extend(
+                deployment
+                    .allowed_domains
+                    .iter()
+                    .map(|o| o.as_str().to_owned()),
+            );
+        }
+    }
+    let nonce = Uuid::new_v4().simple().to_string();
+    let page = CALLBACK_PAGE
+        .replace("{{NONCE}}", &nonce)
+        .replace("{{TARGETS}}", &json_in_html(&targets));
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
+    let mut response = html(StatusCode::OK, page);
+    let out = response.headers_mut();
+    // The address carries an authorization code: keep it out of caches
+    // and Referer headers.
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        out.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    response
+}
+
+/// `GET /demo?deploymentId=<uuid>`: a plain page hosting the deployment's
+/// snippet, to try it out. It warns when the deployment is unknown or
+/// inactive, or does not allow switchboard's own origin (the widget on
+/// this page could not connect), and says so when config.json cannot be
+/// read from the page.
+async fn demo(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let raw = query.as_deref().and_then(|q| param(q, "deploymentId"));
+    let Some(id) = raw.as_deref().and_then(|r| Uuid::parse_str(r.trim()).ok()) else {
+        return html(
+            StatusCode::BAD_REQUEST,
+            simple_page(
+                "switchboard demo",
+                "Name a deployment: /demo?deploymentId=<the deployment's id, a UUID>.",
+            ),
+        );
+    };
+    let public_url = &state.config.public_url;
+    let own_origin = public_url.origin().ascii_serialization();
+    let (status, warning) = match state.store.find::<Deployment>(id).await {
+        Ok(Some(d)) if d.status != DeploymentStatus::Active => (
+            StatusCode::OK,
+            Some(
+                "This deployment is Inactive: the widget does not start until it is Active."
+                    .to_owned(),
+            ),
+        ),
+        Ok(Some(d)) if !d.allows_origin(&own_origin) => (
+            StatusCode::OK,
+            Some(format!(
+                "This deployment does not allow the origin {own_origin}, so the widget on this page \
+                 cannot connect. Add {own_origin} to the deployment's allowedDomains to try it here."
+            )),
+        ),
+        Ok(Some(_)) => (StatusCode::OK, None),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            Some("No deployment has this id.".to_owned()),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "demo page: cannot read the deployment");
+            (
+                StatusCode::OK,
+                Some("The deployment cannot be read right now.".to_owned()),
+            )
+        }
+    };
+    let snippet = snippet(public_url, id);
+    let base = public_url.as_str().trim_end_matches('/');
+    let config_url = format!("{base}/webdeployments/v1/deployments/{id}/config.json");
+    let warning = warning
+        .map(|w| {
+            format!(
+                "<p class=\"problem\" role=\"alert\">{}</p>",
+                escape_html(&w)
+            )
+        })
+        .unwrap_or_default();
+    let page = DEMO_PAGE
+        .replace("{{DEPLOYMENT_ID}}", &id.to_string())
+        .replace("{{WARNING}}", &warning)
+        .replace("{{SNIPPET_TEXT}}", &escape_html(&snippet))
+        .replace("{{CONFIG_URL}}", &js_string_content(&config_url))
+        .replace("{{SNIPPET}}", &snippet);
+    let mut response = html(status, page);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let out = response.headers_mut();
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn simple_page(title: &str, text: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body><main><h1>{}</h1><p>{}</p></main></body></html>\n",
+        escape_html(title),
+        escape_html(title),
+        escape_html(text)
+    )
+}
+
+/// The first value of `name` in a query string.
+fn param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text safe inside a quoted JavaScript string in an HTML `<script>`:
+/// everything but a plain URL's characters as `\uXXXX`.
+fn js_string_content(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || ":/.-_~%?#[]@!$&()*+,;=".contains(c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
+}
+
+/// JSON inside an HTML `<script>` data block: no `<`, `>` or `&` that could
+/// end it.
+fn json_in_html<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|_| "[]".to_owned())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snippet_is_the_loader_with_the_url_and_id() {
+        let url = url::Url::parse("https://chat.example.com/").unwrap();
+        let id = Uuid::parse_str("7d0e0a4e-1111-4222-8333-944455556666").unwrap();
+        let snippet = snippet(&url, id);
+        assert!(snippet.starts_with("<script>\n"), "{snippet}");
+        assert!(snippet.ends_with("</script>"), "{snippet}");
+        assert!(snippet.contains("'https://chat.example.com/web-snippet/widget.js'"));
+        assert!(snippet.contains("deploymentId: '7d0e0a4e-1111-4222-8333-944455556666'"));
+        assert!(snippet.contains("endpoint: 'https://chat.example.com'"));
+        assert!(!snippet.contains("{{"));
+    }
+
+    #[test]
+    fn values_cannot_break_out_of_their_context() {
+        assert_eq!(
+            js_string_content("https://x.example/a'</script>"),
+            "https://x.example/a\\u0027\\u003c/script\\u003e"
+        );
+        assert_eq!(
+            escape_html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(
+            json_in_html(&["</script><b>&"]),
+            "[\"\\u003c/script\\u003e\\u003cb\\u003e\\u0026\"]"
+        );
+    }
+
+    #[test]
+    fn the_embedded_widget_is_a_built_bundle() {
+        let text = String::from_utf8_lossy(WIDGET_JS);
+        assert!(
+            text.starts_with("/* switchboard web snippet"),
+            "dist/widget.js is not esbuild's output"
+        );
+    }
+}

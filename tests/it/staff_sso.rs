@@ -1,0 +1,492 @@
+//! Staff SSO end to end against the real OpenID Provider (tests/idp): the
+//! organization's staff integration, `/auth/login` → IdP → `/auth/callback`
+//! with a cookie-keeping browser, the session cookie's attributes, the
+//! first sign-in as an agent, role grants read fresh on every request, CSRF
+//! on cookie-authenticated changes, logout, replayed and foreign states,
+//! open redirects, the agent WebSocket with the cookie, and
+//! `switchboard members grant` naming the first admin.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use url::Url;
+
+use crate::on_both_engines;
+use crate::support::app::{EngineKind, Reply, Setup, TestApp};
+use crate::support::idp::{Callback, TestIdp};
+
+const CSRF: &str = "x-csrf-token";
+
+/// A browser: keeps cookies, does not follow redirects (the test does).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn send(request: RequestBuilder) -> Reply {
+    Reply::from(request.send().await.unwrap()).await
+}
+
+/// An IdP whose client may return to this app's `/auth/callback`.
+fn idp_for(app: &TestApp) -> TestIdp {
+    TestIdp::start_with_redirect(&app.url("/auth/callback"))
+}
+
+/// Records the IdP as an integration and makes it the default
+/// organization's staff integration. Answers the integration's id.
+async fn configure_staff_sso(app: &TestApp, idp: &TestIdp) -> String {
+    let boot = app.bootstrap.clone();
+    let integration = app
+        .post(
+            "/api/v2/integrations/oidc",
+            &boot,
+            json!({
+                "name": "Staff IdP",
+                "issuer": idp.issuer,
+                "clientId": idp.client_id,
+                "clientSecret": idp.client_secret,
+                "scopes": ["openid", "email", "profile"],
+            }),
+        )
+        .await
+        .expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let org = app
+        .get("/api/v2/organizations/me", &boot)
+        .await
+        .expect(StatusCode::OK);
+    let updated = app
+        .put(
+            "/api/v2/organizations/me",
+            &boot,
+            json!({ "name": org["name"], "staffIntegrationId": integration, "version": org["version"] }),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(updated["staffIntegrationId"], integration.as_str());
+    integration
+}
+
+/// `GET /auth/login` in `browser`: answers the IdP's authorize URL.
+async fn begin(app: &TestApp, browser: &reqwest::Client, return_to: &str) -> Reply {
+    send(
+        browser
+            .get(app.url("/auth/login"))
+            .query(&[("returnTo", return_to)]),
+    )
+    .await
+}
+
+fn location(reply: &Reply) -> String {
+    reply
+        .headers
+        .get(LOCATION)
+        .unwrap_or_else(|| panic!("no Location: {reply:?}"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn callback_url(app: &TestApp, callback: &Callback) -> Url {
+    let mut url = Url::parse(&app.url("/auth/callback")).unwrap();
+    url.query_pairs_mut().extend_pairs(callback.params.iter());
+    url
+}
+
+/// Signs `login` in through the whole flow in `browser`; answers the
+/// IdP's callback parameters and the app's answer to them.
+async fn sign_in(
+    app: &TestApp,
+    idp: &TestIdp,
+    browser: &reqwest::Client,
+    login: &str,
+) -> (Callback, Reply) {
+    let started = begin(app, browser, "/console").await;
+    assert_eq!(started.status, StatusCode::FOUND, "{}", started.text);
+    let callback = idp.login(&location(&started), login).await;
+    let done = send(browser.get(callback_url(app, &callback))).await;
+    (callback, done)
+}
+
+/// The `Set-Cookie` header for `name`.
+fn set_cookie(reply: &Reply, name: &str) -> String {
+    reply
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set: {:?}", reply.headers))
+}
+
+fn cookie_value(set_cookie: &str) -> String {
+    let (pair, _) = set_cookie.split_once(';').unwrap();
+    pair.split_once('=').unwrap().1.to_owned()
+}
+
+fn attributes(set_cookie: &str) -> Vec<String> {
+    set_cookie
+        .split(';')
+        .skip(1)
+        .map(|a| a.trim().to_ascii_lowercase())
+        .collect()
+}
+
+async fn agent_socket(
+    app: &TestApp,
+    cookie: &str,
+    origin: Option<&str>,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    tungstenite::Error,
+> {
+    let mut request = format!("ws://{}/api/v2/agent/ws", app.addr)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("cookie", format!("sb_session={cookie}").parse().unwrap());
+    if let Some(origin) = origin {
+        headers.insert("origin", origin.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+fn refused_status(result: Result<impl Sized, tungstenite::Error>) -> u16 {
+    match result {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(e) => panic!("unexpected failure: {e}"),
+        Ok(_) => panic!("the upgrade was accepted"),
+    }
+}
+
+async fn staff_sso_sign_in_and_role_grant(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let boot = app.bootstrap.clone();
+    let idp = idp_for(&app);
+
+    // No staff integration yet.
+    begin(&app, &browser(), "/console")
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "staff_sso_not_configured");
+    // The staff integration must be an integration of the organization.
+    let org = app
+        .get("/api/v2/organizations/me", &boot)
+        .await
+        .expect(StatusCode::OK);
+    app.put(
+        "/api/v2/organizations/me",
+        &boot,
+        json!({ "name": "Default", "staffIntegrationId": uuid::Uuid::new_v4(), "version": org["version"] }),
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let integration = configure_staff_sso(&app, &idp).await;
+    // An agent API client may read its organization, not change it.
+    let agent_client = app.client_token(&boot, &["agent"]).await;
+    let org = app
+        .get("/api/v2/organizations/me", &agent_client)
+        .await
+        .expect(StatusCode::OK);
+    app.put(
+        "/api/v2/organizations/me",
+        &agent_client,
+        json!({ "name": "Mine", "staffIntegrationId": null, "version": org["version"] }),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    // The integration cannot go while staff sign in with it.
+    app.delete(&format!("/api/v2/integrations/oidc/{integration}"), &boot)
+        .await
+        .expect_error(StatusCode::CONFLICT, "in_use");
+
+    // The redirect to the IdP: code flow with PKCE, nonce and state, back
+    // to this app's callback.
+    let alice = browser();
+    let started = begin(&app, &alice, "/console").await;
+    assert_eq!(started.status, StatusCode::FOUND, "{}", started.text);
+    let authorize = Url::parse(&location(&started)).unwrap();
+    assert!(authorize.as_str().starts_with(&idp.issuer), "{authorize}");
+    let query: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(query["response_type"], "code");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["redirect_uri"], app.url("/auth/callback"));
+    assert!(query["nonce"].len() >= 43 && query["state"].len() >= 43);
+    let binding = set_cookie(&started, "sb_login");
+    assert!(
+        attributes(&binding).contains(&"httponly".to_owned()),
+        "{binding}"
+    );
+
+    // Through the IdP and back: the session cookie, and a redirect to
+    // returnTo.
+    let callback = idp.login(authorize.as_str(), "alice").await;
+    let done = send(alice.get(callback_url(&app, &callback))).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    assert_eq!(location(&done), "/console");
+    let session_cookie = set_cookie(&done, "sb_session");
+    let attrs = attributes(&session_cookie);
+    for wanted in ["httponly", "samesite=lax", "path=/"] {
+        assert!(attrs.contains(&wanted.to_owned()), "{session_cookie}");
+    }
+    // Plain http on 127.0.0.1: a Secure cookie would be dropped.
+    assert!(!attrs.contains(&"secure".to_owned()), "{session_cookie}");
+    let cookie = cookie_value(&session_cookie);
+    assert!(cookie.starts_with("sbc_"));
+
+    // The same state works once.
+    send(alice.get(callback_url(&app, &callback)))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_state");
+
+    // The first sign-in made an agent.
+    let session = send(alice.get(app.url("/auth/session")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(session["roles"], json!(["agent"]));
+    assert_eq!(session["displayName"], "Alice Tester");
+    let member_id = session["memberId"].as_str().unwrap().to_owned();
+    let csrf = session["csrfToken"].as_str().unwrap().to_owned();
+    assert!(csrf.len() >= 43);
+    let me = send(alice.get(app.url("/api/v2/members/me")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(me["id"], member_id.as_str());
+    assert_eq!(me["issuer"], idp.issuer.as_str());
+    assert_eq!(me["subject"], "alice");
+    assert_eq!(me["email"], "alice@example.com");
+    assert_eq!(me["roles"], json!(["agent"]));
+    assert_eq!(me["orgId"], session["orgId"]);
+    // Only members have a member record.
+    app.get("/api/v2/members/me", &agent_client)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    app.get("/api/v2/members/me", &boot)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // An agent has none of the admin API.
+    send(alice.get(app.url("/api/v2/routing/queues")))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+    send(alice.get(app.url("/api/v2/members")))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "forbidden");
+
+    // The agent socket takes the cookie, from the console's own origin only.
+    let mut ws = agent_socket(&app, &cookie, Some(&app.base)).await.unwrap();
+    let snapshot = loop {
+        let message = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("no snapshot in time")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            break serde_json::from_str::<Value>(text.as_str()).unwrap();
+        }
+    };
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(snapshot["agent"]["id"], member_id.as_str());
+    assert_eq!(snapshot["agent"]["name"], "Alice Tester");
+    drop(ws);
+    assert_eq!(
+        refused_status(agent_socket(&app, &cookie, Some("https://evil.example")).await),
+        403
+    );
+    assert_eq!(refused_status(agent_socket(&app, &cookie, None).await), 403);
+    assert_eq!(
+        refused_status(agent_socket(&app, "sbc_forged", Some(&app.base)).await),
+        401
+    );
+
+    // An admin grants admin by member id; the same cookie has it at once.
+    let path = format!("/api/v2/members/{member_id}");
+    let mut record = app.get(&path, &boot).await.expect(StatusCode::OK);
+    record["roles"] = json!(["admin"]);
+    app.put(&path, &boot, record).await.expect(StatusCode::OK);
+    send(alice.get(app.url("/api/v2/routing/queues")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        send(alice.get(app.url("/auth/session")))
+            .await
+            .expect(StatusCode::OK)["roles"],
+        json!(["admin"])
+    );
+
+    // Changes with the cookie need the session's CSRF token.
+    let queue = json!({ "name": "Staff queue" });
+    send(alice.post(app.url("/api/v2/routing/queues")).json(&queue))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "csrf");
+    send(
+        alice
+            .post(app.url("/api/v2/routing/queues"))
+            .header(CSRF, "not-the-token")
+            .json(&queue),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "csrf");
+    send(
+        alice
+            .post(app.url("/api/v2/routing/queues"))
+            .header(CSRF, &csrf)
+            .json(&queue),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+
+    // A second sign-in of the same person is the same member.
+    let (_, again) = sign_in(&app, &idp, &browser(), "alice").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
+    let other = cookie_value(&set_cookie(&again, "sb_session"));
+    assert_ne!(other, cookie);
+    let again = send(
+        reqwest::Client::new()
+            .get(app.url("/auth/session"))
+            .header(COOKIE, format!("sb_session={other}")),
+    )
+    .await
+    .expect(StatusCode::OK);
+    assert_eq!(again["memberId"], member_id.as_str());
+
+    // A callback reaching another browser than the one that began the
+    // login is refused (login CSRF), and burns the state.
+    let started = begin(&app, &browser(), "/console").await;
+    let stolen = idp.login(&location(&started), "mallory").await;
+    let victim = browser();
+    send(victim.get(callback_url(&app, &stolen)))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_state");
+    send(victim.get(app.url("/auth/session")))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+
+    // Only local paths to return to.
+    for evil in [
+        "//evil.example",
+        "https://evil.example/",
+        "/\\evil.example",
+        "console",
+    ] {
+        begin(&app, &browser(), evil)
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_return_to");
+    }
+
+    // Logout needs the CSRF token, then the cookie is refused everywhere.
+    send(alice.post(app.url("/auth/logout")))
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "csrf");
+    let out = send(alice.post(app.url("/auth/logout")).header(CSRF, &csrf)).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    let expired = set_cookie(&out, "sb_session");
+    assert!(
+        attributes(&expired).contains(&"max-age=0".to_owned()),
+        "{expired}"
+    );
+    let replayed = reqwest::Client::new();
+    let with_old = |path: &str| {
+        replayed
+            .get(app.url(path))
+            .header(COOKIE, format!("sb_session={cookie}"))
+    };
+    send(with_old("/auth/session"))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    send(with_old("/api/v2/routing/queues"))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        refused_status(agent_socket(&app, &cookie, Some(&app.base)).await),
+        401
+    );
+    // The other session lives on.
+    send(
+        reqwest::Client::new()
+            .get(app.url("/api/v2/routing/queues"))
+            .header(COOKIE, format!("sb_session={other}")),
+    )
+    .await
+    .expect(StatusCode::OK);
+}
+on_both_engines!(staff_sso_sign_in_and_role_grant);
+
+/// Runs `switchboard members grant` on the app's configuration.
+fn grant_cli(setup: &Setup, subject: &str, issuer: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "members",
+            "grant",
+            "--issuer",
+            issuer,
+            "--subject",
+            subject,
+            "--role",
+            "admin",
+            "--name",
+            "Carol Admin",
+        ])
+        .env_clear()
+        .envs(&setup.env)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_grant_cli_names_the_first_admin() {
+    let mut app = TestApp::spawn(EngineKind::Embedded).await;
+    let idp = idp_for(&app);
+    configure_staff_sso(&app, &idp).await;
+
+    // While the service holds the embedded database, the CLI says to stop
+    // it.
+    let busy = grant_cli(&app.setup, "carol", &idp.issuer);
+    assert!(!busy.status.success());
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(stderr.contains("stop it first"), "{stderr}");
+
+    app.stop().await;
+    let granted = grant_cli(&app.setup, "carol", &idp.issuer);
+    let stderr = String::from_utf8_lossy(&granted.stderr);
+    assert!(granted.status.success(), "{stderr}");
+    let member_id = String::from_utf8(granted.stdout).unwrap().trim().to_owned();
+    uuid::Uuid::parse_str(&member_id).unwrap();
+    assert!(stderr.contains("created"), "{stderr}");
+    // Again: nothing to add.
+    let again = grant_cli(&app.setup, "carol", &idp.issuer);
+    assert!(again.status.success());
+    assert_eq!(String::from_utf8(again.stdout).unwrap().trim(), member_id);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("unchanged"));
+
+    // Carol signs in as that member, an admin.
+    let app = app.restart().await;
+    let carol = browser();
+    let (_, done) = sign_in(&app, &idp, &carol, "carol").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let session = send(carol.get(app.url("/auth/session")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(session["memberId"], member_id.as_str());
+    assert_eq!(session["roles"], json!(["admin"]));
+    assert_eq!(session["displayName"], "Carol Admin");
+    send(carol.get(app.url("/api/v2/members")))
+        .await
+        .expect(StatusCode::OK);
+}

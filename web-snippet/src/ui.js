@@ -1,0 +1,311 @@
+// The widget's DOM: a launcher button and a chat panel in a shadow root.
+// Text from the network only ever goes in as text nodes.
+//
+// Accessibility: the launcher and every control are buttons with names;
+// the panel is a labelled (non-modal) dialog; new messages are announced
+// by the transcript's role="log" live region, typing and connection state
+// by a polite status region, expiry warnings by role="alert"; Escape closes
+// the panel and gives the focus back to the launcher.
+
+import { STYLES } from './styles.js';
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === false || v == null) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children) if (c != null) el.append(c);
+  return el;
+}
+
+const ICON =
+  '<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>';
+
+// The colour must be one CSS knows; the text on it black or white,
+// whichever reads better.
+export function palette(color) {
+  const fallback = '#1f5eff';
+  const ok = typeof color === 'string' && !!window.CSS && CSS.supports('color', color);
+  const primary = ok ? color : fallback;
+  const probe = document.createElement('span');
+  probe.style.color = primary;
+  document.documentElement.append(probe);
+  const rgb = getComputedStyle(probe).color.match(/\d+(\.\d+)?/g) || [31, 94, 255];
+  probe.remove();
+  const [r, g, b] = rgb.slice(0, 3).map((x) => {
+    const c = Number(x) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  // Contrast against white (1.05 / (L + .05)) vs against black ((L + .05) / .05).
+  const onPrimary = 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.05 ? '#fff' : '#000';
+  return { primary, onPrimary };
+}
+
+export class UI {
+  constructor(handlers) {
+    this.handlers = handlers;
+    this.host = h('div', { 'data-switchboard': '' });
+    const root = this.host.attachShadow({ mode: 'open' });
+    this.shadow = root;
+    const style = h('style');
+    style.textContent = STYLES;
+
+    this.badge = h('span', { class: 'badge', 'aria-hidden': 'true', hidden: true });
+    this.launcher = h('button', {
+      class: 'launcher',
+      type: 'button',
+      'aria-label': 'Open chat',
+      'aria-expanded': 'false',
+      'aria-controls': 'sb-panel',
+      onclick: () => handlers.toggle(),
+    });
+    this.launcher.innerHTML = ICON;
+    this.launcher.append(this.badge);
+
+    this.title = h('h2', { id: 'sb-title' }, 'Chat with us');
+    this.state = h('span', { class: 'state', 'aria-hidden': 'true' });
+    this.signOut = h('button', { type: 'button', class: 'signout', hidden: true, onclick: () => handlers.signOut() }, 'Sign out');
+    const close = h('button', { type: 'button', class: 'close', 'aria-label': 'Close chat', onclick: () => handlers.close() }, '\u00d7');
+
+    this.notice = h('div', { class: 'notice', role: 'alert', hidden: true });
+    this.log = h('ol', {
+      class: 'log',
+      role: 'log',
+      'aria-live': 'polite',
+      'aria-relevant': 'additions',
+      'aria-label': 'Conversation',
+      tabindex: '0',
+    });
+    this.typing = h('div', { class: 'typing', 'aria-hidden': 'true', hidden: true });
+    this.status = h('div', { class: 'sr', role: 'status', 'aria-live': 'polite' });
+
+    this.gateText = h('p', { id: 'sb-gate-why' });
+    this.gateError = h('p', { class: 'error', role: 'alert', hidden: true });
+    this.gateButton = h('button', { type: 'button', onclick: () => handlers.signIn() }, 'Sign in');
+    this.gate = h('div', { class: 'gate', hidden: true }, this.gateText, this.gateButton, this.gateError);
+
+    this.readOnlyText = h('p', {}, 'This conversation has ended.');
+    this.readOnly = h(
+      'div',
+      { class: 'readonly', hidden: true },
+      this.readOnlyText,
+      h('button', { type: 'button', onclick: () => handlers.startNew() }, 'Start a new conversation'),
+    );
+
+    this.input = h('textarea', {
+      id: 'sb-input',
+      rows: '1',
+      maxlength: '4000',
+      placeholder: 'Type a message',
+      oninput: () => handlers.typing(),
+      onkeydown: (e) => {
+        if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+          e.preventDefault();
+          this.submit();
+        }
+      },
+    });
+    this.send = h('button', { type: 'submit' }, 'Send');
+    this.form = h(
+      'form',
+      {
+        onsubmit: (e) => {
+          e.preventDefault();
+          this.submit();
+        },
+      },
+      h('label', { class: 'sr', for: 'sb-input' }, 'Message'),
+      this.input,
+      this.send,
+    );
+
+    this.panel = h(
+      'section',
+      {
+        id: 'sb-panel',
+        class: 'panel',
+        role: 'dialog',
+        'aria-modal': 'false',
+        'aria-labelledby': 'sb-title',
+        hidden: true,
+        onkeydown: (e) => {
+          if (e.key === 'Escape') {
+            e.stopPropagation();
+            handlers.close();
+          }
+        },
+      },
+      h('header', {}, this.title, this.state, this.signOut, close),
+      this.notice,
+      this.log,
+      this.typing,
+      this.status,
+      this.gate,
+      this.readOnly,
+      this.form,
+    );
+    root.append(style, h('div', { class: 'root' }, this.panel, this.launcher));
+  }
+
+  mount(colors) {
+    this.host.style.setProperty('--sb-primary', colors.primary);
+    this.host.style.setProperty('--sb-on-primary', colors.onPrimary);
+    // Custom properties inherit into the shadow tree from the host.
+    document.body.append(this.host);
+  }
+
+  submit() {
+    const text = this.input.value.trim();
+    if (!text || this.input.disabled) return;
+    if (this.handlers.send(text)) this.input.value = '';
+  }
+
+  get isOpen() {
+    return !this.panel.hidden;
+  }
+
+  setOpen(open, moveFocus) {
+    this.panel.hidden = !open;
+    this.launcher.setAttribute('aria-expanded', String(open));
+    this.launcher.setAttribute('aria-label', open ? 'Close chat' : this.launcherLabel());
+    if (open) {
+      this.setUnread(0);
+      this.scrollDown();
+      if (moveFocus) this.focusPanel();
+    } else if (moveFocus) {
+      this.launcher.focus();
+    }
+  }
+
+  // The first thing to act on: the message box, or the sign-in button.
+  focusPanel() {
+    const target = !this.gate.hidden ? this.gateButton : !this.input.disabled ? this.input : this.log;
+    target.focus();
+  }
+
+  launcherLabel() {
+    const n = this.unread || 0;
+    return n ? `Open chat, ${n} unread message${n > 1 ? 's' : ''}` : 'Open chat';
+  }
+
+  setUnread(n) {
+    this.unread = n;
+    this.badge.hidden = !n;
+    this.badge.textContent = String(n);
+    if (!this.isOpen) this.launcher.setAttribute('aria-label', this.launcherLabel());
+  }
+
+  scrollDown() {
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  // A message bubble. direction: 'in' (the visitor's) or 'out' (agent's).
+  addMessage({ direction, who, text, time, pending }) {
+    const meta = h('span', { class: 'meta' });
+    const li = h(
+      'li',
+      { class: `msg ${direction}` },
+      h('span', { class: direction === 'in' ? 'sr' : 'who' }, direction === 'in' ? 'You: ' : `${who}: `),
+      text,
+      meta,
+    );
+    li.meta = meta;
+    this.setMessageState(li, pending ? 'Sending\u2026' : formatTime(time));
+    this.log.append(li);
+    this.scrollDown();
+    return li;
+  }
+
+  setMessageState(li, text, failed) {
+    li.meta.textContent = text;
+    li.classList.toggle('failed', !!failed);
+  }
+
+  addEvent(text, divider) {
+    this.log.append(h('li', { class: divider ? 'event divider' : 'event' }, text));
+    this.scrollDown();
+  }
+
+  clearLog() {
+    this.log.replaceChildren();
+  }
+
+  setBusy(busy) {
+    this.log.setAttribute('aria-busy', String(busy));
+  }
+
+  setTyping(name) {
+    this.typing.hidden = !name;
+    this.typing.textContent = name ? `${name} is typing\u2026` : '';
+    if (name) this.announce(`${name} is typing`);
+  }
+
+  announce(text) {
+    // Cleared first so that the same words are announced again.
+    this.status.textContent = '';
+    setTimeout(() => {
+      this.status.textContent = text;
+    }, 50);
+  }
+
+  setState(text) {
+    this.state.textContent = text;
+  }
+
+  showNotice(text, action, onAction) {
+    this.notice.replaceChildren(h('span', {}, text));
+    if (action) this.notice.append(' ', h('button', { type: 'button', onclick: onAction }, action));
+    this.notice.hidden = false;
+  }
+
+  hideNotice() {
+    this.notice.hidden = true;
+    this.notice.replaceChildren();
+  }
+
+  // Sending is off until the visitor signs in; the message says why.
+  showGate(why, error) {
+    this.gateText.textContent = why;
+    this.gateError.hidden = !error;
+    this.gateError.textContent = error || '';
+    this.gate.hidden = false;
+    this.gateButton.disabled = false;
+    this.setComposer(false, 'sb-gate-why');
+  }
+
+  hideGate() {
+    this.gate.hidden = true;
+  }
+
+  setGateBusy(busy) {
+    this.gateButton.disabled = busy;
+    this.gateButton.textContent = busy ? 'Signing in\u2026' : 'Sign in';
+  }
+
+  setReadOnly(on, text) {
+    this.readOnly.hidden = !on;
+    if (text) this.readOnlyText.textContent = text;
+    if (on) this.setComposer(false);
+  }
+
+  setComposer(enabled, describedBy) {
+    this.input.disabled = !enabled;
+    this.send.disabled = !enabled;
+    if (describedBy) this.input.setAttribute('aria-describedby', describedBy);
+    else this.input.removeAttribute('aria-describedby');
+    this.input.placeholder = enabled ? 'Type a message' : 'Sending is not possible right now';
+  }
+
+  setSignedIn(on) {
+    this.signOut.hidden = !on;
+  }
+}
+
+export function formatTime(time) {
+  const date = time ? new Date(time) : new Date();
+  return Number.isNaN(date.getTime()) ? '' : date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
