@@ -9,6 +9,7 @@
 //! any unique prefix.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -16,7 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
-use super::{ClientError, Ended, RECONNECT_AFTER, Socket, next_json, refused, say, send_json, stdin_lines, ws_url};
+use super::{ClientError, Ended, RECONNECT_AFTER, Socket, at, next_json, refused, say, send_json, stdin_lines, ws_url};
 
 /// `switchboard agent`.
 #[derive(Debug, clap::Args)]
@@ -187,8 +188,10 @@ impl Terminal {
                 };
                 let Some(id) = id else { return needs_id(verb) };
                 let mut frame = json!({ "type": "end", "requestId": format!("end:{id}"), "conversationId": id });
-                if !wrap_up.is_empty() {
-                    frame["wrapUp"] = json!(wrap_up);
+                if !wrap_up.is_empty()
+                    && let Some(fields) = frame.as_object_mut()
+                {
+                    fields.insert("wrapUp".to_owned(), json!(wrap_up));
                 }
                 Command::Frame(frame)
             }
@@ -233,57 +236,57 @@ impl Terminal {
     }
 
     fn show(&mut self, frame: &Value) {
-        match frame["type"].as_str().unwrap_or_default() {
+        match at(frame, "/type").as_str().unwrap_or_default() {
             "response" => self.show_response(frame),
             "snapshot" => self.show_snapshot(frame),
             "offer" => {
-                let c = &frame["conversation"];
+                let c = at(frame, "/conversation");
                 say(format!(
                     "offer {} from {} ({}): /accept {} or /decline {}",
-                    text(&c["id"]),
-                    text(&c["visitor"]["displayName"]),
-                    identity(&c["visitor"]),
-                    short(&c["id"]),
-                    short(&c["id"]),
+                    text(at(c, "/id")),
+                    text(at(c, "/visitor/displayName")),
+                    identity(at(c, "/visitor")),
+                    short(at(c, "/id")),
+                    short(at(c, "/id")),
                 ));
             }
-            "offerRevoked" => say(format!("offer {} withdrawn", text(&frame["conversationId"]))),
+            "offerRevoked" => say(format!("offer {} withdrawn", text(at(frame, "/conversationId")))),
             "event" => self.show_event(frame),
             "typing" => say(format!(
                 "[{}] {} is typing…",
-                short(&frame["conversationId"]),
-                text(&frame["from"]["name"])
+                short(at(frame, "/conversationId")),
+                text(at(frame, "/from/name"))
             )),
-            "presence" => say(format!("you are now {}", text(&frame["status"]))),
+            "presence" => say(format!("you are now {}", text(at(frame, "/status")))),
             _ => {}
         }
     }
 
     fn show_response(&mut self, frame: &Value) {
-        if frame["ok"] != true {
+        if at(frame, "/ok") != true {
             say(format!(
                 "error ({}): {}",
-                text(&frame["error"]["code"]),
-                text(&frame["error"]["message"])
+                text(at(frame, "/error/code")),
+                text(at(frame, "/error/message"))
             ));
             return;
         }
-        let request = frame["requestId"].as_str().unwrap_or_default();
-        let result = &frame["result"];
+        let request = at(frame, "/requestId").as_str().unwrap_or_default();
+        let result = at(frame, "/result");
         match request.split_once(':').map_or(request, |(verb, _)| verb) {
             "presence" => {
-                let queues = result["queues"].as_array().map_or(0, Vec::len);
-                say(format!("you are {} (queues: {queues})", text(&result["status"])));
+                let queues = at(result, "/queues").as_array().map_or(0, Vec::len);
+                say(format!("you are {} (queues: {queues})", text(at(result, "/status"))));
             }
             "accept" => say(format!(
                 "accepted {}; type to reply",
-                text(&result["conversation"]["id"])
+                text(at(result, "/conversation/id"))
             )),
-            "decline" => say(format!("declined {}", text(&result["conversation"]["id"]))),
-            "end" => say(format!("ended {}", text(&result["conversation"]["id"]))),
-            "transfer" => say(format!("transferred {}", text(&result["conversation"]["id"]))),
+            "decline" => say(format!("declined {}", text(at(result, "/conversation/id")))),
+            "end" => say(format!("ended {}", text(at(result, "/conversation/id")))),
+            "transfer" => say(format!("transferred {}", text(at(result, "/conversation/id")))),
             "history" => {
-                for event in result["events"].as_array().into_iter().flatten() {
+                for event in at(result, "/events").as_array().into_iter().flatten() {
                     say(event_line(event));
                 }
             }
@@ -292,25 +295,25 @@ impl Terminal {
     }
 
     fn show_snapshot(&mut self, frame: &Value) {
-        let conversations = frame["conversations"].as_array().cloned().unwrap_or_default();
+        let conversations = at(frame, "/conversations").as_array().cloned().unwrap_or_default();
         self.held = conversations
             .iter()
-            .filter_map(|c| Some((Uuid::parse_str(c["id"].as_str()?).ok()?, text(&c["state"]))))
+            .filter_map(|c| Some((Uuid::parse_str(at(c, "/id").as_str()?).ok()?, text(at(c, "/state")))))
             .collect();
         for c in &conversations {
-            let Some(id) = c["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
+            let Some(id) = at(c, "/id").as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
                 continue;
             };
-            if !self.printed.contains_key(&id) {
+            if let Entry::Vacant(first_time) = self.printed.entry(id) {
                 say(format!(
                     "conversation {id} ({}) with {} ({})",
-                    text(&c["state"]),
-                    text(&c["visitor"]["displayName"]),
-                    identity(&c["visitor"])
+                    text(at(c, "/state")),
+                    text(at(c, "/visitor/displayName")),
+                    identity(at(c, "/visitor"))
                 ));
-                self.printed.insert(id, 0);
+                first_time.insert(0);
             }
-            for event in c["events"].as_array().into_iter().flatten() {
+            for event in at(c, "/events").as_array().into_iter().flatten() {
                 self.show_event(event);
             }
         }
@@ -327,10 +330,10 @@ impl Terminal {
     }
 
     fn show_event(&mut self, event: &Value) {
-        let Some(id) = event["conversationId"].as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
+        let Some(id) = at(event, "/conversationId").as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
             return;
         };
-        let sequence = event["sequence"].as_u64().unwrap_or_default();
+        let sequence = at(event, "/sequence").as_u64().unwrap_or_default();
         let printed = self.printed.entry(id).or_default();
         if sequence <= *printed {
             return;
@@ -341,12 +344,12 @@ impl Terminal {
 }
 
 fn event_line(event: &Value) -> String {
-    let conversation = short(&event["conversationId"]);
-    let who = text(&event["from"]["name"]);
-    match event["kind"].as_str().unwrap_or_default() {
-        "message" => format!("[{conversation}] {who}: {}", text(&event["text"])),
+    let conversation = short(at(event, "/conversationId"));
+    let who = text(at(event, "/from/name"));
+    match at(event, "/kind").as_str().unwrap_or_default() {
+        "message" => format!("[{conversation}] {who}: {}", text(at(event, "/text"))),
         "presence" => {
-            let what = match event["presence"].as_str().unwrap_or_default() {
+            let what = match at(event, "/presence").as_str().unwrap_or_default() {
                 "Join" => "joined",
                 "Leave" => "left",
                 "Disconnect" => "disconnected",
@@ -357,14 +360,14 @@ fn event_line(event: &Value) -> String {
             format!("[{conversation}] {who} {what}")
         }
         "transfer" => {
-            let to = match (event["queueId"].as_str(), event["agentId"].as_str()) {
+            let to = match (at(event, "/queueId").as_str(), at(event, "/agentId").as_str()) {
                 (Some(queue), _) => format!("queue {queue}"),
                 (_, Some(agent)) => format!("agent {agent}"),
                 _ => "elsewhere".to_owned(),
             };
             format!("[{conversation}] {who} transferred it to {to}")
         }
-        "ended" => match event["wrapUp"].as_str() {
+        "ended" => match at(event, "/wrapUp").as_str() {
             Some(wrap_up) => format!("[{conversation}] {who} ended it ({wrap_up})"),
             None => format!("[{conversation}] {who} ended it"),
         },
@@ -374,14 +377,14 @@ fn event_line(event: &Value) -> String {
 
 /// What the agent knows about who the visitor is.
 fn identity(visitor: &Value) -> String {
-    if visitor["authenticated"] != true {
+    if at(visitor, "/authenticated") != true {
         return "guest, not verified".to_owned();
     }
     let mut parts = vec!["verified".to_owned()];
-    if let Some(email) = visitor["email"].as_str() {
+    if let Some(email) = at(visitor, "/email").as_str() {
         parts.push(email.to_owned());
     }
-    if let (Some(issuer), Some(subject)) = (visitor["issuer"].as_str(), visitor["subject"].as_str()) {
+    if let (Some(issuer), Some(subject)) = (at(visitor, "/issuer").as_str(), at(visitor, "/subject").as_str()) {
         parts.push(format!("{subject} at {issuer}"));
     }
     parts.join(", ")

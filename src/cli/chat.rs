@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
-use super::{ClientError, Ended, RECONNECT_AFTER, Socket, next_json, refused, say, send_json, stdin_lines, ws_url};
+use super::{ClientError, Ended, RECONNECT_AFTER, Socket, at, next_json, refused, say, send_json, stdin_lines, ws_url};
 
 /// `switchboard chat`.
 #[derive(Debug, clap::Args)]
@@ -127,21 +127,19 @@ async fn session(mut socket: Socket, args: &ChatArgs, token: &str, input: &mut m
 
 /// Prints a server frame. Answers `Some` when the session is over.
 fn show(frame: &Value) -> Option<Ended> {
-    let body = &frame["body"];
-    let code = frame["code"].as_u64().unwrap_or(200);
-    match frame["class"].as_str().unwrap_or_default() {
-        "SessionResponse" => {
-            if body["connected"] == true {
-                let new = if body["newSession"] == true { " (new session)" } else { "" };
-                let read_only = if body["readOnly"] == true {
-                    "; the conversation has ended and is read-only"
-                } else {
-                    ""
-                };
-                say(format!("connected{new}{read_only}; type to chat, /quit to leave"));
-            }
+    let body = at(frame, "/body");
+    let code = at(frame, "/code").as_u64().unwrap_or(200);
+    match at(frame, "/class").as_str().unwrap_or_default() {
+        "SessionResponse" if at(body, "/connected") == true => {
+            let new = if at(body, "/newSession") == true { " (new session)" } else { "" };
+            let read_only = if at(body, "/readOnly") == true {
+                "; the conversation has ended and is read-only"
+            } else {
+                ""
+            };
+            say(format!("connected{new}{read_only}; type to chat, /quit to leave"));
         }
-        "StructuredMessage" if body["direction"] == "Outbound" => show_outbound(body),
+        "StructuredMessage" if at(body, "/direction") == "Outbound" => show_outbound(body),
         "StructuredMessage" => {}
         "LogoutEvent" => {
             say("(logged out)");
@@ -158,7 +156,7 @@ fn show(frame: &Value) -> Option<Ended> {
         "SessionClearedEvent" => say("(the conversation was cleared)"),
         "TooManyRequestsErrorMessage" => say(format!(
             "(slow down: retry after {} s)",
-            body["retryAfter"].as_u64().unwrap_or(1)
+            at(body, "/retryAfter").as_u64().unwrap_or(1)
         )),
         _ if code >= 400 => say(format!("error {code}: {}", text(body))),
         _ => {}
@@ -167,19 +165,19 @@ fn show(frame: &Value) -> Option<Ended> {
 }
 
 fn show_outbound(body: &Value) {
-    let from = &body["channel"]["from"];
-    let who = from["nickname"]
+    let from = at(body, "/channel/from");
+    let who = at(from, "/nickname")
         .as_str()
-        .or_else(|| from["firstName"].as_str())
+        .or_else(|| at(from, "/firstName").as_str())
         .unwrap_or("agent");
-    if let Some(message) = body["text"].as_str().filter(|t| !t.is_empty()) {
+    if let Some(message) = at(body, "/text").as_str().filter(|t| !t.is_empty()) {
         say(format!("{who}: {message}"));
     }
-    for event in body["events"].as_array().into_iter().flatten() {
-        match event["eventType"].as_str().unwrap_or_default() {
+    for event in at(body, "/events").as_array().into_iter().flatten() {
+        match at(event, "/eventType").as_str().unwrap_or_default() {
             "Typing" => say(format!("{who} is typing…")),
             "Presence" => {
-                let what = match event["presence"]["type"].as_str().unwrap_or_default() {
+                let what = match at(event, "/presence/type").as_str().unwrap_or_default() {
                     "Join" => "joined",
                     "Leave" => "left",
                     "Disconnect" => "ended the conversation",

@@ -30,7 +30,13 @@ pub enum ClientError {
     #[error("the server refused the connection: HTTP {status} {body}")]
     Refused { status: u16, body: String },
     #[error("cannot connect: {0}")]
-    Connect(#[from] tungstenite::Error),
+    Connect(Box<tungstenite::Error>),
+}
+
+impl From<tungstenite::Error> for ClientError {
+    fn from(e: tungstenite::Error) -> Self {
+        ClientError::Connect(Box::new(e))
+    }
 }
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -65,7 +71,7 @@ fn refused(error: tungstenite::Error) -> ClientError {
                 body,
             }
         }
-        other => ClientError::Connect(other),
+        other => ClientError::from(other),
     }
 }
 
@@ -127,4 +133,11 @@ async fn next_json(socket: &mut Socket) -> Result<serde_json::Value, Ended> {
             Some(Err(_)) | None => return Err(Ended::Lost),
         }
     }
+}
+
+/// The value at a JSON pointer (`/conversation/id`), or null: frames from
+/// the server are read leniently.
+fn at<'a>(value: &'a serde_json::Value, pointer: &str) -> &'a serde_json::Value {
+    static NULL: serde_json::Value = serde_json::Value::Null;
+    value.pointer(pointer).unwrap_or(&NULL)
 }

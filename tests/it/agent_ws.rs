@@ -332,7 +332,7 @@ impl AgentSocket {
     }
 }
 
-fn conversation_in<'a>(snapshot: &'a Value, id: Uuid) -> Option<&'a Value> {
+fn conversation_in(snapshot: &Value, id: Uuid) -> Option<&Value> {
     let id = id.to_string();
     snapshot["conversations"]
         .as_array()

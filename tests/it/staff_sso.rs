@@ -490,3 +490,116 @@ async fn members_grant_cli_names_the_first_admin() {
         .await
         .expect(StatusCode::OK);
 }
+
+/// A whole sign-in, session use and logout against a real `switchboard`
+/// process logging at trace level: no cookie, code, state, nonce, CSRF
+/// token or secret in its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_sign_in_logs_no_secrets() {
+    use crate::support::node::{Node, free_port};
+
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let boot = format!("sbb_test_{}", uuid::Uuid::new_v4().simple());
+    let env = HashMap::from([
+        (
+            "SWITCHBOARD_DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
+        ("SWITCHBOARD_BOOTSTRAP_TOKEN".to_owned(), boot.clone()),
+        (
+            "SWITCHBOARD_OIDC_ALLOW_INSECURE".to_owned(),
+            "true".to_owned(),
+        ),
+        (
+            "RUST_LOG".to_owned(),
+            "trace,h2=info,hyper=info,hyper_util=info,reqwest=info".to_owned(),
+        ),
+    ]);
+    let node = Node::start_on(&env, port).ready().await;
+    let idp = TestIdp::start_with_redirect(&format!("{base}/auth/callback"));
+    let http = reqwest::Client::new();
+    let integration = send(
+        http.post(format!("{base}/api/v2/integrations/oidc"))
+            .bearer_auth(&boot)
+            .json(&json!({
+                "name": "Staff IdP", "issuer": idp.issuer, "clientId": idp.client_id,
+                "clientSecret": idp.client_secret, "scopes": ["openid", "email", "profile"],
+            })),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let org = send(
+        http.get(format!("{base}/api/v2/organizations/me"))
+            .bearer_auth(&boot),
+    )
+    .await
+    .expect(StatusCode::OK);
+    send(
+        http.put(format!("{base}/api/v2/organizations/me"))
+            .bearer_auth(&boot)
+            .json(&json!({ "name": org["name"], "staffIntegrationId": integration["id"], "version": org["version"] })),
+    )
+    .await
+    .expect(StatusCode::OK);
+
+    let dave = browser();
+    let started = send(dave.get(format!("{base}/auth/login?returnTo=/console"))).await;
+    assert_eq!(started.status, StatusCode::FOUND, "{}", started.text);
+    let authorize = location(&started);
+    let nonce = Url::parse(&authorize)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "nonce")
+        .unwrap()
+        .1
+        .into_owned();
+    let binding = cookie_value(&set_cookie(&started, "sb_login"));
+    let callback = idp.login(&authorize, "dave").await;
+    let mut url = Url::parse(&format!("{base}/auth/callback")).unwrap();
+    url.query_pairs_mut().extend_pairs(callback.params.iter());
+    let done = send(dave.get(url.clone())).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let cookie = cookie_value(&set_cookie(&done, "sb_session"));
+    // A replay fails, and is logged.
+    send(dave.get(url))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_state");
+    let session = send(dave.get(format!("{base}/auth/session")))
+        .await
+        .expect(StatusCode::OK);
+    let csrf = session["csrfToken"].as_str().unwrap().to_owned();
+    send(
+        dave.post(format!("{base}/api/v2/routing/queues"))
+            .json(&json!({ "name": "q" })),
+    )
+    .await
+    .expect_error(StatusCode::FORBIDDEN, "csrf");
+    let out = send(dave.post(format!("{base}/auth/logout")).header(CSRF, &csrf)).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+
+    let lines = node.terminate();
+    assert!(
+        lines.iter().any(|l| l.contains("staff member signed in")),
+        "{lines:?}"
+    );
+    let secrets = [
+        cookie.as_str(),
+        binding.as_str(),
+        csrf.as_str(),
+        nonce.as_str(),
+        callback.code(),
+        callback.state(),
+        idp.client_secret.as_str(),
+        boot.as_str(),
+    ];
+    for line in &lines {
+        for secret in secrets {
+            assert!(
+                !line.contains(secret),
+                "a secret reached the output: {line}"
+            );
+        }
+    }
+}

@@ -58,7 +58,7 @@ export class UI {
     this.launcher = h('button', {
       class: 'launcher',
       type: 'button',
-      'aria-label': 'Open chat',
+      'aria-label': 'Chat',
       'aria-expanded': 'false',
       'aria-controls': 'sb-panel',
       onclick: () => handlers.toggle(),
@@ -171,7 +171,7 @@ export class UI {
   setOpen(open, moveFocus) {
     this.panel.hidden = !open;
     this.launcher.setAttribute('aria-expanded', String(open));
-    this.launcher.setAttribute('aria-label', open ? 'Close chat' : this.launcherLabel());
+    this.launcher.setAttribute('aria-label', this.launcherLabel());
     if (open) {
       this.setUnread(0);
       this.scrollDown();
@@ -189,14 +189,15 @@ export class UI {
 
   launcherLabel() {
     const n = this.unread || 0;
-    return n ? `Open chat, ${n} unread message${n > 1 ? 's' : ''}` : 'Open chat';
+    // A toggle: its name stays, aria-expanded tells whether it is open.
+    return n ? `Chat, ${n} unread message${n > 1 ? 's' : ''}` : 'Chat';
   }
 
   setUnread(n) {
     this.unread = n;
     this.badge.hidden = !n;
     this.badge.textContent = String(n);
-    if (!this.isOpen) this.launcher.setAttribute('aria-label', this.launcherLabel());
+    this.launcher.setAttribute('aria-label', this.launcherLabel());
   }
 
   scrollDown() {

@@ -174,7 +174,7 @@ pub enum Outcome {
     /// `send`.
     Sent { sequence: u64, duplicate: bool },
     /// `accept`, `decline`, `transfer`, `end`.
-    Conversation { conversation: ConversationView },
+    Conversation { conversation: Box<ConversationView> },
     /// `history`.
     #[serde(rename_all = "camelCase")]
     History {

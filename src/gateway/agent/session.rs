@@ -215,10 +215,10 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
                 }
             }
         }
-        if session.dirty {
-            if let Err(e) = session.refresh().await {
-                tracing::warn!(error = %e, "agent socket could not refresh; retrying with the heartbeat");
-            }
+        if session.dirty
+            && let Err(e) = session.refresh().await
+        {
+            tracing::warn!(error = %e, "agent socket could not refresh; retrying with the heartbeat");
         }
     };
     if let End::Close(code, reason) = end {
@@ -676,7 +676,7 @@ impl Session {
 
 fn conversation_outcome(c: &Conversation) -> Outcome {
     Outcome::Conversation {
-        conversation: ConversationView::from(c),
+        conversation: Box::new(ConversationView::from(c)),
     }
 }
 

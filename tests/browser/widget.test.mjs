@@ -1,0 +1,302 @@
+// The web snippet in a real browser (Debian's chromium) against a real
+// switchboard, a real agent on the agent WebSocket and the real test IdP:
+// a visitor on the demo page chats with an agent (typing, presence), keeps
+// the history over a reload, loses the connection and finds nothing lost,
+// and, on a deployment that requires it, cannot send before signing in
+// through the popup at the IdP.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { Agent, launchBrowser, screenshotPath, setUp, startIdp, startSwitchboard } from './support.mjs';
+
+let sb;
+let idp;
+let records;
+let browser;
+let agent;
+
+before(async () => {
+  sb = await startSwitchboard();
+  idp = await startIdp([`${sb.base}/web-snippet/callback`]);
+  records = await setUp(sb, idp);
+  agent = await Agent.connect(sb.base, records.agent.token);
+  await agent.request({ type: 'setPresence', status: 'available' });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  agent?.close();
+  await browser?.close();
+  await idp?.stop();
+  await sb?.stop();
+});
+
+// The widget's parts, found by role and name as a person (or a screen
+// reader) would (Playwright's locators see into its shadow root).
+function widget(page) {
+  return {
+    launcher: page.getByRole('button', { name: /^Chat\b/ }),
+    panel: page.getByRole('dialog', { name: 'Chat with us' }),
+    input: page.getByRole('textbox', { name: 'Message' }),
+    send: page.getByRole('button', { name: 'Send' }),
+    log: page.getByRole('log', { name: 'Conversation' }),
+    signIn: page.getByRole('button', { name: 'Sign in' }),
+    signOut: page.getByRole('button', { name: 'Sign out' }),
+  };
+}
+
+async function say(page, text) {
+  const w = widget(page);
+  await w.input.fill(text);
+  await w.input.press('Enter');
+}
+
+// The texts of the bubbles in the transcript, in order.
+async function bubbles(page) {
+  return widget(page).log.locator('li.msg').evaluateAll((items) =>
+    items.map((li) => li.firstChild.textContent + li.childNodes[1].textContent),
+  );
+}
+
+async function eventually(fn, what, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: ${last && last.message}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// The visitor's messages the agent has of a conversation (from snapshots
+// and live events, merged by sequence as docs/agent-protocol.md advises).
+function visitorTexts(conversationId) {
+  const bySequence = new Map();
+  for (const f of agent.frames) {
+    const events =
+      f.type === 'event' ? [f] : f.type === 'snapshot' ? f.conversations.filter((c) => c.id === conversationId).flatMap((c) => c.events) : [];
+    for (const e of events) {
+      if (e.conversationId === conversationId && e.kind === 'message' && e.from.role === 'visitor') bySequence.set(e.sequence, e.text);
+    }
+  }
+  return [...bySequence.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+}
+
+describe('a guest on the demo page', () => {
+  let context;
+  let page;
+  let conversationId;
+
+  before(async () => {
+    context = await browser.newContext({ viewport: { width: 1000, height: 720 } });
+    // Keeps the widget's sockets reachable, so a test can cut one.
+    await context.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.__sockets = [];
+      window.WebSocket = class extends Native {
+        constructor(...args) {
+          super(...args);
+          window.__sockets.push(this);
+        }
+      };
+    });
+    page = await context.newPage();
+  });
+
+  after(async () => {
+    await context?.close();
+  });
+
+  test('opens the widget, chats with an agent, sees typing and the agent joining', async () => {
+    await page.goto(`${sb.base}/demo?deploymentId=${records.guest.id}`);
+    const w = widget(page);
+    await w.launcher.waitFor();
+    await assert.doesNotReject(page.getByText('config.json answered').waitFor());
+    // Styled from the configuration's primaryColor.
+    const color = await w.launcher.evaluate((el) => getComputedStyle(el).backgroundColor);
+    assert.equal(color, 'rgb(11, 110, 79)');
+    await page.screenshot({ path: screenshotPath('launcher-closed') });
+
+    // Keyboard: the launcher opens the panel and the message box gets the focus.
+    await w.launcher.focus();
+    await page.keyboard.press('Enter');
+    await w.panel.waitFor();
+    assert.equal(await w.launcher.getAttribute('aria-expanded'), 'true');
+    await eventually(async () => assert.equal(await w.input.evaluate((el) => el.getRootNode().activeElement === el), true), 'focus on the message box');
+
+    await say(page, 'Hello, my order has not arrived');
+    const offer = await agent.acceptNextOffer();
+    conversationId = offer.conversation.id;
+    assert.equal(offer.conversation.visitor.authenticated, false);
+    await w.log.getByText('Ada joined the conversation').waitFor();
+
+    // The agent types, the visitor sees it; then the answer replaces it.
+    agent.send({ type: 'typing', conversationId });
+    await page.getByText('Ada is typing…').waitFor();
+    await agent.request({ type: 'send', conversationId, text: 'Hi! Let me check that for you.', id: 'a-1' });
+    await w.log.getByText('Hi! Let me check that for you.').waitFor();
+    await page.getByText('Ada is typing…').waitFor({ state: 'hidden' });
+
+    // The visitor types, the agent sees it.
+    await w.input.pressSequentially('It was order 1234', { delay: 10 });
+    await agent.waitFor((f) => f.type === 'typing' && f.conversationId === conversationId, 10000, 'the visitor typing');
+    await w.input.press('Enter');
+    await eventually(() => assert.deepEqual(visitorTexts(conversationId), ['Hello, my order has not arrived', 'It was order 1234']), 'the agent has both messages');
+
+    // The transcript is an ARIA live log; the visitor's own messages are marked.
+    assert.equal(await w.log.getAttribute('aria-live'), 'polite');
+    await eventually(async () => assert.deepEqual(await bubbles(page), [
+      'You: Hello, my order has not arrived',
+      'Ada: Hi! Let me check that for you.',
+      'You: It was order 1234',
+    ]), 'the transcript');
+    await page.screenshot({ path: screenshotPath('conversation-open') });
+
+    // Escape closes the panel and the focus returns to the launcher.
+    await w.input.press('Escape');
+    await w.panel.waitFor({ state: 'hidden' });
+    await eventually(async () => assert.equal(await w.launcher.evaluate((el) => el.getRootNode().activeElement === el), true), 'focus back on the launcher');
+    await agent.request({ type: 'send', conversationId, text: 'Found it: it ships today.', id: 'a-2' });
+    await page.getByRole('button', { name: 'Chat, 1 unread message' }).waitFor();
+    await w.launcher.click();
+    await w.log.getByText('Found it: it ships today.').waitFor();
+  });
+
+  test('a reload keeps the history, each message once', async () => {
+    assert.ok(conversationId, 'the first test opened a conversation');
+    const before = await bubbles(page);
+    await page.reload();
+    const w = widget(page);
+    // The panel was open: it opens again, and the session is resumed.
+    await w.panel.waitFor();
+    await eventually(async () => assert.deepEqual(await bubbles(page), before), 'the history after the reload');
+    await w.log.getByText('Ada joined the conversation').waitFor();
+    // And the conversation goes on.
+    await say(page, 'Thanks!');
+    await eventually(() => assert.equal(visitorTexts(conversationId).at(-1), 'Thanks!'), 'the agent got the message');
+    await eventually(async () => assert.equal((await bubbles(page)).filter((b) => b === 'You: Thanks!').length, 1), 'sent once');
+  });
+
+  test('a dropped connection resumes with nothing lost and nothing twice', async () => {
+    const w = widget(page);
+    const countOf = async (text) => (await bubbles(page)).filter((b) => b.endsWith(text)).length;
+
+    // 1. The network goes away: the agent writes meanwhile, the visitor too.
+    await context.setOffline(true);
+    await page.getByText('Reconnecting…').waitFor();
+    await agent.request({ type: 'send', conversationId, text: 'Are you still there?', id: 'a-3' });
+    await agent.request({ type: 'send', conversationId, text: 'I will wait.', id: 'a-4' });
+    await say(page, 'Written while offline');
+    await context.setOffline(false);
+    await w.log.getByText('I will wait.').waitFor();
+    await eventually(() => assert.equal(visitorTexts(conversationId).filter((t) => t === 'Written while offline').length, 1), 'the offline message reached the agent once');
+    await page.getByText('Reconnecting…').waitFor({ state: 'hidden' });
+
+    // 2. The socket is cut under the widget (no offline event).
+    const cut = await page.evaluate(() => {
+      const open = window.__sockets.filter((s) => s.readyState === WebSocket.OPEN);
+      open.forEach((s) => s.close());
+      return open.length;
+    });
+    assert.equal(cut, 1);
+    await agent.request({ type: 'send', conversationId, text: 'Sent while the socket was down.', id: 'a-5' });
+    await w.log.getByText('Sent while the socket was down.').waitFor();
+
+    // Everything exactly once, in order.
+    for (const text of ['Are you still there?', 'I will wait.', 'Written while offline', 'Sent while the socket was down.']) {
+      assert.equal(await countOf(text), 1, text);
+    }
+    const all = await bubbles(page);
+    assert.ok(all.indexOf('Ada: Are you still there?') < all.indexOf('Ada: I will wait.'));
+    // The widget did reconnect: a new socket was opened for each loss.
+    assert.ok((await page.evaluate(() => window.__sockets.length)) >= 3);
+  });
+
+  test('the agent leaving and ending shows, and the visitor can start again', async () => {
+    const w = widget(page);
+    await agent.request({ type: 'end', conversationId, wrapUp: 'resolved' });
+    await w.log.getByText('Ada ended the conversation').waitFor();
+    // Read-only after the end (the default conversationDisconnect).
+    const startNew = page.getByRole('button', { name: 'Start a new conversation' });
+    await startNew.waitFor();
+    assert.equal(await w.input.isDisabled(), true);
+    await startNew.click();
+    await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'the message box is back');
+    await say(page, 'One more question');
+    const offer = await agent.acceptNextOffer([conversationId]);
+    assert.notEqual(offer.conversation.id, conversationId);
+    await w.log.getByText('New conversation').waitFor();
+  });
+});
+
+describe('a deployment that requires signing in', () => {
+  let context;
+  let page;
+
+  before(async () => {
+    context = await browser.newContext({ viewport: { width: 1000, height: 720 } });
+    page = await context.newPage();
+  });
+
+  after(async () => {
+    await context?.close();
+  });
+
+  test('a visitor who has not signed in cannot send, and sees why', async () => {
+    await page.goto(`${sb.base}/demo?deploymentId=${records.signIn.id}`);
+    const w = widget(page);
+    await w.launcher.click();
+    await w.panel.waitFor();
+    await w.panel.getByText('Please sign in to chat with us').waitFor();
+    assert.equal(await w.input.isDisabled(), true);
+    assert.equal(await w.send.isDisabled(), true);
+    // The reason is tied to the disabled box for assistive technology.
+    assert.equal(await w.input.getAttribute('aria-describedby'), 'sb-gate-why');
+    // The sign-in button has the focus.
+    await eventually(async () => assert.equal(await w.signIn.evaluate((el) => el.getRootNode().activeElement === el), true), 'focus on Sign in');
+    // Nothing reached switchboard's guest socket: no session, no conversation.
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    await page.screenshot({ path: screenshotPath('sign-in-required') });
+  });
+
+  test('signs in through the popup at the IdP, chats, and signs out', async () => {
+    const w = widget(page);
+    const [popup] = await Promise.all([page.waitForEvent('popup'), w.signIn.click()]);
+    // The IdP's development login form.
+    await popup.waitForURL(new RegExp(`^${idp.issuer}/`));
+    await popup.locator('input[name=login]').fill('grace');
+    await popup.locator('input[name=password]').fill('any');
+    await popup.locator('button[type=submit]').click();
+    await popup.waitForEvent('close', { timeout: 20000 });
+
+    await w.signOut.waitFor();
+    await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'sending is possible');
+    await say(page, 'Hello from a signed-in visitor');
+    const offer = await agent.acceptNextOffer(agent.frames.filter((f) => f.type === 'offer').map((f) => f.conversation.id));
+    // The agent sees who switchboard verified.
+    assert.equal(offer.conversation.visitor.authenticated, true);
+    assert.equal(offer.conversation.visitor.subject, 'grace');
+    assert.equal(offer.conversation.visitor.email, 'grace@example.com');
+    const conversationId = offer.conversation.id;
+    await w.log.getByText('Ada joined the conversation').waitFor();
+    await agent.request({ type: 'send', conversationId, text: 'Hello Grace!', id: 'g-1' });
+    await w.log.getByText('Hello Grace!').waitFor();
+
+    // The sign-in survives a reload: the history is there again.
+    await page.reload();
+    await w.panel.waitFor();
+    await w.log.getByText('Hello Grace!').waitFor();
+    await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'still signed in');
+
+    // Signing out revokes the session: the gate is back.
+    await w.signOut.click();
+    await w.panel.getByText('Please sign in to chat with us').waitFor();
+    assert.equal(await w.input.isDisabled(), true);
+    assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.endsWith(':auth')).length), 0);
+  });
+});
