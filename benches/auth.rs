@@ -5,7 +5,7 @@
 //! The IdP is a tiny in-process server that serves discovery and a key set
 //! once; after the first (warm-up) verification every measured call works
 //! from cached keys, as ID-token verification must on the hot path.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -153,7 +153,7 @@ fn bench(c: &mut Criterion) {
         deployment: Uuid::new_v4(),
         org: OrgId(Uuid::new_v4()),
         identity: VisitorIdentity {
-            iss: issuer.clone(),
+            iss: issuer,
             sub: "visitor-1".to_owned(),
             email: Some("v@example.com".to_owned()),
             email_verified: Some(true),

@@ -1,11 +1,14 @@
 // Bundles src/main.js into dist/widget.js (one minified file, no source map,
-// no paths or dates in it: the same sources give the same bytes), reports
-// its gzipped size, and fails above the budget. switchboard embeds
-// dist/widget.js, so the built file is committed; scripts/test rebuilds it
-// and fails when the committed bundle is not what the sources give.
+// no paths or dates in it: the same sources and esbuild version give the
+// same bytes), reports its gzipped size, and fails above the budget.
+//
+// switchboard embeds dist/widget.js, so the built file is committed.
+// `node build.mjs --check` builds without writing and fails when
+// dist/widget.js is not byte for byte what the sources give (scripts/test
+// runs it).
 
 import { build } from 'esbuild';
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 const BUDGET_GZIP_BYTES = 30 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, 'dist', 'widget.js');
+const check = process.argv.includes('--check');
 
 const result = await build({
   absWorkingDir: here,
@@ -30,12 +34,19 @@ const result = await build({
 const { version } = JSON.parse(readFileSync(join(here, 'node_modules', 'esbuild', 'package.json'), 'utf8'));
 const banner = `/* switchboard web snippet (built by esbuild ${version}) */\n`;
 const bytes = Buffer.concat([Buffer.from(banner), Buffer.from(result.outputFiles[0].contents)]);
-mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, bytes);
+if (check) {
+  if (!existsSync(out) || !readFileSync(out).equals(bytes)) {
+    console.error('web-snippet/dist/widget.js is not what web-snippet/src builds to: run `npm run build --prefix web-snippet` and commit dist/widget.js');
+    process.exit(1);
+  }
+} else {
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileSync(out, bytes);
+}
 
 const gzipped = gzipSync(bytes, { level: 9 }).length;
 const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
-console.log(`dist/widget.js: ${kb(bytes.length)}, ${kb(gzipped)} gzipped (budget ${kb(BUDGET_GZIP_BYTES)})`);
+console.log(`dist/widget.js: ${kb(bytes.length)}, ${kb(gzipped)} gzipped (budget ${kb(BUDGET_GZIP_BYTES)})${check ? ', up to date' : ''}`);
 if (gzipped > BUDGET_GZIP_BYTES) {
   console.error(`dist/widget.js is over its budget of ${kb(BUDGET_GZIP_BYTES)} gzipped`);
   process.exit(1);

@@ -17,14 +17,17 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
-use super::{ClientError, Ended, RECONNECT_AFTER, Socket, at, next_json, refused, say, send_json, stdin_lines, ws_url};
+use super::{
+    ClientError, Ended, Servers, Socket, at, next_json, refused, say, send_json, stdin_lines,
+};
 
 /// `switchboard agent`.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// The server, e.g. http://localhost:8080.
-    #[arg(long)]
-    pub url: String,
+    /// The server, e.g. http://localhost:8080. Repeat it to name several
+    /// nodes: a lost connection moves on to the next.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// An access token of an API client with the agent role.
     #[arg(long, env = "SWITCHBOARD_AGENT_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -38,32 +41,26 @@ const HELP: &str = "commands: /accept <id>  /decline <id>  /end [<id>] [wrap-up]
 anything else is a reply to the current conversation";
 
 pub async fn run(args: AgentArgs) -> Result<(), ClientError> {
-    let url = ws_url(&args.url, "/api/v2/agent/ws")?;
+    let mut servers = Servers::new(&args.url, "/api/v2/agent/ws")?;
     let mut input = stdin_lines();
     let mut terminal = Terminal::default();
-    let mut connected_once = false;
     loop {
-        let socket = match connect(&url, &args.token).await {
+        let socket = match connect(servers.current(), &args.token).await {
             Ok(socket) => socket,
-            // A refused credential will not get better by retrying.
-            Err(e @ ClientError::Refused { .. }) => return Err(e),
-            Err(e) if !connected_once => return Err(e),
             Err(e) => {
-                say(format!("(reconnect failed: {e}; retrying)"));
-                tokio::time::sleep(RECONNECT_AFTER).await;
+                servers.failed(e).await?;
                 continue;
             }
         };
-        if !connected_once {
+        if !servers.connected_once {
             say(HELP);
         }
-        connected_once = true;
+        servers.connected();
+        // The first snapshot after a reconnect brings back everything the
+        // agent holds; the terminal prints only what it had not printed.
         match terminal.session(socket, &mut input, &args.queues).await {
             Ended::Quit => return Ok(()),
-            Ended::Lost => {
-                say("(connection lost; reconnecting)");
-                tokio::time::sleep(RECONNECT_AFTER).await;
-            }
+            Ended::Lost => servers.lost().await,
         }
     }
 }
@@ -73,7 +70,9 @@ async fn connect(url: &str, token: &str) -> Result<Socket, ClientError> {
     let value = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|_| ClientError::Url("the token is not a valid header value".to_owned()))?;
     request.headers_mut().insert("authorization", value);
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(refused)?;
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(refused)?;
     Ok(socket)
 }
 
@@ -95,7 +94,12 @@ enum Command {
 }
 
 impl Terminal {
-    async fn session(&mut self, mut socket: Socket, input: &mut mpsc::Receiver<String>, queues: &[Uuid]) -> Ended {
+    async fn session(
+        &mut self,
+        mut socket: Socket,
+        input: &mut mpsc::Receiver<String>,
+        queues: &[Uuid],
+    ) -> Ended {
         let presence = json!({ "type": "setPresence", "requestId": "presence", "status": "available", "queueIds": queues });
         if let Err(ended) = send_json(&mut socket, &presence).await {
             return ended;
@@ -174,17 +178,24 @@ impl Terminal {
         };
         match verb {
             "accept" | "decline" => {
-                let Some(id) = conversation else { return needs_id(verb) };
+                let Some(id) = conversation else {
+                    return needs_id(verb);
+                };
                 if verb == "accept" {
                     self.current = Some(id);
                 }
-                Command::Frame(json!({ "type": verb, "requestId": format!("{verb}:{id}"), "conversationId": id }))
+                Command::Frame(
+                    json!({ "type": verb, "requestId": format!("{verb}:{id}"), "conversationId": id }),
+                )
             }
             "end" => {
                 // `/end <id> [wrap-up]`, or `/end [wrap-up]` for the current one.
                 let (id, wrap_up) = match conversation {
                     Some(id) => (Some(id), rest.join(" ")),
-                    None => (self.current, first.into_iter().chain(rest).collect::<Vec<_>>().join(" ")),
+                    None => (
+                        self.current,
+                        first.into_iter().chain(rest).collect::<Vec<_>>().join(" "),
+                    ),
                 };
                 let Some(id) = id else { return needs_id(verb) };
                 let mut frame = json!({ "type": "end", "requestId": format!("end:{id}"), "conversationId": id });
@@ -196,7 +207,9 @@ impl Terminal {
                 Command::Frame(frame)
             }
             "transfer" => {
-                let Some(id) = conversation else { return needs_id(verb) };
+                let Some(id) = conversation else {
+                    return needs_id(verb);
+                };
                 let target = rest.first().copied().unwrap_or_default();
                 let (field, target) = match target.split_once(':') {
                     Some(("queue", t)) => ("queueId", t),
@@ -214,19 +227,27 @@ impl Terminal {
                 }))
             }
             "use" => {
-                let Some(id) = conversation else { return needs_id(verb) };
+                let Some(id) = conversation else {
+                    return needs_id(verb);
+                };
                 self.current = Some(id);
                 say(format!("(replies now go to {id})"));
                 Command::Nothing
             }
             "history" => {
-                let Some(id) = conversation else { return needs_id(verb) };
-                Command::Frame(json!({ "type": "history", "requestId": "history", "conversationId": id, "limit": 500 }))
+                let Some(id) = conversation else {
+                    return needs_id(verb);
+                };
+                Command::Frame(
+                    json!({ "type": "history", "requestId": "history", "conversationId": id, "limit": 500 }),
+                )
             }
             "available" => Command::Frame(
                 json!({ "type": "setPresence", "requestId": "presence", "status": "available" }),
             ),
-            "away" => Command::Frame(json!({ "type": "setPresence", "requestId": "presence", "status": "away" })),
+            "away" => Command::Frame(
+                json!({ "type": "setPresence", "requestId": "presence", "status": "away" }),
+            ),
             "quit" | "exit" => Command::Quit,
             _ => {
                 say(HELP);
@@ -250,7 +271,10 @@ impl Terminal {
                     short(at(c, "/id")),
                 ));
             }
-            "offerRevoked" => say(format!("offer {} withdrawn", text(at(frame, "/conversationId")))),
+            "offerRevoked" => say(format!(
+                "offer {} withdrawn",
+                text(at(frame, "/conversationId"))
+            )),
             "event" => self.show_event(frame),
             "typing" => say(format!(
                 "[{}] {} is typing…",
@@ -276,7 +300,10 @@ impl Terminal {
         match request.split_once(':').map_or(request, |(verb, _)| verb) {
             "presence" => {
                 let queues = at(result, "/queues").as_array().map_or(0, Vec::len);
-                say(format!("you are {} (queues: {queues})", text(at(result, "/status"))));
+                say(format!(
+                    "you are {} (queues: {queues})",
+                    text(at(result, "/status"))
+                ));
             }
             "accept" => say(format!(
                 "accepted {}; type to reply",
@@ -284,7 +311,10 @@ impl Terminal {
             )),
             "decline" => say(format!("declined {}", text(at(result, "/conversation/id")))),
             "end" => say(format!("ended {}", text(at(result, "/conversation/id")))),
-            "transfer" => say(format!("transferred {}", text(at(result, "/conversation/id")))),
+            "transfer" => say(format!(
+                "transferred {}",
+                text(at(result, "/conversation/id"))
+            )),
             "history" => {
                 for event in at(result, "/events").as_array().into_iter().flatten() {
                     say(event_line(event));
@@ -295,13 +325,24 @@ impl Terminal {
     }
 
     fn show_snapshot(&mut self, frame: &Value) {
-        let conversations = at(frame, "/conversations").as_array().cloned().unwrap_or_default();
+        let conversations = at(frame, "/conversations")
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         self.held = conversations
             .iter()
-            .filter_map(|c| Some((Uuid::parse_str(at(c, "/id").as_str()?).ok()?, text(at(c, "/state")))))
+            .filter_map(|c| {
+                Some((
+                    Uuid::parse_str(at(c, "/id").as_str()?).ok()?,
+                    text(at(c, "/state")),
+                ))
+            })
             .collect();
         for c in &conversations {
-            let Some(id) = at(c, "/id").as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
+            let Some(id) = at(c, "/id")
+                .as_str()
+                .and_then(|id| Uuid::parse_str(id).ok())
+            else {
                 continue;
             };
             if let Entry::Vacant(first_time) = self.printed.entry(id) {
@@ -330,7 +371,10 @@ impl Terminal {
     }
 
     fn show_event(&mut self, event: &Value) {
-        let Some(id) = at(event, "/conversationId").as_str().and_then(|id| Uuid::parse_str(id).ok()) else {
+        let Some(id) = at(event, "/conversationId")
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+        else {
             return;
         };
         let sequence = at(event, "/sequence").as_u64().unwrap_or_default();
@@ -360,7 +404,10 @@ fn event_line(event: &Value) -> String {
             format!("[{conversation}] {who} {what}")
         }
         "transfer" => {
-            let to = match (at(event, "/queueId").as_str(), at(event, "/agentId").as_str()) {
+            let to = match (
+                at(event, "/queueId").as_str(),
+                at(event, "/agentId").as_str(),
+            ) {
                 (Some(queue), _) => format!("queue {queue}"),
                 (_, Some(agent)) => format!("agent {agent}"),
                 _ => "elsewhere".to_owned(),
@@ -384,7 +431,10 @@ fn identity(visitor: &Value) -> String {
     if let Some(email) = at(visitor, "/email").as_str() {
         parts.push(email.to_owned());
     }
-    if let (Some(issuer), Some(subject)) = (at(visitor, "/issuer").as_str(), at(visitor, "/subject").as_str()) {
+    if let (Some(issuer), Some(subject)) = (
+        at(visitor, "/issuer").as_str(),
+        at(visitor, "/subject").as_str(),
+    ) {
         parts.push(format!("{subject} at {issuer}"));
     }
     parts.join(", ")

@@ -1,10 +1,16 @@
 //! `switchboard chat`: a website visitor in a terminal, over the guest
-//! protocol (spec/guest-protocol.md), as a widget or app would speak it.
+//! protocol (docs/guest-protocol.md), as a widget or app would speak it.
 //!
 //! It mints a session token (a random UUID), configures the session (as an
 //! authenticated one when given a session JWT from the token exchange),
 //! sends each typed line as a text message and prints the agent's
 //! messages, typing and presence. `/quit` or end of input leaves.
+//!
+//! A lost connection is resumed, on the next `--url` when several are
+//! given: the same session token, the last sequence seen (so the server
+//! replays what was missed, and nothing is printed twice), and the messages
+//! not yet acknowledged are sent again with their ids (so none is lost or
+//! logged twice).
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -12,14 +18,17 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use uuid::Uuid;
 
-use super::{ClientError, Ended, RECONNECT_AFTER, Socket, at, next_json, refused, say, send_json, stdin_lines, ws_url};
+use super::{
+    ClientError, Ended, Servers, Socket, at, next_json, refused, say, send_json, stdin_lines,
+};
 
 /// `switchboard chat`.
 #[derive(Debug, clap::Args)]
 pub struct ChatArgs {
-    /// The server, e.g. http://localhost:8080.
-    #[arg(long)]
-    pub url: String,
+    /// The server, e.g. http://localhost:8080. Repeat it to name several
+    /// nodes: a lost connection resumes on the next.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// The web deployment to chat through.
     #[arg(long)]
     pub deployment: Uuid,
@@ -34,32 +43,32 @@ pub struct ChatArgs {
 }
 
 pub async fn run(args: ChatArgs) -> Result<(), ClientError> {
-    let url = ws_url(
+    let mut servers = Servers::new(
         &args.url,
-        &format!("/v1?deploymentId={}&application=switchboard-chat", args.deployment),
+        &format!(
+            "/v1?deploymentId={}&application=switchboard-chat",
+            args.deployment
+        ),
     )?;
-    // The session token names this visitor's session; reconnects keep it.
-    let token = Uuid::new_v4().to_string();
     let mut input = stdin_lines();
-    let mut connected_once = false;
+    let mut visitor = Visitor {
+        token: Uuid::new_v4().to_string(),
+        conversation: None,
+        last_sequence: 0,
+        unacknowledged: Vec::new(),
+    };
     loop {
-        let socket = match connect(&url, args.origin.as_deref()).await {
+        let socket = match connect(servers.current(), args.origin.as_deref()).await {
             Ok(socket) => socket,
-            Err(e @ ClientError::Refused { .. }) => return Err(e),
-            Err(e) if !connected_once => return Err(e),
             Err(e) => {
-                say(format!("(reconnect failed: {e}; retrying)"));
-                tokio::time::sleep(RECONNECT_AFTER).await;
+                servers.failed(e).await?;
                 continue;
             }
         };
-        connected_once = true;
-        match session(socket, &args, &token, &mut input).await {
+        servers.connected();
+        match visitor.session(socket, &args, &mut input).await {
             Ended::Quit => return Ok(()),
-            Ended::Lost => {
-                say("(connection lost; reconnecting)");
-                tokio::time::sleep(RECONNECT_AFTER).await;
-            }
+            Ended::Lost => servers.lost().await,
         }
     }
 }
@@ -67,61 +76,137 @@ pub async fn run(args: ChatArgs) -> Result<(), ClientError> {
 async fn connect(url: &str, origin: Option<&str>) -> Result<Socket, ClientError> {
     let mut request = url.into_client_request()?;
     if let Some(origin) = origin {
-        let value =
-            HeaderValue::from_str(origin).map_err(|_| ClientError::Url("the origin is not a valid header value".to_owned()))?;
+        let value = HeaderValue::from_str(origin)
+            .map_err(|_| ClientError::Url("the origin is not a valid header value".to_owned()))?;
         request.headers_mut().insert("origin", value);
     }
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.map_err(refused)?;
+    let (socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .map_err(refused)?;
     Ok(socket)
 }
 
-async fn session(mut socket: Socket, args: &ChatArgs, token: &str, input: &mut mpsc::Receiver<String>) -> Ended {
-    let configure = match &args.jwt {
-        Some(jwt) => json!({
-            "action": "configureAuthenticatedSession",
-            "deploymentId": args.deployment,
-            "token": token,
-            "data": { "code": jwt },
-        }),
-        None => json!({ "action": "configureSession", "deploymentId": args.deployment, "token": token }),
-    };
-    if let Err(ended) = send_json(&mut socket, &configure).await {
-        return ended;
-    }
-    loop {
-        tokio::select! {
-            frame = next_json(&mut socket) => match frame {
-                Ok(frame) => {
-                    if let Some(ended) = show(&frame) {
+/// What survives a reconnect.
+#[derive(Debug)]
+struct Visitor {
+    /// Names the guest session: the same token resumes the same session.
+    token: String,
+    /// The conversation whose events were seen, and the newest sequence.
+    conversation: Option<String>,
+    last_sequence: u64,
+    /// Messages sent but not acknowledged: (client id, text).
+    unacknowledged: Vec<(String, String)>,
+}
+
+impl Visitor {
+    async fn session(
+        &mut self,
+        mut socket: Socket,
+        args: &ChatArgs,
+        input: &mut mpsc::Receiver<String>,
+    ) -> Ended {
+        let mut configure = match &args.jwt {
+            Some(jwt) => json!({
+                "action": "configureAuthenticatedSession",
+                "deploymentId": args.deployment,
+                "token": self.token,
+                "data": { "code": jwt },
+            }),
+            None => {
+                json!({ "action": "configureSession", "deploymentId": args.deployment, "token": self.token })
+            }
+        };
+        if let (Some(conversation), Some(fields)) = (&self.conversation, configure.as_object_mut())
+        {
+            // Resume: replay what came after the last event seen.
+            fields.insert("conversationId".to_owned(), json!(conversation));
+            fields.insert("lastSequence".to_owned(), json!(self.last_sequence));
+        }
+        if let Err(ended) = send_json(&mut socket, &configure).await {
+            return ended;
+        }
+        loop {
+            tokio::select! {
+                frame = next_json(&mut socket) => match frame {
+                    Ok(frame) => {
+                        if let Some(ended) = self.show(&frame) {
+                            let _ = socket.close(None).await;
+                            return ended;
+                        }
+                        if at(&frame, "/class") == "SessionResponse" && at(&frame, "/body/connected") == true {
+                            // Sent again with the same ids: logged once.
+                            for (id, text) in self.unacknowledged.clone() {
+                                if let Err(ended) = send_json(&mut socket, &self.message(&id, &text)).await {
+                                    return ended;
+                                }
+                            }
+                        }
+                    }
+                    Err(ended) => return ended,
+                },
+                line = input.recv() => {
+                    let Some(line) = line else {
                         let _ = socket.close(None).await;
+                        return Ended::Quit;
+                    };
+                    let line = line.trim();
+                    if line == "/quit" || line == "/exit" {
+                        let _ = socket.close(None).await;
+                        return Ended::Quit;
+                    }
+                    if line.is_empty() {
+                        continue;
+                    }
+                    let id = Uuid::new_v4().to_string();
+                    self.unacknowledged.push((id.clone(), line.to_owned()));
+                    if let Err(ended) = send_json(&mut socket, &self.message(&id, line)).await {
                         return ended;
                     }
                 }
-                Err(ended) => return ended,
-            },
-            line = input.recv() => {
-                let Some(line) = line else {
-                    let _ = socket.close(None).await;
-                    return Ended::Quit;
-                };
-                let line = line.trim();
-                if line == "/quit" || line == "/exit" {
-                    let _ = socket.close(None).await;
-                    return Ended::Quit;
-                }
-                if line.is_empty() {
-                    continue;
-                }
-                let message = json!({
-                    "action": "onMessage",
-                    "token": token,
-                    "message": { "type": "Text", "text": line },
-                });
-                if let Err(ended) = send_json(&mut socket, &message).await {
-                    return ended;
-                }
             }
         }
+    }
+
+    fn message(&self, id: &str, text: &str) -> Value {
+        json!({
+            "action": "onMessage",
+            "token": self.token,
+            "message": { "type": "Text", "text": text, "id": id },
+        })
+    }
+
+    /// Whether a logged event is new to this terminal; remembers it.
+    fn first_sight(&mut self, body: &Value) -> bool {
+        let (Some(conversation), Some(sequence)) = (
+            at(body, "/conversationId").as_str(),
+            at(body, "/sequence").as_u64(),
+        ) else {
+            // Not logged (typing): always new.
+            return true;
+        };
+        if self.conversation.as_deref() != Some(conversation) {
+            self.conversation = Some(conversation.to_owned());
+            self.last_sequence = 0;
+        }
+        if sequence <= self.last_sequence {
+            return false;
+        }
+        self.last_sequence = sequence;
+        true
+    }
+
+    /// Prints a server frame. Answers `Some` when the session is over.
+    fn show(&mut self, frame: &Value) -> Option<Ended> {
+        let body = at(frame, "/body");
+        if at(frame, "/class") == "StructuredMessage" {
+            if let Some(id) = at(body, "/clientMessageId").as_str() {
+                self.unacknowledged.retain(|(sent, _)| sent != id);
+            }
+            if !self.first_sight(body) {
+                return None;
+            }
+        }
+        show(frame)
     }
 }
 
@@ -131,13 +216,19 @@ fn show(frame: &Value) -> Option<Ended> {
     let code = at(frame, "/code").as_u64().unwrap_or(200);
     match at(frame, "/class").as_str().unwrap_or_default() {
         "SessionResponse" if at(body, "/connected") == true => {
-            let new = if at(body, "/newSession") == true { " (new session)" } else { "" };
+            let new = if at(body, "/newSession") == true {
+                " (new session)"
+            } else {
+                ""
+            };
             let read_only = if at(body, "/readOnly") == true {
                 "; the conversation has ended and is read-only"
             } else {
                 ""
             };
-            say(format!("connected{new}{read_only}; type to chat, /quit to leave"));
+            say(format!(
+                "connected{new}{read_only}; type to chat, /quit to leave"
+            ));
         }
         "StructuredMessage" if at(body, "/direction") == "Outbound" => show_outbound(body),
         "StructuredMessage" => {}

@@ -50,11 +50,79 @@ fn ws_url(base: &str, path_and_query: &str) -> Result<String, ClientError> {
     let url = Url::parse(base).map_err(|e| ClientError::Url(e.to_string()))?;
     let scheme = match url.scheme() {
         "http" | "ws" => "ws",
-        other => return Err(ClientError::Url(format!("the {other} scheme is not supported"))),
+        other => {
+            return Err(ClientError::Url(format!(
+                "the {other} scheme is not supported"
+            )));
+        }
     };
-    let host = url.host_str().ok_or_else(|| ClientError::Url("no host".to_owned()))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| ClientError::Url("no host".to_owned()))?;
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
     Ok(format!("{scheme}://{host}{port}{path_and_query}"))
+}
+
+/// The servers a client may use (nodes of one contact center), and where
+/// it is in trying them: a lost connection moves on to the next one.
+#[derive(Debug)]
+struct Servers {
+    urls: Vec<String>,
+    next: usize,
+    /// Failed attempts since the last successful connect.
+    failures: usize,
+    connected_once: bool,
+}
+
+impl Servers {
+    fn new(bases: &[String], path_and_query: &str) -> Result<Self, ClientError> {
+        let urls = bases
+            .iter()
+            .map(|base| ws_url(base, path_and_query))
+            .collect::<Result<Vec<_>, _>>()?;
+        if urls.is_empty() {
+            return Err(ClientError::Url("name at least one --url".to_owned()));
+        }
+        Ok(Self {
+            urls,
+            next: 0,
+            failures: 0,
+            connected_once: false,
+        })
+    }
+
+    fn current(&self) -> &str {
+        self.urls
+            .get(self.next % self.urls.len().max(1))
+            .map_or("", String::as_str)
+    }
+
+    fn connected(&mut self) {
+        self.failures = 0;
+        self.connected_once = true;
+    }
+
+    /// After a failed connect: gives up (a refused credential, or no server
+    /// answering at start), or waits and moves on to the next server.
+    async fn failed(&mut self, error: ClientError) -> Result<(), ClientError> {
+        self.failures += 1;
+        if matches!(error, ClientError::Refused { .. })
+            || (!self.connected_once && self.failures >= self.urls.len())
+        {
+            return Err(error);
+        }
+        say(format!("(cannot connect: {error}; retrying)"));
+        self.next += 1;
+        tokio::time::sleep(RECONNECT_AFTER).await;
+        Ok(())
+    }
+
+    /// After a lost connection: waits and moves on to the next server.
+    async fn lost(&mut self) {
+        say("(connection lost; reconnecting)");
+        self.next += 1;
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
 }
 
 /// Turns a refused handshake into an error that says what the server said.
@@ -125,7 +193,11 @@ async fn next_json(socket: &mut Socket) -> Result<serde_json::Value, Ended> {
             },
             Some(Ok(Message::Close(frame))) => {
                 if let Some(frame) = frame {
-                    say(format!("(the server closed the connection: {} {})", u16::from(frame.code), frame.reason));
+                    say(format!(
+                        "(the server closed the connection: {} {})",
+                        u16::from(frame.code),
+                        frame.reason
+                    ));
                 }
                 return Err(Ended::Lost);
             }

@@ -18,8 +18,11 @@ use tokio::sync::{broadcast, mpsc};
 use super::{BusMessage, Channel};
 
 /// How far one subscriber may fall behind its channel before it is told to
-/// resync instead: bounds the memory a stalled socket can pin.
-const CHANNEL_CAPACITY: usize = 256;
+/// resync instead: bounds the memory a stalled socket can pin. Every channel
+/// allocates its ring up front and most have one subscriber (a session, a
+/// conversation), so this is per-socket memory: 16 slots keep an idle socket
+/// at a few KiB, and a burst beyond them costs one log read, not a message.
+const CHANNEL_CAPACITY: usize = 16;
 
 /// The channels this node has local subscribers for. Cheap to clone: clones
 /// share one table.

@@ -99,8 +99,9 @@ async fn widget_js(headers: HeaderMap) -> Response {
 /// The sign-in popup's landing page. It posts the authorization response
 /// (`code`, `state`, `iss`, or `error`) to the window that opened it, and
 /// only to the origins of the deployment the login was started for (found
-/// by its `state`), so a page that is not one of them cannot obtain a code
-/// by opening the popup itself. The page strips the code from its address.
+/// by its `state`; any origin when the deployment allows all domains), so a
+/// page that is not one of them cannot obtain a code by opening the popup
+/// itself. The page strips the code from its address.
 async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let login_state = query.as_deref().and_then(|q| param(q, "state"));
     let mut targets: Vec<String> = Vec::new();
@@ -287,6 +288,8 @@ fn json_in_html<T: serde::Serialize>(value: &T) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

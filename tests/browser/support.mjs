@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
@@ -94,7 +94,8 @@ export async function startIdp(redirectUris) {
 
 // switchboard as built by cargo, on the embedded engine.
 export async function startSwitchboard() {
-  const binary = process.env.SWITCHBOARD_BIN || join(ROOT, 'target/debug/switchboard');
+  // SWITCHBOARD_BIN may be relative to the repository (scripts/test's is).
+  const binary = resolve(ROOT, process.env.SWITCHBOARD_BIN || 'target/debug/switchboard');
   if (!existsSync(binary)) throw new Error(`${binary} is missing: cargo build first`);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
@@ -260,9 +261,10 @@ export class Agent {
     });
   }
 
-  // The first frame, received already or to come, that `pred` accepts.
-  waitFor(pred, timeoutMs = 15000, what = 'a frame') {
-    const found = this.frames.find(pred);
+  // The first frame, received already (from index `since` on) or to come,
+  // that `pred` accepts.
+  waitFor(pred, timeoutMs = 15000, what = 'a frame', since = 0) {
+    const found = this.frames.slice(since).find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
       const w = { pred, resolve };
@@ -272,6 +274,11 @@ export class Agent {
       }, timeoutMs);
       this.waiters.push(w);
     });
+  }
+
+  // Where the frames received so far end: for waitFor's `since`.
+  mark() {
+    return this.frames.length;
   }
 
   async request(frame) {
@@ -288,15 +295,35 @@ export class Agent {
     this.ws.send(JSON.stringify(frame));
   }
 
-  // Goes available, takes the next offer, answers its conversation id.
-  async acceptNextOffer(except = []) {
-    const offer = await this.waitFor(
-      (f) => f.type === 'offer' && !except.includes(f.conversation.id),
+  // Takes the next offer of a conversation not in `except` (from frame
+  // `since` on): an `offer` frame, or a snapshot listing the conversation
+  // as offered (which is what an agent client acts on either way).
+  async acceptNextOffer(except = [], since = 0) {
+    const offered = (f) =>
+      f.type === 'offer'
+        ? [f.conversation]
+        : f.type === 'snapshot'
+          ? f.conversations.filter((c) => c.state === 'offered')
+          : [];
+    const frame = await this.waitFor(
+      (f) => offered(f).some((c) => !except.includes(c.id)),
       20000,
       'an offer',
+      since,
     );
-    await this.request({ type: 'accept', conversationId: offer.conversation.id });
-    return offer;
+    const conversation = offered(frame).find((c) => !except.includes(c.id));
+    await this.request({ type: 'accept', conversationId: conversation.id });
+    return { conversation };
+  }
+
+  // Every conversation offered so far.
+  offeredIds() {
+    const ids = new Set();
+    for (const f of this.frames) {
+      if (f.type === 'offer') ids.add(f.conversation.id);
+      if (f.type === 'snapshot') for (const c of f.conversations) ids.add(c.id);
+    }
+    return [...ids];
   }
 
   close() {

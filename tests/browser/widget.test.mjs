@@ -18,7 +18,9 @@ let agent;
 
 before(async () => {
   sb = await startSwitchboard();
-  idp = await startIdp([`${sb.base}/web-snippet/callback`]);
+  // The widget's popup lands on switchboard's callback page; a host page's
+  // own auth provider (below) on a page of its own.
+  idp = await startIdp([`${sb.base}/web-snippet/callback`, `${sb.base}/provider-landing`]);
   records = await setUp(sb, idp);
   agent = await Agent.connect(sb.base, records.agent.token);
   await agent.request({ type: 'setPresence', status: 'available' });
@@ -219,6 +221,14 @@ describe('a guest on the demo page', () => {
 
   test('the agent leaving and ending shows, and the visitor can start again', async () => {
     const w = widget(page);
+    // A transfer back to the queue: the agent leaves; offered again, joins again.
+    const since = agent.mark();
+    await agent.request({ type: 'transfer', conversationId, queueId: records.queue.id });
+    await w.log.getByText('Ada left the conversation').waitFor();
+    const again = await agent.acceptNextOffer([], since);
+    assert.equal(again.conversation.id, conversationId);
+    await eventually(async () => assert.equal(await w.log.getByText('Ada joined the conversation').count(), 2), 'joined again');
+
     await agent.request({ type: 'end', conversationId, wrapUp: 'resolved' });
     await w.log.getByText('Ada ended the conversation').waitFor();
     // Read-only after the end (the default conversationDisconnect).
@@ -227,10 +237,55 @@ describe('a guest on the demo page', () => {
     assert.equal(await w.input.isDisabled(), true);
     await startNew.click();
     await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'the message box is back');
+    const known = agent.offeredIds();
     await say(page, 'One more question');
-    const offer = await agent.acceptNextOffer([conversationId]);
+    const offer = await agent.acceptNextOffer(known);
     assert.notEqual(offer.conversation.id, conversationId);
     await w.log.getByText('New conversation').waitFor();
+  });
+});
+
+describe('the demo page', () => {
+  test('says so when the deployment cannot be read, and shows no widget', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      const response = await page.goto(`${sb.base}/demo?deploymentId=${crypto.randomUUID()}`);
+      assert.equal(response.status(), 404);
+      await page.getByRole('alert').filter({ hasText: 'No deployment has this id.' }).waitFor();
+      await page.locator('#config-status').filter({ hasText: 'cannot be read (HTTP 404)' }).waitFor();
+      assert.equal(await widget(page).launcher.count(), 0);
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('an idle guest', () => {
+  test('is warned before the session expires, and can stay', async () => {
+    const context = await browser.newContext();
+    try {
+      // The page's clock, so that half an hour passes at once.
+      await context.clock.install();
+      const page = await context.newPage();
+      await page.goto(`${sb.base}/demo?deploymentId=${records.guest.id}`);
+      const w = widget(page);
+      // Opening the chat starts the session (no conversation yet: the agent
+      // is not bothered).
+      await w.launcher.waitFor();
+      const connected = page.evaluate(() => new Promise((resolve) => window.Switchboard('on', 'connected', resolve)));
+      await w.launcher.click();
+      await connected;
+      // sessionDurationSeconds is 1800 by default: the warning comes a minute before.
+      await page.clock.fastForward('29:10');
+      const warning = page.getByRole('alert').filter({ hasText: 'Your chat will end in about' });
+      await warning.waitFor();
+      await page.getByRole('button', { name: 'Stay connected' }).click();
+      await warning.waitFor({ state: 'hidden' });
+      await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'still chatting');
+    } finally {
+      await context.close();
+    }
   });
 });
 
@@ -276,8 +331,9 @@ describe('a deployment that requires signing in', () => {
 
     await w.signOut.waitFor();
     await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'sending is possible');
+    const known = agent.offeredIds();
     await say(page, 'Hello from a signed-in visitor');
-    const offer = await agent.acceptNextOffer(agent.frames.filter((f) => f.type === 'offer').map((f) => f.conversation.id));
+    const offer = await agent.acceptNextOffer(known);
     // The agent sees who switchboard verified.
     assert.equal(offer.conversation.visitor.authenticated, true);
     assert.equal(offer.conversation.visitor.subject, 'grace');
@@ -298,5 +354,88 @@ describe('a deployment that requires signing in', () => {
     await w.panel.getByText('Please sign in to chat with us').waitFor();
     assert.equal(await w.input.isDisabled(), true);
     assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.endsWith(':auth')).length), 0);
+  });
+});
+
+describe('signing in through the host page', () => {
+  test("a registered auth provider's code is exchanged, and the session JWT is refreshed before it expires", async () => {
+    const context = await browser.newContext();
+    try {
+      await context.clock.install();
+      const page = await context.newPage();
+      await page.goto(`${sb.base}/demo?deploymentId=${records.signIn.id}`);
+      const config = await (await fetch(`${sb.base}/webdeployments/v1/deployments/${records.signIn.id}/config.json`)).json();
+      // What a host page does with its own login: the authorization code
+      // flow with PKCE in a popup of its own, landing on a page of its origin.
+      await page.evaluate((oidc) => {
+        window.Switchboard('registerAuthProvider', async () => {
+          const b64 = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+          const random = () => b64(crypto.getRandomValues(new Uint8Array(32)));
+          const verifier = random();
+          const nonce = random();
+          const state = random();
+          const redirectUri = `${location.origin}/provider-landing`;
+          const challenge = b64(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+          const url = new URL(oidc.authorizationEndpoint);
+          url.search = new URLSearchParams({
+            response_type: 'code', client_id: oidc.clientId, redirect_uri: redirectUri, scope: oidc.scopes.join(' '),
+            state, nonce, code_challenge: challenge, code_challenge_method: 'S256',
+          });
+          window.__providerCalls = (window.__providerCalls || 0) + 1;
+          const popup = window.open(url, 'host-login', 'popup,width=480,height=640');
+          return new Promise((resolve, reject) => {
+            const poll = setInterval(() => {
+              if (popup.closed) {
+                clearInterval(poll);
+                resolve(null);
+                return;
+              }
+              let href = '';
+              try {
+                href = popup.location.href;
+              } catch {
+                return; // at the IdP
+              }
+              if (!href.startsWith(redirectUri)) return;
+              clearInterval(poll);
+              popup.close();
+              const params = new URL(href).searchParams;
+              if (params.get('state') !== state) reject(new Error('state mismatch'));
+              else resolve({ code: params.get('code'), redirectUri, codeVerifier: verifier, nonce, iss: params.get('iss') });
+            }, 100);
+          });
+        });
+      }, config.auth.oidc);
+
+      // Opening the chat asks the provider (the click lets it open its popup).
+      const w = widget(page);
+      const [popup] = await Promise.all([page.waitForEvent('popup'), w.launcher.click()]);
+      await popup.locator('input[name=login]').fill('hopper');
+      await popup.locator('input[name=password]').fill('any');
+      await popup.locator('button[type=submit]').click();
+      await w.signOut.waitFor();
+      assert.equal(await page.evaluate(() => window.__providerCalls), 1);
+
+      const known = agent.offeredIds();
+      await say(page, 'Signed in by my host page');
+      const offer = await agent.acceptNextOffer(known);
+      assert.equal(offer.conversation.visitor.subject, 'hopper');
+      const conversationId = offer.conversation.id;
+      await w.log.getByText('Ada joined the conversation').waitFor();
+
+      // 14 of the JWT's 15 minutes later the widget refreshes it (the
+      // refresh token rotates) and the chat goes on.
+      const stored = () => page.evaluate(() => JSON.parse(localStorage.getItem(Object.keys(localStorage).find((k) => k.endsWith(':auth')))));
+      const first = await stored();
+      await page.clock.fastForward('14:10');
+      await eventually(async () => assert.notEqual((await stored()).refreshToken, first.refreshToken), 'the refresh token rotated');
+      assert.notEqual((await stored()).jwt, first.jwt);
+      await say(page, 'Still here after the refresh');
+      await eventually(() => assert.equal(visitorTexts(conversationId).at(-1), 'Still here after the refresh'), 'the agent got it');
+      await agent.request({ type: 'send', conversationId, text: 'Welcome back, Hopper', id: 'h-1' });
+      await w.log.getByText('Welcome back, Hopper').waitFor();
+    } finally {
+      await context.close();
+    }
   });
 });

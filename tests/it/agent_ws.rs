@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use switchboard::engine::{BusMessage, Channel};
 use switchboard::routing::NewEvent;
 use switchboard::routing::model::{
-    ConversationState, EventBody, Notice, Participant, ParticipantRole, PresenceKind, VisitorIdentity, session_id,
+    ConversationState, EventBody, Notice, Participant, ParticipantRole, PresenceKind,
+    VisitorIdentity, session_id,
 };
 use switchboard::store::records::{ConfigurationContent, Deployment};
 use tokio::net::TcpStream;
@@ -107,23 +108,42 @@ async fn create_deployment(app: &TestApp, admin: &str, queue: Uuid) -> Deploymen
         .await
         .expect(StatusCode::CREATED);
     let id: Uuid = deployment["id"].as_str().unwrap().parse().unwrap();
-    app.state().store.find::<Deployment>(id).await.unwrap().unwrap()
+    app.state()
+        .store
+        .find::<Deployment>(id)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn client_of(app: &TestApp, admin: &str, name: &str, roles: &[&str]) -> (Uuid, String) {
     let created = app
-        .post("/api/v2/oauth/clients", admin, json!({ "name": name, "roles": roles }))
+        .post(
+            "/api/v2/oauth/clients",
+            admin,
+            json!({ "name": name, "roles": roles }),
+        )
         .await
         .expect(StatusCode::CREATED);
     let id = created["id"].as_str().unwrap();
-    let token = app.access_token(id, created["secret"].as_str().unwrap()).await;
+    let token = app
+        .access_token(id, created["secret"].as_str().unwrap())
+        .await;
     (id.parse().unwrap(), token)
 }
 
-async fn visitor_in(app: &TestApp, deployment: &Deployment, text: &str, identity: Option<VisitorIdentity>) -> Uuid {
+async fn visitor_in(
+    app: &TestApp,
+    deployment: &Deployment,
+    text: &str,
+    identity: Option<VisitorIdentity>,
+) -> Uuid {
     let routing = &app.state().routing;
     let session = session_id(&Uuid::new_v4().to_string());
-    routing.open_session(session, deployment, Utc::now()).await.unwrap();
+    routing
+        .open_session(session, deployment, Utc::now())
+        .await
+        .unwrap();
     if let Some(identity) = identity {
         routing
             .update_session(session, |s| {
@@ -166,25 +186,14 @@ fn verified_visitor() -> VisitorIdentity {
     }
 }
 
-/// Runs the routing sweeper (offer timeouts, lost agents) for the test, in
-/// case the node does not run one itself; sweeping is idempotent.
-struct Sweeper(tokio::task::JoinHandle<()>);
-
-impl Sweeper {
-    fn start(app: &TestApp) -> Sweeper {
-        let routing = app.state().routing.clone();
-        Sweeper(tokio::spawn(routing.sweep_until(std::future::pending())))
-    }
-}
-
-impl Drop for Sweeper {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn conversation_state(app: &TestApp, id: Uuid) -> ConversationState {
-    app.state().routing.conversation(id).await.unwrap().unwrap().state
+    app.state()
+        .routing
+        .conversation(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
 }
 
 /// The conversation's log as the visitor's side would read it.
@@ -220,12 +229,16 @@ async fn try_connect(app: &TestApp, token: Option<&str>) -> Result<Ws, tungsteni
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
     }
-    tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 fn refused_with(result: Result<Ws, tungstenite::Error>) -> StatusCode {
     match result {
-        Err(tungstenite::Error::Http(response)) => StatusCode::from_u16(response.status().as_u16()).unwrap(),
+        Err(tungstenite::Error::Http(response)) => {
+            StatusCode::from_u16(response.status().as_u16()).unwrap()
+        }
         Err(e) => panic!("unexpected failure: {e}"),
         Ok(_) => panic!("the upgrade was accepted"),
     }
@@ -286,8 +299,10 @@ impl AgentSocket {
         let id = Uuid::new_v4().to_string();
         frame["requestId"] = json!(id);
         self.send(frame).await;
-        self.until("response", |f| f["type"] == "response" && f["requestId"] == id.as_str())
-            .await
+        self.until("response", |f| {
+            f["type"] == "response" && f["requestId"] == id.as_str()
+        })
+        .await
     }
 
     async fn ok(&mut self, frame: Value) -> Value {
@@ -304,19 +319,24 @@ impl AgentSocket {
     }
 
     async fn available(&mut self) -> Value {
-        self.ok(json!({ "type": "setPresence", "status": "available" })).await
+        self.ok(json!({ "type": "setPresence", "status": "available" }))
+            .await
     }
 
     async fn offer_of(&mut self, conversation: Uuid) -> Value {
         let id = conversation.to_string();
-        self.until("offer", |f| f["type"] == "offer" && f["conversation"]["id"] == id.as_str())
-            .await
+        self.until("offer", |f| {
+            f["type"] == "offer" && f["conversation"]["id"] == id.as_str()
+        })
+        .await
     }
 
     async fn event_of(&mut self, conversation: Uuid, kind: &str) -> Value {
         let id = conversation.to_string();
-        self.until(kind, |f| f["type"] == "event" && f["conversationId"] == id.as_str() && f["kind"] == kind)
-            .await
+        self.until(kind, |f| {
+            f["type"] == "event" && f["conversationId"] == id.as_str() && f["kind"] == kind
+        })
+        .await
     }
 
     /// Asserts that nothing matching arrives within `quiet`.
@@ -346,12 +366,24 @@ fn conversation_in(snapshot: &Value, id: Uuid) -> Option<&Value> {
 async fn the_upgrade_needs_an_agent(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;
-    assert_eq!(refused_with(try_connect(app, None).await), StatusCode::UNAUTHORIZED);
-    assert_eq!(refused_with(try_connect(app, Some("not-a-token")).await), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused_with(try_connect(app, None).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        refused_with(try_connect(app, Some("not-a-token")).await),
+        StatusCode::UNAUTHORIZED
+    );
     let (_, supervisor_only) = scene.client("watcher", &["supervisor"]).await;
-    assert_eq!(refused_with(try_connect(app, Some(&supervisor_only)).await), StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused_with(try_connect(app, Some(&supervisor_only)).await),
+        StatusCode::FORBIDDEN
+    );
     // The bootstrap token is an admin, but nobody an offer can be held to.
-    assert_eq!(refused_with(try_connect(app, Some(&app.bootstrap)).await), StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused_with(try_connect(app, Some(&app.bootstrap)).await),
+        StatusCode::FORBIDDEN
+    );
     // The HTTP answer is the API's error format.
     let plain = app
         .call(reqwest::Method::GET, "/api/v2/agent/ws", None, None)
@@ -375,9 +407,10 @@ async fn the_upgrade_needs_an_agent(kind: EngineKind) {
 
     // Browsers carry the token as a subprotocol and get `bearer` back.
     let mut request = ws_url(app).into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", format!("bearer, {agent}").parse().unwrap());
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("bearer, {agent}").parse().unwrap(),
+    );
     let (ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "bearer");
     let mut socket = AgentSocket { ws };
@@ -388,7 +421,11 @@ async fn the_upgrade_needs_an_agent(kind: EngineKind) {
         .headers_mut()
         .insert("sec-websocket-protocol", "bearer, forged".parse().unwrap());
     assert_eq!(
-        refused_with(tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)),
+        refused_with(
+            tokio_tungstenite::connect_async(request)
+                .await
+                .map(|(ws, _)| ws)
+        ),
         StatusCode::UNAUTHORIZED
     );
 }
@@ -397,14 +434,19 @@ on_both_engines!(the_upgrade_needs_an_agent);
 async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;
-    let conversation = scene.visitor("Hello, I need help", Some(verified_visitor())).await;
+    let conversation = scene
+        .visitor("Hello, I need help", Some(verified_visitor()))
+        .await;
     let (agent_id, token) = scene.agent("Grace").await;
     let (mut agent, _) = AgentSocket::connect(app, &token).await;
 
     // Going available routes the waiting conversation here.
     let presence = agent.available().await;
     assert_eq!(presence["result"]["status"], "available");
-    assert_eq!(presence["result"]["queues"], json!([scene.queue.to_string()]));
+    assert_eq!(
+        presence["result"]["queues"],
+        json!([scene.queue.to_string()])
+    );
     let offer = agent.offer_of(conversation).await;
     assert_eq!(offer["conversation"]["state"], "offered");
     assert_eq!(offer["conversation"]["queueId"], scene.queue.to_string());
@@ -415,7 +457,9 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     assert_eq!(offered["events"][0]["text"], "Hello, I need help");
 
     // Accepting connects it; the visitor's verified identity comes along.
-    let accepted = agent.ok(json!({ "type": "accept", "conversationId": conversation })).await;
+    let accepted = agent
+        .ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
     assert_eq!(accepted["result"]["conversation"]["state"], "connected");
     // The agent's join reaches the socket once: as an event, or inside the
     // snapshot when the socket read the log first.
@@ -439,7 +483,12 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     assert_eq!(visitor["name"], "Ada Lovelace");
     assert_eq!(visitor["displayName"], "Ada Lovelace");
     assert!(held["connectedSince"].is_string());
-    let in_snapshot = held["events"].as_array().unwrap().iter().find(|e| e["kind"] == "presence").cloned();
+    let in_snapshot = held["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "presence")
+        .cloned();
     let join = match (join, in_snapshot) {
         (Some(join), None) | (None, Some(join)) => join,
         (None, None) => agent.event_of(conversation, "presence").await,
@@ -472,12 +521,25 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     assert_eq!(replies, 1);
 
     // The visitor's next message arrives live.
-    let session = app.state().routing.conversation(conversation).await.unwrap().unwrap().session_id;
+    let session = app
+        .state()
+        .routing
+        .conversation(conversation)
+        .await
+        .unwrap()
+        .unwrap()
+        .session_id;
     let content: ConfigurationContent = serde_json::from_value(json!({ "name": "Chat" })).unwrap();
     let (_, posted, _) = app
         .state()
         .routing
-        .visitor_post(session, &scene.deployment, &content, text_event("Thanks!"), Utc::now())
+        .visitor_post(
+            session,
+            &scene.deployment,
+            &content,
+            text_event("Thanks!"),
+            Utc::now(),
+        )
         .await
         .unwrap();
     let event = agent.event_of(conversation, "message").await;
@@ -510,7 +572,9 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     let typing = agent.expect("typing").await;
     assert_eq!(typing["conversationId"], conversation.to_string());
     assert_eq!(typing["from"]["role"], "visitor");
-    agent.ok(json!({ "type": "typing", "conversationId": conversation })).await;
+    agent
+        .ok(json!({ "type": "typing", "conversationId": conversation }))
+        .await;
     let agent_typing = tokio::time::timeout(WAIT, async {
         loop {
             if let Some(BusMessage::Payload(payload)) = watch.recv().await
@@ -532,7 +596,9 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     assert_eq!(ended["result"]["conversation"]["state"], "ended");
     assert_eq!(ended["result"]["conversation"]["wrapUp"], "resolved");
     let snapshot = agent
-        .until("empty snapshot", |f| f["type"] == "snapshot" && f["conversations"] == json!([]))
+        .until("empty snapshot", |f| {
+            f["type"] == "snapshot" && f["conversations"] == json!([])
+        })
         .await;
     assert_eq!(snapshot["agent"]["status"], "available");
     let log = log_of(app, conversation).await;
@@ -554,7 +620,9 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
         )
         .await;
     // But the agent may still read what it held.
-    let history = agent.ok(json!({ "type": "history", "conversationId": conversation })).await;
+    let history = agent
+        .ok(json!({ "type": "history", "conversationId": conversation }))
+        .await;
     let events = history["result"]["events"].as_array().unwrap();
     assert_eq!(events[0]["sequence"], 1);
     assert_eq!(events[0]["text"], "Hello, I need help");
@@ -576,19 +644,28 @@ async fn a_declined_offer_goes_to_another_agent(kind: EngineKind) {
     let offer = a.offer_of(conversation).await;
     assert_eq!(offer["conversation"]["visitor"]["authenticated"], false);
 
-    a.ok(json!({ "type": "decline", "conversationId": conversation })).await;
+    a.ok(json!({ "type": "decline", "conversationId": conversation }))
+        .await;
     let revoked = a.expect("offerRevoked").await;
     assert_eq!(revoked["conversationId"], conversation.to_string());
     b.offer_of(conversation).await;
     // Declining twice is refused: it is no longer offered to the decliner.
-    a.refused(json!({ "type": "decline", "conversationId": conversation }), "not_allowed")
-        .await;
+    a.refused(
+        json!({ "type": "decline", "conversationId": conversation }),
+        "not_allowed",
+    )
+    .await;
     // The second agent declines too: nobody is left, and it is not offered
     // back to the first.
-    b.ok(json!({ "type": "decline", "conversationId": conversation })).await;
+    b.ok(json!({ "type": "decline", "conversationId": conversation }))
+        .await;
     b.expect("offerRevoked").await;
-    a.none_within(Duration::from_millis(500), |f| f["type"] == "offer").await;
-    assert!(matches!(conversation_state(app, conversation).await, ConversationState::Waiting { .. }));
+    a.none_within(Duration::from_millis(500), |f| f["type"] == "offer")
+        .await;
+    assert!(matches!(
+        conversation_state(app, conversation).await,
+        ConversationState::Waiting { .. }
+    ));
 }
 on_both_engines!(a_declined_offer_goes_to_another_agent);
 
@@ -608,12 +685,17 @@ async fn the_longest_idle_agent_is_offered_first(kind: EngineKind) {
     // The next goes to the one with nothing to do, though it went available later.
     let two = scene.visitor("two", None).await;
     a.offer_of(two).await;
-    b.none_within(Duration::from_millis(300), |f| f["type"] == "offer").await;
+    b.none_within(Duration::from_millis(300), |f| f["type"] == "offer")
+        .await;
 }
 on_both_engines!(the_longest_idle_agent_is_offered_first);
 
 async fn capacity_is_respected(kind: EngineKind) {
-    let scene = Scene::with(Setup::new(kind), json!({ "name": "One at a time", "agentCapacity": 1 })).await;
+    let scene = Scene::with(
+        Setup::new(kind),
+        json!({ "name": "One at a time", "agentCapacity": 1 }),
+    )
+    .await;
     let app = &scene.app;
     let (_, token) = scene.agent("Solo").await;
     let (mut agent, _) = AgentSocket::connect(app, &token).await;
@@ -621,19 +703,31 @@ async fn capacity_is_respected(kind: EngineKind) {
     let one = scene.visitor("one", None).await;
     agent.offer_of(one).await;
     let two = scene.visitor("two", None).await;
-    agent.ok(json!({ "type": "accept", "conversationId": one })).await;
-    agent.none_within(Duration::from_millis(500), |f| f["type"] == "offer").await;
-    assert!(matches!(conversation_state(app, two).await, ConversationState::Waiting { .. }));
+    agent
+        .ok(json!({ "type": "accept", "conversationId": one }))
+        .await;
+    agent
+        .none_within(Duration::from_millis(500), |f| f["type"] == "offer")
+        .await;
+    assert!(matches!(
+        conversation_state(app, two).await,
+        ConversationState::Waiting { .. }
+    ));
     // Ending the first frees the capacity for the second.
-    agent.ok(json!({ "type": "end", "conversationId": one })).await;
+    agent
+        .ok(json!({ "type": "end", "conversationId": one }))
+        .await;
     agent.offer_of(two).await;
 }
 on_both_engines!(capacity_is_respected);
 
 async fn an_unanswered_offer_times_out(kind: EngineKind) {
-    let scene = Scene::with(Setup::new(kind), json!({ "name": "Fast", "offerTimeoutSeconds": 5 })).await;
+    let scene = Scene::with(
+        Setup::new(kind),
+        json!({ "name": "Fast", "offerTimeoutSeconds": 5 }),
+    )
+    .await;
     let app = &scene.app;
-    let _sweeper = Sweeper::start(app);
     let (_, sleepy) = scene.agent("Sleepy").await;
     let (_, awake) = scene.agent("Awake").await;
     let (mut a, _) = AgentSocket::connect(app, &sleepy).await;
@@ -650,7 +744,8 @@ async fn an_unanswered_offer_times_out(kind: EngineKind) {
     let presence = a.expect("presence").await;
     assert_eq!(presence["status"], "away");
     b.offer_of(conversation).await;
-    b.ok(json!({ "type": "accept", "conversationId": conversation })).await;
+    b.ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
 }
 on_both_engines!(an_unanswered_offer_times_out);
 
@@ -658,19 +753,23 @@ async fn a_lost_agent_loses_its_conversations(kind: EngineKind) {
     let setup = Setup::new(kind).set("SWITCHBOARD_AGENT_GRACE_SECONDS", "1");
     let scene = Scene::with(setup, json!({ "name": "Support" })).await;
     let app = &scene.app;
-    let _sweeper = Sweeper::start(app);
     let (_, flaky) = scene.agent("Flaky").await;
     let (_, steady) = scene.agent("Steady").await;
     let (mut a, _) = AgentSocket::connect(app, &flaky).await;
     a.available().await;
     let conversation = scene.visitor("help", None).await;
     a.offer_of(conversation).await;
-    a.ok(json!({ "type": "accept", "conversationId": conversation })).await;
-    a.ok(json!({ "type": "send", "conversationId": conversation, "text": "on it" })).await;
+    a.ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
+    a.ok(json!({ "type": "send", "conversationId": conversation, "text": "on it" }))
+        .await;
 
     // A live socket keeps its agent however short the grace period.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(matches!(conversation_state(app, conversation).await, ConversationState::Connected { .. }));
+    assert!(matches!(
+        conversation_state(app, conversation).await,
+        ConversationState::Connected { .. }
+    ));
 
     let (mut b, _) = AgentSocket::connect(app, &steady).await;
     b.available().await;
@@ -678,8 +777,11 @@ async fn a_lost_agent_loses_its_conversations(kind: EngineKind) {
     // After the grace period the conversation is re-queued to the other
     // agent, history and all.
     b.offer_of(conversation).await;
-    b.ok(json!({ "type": "accept", "conversationId": conversation })).await;
-    let history = b.ok(json!({ "type": "history", "conversationId": conversation })).await;
+    b.ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
+    let history = b
+        .ok(json!({ "type": "history", "conversationId": conversation }))
+        .await;
     let texts: Vec<&Value> = history["result"]["events"]
         .as_array()
         .unwrap()
@@ -706,7 +808,8 @@ async fn conversations_transfer_to_queues_and_agents(kind: EngineKind) {
         .await;
     let conversation = scene.visitor("my invoice is wrong", None).await;
     a.offer_of(conversation).await;
-    a.ok(json!({ "type": "accept", "conversationId": conversation })).await;
+    a.ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
 
     // To a queue: an agent of that queue is offered it.
     let (mut b, _) = AgentSocket::connect(app, &second).await;
@@ -721,20 +824,24 @@ async fn conversations_transfer_to_queues_and_agents(kind: EngineKind) {
     .await;
     a.refused(
         json!({ "type": "transfer", "conversationId": conversation, "queueId": Uuid::new_v4() }),
-        "not_allowed",
+        "not_found",
     )
     .await;
     let moved = a
         .ok(json!({ "type": "transfer", "conversationId": conversation, "queueId": billing }))
         .await;
-    assert_eq!(moved["result"]["conversation"]["queueId"], billing.to_string());
+    assert_eq!(
+        moved["result"]["conversation"]["queueId"],
+        billing.to_string()
+    );
     a.until("snapshot without it", |f| {
         f["type"] == "snapshot" && conversation_in(f, conversation).is_none()
     })
     .await;
     let offer = b.offer_of(conversation).await;
     assert_eq!(offer["conversation"]["queueId"], billing.to_string());
-    b.ok(json!({ "type": "accept", "conversationId": conversation })).await;
+    b.ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
     let log = log_of(app, conversation).await;
     assert!(log.contains(&EventBody::Transfer {
         queue_id: Some(billing),
@@ -752,7 +859,8 @@ async fn conversations_transfer_to_queues_and_agents(kind: EngineKind) {
         .await;
     let offer = c.offer_of(conversation).await;
     assert_eq!(offer["conversation"]["state"], "offered");
-    c.ok(json!({ "type": "accept", "conversationId": conversation })).await;
+    c.ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
     assert!(matches!(
         conversation_state(app, conversation).await,
         ConversationState::Connected { agent_id, .. } if agent_id == third_agent
@@ -766,40 +874,58 @@ async fn agents_read_only_what_they_hold(kind: EngineKind) {
     let (_, holder) = scene.agent("Holder").await;
     let (_, bystander) = scene.agent("Bystander").await;
     let (_, supervisor) = scene.client("Supervisor", &["agent", "supervisor"]).await;
-    let conversation = scene.visitor("private matter", Some(verified_visitor())).await;
+    let conversation = scene
+        .visitor("private matter", Some(verified_visitor()))
+        .await;
 
     let (mut by, _) = AgentSocket::connect(app, &bystander).await;
     // Never offered it: no history, no accept, no messages; the answers are
     // those for a conversation that does not exist.
-    by.refused(json!({ "type": "history", "conversationId": conversation }), "not_found")
-        .await;
+    by.refused(
+        json!({ "type": "history", "conversationId": conversation }),
+        "not_found",
+    )
+    .await;
     by.refused(
         json!({ "type": "history", "conversationId": Uuid::new_v4() }),
         "not_found",
     )
     .await;
-    by.refused(json!({ "type": "accept", "conversationId": conversation }), "not_allowed")
-        .await;
+    by.refused(
+        json!({ "type": "accept", "conversationId": conversation }),
+        "not_allowed",
+    )
+    .await;
     by.refused(
         json!({ "type": "send", "conversationId": conversation, "text": "peek" }),
         "not_allowed",
     )
     .await;
-    by.refused(json!({ "type": "typing", "conversationId": conversation }), "not_allowed")
-        .await;
+    by.refused(
+        json!({ "type": "typing", "conversationId": conversation }),
+        "not_allowed",
+    )
+    .await;
 
     let (mut holder, _) = AgentSocket::connect(app, &holder).await;
     holder.available().await;
     holder.offer_of(conversation).await;
     // Offered: readable by its holder.
-    holder.ok(json!({ "type": "history", "conversationId": conversation })).await;
-    by.refused(json!({ "type": "history", "conversationId": conversation }), "not_found")
+    holder
+        .ok(json!({ "type": "history", "conversationId": conversation }))
         .await;
+    by.refused(
+        json!({ "type": "history", "conversationId": conversation }),
+        "not_found",
+    )
+    .await;
 
     // A supervisor reads the conversations of its queues.
     let (mut sup, snapshot) = AgentSocket::connect(app, &supervisor).await;
     assert_eq!(snapshot["agent"]["supervisor"], true);
-    let history = sup.ok(json!({ "type": "history", "conversationId": conversation })).await;
+    let history = sup
+        .ok(json!({ "type": "history", "conversationId": conversation }))
+        .await;
     assert_eq!(history["result"]["events"][0]["text"], "private matter");
     // The bystander never saw any of it.
     by.none_within(Duration::from_millis(300), |f| {
@@ -813,7 +939,11 @@ async fn other_organizations_see_nothing(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;
     let created = app
-        .post("/api/v2/organizations", &app.bootstrap.clone(), json!({ "name": "Other Corp" }))
+        .post(
+            "/api/v2/organizations",
+            &app.bootstrap.clone(),
+            json!({ "name": "Other Corp" }),
+        )
         .await
         .expect(StatusCode::CREATED);
     let other_admin = app
@@ -828,7 +958,10 @@ async fn other_organizations_see_nothing(kind: EngineKind) {
 
     let (mut out, _) = AgentSocket::connect(app, &outsider).await;
     let presence = out.available().await;
-    assert_eq!(presence["result"]["queues"], json!([other_queue.to_string()]));
+    assert_eq!(
+        presence["result"]["queues"],
+        json!([other_queue.to_string()])
+    );
     // Another organization's queue cannot be named.
     out.refused(
         json!({ "type": "setPresence", "status": "available", "queueIds": [scene.queue] }),
@@ -849,11 +982,18 @@ async fn other_organizations_see_nothing(kind: EngineKind) {
         "not_found",
     )
     .await;
-    out.none_within(Duration::from_millis(500), |f| f["type"] == "offer").await;
-    assert!(matches!(conversation_state(app, conversation).await, ConversationState::Waiting { .. }));
-    // The outsider's admin role makes it a supervisor, of its own queues only.
-    out.refused(json!({ "type": "history", "conversationId": conversation }), "not_found")
+    out.none_within(Duration::from_millis(500), |f| f["type"] == "offer")
         .await;
+    assert!(matches!(
+        conversation_state(app, conversation).await,
+        ConversationState::Waiting { .. }
+    ));
+    // The outsider's admin role makes it a supervisor, of its own queues only.
+    out.refused(
+        json!({ "type": "history", "conversationId": conversation }),
+        "not_found",
+    )
+    .await;
 }
 on_both_engines!(other_organizations_see_nothing);
 
@@ -887,14 +1027,19 @@ async fn garbage_frames_keep_the_socket_usable(kind: EngineKind) {
         assert_eq!(answer["error"]["code"], "bad_request", "{frame}: {answer}");
     }
     // The request id is echoed even when the rest is wrong.
-    agent.send(json!({ "type": "teleport", "requestId": "r-1" })).await;
+    agent
+        .send(json!({ "type": "teleport", "requestId": "r-1" }))
+        .await;
     let answer = agent.expect("response").await;
     assert_eq!(answer["requestId"], "r-1");
     assert_eq!(answer["error"]["code"], "bad_request");
     // Empty and oversized texts and wrap-ups are refused.
     let conversation = Uuid::new_v4();
     agent
-        .refused(json!({ "type": "send", "conversationId": conversation, "text": "  " }), "bad_request")
+        .refused(
+            json!({ "type": "send", "conversationId": conversation, "text": "  " }),
+            "bad_request",
+        )
         .await;
     agent
         .refused(
@@ -908,8 +1053,15 @@ async fn garbage_frames_keep_the_socket_usable(kind: EngineKind) {
             "bad_request",
         )
         .await;
-    agent.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
-    assert_eq!(agent.expect("response").await["error"]["code"], "bad_request");
+    agent
+        .ws
+        .send(Message::binary(vec![1u8, 2, 3]))
+        .await
+        .unwrap();
+    assert_eq!(
+        agent.expect("response").await["error"]["code"],
+        "bad_request"
+    );
     agent.ok(json!({ "type": "ping" })).await;
 
     // Another socket is not disturbed by any of it.
@@ -943,7 +1095,9 @@ async fn a_reconnecting_agent_gets_its_conversations_back(kind: EngineKind) {
     agent.available().await;
     let conversation = scene.visitor("first", Some(verified_visitor())).await;
     agent.offer_of(conversation).await;
-    agent.ok(json!({ "type": "accept", "conversationId": conversation })).await;
+    agent
+        .ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
     for text in ["one", "two", "three"] {
         agent
             .ok(json!({ "type": "send", "conversationId": conversation, "text": text }))
@@ -959,7 +1113,10 @@ async fn a_reconnecting_agent_gets_its_conversations_back(kind: EngineKind) {
     assert_eq!(held["state"], "connected");
     assert_eq!(held["visitor"]["email"], "ada@example.com");
     let events = held["events"].as_array().unwrap();
-    let sequences: Vec<u64> = events.iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
     assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>());
     let texts: Vec<&str> = events.iter().filter_map(|e| e["text"].as_str()).collect();
     assert_eq!(texts, ["first", "one", "two", "three"]);
@@ -1001,38 +1158,64 @@ async fn a_reconnecting_agent_gets_its_conversations_back(kind: EngineKind) {
 }
 on_both_engines!(a_reconnecting_agent_gets_its_conversations_back);
 
-/// The terminal client: `switchboard agent` takes an offer and replies.
-async fn the_terminal_agent_answers(kind: EngineKind) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+/// A terminal client (`switchboard agent` or `switchboard chat`) with its
+/// stdin and stdout piped to the test.
+struct Terminal {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line read so far.
+    seen: Vec<String>,
+}
 
-    let scene = Scene::new(kind).await;
-    let app = &scene.app;
-    let (_, token) = scene.agent("Terminal").await;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["agent", "--url", &app.base, "--token", &token])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    // Everything the client prints goes to the test's output too, so a
-    // failure shows the session.
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = stdout.next_line().await {
-            eprintln!("switchboard agent: {line}");
-            if lines_tx.send(line).is_err() {
-                break;
+impl Terminal {
+    fn spawn(name: &'static str, args: &[&str]) -> Terminal {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        // Everything the client prints goes to the test's output too, so a
+        // failure shows the session.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                eprintln!("{name}: {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
+        });
+        Terminal {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
         }
-    });
-    let mut wait_for = async |needle: &str| -> String {
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// The first line printed from now on that contains `needle`.
+    async fn wait_for(&mut self, needle: &str) -> String {
         tokio::time::timeout(WAIT, async {
             loop {
-                let line = lines.recv().await.expect("the client exited");
+                let line = self.lines.recv().await.expect("the client exited");
+                self.seen.push(line.clone());
                 if line.contains(needle) {
                     return line;
                 }
@@ -1040,39 +1223,176 @@ async fn the_terminal_agent_answers(kind: EngineKind) {
         })
         .await
         .unwrap_or_else(|_| panic!("the client never printed {needle:?}"))
-    };
-    wait_for("you are available").await;
-    let conversation = scene.visitor("is anyone there?", Some(verified_visitor())).await;
-    let offer = wait_for("offer").await;
-    assert!(offer.contains(&conversation.to_string()), "{offer}");
-    stdin
-        .write_all(format!("/accept {conversation}\n").as_bytes())
-        .await
-        .unwrap();
-    // Typed straight after the accept, as a person in a hurry would.
-    stdin.write_all(b"Yes, how can I help?\n").await.unwrap();
+    }
+
+    /// Closes stdin (end of input) and waits for the client to leave.
+    async fn quit(mut self) {
+        drop(self.stdin.take());
+        let status = tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status}");
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let log = log_of(app, conversation).await;
-        if log
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The terminal client: `switchboard agent` takes an offer and replies.
+async fn the_terminal_agent_answers(kind: EngineKind) {
+    let scene = Scene::new(kind).await;
+    let app = &scene.app;
+    let (_, token) = scene.agent("Terminal").await;
+    let mut agent = Terminal::spawn(
+        "switchboard agent",
+        &["agent", "--url", &app.base, "--token", &token],
+    );
+    agent.wait_for("you are available").await;
+    let conversation = scene
+        .visitor("is anyone there?", Some(verified_visitor()))
+        .await;
+    let offer = agent.wait_for("offer").await;
+    assert!(offer.contains(&conversation.to_string()), "{offer}");
+    assert!(offer.contains("verified, ada@example.com"), "{offer}");
+    agent.type_line(&format!("/accept {conversation}")).await;
+    // Typed straight after the accept, as a person in a hurry would.
+    agent.type_line("Yes, how can I help?").await;
+    eventually("the reply reaching the visitor", async || {
+        log_of(app, conversation)
+            .await
             .iter()
             .any(|e| matches!(e, EventBody::Message { text: Some(t), .. } if t == "Yes, how can I help?"))
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the reply never reached the visitor");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    stdin
-        .write_all(format!("/end {conversation} resolved\n").as_bytes())
-        .await
-        .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !matches!(conversation_state(app, conversation).await, ConversationState::Ended { .. }) {
-        assert!(tokio::time::Instant::now() < deadline, "the conversation never ended");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    drop(stdin);
-    let _ = tokio::time::timeout(WAIT, child.wait()).await;
+    })
+    .await;
+    agent
+        .type_line(&format!("/end {} resolved", &conversation.to_string()[..8]))
+        .await;
+    eventually("the end", async || {
+        matches!(
+            conversation_state(app, conversation).await,
+            ConversationState::Ended { wrap_up: Some(w), .. } if w == "resolved"
+        )
+    })
+    .await;
+    agent.quit().await;
 }
 on_both_engines!(the_terminal_agent_answers);
+
+/// Two terminals chat: `switchboard chat` over the guest socket,
+/// `switchboard agent` over the agent socket.
+async fn two_terminals_chat(kind: EngineKind) {
+    let scene = Scene::new(kind).await;
+    let app = &scene.app;
+    let (_, token) = scene.agent("Grace").await;
+    let mut agent = Terminal::spawn(
+        "switchboard agent",
+        &["agent", "--url", &app.base, "--token", &token],
+    );
+    agent.wait_for("you are available").await;
+    let deployment = scene.deployment.meta.id.to_string();
+    let mut visitor = Terminal::spawn(
+        "switchboard chat",
+        &[
+            "chat",
+            "--url",
+            &app.base,
+            "--deployment",
+            &deployment,
+            "--origin",
+            "https://shop.example.com",
+        ],
+    );
+    visitor.wait_for("connected").await;
+    visitor.type_line("Hello from the terminal").await;
+
+    let offer = agent.wait_for("offer").await;
+    let conversation = offer.split_whitespace().nth(1).unwrap().to_owned();
+    assert!(offer.contains("guest, not verified"), "{offer}");
+    agent.type_line(&format!("/accept {conversation}")).await;
+    agent.wait_for("Hello from the terminal").await;
+    agent.type_line("Hi! Grace here.").await;
+    visitor.wait_for("Hi! Grace here.").await;
+    visitor.type_line("Thanks, Grace").await;
+    agent.wait_for("Thanks, Grace").await;
+    agent
+        .type_line(&format!("/end {conversation} resolved"))
+        .await;
+    visitor.wait_for("ended the conversation").await;
+    visitor.quit().await;
+    agent.quit().await;
+}
+on_both_engines!(two_terminals_chat);
+
+/// The README's demonstration: a visitor on node A, an agent on node B,
+/// and node A dies with SIGKILL mid-conversation. The visitor's terminal
+/// resumes on node B: nothing lost, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_terminals_on_two_nodes_survive_a_sigkill() {
+    use crate::multi_node::{ORIGIN, cluster_env, set_up};
+    use crate::support::node::Node;
+
+    let redis = crate::support::redis::shared();
+    let env = cluster_env(redis);
+    let mut a = Node::start(&env).ready().await;
+    let b = Node::start(&env).ready().await;
+    let (deployment, token) = set_up(&a).await;
+
+    let mut agent = Terminal::spawn(
+        "switchboard agent",
+        &["agent", "--url", &b.base, "--token", &token],
+    );
+    agent.wait_for("you are available").await;
+    let mut visitor = Terminal::spawn(
+        "switchboard chat",
+        &[
+            "chat",
+            "--url",
+            &a.base,
+            "--url",
+            &b.base,
+            "--deployment",
+            &deployment,
+            "--origin",
+            ORIGIN,
+        ],
+    );
+    visitor.wait_for("connected").await;
+    visitor.type_line("Hello from node A").await;
+    let offer = agent.wait_for("offer").await;
+    let conversation = offer.split_whitespace().nth(1).unwrap().to_owned();
+    agent.type_line(&format!("/accept {conversation}")).await;
+    agent.wait_for("Hello from node A").await;
+    agent.type_line("one").await;
+    visitor.wait_for("Grace: one").await;
+
+    a.kill9();
+    visitor.wait_for("connection lost").await;
+    // Said while the visitor is away from any node: replayed on resume.
+    agent.type_line("two").await;
+    visitor.wait_for("connected").await;
+    visitor.wait_for("Grace: two").await;
+    visitor.type_line("Back, via node B").await;
+    agent.wait_for("Back, via node B").await;
+    agent.type_line("three").await;
+    visitor.wait_for("Grace: three").await;
+    for said in ["Grace: one", "Grace: two", "Grace: three"] {
+        let times = visitor.seen.iter().filter(|l| l.contains(said)).count();
+        assert_eq!(
+            times, 1,
+            "{said:?} printed {times} times: {:?}",
+            visitor.seen
+        );
+    }
+    visitor.quit().await;
+    agent.quit().await;
+    drop(b);
+}

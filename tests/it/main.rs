@@ -18,3 +18,4 @@ mod oidc_attacks;
 mod public_and_ops;
 mod staff_sso;
 mod support;
+mod web_snippet;

@@ -20,10 +20,10 @@ use crate::support::redis::RedisServer;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-const ORIGIN: &str = "https://shop.example.com";
+pub(crate) const ORIGIN: &str = "https://shop.example.com";
 const WAIT: Duration = Duration::from_secs(15);
 
-fn cluster_env(redis: &RedisServer) -> HashMap<String, String> {
+pub(crate) fn cluster_env(redis: &RedisServer) -> HashMap<String, String> {
     HashMap::from([
         ("REDIS_URL".to_owned(), redis.url()),
         ("SWITCHBOARD_REDIS_PREFIX".to_owned(), crate::support::unique_prefix()),
@@ -51,7 +51,7 @@ async fn api(node: &Node, method: reqwest::Method, path: &str, token: &str, body
 }
 
 /// A guest deployment (no sign-in) and an agent's access token.
-async fn set_up(node: &Node) -> (String, String) {
+pub(crate) async fn set_up(node: &Node) -> (String, String) {
     let boot = node.env()["SWITCHBOARD_BOOTSTRAP_TOKEN"].clone();
     let post = reqwest::Method::POST;
     let configuration = api(
@@ -119,18 +119,6 @@ async fn next_json(ws: &mut Ws) -> Value {
             Message::Text(text) => return serde_json::from_str(&text).unwrap(),
             Message::Close(frame) => panic!("closed: {frame:?}"),
             _ => continue,
-        }
-    }
-}
-
-/// Reads frames until one matches.
-async fn until(ws: &mut Ws, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        assert!(tokio::time::Instant::now() < deadline, "never got {what}");
-        let frame = next_json(ws).await;
-        if matches(&frame) {
-            return frame;
         }
     }
 }

@@ -21,14 +21,24 @@ import { PATHS, ApiError } from './api.js';
 const REFRESH_BEFORE_MS = 60000;
 const LOGIN_TIMEOUT_MS = 10 * 60 * 1000;
 
-export function jwtExpiry(jwt) {
+function claims(jwt) {
   try {
-    const part = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const claims = JSON.parse(atob(part));
-    return typeof claims.exp === 'number' ? claims.exp * 1000 : 0;
+    return JSON.parse(atob(jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')));
   } catch {
-    return 0;
+    return {};
   }
+}
+
+// When the JWT expires, on this browser's clock: its lifetime (exp - iat)
+// counted from when it arrived, so a clock set wrong does not make every
+// token look expired (or never expiring).
+export function expiresAt(tokens) {
+  const { exp, iat } = claims(tokens.jwt);
+  if (typeof exp !== 'number') return 0;
+  if (typeof iat === 'number' && typeof tokens.receivedAt === 'number') {
+    return tokens.receivedAt + (exp - iat) * 1000;
+  }
+  return exp * 1000;
 }
 
 export class Auth {
@@ -50,7 +60,10 @@ export class Auth {
   }
 
   save(tokens) {
-    this.store.set('auth', tokens ? { jwt: tokens.jwt, refreshToken: tokens.refreshToken } : null);
+    this.store.set(
+      'auth',
+      tokens ? { jwt: tokens.jwt, refreshToken: tokens.refreshToken, receivedAt: Date.now() } : null,
+    );
     this.schedule();
   }
 
@@ -65,7 +78,7 @@ export class Auth {
       const tokens = this.tokens;
       if (!tokens) return null;
       // Another tab may have refreshed already: its tokens are in storage.
-      if (!force && jwtExpiry(tokens.jwt) - Date.now() > REFRESH_BEFORE_MS) return tokens.jwt;
+      if (!force && expiresAt(tokens) - Date.now() > REFRESH_BEFORE_MS) return tokens.jwt;
       try {
         const next = await this.rest.post(PATHS.refresh, {
           refreshToken: tokens.refreshToken,
@@ -94,7 +107,7 @@ export class Auth {
     clearTimeout(this.timer);
     const tokens = this.tokens;
     if (!tokens) return;
-    const due = Math.max(5000, jwtExpiry(tokens.jwt) - Date.now() - REFRESH_BEFORE_MS);
+    const due = Math.max(5000, expiresAt(tokens) - Date.now() - REFRESH_BEFORE_MS);
     this.timer = setTimeout(async () => {
       try {
         const jwt = await this.validJwt(true);
@@ -133,6 +146,7 @@ export class Auth {
         deploymentId: this.deploymentId,
         redirectUri: this.redirectUri,
       });
+      if (popup.closed) throw new ApiError('sign-in was cancelled', 0, 'cancelled');
       popup.location.href = started.authorizeUrl;
       const answer = await this.callback(popup, started.state);
       this.save(

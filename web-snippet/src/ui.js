@@ -240,9 +240,10 @@ export class UI {
   }
 
   setTyping(name) {
+    // Announced when it starts, not on every renewal.
+    if (name && this.typing.hidden) this.announce(`${name} is typing`);
     this.typing.hidden = !name;
     this.typing.textContent = name ? `${name} is typing\u2026` : '';
-    if (name) this.announce(`${name} is typing`);
   }
 
   announce(text) {
@@ -275,7 +276,7 @@ export class UI {
     this.gateError.textContent = error || '';
     this.gate.hidden = false;
     this.gateButton.disabled = false;
-    this.setComposer(false, 'sb-gate-why');
+    this.setComposer(false, 'sb-gate-why', 'Sign in to send a message');
   }
 
   hideGate() {
@@ -290,15 +291,15 @@ export class UI {
   setReadOnly(on, text) {
     this.readOnly.hidden = !on;
     if (text) this.readOnlyText.textContent = text;
-    if (on) this.setComposer(false);
+    if (on) this.setComposer(false, null, 'This conversation has ended');
   }
 
-  setComposer(enabled, describedBy) {
+  setComposer(enabled, describedBy, placeholder) {
     this.input.disabled = !enabled;
     this.send.disabled = !enabled;
     if (describedBy) this.input.setAttribute('aria-describedby', describedBy);
     else this.input.removeAttribute('aria-describedby');
-    this.input.placeholder = enabled ? 'Type a message' : 'Sending is not possible right now';
+    this.input.placeholder = enabled ? 'Type a message' : placeholder || 'Sending is not possible right now';
   }
 
   setSignedIn(on) {

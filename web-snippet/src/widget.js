@@ -187,6 +187,17 @@ export class Widget {
     this.ui.clearLog();
   }
 
+  // What the visitor has seen, kept across reloads and tabs, so only
+  // messages that came while the chat was closed count as unread.
+  markRead() {
+    if (this.conversationId) this.store.set('read', { conversationId: this.conversationId, sequence: this.lastSequence });
+  }
+
+  wasRead(conversation, sequence) {
+    const read = this.store.get('read');
+    return !!read && !!sequence && read.conversationId === conversation && sequence <= read.sequence;
+  }
+
   canConnect() {
     return !this.authRequired || this.auth.signedIn;
   }
@@ -194,6 +205,7 @@ export class Widget {
   setOpen(open, moveFocus) {
     this.ui.setOpen(open, moveFocus);
     this.store.setTab('open', open || null);
+    if (open) this.markRead();
     this.emit(open ? 'opened' : 'closed');
     if (!open || this.ended) return;
     if (this.canConnect()) this.conn.start();
@@ -215,7 +227,7 @@ export class Widget {
     this.ui.hideGate();
     this.ui.setSignedIn(this.authRequired);
     this.ui.setReadOnly(this.readOnly);
-    if (!this.readOnly) this.ui.setComposer(!this.ended);
+    if (!this.readOnly) this.ui.setComposer(!this.ended, null, 'This chat has ended');
   }
 
   showNotice(kind, text, action, onAction) {
@@ -233,7 +245,8 @@ export class Widget {
 
   async configure() {
     this.configured = false;
-    const frame = { token: this.token, deploymentId: this.id, lastSequence: this.lastSequence };
+    this.sessionToken = this.token;
+    const frame = { token: this.sessionToken, deploymentId: this.id, lastSequence: this.lastSequence };
     if (this.conversationId) frame.conversationId = this.conversationId;
     if (this.startNewPending) frame.startNew = true;
     // The first replay of a page is the history: not announced message by message.
@@ -390,6 +403,8 @@ export class Widget {
     clearTimeout(this.expiryTimer);
     this.ui.setTyping(null);
     const expired = kind === 'expired';
+    // A reload starts afresh too; the transcript stays until the visitor moves on.
+    if (expired && this.store.get('token') === this.sessionToken) this.store.set('token', uuid());
     this.showNotice(
       'ended',
       expired ? 'Your chat session ended after a period of inactivity.' : 'This chat was closed in another window.',
@@ -397,7 +412,7 @@ export class Widget {
       () => {
         this.ended = null;
         this.hideNotice('ended');
-        if (expired) this.newToken();
+        if (expired) this.forgetConversation();
         this.refreshGate();
         if (this.canConnect()) this.conn.start();
         this.ui.focusPanel();
@@ -425,7 +440,9 @@ export class Widget {
       case 'LogoutEvent':
         this.conn.stop();
         this.auth.forget();
-        this.newToken();
+        // A tab that logged out has started the next session already.
+        if (this.store.get('token') === this.sessionToken) this.newToken();
+        else this.forgetConversation();
         this.signedOut('You are signed out.');
         break;
       case 'ConnectionClosedEvent':
@@ -473,7 +490,8 @@ export class Widget {
     const text = msg.text || contentText(msg.content);
     this.ui.addMessage({ direction: outbound ? 'out' : 'in', who, text, time: msg.channel && msg.channel.time });
     if (outbound) {
-      if (!this.ui.isOpen && this.replayedOnce) this.ui.setUnread((this.ui.unread || 0) + 1);
+      if (this.ui.isOpen) this.markRead();
+      else if (!this.wasRead(conversation, sequence)) this.ui.setUnread((this.ui.unread || 0) + 1);
       this.emit('message', { from: who, text, sequence, conversationId: conversation });
     }
   }

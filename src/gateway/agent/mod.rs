@@ -4,7 +4,8 @@
 //! The caller is authenticated before the upgrade, so a bad credential is a
 //! plain HTTP 401/403 and never a socket. Browsers cannot set headers on a
 //! WebSocket, so the bearer may also travel as the subprotocol list
-//! `bearer, <token>` (the server answers with the `bearer` subprotocol).
+//! `bearer, <token>` (the server answers with the `bearer` subprotocol), and
+//! the console's members use their staff session cookie.
 //!
 //! - [`protocol`]: the frames, parsed at the edge into typed values.
 //! - [`session`]: the task behind one socket.
@@ -51,7 +52,12 @@ async fn connect(State(state): State<AppState>, request: Request) -> Response {
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,
         Err(rejection) => {
-            return ApiError::new(rejection.status(), "bad_request", "expected a WebSocket upgrade").into_response();
+            return ApiError::new(
+                rejection.status(),
+                "bad_request",
+                "expected a WebSocket upgrade",
+            )
+            .into_response();
         }
     };
     crate::gateway::limited(upgrade)
@@ -64,8 +70,8 @@ async fn connect(State(state): State<AppState>, request: Request) -> Response {
 /// Authenticates an agent socket: 401 without a valid credential, 403
 /// without the agent role (admin holds every role).
 ///
-/// Staff sign-in adds the console's session cookie here: it resolves to a
-/// member [`Principal`] in [`principal`], and the rest is the same.
+/// Whatever the credential (see [`principal`]), the agent is the API client
+/// or member it names, in that principal's organization.
 #[tracing::instrument(name = "authenticate_agent", skip_all)]
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<AgentCaller, ApiError> {
     let principal = principal(parts, state).await?;

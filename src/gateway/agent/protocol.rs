@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::routing::model::{
-    AgentState, AgentStatus, Conversation, ConversationState, LogEvent, Participant, SequencedEvent, VisitorIdentity,
+    AgentState, AgentStatus, Conversation, ConversationState, LogEvent, Participant,
+    SequencedEvent, VisitorIdentity,
 };
 
 /// Longest text an agent may send, as for visitors.
@@ -28,9 +29,13 @@ pub enum Request {
         queue_ids: Option<Vec<Uuid>>,
     },
     #[serde(rename_all = "camelCase")]
-    Accept { conversation_id: Uuid },
+    Accept {
+        conversation_id: Uuid,
+    },
     #[serde(rename_all = "camelCase")]
-    Decline { conversation_id: Uuid },
+    Decline {
+        conversation_id: Uuid,
+    },
     #[serde(rename_all = "camelCase")]
     Send {
         conversation_id: Uuid,
@@ -41,7 +46,9 @@ pub enum Request {
         id: Option<String>,
     },
     #[serde(rename_all = "camelCase")]
-    Typing { conversation_id: Uuid },
+    Typing {
+        conversation_id: Uuid,
+    },
     #[serde(rename_all = "camelCase")]
     Transfer {
         conversation_id: Uuid,
@@ -114,10 +121,16 @@ pub enum ServerFrame {
     Event(EventView),
     /// The visitor is typing.
     #[serde(rename_all = "camelCase")]
-    Typing { conversation_id: Uuid, from: Participant },
+    Typing {
+        conversation_id: Uuid,
+        from: Participant,
+    },
     /// The agent's own status changed (here or on another socket, or the
     /// server set it away after an offer timed out).
-    Presence { status: AgentStatus, queues: Vec<Uuid> },
+    Presence {
+        status: AgentStatus,
+        queues: Vec<Uuid>,
+    },
 }
 
 impl ServerFrame {
@@ -170,7 +183,10 @@ impl ErrorBody {
 #[serde(untagged)]
 pub enum Outcome {
     /// `setPresence`.
-    Presence { status: AgentStatus, queues: Vec<Uuid> },
+    Presence {
+        status: AgentStatus,
+        queues: Vec<Uuid>,
+    },
     /// `send`.
     Sent { sequence: u64, duplicate: bool },
     /// `accept`, `decline`, `transfer`, `end`.

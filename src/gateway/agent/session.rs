@@ -28,17 +28,19 @@ use uuid::Uuid;
 
 use super::AgentCaller;
 use super::protocol::{
-    AgentView, ConversationSnapshot, ConversationView, ErrorBody, EventView, MAX_ID_CHARS, MAX_TEXT_CHARS, Outcome,
-    Request, RequestedStatus, ServerFrame,
+    AgentView, ConversationSnapshot, ConversationView, ErrorBody, EventView, MAX_ID_CHARS,
+    MAX_TEXT_CHARS, Outcome, Request, RequestedStatus, ServerFrame,
 };
 use crate::engine::{BusMessage, Channel, Subscription};
 use crate::gateway::PING_INTERVAL;
 use crate::http::AppState;
 use crate::routing::model::{
-    AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice, Participant, ParticipantRole,
+    AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice, Participant,
+    ParticipantRole,
 };
 use crate::routing::{NewEvent, RoutingError, RoutingResult, TransferTarget};
 use crate::store::StoreError;
+use crate::store::records::Queue;
 
 /// How much history a snapshot carries for a conversation the socket has
 /// not shown yet; older events are one `history` request away.
@@ -75,7 +77,11 @@ enum Source {
 struct Forwarder(JoinHandle<()>);
 
 impl Forwarder {
-    fn start(mut subscription: Subscription, source: Source, tx: mpsc::Sender<(Source, BusMessage)>) -> Self {
+    fn start(
+        mut subscription: Subscription,
+        source: Source,
+        tx: mpsc::Sender<(Source, BusMessage)>,
+    ) -> Self {
         Self(tokio::spawn(async move {
             while let Some(message) = subscription.recv().await {
                 if tx.send((source, message)).await.is_err() {
@@ -148,7 +154,8 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
     let (tx, mut rx) = mpsc::channel(BUS_BUFFER);
     let shutdown = state.shutdown.clone().signalled();
     tokio::pin!(shutdown);
-    let heartbeat_every = (state.routing.config().agent_grace / 3).clamp(Duration::from_millis(100), MAX_HEARTBEAT);
+    let heartbeat_every =
+        (state.routing.config().agent_grace / 3).clamp(Duration::from_millis(100), MAX_HEARTBEAT);
     let mut session = Session {
         state,
         caller,
@@ -165,9 +172,13 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
         close(&mut socket, CLOSE_INTERNAL, "try again").await;
         return;
     }
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + heartbeat_every,
+        heartbeat_every,
+    );
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
 
@@ -262,7 +273,9 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
 impl From<RoutingError> for ErrorBody {
     fn from(e: RoutingError) -> Self {
         match e {
-            RoutingError::UnknownConversation | RoutingError::UnknownSession => ErrorBody::not_found(),
+            RoutingError::UnknownConversation | RoutingError::UnknownSession => {
+                ErrorBody::not_found()
+            }
             RoutingError::NotAllowed(message) => ErrorBody::new("not_allowed", message),
             RoutingError::ReadOnly => ErrorBody::new("not_allowed", "the conversation has ended"),
             RoutingError::Contended => ErrorBody::new("busy", "too much contention, try again"),
@@ -290,15 +303,31 @@ impl Session {
             .subscribe(Channel::Agent(self.me()))
             .await
             .map_err(StoreError::from)?;
-        self._agent_watch = Some(Forwarder::start(subscription, Source::Agent, self.bus.clone()));
-        self.state.routing.heartbeat(&self.caller.identity, Utc::now()).await?;
+        self._agent_watch = Some(Forwarder::start(
+            subscription,
+            Source::Agent,
+            self.bus.clone(),
+        ));
+        self.state
+            .routing
+            .heartbeat(&self.caller.identity, Utc::now())
+            .await?;
         self.refresh().await
     }
 
     async fn heartbeat(&mut self) {
-        match self.state.routing.heartbeat(&self.caller.identity, Utc::now()).await {
+        match self
+            .state
+            .routing
+            .heartbeat(&self.caller.identity, Utc::now())
+            .await
+        {
             Ok(agent) => {
-                if self.shown.as_ref().is_none_or(|shown| shown.meta.version != agent.meta.version) {
+                if self
+                    .shown
+                    .as_ref()
+                    .is_none_or(|shown| shown.meta.version != agent.meta.version)
+                {
                     self.dirty = true;
                 }
             }
@@ -333,7 +362,10 @@ impl Session {
                     RequestedStatus::Available => {
                         let queues = routing.agent_queues(&me, &requested).await?;
                         if requested.iter().any(|q| !queues.contains(q)) {
-                            return Err(ErrorBody::new("not_found", "no such queue, or not one of yours"));
+                            return Err(ErrorBody::new(
+                                "not_found",
+                                "no such queue, or not one of yours",
+                            ));
                         }
                         queues
                     }
@@ -369,7 +401,9 @@ impl Session {
                 if let Some(id) = &id
                     && (id.is_empty() || id.chars().count() > MAX_ID_CHARS)
                 {
-                    return Err(ErrorBody::bad_request(format!("id must be 1 to {MAX_ID_CHARS} characters")));
+                    return Err(ErrorBody::bad_request(format!(
+                        "id must be 1 to {MAX_ID_CHARS} characters"
+                    )));
                 }
                 // Client ids are the agent's own: they never collide with
                 // the visitor's or another agent's.
@@ -384,7 +418,8 @@ impl Session {
                     },
                     dedup,
                 };
-                let (event, duplicate) = routing.agent_post(&me, conversation_id, event, now).await?;
+                let (event, duplicate) =
+                    routing.agent_post(&me, conversation_id, event, now).await?;
                 if !duplicate {
                     self.state.metrics.messages("agent").inc();
                 }
@@ -398,8 +433,13 @@ impl Session {
                     .held
                     .get_mut(&conversation_id)
                     .filter(|h| matches!(h.conversation.state, ConversationState::Connected { .. }))
-                    .ok_or_else(|| ErrorBody::new("not_allowed", "you are not connected to this conversation"))?;
-                if held.last_typing.is_some_and(|at| at.elapsed() < TYPING_EVERY) {
+                    .ok_or_else(|| {
+                        ErrorBody::new("not_allowed", "you are not connected to this conversation")
+                    })?;
+                if held
+                    .last_typing
+                    .is_some_and(|at| at.elapsed() < TYPING_EVERY)
+                {
                     return Ok(None);
                 }
                 held.last_typing = Some(Instant::now());
@@ -411,7 +451,9 @@ impl Session {
                         name: me.name.clone(),
                     },
                 };
-                routing.notify(&Channel::Conversation(conversation_id), &notice).await;
+                routing
+                    .notify(&Channel::Conversation(conversation_id), &notice)
+                    .await;
                 Ok(None)
             }
             Request::Transfer {
@@ -420,12 +462,27 @@ impl Session {
                 agent_id,
             } => {
                 let target = match (queue_id, agent_id) {
-                    (Some(queue), None) => TransferTarget::Queue(queue),
+                    (Some(queue), None) => {
+                        // An unknown queue is not found, as in setPresence
+                        // (routing would call it not allowed).
+                        match self.state.store.get::<Queue>(me.org, queue).await {
+                            Ok(_) => {}
+                            Err(StoreError::NotFound) => {
+                                return Err(ErrorBody::new("not_found", "no such queue"));
+                            }
+                            Err(e) => return Err(RoutingError::from(e).into()),
+                        }
+                        TransferTarget::Queue(queue)
+                    }
                     (None, Some(agent)) if agent == me.id => {
                         return Err(ErrorBody::bad_request("you cannot transfer to yourself"));
                     }
                     (None, Some(agent)) => TransferTarget::Agent(agent),
-                    _ => return Err(ErrorBody::bad_request("name exactly one of queueId and agentId")),
+                    _ => {
+                        return Err(ErrorBody::bad_request(
+                            "name exactly one of queueId and agentId",
+                        ));
+                    }
                 };
                 let c = routing.transfer(&me, conversation_id, target, now).await?;
                 Ok(Some(conversation_outcome(&c)))
@@ -459,9 +516,15 @@ impl Session {
                     // exist: nothing tells one from the other.
                     return Err(ErrorBody::not_found());
                 }
-                let limit = limit.unwrap_or(DEFAULT_HISTORY_PAGE).clamp(1, MAX_HISTORY_PAGE);
+                let limit = limit
+                    .unwrap_or(DEFAULT_HISTORY_PAGE)
+                    .clamp(1, MAX_HISTORY_PAGE);
                 let mut events = routing
-                    .events_after(conversation_id, after_sequence.unwrap_or(0), limit.saturating_add(1))
+                    .events_after(
+                        conversation_id,
+                        after_sequence.unwrap_or(0),
+                        limit.saturating_add(1),
+                    )
                     .await?;
                 let more = events.len() > limit;
                 events.truncate(limit);
@@ -482,7 +545,11 @@ impl Session {
             return Ok(true);
         }
         if self.caller.supervisor {
-            let queues = self.state.routing.agent_queues(&self.caller.identity, &[]).await?;
+            let queues = self
+                .state
+                .routing
+                .agent_queues(&self.caller.identity, &[])
+                .await?;
             return Ok(queues.contains(&c.queue_id));
         }
         Ok(false)
@@ -496,7 +563,10 @@ impl Session {
                 match &message {
                     BusMessage::Resync => self.dirty = true,
                     BusMessage::Payload(payload) => {
-                        if matches!(decode(payload), Some(Notice::Changed { .. } | Notice::AgentChanged)) {
+                        if matches!(
+                            decode(payload),
+                            Some(Notice::Changed { .. } | Notice::AgentChanged)
+                        ) {
                             self.dirty = true;
                         }
                     }
@@ -515,7 +585,9 @@ impl Session {
         };
         match decode(&payload) {
             Some(Notice::Event(event)) if event.conversation_id == id => {
-                let Some(held) = self.held.get_mut(&id) else { return };
+                let Some(held) = self.held.get_mut(&id) else {
+                    return;
+                };
                 if event.seq <= held.delivered {
                     return;
                 }
@@ -526,8 +598,14 @@ impl Session {
                     self.catch_up(id).await;
                 }
             }
-            Some(Notice::Typing { conversation_id, from }) if conversation_id == id && from.id != Some(self.me()) => {
-                self.out.push(ServerFrame::Typing { conversation_id, from });
+            Some(Notice::Typing {
+                conversation_id,
+                from,
+            }) if conversation_id == id && from.id != Some(self.me()) => {
+                self.out.push(ServerFrame::Typing {
+                    conversation_id,
+                    from,
+                });
             }
             Some(Notice::Changed { .. }) => self.dirty = true,
             _ => {}
@@ -550,7 +628,9 @@ impl Session {
         let routing = self.state.routing.clone();
         let mut events = Vec::new();
         while let Some(held) = self.held.get_mut(&id) {
-            let page = routing.events_after(id, held.delivered, CATCH_UP_PAGE).await?;
+            let page = routing
+                .events_after(id, held.delivered, CATCH_UP_PAGE)
+                .await?;
             let full = page.len() >= CATCH_UP_PAGE;
             for event in page {
                 if event.seq > held.delivered {
@@ -570,6 +650,16 @@ impl Session {
     /// status, and a snapshot.
     async fn refresh(&mut self) -> RoutingResult<()> {
         self.dirty = false;
+        let result = self.reload().await;
+        if result.is_err() {
+            // Forget what was shown, so the next heartbeat tries again
+            // whether or not the agent's record moved meanwhile.
+            self.shown = None;
+        }
+        result
+    }
+
+    async fn reload(&mut self) -> RoutingResult<()> {
         let routing = self.state.routing.clone();
         let me = self.me();
         let agent = routing.agent_state(me).await?;
@@ -593,7 +683,9 @@ impl Session {
             if let Some(held) = self.held.remove(&id)
                 && matches!(held.conversation.state, ConversationState::Offered { .. })
             {
-                self.out.push(ServerFrame::OfferRevoked { conversation_id: id });
+                self.out.push(ServerFrame::OfferRevoked {
+                    conversation_id: id,
+                });
             }
         }
 
@@ -621,7 +713,11 @@ impl Session {
                 Held {
                     conversation: c,
                     delivered: last.saturating_sub(SNAPSHOT_EVENTS),
-                    _watch: Forwarder::start(subscription, Source::Conversation(id), self.bus.clone()),
+                    _watch: Forwarder::start(
+                        subscription,
+                        Source::Conversation(id),
+                        self.bus.clone(),
+                    ),
                     last_typing: None,
                 },
             );
@@ -645,8 +741,11 @@ impl Session {
             }
         }
 
-        self.out
-            .extend(offers.into_iter().map(|conversation| ServerFrame::Offer { conversation }));
+        self.out.extend(
+            offers
+                .into_iter()
+                .map(|conversation| ServerFrame::Offer { conversation }),
+        );
         let view = match &agent {
             Some(agent) => AgentView::new(agent, self.caller.supervisor),
             None => AgentView {
@@ -689,15 +788,23 @@ fn decode(payload: &[u8]) -> Option<Notice> {
 /// Parses a request. A frame that does not parse is answered with the
 /// `requestId` it carried, when it carried a usable one.
 fn parse(text: &str) -> Result<(Option<String>, Request), (Option<String>, ErrorBody)> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| (None, ErrorBody::bad_request(format!("the frame is not JSON: {e}"))))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        (
+            None,
+            ErrorBody::bad_request(format!("the frame is not JSON: {e}")),
+        )
+    })?;
     let request_id = match value.get("requestId") {
         None | Some(Value::Null) => None,
-        Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= MAX_ID_CHARS => Some(id.clone()),
+        Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= MAX_ID_CHARS => {
+            Some(id.clone())
+        }
         Some(_) => {
             return Err((
                 None,
-                ErrorBody::bad_request(format!("requestId must be a string of 1 to {MAX_ID_CHARS} characters")),
+                ErrorBody::bad_request(format!(
+                    "requestId must be a string of 1 to {MAX_ID_CHARS} characters"
+                )),
             ));
         }
     };

@@ -17,7 +17,6 @@ pub fn free_port() -> u16 {
 pub struct Node {
     child: Option<Child>,
     output: Arc<Mutex<Vec<String>>>,
-    pub port: u16,
     pub base: String,
     env: HashMap<String, String>,
 }
@@ -59,7 +58,6 @@ impl Node {
         Node {
             child: Some(child),
             output,
-            port,
             base: format!("http://127.0.0.1:{port}"),
             env: env.clone(),
         }

@@ -1,0 +1,273 @@
+//! What switchboard serves for the web snippet: the widget script, the
+//! loader in every deployment's `snippet`, the demo page, and the sign-in
+//! popup's callback page, which hands a code only to the login's
+//! deployment's origins. (The widget itself is tested in a browser:
+//! tests/browser.)
+
+use reqwest::StatusCode;
+use reqwest::header;
+use serde_json::{Value, json};
+
+use crate::on_both_engines;
+use crate::support::app::{EngineKind, TestApp};
+use crate::support::idp::{self, SHOP_ORIGIN};
+
+const LOADER: &str = include_str!("../../web-snippet/loader.html");
+
+/// An active deployment of a published configuration (signing in at the
+/// shared IdP when `sign_in`) on `origins`: its record.
+async fn deployment(app: &TestApp, token: &str, origins: &[&str], sign_in: bool) -> Value {
+    let integration = if sign_in {
+        let idp = idp::shared();
+        let created = app
+            .post(
+                "/api/v2/integrations/oidc",
+                token,
+                json!({
+                    "name": "Test IdP", "issuer": idp.issuer, "clientId": idp.client_id,
+                    "clientSecret": idp.client_secret, "scopes": ["openid", "email", "profile"],
+                }),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        Some(created["id"].as_str().unwrap().to_owned())
+    } else {
+        None
+    };
+    let configuration = app
+        .post(
+            "/api/v2/webdeployments/configurations",
+            token,
+            crate::admin_api::configuration_body("Messenger", integration.as_deref()),
+        )
+        .await
+        .expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(
+        &format!("/api/v2/webdeployments/configurations/{configuration}/versions/draft/publish"),
+        token,
+        json!({}),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let queue = app
+        .post(
+            "/api/v2/routing/queues",
+            token,
+            json!({ "name": "Support" }),
+        )
+        .await
+        .expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(
+        "/api/v2/webdeployments/deployments",
+        token,
+        json!({
+            "name": "site", "configuration": { "id": configuration, "version": "1" },
+            "allowedDomains": origins, "status": "Active", "queueId": queue,
+        }),
+    )
+    .await
+    .expect(StatusCode::CREATED)
+}
+
+/// The origins a callback page posts to.
+fn targets(page: &str) -> Vec<String> {
+    let (_, rest) = page
+        .split_once("<script type=\"application/json\" id=\"targets\">")
+        .unwrap();
+    let (json, _) = rest.split_once("</script>").unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.http.get(app.url(path)).send().await.unwrap()
+}
+
+fn header_of<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_widget_script_is_served_to_any_site_and_revalidated_by_etag() {
+    let app = TestApp::spawn(EngineKind::Embedded).await;
+    let response = get(&app, "/web-snippet/widget.js").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&response, "content-type"),
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(header_of(&response, "access-control-allow-origin"), "*");
+    assert_eq!(header_of(&response, "cache-control"), "public, max-age=300");
+    let etag = header_of(&response, "etag").to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+    let body = response.bytes().await.unwrap();
+    assert_eq!(
+        body.as_ref(),
+        include_bytes!("../../web-snippet/dist/widget.js")
+    );
+
+    let again = app
+        .http
+        .get(app.url("/web-snippet/widget.js"))
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.bytes().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployments_snippet_is_the_loader_the_widget_expects() {
+    let app = TestApp::spawn(EngineKind::Embedded).await;
+    let token = app.admin().await;
+    let record = deployment(&app, &token, &[SHOP_ORIGIN], false).await;
+    let id = record["id"].as_str().unwrap();
+    let expected = LOADER
+        .replace("{{ENDPOINT}}", &app.base)
+        .replace("{{DEPLOYMENT_ID}}", id);
+    assert_eq!(record["snippet"].as_str().unwrap(), expected.trim_end());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_hosts_the_snippet_and_says_what_is_wrong() {
+    let app = TestApp::spawn(EngineKind::Embedded).await;
+    let token = app.admin().await;
+
+    for query in [
+        "",
+        "?deploymentId=",
+        "?deploymentId=%3Cscript%3Ealert(1)%3C/script%3E",
+    ] {
+        let response = get(&app, &format!("/demo{query}")).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let page = response.text().await.unwrap();
+        assert!(
+            page.contains("a UUID") && !page.contains("<script>alert"),
+            "{page}"
+        );
+    }
+
+    let unknown = get(
+        &app,
+        &format!("/demo?deploymentId={}", uuid::Uuid::new_v4()),
+    )
+    .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert!(
+        unknown
+            .text()
+            .await
+            .unwrap()
+            .contains("No deployment has this id.")
+    );
+
+    // A deployment that does not allow switchboard's own origin: the page
+    // says the widget cannot connect here, and how to fix it.
+    let elsewhere = deployment(&app, &token, &[SHOP_ORIGIN], false).await;
+    let response = get(
+        &app,
+        &format!("/demo?deploymentId={}", elsewhere["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&response, "content-type"),
+        "text/html; charset=utf-8"
+    );
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains(&format!("does not allow the origin {}", app.base))
+            && page.contains("allowedDomains"),
+        "{page}"
+    );
+
+    // One that does: no warning, the snippet itself, and the config.json
+    // check that reports an unreachable configuration.
+    let here = deployment(&app, &token, &[&app.base], false).await;
+    let page = get(
+        &app,
+        &format!("/demo?deploymentId={}", here["id"].as_str().unwrap()),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(!page.contains("class=\"problem\" role=\"alert\""), "{page}");
+    assert!(page.contains(here["snippet"].as_str().unwrap()), "{page}");
+    assert!(
+        page.contains("config.json") && page.contains("cannot be read"),
+        "{page}"
+    );
+}
+
+/// The callback page posts the IdP's answer only to the origins of the
+/// deployment whose login it is (found by `state`, without using the login
+/// up), never to whoever opened the popup.
+async fn the_callback_page_hands_the_code_only_to_the_deployments_origins(kind: EngineKind) {
+    let idp = idp::shared();
+    let app = TestApp::spawn(kind).await;
+    let token = app.admin().await;
+    let site = deployment(&app, &token, &[SHOP_ORIGIN, &app.base], true).await;
+    let id = site["id"].as_str().unwrap();
+    let started = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v2/webdeployments/token/oauth/start",
+            None,
+            Some(json!({ "deploymentId": id, "redirectUri": idp.redirect_uri })),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let state = started["state"].as_str().unwrap();
+
+    let response = get(
+        &app,
+        &format!("/web-snippet/callback?code=c0de&state={state}"),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header_of(&response, "cache-control"), "no-store");
+    assert_eq!(header_of(&response, "referrer-policy"), "no-referrer");
+    let csp = header_of(&response, "content-security-policy").to_owned();
+    assert!(csp.contains("script-src 'nonce-"), "{csp}");
+    let page = response.text().await.unwrap();
+    let mut origins = targets(&page);
+    origins.sort();
+    assert_eq!(origins, [app.base.clone(), SHOP_ORIGIN.to_owned()]);
+    // The code is read by the page from its address, not written into it.
+    assert!(!page.contains("c0de"));
+
+    // An unknown (or used, or expired) login: nobody gets anything.
+    let page = get(&app, "/web-snippet/callback?code=c0de&state=forged")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(targets(&page).is_empty(), "{page}");
+
+    // The page did not use the login up: it completes.
+    let callback = idp
+        .login(started["authorizeUrl"].as_str().unwrap(), "erin")
+        .await;
+    app.call(
+        reqwest::Method::POST,
+        "/api/v2/webdeployments/token/oauth/complete",
+        None,
+        Some(json!({
+            "deploymentId": id, "code": callback.code(), "state": callback.state(), "iss": callback.iss(),
+        })),
+    )
+    .await
+    .expect(StatusCode::OK);
+}
+on_both_engines!(the_callback_page_hands_the_code_only_to_the_deployments_origins);
