@@ -5,7 +5,12 @@
 //! The IdP is a tiny in-process server that serves discovery and a key set
 //! once; after the first (warm-up) verification every measured call works
 //! from cached keys, as ID-token verification must on the hot path.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -34,7 +39,8 @@ struct SigningKey {
 }
 
 fn keys() -> Vec<SigningKey> {
-    let rsa = EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/oidc/rsa-a.pem")).unwrap();
+    let rsa =
+        EncodingKey::from_rsa_pem(include_bytes!("../tests/fixtures/oidc/rsa-a.pem")).unwrap();
     let ec = EncodingKey::from_ec_pem(include_bytes!("../tests/fixtures/oidc/ec-a.pem")).unwrap();
     vec![
         SigningKey {
@@ -57,7 +63,8 @@ async fn idp(keys: &[SigningKey]) -> String {
     let jwks: Vec<_> = keys
         .iter()
         .map(|k| {
-            let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&k.encoding, k.alg).unwrap()).unwrap();
+            let mut jwk =
+                serde_json::to_value(Jwk::from_encoding_key(&k.encoding, k.alg).unwrap()).unwrap();
             jwk["kid"] = json!(k.kid);
             jwk["use"] = json!("sig");
             jwk
@@ -122,7 +129,10 @@ fn id_token(issuer: &str, key: &SigningKey) -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let data = tempfile::tempdir().unwrap();
     let engine = runtime.block_on(EmbeddedEngine::open(data.path())).unwrap();
     let engine = Engine::Embedded(engine);
@@ -139,13 +149,18 @@ fn bench(c: &mut Criterion) {
             .block_on(clients.verify_id_token(&integration, &token, None))
             .unwrap();
         group.bench_function(format!("{:?}", key.alg), |b| {
-            b.to_async(&runtime)
-                .iter(|| async { clients.verify_id_token(&integration, &token, None).await.unwrap() });
+            b.to_async(&runtime).iter(|| async {
+                clients
+                    .verify_id_token(&integration, &token, None)
+                    .await
+                    .unwrap()
+            });
         });
     }
     group.finish();
 
-    let env: HashMap<&str, String> = HashMap::from([("SWITCHBOARD_DATA_DIR", data.path().display().to_string())]);
+    let env: HashMap<&str, String> =
+        HashMap::from([("SWITCHBOARD_DATA_DIR", data.path().display().to_string())]);
     let config = Config::load_with(None, |name| env.get(name).cloned()).unwrap();
     let master = MasterKey::generate();
     let sessions = SessionTokens::new(&config, &master, Store::new(engine, Metrics::new()));
@@ -164,7 +179,9 @@ fn bench(c: &mut Criterion) {
         sid: Uuid::new_v4(),
         not_after: Utc::now() + chrono::Duration::hours(1),
     };
-    let issued = runtime.block_on(sessions.issue(&grant, Utc::now())).unwrap();
+    let issued = runtime
+        .block_on(sessions.issue(&grant, Utc::now()))
+        .unwrap();
     let jwt = secrecy::ExposeSecret::expose_secret(&issued.jwt).to_owned();
 
     let mut group = c.benchmark_group("session_jwt");
@@ -174,8 +191,12 @@ fn bench(c: &mut Criterion) {
     });
     // Verification includes the revocation check against the engine.
     group.bench_function("verify_es256", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { sessions.verify(&jwt, grant.deployment, Utc::now()).await.unwrap() });
+        b.to_async(&runtime).iter(|| async {
+            sessions
+                .verify(&jwt, grant.deployment, Utc::now())
+                .await
+                .unwrap()
+        });
     });
     group.finish();
 }

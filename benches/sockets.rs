@@ -6,7 +6,13 @@
 //! The node is the release binary in its own process, so its resident
 //! memory (VmRSS) is measured alone. Redis is a throwaway redis-server on a
 //! free port. Sizes: `SOCKETS` (default 2000), `SENDERS` (default 200).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -17,12 +23,17 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 const ORIGIN: &str = "https://shop.example.com";
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Process(Child);
@@ -37,13 +48,25 @@ impl Drop for Process {
 fn redis() -> (Process, String) {
     let port = free_port();
     let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server on PATH");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "redis did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "redis did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (Process(child), format!("redis://127.0.0.1:{port}/"))
@@ -62,7 +85,10 @@ async fn node(redis_url: Option<&str>, data: &std::path::Path) -> Node {
         ("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}")),
         ("SWITCHBOARD_DATA_DIR", data.display().to_string()),
         ("SWITCHBOARD_BOOTSTRAP_TOKEN", boot.clone()),
-        ("SWITCHBOARD_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned()),
+        (
+            "SWITCHBOARD_MASTER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned(),
+        ),
         ("RUST_LOG", "warn".to_owned()),
     ]);
     if let Some(url) = redis_url {
@@ -84,7 +110,10 @@ async fn node(redis_url: Option<&str>, data: &std::path::Path) -> Node {
         {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "node did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Node {
@@ -97,7 +126,8 @@ async fn node(redis_url: Option<&str>, data: &std::path::Path) -> Node {
 impl Node {
     /// Resident memory of the node process, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.process.0.id())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -121,12 +151,20 @@ impl Node {
     /// A guest deployment.
     async fn deployment(&self) -> String {
         let c = self
-            .post("/api/v2/webdeployments/configurations", json!({ "name": "bench" }))
+            .post(
+                "/api/v2/webdeployments/configurations",
+                json!({ "name": "bench" }),
+            )
             .await;
         let c = c["id"].as_str().unwrap().to_owned();
-        self.post(&format!("/api/v2/webdeployments/configurations/{c}/versions/draft/publish"), json!({}))
+        self.post(
+            &format!("/api/v2/webdeployments/configurations/{c}/versions/draft/publish"),
+            json!({}),
+        )
+        .await;
+        let q = self
+            .post("/api/v2/routing/queues", json!({ "name": "bench" }))
             .await;
-        let q = self.post("/api/v2/routing/queues", json!({ "name": "bench" })).await;
         let d = self
             .post(
                 "/api/v2/webdeployments/deployments",
@@ -149,21 +187,31 @@ async fn next_text(ws: &mut Ws) -> Value {
 }
 
 async fn guest(base: &str, deployment: &str) -> (Ws, String) {
-    let mut request = format!("{}/v1?deploymentId={deployment}", base.replacen("http", "ws", 1))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert("origin", ORIGIN.parse().unwrap());
+    let mut request = format!(
+        "{}/v1?deploymentId={deployment}",
+        base.replacen("http", "ws", 1)
+    )
+    .into_client_request()
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", ORIGIN.parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let token = uuid::Uuid::new_v4().to_string();
     let frame = json!({ "action": "configureSession", "deploymentId": deployment, "token": token });
-    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
     let answer = next_text(&mut ws).await;
     assert_eq!(answer["class"], "SessionResponse", "{answer}");
     (ws, token)
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -203,7 +251,9 @@ async fn run(label: &str, redis_url: Option<&str>) {
                     "message": { "type": "Text", "text": format!("message {i}") } });
                 let sent = Instant::now();
                 loop {
-                    ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+                    ws.send(Message::Text(frame.to_string().into()))
+                        .await
+                        .unwrap();
                     let answer = loop {
                         let answer = next_text(&mut ws).await;
                         if answer["type"] == "response" {
@@ -251,7 +301,10 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         run("embedded", None).await;
         let (_redis, url) = redis();

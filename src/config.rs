@@ -236,14 +236,16 @@ impl Config {
         };
 
         let agent_grace_seconds = match env(ENV_AGENT_GRACE_SECONDS) {
-            Some(text) => text
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| ConfigError::invalid(ENV_AGENT_GRACE_SECONDS, "must be a number of seconds"))?,
+            Some(text) => text.trim().parse::<u64>().map_err(|_| {
+                ConfigError::invalid(ENV_AGENT_GRACE_SECONDS, "must be a number of seconds")
+            })?,
             None => file.agent_grace_seconds.unwrap_or(30),
         };
         if !(1..=3600).contains(&agent_grace_seconds) {
-            return Err(ConfigError::invalid(ENV_AGENT_GRACE_SECONDS, "must be 1 to 3600"));
+            return Err(ConfigError::invalid(
+                ENV_AGENT_GRACE_SECONDS,
+                "must be 1 to 3600",
+            ));
         }
 
         Ok(Config {

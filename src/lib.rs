@@ -29,8 +29,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod gateway;
-pub mod routing;
 pub mod http;
+pub mod routing;
 pub mod store;
 pub mod telemetry;
 

@@ -287,8 +287,12 @@ impl Auth {
             iat: now.timestamp(),
             exp: expires.timestamp(),
         };
-        let token = jsonwebtoken::encode(&Header::new(JwtAlgorithm::HS256), &claims, &self.inner.access_encoding)
-            .map_err(|_| AuthError::Invalid)?;
+        let token = jsonwebtoken::encode(
+            &Header::new(JwtAlgorithm::HS256),
+            &claims,
+            &self.inner.access_encoding,
+        )
+        .map_err(|_| AuthError::Invalid)?;
         Ok((SecretString::from(token), expires))
     }
 

@@ -458,7 +458,12 @@ impl Engine {
     /// one atomically. Writes nothing and answers `None` when there is no
     /// live value (refresh-token rotation: exactly one caller sees the token
     /// unused).
-    pub async fn swap(&self, space: Space, id: &str, value: &[u8]) -> EngineResult<Option<Vec<u8>>> {
+    pub async fn swap(
+        &self,
+        space: Space,
+        id: &str,
+        value: &[u8],
+    ) -> EngineResult<Option<Vec<u8>>> {
         dispatch!(self, e => e.swap(space, id, value).await)
     }
 
@@ -470,12 +475,22 @@ impl Engine {
     /// Appends an event to a conversation's log and answers its sequence.
     /// With a `dedup` id (a client-supplied message id) a resend answers the
     /// first append's sequence instead of appending again.
-    pub async fn append(&self, log: uuid::Uuid, body: &[u8], dedup: Option<&str>) -> EngineResult<Appended> {
+    pub async fn append(
+        &self,
+        log: uuid::Uuid,
+        body: &[u8],
+        dedup: Option<&str>,
+    ) -> EngineResult<Appended> {
         dispatch!(self, e => e.append(log, body, dedup).await)
     }
 
     /// Up to `limit` entries with a sequence above `after`, ascending.
-    pub async fn read_log(&self, log: uuid::Uuid, after: u64, limit: usize) -> EngineResult<Vec<LogEntry>> {
+    pub async fn read_log(
+        &self,
+        log: uuid::Uuid,
+        after: u64,
+        limit: usize,
+    ) -> EngineResult<Vec<LogEntry>> {
         dispatch!(self, e => e.read_log(log, after, limit).await)
     }
 
@@ -506,7 +521,12 @@ impl Engine {
 
     /// Adds one to a counter and answers the new count. The first increment
     /// starts a window of `window`; when it ends, counting starts again at 1.
-    pub async fn count(&self, space: Space, id: &str, window: std::time::Duration) -> EngineResult<u64> {
+    pub async fn count(
+        &self,
+        space: Space,
+        id: &str,
+        window: std::time::Duration,
+    ) -> EngineResult<u64> {
         dispatch!(self, e => e.count(space, id, window).await)
     }
 }

@@ -84,7 +84,9 @@ impl Shutdown {
     /// Registers an open socket until the guard is dropped.
     pub fn guard(&self) -> SocketGuard {
         self.open.0.fetch_add(1, Ordering::SeqCst);
-        SocketGuard { open: self.open.clone() }
+        SocketGuard {
+            open: self.open.clone(),
+        }
     }
 
     /// Waits until every socket has closed, or ten seconds at most: a client

@@ -20,14 +20,15 @@ use uuid::Uuid;
 
 use crate::engine::{Appended, Channel, Commit, Engine, Expect, Space, StashMode};
 use crate::store::records::{
-    ConfigurationContent, ConversationDisconnect, DisconnectType, Deployment, Meta, Organization, Queue,
+    ConfigurationContent, ConversationDisconnect, Deployment, DisconnectType, Meta, Organization,
+    Queue,
 };
 use crate::store::types::OrgId;
 use crate::store::{PageRequest, Record, Store, StoreError, collection_of};
 use model::{
-    AgentState, AgentStatus, Conversation, ConversationState, EventBody, GuestSession, LogEvent, Notice,
-    OFFERED_COLLECTION, ONLINE_AGENTS_COLLECTION, Participant, ParticipantRole, PresenceKind, SequencedEvent,
-    Visitor, VisitorIdentity, waiting_collection,
+    AgentState, AgentStatus, Conversation, ConversationState, EventBody, GuestSession, LogEvent,
+    Notice, OFFERED_COLLECTION, ONLINE_AGENTS_COLLECTION, Participant, ParticipantRole,
+    PresenceKind, SequencedEvent, Visitor, VisitorIdentity, waiting_collection,
 };
 
 /// How often a transition is retried when another node changed the same
@@ -168,7 +169,11 @@ impl Routing {
         mut change: impl FnMut(&mut GuestSession) -> RoutingResult<()>,
     ) -> RoutingResult<GuestSession> {
         for _ in 0..MAX_ATTEMPTS {
-            let mut session = self.store.find::<GuestSession>(id).await?.ok_or(RoutingError::UnknownSession)?;
+            let mut session = self
+                .store
+                .find::<GuestSession>(id)
+                .await?
+                .ok_or(RoutingError::UnknownSession)?;
             let read = session.meta.version;
             change(&mut session)?;
             session.meta.date_modified = Utc::now();
@@ -274,14 +279,22 @@ impl Routing {
         event: NewEvent,
         now: DateTime<Utc>,
     ) -> RoutingResult<(Conversation, SequencedEvent, bool)> {
-        let session = self.store.find::<GuestSession>(session_id).await?.ok_or(RoutingError::UnknownSession)?;
+        let session = self
+            .store
+            .find::<GuestSession>(session_id)
+            .await?
+            .ok_or(RoutingError::UnknownSession)?;
         let conversation = match session.conversation_id {
             Some(id) => self.store.find::<Conversation>(id).await?,
             None => None,
         };
         let conversation = match conversation {
             Some(c) if !c.is_ended() => c,
-            Some(_) if Self::read_only_after_end(&content.messenger.apps.conversations.conversation_disconnect) => {
+            Some(_)
+                if Self::read_only_after_end(
+                    &content.messenger.apps.conversations.conversation_disconnect,
+                ) =>
+            {
                 return Err(RoutingError::ReadOnly);
             }
             _ => self.open_conversation(&session, deployment, now).await?,
@@ -318,7 +331,11 @@ impl Routing {
         updated_session.last_active = now;
         let mut commit = Commit::new()
             .put(self.store.prepare(&conversation, Expect::Absent).await?)
-            .put(self.store.prepare(&updated_session, Expect::Version(session.meta.version)).await?);
+            .put(
+                self.store
+                    .prepare(&updated_session, Expect::Version(session.meta.version))
+                    .await?,
+            );
         if let Some(visitor_id) = session.visitor_id {
             let (visitor, expect) = match self.store.find::<Visitor>(visitor_id).await? {
                 Some(mut v) => {
@@ -350,7 +367,11 @@ impl Routing {
                     .await?
                     .ok_or(RoutingError::UnknownSession)?;
                 return match fresh.conversation_id {
-                    Some(id) => self.store.find::<Conversation>(id).await?.ok_or(RoutingError::Contended),
+                    Some(id) => self
+                        .store
+                        .find::<Conversation>(id)
+                        .await?
+                        .ok_or(RoutingError::Contended),
                     None => Err(RoutingError::Contended),
                 };
             }
@@ -410,13 +431,21 @@ impl Routing {
             seq,
             event: logged,
         };
-        self.notify(&Channel::Conversation(conversation), &Notice::Event(sequenced.clone()))
-            .await;
+        self.notify(
+            &Channel::Conversation(conversation),
+            &Notice::Event(sequenced.clone()),
+        )
+        .await;
         Ok((sequenced, false))
     }
 
     /// Log entries of a conversation after `after`, decoded.
-    pub async fn events_after(&self, conversation: Uuid, after: u64, limit: usize) -> RoutingResult<Vec<SequencedEvent>> {
+    pub async fn events_after(
+        &self,
+        conversation: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> RoutingResult<Vec<SequencedEvent>> {
         let entries = self
             .engine()
             .read_log(conversation, after, limit)
@@ -438,7 +467,11 @@ impl Routing {
     }
 
     pub async fn last_seq(&self, conversation: Uuid) -> RoutingResult<u64> {
-        Ok(self.engine().last_seq(conversation).await.map_err(StoreError::from)?)
+        Ok(self
+            .engine()
+            .last_seq(conversation)
+            .await
+            .map_err(StoreError::from)?)
     }
 
     /// Announces a notice. The bus is a hint (the logs are the truth), so a
@@ -462,9 +495,19 @@ impl Routing {
 
     /// Records that one of the agent's sockets is alive. Called when a
     /// socket opens and then periodically while it lives.
-    pub async fn heartbeat(&self, agent: &AgentIdentity, now: DateTime<Utc>) -> RoutingResult<AgentState> {
+    pub async fn heartbeat(
+        &self,
+        agent: &AgentIdentity,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<AgentState> {
         self.engine()
-            .stash(Space::AgentAlive, &agent.id.to_string(), b"1", self.config.agent_grace, StashMode::Replace)
+            .stash(
+                Space::AgentAlive,
+                &agent.id.to_string(),
+                b"1",
+                self.config.agent_grace,
+                StashMode::Replace,
+            )
             .await
             .map_err(StoreError::from)?;
         for _ in 0..MAX_ATTEMPTS {
@@ -509,7 +552,11 @@ impl Routing {
     /// The queues an agent takes offers from: a member's are those listing
     /// them; an API client names its own within its organization (all of
     /// them when it names none).
-    pub async fn agent_queues(&self, agent: &AgentIdentity, requested: &[Uuid]) -> RoutingResult<Vec<Uuid>> {
+    pub async fn agent_queues(
+        &self,
+        agent: &AgentIdentity,
+        requested: &[Uuid],
+    ) -> RoutingResult<Vec<Uuid>> {
         let mut queues = Vec::new();
         let mut page = 1;
         loop {
@@ -517,7 +564,10 @@ impl Routing {
                 .store
                 .list::<Queue>(
                     &collection_of(Queue::KIND, agent.org),
-                    PageRequest { number: page, size: 100 },
+                    PageRequest {
+                        number: page,
+                        size: 100,
+                    },
                 )
                 .await?;
             let done = listing.entities.len() < 100;
@@ -556,7 +606,8 @@ impl Routing {
                 Ok(())
             })
             .await?;
-        self.notify(&Channel::Agent(agent.id), &Notice::AgentChanged).await;
+        self.notify(&Channel::Agent(agent.id), &Notice::AgentChanged)
+            .await;
         if status == AgentStatus::Available {
             for queue in &state.queues {
                 self.route(*queue, now).await;
@@ -622,11 +673,18 @@ impl Routing {
                 Ok(()) => {
                     c.meta.version = read_c + 1;
                     a.meta.version = read_a + 1;
-                    self.notify(&Channel::Agent(agent), &Notice::Changed { conversation_id: conversation })
-                        .await;
+                    self.notify(
+                        &Channel::Agent(agent),
+                        &Notice::Changed {
+                            conversation_id: conversation,
+                        },
+                    )
+                    .await;
                     self.notify(
                         &Channel::Conversation(conversation),
-                        &Notice::Changed { conversation_id: conversation },
+                        &Notice::Changed {
+                            conversation_id: conversation,
+                        },
                     )
                     .await;
                     return Ok((c, a));
@@ -639,7 +697,12 @@ impl Routing {
     }
 
     /// Accepts an offer.
-    pub async fn accept(&self, agent: &AgentIdentity, conversation: Uuid, now: DateTime<Utc>) -> RoutingResult<Conversation> {
+    pub async fn accept(
+        &self,
+        agent: &AgentIdentity,
+        conversation: Uuid,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<Conversation> {
         let (c, _) = self
             .transition(conversation, agent.id, |c, _| match c.state {
                 ConversationState::Offered { agent_id, .. } if agent_id == agent.id => {
@@ -652,25 +715,37 @@ impl Routing {
                     }
                     Ok(())
                 }
-                _ => Err(RoutingError::NotAllowed("there is no offer of this conversation to you")),
+                _ => Err(RoutingError::NotAllowed(
+                    "there is no offer of this conversation to you",
+                )),
             })
             .await?;
-        self.append_presence(conversation, agent, PresenceKind::Join, now).await?;
+        self.append_presence(conversation, agent, PresenceKind::Join, now)
+            .await?;
         Ok(c)
     }
 
     /// Declines an offer: the conversation goes back to its queue, ahead of
     /// later arrivals, and is not offered to this agent again.
-    pub async fn decline(&self, agent: &AgentIdentity, conversation: Uuid, now: DateTime<Utc>) -> RoutingResult<Conversation> {
+    pub async fn decline(
+        &self,
+        agent: &AgentIdentity,
+        conversation: Uuid,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<Conversation> {
         let (c, _) = self
             .transition(conversation, agent.id, |c, a| match c.state {
                 ConversationState::Offered {
-                    agent_id, waiting_since, ..
+                    agent_id,
+                    waiting_since,
+                    ..
                 } if agent_id == agent.id => {
                     requeue(c, a, waiting_since, now);
                     Ok(())
                 }
-                _ => Err(RoutingError::NotAllowed("there is no offer of this conversation to you")),
+                _ => Err(RoutingError::NotAllowed(
+                    "there is no offer of this conversation to you",
+                )),
             })
             .await?;
         self.wake_queue(c.queue_id).await;
@@ -693,9 +768,14 @@ impl Routing {
             .ok_or(RoutingError::UnknownConversation)?;
         match c.state {
             ConversationState::Connected { agent_id, .. } if agent_id == agent.id => {}
-            _ => return Err(RoutingError::NotAllowed("you are not connected to this conversation")),
+            _ => {
+                return Err(RoutingError::NotAllowed(
+                    "you are not connected to this conversation",
+                ));
+            }
         }
-        self.append(conversation, agent_participant(agent), event, now).await
+        self.append(conversation, agent_participant(agent), event, now)
+            .await
     }
 
     async fn append_presence(
@@ -730,14 +810,18 @@ impl Routing {
         // The target must exist in the agent's organization.
         match target {
             TransferTarget::Queue(queue) => {
-                self.store.get::<Queue>(agent.org, queue).await.map_err(|e| match e {
-                    StoreError::NotFound => RoutingError::NotAllowed("no such queue"),
-                    e => e.into(),
-                })?;
+                self.store
+                    .get::<Queue>(agent.org, queue)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NotFound => RoutingError::NotAllowed("no such queue"),
+                        e => e.into(),
+                    })?;
             }
             TransferTarget::Agent(target) => {
                 let state = self.store.find::<AgentState>(target).await?;
-                if !state.is_some_and(|s| s.org_id == agent.org && s.status != AgentStatus::Offline) {
+                if !state.is_some_and(|s| s.org_id == agent.org && s.status != AgentStatus::Offline)
+                {
                     return Err(RoutingError::NotAllowed("that agent is not connected"));
                 }
             }
@@ -753,10 +837,13 @@ impl Routing {
                     }
                     Ok(())
                 }
-                _ => Err(RoutingError::NotAllowed("you are not connected to this conversation")),
+                _ => Err(RoutingError::NotAllowed(
+                    "you are not connected to this conversation",
+                )),
             })
             .await?;
-        self.append_presence(conversation, agent, PresenceKind::Leave, now).await?;
+        self.append_presence(conversation, agent, PresenceKind::Leave, now)
+            .await?;
         let (queue_id, agent_id) = match target {
             TransferTarget::Queue(q) => (Some(q), None),
             TransferTarget::Agent(a) => (None, Some(a)),
@@ -801,10 +888,13 @@ impl Routing {
                     release(a, c.meta.id, now);
                     Ok(())
                 }
-                _ => Err(RoutingError::NotAllowed("you are not connected to this conversation")),
+                _ => Err(RoutingError::NotAllowed(
+                    "you are not connected to this conversation",
+                )),
             })
             .await?;
-        self.append_presence(conversation, agent, PresenceKind::Disconnect, now).await?;
+        self.append_presence(conversation, agent, PresenceKind::Disconnect, now)
+            .await?;
         self.append(
             conversation,
             agent_participant(agent),
@@ -815,7 +905,12 @@ impl Routing {
             now,
         )
         .await?;
-        for queue in self.agent_state(agent.id).await?.map(|a| a.queues).unwrap_or_default() {
+        for queue in self
+            .agent_state(agent.id)
+            .await?
+            .map(|a| a.queues)
+            .unwrap_or_default()
+        {
             self.wake_queue(queue).await;
         }
         Ok(c)
@@ -847,7 +942,13 @@ impl Routing {
     async fn offer_next(&self, queue_id: Uuid, now: DateTime<Utc>) -> RoutingResult<bool> {
         let waiting = self
             .store
-            .list::<Conversation>(&waiting_collection(queue_id), PageRequest { number: 1, size: 16 })
+            .list::<Conversation>(
+                &waiting_collection(queue_id),
+                PageRequest {
+                    number: 1,
+                    size: 16,
+                },
+            )
             .await?;
         if waiting.entities.is_empty() {
             return Ok(false);
@@ -881,7 +982,13 @@ impl Routing {
         loop {
             let listing = self
                 .store
-                .list::<AgentState>(ONLINE_AGENTS_COLLECTION, PageRequest { number: page, size: 100 })
+                .list::<AgentState>(
+                    ONLINE_AGENTS_COLLECTION,
+                    PageRequest {
+                        number: page,
+                        size: 100,
+                    },
+                )
                 .await?;
             let done = listing.entities.len() < 100;
             agents.extend(listing.entities.into_iter().filter(|a| {
@@ -898,7 +1005,13 @@ impl Routing {
         Ok(agents)
     }
 
-    async fn offer(&self, conversation: &Conversation, agent: &AgentState, queue: &Queue, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn offer(
+        &self,
+        conversation: &Conversation,
+        agent: &AgentState,
+        queue: &Queue,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let ConversationState::Waiting { since } = conversation.state else {
             return Err(StoreError::Stale {
                 expected: conversation.meta.version,
@@ -916,20 +1029,42 @@ impl Routing {
         a.conversations.push(c.meta.id);
         a.meta.date_modified = now;
         let commit = Commit::new()
-            .put(self.store.prepare(&c, Expect::Version(conversation.meta.version)).await?)
-            .put(self.store.prepare(&a, Expect::Version(agent.meta.version)).await?);
+            .put(
+                self.store
+                    .prepare(&c, Expect::Version(conversation.meta.version))
+                    .await?,
+            )
+            .put(
+                self.store
+                    .prepare(&a, Expect::Version(agent.meta.version))
+                    .await?,
+            );
         self.store.commit(commit).await?;
         tracing::info!(conversation = %c.meta.id, agent = %a.meta.id, "offered");
-        self.notify(&Channel::Agent(a.meta.id), &Notice::Changed { conversation_id: c.meta.id })
-            .await;
+        self.notify(
+            &Channel::Agent(a.meta.id),
+            &Notice::Changed {
+                conversation_id: c.meta.id,
+            },
+        )
+        .await;
         Ok(())
     }
 
     /// Offers a conversation waiting in its queue to one agent directly (a
     /// transfer to an agent), if they have capacity.
-    async fn offer_to(&self, conversation: Uuid, agent: Uuid, now: DateTime<Utc>) -> RoutingResult<()> {
+    async fn offer_to(
+        &self,
+        conversation: Uuid,
+        agent: Uuid,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<()> {
         for _ in 0..MAX_ATTEMPTS {
-            let c = self.store.find::<Conversation>(conversation).await?.ok_or(RoutingError::UnknownConversation)?;
+            let c = self
+                .store
+                .find::<Conversation>(conversation)
+                .await?
+                .ok_or(RoutingError::UnknownConversation)?;
             let a = self
                 .store
                 .find::<AgentState>(agent)
@@ -940,7 +1075,9 @@ impl Routing {
                 .find::<Queue>(c.queue_id)
                 .await?
                 .ok_or(RoutingError::NotAllowed("no such queue"))?;
-            if a.conversations.len() >= queue.agent_capacity as usize || a.status == AgentStatus::Offline {
+            if a.conversations.len() >= queue.agent_capacity as usize
+                || a.status == AgentStatus::Offline
+            {
                 return Err(RoutingError::NotAllowed("that agent has no capacity"));
             }
             match self.offer(&c, &a, &queue, now).await {
@@ -988,10 +1125,19 @@ impl Routing {
     pub async fn expire_offers(&self, now: DateTime<Utc>) -> RoutingResult<()> {
         let offered = self
             .store
-            .list::<Conversation>(OFFERED_COLLECTION, PageRequest { number: 1, size: 50 })
+            .list::<Conversation>(
+                OFFERED_COLLECTION,
+                PageRequest {
+                    number: 1,
+                    size: 50,
+                },
+            )
             .await?;
         for c in offered.entities {
-            let ConversationState::Offered { agent_id, deadline, .. } = c.state else {
+            let ConversationState::Offered {
+                agent_id, deadline, ..
+            } = c.state
+            else {
                 continue;
             };
             if deadline > now {
@@ -1014,7 +1160,8 @@ impl Routing {
             match result {
                 Ok((c, _)) => {
                     tracing::info!(conversation = %c.meta.id, agent = %agent_id, "offer timed out");
-                    self.notify(&Channel::Agent(agent_id), &Notice::AgentChanged).await;
+                    self.notify(&Channel::Agent(agent_id), &Notice::AgentChanged)
+                        .await;
                     self.wake_queue(c.queue_id).await;
                 }
                 Err(RoutingError::NotAllowed(_)) => {}
@@ -1029,7 +1176,13 @@ impl Routing {
     pub async fn sweep_agents(&self, now: DateTime<Utc>) -> RoutingResult<()> {
         let online = self
             .store
-            .list::<AgentState>(ONLINE_AGENTS_COLLECTION, PageRequest { number: 1, size: 100 })
+            .list::<AgentState>(
+                ONLINE_AGENTS_COLLECTION,
+                PageRequest {
+                    number: 1,
+                    size: 100,
+                },
+            )
             .await?;
         for agent in online.entities {
             let alive = self
@@ -1058,7 +1211,11 @@ impl Routing {
         for conversation in state.conversations.clone() {
             let result = self
                 .transition(conversation, agent, |c, a| match c.state {
-                    ConversationState::Offered { agent_id, waiting_since, .. } if agent_id == agent => {
+                    ConversationState::Offered {
+                        agent_id,
+                        waiting_since,
+                        ..
+                    } if agent_id == agent => {
                         requeue(c, a, waiting_since, now);
                         Ok(())
                     }
@@ -1075,8 +1232,12 @@ impl Routing {
                 .await;
             match result {
                 Ok((c, _)) => {
-                    if c.agents.contains(&agent) && matches!(c.state, ConversationState::Waiting { .. }) {
-                        let _ = self.append_presence(conversation, &identity, PresenceKind::Leave, now).await;
+                    if c.agents.contains(&agent)
+                        && matches!(c.state, ConversationState::Waiting { .. })
+                    {
+                        let _ = self
+                            .append_presence(conversation, &identity, PresenceKind::Leave, now)
+                            .await;
                     }
                     self.wake_queue(c.queue_id).await;
                 }
@@ -1105,14 +1266,23 @@ impl Routing {
     async fn route_all(&self, now: DateTime<Utc>) -> RoutingResult<()> {
         let orgs = self
             .store
-            .list::<Organization>("orgs", PageRequest { number: 1, size: 100 })
+            .list::<Organization>(
+                "orgs",
+                PageRequest {
+                    number: 1,
+                    size: 100,
+                },
+            )
             .await?;
         for org in orgs.entities {
             let queues = self
                 .store
                 .list::<Queue>(
                     &collection_of(Queue::KIND, OrgId(org.meta.id)),
-                    PageRequest { number: 1, size: 100 },
+                    PageRequest {
+                        number: 1,
+                        size: 100,
+                    },
                 )
                 .await?;
             for queue in queues.entities {

@@ -143,7 +143,10 @@ pub enum ConversationState {
     },
     /// An agent is answering.
     #[serde(rename_all = "camelCase")]
-    Connected { agent_id: Uuid, since: DateTime<Utc> },
+    Connected {
+        agent_id: Uuid,
+        since: DateTime<Utc>,
+    },
     /// Over.
     #[serde(rename_all = "camelCase")]
     Ended {
@@ -220,9 +223,8 @@ impl Conversation {
     /// The agent holding the conversation (offered or connected).
     pub fn agent(&self) -> Option<Uuid> {
         match &self.state {
-            ConversationState::Offered { agent_id, .. } | ConversationState::Connected { agent_id, .. } => {
-                Some(*agent_id)
-            }
+            ConversationState::Offered { agent_id, .. }
+            | ConversationState::Connected { agent_id, .. } => Some(*agent_id),
             _ => None,
         }
     }
@@ -383,7 +385,10 @@ pub enum Notice {
     Event(SequencedEvent),
     /// Someone is typing (not logged).
     #[serde(rename_all = "camelCase")]
-    Typing { conversation_id: Uuid, from: Participant },
+    Typing {
+        conversation_id: Uuid,
+        from: Participant,
+    },
     /// The conversation's routing state changed (on the agent's and the
     /// conversation's channel).
     #[serde(rename_all = "camelCase")]
@@ -392,7 +397,10 @@ pub enum Notice {
     AgentChanged,
     /// The guest session was revoked (logout) or closed elsewhere.
     #[serde(rename_all = "camelCase")]
-    SessionEnded { reason: SessionEndReason, except_socket: Option<Uuid> },
+    SessionEnded {
+        reason: SessionEndReason,
+        except_socket: Option<Uuid>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

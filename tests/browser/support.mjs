@@ -122,6 +122,12 @@ export async function startSwitchboard() {
     stream.setEncoding('utf8');
     stream.on('data', (text) => log.push(text));
   }
+  let stopping = false;
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      process.stderr.write(`switchboard exited unexpectedly (code ${code}, signal ${signal}):\n${log.join('')}\n`);
+    }
+  });
   const deadline = Date.now() + 30000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`switchboard exited: ${log.join('')}`);
@@ -139,6 +145,7 @@ export async function startSwitchboard() {
     bootstrap,
     log,
     async stop() {
+      stopping = true;
       await stopChild(child);
       rmSync(data, { recursive: true, force: true });
     },

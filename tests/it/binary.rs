@@ -13,9 +13,15 @@ use crate::support::node::{Node, free_port};
 
 fn embedded_env(data_dir: &std::path::Path) -> HashMap<String, String> {
     HashMap::from([
-        ("SWITCHBOARD_DATA_DIR".to_owned(), data_dir.display().to_string()),
+        (
+            "SWITCHBOARD_DATA_DIR".to_owned(),
+            data_dir.display().to_string(),
+        ),
         // As much logging as there is: nothing secret may appear even so.
-        ("RUST_LOG".to_owned(), "trace,h2=info,hyper=info,reqwest=info".to_owned()),
+        (
+            "RUST_LOG".to_owned(),
+            "trace,h2=info,hyper=info,reqwest=info".to_owned(),
+        ),
     ])
 }
 
@@ -23,7 +29,9 @@ fn embedded_env(data_dir: &std::path::Path) -> HashMap<String, String> {
 async fn first_start_restart_and_logs_without_secrets() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let node = Node::start_on(&embedded_env(data.path()), port).ready().await;
+    let node = Node::start_on(&embedded_env(data.path()), port)
+        .ready()
+        .await;
 
     // The first start prints a bootstrap token once, outside the log lines.
     let lines = node.lines();
@@ -121,7 +129,9 @@ async fn first_start_restart_and_logs_without_secrets() {
 
     // A restart on the same data keeps the records and the bootstrap token,
     // and prints no new one.
-    let node = Node::start_on(&embedded_env(data.path()), port).ready().await;
+    let node = Node::start_on(&embedded_env(data.path()), port)
+        .ready()
+        .await;
     assert!(
         !node
             .lines()

@@ -18,7 +18,8 @@ use crate::support::app::Reply;
 use crate::support::node::Node;
 use crate::support::redis::RedisServer;
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub(crate) const ORIGIN: &str = "https://shop.example.com";
 const WAIT: Duration = Duration::from_secs(15);
@@ -26,27 +27,52 @@ const WAIT: Duration = Duration::from_secs(15);
 pub(crate) fn cluster_env(redis: &RedisServer) -> HashMap<String, String> {
     HashMap::from([
         ("REDIS_URL".to_owned(), redis.url()),
-        ("SWITCHBOARD_REDIS_PREFIX".to_owned(), crate::support::unique_prefix()),
-        ("SWITCHBOARD_MASTER_KEY".to_owned(), MasterKey::generate().to_base64()),
+        (
+            "SWITCHBOARD_REDIS_PREFIX".to_owned(),
+            crate::support::unique_prefix(),
+        ),
+        (
+            "SWITCHBOARD_MASTER_KEY".to_owned(),
+            MasterKey::generate().to_base64(),
+        ),
         (
             "SWITCHBOARD_BOOTSTRAP_TOKEN".to_owned(),
             format!("sbb_test_{}", uuid::Uuid::new_v4().simple()),
         ),
-        ("SWITCHBOARD_AGENT_GRACE_SECONDS".to_owned(), "30".to_owned()),
+        (
+            "SWITCHBOARD_AGENT_GRACE_SECONDS".to_owned(),
+            "30".to_owned(),
+        ),
         // Nodes behind one load balancer share one public URL: the issuer
         // of the tokens any of them accepts.
-        ("SWITCHBOARD_PUBLIC_URL".to_owned(), "http://switchboard.test".to_owned()),
+        (
+            "SWITCHBOARD_PUBLIC_URL".to_owned(),
+            "http://switchboard.test".to_owned(),
+        ),
     ])
 }
 
-async fn api(node: &Node, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Value {
+async fn api(
+    node: &Node,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
     let http = reqwest::Client::new();
-    let mut request = http.request(method, format!("{}{path}", node.base)).bearer_auth(token);
+    let mut request = http
+        .request(method, format!("{}{path}", node.base))
+        .bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
     }
     let reply = Reply::from(request.send().await.unwrap()).await;
-    assert!(reply.status.is_success(), "{path}: {} {}", reply.status, reply.text);
+    assert!(
+        reply.status.is_success(),
+        "{path}: {} {}",
+        reply.status,
+        reply.text
+    );
     reply.json
 }
 
@@ -71,7 +97,14 @@ pub(crate) async fn set_up(node: &Node) -> (String, String) {
         Some(json!({})),
     )
     .await;
-    let queue = api(node, post.clone(), "/api/v2/routing/queues", &boot, Some(json!({ "name": "Support" }))).await;
+    let queue = api(
+        node,
+        post.clone(),
+        "/api/v2/routing/queues",
+        &boot,
+        Some(json!({ "name": "Support" })),
+    )
+    .await;
     let deployment = api(
         node,
         post.clone(),
@@ -131,18 +164,29 @@ struct Visitor {
 }
 
 impl Visitor {
-    async fn connect(node: &Node, deployment: &str, token: &str, last_sequence: Option<u64>) -> Visitor {
-        let mut request = format!("{}/v1?deploymentId={deployment}&application=test", node.ws_base())
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert("origin", ORIGIN.parse().unwrap());
+    async fn connect(
+        node: &Node,
+        deployment: &str,
+        token: &str,
+        last_sequence: Option<u64>,
+    ) -> Visitor {
+        let mut request = format!(
+            "{}/v1?deploymentId={deployment}&application=test",
+            node.ws_base()
+        )
+        .into_client_request()
+        .unwrap();
+        request
+            .headers_mut()
+            .insert("origin", ORIGIN.parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
         let mut visitor = Visitor {
             ws,
             token: token.to_owned(),
             seen: Vec::new(),
         };
-        let mut configure = json!({ "action": "configureSession", "deploymentId": deployment, "token": token });
+        let mut configure =
+            json!({ "action": "configureSession", "deploymentId": deployment, "token": token });
         if let Some(last) = last_sequence {
             configure["lastSequence"] = json!(last);
         }
@@ -153,7 +197,10 @@ impl Visitor {
     }
 
     async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
     }
 
     /// The next frame; conversation events are recorded.
@@ -215,7 +262,9 @@ struct Agent {
 
 impl Agent {
     async fn connect(node: &Node, token: &str) -> Agent {
-        let mut request = format!("{}/api/v2/agent/ws", node.ws_base()).into_client_request().unwrap();
+        let mut request = format!("{}/api/v2/agent/ws", node.ws_base())
+            .into_client_request()
+            .unwrap();
         request
             .headers_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -240,7 +289,11 @@ impl Agent {
                 }
                 index += 1;
             }
-            assert!(tokio::time::Instant::now() < deadline, "never got {what}: {:#?}", self.frames);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never got {what}: {:#?}",
+                self.frames
+            );
             let frame = next_json(&mut self.ws).await;
             self.frames.push(frame);
         }
@@ -249,9 +302,14 @@ impl Agent {
     async fn request(&mut self, mut frame: Value) -> Value {
         let id = uuid::Uuid::new_v4().to_string();
         frame["requestId"] = json!(id);
-        self.ws.send(Message::Text(frame.to_string().into())).await.unwrap();
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
         let answer = self
-            .until("an answer", |f| f["type"] == "response" && f["requestId"] == id)
+            .until("an answer", |f| {
+                f["type"] == "response" && f["requestId"] == id
+            })
             .await;
         assert_eq!(answer["ok"], true, "{answer}");
         answer
@@ -260,13 +318,16 @@ impl Agent {
     async fn accept_next_offer(&mut self) -> String {
         let offer = self.until("an offer", |f| f["type"] == "offer").await;
         let conversation = offer["conversation"]["id"].as_str().unwrap().to_owned();
-        self.request(json!({ "type": "accept", "conversationId": conversation })).await;
+        self.request(json!({ "type": "accept", "conversationId": conversation }))
+            .await;
         conversation
     }
 
     async fn say(&mut self, conversation: &str, text: &str) {
-        self.request(json!({ "type": "send", "conversationId": conversation, "text": text, "id": text }))
-            .await;
+        self.request(
+            json!({ "type": "send", "conversationId": conversation, "text": text, "id": text }),
+        )
+        .await;
     }
 
     /// Waits for a message, live or inside a snapshot (events that were
@@ -277,7 +338,9 @@ impl Agent {
                 || (f["type"] == "snapshot"
                     && f["conversations"].as_array().is_some_and(|cs| {
                         cs.iter().any(|c| {
-                            c["events"].as_array().is_some_and(|es| es.iter().any(|e| e["text"] == text))
+                            c["events"]
+                                .as_array()
+                                .is_some_and(|es| es.iter().any(|e| e["text"] == text))
                         })
                     }))
         })
@@ -303,7 +366,9 @@ async fn visitor_and_agent_on_two_nodes_survive_a_sigkill() {
 
     // The agent is on node B, the visitor on node A.
     let mut agent = Agent::connect(&b, &agent_token).await;
-    agent.request(json!({ "type": "setPresence", "status": "available" })).await;
+    agent
+        .request(json!({ "type": "setPresence", "status": "available" }))
+        .await;
     let mut visitor = Visitor::connect(&a, &deployment, &token, None).await;
     visitor.say("hello from node A", "v1").await;
     let conversation = agent.accept_next_offer().await;
@@ -324,8 +389,16 @@ async fn visitor_and_agent_on_two_nodes_survive_a_sigkill() {
     let seen_before = std::mem::take(&mut visitor.seen);
     let mut resumed = Visitor::connect(&b, &deployment, &token, Some(last)).await;
     resumed.until_text("while you were away 2").await;
-    let texts: Vec<&str> = resumed.seen.iter().filter_map(|(_, e)| e["text"].as_str()).collect();
-    assert_eq!(texts, ["while you were away 1", "while you were away 2"], "missed messages, once each, in order");
+    let texts: Vec<&str> = resumed
+        .seen
+        .iter()
+        .filter_map(|(_, e)| e["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["while you were away 1", "while you were away 2"],
+        "missed messages, once each, in order"
+    );
     // A resend of a message the dead node had already logged is not logged twice.
     let again = resumed.say("second from A", "v2").await;
     assert!(again <= last, "a resend answers its first sequence");
@@ -349,7 +422,9 @@ async fn a_redis_restart_interrupts_but_loses_nothing() {
     let (deployment, agent_token) = set_up(&a).await;
     let token = uuid::Uuid::new_v4().to_string();
     let mut agent = Agent::connect(&b, &agent_token).await;
-    agent.request(json!({ "type": "setPresence", "status": "available" })).await;
+    agent
+        .request(json!({ "type": "setPresence", "status": "available" }))
+        .await;
     let mut visitor = Visitor::connect(&a, &deployment, &token, None).await;
     visitor.say("before the restart", "r1").await;
     let conversation = agent.accept_next_offer().await;
@@ -360,11 +435,18 @@ async fn a_redis_restart_interrupts_but_loses_nothing() {
     for node in [&a, &b] {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let ready = http.get(format!("{}/readyz", node.base)).send().await.unwrap();
+            let ready = http
+                .get(format!("{}/readyz", node.base))
+                .send()
+                .await
+                .unwrap();
             if ready.status() == StatusCode::SERVICE_UNAVAILABLE {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "still ready without Redis");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "still ready without Redis"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -372,7 +454,11 @@ async fn a_redis_restart_interrupts_but_loses_nothing() {
     for node in [&a, &b] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = http.get(format!("{}/readyz", node.base)).send().await.unwrap();
+            let ready = http
+                .get(format!("{}/readyz", node.base))
+                .send()
+                .await
+                .unwrap();
             if ready.status() == StatusCode::OK {
                 break;
             }
@@ -396,18 +482,27 @@ async fn a_node_shutting_down_sends_sockets_away_with_1001() {
     let env = cluster_env(&redis);
     let a = Node::start(&env).ready().await;
     let (deployment, _) = set_up(&a).await;
-    let mut visitor = Visitor::connect(&a, &deployment, &uuid::Uuid::new_v4().to_string(), None).await;
+    let mut visitor =
+        Visitor::connect(&a, &deployment, &uuid::Uuid::new_v4().to_string(), None).await;
     let stopping = tokio::task::spawn_blocking(move || a.terminate());
     let code = loop {
-        match tokio::time::timeout(WAIT, visitor.ws.next()).await.expect("no close in time") {
+        match tokio::time::timeout(WAIT, visitor.ws.next())
+            .await
+            .expect("no close in time")
+        {
             Some(Ok(Message::Close(Some(frame)))) => break frame.code,
             Some(Ok(Message::Close(None))) | None => panic!("closed without a code"),
             Some(Ok(_)) => continue,
-            Some(Err(tungstenite::Error::ConnectionClosed)) => panic!("closed without a close frame"),
+            Some(Err(tungstenite::Error::ConnectionClosed)) => {
+                panic!("closed without a close frame")
+            }
             Some(Err(e)) => panic!("{e}"),
         }
     };
     assert_eq!(code, CloseCode::Away);
     let output = stopping.await.unwrap();
-    assert!(output.iter().any(|l| l.contains("shutting down")), "{output:?}");
+    assert!(
+        output.iter().any(|l| l.contains("shutting down")),
+        "{output:?}"
+    );
 }

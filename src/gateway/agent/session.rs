@@ -693,6 +693,19 @@ impl Session {
         for c in current {
             let id = c.meta.id;
             if let Some(held) = self.held.get_mut(&id) {
+                // Offered anew while held (transferred back to this agent,
+                // say): announced like any other offer.
+                let offered_anew = match (&held.conversation.state, &c.state) {
+                    (
+                        ConversationState::Offered { deadline: was, .. },
+                        ConversationState::Offered { deadline: now, .. },
+                    ) => was != now,
+                    (_, ConversationState::Offered { .. }) => true,
+                    _ => false,
+                };
+                if offered_anew {
+                    offers.push(ConversationView::from(&c));
+                }
                 held.conversation = c;
                 continue;
             }

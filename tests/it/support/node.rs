@@ -10,7 +10,11 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `switchboard serve` process.
@@ -73,7 +77,11 @@ impl Node {
             {
                 return self;
             }
-            assert!(tokio::time::Instant::now() < deadline, "node not ready: {:?}", self.lines());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node not ready: {:?}",
+                self.lines()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -101,7 +109,10 @@ impl Node {
     /// SIGTERM, then waits for a clean exit and answers the output.
     pub fn terminate(mut self) -> Vec<String> {
         if let Some(mut child) = self.child.take() {
-            let status = Command::new("kill").arg(child.id().to_string()).status().unwrap();
+            let status = Command::new("kill")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
             assert!(status.success());
             let exit = child.wait().unwrap();
             assert!(exit.success(), "exit status {exit:?}: {:?}", self.lines());
