@@ -85,15 +85,7 @@ pub struct GuestSession {
 
 impl Record for GuestSession {
     const KIND: Kind = Kind::GuestSession;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn collection(&self) -> String {
         format!("route/deployment/{}/sessions", self.deployment_id)
     }
@@ -113,15 +105,7 @@ pub struct Visitor {
 
 impl Record for Visitor {
     const KIND: Kind = Kind::Visitor;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn collection(&self) -> String {
         format!("route/org/{}/visitors", self.org_id)
     }
@@ -188,15 +172,7 @@ pub const OFFERED_COLLECTION: &str = "route/offered";
 
 impl Record for Conversation {
     const KIND: Kind = Kind::Conversation;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn collection(&self) -> String {
         match &self.state {
             ConversationState::Waiting { .. } => waiting_collection(self.queue_id),
@@ -268,15 +244,7 @@ pub const ONLINE_AGENTS_COLLECTION: &str = "route/agents/online";
 
 impl Record for AgentState {
     const KIND: Kind = Kind::AgentState;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn collection(&self) -> String {
         match self.status {
             AgentStatus::Offline => format!("route/org/{}/agents/offline", self.org_id),

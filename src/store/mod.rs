@@ -18,6 +18,23 @@ use crate::telemetry::Metrics;
 use records::Meta;
 use types::OrgId;
 
+/// The bookkeeping half of [`Record`] for a record with `meta` and
+/// `org_id` fields: what nearly every record has.
+macro_rules! record_basics {
+    () => {
+        fn meta(&self) -> &$crate::store::records::Meta {
+            &self.meta
+        }
+        fn meta_mut(&mut self) -> &mut $crate::store::records::Meta {
+            &mut self.meta
+        }
+        fn org(&self) -> $crate::store::types::OrgId {
+            self.org_id
+        }
+    };
+}
+pub(crate) use record_basics;
+
 /// A typed record the store can keep.
 pub trait Record: Serialize + DeserializeOwned + Send + Sync {
     const KIND: Kind;

@@ -115,15 +115,7 @@ impl OidcIntegration {
 
 impl Record for OidcIntegration {
     const KIND: Kind = Kind::OidcIntegration;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
 }
 
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
@@ -292,15 +284,7 @@ record!(Configuration, Kind::Configuration);
 
 impl Record for Configuration {
     const KIND: Kind = Kind::Configuration;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn refs(&self) -> Vec<RecordKey> {
         self.draft
             .authentication_settings
@@ -381,15 +365,7 @@ impl Deployment {
 
 impl Record for Deployment {
     const KIND: Kind = Kind::Deployment;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn refs(&self) -> Vec<RecordKey> {
         let mut refs = vec![
             Configuration::key_of(self.configuration.id),
@@ -420,15 +396,7 @@ record!(Queue, Kind::Queue);
 
 impl Record for Queue {
     const KIND: Kind = Kind::Queue;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn refs(&self) -> Vec<RecordKey> {
         self.member_ids
             .iter()
@@ -466,15 +434,7 @@ impl Member {
 
 impl Record for Member {
     const KIND: Kind = Kind::Member;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
     fn claims(&self) -> Vec<String> {
         vec![Member::identity_claim(
             self.org_id,
@@ -505,13 +465,5 @@ record!(ApiClient, Kind::ApiClient);
 
 impl Record for ApiClient {
     const KIND: Kind = Kind::ApiClient;
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn org(&self) -> OrgId {
-        self.org_id
-    }
+    crate::store::record_basics!();
 }
