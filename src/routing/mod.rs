@@ -557,32 +557,16 @@ impl Routing {
         agent: &AgentIdentity,
         requested: &[Uuid],
     ) -> RoutingResult<Vec<Uuid>> {
-        let mut queues = Vec::new();
-        let mut page = 1;
-        loop {
-            let listing = self
-                .store
-                .list::<Queue>(
-                    &collection_of(Queue::KIND, agent.org),
-                    PageRequest {
-                        number: page,
-                        size: 100,
-                    },
-                )
-                .await?;
-            let done = listing.entities.len() < 100;
-            for queue in listing.entities {
-                let member = !agent.is_member || queue.member_ids.contains(&agent.id);
-                let wanted = requested.is_empty() || requested.contains(&queue.meta.id);
-                if member && wanted {
-                    queues.push(queue.meta.id);
-                }
-            }
-            if done {
-                break;
-            }
-            page += 1;
-        }
+        let queues = self
+            .store
+            .list_all::<Queue>(&collection_of(Queue::KIND, agent.org))
+            .await?;
+        let queues = queues
+            .into_iter()
+            .filter(|queue| !agent.is_member || queue.member_ids.contains(&agent.id))
+            .filter(|queue| requested.is_empty() || requested.contains(&queue.meta.id))
+            .map(|queue| queue.meta.id)
+            .collect();
         Ok(queues)
     }
 
@@ -977,31 +961,19 @@ impl Routing {
 
     /// Agents who could take an offer from `queue` right now.
     async fn candidates(&self, queue: &Queue) -> RoutingResult<Vec<AgentState>> {
-        let mut agents = Vec::new();
-        let mut page = 1;
-        loop {
-            let listing = self
-                .store
-                .list::<AgentState>(
-                    ONLINE_AGENTS_COLLECTION,
-                    PageRequest {
-                        number: page,
-                        size: 100,
-                    },
-                )
-                .await?;
-            let done = listing.entities.len() < 100;
-            agents.extend(listing.entities.into_iter().filter(|a| {
+        let online = self
+            .store
+            .list_all::<AgentState>(ONLINE_AGENTS_COLLECTION)
+            .await?;
+        let agents = online
+            .into_iter()
+            .filter(|a| {
                 a.org_id == queue.org_id
                     && a.status == AgentStatus::Available
                     && a.queues.contains(&queue.meta.id)
                     && a.conversations.len() < queue.agent_capacity as usize
-            }));
-            if done {
-                break;
-            }
-            page += 1;
-        }
+            })
+            .collect();
         Ok(agents)
     }
 
@@ -1176,15 +1148,9 @@ impl Routing {
     pub async fn sweep_agents(&self, now: DateTime<Utc>) -> RoutingResult<()> {
         let online = self
             .store
-            .list::<AgentState>(
-                ONLINE_AGENTS_COLLECTION,
-                PageRequest {
-                    number: 1,
-                    size: 100,
-                },
-            )
+            .list_all::<AgentState>(ONLINE_AGENTS_COLLECTION)
             .await?;
-        for agent in online.entities {
+        for agent in online {
             let alive = self
                 .engine()
                 .peek(Space::AgentAlive, &agent.meta.id.to_string())
@@ -1264,28 +1230,9 @@ impl Routing {
     }
 
     async fn route_all(&self, now: DateTime<Utc>) -> RoutingResult<()> {
-        let orgs = self
-            .store
-            .list::<Organization>(
-                "orgs",
-                PageRequest {
-                    number: 1,
-                    size: 100,
-                },
-            )
-            .await?;
-        for org in orgs.entities {
-            let queues = self
-                .store
-                .list::<Queue>(
-                    &collection_of(Queue::KIND, OrgId(org.meta.id)),
-                    PageRequest {
-                        number: 1,
-                        size: 100,
-                    },
-                )
-                .await?;
-            for queue in queues.entities {
+        for org in self.store.list_all::<Organization>("orgs").await? {
+            let collection = collection_of(Queue::KIND, OrgId(org.meta.id));
+            for queue in self.store.list_all::<Queue>(&collection).await? {
                 self.route(queue.meta.id, now).await;
             }
         }

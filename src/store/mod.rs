@@ -229,6 +229,24 @@ impl Store {
         })
     }
 
+    /// Every record of a collection, read a page at a time: for the sweeps
+    /// and routing scans that must not stop at the first page.
+    pub async fn list_all<T: Record>(&self, collection: &str) -> StoreResult<Vec<T>> {
+        const PAGE: u64 = 100;
+        let mut all = Vec::new();
+        for number in 1.. {
+            let listing = self
+                .list::<T>(collection, PageRequest { number, size: PAGE })
+                .await?;
+            let last = (listing.entities.len() as u64) < PAGE;
+            all.extend(listing.entities);
+            if last {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// Stores a new record at version 1.
     pub async fn create<T: Record>(&self, record: &mut T) -> StoreResult<()> {
         let put = self.prepare(record, Expect::Absent).await?;
