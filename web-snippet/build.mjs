@@ -1,53 +1,73 @@
-// Bundles src/main.js into dist/widget.js (one minified file, no source map,
-// no paths or dates in it: the same sources and esbuild version give the
-// same bytes), reports its gzipped size, and fails above the budget.
+// Bundles the browser code switchboard serves, each into minified files
+// with no source map and no paths or dates in them (the same sources and
+// esbuild version give the same bytes), reports their gzipped sizes, and
+// fails above each budget:
 //
-// switchboard embeds dist/widget.js, so the built file is committed.
-// `node build.mjs --check` builds without writing and fails when
-// dist/widget.js is not byte for byte what the sources give (scripts/test
-// runs it).
+// - the widget a site embeds: src/main.js → dist/widget.js (30 KB gzipped:
+//   it loads on every page of the site);
+// - the agent console: console/src/main.js → dist/console.js and
+//   dist/console.css.
+//
+// switchboard embeds dist/, so the built files are committed.
+// `node build.mjs --check` builds without writing and fails when a file in
+// dist/ is not byte for byte what the sources give (scripts/test runs it).
 
 import { build } from 'esbuild';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const BUDGET_GZIP_BYTES = 30 * 1024;
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, 'dist', 'widget.js');
 const check = process.argv.includes('--check');
-
-const result = await build({
-  absWorkingDir: here,
-  entryPoints: ['src/main.js'],
-  bundle: true,
-  minify: true,
-  format: 'iife',
-  target: ['es2020', 'chrome90', 'firefox90', 'safari15'],
-  charset: 'utf8',
-  legalComments: 'none',
-  sourcemap: false,
-  write: false,
-  logLevel: 'warning',
-});
 const { version } = JSON.parse(readFileSync(join(here, 'node_modules', 'esbuild', 'package.json'), 'utf8'));
-const banner = `/* switchboard web snippet (built by esbuild ${version}) */\n`;
-const bytes = Buffer.concat([Buffer.from(banner), Buffer.from(result.outputFiles[0].contents)]);
-if (check) {
-  if (!existsSync(out) || !readFileSync(out).equals(bytes)) {
-    console.error('web-snippet/dist/widget.js is not what web-snippet/src builds to: run `npm run build --prefix web-snippet` and commit dist/widget.js');
-    process.exit(1);
+
+const BUNDLES = [
+  { entry: 'src/main.js', out: 'widget', title: 'web snippet', budget: 30 * 1024 },
+  { entry: 'console/src/main.js', out: 'console', title: 'agent console', budget: 60 * 1024 },
+];
+
+const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
+let failed = false;
+
+for (const bundle of BUNDLES) {
+  const result = await build({
+    absWorkingDir: here,
+    entryPoints: { [bundle.out]: bundle.entry },
+    outdir: 'dist',
+    bundle: true,
+    minify: true,
+    format: 'iife',
+    target: ['es2020', 'chrome90', 'firefox90', 'safari15'],
+    charset: 'utf8',
+    legalComments: 'none',
+    sourcemap: false,
+    write: false,
+    logLevel: 'warning',
+  });
+  let total = 0;
+  for (const file of result.outputFiles) {
+    const name = basename(file.path);
+    const banner = `/* switchboard ${bundle.title} (built by esbuild ${version}) */\n`;
+    const bytes = Buffer.concat([Buffer.from(banner), Buffer.from(file.contents)]);
+    const out = join(here, 'dist', name);
+    if (check) {
+      if (!existsSync(out) || !readFileSync(out).equals(bytes)) {
+        console.error(`web-snippet/dist/${name} is not what its sources build to: run \`npm run build --prefix web-snippet\` and commit dist/`);
+        failed = true;
+      }
+    } else {
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, bytes);
+    }
+    const gzipped = gzipSync(bytes, { level: 9 }).length;
+    total += gzipped;
+    console.log(`dist/${name}: ${kb(bytes.length)}, ${kb(gzipped)} gzipped${check ? ', checked' : ''}`);
   }
-} else {
-  mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(out, bytes);
+  if (total > bundle.budget) {
+    console.error(`the ${bundle.title} is ${kb(total)} gzipped, over its budget of ${kb(bundle.budget)}`);
+    failed = true;
+  }
 }
 
-const gzipped = gzipSync(bytes, { level: 9 }).length;
-const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
-console.log(`dist/widget.js: ${kb(bytes.length)}, ${kb(gzipped)} gzipped (budget ${kb(BUDGET_GZIP_BYTES)})${check ? ', up to date' : ''}`);
-if (gzipped > BUDGET_GZIP_BYTES) {
-  console.error(`dist/widget.js is over its budget of ${kb(BUDGET_GZIP_BYTES)} gzipped`);
-  process.exit(1);
-}
+if (failed) process.exit(1);

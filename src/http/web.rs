@@ -1,12 +1,14 @@
-//! What visitors' browsers load from switchboard: the web snippet's widget
-//! script, the page the IdP sends the widget's sign-in popup back to, and a
-//! demo page hosting a deployment's snippet.
+//! What browsers load from switchboard: the web snippet's widget script,
+//! the page the IdP sends the widget's sign-in popup back to, a demo page
+//! hosting a deployment's snippet, and the agent console.
 //!
 //! The front-end lives in `web-snippet/`: the loader a site pastes
 //! (`loader.html`, rendered by [`snippet`] into every deployment's
-//! `snippet` field), the callback and demo pages, and the widget, built by
-//! esbuild into `web-snippet/dist/widget.js`. That file is committed and
-//! embedded here, so building switchboard needs no Node.
+//! `snippet` field), the callback and demo pages, the widget, built by
+//! esbuild into `web-snippet/dist/widget.js`, and the console
+//! (`web-snippet/console/`, built into `dist/console.js` and
+//! `dist/console.css`). The built files are committed and embedded here, so
+//! building switchboard needs no Node.
 
 use std::sync::LazyLock;
 
@@ -23,6 +25,9 @@ use crate::store::records::Deployment;
 use crate::store::types::DeploymentStatus;
 
 const WIDGET_JS: &[u8] = include_bytes!("../../web-snippet/dist/widget.js");
+const CONSOLE_JS: &[u8] = include_bytes!("../../web-snippet/dist/console.js");
+const CONSOLE_CSS: &[u8] = include_bytes!("../../web-snippet/dist/console.css");
+const CONSOLE_PAGE: &str = include_str!("../../web-snippet/console/index.html");
 const LOADER: &str = include_str!("../../web-snippet/loader.html");
 const CALLBACK_PAGE: &str = include_str!("../../web-snippet/callback.html");
 const DEMO_PAGE: &str = include_str!("../../web-snippet/demo.html");
@@ -31,15 +36,40 @@ const DEMO_PAGE: &str = include_str!("../../web-snippet/demo.html");
 /// public URL); the IdP client must list it as a redirect URI.
 pub const CALLBACK_PATH: &str = "/web-snippet/callback";
 
-/// A strong validator of the embedded script, so revalidation is cheap.
-static WIDGET_ETAG: LazyLock<String> =
-    LazyLock::new(|| format!("\"{}\"", hex::encode(Sha256::digest(WIDGET_JS))));
+/// Strong validators of the embedded files, so revalidation is cheap.
+static WIDGET_ETAG: LazyLock<String> = LazyLock::new(|| etag(WIDGET_JS));
+static CONSOLE_JS_ETAG: LazyLock<String> = LazyLock::new(|| etag(CONSOLE_JS));
+static CONSOLE_CSS_ETAG: LazyLock<String> = LazyLock::new(|| etag(CONSOLE_CSS));
+
+/// The console page names its script and stylesheet with a digest of both,
+/// so a new build is never mixed with a cached old one.
+static CONSOLE_HTML: LazyLock<String> = LazyLock::new(|| {
+    let mut digest = Sha256::new();
+    digest.update(CONSOLE_JS);
+    digest.update(CONSOLE_CSS);
+    let version = hex::encode(digest.finalize());
+    CONSOLE_PAGE.replace("{{VERSION}}", version.get(..16).unwrap_or(&version))
+});
+
+/// What the console page may load and do: its own script, stylesheet, API
+/// and socket, nothing inline, and no framing (clickjacking).
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; media-src 'self' data:; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/web-snippet/widget.js", get(widget_js))
         .route(CALLBACK_PATH, get(callback))
         .route("/demo", get(demo))
+        .route("/console", get(console_page))
+        .route("/console/", get(console_page))
+        .route("/console/console.js", get(console_js))
+        .route("/console/console.css", get(console_css))
+}
+
+fn etag(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(Sha256::digest(bytes)))
 }
 
 /// The HTML a site pastes to embed deployment `deployment`: the loader of
@@ -56,7 +86,50 @@ pub fn snippet(public_url: &url::Url, deployment: Uuid) -> String {
 /// The widget script. Its URL is not versioned, so caches keep it for five
 /// minutes and revalidate with the ETag; any site may load it.
 async fn widget_js(headers: HeaderMap) -> Response {
-    let etag = WIDGET_ETAG.as_str();
+    let mut response = asset(&headers, WIDGET_JS, &WIDGET_ETAG, "text/javascript; charset=utf-8");
+    let out = response.headers_mut();
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    out.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("cross-origin"),
+    );
+    response
+}
+
+/// The console's script and stylesheet: the page names them with a digest,
+/// but they are revalidated like the widget all the same.
+async fn console_js(headers: HeaderMap) -> Response {
+    asset(&headers, CONSOLE_JS, &CONSOLE_JS_ETAG, "text/javascript; charset=utf-8")
+}
+
+async fn console_css(headers: HeaderMap) -> Response {
+    asset(&headers, CONSOLE_CSS, &CONSOLE_CSS_ETAG, "text/css; charset=utf-8")
+}
+
+/// `GET /console`: the agent console. The page itself holds nothing
+/// secret; it signs staff in through `/auth/login` and then works on the
+/// session cookie.
+async fn console_page() -> Response {
+    let mut response = html(StatusCode::OK, CONSOLE_HTML.clone());
+    let out = response.headers_mut();
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONSOLE_CSP),
+    );
+    out.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+/// An embedded file with its ETag, answered 304 when the client has it.
+fn asset(headers: &HeaderMap, body: &'static [u8], etag: &str, content_type: &'static str) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -67,13 +140,10 @@ async fn widget_js(headers: HeaderMap) -> Response {
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        (StatusCode::OK, bytes::Bytes::from_static(WIDGET_JS)).into_response()
+        (StatusCode::OK, bytes::Bytes::from_static(body)).into_response()
     };
     let out = response.headers_mut();
-    out.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/javascript; charset=utf-8"),
-    );
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     out.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=300"),
@@ -81,14 +151,6 @@ async fn widget_js(headers: HeaderMap) -> Response {
     if let Ok(value) = HeaderValue::from_str(etag) {
         out.insert(header::ETAG, value);
     }
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    out.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("cross-origin"),
-    );
     out.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

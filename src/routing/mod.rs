@@ -91,6 +91,26 @@ pub enum TransferTarget {
     Agent(Uuid),
 }
 
+/// Where an agent may transfer to: see [`Routing::directory`].
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Directory {
+    pub queues: Vec<DirectoryQueue>,
+    pub agents: Vec<DirectoryAgent>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DirectoryQueue {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DirectoryAgent {
+    pub id: Uuid,
+    pub name: String,
+    pub status: AgentStatus,
+}
+
 /// A new event from a visitor or an agent, before it has a sequence.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
@@ -568,6 +588,40 @@ impl Routing {
             .map(|queue| queue.meta.id)
             .collect();
         Ok(queues)
+    }
+
+    /// Where an agent may transfer a conversation: every queue of its
+    /// organization, and the organization's other agents that are
+    /// connected (available or away), by name.
+    pub async fn directory(&self, agent: &AgentIdentity) -> RoutingResult<Directory> {
+        let mut queues: Vec<DirectoryQueue> = self
+            .store
+            .list_all::<Queue>(&collection_of(Queue::KIND, agent.org))
+            .await?
+            .into_iter()
+            .map(|q| DirectoryQueue {
+                id: q.meta.id,
+                name: q.name,
+            })
+            .collect();
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        // Online agents of every organization share one collection (the
+        // sweeper's); this organization's are picked out of it.
+        let mut agents: Vec<DirectoryAgent> = self
+            .store
+            .list_all::<AgentState>(ONLINE_AGENTS_COLLECTION)
+            .await?
+            .into_iter()
+            .filter(|a| a.org_id == agent.org && a.meta.id != agent.id)
+            .filter(|a| a.status != AgentStatus::Offline)
+            .map(|a| DirectoryAgent {
+                id: a.meta.id,
+                name: a.display_name,
+                status: a.status,
+            })
+            .collect();
+        agents.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Directory { queues, agents })
     }
 
     /// Sets an agent available (for `queues`) or away.

@@ -1,8 +1,9 @@
-// What the browser tests stand on: a real switchboard (the binary cargo
-// built, on the embedded engine, in a throwaway data directory, on a free
-// loopback port), the real test IdP (tests/idp), the admin records of two
-// deployments (one for guests, one requiring sign-in), an agent on the
-// agent WebSocket, and Debian's chromium driven by playwright-core.
+// What the browser tests stand on: real switchboard nodes (the binary
+// cargo built, on a free loopback port each: on the embedded engine in a
+// throwaway data directory, or several on one throwaway redis-server), the
+// real test IdP (tests/idp), the admin records of two deployments (one for
+// guests, one requiring sign-in), an agent on the agent WebSocket, and
+// Debian's chromium driven by playwright-core.
 //
 // Every process started here is killed when the tests end, and the IdP
 // also watches this process's pid.
@@ -92,15 +93,74 @@ export async function startIdp(redirectUris) {
   return { issuer: `http://127.0.0.1:${port}`, clientId, clientSecret, stop: () => stopChild(child) };
 }
 
-// switchboard as built by cargo, on the embedded engine.
-export async function startSwitchboard() {
+// A throwaway redis-server on a free port, keeping nothing on disk.
+export async function startRedis() {
+  const port = await freePort();
+  const child = track(
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
+  const deadline = Date.now() + 10000;
+  while (!(await redisPing(port))) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
+    if (Date.now() > deadline) throw new Error('redis-server did not start');
+    await sleep(50);
+  }
+  return { url: `redis://127.0.0.1:${port}`, stop: () => stopChild(child) };
+}
+
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setTimeout(1000);
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (data) => {
+      socket.destroy();
+      resolve(String(data).startsWith('+PONG'));
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+// Two switchboard nodes on one Redis, serving one contact center: they
+// share the key prefix, the master key and the bootstrap token. Each has
+// its own address as its public URL, as two hosts would.
+export async function startCluster() {
+  const redis = await startRedis();
+  const shared = {
+    redisUrl: redis.url,
+    masterKey: randomBytes(32).toString('base64'),
+    bootstrap: `sbb_browser_${randomBytes(16).toString('hex')}`,
+  };
+  const a = await startSwitchboard(shared);
+  const b = await startSwitchboard(shared);
+  return {
+    a,
+    b,
+    bootstrap: shared.bootstrap,
+    async stop() {
+      await Promise.all([a.stop(), b.stop()]);
+      await redis.stop();
+    },
+  };
+}
+
+// switchboard as built by cargo: on the embedded engine, or on Redis when
+// `redisUrl` is given (with the `masterKey` and `bootstrap` every node of
+// the contact center shares).
+export async function startSwitchboard({ redisUrl, masterKey, bootstrap: sharedBootstrap } = {}) {
   // SWITCHBOARD_BIN may be relative to the repository (scripts/test's is).
   const binary = resolve(ROOT, process.env.SWITCHBOARD_BIN || 'target/debug/switchboard');
   if (!existsSync(binary)) throw new Error(`${binary} is missing: cargo build first`);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const data = mkdtempSync(join(tmpdir(), 'switchboard-browser-'));
-  const bootstrap = `sbb_browser_${randomBytes(16).toString('hex')}`;
+  const bootstrap = sharedBootstrap || `sbb_browser_${randomBytes(16).toString('hex')}`;
   const log = [];
   const child = track(
     spawn(binary, ['serve'], {
@@ -112,7 +172,8 @@ export async function startSwitchboard() {
         SWITCHBOARD_BOOTSTRAP_TOKEN: bootstrap,
         // The test IdP is plain http on loopback.
         SWITCHBOARD_OIDC_ALLOW_INSECURE: 'true',
-        REDIS_URL: '',
+        REDIS_URL: redisUrl || '',
+        ...(masterKey ? { SWITCHBOARD_MASTER_KEY: masterKey } : {}),
         RUST_LOG: process.env.RUST_LOG || 'warn',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -232,7 +293,7 @@ export async function setUp(sb, idp) {
   const guest = await deployment('Guest demo', guestConfig);
   const signIn = await deployment('Sign-in demo', signInConfig);
   const agent = await apiClient(sb.base, call, 'Ada', ['agent']);
-  return { call, guest, signIn, queue, agent };
+  return { call, integration, guestConfig, signInConfig, guest, signIn, queue, agent };
 }
 
 // An agent on the agent WebSocket: every frame it got, and requests
@@ -363,4 +424,24 @@ export function screenshotPath(name) {
     : join(tmpdir(), 'switchboard-screenshots');
   mkdirSync(dir, { recursive: true });
   return join(dir, `${name}.png`);
+}
+
+// Signs a staff member in to the console at `base` through the IdP's
+// login form (the test IdP signs in any login name, whose `sub` it is),
+// and waits for the console to show.
+export async function consoleSignIn(page, base, login) {
+  await page.goto(`${base}/console`);
+  await page.getByRole('link', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/interaction\//);
+  await page.locator('input[name=login]').fill(login);
+  await page.locator('input[name=password]').fill('any');
+  await page.locator('button[type=submit]').click();
+  await page.waitForURL(`${base}/console`);
+  await page.getByRole('button', { name: 'Sign out' }).waitFor();
+}
+
+// Names the IdP `integrationId` as the organization's staff sign-in.
+export async function useForStaff(call, integrationId) {
+  const org = await call('GET', '/api/v2/organizations/me');
+  await call('PUT', '/api/v2/organizations/me', { name: org.name, staffIntegrationId: integrationId, version: org.version });
 }

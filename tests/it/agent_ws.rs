@@ -868,6 +868,66 @@ async fn conversations_transfer_to_queues_and_agents(kind: EngineKind) {
 }
 on_both_engines!(conversations_transfer_to_queues_and_agents);
 
+/// `directory` names where a conversation can go: every queue of the
+/// organization, and its other connected agents; nothing of another
+/// organization, nobody offline, not the asker.
+async fn the_directory_names_transfer_targets(kind: EngineKind) {
+    let scene = Scene::new(kind).await;
+    let app = &scene.app;
+    let billing = create_queue(app, &scene.admin, json!({ "name": "Billing" })).await;
+    let (_, first) = scene.agent("First").await;
+    let (second_id, second) = scene.agent("Second").await;
+    // An agent that never connects is never listed.
+    scene.agent("Never connected").await;
+    let other = app
+        .post(
+            "/api/v2/organizations",
+            &app.bootstrap.clone(),
+            json!({ "name": "Other Corp" }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let other_admin = app
+        .access_token(
+            other["client"]["id"].as_str().unwrap(),
+            other["client"]["secret"].as_str().unwrap(),
+        )
+        .await;
+    create_queue(app, &other_admin, json!({ "name": "Elsewhere" })).await;
+    let (_, stranger) = client_of(app, &other_admin, "Stranger", &["agent"]).await;
+
+    let (mut a, _) = AgentSocket::connect(app, &first).await;
+    let (mut b, _) = AgentSocket::connect(app, &second).await;
+    let (mut s, _) = AgentSocket::connect(app, &stranger).await;
+    s.available().await;
+    b.available().await;
+
+    let directory = a.ok(json!({ "type": "directory" })).await;
+    assert_eq!(
+        directory["result"]["queues"],
+        json!([
+            { "id": billing, "name": "Billing" },
+            { "id": scene.queue, "name": "Support" },
+        ])
+    );
+    assert_eq!(
+        directory["result"]["agents"],
+        json!([{ "id": second_id, "name": "Second", "status": "available" }])
+    );
+
+    // Once Second's only socket is gone and its grace period has passed,
+    // it is offline and no longer a target.
+    b.close().await;
+    app.state()
+        .routing
+        .agent_gone(second_id, Utc::now())
+        .await
+        .unwrap();
+    let directory = a.ok(json!({ "type": "directory" })).await;
+    assert_eq!(directory["result"]["agents"], json!([]));
+}
+on_both_engines!(the_directory_names_transfer_targets);
+
 async fn agents_read_only_what_they_hold(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;

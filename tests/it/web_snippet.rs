@@ -126,6 +126,77 @@ async fn the_widget_script_is_served_to_any_site_and_revalidated_by_etag() {
     assert!(again.bytes().await.unwrap().is_empty());
 }
 
+/// The console page loads its script and stylesheet by a digest of their
+/// contents, allows nothing inline and no framing, and is never cached
+/// without revalidation; the files themselves are the committed build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_under_a_strict_policy() {
+    let app = TestApp::spawn(EngineKind::Embedded).await;
+    let response = get(&app, "/console").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header_of(&response, "content-type"),
+        "text/html; charset=utf-8"
+    );
+    let csp = header_of(&response, "content-security-policy").to_owned();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(csp.contains(directive), "{directive} missing from {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(header_of(&response, "x-frame-options"), "DENY");
+    assert_eq!(header_of(&response, "cache-control"), "no-cache");
+    let page = response.text().await.unwrap();
+    assert!(!page.contains("{{"), "{page}");
+    let script = page
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let (path, version) = script.split_once("?v=").unwrap();
+    assert_eq!(path, "/console/console.js");
+    assert!(
+        version.len() == 16 && version.chars().all(|c| c.is_ascii_hexdigit()),
+        "{version}"
+    );
+    assert!(page.contains(&format!("/console/console.css?v={version}")));
+
+    for (path, kind, built) in [
+        (
+            script.as_str(),
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../web-snippet/dist/console.js").as_slice(),
+        ),
+        (
+            "/console/console.css",
+            "text/css; charset=utf-8",
+            include_bytes!("../../web-snippet/dist/console.css").as_slice(),
+        ),
+    ] {
+        let response = get(&app, path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(header_of(&response, "content-type"), kind);
+        // Only the widget is for other sites.
+        assert_eq!(header_of(&response, "access-control-allow-origin"), "");
+        let etag = header_of(&response, "etag").to_owned();
+        assert_eq!(response.bytes().await.unwrap().as_ref(), built, "{path}");
+        let again = app
+            .http
+            .get(app.url(path))
+            .header(header::IF_NONE_MATCH, &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployments_snippet_is_the_loader_the_widget_expects() {
     let app = TestApp::spawn(EngineKind::Embedded).await;

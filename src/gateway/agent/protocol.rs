@@ -71,6 +71,8 @@ pub enum Request {
         #[serde(default)]
         limit: Option<usize>,
     },
+    /// The organization's queues and connected agents: transfer targets.
+    Directory,
     Ping,
 }
 
@@ -199,6 +201,8 @@ pub enum Outcome {
         /// More events follow the last one returned.
         more: bool,
     },
+    /// `directory`.
+    Directory(crate::routing::Directory),
 }
 
 #[derive(Debug, Serialize)]

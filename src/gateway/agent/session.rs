@@ -356,6 +356,7 @@ impl Session {
         let now = Utc::now();
         match request {
             Request::Ping => Ok(None),
+            Request::Directory => Ok(Some(Outcome::Directory(routing.directory(&me).await?))),
             Request::SetPresence { status, queue_ids } => {
                 let requested = queue_ids.unwrap_or_default();
                 let queues = match status {

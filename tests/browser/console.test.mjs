@@ -1,0 +1,206 @@
+// The agent console in a real browser, on two switchboard nodes sharing
+// one Redis, with the real test IdP: staff sign in to the console on node
+// B, a visitor signs in on node A's demo page, and the two chat (typing and
+// presence on both sides) until the agent ends the conversation with a
+// wrap-up code.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { consoleSignIn, launchBrowser, screenshotPath, setUp, startCluster, startIdp, useForStaff } from './support.mjs';
+
+let cluster;
+let idp;
+let records;
+let browser;
+let grace;
+
+before(async () => {
+  cluster = await startCluster();
+  const { a, b } = cluster;
+  // Visitors sign in through node A's widget callback, staff through node
+  // B's console callback.
+  idp = await startIdp([`${a.base}/web-snippet/callback`, `${b.base}/auth/callback`]);
+  records = await setUp(a, idp);
+  const { call } = records;
+  await useForStaff(call, records.integration);
+  // Grace answers the queue; an admin lets her in before her first sign-in
+  // (the IdP's subject is the login name).
+  grace = await call('POST', '/api/v2/members', {
+    issuer: idp.issuer,
+    subject: 'grace',
+    displayName: 'Grace',
+    email: 'grace@example.com',
+    roles: ['agent'],
+  });
+  const queue = records.queue;
+  await call('PUT', `/api/v2/routing/queues/${queue.id}`, {
+    name: queue.name,
+    offerTimeoutSeconds: queue.offerTimeoutSeconds,
+    agentCapacity: queue.agentCapacity,
+    memberIds: [grace.id],
+    version: queue.version,
+  });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await idp?.stop();
+  await cluster?.stop();
+});
+
+function widget(page) {
+  return {
+    launcher: page.getByRole('button', { name: /^Chat\b/ }),
+    panel: page.getByRole('dialog', { name: 'Chat with us' }),
+    input: page.getByRole('textbox', { name: 'Message' }),
+    log: page.getByRole('log', { name: 'Conversation' }),
+    signIn: page.getByRole('button', { name: 'Sign in' }),
+    signOut: page.getByRole('button', { name: 'Sign out' }),
+  };
+}
+
+async function eventually(fn, what, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: ${last && last.message}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('an agent in the console and a signed-in visitor, on different nodes', () => {
+  let agentContext;
+  let agentPage;
+  let visitorContext;
+  let visitorPage;
+  let card;
+
+  before(async () => {
+    agentContext = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    agentPage = await agentContext.newPage();
+    visitorContext = await browser.newContext({ viewport: { width: 1000, height: 720 } });
+    visitorPage = await visitorContext.newPage();
+  });
+
+  after(async () => {
+    await agentContext?.close();
+    await visitorContext?.close();
+  });
+
+  test('the agent signs in on node B, sees its member id, and goes available', async () => {
+    await agentPage.goto(`${cluster.b.base}/console`);
+    await agentPage.getByText('Sign in with your organization’s account').waitFor();
+    await consoleSignIn(agentPage, cluster.b.base, 'grace');
+
+    await agentPage.getByRole('link', { name: 'Profile' }).click();
+    await agentPage.getByTestId('member-id').getByText(grace.id).waitFor();
+    // An agent has no settings pages.
+    assert.equal(await agentPage.getByRole('link', { name: 'Settings' }).count(), 0);
+
+    await agentPage.getByRole('link', { name: 'Conversations' }).click();
+    await agentPage.getByText('Connected', { exact: true }).waitFor();
+    const available = agentPage.getByRole('button', { name: 'Available' });
+    await available.click();
+    await eventually(async () => assert.equal(await available.getAttribute('aria-pressed'), 'true'), 'available');
+    await agentPage.getByText('Available on 1 queue').waitFor();
+  });
+
+  test('a visitor on node A signs in at the IdP and is offered to the agent', async () => {
+    await visitorPage.goto(`${cluster.a.base}/demo?deploymentId=${records.signIn.id}`);
+    const w = widget(visitorPage);
+    await w.launcher.click();
+    await w.panel.getByText('Please sign in to chat with us').waitFor();
+    const [popup] = await Promise.all([visitorPage.waitForEvent('popup'), w.signIn.click()]);
+    await popup.waitForURL(new RegExp(`^${idp.issuer}/`));
+    await popup.locator('input[name=login]').fill('ada');
+    await popup.locator('input[name=password]').fill('any');
+    await popup.locator('button[type=submit]').click();
+    await popup.waitForEvent('close', { timeout: 20000 });
+    await w.signOut.waitFor();
+    await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'sending is possible');
+    await w.input.fill('Hello, I cannot log in to my account');
+    await w.input.press('Enter');
+
+    // The offer: a visual cue (the count in the tab title and the nav) and
+    // the verified identity before accepting.
+    const offers = agentPage.getByRole('list', { name: 'Offers' });
+    const offer = offers.getByRole('listitem').filter({ hasText: 'Ada Tester' });
+    await offer.waitFor();
+    await offer.getByText('Authenticated').waitFor();
+    await eventually(async () => assert.equal(await agentPage.title(), '(1) switchboard console'), 'the title counts the offer');
+    await agentPage.screenshot({ path: screenshotPath('console-offer') });
+    await offer.getByRole('button', { name: 'Accept Ada Tester' }).click();
+    await offers.waitFor({ state: 'hidden' });
+    assert.equal(await agentPage.title(), 'switchboard console');
+
+    card = agentPage.getByRole('article', { name: 'Ada Tester' });
+    await card.waitFor();
+    const identity = card.getByRole('definition');
+    await identity.getByText('ada@example.com', { exact: true }).waitFor();
+    await identity.getByText(idp.issuer, { exact: true }).waitFor();
+    await identity.getByText('ada', { exact: true }).waitFor();
+    await card.getByRole('log').getByText('Hello, I cannot log in to my account').waitFor();
+    // The visitor sees the agent join.
+    await w.log.getByText('Grace joined the conversation').waitFor();
+  });
+
+  test('typing and messages show on both sides', async () => {
+    const w = widget(visitorPage);
+    const reply = card.getByRole('textbox', { name: 'Reply to Ada Tester' });
+
+    // The agent types: the visitor sees it.
+    await reply.pressSequentially('Let me', { delay: 20 });
+    await visitorPage.getByText('Grace is typing…').waitFor();
+    await reply.pressSequentially(' check that for you.', { delay: 5 });
+    await reply.press('Enter');
+    await w.log.getByText('Let me check that for you.').waitFor();
+
+    // The visitor types: the agent sees it, then the message.
+    await w.input.pressSequentially('It says my password', { delay: 20 });
+    await card.getByText('Ada Tester is typing…').waitFor();
+    await w.input.pressSequentially(' is wrong', { delay: 5 });
+    await w.input.press('Enter');
+    const transcript = card.getByRole('log', { name: 'Conversation with Ada Tester' });
+    await transcript.getByText('It says my password is wrong').waitFor();
+    await card.getByText('Ada Tester is typing…').waitFor({ state: 'hidden' });
+    // Each message once, in order, the agent's own marked as such.
+    await eventually(async () => {
+      const texts = await transcript.locator('li.msg .text').allTextContents();
+      assert.deepEqual(texts, ['Hello, I cannot log in to my account', 'Let me check that for you.', 'It says my password is wrong']);
+    }, 'the agent transcript');
+    await transcript.locator('li.msg.mine').getByText('Let me check that for you.').waitFor();
+    await agentPage.screenshot({ path: screenshotPath('console-conversation') });
+  });
+
+  test('a reload of the console keeps the conversation and its history', async () => {
+    await agentPage.reload();
+    card = agentPage.getByRole('article', { name: 'Ada Tester' });
+    const transcript = card.getByRole('log', { name: 'Conversation with Ada Tester' });
+    await eventually(async () => {
+      const texts = await transcript.locator('li.msg .text').allTextContents();
+      assert.deepEqual(texts, ['Hello, I cannot log in to my account', 'Let me check that for you.', 'It says my password is wrong']);
+    }, 'the history after a reload');
+    // Still available: the status is the server's, not the page's.
+    await eventually(async () => assert.equal(await agentPage.getByRole('button', { name: 'Available' }).getAttribute('aria-pressed'), 'true'), 'still available');
+  });
+
+  test('the agent ends the conversation with a wrap-up code', async () => {
+    const w = widget(visitorPage);
+    await card.getByRole('combobox', { name: 'Wrap-up code' }).fill('password-reset');
+    await card.getByRole('button', { name: 'End' }).click();
+    await card.getByText('Ended · password-reset').waitFor();
+    await card.getByRole('log').getByText('Conversation ended (password-reset)').waitFor();
+    // Read-only now, until the agent closes it.
+    assert.equal(await card.getByRole('textbox', { name: 'Reply to Ada Tester' }).count(), 0);
+    await w.log.getByText('Grace ended the conversation').waitFor();
+    await card.getByRole('button', { name: 'Close' }).click();
+    await card.waitFor({ state: 'detached' });
+  });
+});
