@@ -23,7 +23,7 @@ before(async () => {
   idp = await startIdp([`${a.base}/web-snippet/callback`, `${b.base}/auth/callback`]);
   records = await setUp(a, idp);
   const { call } = records;
-  await useForStaff(call, records.integration);
+  await useForStaff(call, records.integration.id);
   // Grace answers the queue; an admin lets her in before her first sign-in
   // (the IdP's subject is the login name).
   grace = await call('POST', '/api/v2/members', {
@@ -41,6 +41,8 @@ before(async () => {
     memberIds: [grace.id],
     version: queue.version,
   });
+  // A queue to transfer to, which nobody answers.
+  await call('POST', '/api/v2/routing/queues', { name: 'Billing' });
   browser = await launchBrowser();
 });
 
@@ -176,7 +178,43 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
       assert.deepEqual(texts, ['Hello, I cannot log in to my account', 'Let me check that for you.', 'It says my password is wrong']);
     }, 'the agent transcript');
     await transcript.locator('li.msg.mine').getByText('Let me check that for you.').waitFor();
-    await agentPage.screenshot({ path: screenshotPath('console-conversation') });
+  });
+
+  test('a second conversation opens beside the first, and is transferred to another queue', async () => {
+    const guestContext = await browser.newContext({ viewport: { width: 1000, height: 720 } });
+    try {
+      const guestPage = await guestContext.newPage();
+      await guestPage.goto(`${cluster.a.base}/demo?deploymentId=${records.guest.id}`);
+      const w = widget(guestPage);
+      await w.launcher.click();
+      await w.input.fill('Do you ship to Norway?');
+      await w.input.press('Enter');
+
+      const offer = agentPage.getByRole('list', { name: 'Offers' }).getByRole('listitem').filter({ hasText: 'Visitor' });
+      await offer.getByText('Guest').waitFor();
+      await offer.getByRole('button', { name: 'Accept Visitor' }).click();
+      const second = agentPage.getByRole('article', { name: 'Visitor' });
+      await second.getByText('Not signed in').waitFor();
+      await second.getByRole('log').getByText('Do you ship to Norway?').waitFor();
+      // Side by side: both cards on one row.
+      const [left, right] = [await card.boundingBox(), await second.boundingBox()];
+      assert.equal(left.y, right.y);
+      assert.ok(right.x > left.x + left.width);
+      await agentPage.screenshot({ path: screenshotPath('console-conversations') });
+
+      // Transfer: the targets come from the agent's directory.
+      const target = second.getByRole('combobox', { name: 'Transfer Visitor to' });
+      await target.selectOption({ label: 'Billing' });
+      await second.getByRole('button', { name: 'Transfer' }).click();
+      await second.getByText('No longer yours').waitFor();
+      await w.log.getByText('Grace left the conversation').waitFor();
+      assert.equal(await second.getByRole('textbox', { name: 'Reply to Visitor' }).count(), 0);
+      await second.getByRole('log').getByText('You transferred the conversation to Billing').waitFor();
+      await second.getByRole('button', { name: 'Close' }).click();
+      await second.waitFor({ state: 'detached' });
+    } finally {
+      await guestContext.close();
+    }
   });
 
   test('a reload of the console keeps the conversation and its history', async () => {
@@ -194,7 +232,7 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
   test('the agent ends the conversation with a wrap-up code', async () => {
     const w = widget(visitorPage);
     await card.getByRole('combobox', { name: 'Wrap-up code' }).fill('password-reset');
-    await card.getByRole('button', { name: 'End' }).click();
+    await card.getByRole('button', { name: 'End', exact: true }).click();
     await card.getByText('Ended · password-reset').waitFor();
     await card.getByRole('log').getByText('Conversation ended (password-reset)').waitFor();
     // Read-only now, until the agent closes it.

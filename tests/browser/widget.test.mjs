@@ -1,6 +1,7 @@
-// The web snippet in a real browser (Debian's chromium) against a real
-// switchboard, a real agent on the agent WebSocket and the real test IdP:
-// a visitor on the demo page chats with an agent (typing, presence), keeps
+// The web snippet in a real browser (Debian's chromium) against two real
+// switchboard nodes on one Redis (the visitor's page on node A, the agent's
+// socket on node B) and the real test IdP: a visitor on the demo page
+// chats with an agent (typing, presence), keeps
 // the history over a reload, loses the connection and finds nothing lost,
 // and, on a deployment that requires it, cannot send before signing in
 // through the popup at the IdP.
@@ -8,8 +9,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Agent, launchBrowser, screenshotPath, setUp, startIdp, startSwitchboard } from './support.mjs';
+import { Agent, launchBrowser, screenshotPath, setUp, startCluster, startIdp } from './support.mjs';
 
+let cluster;
 let sb;
 let idp;
 let records;
@@ -17,12 +19,13 @@ let browser;
 let agent;
 
 before(async () => {
-  sb = await startSwitchboard();
+  cluster = await startCluster();
+  sb = cluster.a;
   // The widget's popup lands on switchboard's callback page; a host page's
   // own auth provider (below) on a page of its own.
   idp = await startIdp([`${sb.base}/web-snippet/callback`, `${sb.base}/provider-landing`]);
   records = await setUp(sb, idp);
-  agent = await Agent.connect(sb.base, records.agent.token);
+  agent = await Agent.connect(cluster.b.base, records.agent.token);
   await agent.request({ type: 'setPresence', status: 'available' });
   browser = await launchBrowser();
 });
@@ -31,7 +34,7 @@ after(async () => {
   agent?.close();
   await browser?.close();
   await idp?.stop();
-  await sb?.stop();
+  await cluster?.stop();
 });
 
 // The widget's parts, found by role and name as a person (or a screen

@@ -27,6 +27,10 @@ export class Workspace {
     this.cards = new Map();
     // Conversation id → the offered conversation view.
     this.offers = new Map();
+    // Events the server sent for conversations not on screen yet (while
+    // offered): the socket sends each event once, so they are kept for the
+    // card that shows them after an accept.
+    this.early = new Map();
     this.socket = new AgentSocket({
       onFrame: (frame) => this.onFrame(frame),
       onState: (state) => this.onSocketState(state),
@@ -142,7 +146,7 @@ export class Workspace {
         this.removeOffer(frame.conversationId);
         break;
       case 'event':
-        this.cards.get(frame.conversationId)?.addEvents([frame]);
+        this.addEvents(frame.conversationId, [frame]);
         break;
       case 'typing':
         this.cards.get(frame.conversationId)?.showTyping(frame.from);
@@ -163,10 +167,14 @@ export class Workspace {
       held.add(c.id);
       if (c.state === 'offered') {
         this.addOffer(c);
+        this.addEvents(c.id, c.events);
         continue;
       }
       this.removeOffer(c.id);
       this.card(c).update(c, c.events);
+    }
+    for (const id of [...this.early.keys()]) {
+      if (!held.has(id)) this.early.delete(id);
     }
     for (const id of [...this.offers.keys()]) {
       if (!held.has(id)) this.removeOffer(id);
@@ -176,6 +184,12 @@ export class Workspace {
     }
   }
 
+  addEvents(id, events) {
+    const card = this.cards.get(id);
+    if (card) card.addEvents(events);
+    else if (events.length) this.early.set(id, [...(this.early.get(id) ?? []), ...events]);
+  }
+
   card(conversation) {
     let card = this.cards.get(conversation.id);
     if (!card) {
@@ -183,6 +197,8 @@ export class Workspace {
       this.cards.set(conversation.id, card);
       this.grid.append(card.el);
       this.empty.hidden = true;
+      card.addEvents(this.early.get(conversation.id) ?? []);
+      this.early.delete(conversation.id);
     }
     return card;
   }
@@ -270,6 +286,7 @@ class Card {
     // Messages typed but not yet in the log: client id → {text, li}.
     this.unsent = new Map();
     this.active = true;
+    this.isEnded = false;
     this.typingTimer = null;
     this.lastTypingSent = 0;
     this.build();
@@ -341,7 +358,7 @@ class Card {
     this.el = h(
       'article',
       { class: 'card', 'aria-labelledby': title.id, 'data-conversation': this.id },
-      h('header', null, h('div', { class: 'who' }, visitorBadge(v), title), this.state, this.closeButton),
+      h('header', null, h('div', { class: 'who' }, h('div', { class: 'name' }, title, visitorBadge(v)), this.state), this.closeButton),
       identity,
       this.more,
       this.log,
@@ -373,16 +390,39 @@ class Card {
     this.addEvents(events);
   }
 
-  // The conversation is no longer the agent's: keep it to read.
+  // The conversation is no longer the agent's (ended, transferred, or
+  // taken back after a lost connection): keep it to read.
   release() {
     if (!this.active) return;
     this.active = false;
-    this.setState(this.endedBy ? 'Ended' : 'No longer yours');
+    if (this.isEnded) return;
+    this.setState('No longer yours');
+    this.catchUp();
+  }
+
+  ended(wrapUp) {
+    if (this.isEnded) return;
+    this.isEnded = true;
+    this.setState(`Ended${wrapUp ? ` · ${wrapUp}` : ''}`);
+    this.catchUp();
+  }
+
+  // The socket stops sending a conversation's events once it is no longer
+  // the agent's; the last ones (the end itself) come from its history,
+  // which an agent may read for every conversation it held.
+  async catchUp() {
+    const last = Math.max(0, ...this.shown.keys());
+    try {
+      const page = await this.ws.socket.request({ type: 'history', conversationId: this.id, afterSequence: last, limit: HISTORY_PAGE });
+      this.addEvents(page.events);
+    } catch {
+      // Only the closing notes are missing; the conversation is over.
+    }
   }
 
   setState(text) {
     this.state.textContent = text;
-    const open = this.active && !this.endedBy;
+    const open = this.active && !this.isEnded;
     this.composer.hidden = !open;
     this.actions.hidden = !open;
     this.closeButton.hidden = open;
@@ -403,10 +443,7 @@ class Card {
         this.unsent.get(e.clientMessageId).li.remove();
         this.unsent.delete(e.clientMessageId);
       }
-      if (e.kind === 'ended') {
-        this.endedBy = e;
-        this.setState(`Ended${e.wrapUp ? ` · ${e.wrapUp}` : ''}`);
-      }
+      if (e.kind === 'ended') this.ended(e.wrapUp);
     }
     const first = Math.min(...this.shown.keys());
     this.more.hidden = !(Number.isFinite(first) && first > 1);
@@ -526,7 +563,8 @@ class Card {
     event.preventDefault();
     const wrapUp = this.wrapUp.value.trim();
     try {
-      await this.ws.socket.request({ type: 'end', conversationId: this.id, ...(wrapUp ? { wrapUp } : {}) });
+      const result = await this.ws.socket.request({ type: 'end', conversationId: this.id, ...(wrapUp ? { wrapUp } : {}) });
+      this.ended(result.conversation.wrapUp);
     } catch (e) {
       this.ws.notify(`Could not end the conversation: ${e.message}`, 'error');
     }
