@@ -86,7 +86,12 @@ pub fn snippet(public_url: &url::Url, deployment: Uuid) -> String {
 /// The widget script. Its URL is not versioned, so caches keep it for five
 /// minutes and revalidate with the ETag; any site may load it.
 async fn widget_js(headers: HeaderMap) -> Response {
-    let mut response = asset(&headers, WIDGET_JS, &WIDGET_ETAG, "text/javascript; charset=utf-8");
+    let mut response = asset(
+        &headers,
+        WIDGET_JS,
+        &WIDGET_ETAG,
+        "text/javascript; charset=utf-8",
+    );
     let out = response.headers_mut();
     out.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
@@ -102,11 +107,21 @@ async fn widget_js(headers: HeaderMap) -> Response {
 /// The console's script and stylesheet: the page names them with a digest,
 /// but they are revalidated like the widget all the same.
 async fn console_js(headers: HeaderMap) -> Response {
-    asset(&headers, CONSOLE_JS, &CONSOLE_JS_ETAG, "text/javascript; charset=utf-8")
+    asset(
+        &headers,
+        CONSOLE_JS,
+        &CONSOLE_JS_ETAG,
+        "text/javascript; charset=utf-8",
+    )
 }
 
 async fn console_css(headers: HeaderMap) -> Response {
-    asset(&headers, CONSOLE_CSS, &CONSOLE_CSS_ETAG, "text/css; charset=utf-8")
+    asset(
+        &headers,
+        CONSOLE_CSS,
+        &CONSOLE_CSS_ETAG,
+        "text/css; charset=utf-8",
+    )
 }
 
 /// `GET /console`: the agent console. The page itself holds nothing
@@ -129,7 +144,12 @@ async fn console_page() -> Response {
 }
 
 /// An embedded file with its ETag, answered 304 when the client has it.
-fn asset(headers: &HeaderMap, body: &'static [u8], etag: &str, content_type: &'static str) -> Response {
+fn asset(
+    headers: &HeaderMap,
+    body: &'static [u8],
+    etag: &str,
+    content_type: &'static str,
+) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -242,3 +242,66 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
     await card.waitFor({ state: 'detached' });
   });
 });
+
+describe('an admin in the settings pages', () => {
+  let context;
+  let page;
+
+  before(async () => {
+    await records.call('POST', '/api/v2/members', {
+      issuer: idp.issuer,
+      subject: 'root',
+      displayName: 'Root',
+      roles: ['admin'],
+    });
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    page = await context.newPage();
+    // Moving a deployment to a version that changes who may chat asks
+    // first; the admin agrees.
+    page.on('dialog', (dialog) => dialog.accept());
+  });
+
+  after(async () => {
+    await context?.close();
+  });
+
+  test('requires sign-in for a deployment, publishes, and the next visitor must sign in', async () => {
+    const configUrl = `${cluster.a.base}/webdeployments/v1/deployments/${records.guest.id}/config.json`;
+    assert.equal((await (await fetch(configUrl)).json()).auth?.enabled ?? false, false);
+
+    await consoleSignIn(page, cluster.b.base, 'root');
+    await page.getByRole('link', { name: 'Settings' }).click();
+    const sections = page.getByRole('navigation', { name: 'Settings sections' });
+    await sections.getByRole('link', { name: 'Messenger configurations' }).click();
+    await page.getByRole('button', { name: 'Edit Guests' }).click();
+    await page.getByRole('checkbox', { name: 'Authentication required' }).check();
+    await page.getByLabel('Sign-in integration').selectOption({ label: `Test IdP (${idp.issuer})` });
+    await page.getByRole('button', { name: 'Publish' }).click();
+    await page.getByText('Published version 2 of “Guests”.').waitFor();
+
+    await sections.getByRole('link', { name: 'Deployments' }).click();
+    const row = page.getByRole('row').filter({ hasText: 'Guest demo' });
+    await row.getByText('Guests', { exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Use version 2 for Guest demo' }).click();
+    await row.getByText('Sign-in required').waitFor();
+    await page.screenshot({ path: screenshotPath('console-settings') });
+    // What a widget reads now.
+    const config = await (await fetch(configUrl)).json();
+    assert.equal(config.version, '2');
+    assert.equal(config.auth.enabled, true);
+
+    // The next visitor of that deployment cannot send before signing in.
+    const visitorContext = await browser.newContext({ viewport: { width: 1000, height: 720 } });
+    try {
+      const visitor = await visitorContext.newPage();
+      await visitor.goto(`${cluster.a.base}/demo?deploymentId=${records.guest.id}`);
+      const w = widget(visitor);
+      await w.launcher.click();
+      await w.panel.getByText('Please sign in to chat with us').waitFor();
+      assert.equal(await w.input.isDisabled(), true);
+      await w.signIn.waitFor();
+    } finally {
+      await visitorContext.close();
+    }
+  });
+});

@@ -872,7 +872,8 @@ on_both_engines!(conversations_transfer_to_queues_and_agents);
 /// organization, and its other connected agents; nothing of another
 /// organization, nobody offline, not the asker.
 async fn the_directory_names_transfer_targets(kind: EngineKind) {
-    let scene = Scene::new(kind).await;
+    let setup = Setup::new(kind).set("SWITCHBOARD_AGENT_GRACE_SECONDS", "1");
+    let scene = Scene::with(setup, json!({ "name": "Support" })).await;
     let app = &scene.app;
     let billing = create_queue(app, &scene.admin, json!({ "name": "Billing" })).await;
     let (_, first) = scene.agent("First").await;
@@ -915,16 +916,31 @@ async fn the_directory_names_transfer_targets(kind: EngineKind) {
         json!([{ "id": second_id, "name": "Second", "status": "available" }])
     );
 
-    // Once Second's only socket is gone and its grace period has passed,
-    // it is offline and no longer a target.
-    b.close().await;
-    app.state()
-        .routing
-        .agent_gone(second_id, Utc::now())
-        .await
-        .unwrap();
+    // Away is still a target (an agent may hand a conversation to a
+    // colleague on a break) and says so.
+    b.ok(json!({ "type": "setPresence", "status": "away" }))
+        .await;
     let directory = a.ok(json!({ "type": "directory" })).await;
-    assert_eq!(directory["result"]["agents"], json!([]));
+    assert_eq!(
+        directory["result"]["agents"],
+        json!([{ "id": second_id, "name": "Second", "status": "away" }])
+    );
+
+    // Once Second's only socket is gone and its grace period (1 s here)
+    // has passed, the sweeper takes it offline: no longer a target.
+    b.close().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let directory = a.ok(json!({ "type": "directory" })).await;
+        if directory["result"]["agents"] == json!([]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Second is still listed: {directory}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 on_both_engines!(the_directory_names_transfer_targets);
 

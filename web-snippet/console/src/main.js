@@ -12,7 +12,7 @@ import '../console.css';
 import { Api } from './api.js';
 import { h, mount } from './dom.js';
 import { Workspace } from './workspace.js';
-import { SECTIONS, renderSettings } from './settings.js';
+import { renderSettings } from './settings.js';
 
 const api = new Api();
 const root = document.getElementById('console');
@@ -160,7 +160,8 @@ function start(session) {
 
   const route = () => {
     const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
-    let [view, section] = parts;
+    let [view] = parts;
+    const section = parts[1];
     if (!links[view]) view = isAgent ? 'conversations' : canSettings ? 'settings' : 'profile';
     for (const [name, link] of Object.entries(links)) {
       if (link) link.toggleAttribute('aria-current', name === view);
@@ -170,8 +171,12 @@ function start(session) {
     settingsView.hidden = view !== 'settings';
     profileView.hidden = view !== 'profile';
     if (view === 'settings') {
-      if (!SECTIONS.some((s) => s.id === section)) section = SECTIONS[0].id;
-      renderSettings(settingsView, { api, session, section, notify });
+      // Roles may have changed since sign-in: the settings shown follow
+      // the session as it is now.
+      api
+        .session()
+        .then((now) => renderSettings(settingsView, { api, session: now ?? session, section, notify }))
+        .catch(() => renderSettings(settingsView, { api, session, section, notify }));
     } else if (view === 'profile') {
       profilePage(profileView);
     }
