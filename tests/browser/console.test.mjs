@@ -255,6 +255,7 @@ describe('an admin in the settings pages', () => {
       roles: ['admin'],
     });
     context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: cluster.b.base });
     page = await context.newPage();
     // Moving a deployment to a version that changes who may chat asks
     // first; the admin agrees.
@@ -265,11 +266,26 @@ describe('an admin in the settings pages', () => {
     await context?.close();
   });
 
+  test('tests an OIDC integration against its IdP', async () => {
+    await consoleSignIn(page, cluster.b.base, 'root');
+    await page.getByRole('link', { name: 'Settings' }).click();
+    const sections = page.getByRole('navigation', { name: 'Settings sections' });
+    await sections.getByRole('link', { name: 'OIDC integrations' }).click();
+    const row = page.getByRole('row').filter({ hasText: 'Test IdP' });
+    await row.getByText(idp.issuer).waitFor();
+    await page.getByRole('button', { name: 'Test Test IdP' }).click();
+    await page.getByText('Test of “Test IdP”: every check passed').waitFor();
+    const diagnosis = page.locator('.st-diagnosis');
+    assert.equal(await diagnosis.getByText('Fail', { exact: true }).count(), 0);
+    assert.ok((await diagnosis.getByText('Pass', { exact: true }).count()) >= 3);
+    // The client secret is never shown, only that one is set.
+    assert.equal(await page.getByText(idp.clientSecret).count(), 0);
+  });
+
   test('requires sign-in for a deployment, publishes, and the next visitor must sign in', async () => {
     const configUrl = `${cluster.a.base}/webdeployments/v1/deployments/${records.guest.id}/config.json`;
     assert.equal((await (await fetch(configUrl)).json()).auth?.enabled ?? false, false);
 
-    await consoleSignIn(page, cluster.b.base, 'root');
     await page.getByRole('link', { name: 'Settings' }).click();
     const sections = page.getByRole('navigation', { name: 'Settings sections' });
     await sections.getByRole('link', { name: 'Messenger configurations' }).click();
@@ -289,6 +305,15 @@ describe('an admin in the settings pages', () => {
     const config = await (await fetch(configUrl)).json();
     assert.equal(config.version, '2');
     assert.equal(config.auth.enabled, true);
+
+    // The snippet, copied as a site would paste it (each node writes its
+    // own public URL into it).
+    await page.getByRole('button', { name: 'Edit Guest demo' }).click();
+    await page.getByRole('button', { name: 'Copy snippet' }).click();
+    const copied = await page.evaluate(() => navigator.clipboard.readText());
+    assert.equal(copied, records.guest.snippet.replaceAll(cluster.a.base, cluster.b.base));
+    assert.match(copied, /deploymentId: '[0-9a-f-]{36}'/);
+    await page.screenshot({ path: screenshotPath('console-deployment') });
 
     // The next visitor of that deployment cannot send before signing in.
     const visitorContext = await browser.newContext({ viewport: { width: 1000, height: 720 } });

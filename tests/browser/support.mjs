@@ -251,8 +251,10 @@ export async function apiClient(base, call, name, roles) {
 
 // Two deployments on switchboard's own origin (so the demo page can
 // connect): `guest` lets anyone chat, `signIn` requires signing in at the
-// IdP. Both route to one queue.
-export async function setUp(sb, idp) {
+// IdP. Both route to one queue. The agent's access token is issued by the
+// node at `agentBase` (switchboard's by default): tokens name the public
+// URL of the node that issued them.
+export async function setUp(sb, idp, { agentBase = sb.base } = {}) {
   const call = adminApi(sb.base, sb.bootstrap);
   const integration = await call('POST', '/api/v2/integrations/oidc', {
     name: 'Test IdP',
@@ -292,7 +294,7 @@ export async function setUp(sb, idp) {
     });
   const guest = await deployment('Guest demo', guestConfig);
   const signIn = await deployment('Sign-in demo', signInConfig);
-  const agent = await apiClient(sb.base, call, 'Ada', ['agent']);
+  const agent = await apiClient(agentBase, adminApi(agentBase, sb.bootstrap), 'Ada', ['agent']);
   return { call, integration, guestConfig, signInConfig, guest, signIn, queue, agent };
 }
 

@@ -24,7 +24,7 @@ before(async () => {
   // The widget's popup lands on switchboard's callback page; a host page's
   // own auth provider (below) on a page of its own.
   idp = await startIdp([`${sb.base}/web-snippet/callback`, `${sb.base}/provider-landing`]);
-  records = await setUp(sb, idp);
+  records = await setUp(sb, idp, { agentBase: cluster.b.base });
   agent = await Agent.connect(cluster.b.base, records.agent.token);
   await agent.request({ type: 'setPresence', status: 'available' });
   browser = await launchBrowser();
