@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { consoleSignIn, launchBrowser, screenshotPath, setUp, startCluster, startIdp, useForStaff } from './support.mjs';
+import { consoleSignIn, eventually, launchBrowser, screenshotPath, setUp, startCluster, startIdp, useForStaff, widget } from './support.mjs';
 
 let cluster;
 let idp;
@@ -51,31 +51,6 @@ after(async () => {
   await idp?.stop();
   await cluster?.stop();
 });
-
-function widget(page) {
-  return {
-    launcher: page.getByRole('button', { name: /^Chat\b/ }),
-    panel: page.getByRole('dialog', { name: 'Chat with us' }),
-    input: page.getByRole('textbox', { name: 'Message' }),
-    log: page.getByRole('log', { name: 'Conversation' }),
-    signIn: page.getByRole('button', { name: 'Sign in' }),
-    signOut: page.getByRole('button', { name: 'Sign out' }),
-  };
-}
-
-async function eventually(fn, what, timeoutMs = 15000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: ${last && last.message}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('an agent in the console and a signed-in visitor, on different nodes', () => {
   let agentContext;
@@ -217,6 +192,27 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
     }
   });
 
+  test('a declined offer goes away', async () => {
+    const guestContext = await browser.newContext();
+    try {
+      const guestPage = await guestContext.newPage();
+      await guestPage.goto(`${cluster.a.base}/demo?deploymentId=${records.guest.id}`);
+      const w = widget(guestPage);
+      await w.launcher.click();
+      await w.input.fill('Anyone there?');
+      await w.input.press('Enter');
+      const offers = agentPage.getByRole('list', { name: 'Offers' });
+      await offers.getByRole('button', { name: 'Decline Visitor' }).click();
+      await offers.waitFor({ state: 'hidden' });
+      assert.equal(await agentPage.title(), 'switchboard console');
+      assert.equal(await agentPage.getByRole('article', { name: 'Visitor' }).count(), 0);
+      // The visitor still waits, with nobody joined.
+      assert.equal(await w.log.getByText('joined the conversation').count(), 0);
+    } finally {
+      await guestContext.close();
+    }
+  });
+
   test('a reload of the console keeps the conversation and its history', async () => {
     await agentPage.reload();
     card = agentPage.getByRole('article', { name: 'Ada Tester' });
@@ -328,5 +324,25 @@ describe('an admin in the settings pages', () => {
     } finally {
       await visitorContext.close();
     }
+  });
+
+  test('signs out: the session is over on every node', async () => {
+    // The cookie as it was: after signing out it must be worth nothing,
+    // on either node, even to someone who kept a copy.
+    const session = (await context.cookies(cluster.b.base)).find((c) => c.name === 'sb_session');
+    const cookie = `sb_session=${session.value}`;
+    for (const node of [cluster.a, cluster.b]) {
+      const r = await fetch(`${node.base}/auth/session`, { headers: { cookie } });
+      assert.equal(r.status, 200, node.base);
+    }
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByText('You have signed out.').waitFor();
+    for (const node of [cluster.a, cluster.b]) {
+      const r = await fetch(`${node.base}/auth/session`, { headers: { cookie } });
+      assert.equal(r.status, 401, node.base);
+    }
+    // Back to the console: the sign-in page, not the settings.
+    await page.goto(`${cluster.b.base}/console#/settings/deployments`);
+    await page.getByRole('link', { name: 'Sign in' }).waitFor();
   });
 });

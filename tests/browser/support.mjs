@@ -217,6 +217,36 @@ export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+// What `fn` answers once it stops throwing, retried every 100 ms; its
+// last error (prefixed with `what`) after `timeoutMs`.
+export async function eventually(fn, what, timeoutMs = 15000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: ${last && last.message}`);
+    await sleep(100);
+  }
+}
+
+// The widget's parts, found by role and name as a person (or a screen
+// reader) would (Playwright's locators see into its shadow root).
+export function widget(page) {
+  return {
+    launcher: page.getByRole('button', { name: /^Chat\b/ }),
+    panel: page.getByRole('dialog', { name: 'Chat with us' }),
+    input: page.getByRole('textbox', { name: 'Message' }),
+    send: page.getByRole('button', { name: 'Send' }),
+    log: page.getByRole('log', { name: 'Conversation' }),
+    signIn: page.getByRole('button', { name: 'Sign in' }),
+    signOut: page.getByRole('button', { name: 'Sign out' }),
+  };
+}
+
 // The admin API with a bearer token.
 export function adminApi(base, token) {
   return async function call(method, path, body) {

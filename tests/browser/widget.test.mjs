@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Agent, launchBrowser, screenshotPath, setUp, startCluster, startIdp } from './support.mjs';
+import { Agent, eventually, launchBrowser, screenshotPath, setUp, startCluster, startIdp, widget } from './support.mjs';
 
 let cluster;
 let sb;
@@ -37,20 +37,6 @@ after(async () => {
   await cluster?.stop();
 });
 
-// The widget's parts, found by role and name as a person (or a screen
-// reader) would (Playwright's locators see into its shadow root).
-function widget(page) {
-  return {
-    launcher: page.getByRole('button', { name: /^Chat\b/ }),
-    panel: page.getByRole('dialog', { name: 'Chat with us' }),
-    input: page.getByRole('textbox', { name: 'Message' }),
-    send: page.getByRole('button', { name: 'Send' }),
-    log: page.getByRole('log', { name: 'Conversation' }),
-    signIn: page.getByRole('button', { name: 'Sign in' }),
-    signOut: page.getByRole('button', { name: 'Sign out' }),
-  };
-}
-
 async function say(page, text) {
   const w = widget(page);
   await w.input.fill(text);
@@ -62,20 +48,6 @@ async function bubbles(page) {
   return widget(page).log.locator('li.msg').evaluateAll((items) =>
     items.map((li) => li.firstChild.textContent + li.childNodes[1].textContent),
   );
-}
-
-async function eventually(fn, what, timeoutMs = 15000) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: ${last && last.message}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 // The visitor's messages the agent has of a conversation (from snapshots

@@ -880,20 +880,7 @@ async fn the_directory_names_transfer_targets(kind: EngineKind) {
     let (second_id, second) = scene.agent("Second").await;
     // An agent that never connects is never listed.
     scene.agent("Never connected").await;
-    let other = app
-        .post(
-            "/api/v2/organizations",
-            &app.bootstrap.clone(),
-            json!({ "name": "Other Corp" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let other_admin = app
-        .access_token(
-            other["client"]["id"].as_str().unwrap(),
-            other["client"]["secret"].as_str().unwrap(),
-        )
-        .await;
+    let other_admin = app.other_organization("Other Corp").await;
     create_queue(app, &other_admin, json!({ "name": "Elsewhere" })).await;
     let (_, stranger) = client_of(app, &other_admin, "Stranger", &["agent"]).await;
 
@@ -1014,20 +1001,7 @@ on_both_engines!(agents_read_only_what_they_hold);
 async fn other_organizations_see_nothing(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;
-    let created = app
-        .post(
-            "/api/v2/organizations",
-            &app.bootstrap.clone(),
-            json!({ "name": "Other Corp" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let other_admin = app
-        .access_token(
-            created["client"]["id"].as_str().unwrap(),
-            created["client"]["secret"].as_str().unwrap(),
-        )
-        .await;
+    let other_admin = app.other_organization("Other Corp").await;
     let other_queue = create_queue(app, &other_admin, json!({ "name": "Their support" })).await;
     let (_, outsider) = client_of(app, &other_admin, "Outsider", &["admin"]).await;
     let conversation = scene.visitor("ours", Some(verified_visitor())).await;

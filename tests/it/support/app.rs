@@ -248,6 +248,25 @@ impl TestApp {
         let bootstrap = self.bootstrap.clone();
         self.client_token(&bootstrap, &["admin"]).await
     }
+
+    /// A new organization (the operator adds it): an access token of its
+    /// first admin API client.
+    pub async fn other_organization(&self, name: &str) -> String {
+        let created = self
+            .post(
+                "/api/v2/organizations",
+                &self.bootstrap.clone(),
+                json!({ "name": name }),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        let client = &created["client"];
+        self.access_token(
+            client["id"].as_str().unwrap(),
+            client["secret"].as_str().unwrap(),
+        )
+        .await
+    }
 }
 
 impl Drop for TestApp {

@@ -47,12 +47,11 @@ const DEFAULT_COLOR = '#1f5eff';
 export function renderSettings(container, { api, session, section, notify }) {
   const admin = session.roles.includes('admin');
   const readable = SECTIONS.filter((s) => admin || SUPERVISOR_SECTIONS.includes(s.id));
-  let current = SECTIONS.find((s) => s.id === section) || SECTIONS[0];
-  // main.js falls back to the first section when the address names none; a
-  // supervisor would land on an admins-only page, so land on one it reads.
-  const named = location.hash.replace(/^#\/?/, '').split('/')[1] === current.id;
-  if (!readable.includes(current) && !named && readable.length) {
-    current = readable[0];
+  let current = SECTIONS.find((s) => s.id === section);
+  // An address that names no section lands on the first one the role may
+  // read (a supervisor's is Queues).
+  if (!current) {
+    current = readable[0] || SECTIONS[0];
     history.replaceState(null, '', `#/settings/${current.id}`);
   }
 

@@ -62,7 +62,7 @@ export class Workspace {
       this.offerList,
     );
     this.grid = h('div', { class: 'conversations' });
-    this.empty = h('p', { class: 'empty' }, 'No conversations yet. Go available to take offers from your queues.');
+    this.empty = h('p', { class: 'empty' });
     mount(
       this.container,
       h(
@@ -132,6 +132,10 @@ export class Workspace {
     if (status === 'available' && n === 0) {
       this.statusText.textContent = 'Available, but no queue lists you yet: an admin adds you to a queue.';
     }
+    this.empty.textContent =
+      status === 'available'
+        ? 'No conversations open. Offers from your queues show up here.'
+        : 'No conversations open. Go available to take offers from your queues.';
   }
 
   onFrame(frame) {
