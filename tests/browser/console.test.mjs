@@ -326,6 +326,35 @@ describe('an admin in the settings pages', () => {
     }
   });
 
+  test('grants a role in Members and roles; the supervisor then reads queues, read-only', async () => {
+    const sections = page.getByRole('navigation', { name: 'Settings sections' });
+    await sections.getByRole('link', { name: 'Members and roles' }).click();
+    await page.getByRole('button', { name: 'Edit Grace' }).click();
+    await page.getByRole('checkbox', { name: 'Supervisor' }).check();
+    await page.getByRole('button', { name: 'Save' }).click();
+    await eventually(async () => {
+      const member = await records.call('GET', `/api/v2/members/${grace.id}`);
+      assert.deepEqual(member.roles, ['supervisor', 'agent']);
+    }, 'the role granted');
+
+    // Grace, signed in as a supervisor now, sees Settings: queues and
+    // members, without anything to change them.
+    const supervisorContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    try {
+      const supervisor = await supervisorContext.newPage();
+      await consoleSignIn(supervisor, cluster.b.base, 'grace');
+      await supervisor.getByRole('link', { name: 'Settings' }).click();
+      const nav = supervisor.getByRole('navigation', { name: 'Settings sections' });
+      await nav.getByRole('link', { name: 'Queues' }).waitFor();
+      assert.deepEqual(await nav.getByRole('link').allTextContents(), ['Queues', 'Members and roles']);
+      await supervisor.getByRole('row').filter({ hasText: 'Support' }).waitFor();
+      assert.equal(await supervisor.getByRole('button', { name: 'New queue' }).count(), 0);
+      assert.equal(await supervisor.getByRole('button', { name: /^(Edit|Delete) / }).count(), 0);
+    } finally {
+      await supervisorContext.close();
+    }
+  });
+
   test('signs out: the session is over on every node', async () => {
     // The cookie as it was: after signing out it must be worth nothing,
     // on either node, even to someone who kept a copy.
