@@ -33,10 +33,31 @@ export function mount(el, ...children) {
   return el;
 }
 
-// A labelled form field: the label wraps the control, so clicking the
-// label focuses it and screen readers announce the name.
+let ids = 0;
+
+// An id no other element of the page has.
+export function uniqueId(prefix) {
+  ids += 1;
+  return `${prefix}-${ids}`;
+}
+
+// A labelled form field whose accessible name is exactly `label`. The
+// label wraps the control (clicking it focuses the control), except for a
+// select, which is labelled by `for`: a wrapping label's text would take in
+// every option's text. A hint sits outside the label, tied to the control
+// with aria-describedby.
 export function field(label, control, hint) {
-  return h('label', { class: 'field' }, h('span', { class: 'label' }, label), control, hint ? h('small', null, hint) : null);
+  let labelled;
+  if (control.tagName === 'SELECT') {
+    control.id ||= uniqueId('field');
+    labelled = h('div', { class: 'field' }, h('label', { class: 'label', for: control.id }, label), control);
+  } else {
+    labelled = h('label', { class: 'field' }, h('span', { class: 'label' }, label), control);
+  }
+  if (!hint) return labelled;
+  const note = h('small', { id: uniqueId('hint'), class: 'hint' }, hint);
+  control.setAttribute('aria-describedby', note.id);
+  return h('div', null, labelled, note);
 }
 
 export function formatTime(iso) {

@@ -166,24 +166,14 @@ function selectControl(options, value, attrs = {}) {
   return el;
 }
 
-// dom.js's field() for most controls. A select gets a label by `for`
-// instead of a wrapping one: a wrapping label's text would take in every
-// option's text, which is what label-matching tools (and some screen
-// readers) then read as the select's name.
-function labelled(label, control) {
-  if (control.tagName !== 'SELECT') return field(label, control);
-  control.id ||= uid('select');
-  return h('div', { class: 'field' }, h('label', { class: 'label', for: control.id }, label), control);
-}
-
 // A field whose hint is tied to the control with aria-describedby rather
 // than put inside its label, so the control's accessible name stays exactly
 // the label.
 function hinted(label, control, hint) {
-  if (!hint) return labelled(label, control);
+  if (!hint) return field(label, control);
   const id = uid('hint');
   control.setAttribute('aria-describedby', id);
-  return h('div', { class: 'st-field' }, labelled(label, control), h('small', { id, class: 'st-hint' }, hint));
+  return h('div', { class: 'st-field' }, field(label, control), h('small', { id, class: 'st-hint' }, hint));
 }
 
 // A checkbox (or radio) before its text, as forms usually show them.
@@ -608,7 +598,7 @@ async function organizationSection(ctx) {
         notify('Organization saved.');
       },
       children: [
-        labelled('Name', name),
+        field('Name', name),
         hinted(
           'Staff sign-in integration',
           staff,
@@ -619,7 +609,7 @@ async function organizationSection(ctx) {
         h(
           'div',
           { class: 'st-field' },
-          labelled('Redirect URI for staff sign-in', redirectBox),
+          field('Redirect URI for staff sign-in', redirectBox),
           h('small', { class: 'st-hint' }, 'The staff integration’s client at the identity provider must allow this redirect URI.'),
           button('Copy redirect URI', { onclick: () => copyText(redirect, redirectBox, notify, 'Redirect URI') }),
         ),
@@ -644,7 +634,7 @@ async function organizationSection(ctx) {
         h(
           'div',
           { class: 'st-field' },
-          labelled('Console sign-in address', linkBox),
+          field('Console sign-in address', linkBox),
           h('small', { class: 'st-hint' }, 'Staff of this organization sign in here.'),
           button('Copy address', { onclick: () => copyText(signInLink, linkBox, notify, 'Address') }),
         ),
@@ -899,9 +889,9 @@ async function integrationsSection(ctx) {
         await load();
       },
       children: [
-        labelled('Name', name),
+        field('Name', name),
         hinted('Issuer', issuer, 'Exactly as the provider’s discovery document states it: a trailing slash matters.'),
-        labelled('Client id', clientId),
+        field('Client id', clientId),
         hinted('Client secret', secret, secretHint),
         hinted('Scopes', scopes, 'Separated by spaces; must include openid.'),
         checkField('Active', active),
@@ -1163,8 +1153,8 @@ async function configurationsSection(ctx) {
       },
       children: [
         publishState(draft, versions),
-        labelled('Name', name),
-        labelled('Description', description),
+        field('Name', name),
+        field('Description', description),
         h(
           'fieldset',
           { class: 'st-group' },
@@ -1180,7 +1170,7 @@ async function configurationsSection(ctx) {
           'fieldset',
           { class: 'st-group' },
           h('legend', null, 'Messenger'),
-          h('div', { class: 'st-color' }, labelled('Primary colour', color), colorText),
+          h('div', { class: 'st-color' }, field('Primary colour', color), colorText),
           checkField('Agent typing indicator', agentTyping, 'Visitors see when an agent is typing.'),
           checkField('Visitor typing indicator', userTyping, 'Agents see when the visitor is typing.'),
           hinted('Session duration (seconds)', duration, durationHint),
@@ -1368,7 +1358,7 @@ async function queuesSection(ctx) {
         await load();
       },
       children: [
-        labelled('Name', name),
+        field('Name', name),
         hinted('Offer timeout (seconds)', timeout, 'How long an agent has to accept an offer before it goes to another (5 to 600).'),
         hinted('Capacity per agent', capacity, 'Conversations one agent of this queue handles at once (1 to 50).'),
         h(
@@ -1741,9 +1731,9 @@ async function deploymentsSection(ctx) {
         await edit(saved, null, opener, true);
       },
       children: [
-        labelled('Name', name),
-        labelled('Description', description),
-        labelled('Configuration', configuration),
+        field('Name', name),
+        field('Description', description),
+        field('Configuration', configuration),
         hinted('Configuration version', version, versionHint),
         h(
           'fieldset',
@@ -1753,7 +1743,7 @@ async function deploymentsSection(ctx) {
           hinted('Allowed domains', domains, 'One origin per line, such as https://shop.example.com: scheme, host and port only.'),
           advice,
         ),
-        labelled('Status', status),
+        field('Status', status),
         hinted(
           'Queue',
           queue,
@@ -1923,7 +1913,7 @@ async function membersSection(ctx) {
           h('dt', null, 'Member id'),
           h('dd', null, mono(m.id)),
         ),
-        labelled('Display name', displayName),
+        field('Display name', displayName),
         rolesGroup(boxes),
       ],
     });
@@ -2002,8 +1992,8 @@ async function membersSection(ctx) {
         h('datalist', { id: listId }, [...issuers].map((i) => h('option', { value: i }))),
         hinted('Issuer', issuer, 'The identity provider’s issuer, exactly as in its ID tokens.'),
         hinted('Subject', subject, 'The provider’s sub claim for this person. After a sign-in, a member finds it on their Profile page.'),
-        labelled('Display name', displayName),
-        labelled('Email', email),
+        field('Display name', displayName),
+        field('Email', email),
         rolesGroup(boxes),
       ],
     });
