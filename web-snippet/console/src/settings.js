@@ -12,7 +12,7 @@
 
 import './settings.css';
 import { ApiError } from './api.js';
-import { h, mount, field, formatDateTime } from './dom.js';
+import { h, mount, field, formatDateTime, uniqueId } from './dom.js';
 
 export const SECTIONS = [
   { id: 'organization', title: 'Organization' },
@@ -105,8 +105,7 @@ export function renderSettings(container, { api, session, section, notify }) {
 // ---------------------------------------------------------------------------
 // Building blocks
 
-let idSeq = 0;
-const uid = (prefix) => `st-${prefix}-${++idSeq}`;
+const uid = (prefix) => uniqueId(`st-${prefix}`);
 
 // A failed client-side check, naming the control to fix.
 class Problem extends Error {
