@@ -54,7 +54,7 @@ static CONSOLE_HTML: LazyLock<String> = LazyLock::new(|| {
 /// What the console page may load and do: its own script, stylesheet, API
 /// and socket, nothing inline, and no framing (clickjacking).
 const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; media-src 'self' data:; base-uri 'none'; \
+     img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
 pub fn router() -> Router<AppState> {

@@ -526,14 +526,20 @@ impl OidcClients {
         // In a task of its own, so a request that gives up (a client that
         // disconnects, a caller's timeout) does not cancel a fetch other
         // requests are waiting for.
-        let inner = self.inner.clone();
+        let (http, refresh_after) = self.fetcher();
         let task_slot = slot.clone();
-        let provider = tokio::spawn(async move { load(&inner, &task_slot).await })
+        let provider = tokio::spawn(async move { load(&http, refresh_after, &task_slot).await })
             .await
             .map_err(|_| {
                 OidcError::IdpUnreachable("the IdP lookup was interrupted".to_owned())
             })??;
         Ok((slot, provider))
+    }
+
+    /// What the tasks that fetch from IdPs need, and no more: a task that
+    /// outlives its request (or the server) must not keep the engine open.
+    fn fetcher(&self) -> (IdpHttp, Duration) {
+        (self.inner.http.clone(), self.inner.settings.refresh_after)
     }
 
     /// What the slot holds, starting a background refresh when it is old,
@@ -544,7 +550,8 @@ impl OidcClients {
             let due = state.refresh_at.is_none_or(|at| Instant::now() >= at);
             if due && !state.refreshing {
                 state.refreshing = true;
-                tokio::spawn(refresh(self.inner.clone(), slot.clone()));
+                let (http, refresh_after) = self.fetcher();
+                tokio::spawn(refresh(http, refresh_after, slot.clone()));
             }
             return Ok(Some(provider));
         }
@@ -595,7 +602,7 @@ impl OidcClients {
     /// request just did (then its keys are used) or the last such fetch was
     /// less than [`MIN_REFETCH_INTERVAL`] ago (then `None`).
     async fn refetch_keys(&self, slot: &Arc<Slot>, seen: &Arc<Provider>) -> Option<Arc<Provider>> {
-        let inner = self.inner.clone();
+        let (http, _) = self.fetcher();
         let slot = slot.clone();
         let seen_keys = seen.keys.clone();
         let task = tokio::spawn(async move {
@@ -615,7 +622,7 @@ impl OidcClients {
                 state.forced_refetch_at = Some(Instant::now());
                 current
             };
-            match discovery::fetch_keys(&inner.http, &current.discovered.jwks_uri).await {
+            match discovery::fetch_keys(&http, &current.discovered.jwks_uri).await {
                 Ok(keys) => {
                     let fresh = Arc::new(Provider {
                         discovered: current.discovered.clone(),
@@ -706,7 +713,11 @@ fn rp_client(
 }
 
 /// Fills the slot if it is still empty; one fetch at a time.
-async fn load(inner: &Inner, slot: &Slot) -> Result<Arc<Provider>, OidcError> {
+async fn load(
+    http: &IdpHttp,
+    refresh_after: Duration,
+    slot: &Slot,
+) -> Result<Arc<Provider>, OidcError> {
     let _single = slot.fetching.lock().await;
     {
         let state = lock(&slot.state);
@@ -719,13 +730,13 @@ async fn load(inner: &Inner, slot: &Slot) -> Result<Arc<Provider>, OidcError> {
             return Err(error.clone());
         }
     }
-    let result = fetch_provider(&inner.http, &slot.issuer).await;
+    let result = fetch_provider(http, &slot.issuer).await;
     let mut state = lock(&slot.state);
     match result {
         Ok(provider) => {
             let provider = Arc::new(provider);
             state.provider = Some(provider.clone());
-            state.refresh_at = Some(Instant::now() + inner.settings.refresh_after);
+            state.refresh_at = Some(Instant::now() + refresh_after);
             state.failure = None;
             Ok(provider)
         }
@@ -737,15 +748,15 @@ async fn load(inner: &Inner, slot: &Slot) -> Result<Arc<Provider>, OidcError> {
 }
 
 /// Fetches discovery and keys again; the cached ones stay on failure.
-async fn refresh(inner: Arc<Inner>, slot: Arc<Slot>) {
+async fn refresh(http: IdpHttp, refresh_after: Duration, slot: Arc<Slot>) {
     let _single = slot.fetching.lock().await;
-    let result = fetch_provider(&inner.http, &slot.issuer).await;
+    let result = fetch_provider(&http, &slot.issuer).await;
     let mut state = lock(&slot.state);
     state.refreshing = false;
     match result {
         Ok(provider) => {
             state.provider = Some(Arc::new(provider));
-            state.refresh_at = Some(Instant::now() + inner.settings.refresh_after);
+            state.refresh_at = Some(Instant::now() + refresh_after);
         }
         Err(error) => {
             state.refresh_at = Some(Instant::now() + RETRY_FAILED_AFTER);

@@ -145,6 +145,26 @@ impl TestApp {
         }
         if let Some(handle) = self.handle.take() {
             handle.await.unwrap();
+            if !self.setup.env.contains_key(config::ENV_REDIS_URL) {
+                self.await_embedded_closed().await;
+            }
+        }
+    }
+
+    /// A task the server spawned may hold the embedded database a moment
+    /// after `serve` returned (a real node's process exits instead). The
+    /// file is free once this process can open it itself; then a command
+    /// run in another process (the CLI) can too.
+    async fn await_embedded_closed(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match switchboard::engine::EmbeddedEngine::open(&self.setup.data_path()).await {
+                Ok(engine) => return drop(engine),
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the stopped server still holds its embedded database: {e}"),
+            }
         }
     }
 
