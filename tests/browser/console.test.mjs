@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { consoleSignIn, eventually, launchBrowser, screenshotPath, setUp, startCluster, startIdp, useForStaff, widget } from './support.mjs';
+import { consoleSignIn, eventually, launchBrowser, screenshotPath, setUp, startCluster, startIdp, useForStaff, widget, widgetSignIn } from './support.mjs';
 
 let cluster;
 let idp;
@@ -52,6 +52,18 @@ after(async () => {
   await cluster?.stop();
 });
 
+// A guest on node A's demo page of the guest deployment opens the widget
+// and writes `text`: the widget's parts.
+async function guestSays(context, text) {
+  const page = await context.newPage();
+  await page.goto(`${cluster.a.base}/demo?deploymentId=${records.guest.id}`);
+  const w = widget(page);
+  await w.launcher.click();
+  await w.input.fill(text);
+  await w.input.press('Enter');
+  return w;
+}
+
 describe('an agent in the console and a signed-in visitor, on different nodes', () => {
   let agentContext;
   let agentPage;
@@ -94,14 +106,7 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
     const w = widget(visitorPage);
     await w.launcher.click();
     await w.panel.getByText('Please sign in to chat with us').waitFor();
-    const [popup] = await Promise.all([visitorPage.waitForEvent('popup'), w.signIn.click()]);
-    await popup.waitForURL(new RegExp(`^${idp.issuer}/`));
-    await popup.locator('input[name=login]').fill('ada');
-    await popup.locator('input[name=password]').fill('any');
-    await popup.locator('button[type=submit]').click();
-    await popup.waitForEvent('close', { timeout: 20000 });
-    await w.signOut.waitFor();
-    await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'sending is possible');
+    await widgetSignIn(visitorPage, idp, 'ada');
     await w.input.fill('Hello, I cannot log in to my account');
     await w.input.press('Enter');
 
@@ -158,12 +163,7 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
   test('a second conversation opens beside the first, and is transferred to another queue', async () => {
     const guestContext = await browser.newContext({ viewport: { width: 1000, height: 720 } });
     try {
-      const guestPage = await guestContext.newPage();
-      await guestPage.goto(`${cluster.a.base}/demo?deploymentId=${records.guest.id}`);
-      const w = widget(guestPage);
-      await w.launcher.click();
-      await w.input.fill('Do you ship to Norway?');
-      await w.input.press('Enter');
+      const w = await guestSays(guestContext, 'Do you ship to Norway?');
 
       const offer = agentPage.getByRole('list', { name: 'Offers' }).getByRole('listitem').filter({ hasText: 'Visitor' });
       await offer.getByText('Guest').waitFor();
@@ -195,12 +195,7 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
   test('a declined offer goes away', async () => {
     const guestContext = await browser.newContext();
     try {
-      const guestPage = await guestContext.newPage();
-      await guestPage.goto(`${cluster.a.base}/demo?deploymentId=${records.guest.id}`);
-      const w = widget(guestPage);
-      await w.launcher.click();
-      await w.input.fill('Anyone there?');
-      await w.input.press('Enter');
+      const w = await guestSays(guestContext, 'Anyone there?');
       const offers = agentPage.getByRole('list', { name: 'Offers' });
       await offers.getByRole('button', { name: 'Decline Visitor' }).click();
       await offers.waitFor({ state: 'hidden' });

@@ -233,6 +233,22 @@ export async function eventually(fn, what, timeoutMs = 15000) {
   }
 }
 
+// Signs the visitor of `page` in through the widget's popup at the test
+// IdP's login form, and waits until the widget lets them send.
+export async function widgetSignIn(page, idp, login) {
+  const w = widget(page);
+  const [popup] = await Promise.all([page.waitForEvent('popup'), w.signIn.click()]);
+  await popup.waitForURL(new RegExp(`^${idp.issuer}/`));
+  await popup.locator('input[name=login]').fill(login);
+  await popup.locator('input[name=password]').fill('any');
+  await popup.locator('button[type=submit]').click();
+  await popup.waitForEvent('close', { timeout: 20000 });
+  await w.signOut.waitFor();
+  await eventually(async () => {
+    if (await w.input.isDisabled()) throw new Error('the message box is still disabled');
+  }, 'sending is possible');
+}
+
 // The widget's parts, found by role and name as a person (or a screen
 // reader) would (Playwright's locators see into its shadow root).
 export function widget(page) {

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Agent, eventually, launchBrowser, screenshotPath, setUp, startCluster, startIdp, widget } from './support.mjs';
+import { Agent, eventually, launchBrowser, screenshotPath, setUp, startCluster, startIdp, widget, widgetSignIn } from './support.mjs';
 
 let cluster;
 let sb;
@@ -296,16 +296,7 @@ describe('a deployment that requires signing in', () => {
 
   test('signs in through the popup at the IdP, chats, and signs out', async () => {
     const w = widget(page);
-    const [popup] = await Promise.all([page.waitForEvent('popup'), w.signIn.click()]);
-    // The IdP's development login form.
-    await popup.waitForURL(new RegExp(`^${idp.issuer}/`));
-    await popup.locator('input[name=login]').fill('grace');
-    await popup.locator('input[name=password]').fill('any');
-    await popup.locator('button[type=submit]').click();
-    await popup.waitForEvent('close', { timeout: 20000 });
-
-    await w.signOut.waitFor();
-    await eventually(async () => assert.equal(await w.input.isDisabled(), false), 'sending is possible');
+    await widgetSignIn(page, idp, 'grace');
     const known = agent.offeredIds();
     await say(page, 'Hello from a signed-in visitor');
     const offer = await agent.acceptNextOffer(known);
