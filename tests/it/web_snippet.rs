@@ -88,6 +88,19 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
     app.http.get(app.url(path)).send().await.unwrap()
 }
 
+/// A request with `etag` as If-None-Match is answered 304, without a body.
+async fn assert_revalidates(app: &TestApp, path: &str, etag: &str) {
+    let again = app
+        .http
+        .get(app.url(path))
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    assert!(again.bytes().await.unwrap().is_empty(), "{path}");
+}
+
 fn header_of<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response
         .headers()
@@ -115,15 +128,7 @@ async fn the_widget_script_is_served_to_any_site_and_revalidated_by_etag() {
         include_bytes!("../../web-snippet/dist/widget.js")
     );
 
-    let again = app
-        .http
-        .get(app.url("/web-snippet/widget.js"))
-        .header(header::IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-    assert!(again.bytes().await.unwrap().is_empty());
+    assert_revalidates(&app, "/web-snippet/widget.js", &etag).await;
 }
 
 /// The console page loads its script and stylesheet by a digest of their
@@ -186,14 +191,7 @@ async fn the_console_is_served_under_a_strict_policy() {
         assert_eq!(header_of(&response, "access-control-allow-origin"), "");
         let etag = header_of(&response, "etag").to_owned();
         assert_eq!(response.bytes().await.unwrap().as_ref(), built, "{path}");
-        let again = app
-            .http
-            .get(app.url(path))
-            .header(header::IF_NONE_MATCH, &etag)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert_revalidates(&app, path, &etag).await;
     }
 }
 

@@ -164,8 +164,9 @@ function start(session) {
     const section = parts[1];
     if (!links[view]) view = isAgent ? 'conversations' : canSettings ? 'settings' : 'profile';
     for (const [name, link] of Object.entries(links)) {
-      if (link) link.toggleAttribute('aria-current', name === view);
-      if (link && name === view) link.setAttribute('aria-current', 'page');
+      if (!link) continue;
+      if (name === view) link.setAttribute('aria-current', 'page');
+      else link.removeAttribute('aria-current');
     }
     conversationsView.hidden = view !== 'conversations';
     settingsView.hidden = view !== 'settings';

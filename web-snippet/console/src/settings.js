@@ -131,6 +131,19 @@ const isConflict = (e) => e instanceof ApiError && e.code === 'version_conflict'
 const conflictText = (noun) =>
   `Someone else changed this ${noun} after you opened it. The form now shows the current ${noun}: make your change again and save.`;
 
+// PUTs a whole record and answers what the server saved. On a version
+// conflict (someone else changed it first) it runs `stale`, which shows the
+// record as it is now, and answers null so the caller stops there.
+async function putFresh(api, path, body, stale) {
+  try {
+    return await api.put(path, body);
+  } catch (e) {
+    if (!isConflict(e)) throw e;
+    await stale();
+    return null;
+  }
+}
+
 const quoted = (text) => `“${text}”`;
 const byName = (a, b) =>
   (a.name ?? a.displayName ?? '').localeCompare(b.name ?? b.displayName ?? '', undefined, { sensitivity: 'base' });
@@ -583,16 +596,10 @@ async function organizationSection(ctx) {
             'so people signing in there become new members with the agent role: add an admin for that IdP first (Members and roles). Switch?';
           if (!confirm(move)) return;
         }
-        try {
-          // The form stays; what it sends next must carry the new version.
-          org = await api.put(PATHS.organization, body);
-        } catch (e) {
-          if (isConflict(e)) {
-            await show(conflictText('organization'));
-            return;
-          }
-          throw e;
-        }
+        // The form stays; what it sends next must carry the new version.
+        const saved = await putFresh(api, PATHS.organization, body, () => show(conflictText('organization')));
+        if (!saved) return;
+        org = saved;
         changed.textContent = formatDateTime(org.dateModified);
         notify('Organization saved.');
       },
@@ -873,15 +880,10 @@ async function integrationsSection(ctx) {
           const created = await api.post(PATHS.integrations, wanted);
           notify(`Integration ${quoted(created.name)} created. Test it to check the identity provider.`);
         } else {
-          try {
-            await api.put(`${PATHS.integrations}/${record.id}`, integrationBody(record, wanted));
-          } catch (e) {
-            if (isConflict(e)) {
-              await reopen(record.id, opener);
-              return;
-            }
-            throw e;
-          }
+          const saved = await putFresh(api, `${PATHS.integrations}/${record.id}`, integrationBody(record, wanted), () =>
+            reopen(record.id, opener),
+          );
+          if (!saved) return;
           notify(`Integration ${quoted(wanted.name)} saved.`);
         }
         closeEditor(parts, opener);
@@ -1104,18 +1106,11 @@ async function configurationsSection(ctx) {
     // Saves the draft; false when it was stale (the editor then shows the
     // current draft).
     const save = async () => {
-      const next = edited();
-      try {
-        await api.put(`${base}/${id}/versions/draft`, next);
-      } catch (e) {
-        if (isConflict(e)) {
-          load();
-          await edit(id, { message: conflictText('configuration') }, opener);
-          return false;
-        }
-        throw e;
-      }
-      return true;
+      const saved = await putFresh(api, `${base}/${id}/versions/draft`, edited(), async () => {
+        load();
+        await edit(id, { message: conflictText('configuration') }, opener);
+      });
+      return saved !== null;
     };
 
     const publish = button('Publish', {
@@ -1342,15 +1337,10 @@ async function queuesSection(ctx) {
           const created = await api.post(PATHS.queues, body);
           notify(`Queue ${quoted(created.name)} created.`);
         } else {
-          try {
-            await api.put(`${PATHS.queues}/${record.id}`, { ...body, version: record.version });
-          } catch (e) {
-            if (isConflict(e)) {
-              await reopen(record.id, opener);
-              return;
-            }
-            throw e;
-          }
+          const saved = await putFresh(api, `${PATHS.queues}/${record.id}`, { ...body, version: record.version }, () =>
+            reopen(record.id, opener),
+          );
+          if (!saved) return;
           notify(`Queue ${quoted(body.name)} saved.`);
         }
         closeEditor(parts, opener);
@@ -1886,15 +1876,8 @@ async function membersSection(ctx) {
         if (self && m.roles.includes('admin') && !roles.includes('admin')) {
           if (!confirm('Remove your own admin role? You lose access to these settings at once.')) return;
         }
-        try {
-          await api.put(`${PATHS.members}/${m.id}`, body);
-        } catch (e) {
-          if (isConflict(e)) {
-            await reopen(m.id, opener);
-            return;
-          }
-          throw e;
-        }
+        const saved = await putFresh(api, `${PATHS.members}/${m.id}`, body, () => reopen(m.id, opener));
+        if (!saved) return;
         notify(`${body.displayName} saved.`);
         closeEditor(parts, opener);
         await load();

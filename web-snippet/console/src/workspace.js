@@ -239,11 +239,12 @@ export class Workspace {
   offerItem(c) {
     const who = c.visitor.displayName;
     const countdown = h('span', { class: 'countdown' });
+    // Ticks while the offer stands.
     const tick = () => {
-      if (!countdown.isConnected && !this.offers.has(c.id)) return;
+      if (!this.offers.has(c.id)) return;
       const left = Math.max(0, Math.round((new Date(c.offerDeadline) - Date.now()) / 1000));
       countdown.textContent = Number.isFinite(left) ? `${left} s to accept` : '';
-      if (this.offers.has(c.id)) setTimeout(tick, 1000);
+      setTimeout(tick, 1000);
     };
     tick();
     const accept = h('button', { type: 'button', class: 'primary', 'aria-label': `Accept ${who}` }, 'Accept');
