@@ -24,6 +24,7 @@
 //! [`Server::serve`] runs it on a bound listener until a shutdown future
 //! resolves. `main` only parses arguments, sets up logging and calls these.
 
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -40,10 +41,10 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
+use app::{AppState, Shutdown};
 use auth::Auth;
 use config::{Config, MasterKey};
 use engine::{EmbeddedEngine, Engine, EngineError, RedisEngine};
-use http::AppState;
 use store::{Store, StoreError};
 use telemetry::Metrics;
 
@@ -111,7 +112,7 @@ impl Server {
             oidc,
             sessions,
             routing: routing::Routing::new(store_for_routing, config_routing),
-            shutdown: gateway::Shutdown::new(),
+            shutdown: Shutdown::new(),
         };
         Ok(Self {
             state,
@@ -144,7 +145,7 @@ impl Server {
                 .clone()
                 .sweep_until(sockets.clone().signalled()),
         );
-        let app = http::router(self.state);
+        let app = app::router(self.state);
         let stop = async move {
             shutdown.await;
             sockets.begin();

@@ -7,6 +7,7 @@
 //! [`Principal`] carrying its organization and roles; handlers ask the
 //! principal for the role they need.
 
+pub mod credential;
 pub mod crypto;
 pub mod oidc;
 pub mod refresh;
@@ -73,6 +74,12 @@ pub enum AuthError {
     Missing,
     #[error("the credential is not valid")]
     Invalid,
+    /// A cookie-authenticated change without the session's CSRF token.
+    #[error("missing or wrong CSRF token")]
+    Csrf,
+    /// A cookie-authenticated socket from another site.
+    #[error("cookie credential from another origin")]
+    CrossOrigin,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

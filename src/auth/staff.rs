@@ -75,7 +75,9 @@ impl From<AuthError> for StaffError {
     fn from(e: AuthError) -> Self {
         match e {
             AuthError::Store(e) => StaffError::Store(e),
-            AuthError::Missing | AuthError::Invalid => StaffError::InvalidState,
+            AuthError::Missing | AuthError::Invalid | AuthError::Csrf | AuthError::CrossOrigin => {
+                StaffError::InvalidState
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The guest WebSocket protocol (`/v1`) and the guest history endpoint,
+//! The guest WebSocket protocol (`/v1`),
 //! wire-compatible with the Genesys Cloud Web Messaging guest API (see
 //! docs/guest-protocol.md).
 //!
@@ -6,7 +6,6 @@
 //!   server's frames and classes;
 //! - [`messages`]: conversation events as `StructuredMessage`s;
 //! - [`socket`]: the task behind each socket;
-//! - [`history`]: `GET /api/v2/webmessaging/messages`.
 //!
 //! The upgrade is refused with 403 before any socket exists for an unknown
 //! or inactive deployment, one without a readable published configuration,
@@ -14,7 +13,6 @@
 //! native apps connect, is allowed).
 
 pub mod frames;
-pub mod history;
 pub mod messages;
 pub mod socket;
 
@@ -29,71 +27,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use uuid::Uuid;
 
-use crate::http::AppState;
-use crate::http::admin::configurations::published_version;
+use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::store::records::{ConfigurationContent, Deployment};
-use crate::store::types::DeploymentStatus;
+use crate::store::Refused;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1", get(upgrade))
-        .merge(history::router())
-}
-
-/// A deployment a socket may serve, with its published configuration.
-#[derive(Debug)]
-pub struct Admitted {
-    pub deployment: Deployment,
-    pub content: ConfigurationContent,
-    pub version: String,
-}
-
-/// Why a deployment takes no guests.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// Unknown, inactive, or without a readable published configuration.
-    NoDeployment,
-    /// Messaging is switched off in the configuration.
-    Disabled,
-    /// Storage did not answer.
-    Unavailable,
-}
-
-/// Loads an active deployment and its published configuration.
-pub async fn admit_deployment(state: &AppState, id: Uuid) -> Result<Admitted, Refused> {
-    let deployment = match state.store.find::<Deployment>(id).await {
-        Ok(Some(d)) if d.status == DeploymentStatus::Active => d,
-        Ok(_) => return Err(Refused::NoDeployment),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read a deployment");
-            return Err(Refused::Unavailable);
-        }
-    };
-    let Some(version) = deployment.configuration_version() else {
-        return Err(Refused::NoDeployment);
-    };
-    let configuration = match published_version(
-        state,
-        deployment.org_id,
-        deployment.configuration.id,
-        version,
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) if e.status == StatusCode::NOT_FOUND => return Err(Refused::NoDeployment),
-        Err(_) => return Err(Refused::Unavailable),
-    };
-    let content = configuration.content;
-    if !content.messenger.enabled || !content.messenger.apps.conversations.enabled {
-        return Err(Refused::Disabled);
-    }
-    Ok(Admitted {
-        deployment,
-        content,
-        version: configuration.version,
-    })
+    Router::new().route("/v1", get(upgrade))
 }
 
 /// `GET /v1?deploymentId=&application=`: the guest socket.
@@ -109,16 +48,10 @@ async fn upgrade(
     let Some(deployment) = deployment else {
         return ApiError::forbidden("unknown or inactive deployment").into_response();
     };
-    let admitted = match admit_deployment(&state, deployment).await {
+    let admitted = match state.store.admit_deployment(deployment).await {
         Ok(admitted) => admitted,
-        Err(Refused::Unavailable) => return ApiError::unavailable().into_response(),
-        Err(Refused::Disabled) => {
-            return ApiError::forbidden("messaging is disabled for this deployment")
-                .into_response();
-        }
-        Err(Refused::NoDeployment) => {
-            return ApiError::forbidden("unknown or inactive deployment").into_response();
-        }
+        Err(Refused::Store(e)) => return ApiError::from(e).into_response(),
+        Err(refused) => return ApiError::forbidden(refused.to_string()).into_response(),
     };
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin

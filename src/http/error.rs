@@ -1,8 +1,9 @@
 //! The one error type of the HTTP surface.
 //!
 //! Every failure answers `{"code", "message", "details"?}` with a status that
-//! says whose fault it was. Internal causes are logged once, here, and never
-//! sent to the client.
+//! says whose fault it was. Internal causes never reach the client: an error
+//! carries them as a [`Cause`] in its response's extensions, and the layer
+//! that observes every request logs them once, inside the request's span.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,6 +35,29 @@ pub struct ApiError {
     pub details: Option<Value>,
     /// Seconds, for 429 and 503 answers.
     pub retry_after: Option<u64>,
+    /// What went wrong inside, for the log only.
+    pub cause: Option<Box<Cause>>,
+}
+
+/// An internal cause of an error answer, logged once by the HTTP layer and
+/// never sent to the client.
+#[derive(Clone, Debug)]
+pub struct Cause {
+    /// `true` when the service is at fault (an error), `false` when a
+    /// dependency is (a warning: storage down, an IdP not answering).
+    pub ours: bool,
+    pub message: String,
+}
+
+impl Cause {
+    /// Logs the cause of an answer with `status`.
+    pub fn log(&self, status: u16) {
+        if self.ours {
+            tracing::error!(status, cause = %self.message, "request failed");
+        } else {
+            tracing::warn!(status, cause = %self.message, "request failed");
+        }
+    }
 }
 
 impl ApiError {
@@ -44,7 +68,18 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            cause: None,
         }
+    }
+
+    /// Attaches an internal cause to log; `ours` when the service is at
+    /// fault rather than a dependency.
+    pub fn caused_by(mut self, ours: bool, message: impl Into<String>) -> Self {
+        self.cause = Some(Box::new(Cause {
+            ours,
+            message: message.into(),
+        }));
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -107,6 +142,9 @@ impl IntoResponse for ApiError {
             details: self.details,
         };
         let mut response = (self.status, Json(body)).into_response();
+        if let Some(cause) = self.cause {
+            response.extensions_mut().insert(*cause);
+        }
         if let Some(seconds) = self.retry_after {
             response
                 .headers_mut()
@@ -158,12 +196,10 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate(message) => ApiError::conflict("duplicate", message),
             StoreError::Conflict(message) => ApiError::conflict("conflict", message),
             StoreError::Unavailable(message) => {
-                tracing::warn!(error = %message, "storage unavailable");
-                ApiError::unavailable()
+                ApiError::unavailable().caused_by(false, format!("storage unavailable: {message}"))
             }
             StoreError::Corrupt { key, message } => {
-                tracing::error!(%key, error = %message, "corrupt record");
-                ApiError::internal()
+                ApiError::internal().caused_by(true, format!("corrupt record {key}: {message}"))
             }
         }
     }
@@ -174,6 +210,16 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Missing => ApiError::unauthorized("a bearer token is required"),
             AuthError::Invalid => ApiError::unauthorized("the credential is not valid"),
+            AuthError::Csrf => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "a request that changes something with the session cookie needs the session's X-CSRF-Token header (from GET /auth/session)",
+            ),
+            AuthError::CrossOrigin => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "a cookie-authenticated socket must come from the console's own origin",
+            ),
             AuthError::Store(e) => e.into(),
         }
     }

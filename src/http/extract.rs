@@ -9,9 +9,10 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::ApiError;
-use crate::auth::{AuthError, Principal};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::auth::credential::Via;
 use crate::store::PageRequest;
 use crate::store::types::Role;
 
@@ -92,31 +93,13 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    #[tracing::instrument(name = "authenticate", skip_all)]
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let principal = match bearer(parts) {
-            Some(token) => state.auth.authenticate_bearer(token).await?,
-            // The console's staff session cookie, CSRF-checked on changes.
-            None => super::staff::cookie_principal(parts, state)
-                .await?
-                .ok_or(AuthError::Missing)?,
-        };
-        Ok(Caller(principal))
+        let via = Via::Request(&parts.method);
+        Ok(Caller(state.auth.authenticate(&parts.headers, via).await?))
     }
-}
-
-/// The token of an `Authorization: Bearer` header, if any.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 
 /// A record id from the path. Anything that is not a UUID names no record,

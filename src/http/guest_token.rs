@@ -33,11 +33,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AppState;
-use super::admin::configurations::published_version;
+use super::cors;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Json;
-use super::public::cors;
+use crate::app::AppState;
+use crate::auth::credential::bearer;
 use crate::auth::crypto;
 use crate::auth::oidc::{self, OidcError, VerifiedIdentity};
 use crate::auth::refresh::NewFamily;
@@ -45,7 +45,6 @@ use crate::auth::session::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
 use crate::engine::{Space, StashMode};
 use crate::store::StoreError;
 use crate::store::records::{Deployment, OidcIntegration};
-use crate::store::types::DeploymentStatus;
 
 /// Requests per client address, deployment and endpoint group per window.
 pub const RATE_LIMIT: u64 = 30;
@@ -74,7 +73,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         START_PATH,
         COMPLETE_PATH,
     ] {
-        router = router.route(path, options(preflight));
+        router = router.route(
+            path,
+            options(|headers: HeaderMap| async move {
+                cors::preflight(&headers, "POST, DELETE, OPTIONS")
+            }),
+        );
     }
     router
 }
@@ -601,30 +605,6 @@ async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// CORS preflight. The deployment (in the body) is unknown here, so any
-/// origin may ask; the request itself is held to the deployment's origins.
-async fn preflight(headers: HeaderMap) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let out = response.headers_mut();
-    out.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        out.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("POST, DELETE, OPTIONS"),
-        );
-        out.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type"),
-        );
-        out.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
-    }
-    response
-}
-
 /// The checks every login, refresh and start shares: a deployment id that
 /// names an active deployment, the caller's rate, its origin, and an
 /// active integration of the published configuration.
@@ -638,29 +618,14 @@ async fn prepare(
 ) -> Result<Target, ApiError> {
     let id = Uuid::parse_str(deployment_id).map_err(|_| deployment_not_found())?;
     rate_limit(state, group, ip, Some(id)).await?;
-    let deployment = state
+    let (deployment, published) = state
         .store
-        .find::<Deployment>(id)
-        .await?
-        .filter(|d| d.status == DeploymentStatus::Active)
-        .ok_or_else(deployment_not_found)?;
-    let version = deployment
-        .configuration_version()
-        .ok_or_else(deployment_not_found)?;
-    let published = published_version(
-        state,
-        deployment.org_id,
-        deployment.configuration.id,
-        version,
-    )
-    .await
-    .map_err(|e| {
-        if e.status == StatusCode::NOT_FOUND {
-            deployment_not_found()
-        } else {
-            e
-        }
-    })?;
+        .active_deployment(id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => deployment_not_found(),
+            e => e.into(),
+        })?;
     scope.deployment = Some(deployment.clone());
     check_origin(&deployment, headers)?;
     let settings = published.content.authentication_settings;
@@ -877,7 +842,7 @@ fn finish<T: IntoResponse>(
     let out = response.headers_mut();
     match &scope.deployment {
         Some(deployment) => {
-            cors(deployment, headers, out);
+            cors::allow_deployment_origin(deployment, headers, out);
             if out.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
                 out.insert(
                     header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -902,15 +867,6 @@ fn deployment_not_found() -> ApiError {
     )
 }
 
-/// The token of an `Authorization: Bearer` header.
-fn bearer(headers: &HeaderMap) -> Option<SecretString> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
-        .then(|| SecretString::from(token.to_owned()))
-}
-
 /// An OIDC failure in the `{code, message}` form, with the status the OIDC
 /// module chose.
 fn oidc_error(e: OidcError) -> ApiError {
@@ -927,12 +883,10 @@ impl From<SessionError> for ApiError {
         let code = e.code();
         match e {
             SessionError::Unavailable(message) => {
-                tracing::warn!(error = %message, "storage unavailable");
-                ApiError::unavailable()
+                ApiError::unavailable().caused_by(false, format!("storage unavailable: {message}"))
             }
             SessionError::Corrupt(message) => {
-                tracing::error!(error = %message, "session state is corrupt");
-                ApiError::internal()
+                ApiError::internal().caused_by(true, format!("session state is corrupt: {message}"))
             }
             other => ApiError::new(StatusCode::UNAUTHORIZED, code, other.to_string()),
         }

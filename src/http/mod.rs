@@ -7,9 +7,11 @@
 //! a panic guard that answers 500 instead of dropping the connection.
 
 pub mod admin;
+mod cors;
 pub mod error;
 pub mod extract;
 mod guest_token;
+mod history;
 mod ops;
 mod public;
 pub mod staff;
@@ -31,31 +33,13 @@ use tower_http::trace::TraceLayer;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::Auth;
-use crate::config::Config;
-use crate::store::{Listing, PageRequest, Store};
+use crate::app::AppState;
+use crate::store::{Listing, PageRequest};
 use crate::telemetry::{HttpLabels, Metrics};
 
 /// Admin and token request bodies are small; anything bigger is a mistake
 /// or an attack.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// What every handler can reach. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub auth: Auth,
-    pub metrics: Metrics,
-    /// The OIDC relying party: cached discovery and keys per integration.
-    pub oidc: crate::auth::oidc::OidcClients,
-    /// Visitors' session JWTs and refresh tokens.
-    pub sessions: crate::auth::session::SessionTokens,
-    /// Conversations, queues and agents.
-    pub routing: crate::routing::Routing,
-    /// Tells sockets the node is shutting down, and counts them out.
-    pub shutdown: crate::gateway::Shutdown,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -81,8 +65,9 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The whole application router.
-pub fn router(state: AppState) -> Router {
+/// The HTTP routes: admin API, tokens, guest token endpoints, public and
+/// operational endpoints, the console and the snippet's pages.
+pub fn router() -> Router<AppState> {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(admin::router())
         .merge(token::router())
@@ -90,14 +75,18 @@ pub fn router(state: AppState) -> Router {
         .merge(public::router())
         .merge(staff::router())
         .split_for_parts();
-    let openapi = Arc::new(openapi);
-
-    let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api)
-        .merge(ops::router(openapi))
-        .merge(crate::gateway::router())
+        .merge(ops::router(Arc::new(openapi)))
         .merge(web::router())
+        .merge(history::router())
+}
+
+/// Puts `routes` behind the layers every request passes, and answers
+/// unknown routes and methods in the project's error format.
+pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    routes
         .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(
@@ -107,7 +96,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), observe))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(error::ApiError::internal())
         }))
@@ -127,8 +116,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Records request count and latency by matched route.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Records request count and latency by matched route, and logs the
+/// internal cause of a failed request once.
+async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
     let route = request
@@ -137,7 +127,10 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let response = next.run(request).await;
-    state.metrics.observe_http(
+    if let Some(cause) = response.extensions().get::<error::Cause>() {
+        cause.log(response.status().as_u16());
+    }
+    metrics.observe_http(
         HttpLabels {
             method,
             route,
@@ -168,5 +161,20 @@ impl<T> PagedList<T> {
             total: listing.total,
             page_count: listing.total.div_ceil(page.size),
         }
+    }
+
+    /// One page of a list held whole in memory.
+    pub fn of_all(all: Vec<T>, page: PageRequest) -> Self {
+        let total = u64::try_from(all.len()).unwrap_or(u64::MAX);
+        let skip = usize::try_from(page.offset()).unwrap_or(usize::MAX);
+        let take = usize::try_from(page.size).unwrap_or(usize::MAX);
+        Self::new(
+            Listing {
+                total,
+                entities: all.into_iter().skip(skip).take(take).collect(),
+            },
+            page,
+            |entity| entity,
+        )
     }
 }

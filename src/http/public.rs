@@ -3,7 +3,7 @@
 //! integration only what a browser needs to start a login.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -11,10 +11,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AppState;
-use super::admin::configurations::published_version;
+use super::cors;
 use super::error::{ApiError, ErrorBody};
 use super::extract::Id;
+use crate::app::AppState;
 use crate::store::records::{
     AuthenticationSettings, ConversationDisconnect, Deployment, FileUpload, OidcIntegration,
     Styles, Toggle,
@@ -102,22 +102,7 @@ async fn config_json(
     Id(id): Id,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let deployment = state
-        .store
-        .find::<Deployment>(id)
-        .await?
-        .filter(|d| d.status == DeploymentStatus::Active)
-        .ok_or_else(ApiError::not_found)?;
-    let version = deployment
-        .configuration_version()
-        .ok_or_else(ApiError::not_found)?;
-    let configuration = published_version(
-        &state,
-        deployment.org_id,
-        deployment.configuration.id,
-        version,
-    )
-    .await?;
+    let (deployment, configuration) = state.store.active_deployment(id).await?;
     let content = configuration.content;
     let oidc = public_oidc(&state, &deployment, &content.authentication_settings).await?;
     let conversations = content.messenger.apps.conversations;
@@ -160,7 +145,7 @@ async fn config_json(
         default_language: content.default_language,
     };
     let mut response = axum::Json(body).into_response();
-    cors(&deployment, &headers, response.headers_mut());
+    cors::allow_deployment_origin(&deployment, &headers, response.headers_mut());
     Ok(response)
 }
 
@@ -211,19 +196,5 @@ async fn authorization_endpoint(state: &AppState, integration: &OidcIntegration)
             tracing::warn!(integration = %integration.meta.id, "config.json: the IdP's discovery did not answer in time");
             None
         }
-    }
-}
-
-/// CORS for a deployment's public endpoints: the request's origin is echoed
-/// back only when the deployment allows it.
-pub fn cors(deployment: &Deployment, request: &HeaderMap, response: &mut HeaderMap) {
-    response.insert(header::VARY, HeaderValue::from_static("Origin"));
-    let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return;
-    };
-    if deployment.allows_origin(origin)
-        && let Ok(value) = HeaderValue::from_str(origin)
-    {
-        response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
 }

@@ -1,7 +1,6 @@
 //! Staff SSO routes: `GET /auth/login`, `GET /auth/callback`,
-//! `POST /auth/logout`, `GET /auth/session`; and the session cookie as a
-//! credential of the admin API ([`cookie_principal`]) and of the agent
-//! WebSocket ([`websocket_principal`]).
+//! `POST /auth/logout`, `GET /auth/session`. The session cookie as a
+//! credential is [`crate::auth::credential`]'s business.
 //!
 //! The login is switchboard's own authorization-code flow with PKCE, nonce
 //! and `state` at the organization's staff integration (see
@@ -17,8 +16,7 @@
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
@@ -28,14 +26,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, ErrorBody};
+use crate::app::AppState;
+use crate::auth::AuthError;
+use crate::auth::credential::{check_csrf, cookie_value};
 use crate::auth::oidc::OidcError;
 use crate::auth::staff::{
-    self, CSRF_HEADER, LOGIN_COOKIE, NewStaffLogin, SESSION_COOKIE, STAFF_LOGIN_TTL,
-    STAFF_SESSION_TTL, StaffError, StaffSession,
+    self, LOGIN_COOKIE, NewStaffLogin, SESSION_COOKIE, STAFF_LOGIN_TTL, STAFF_SESSION_TTL,
+    StaffError,
 };
-use crate::auth::{AuthError, Principal};
 use crate::store::records::{OidcIntegration, Organization};
 use crate::store::types::{OrgId, Role};
 
@@ -350,78 +349,6 @@ async fn session(
     }))
 }
 
-/// The admin API's cookie credential: the member of a live `sb_session`
-/// cookie, with its current roles. State-changing methods must carry the
-/// session's CSRF token. `None` when the request has no session cookie.
-pub async fn cookie_principal(
-    parts: &Parts,
-    state: &AppState,
-) -> Result<Option<Principal>, ApiError> {
-    let Some(value) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let session = state.auth.staff_session(value, Utc::now()).await?;
-    if changes_state(&parts.method) {
-        check_csrf(&parts.headers, &session)?;
-    }
-    Ok(Some(session.principal()))
-}
-
-/// The agent WebSocket's cookie credential. A browser sends cookies with a
-/// WebSocket upgrade from any site, so the upgrade must come from this
-/// service's own origin (cross-site WebSocket hijacking). `None` when the
-/// request has no session cookie.
-pub async fn websocket_principal(
-    parts: &Parts,
-    state: &AppState,
-) -> Result<Option<Principal>, ApiError> {
-    let Some(value) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let own = state.config.public_url.origin().ascii_serialization();
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok());
-    if origin != Some(own.as_str()) {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "origin_not_allowed",
-            "a cookie-authenticated socket must come from the console's own origin",
-        ));
-    }
-    Ok(Some(state.auth.authenticate_cookie(value).await?))
-}
-
-fn changes_state(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-fn check_csrf(headers: &HeaderMap, session: &StaffSession) -> Result<(), ApiError> {
-    let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-    if presented.is_some_and(|token| session.csrf_matches(token)) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "csrf",
-            "a request that changes something with the session cookie needs the session's X-CSRF-Token header (from GET /auth/session)",
-        ))
-    }
-}
-
-/// The value of cookie `name` among the request's `Cookie` headers.
-pub fn cookie_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, v)| *n == name && !v.is_empty())
-        .map(|(_, v)| v.trim_matches('"'))
-}
-
 /// `<public URL>/auth/callback`: the redirect URI registered at the IdP.
 fn callback_url(state: &AppState) -> String {
     format!(
@@ -500,8 +427,7 @@ fn staff_error(e: StaffError) -> ApiError {
         StaffError::UnknownOrg(_) => ApiError::not_found(),
         StaffError::Store(e) => ApiError::from(e),
         StaffError::Internal(message) => {
-            tracing::error!(error = %message, "staff sign-in failed");
-            ApiError::internal()
+            ApiError::internal().caused_by(true, format!("staff sign-in failed: {message}"))
         }
     }
 }
@@ -533,21 +459,5 @@ mod tests {
                 "{url}"
             );
         }
-    }
-
-    #[test]
-    fn cookie_values_are_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; sb_session=sbc_x"),
-        );
-        headers.append(header::COOKIE, HeaderValue::from_static("sb_login=sbl_y"));
-        assert_eq!(cookie_value(&headers, SESSION_COOKIE), Some("sbc_x"));
-        assert_eq!(cookie_value(&headers, LOGIN_COOKIE), Some("sbl_y"));
-        assert_eq!(cookie_value(&headers, "sb"), None);
-        let mut empty = HeaderMap::new();
-        empty.append(header::COOKIE, HeaderValue::from_static("sb_session="));
-        assert_eq!(cookie_value(&empty, SESSION_COOKIE), None);
     }
 }

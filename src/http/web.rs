@@ -20,7 +20,7 @@ use axum::routing::get;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::AppState;
+use crate::app::AppState;
 use crate::store::records::Deployment;
 use crate::store::types::DeploymentStatus;
 

@@ -6,8 +6,11 @@
 //! (a deployment's queue, say) are checked the same way before the engine
 //! makes them binding.
 
+mod published;
 pub mod records;
 pub mod types;
+
+pub use published::{Admitted, Refused};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -134,6 +137,13 @@ pub struct PageRequest {
     pub size: u64,
 }
 
+impl PageRequest {
+    /// How many entries come before this page.
+    pub fn offset(&self) -> u64 {
+        self.number.saturating_sub(1).saturating_mul(self.size)
+    }
+}
+
 #[derive(Debug)]
 pub struct Listing<T> {
     pub total: u64,
@@ -214,7 +224,7 @@ impl Store {
         collection: &str,
         page: PageRequest,
     ) -> StoreResult<Listing<T>> {
-        let offset = page.number.saturating_sub(1).saturating_mul(page.size);
+        let offset = page.offset();
         let found = self
             .metered("list", self.engine.list(collection, offset, page.size))
             .await?;

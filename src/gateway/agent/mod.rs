@@ -15,21 +15,17 @@ mod session;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
-use axum::http::header::SEC_WEBSOCKET_PROTOCOL;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::auth::{AuthError, Principal, PrincipalKind};
-use crate::http::AppState;
+use crate::app::AppState;
+use crate::auth::credential::{BEARER_PROTOCOL, Via};
+use crate::auth::{AuthError, PrincipalKind};
 use crate::http::error::ApiError;
-use crate::http::extract::bearer;
 use crate::routing::AgentIdentity;
 use crate::store::records::{ApiClient, Member};
 use crate::store::types::Role;
-
-/// The subprotocol a browser names to carry its bearer token.
-pub const BEARER_PROTOCOL: &str = "bearer";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v2/agent/ws", get(connect))
@@ -70,11 +66,21 @@ async fn connect(State(state): State<AppState>, request: Request) -> Response {
 /// Authenticates an agent socket: 401 without a valid credential, 403
 /// without the agent role (admin holds every role).
 ///
-/// Whatever the credential (see [`principal`]), the agent is the API client
+/// Whatever the credential (a bearer token in the header or the
+/// subprotocol, or the console's cookie), the agent is the API client
 /// or member it names, in that principal's organization.
 #[tracing::instrument(name = "authenticate_agent", skip_all)]
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<AgentCaller, ApiError> {
-    let principal = principal(parts, state).await?;
+    let own_origin = state.config.public_url.origin().ascii_serialization();
+    let principal = state
+        .auth
+        .authenticate(
+            &parts.headers,
+            Via::Socket {
+                own_origin: &own_origin,
+            },
+        )
+        .await?;
     if !principal.has(Role::Agent) {
         return Err(ApiError::forbidden("this needs the agent role"));
     }
@@ -121,26 +127,4 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<AgentCaller
         identity,
         supervisor: principal.has(Role::Supervisor),
     })
-}
-
-/// Resolves the request's credential: `Authorization: Bearer`, the
-/// subprotocol list `bearer, <token>`, or the console's staff session cookie
-/// (only from the service's own origin).
-async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
-    if let Some(token) = bearer(parts).or_else(|| subprotocol_bearer(parts)) {
-        return Ok(state.auth.authenticate_bearer(token).await?);
-    }
-    crate::http::staff::websocket_principal(parts, state)
-        .await?
-        .ok_or_else(|| AuthError::Missing.into())
-}
-
-/// The token of `Sec-WebSocket-Protocol: bearer, <token>`.
-fn subprotocol_bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
-    let mut offered = value.split(',').map(str::trim);
-    if offered.next()? != BEARER_PROTOCOL {
-        return None;
-    }
-    offered.next().filter(|token| !token.is_empty())
 }

@@ -31,9 +31,9 @@ use super::protocol::{
     AgentView, ConversationSnapshot, ConversationView, ErrorBody, EventView, MAX_ID_CHARS,
     MAX_TEXT_CHARS, Outcome, Request, RequestedStatus, ServerFrame,
 };
+use crate::app::AppState;
 use crate::engine::{BusMessage, Channel, Subscription};
 use crate::gateway::PING_INTERVAL;
-use crate::http::AppState;
 use crate::routing::model::{
     AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice, Participant,
     ParticipantRole,

@@ -27,18 +27,19 @@ use super::frames::{
     Empty, GuestError, GuestEvent, GuestMessage, JwtResponse, MAX_CUSTOM_DATA_BYTES,
     MAX_TEXT_CHARS, MessageKind, Request, SessionResponse,
 };
-use super::{Admitted, messages};
+use super::messages;
+use crate::app::AppState;
 use crate::auth::refresh;
 use crate::auth::session::RevokedSession;
 use crate::engine::{BusMessage, Channel, Space, Subscription};
 use crate::gateway::{MAX_CLIENT_MESSAGE_BYTES, PING_INTERVAL};
-use crate::http::AppState;
 use crate::routing::model::{
     self, EventBody, GuestSession, Notice, Participant, ParticipantRole, PresenceKind,
     SequencedEvent, SessionEndReason, VisitorIdentity,
 };
 use crate::routing::{NewEvent, Routing, RoutingError};
 use crate::store::records::{ConfigurationContent, Deployment};
+use crate::store::{Admitted, Refused};
 
 /// Messages a session may send per [`RATE_WINDOW`], across its sockets and
 /// nodes.
@@ -450,7 +451,12 @@ impl Conn {
                 "this connection is for another deployment",
             ));
         }
-        match super::admit_deployment(&self.state, self.deployment.meta.id).await {
+        match self
+            .state
+            .store
+            .admit_deployment(self.deployment.meta.id)
+            .await
+        {
             Ok(admitted) => {
                 self.activity
                     .set_duration(session_duration(&admitted.content));
@@ -459,7 +465,7 @@ impl Conn {
                 self.config_version = admitted.version;
                 Ok(())
             }
-            Err(super::Refused::Unavailable) => Err(GuestError::unexpected()),
+            Err(Refused::Store(_)) => Err(GuestError::unexpected()),
             Err(_) => Err(GuestError::forbidden("the deployment is not active")),
         }
     }

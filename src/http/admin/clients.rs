@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::resource::{Resource, crud_routes, name};
+use crate::app::AppState;
 use crate::auth::new_api_client;
-use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::store::records::{ApiClient, Meta};
 use crate::store::types::{OrgId, Role};

@@ -20,13 +20,14 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::resource::{self, Resource, in_range, name};
+use crate::app::AppState;
 use crate::engine::{Commit, Expect, Put};
+use crate::http::PagedList;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Id, Json, JsonOut, Paging};
-use crate::http::{AppState, PagedList};
+use crate::store::encode;
 use crate::store::records::{Configuration, ConfigurationContent, ConfigurationVersion, Meta};
 use crate::store::types::{OrgId, Role};
-use crate::store::{Listing, PageRequest, StoreError, encode};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -247,57 +248,8 @@ async fn list_versions(
 ) -> Result<JsonOut<PagedList<ConfigurationVersion>>, ApiError> {
     let principal = caller.require(Role::Admin)?;
     state.store.get::<Configuration>(principal.org, id).await?;
-    let listing = list_published(&state, id, page).await?;
+    let listing = state.store.published_versions(id, page).await?;
     Ok(axum::Json(PagedList::new(listing, page, |v| v)))
-}
-
-async fn list_published(
-    state: &AppState,
-    id: Uuid,
-    page: PageRequest,
-) -> Result<Listing<ConfigurationVersion>, ApiError> {
-    let offset = page.number.saturating_sub(1).saturating_mul(page.size);
-    let found = state
-        .store
-        .engine()
-        .list(&ConfigurationVersion::collection_of(id), offset, page.size)
-        .await
-        .map_err(StoreError::from)?;
-    let entities = found
-        .records
-        .into_iter()
-        .map(|r| decode_version(&r.body))
-        .collect::<Result<_, _>>()?;
-    Ok(Listing {
-        total: found.total,
-        entities,
-    })
-}
-
-fn decode_version(body: &[u8]) -> Result<ConfigurationVersion, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        tracing::error!(error = %e, "corrupt configuration version");
-        ApiError::internal()
-    })
-}
-
-/// A published version of a configuration within the caller's organization.
-pub async fn published_version(
-    state: &AppState,
-    org: OrgId,
-    id: Uuid,
-    version: u32,
-) -> Result<ConfigurationVersion, ApiError> {
-    let stored = state
-        .store
-        .raw_get(&ConfigurationVersion::key_of(id, version))
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let found = decode_version(&stored.body)?;
-    if found.org_id != org {
-        return Err(ApiError::not_found());
-    }
-    Ok(found)
 }
 
 /// Reads one published version ("1", "2", ...).
@@ -313,7 +265,10 @@ async fn get_version(
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found())?;
     let version: u32 = version.parse().map_err(|_| ApiError::not_found())?;
     Ok(axum::Json(
-        published_version(&state, principal.org, id, version).await?,
+        state
+            .store
+            .published_version(principal.org, id, version)
+            .await?,
     ))
 }
 

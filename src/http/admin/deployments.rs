@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::resource::{Resource, crud_routes, name};
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::store::records::{ConfigurationRef, Deployment, Meta};
 use crate::store::types::{DeploymentStatus, OrgId, Origin, Role};

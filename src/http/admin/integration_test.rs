@@ -7,8 +7,8 @@ use axum::extract::State;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::app::AppState;
 use crate::auth::oidc::Diagnosis;
-use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Id, JsonOut};
 use crate::store::records::OidcIntegration;

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::resource::{Resource, crud_routes, in_range, name};
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::store::records::{Meta, OidcIntegration};
 use crate::store::types::{Algorithm, OrgId, Role};

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::resource::{Resource, crud_routes, name};
-use crate::http::AppState;
+use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::store::records::{Member, Meta};
 use crate::store::types::{OrgId, Role};

@@ -12,7 +12,7 @@ pub(crate) mod resource;
 
 use utoipa_axum::router::OpenApiRouter;
 
-use super::AppState;
+use crate::app::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

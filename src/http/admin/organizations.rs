@@ -12,11 +12,12 @@ use utoipa_axum::routes;
 
 use super::clients::ApiClientView;
 use super::resource::{Resource, name};
+use crate::app::AppState;
 use crate::auth::new_api_client;
 use crate::engine::{Commit, Expect};
+use crate::http::PagedList;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Json, JsonOut, Paging};
-use crate::http::{AppState, PagedList};
 use crate::store::records::{Meta, Organization};
 use crate::store::types::{OrgId, Role};
 

@@ -10,9 +10,10 @@ use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::app::AppState;
+use crate::http::PagedList;
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, Id, Json, JsonOut, Paging};
-use crate::http::{AppState, PagedList};
 use crate::store::records::Meta;
 use crate::store::types::{OrgId, Role};
 use crate::store::{Record, collection_of};
@@ -123,7 +124,7 @@ macro_rules! crud_routes {
                 (status = 401, body = $crate::http::error::ErrorBody),
                 (status = 403, body = $crate::http::error::ErrorBody)))]
         async fn list(
-            state: axum::extract::State<$crate::http::AppState>,
+            state: axum::extract::State<$crate::app::AppState>,
             caller: $crate::http::extract::Caller,
             paging: $crate::http::extract::Paging,
         ) -> Result<axum::Json<PagedList<$view>>, $crate::http::error::ApiError> {
@@ -140,7 +141,7 @@ macro_rules! crud_routes {
                 (status = 413, body = $crate::http::error::ErrorBody),
                 (status = 422, body = $crate::http::error::ErrorBody)))]
         async fn create(
-            state: axum::extract::State<$crate::http::AppState>,
+            state: axum::extract::State<$crate::app::AppState>,
             caller: $crate::http::extract::Caller,
             input: $crate::http::extract::Json<$input>,
         ) -> Result<(axum::http::StatusCode, axum::Json<$view>), $crate::http::error::ApiError> {
@@ -152,7 +153,7 @@ macro_rules! crud_routes {
             responses((status = 200, body = $view),
                 (status = 404, body = $crate::http::error::ErrorBody)))]
         async fn get(
-            state: axum::extract::State<$crate::http::AppState>,
+            state: axum::extract::State<$crate::app::AppState>,
             caller: $crate::http::extract::Caller,
             id: $crate::http::extract::Id,
         ) -> Result<axum::Json<$view>, $crate::http::error::ApiError> {
@@ -167,7 +168,7 @@ macro_rules! crud_routes {
                 (status = 409, body = $crate::http::error::ErrorBody, description = "stale version"),
                 (status = 422, body = $crate::http::error::ErrorBody)))]
         async fn update(
-            state: axum::extract::State<$crate::http::AppState>,
+            state: axum::extract::State<$crate::app::AppState>,
             caller: $crate::http::extract::Caller,
             id: $crate::http::extract::Id,
             input: $crate::http::extract::Json<$input>,
@@ -181,14 +182,14 @@ macro_rules! crud_routes {
                 (status = 404, body = $crate::http::error::ErrorBody),
                 (status = 409, body = $crate::http::error::ErrorBody, description = "in use")))]
         async fn delete(
-            state: axum::extract::State<$crate::http::AppState>,
+            state: axum::extract::State<$crate::app::AppState>,
             caller: $crate::http::extract::Caller,
             id: $crate::http::extract::Id,
         ) -> Result<axum::http::StatusCode, $crate::http::error::ApiError> {
             $crate::http::admin::resource::delete::<$res>(state, caller, id).await
         }
 
-        pub fn router() -> utoipa_axum::router::OpenApiRouter<$crate::http::AppState> {
+        pub fn router() -> utoipa_axum::router::OpenApiRouter<$crate::app::AppState> {
             utoipa_axum::router::OpenApiRouter::new()
                 .routes(utoipa_axum::routes!(list, create))
                 .routes(utoipa_axum::routes!(get, update, delete))

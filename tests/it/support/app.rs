@@ -87,7 +87,7 @@ pub struct TestApp {
     pub bootstrap: String,
     /// The node's state, for tests that call services directly; dropped by
     /// `stop`, so a restart can reopen the embedded engine's database.
-    state: Option<switchboard::http::AppState>,
+    state: Option<switchboard::app::AppState>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
@@ -180,7 +180,7 @@ impl TestApp {
     }
 
     /// The running node's state (services such as `sessions`).
-    pub fn state(&self) -> &switchboard::http::AppState {
+    pub fn state(&self) -> &switchboard::app::AppState {
         self.state.as_ref().expect("the app was stopped")
     }
 

@@ -1,0 +1,142 @@
+//! The composition root: the node's shared state, its shutdown signal, and
+//! the one router that puts the HTTP surface and the WebSocket gateway
+//! together.
+//!
+//! Everything below this module takes only what it needs: handlers name a
+//! narrower piece of [`AppState`] through [`FromRef`], and no module under
+//! `engine`, `store`, `routing` or `auth` knows that HTTP exists.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use tokio::sync::{Notify, watch};
+
+use crate::auth::Auth;
+use crate::auth::oidc::OidcClients;
+use crate::auth::session::SessionTokens;
+use crate::config::Config;
+use crate::routing::Routing;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// The whole node: what every handler and socket can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub auth: Auth,
+    pub metrics: Metrics,
+    /// The OIDC relying party: cached discovery and keys per integration.
+    pub oidc: OidcClients,
+    /// Visitors' session JWTs and refresh tokens.
+    pub sessions: SessionTokens,
+    /// Conversations, queues and agents.
+    pub routing: Routing,
+    /// Tells sockets the node is shutting down, and counts them out.
+    pub shutdown: Shutdown,
+}
+
+/// The node's router: the HTTP surface and the gateway's sockets, behind
+/// the layers every request passes.
+pub fn router(state: AppState) -> Router {
+    let routes = crate::http::router().merge(crate::gateway::router());
+    crate::http::layered(routes, state)
+}
+
+macro_rules! substate {
+    ($($field:ident: $ty:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.$field.clone()
+            }
+        }
+    )*};
+}
+
+substate!(
+    config: Arc<Config>,
+    store: Store,
+    auth: Auth,
+    metrics: Metrics,
+    oidc: OidcClients,
+    sessions: SessionTokens,
+    routing: Routing,
+);
+
+/// The node's shutdown as sockets see it: a signal to close (with 1001, so
+/// clients reconnect elsewhere) and a count of sockets still open.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    signal: Arc<watch::Sender<bool>>,
+    open: Arc<(AtomicUsize, Notify)>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self {
+            signal: Arc::new(watch::channel(false).0),
+            open: Arc::new((AtomicUsize::new(0), Notify::new())),
+        }
+    }
+
+    /// Tells every socket to close.
+    pub fn begin(&self) {
+        self.signal.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn signalled(self) {
+        let mut rx = self.signal.subscribe();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Registers an open socket until the guard is dropped.
+    pub fn guard(&self) -> SocketGuard {
+        self.open.0.fetch_add(1, Ordering::SeqCst);
+        SocketGuard {
+            open: self.open.clone(),
+        }
+    }
+
+    /// Waits until every socket has closed, or ten seconds at most: a client
+    /// that never answers the close must not hold the node up.
+    pub async fn drained(&self) {
+        let wait = async {
+            loop {
+                let notified = self.open.1.notified();
+                if self.open.0.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+    }
+
+    pub fn open_sockets(&self) -> usize {
+        self.open.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Held by a socket task for as long as its socket is open.
+#[derive(Debug)]
+pub struct SocketGuard {
+    open: Arc<(AtomicUsize, Notify)>,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if self.open.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.open.1.notify_waiters();
+        }
+    }
+}
