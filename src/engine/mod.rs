@@ -34,7 +34,6 @@
 
 mod bus;
 mod embedded;
-mod embedded_log;
 mod redis;
 
 use std::fmt;

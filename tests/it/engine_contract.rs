@@ -2048,17 +2048,107 @@ async fn data_survives_reopen_embedded() {
 // Redis only
 // ---------------------------------------------------------------------------
 
-async fn raw_keys(url: &str) -> Vec<Vec<u8>> {
+async fn raw_connection(url: &str) -> ::redis::aio::MultiplexedConnection {
     let client = ::redis::Client::open(url).expect("redis client");
-    let mut conn = client
+    client
         .get_multiplexed_async_connection()
         .await
-        .expect("redis connection");
+        .expect("redis connection")
+}
+
+async fn raw_keys(url: &str) -> Vec<Vec<u8>> {
     ::redis::cmd("KEYS")
         .arg("*")
-        .query_async(&mut conn)
+        .query_async(&mut raw_connection(url).await)
         .await
         .expect("KEYS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_leave_no_keys_redis() {
+    // A private server: every key on it is this test's.
+    let server = RedisServer::start();
+    let engine = redis_engine_on(&server.url(), &support::unique_prefix()).await;
+    let (a, b, m) = (dep("a"), queue("b"), member("m"));
+    apply(
+        &engine,
+        Commit::new()
+            .put(put(&b).listed("org/o1/queue", 1))
+            .put(
+                put(&a)
+                    .refs(&[&b])
+                    .unique(&["a-claim"])
+                    .listed("org/o1/dep", 1),
+            )
+            .put(put(&m).unique(&["m-claim"])),
+    )
+    .await;
+    // A re-put that moves the record and changes its claims must not leave
+    // the old entries behind either.
+    apply_put(
+        &engine,
+        put(&a)
+            .expect(Expect::Version(1))
+            .refs(&[&b])
+            .unique(&["a-claim-2"])
+            .listed("org/o1/other", 2),
+    )
+    .await;
+    assert!(!raw_keys(&server.url()).await.is_empty());
+    apply(
+        &engine,
+        Commit::new()
+            .delete(a.clone(), Expect::Version(2))
+            .delete(b.clone(), Expect::Version(1))
+            .delete(m.clone(), Expect::Version(1)),
+    )
+    .await;
+    let left: Vec<String> = raw_keys(&server.url())
+        .await
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(left.is_empty(), "keys left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_gives_a_counter_without_expiry_one_redis() {
+    // A private server, so the counter is the only key.
+    let server = RedisServer::start();
+    let engine = redis_engine_on(&server.url(), &support::unique_prefix()).await;
+    let window = Duration::from_secs(60);
+    assert_eq!(
+        engine
+            .count(Space::RateLimit, "k", window)
+            .await
+            .expect("count"),
+        1
+    );
+    let keys = raw_keys(&server.url()).await;
+    let [key] = keys.as_slice() else {
+        panic!("expected one key, found {keys:?}");
+    };
+    // Left without an expiry, as by an older node or by hand.
+    let mut conn = raw_connection(&server.url()).await;
+    ::redis::cmd("SET")
+        .arg(key)
+        .arg("5")
+        .query_async::<()>(&mut conn)
+        .await
+        .expect("SET");
+    assert_eq!(
+        engine
+            .count(Space::RateLimit, "k", window)
+            .await
+            .expect("count"),
+        6
+    );
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Every Redis key name and record hash field the engine uses, spelled here
-//! and nowhere else. The commit script gets the same spellings through
-//! [`lua_prelude`], so Rust and Lua cannot drift apart.
+//! and nowhere else. The scripts get the same spellings through
+//! [`lua_prelude`] and [`lua_log_prelude`], so Rust and Lua cannot drift
+//! apart.
 //!
 //! Layout, with `<p>` the configured prefix and `<key>` an encoded
 //! [`RecordKey`] (`kind:id`):
@@ -100,6 +101,11 @@ pub(super) fn bus_channel(prefix: &str, channel: &crate::engine::Channel) -> Str
 /// all start with their kind (`conv:`, `agent:`...), so none is `probe:`.
 pub(super) fn bus_probe(prefix: &str, node: uuid::Uuid) -> String {
     format!("{prefix}bus:probe:{node}")
+}
+
+/// Lua definitions of the log's field name, for the append script.
+pub(super) fn lua_log_prelude() -> String {
+    format!("local FIELD = \"{EVENT_BODY}\"\n")
 }
 
 /// Lua definitions of the same key names and fields, for the commit script.

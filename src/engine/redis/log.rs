@@ -2,44 +2,13 @@
 //!
 //! Stream entry ids are `<seq>-1`, so reading "everything after seq n" is a
 //! plain `XRANGE` and the stream itself says which sequences exist. Appends
-//! go through one Lua script ([`APPEND_LUA`]) that checks the dedup map,
+//! go through one Lua script ([`scripts::APPEND`]) that checks the dedup map,
 //! takes the next sequence from the counter and adds the entry, atomically:
 //! of any number of concurrent appenders on any number of nodes, each gets
 //! its own sequence, without gaps, and a resent message gets its first one.
 
-use std::sync::LazyLock;
-
-use redis::Script;
-
-use super::{RedisEngine, keys, unavailable};
+use super::{RedisEngine, keys, scripts, unavailable};
 use crate::engine::{Appended, EngineError, EngineResult, LogEntry};
-
-/// KEYS: the stream, the dedup hash, the sequence counter. ARGV[1] is the
-/// body, ARGV[2] the dedup id when there is one.
-///
-/// Returns `{seq, duplicate}` with `duplicate` 1 when the dedup id was seen
-/// before (and nothing was appended). `%d` formats the sequence: plain
-/// concatenation would turn large doubles into exponent notation.
-const APPEND_LUA: &str = r#"
-local dedup = ARGV[2]
-if dedup then
-  local seen = redis.call("HGET", KEYS[2], dedup)
-  if seen then return {tonumber(seen), 1} end
-end
-local seq = redis.call("INCR", KEYS[3])
-redis.call("XADD", KEYS[1], string.format("%d-1", seq), FIELD, ARGV[1])
-if dedup then redis.call("HSET", KEYS[2], dedup, seq) end
-return {seq, 0}
-"#;
-
-/// Built once per process: `invoke_async` sends EVALSHA and loads the script
-/// itself when Redis does not know it (first use, or after a restart).
-static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        "local FIELD = \"{}\"\n{APPEND_LUA}",
-        keys::EVENT_BODY
-    ))
-});
 
 impl RedisEngine {
     pub async fn append(
@@ -48,7 +17,7 @@ impl RedisEngine {
         body: &[u8],
         dedup: Option<&str>,
     ) -> EngineResult<Appended> {
-        let mut invocation = APPEND_SCRIPT.prepare_invoke();
+        let mut invocation = scripts::APPEND.prepare_invoke();
         invocation
             .key(keys::conversation_log(&self.prefix, log))
             .key(keys::conversation_dedup(&self.prefix, log))

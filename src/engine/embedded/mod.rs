@@ -1,0 +1,150 @@
+//! The embedded engine: one node, everything in a local redb database.
+//!
+//! The same parts as the Redis engine, one file each: [`tables`] spells the
+//! storage layout, `records` keeps the versioned records, `ephemeral` the
+//! values with a time to live, and `log` the conversation logs. The bus has
+//! one node to reach, so the local hub is all of it.
+//!
+//! Every write is one redb write transaction, and redb runs those one at a
+//! time, so each operation is atomic by construction.
+
+mod ephemeral;
+mod log;
+mod records;
+mod tables;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::Database;
+
+use super::bus::LocalHub;
+use super::{BusMessage, Channel, EngineError, EngineResult, Subscription};
+
+/// The single-node engine. Cheap to clone: clones share one open database.
+#[derive(Clone)]
+pub struct EmbeddedEngine {
+    db: Arc<Database>,
+    path: Arc<PathBuf>,
+    /// The bus: one node, so the local fan-out is all of it.
+    hub: LocalHub,
+}
+
+// By hand: `redb::Database` says nothing useful about itself, the path does.
+impl fmt::Debug for EmbeddedEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedEngine")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every storage failure is `Unavailable`: callers cannot do anything more
+/// specific with a redb error than report it.
+fn db_err(err: impl fmt::Display) -> EngineError {
+    EngineError::Unavailable(err.to_string())
+}
+
+impl EmbeddedEngine {
+    /// Opens (creating if needed) the database in `dir`. Fails if another
+    /// process holds it: redb allows one writer process per file.
+    ///
+    /// Also starts the sweep of expired ephemeral values, which stops by
+    /// itself once every clone of the engine is dropped.
+    pub async fn open(dir: &Path) -> EngineResult<Self> {
+        let dir = dir.to_path_buf();
+        let path = dir.join(tables::FILE_NAME);
+        let file = path.clone();
+        let (db, canonical) = tokio::task::spawn_blocking(move || -> EngineResult<_> {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                EngineError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            // The sweep registry needs one name per file, however `dir` was
+            // spelled.
+            let canonical = std::fs::canonicalize(&dir)
+                .unwrap_or_else(|_| dir.clone())
+                .join(tables::FILE_NAME);
+            let db = ephemeral::create_database(&file, &canonical)?;
+            let txn = db.begin_write().map_err(db_err)?;
+            tables::create_all(&txn)?;
+            txn.commit().map_err(db_err)?;
+            Ok((db, canonical))
+        })
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))??;
+        let db = Arc::new(db);
+        ephemeral::spawn_sweeper(Arc::downgrade(&db), canonical);
+        Ok(Self {
+            db,
+            path: Arc::new(path),
+            hub: LocalHub::default(),
+        })
+    }
+
+    /// Runs blocking redb work off the async runtime.
+    async fn blocking<T, F>(&self, work: F) -> EngineResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> EngineResult<T> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))?
+    }
+
+    pub async fn ping(&self) -> EngineResult<()> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            txn.open_table(tables::RECORDS).map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn publish(&self, channel: &Channel, payload: &[u8]) -> EngineResult<()> {
+        self.hub.deliver(
+            channel,
+            BusMessage::Payload(bytes::Bytes::copy_from_slice(payload)),
+        );
+        Ok(())
+    }
+
+    pub async fn subscribe(&self, channel: Channel) -> EngineResult<Subscription> {
+        Ok(self.hub.subscribe(channel))
+    }
+
+    /// Always: there is no connection that could be down.
+    pub fn bus_healthy(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// redb allows one holder per file; a second node on the same data
+    /// directory must fail to start rather than corrupt it.
+    #[tokio::test]
+    async fn second_open_fails_while_the_first_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = EmbeddedEngine::open(dir.path()).await.unwrap();
+        let err = EmbeddedEngine::open(dir.path()).await.unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Unavailable(msg) if msg.contains("already open")),
+            "{err:?}"
+        );
+        assert!(format!("{first:?}").contains(tables::FILE_NAME));
+        drop(first);
+        EmbeddedEngine::open(dir.path())
+            .await
+            .unwrap()
+            .ping()
+            .await
+            .unwrap();
+    }
+}

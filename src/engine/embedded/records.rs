@@ -1,0 +1,405 @@
+//! Records on the embedded engine.
+//!
+//! Every [`Commit`] is one redb write transaction: it validates against the
+//! state before any write, aborts on the first failed check, and otherwise
+//! applies every write before committing, so it is atomic by construction.
+
+use std::collections::{HashMap, HashSet};
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
+use super::{EmbeddedEngine, db_err};
+use crate::engine::{
+    Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord, Write,
+};
+
+/// A stored key that does not decode means the file was written by something
+/// else; refuse rather than guess.
+fn decode(encoded: &str) -> EngineResult<RecordKey> {
+    RecordKey::decode(encoded)
+        .ok_or_else(|| EngineError::Unavailable(format!("corrupt stored key {encoded:?}")))
+}
+
+/// The owned form of a `records` value.
+struct Envelope {
+    version: u64,
+    body: Vec<u8>,
+    collection: String,
+    order: i64,
+}
+
+fn read_record<T>(table: &T, key: &str) -> EngineResult<Option<Envelope>>
+where
+    T: ReadableTable<&'static str, RecordValue>,
+{
+    let Some(guard) = table.get(key).map_err(db_err)? else {
+        return Ok(None);
+    };
+    let (version, body, collection, order) = guard.value();
+    Ok(Some(Envelope {
+        version,
+        body: body.to_vec(),
+        collection: collection.to_owned(),
+        order,
+    }))
+}
+
+fn read_stored<T>(table: &T, key: &RecordKey) -> EngineResult<Option<StoredRecord>>
+where
+    T: ReadableTable<&'static str, RecordValue>,
+{
+    Ok(read_record(table, &key.encode())?.map(|env| StoredRecord {
+        key: key.clone(),
+        version: env.version,
+        body: env.body,
+    }))
+}
+
+/// The second halves of all pairs whose first half is `first`, in order.
+fn pairs_from<T>(table: &T, first: &str) -> EngineResult<Vec<String>>
+where
+    T: ReadableTable<Pair, ()>,
+{
+    let mut out = Vec::new();
+    for entry in table.range((first, "")..).map_err(db_err)? {
+        let (key, _) = entry.map_err(db_err)?;
+        let (a, b) = key.value();
+        if a != first {
+            break;
+        }
+        out.push(b.to_owned());
+    }
+    Ok(out)
+}
+
+/// Keeps the first occurrence of each item: a `Put` listing a ref or claim
+/// twice means the same as listing it once.
+fn dedup<'a, I: IntoIterator<Item = &'a String>>(items: I) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    items
+        .into_iter()
+        .map(String::as_str)
+        .filter(|s| seen.insert(*s))
+        .collect()
+}
+
+impl EmbeddedEngine {
+    pub async fn get(&self, key: &RecordKey) -> EngineResult<Option<StoredRecord>> {
+        let key = key.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let records = txn.open_table(RECORDS).map_err(db_err)?;
+            read_stored(&records, &key)
+        })
+        .await
+    }
+
+    pub async fn get_many(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
+        let keys = keys.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let records = txn.open_table(RECORDS).map_err(db_err)?;
+            keys.iter().map(|key| read_stored(&records, key)).collect()
+        })
+        .await
+    }
+
+    pub async fn lookup(&self, claim: &str) -> EngineResult<Option<StoredRecord>> {
+        let claim = claim.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let claims = txn.open_table(CLAIMS).map_err(db_err)?;
+            let holder = match claims.get(claim.as_str()).map_err(db_err)? {
+                Some(guard) => decode(guard.value())?,
+                None => return Ok(None),
+            };
+            let records = txn.open_table(RECORDS).map_err(db_err)?;
+            read_stored(&records, &holder)
+        })
+        .await
+    }
+
+    pub async fn referrers(&self, key: &RecordKey) -> EngineResult<Vec<RecordKey>> {
+        let encoded = key.encode();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let backrefs = txn.open_table(BACKREFS).map_err(db_err)?;
+            let mut keys = pairs_from(&backrefs, &encoded)?
+                .iter()
+                .map(|k| decode(k))
+                .collect::<EngineResult<Vec<_>>>()?;
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+
+    pub async fn list(&self, collection: &str, offset: u64, limit: u64) -> EngineResult<Page> {
+        let collection = collection.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let entries = txn.open_table(COLLECTIONS).map_err(db_err)?;
+            let records = txn.open_table(RECORDS).map_err(db_err)?;
+            let end = offset.saturating_add(limit);
+            let mut total: u64 = 0;
+            let mut page = Vec::new();
+            // Admin collections are small: counting by walking the range is
+            // cheaper to keep right than a separate counter.
+            let start = (collection.as_str(), i64::MIN, "");
+            for entry in entries.range(start..).map_err(db_err)? {
+                let (guard, _) = entry.map_err(db_err)?;
+                let (col, _, encoded) = guard.value();
+                if col != collection {
+                    break;
+                }
+                if total >= offset && total < end {
+                    let key = decode(encoded)?;
+                    let record = read_stored(&records, &key)?.ok_or_else(|| {
+                        EngineError::Unavailable(format!(
+                            "collection {collection:?} lists missing record {key}"
+                        ))
+                    })?;
+                    page.push(record);
+                }
+                total = total.saturating_add(1);
+            }
+            Ok(Page {
+                total,
+                records: page,
+            })
+        })
+        .await
+    }
+
+    pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            match commit_in(&txn, &commit) {
+                Ok(()) => txn.commit().map_err(db_err),
+                Err(err) => {
+                    txn.abort().map_err(db_err)?;
+                    Err(err)
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Validates `commit` against the state before it, then applies it, all
+/// inside `txn`. On error the caller aborts, so nothing applied stays.
+fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
+    let mut records = txn.open_table(RECORDS).map_err(db_err)?;
+    let mut refs = txn.open_table(REFS).map_err(db_err)?;
+    let mut backrefs = txn.open_table(BACKREFS).map_err(db_err)?;
+    let mut claims = txn.open_table(CLAIMS).map_err(db_err)?;
+    let mut held = txn.open_table(HELD).map_err(db_err)?;
+    let mut collections = txn.open_table(COLLECTIONS).map_err(db_err)?;
+
+    // What the commit does, by encoded key, for the checks below.
+    let mut deleted: HashSet<String> = HashSet::new();
+    let mut put_refs: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut put_claims: HashMap<String, HashSet<&str>> = HashMap::new();
+    for write in &commit.writes {
+        match write {
+            Write::Put(put) => {
+                let encoded = put.key.encode();
+                put_refs.insert(
+                    encoded.clone(),
+                    put.refs.iter().map(RecordKey::encode).collect(),
+                );
+                put_claims.insert(encoded, put.unique.iter().map(String::as_str).collect());
+            }
+            Write::Delete { key, .. } => {
+                deleted.insert(key.encode());
+            }
+        }
+    }
+
+    // 1. Expectations.
+    for write in &commit.writes {
+        let (key, expect) = match write {
+            Write::Put(put) => (&put.key, put.expect),
+            Write::Delete { key, expect } => (key, *expect),
+        };
+        let actual = read_record(&records, &key.encode())?.map(|env| env.version);
+        let ok = match expect {
+            Expect::Absent => actual.is_none(),
+            Expect::Version(v) => actual == Some(v),
+            Expect::Any => true,
+        };
+        if !ok {
+            return Err(EngineError::Conflict {
+                key: key.clone(),
+                expected: expect,
+                actual,
+            });
+        }
+    }
+
+    // 2. Every reference exists once the commit applies.
+    for write in &commit.writes {
+        let Write::Put(put) = write else { continue };
+        for target in &put.refs {
+            let encoded = target.encode();
+            let exists = put_refs.contains_key(&encoded)
+                || (!deleted.contains(&encoded) && read_record(&records, &encoded)?.is_some());
+            if !exists {
+                return Err(EngineError::MissingRef(target.clone()));
+            }
+        }
+    }
+
+    // 3. Nothing deleted stays referenced.
+    for write in &commit.writes {
+        let Write::Delete { key, .. } = write else {
+            continue;
+        };
+        let encoded = key.encode();
+        let mut remaining = pairs_from(&backrefs, &encoded)?
+            .into_iter()
+            .filter(|referrer| {
+                !deleted.contains(referrer)
+                    && put_refs
+                        .get(referrer)
+                        .is_none_or(|new_refs| new_refs.contains(&encoded))
+            })
+            .map(|referrer| decode(&referrer))
+            .collect::<EngineResult<Vec<_>>>()?;
+        if !remaining.is_empty() {
+            remaining.sort();
+            return Err(EngineError::InUse {
+                key: key.clone(),
+                by: remaining,
+            });
+        }
+    }
+
+    // 4. Unique claims: free, already ours, or released by this commit; and
+    // never claimed twice within it.
+    let mut claimed: HashMap<&str, &RecordKey> = HashMap::new();
+    for write in &commit.writes {
+        let Write::Put(put) = write else { continue };
+        let encoded = put.key.encode();
+        for claim in dedup(&put.unique) {
+            if let Some(holder) = claimed.get(claim) {
+                return Err(EngineError::Duplicate {
+                    claim: claim.to_owned(),
+                    holder: (*holder).clone(),
+                });
+            }
+            let holder = claims
+                .get(claim)
+                .map_err(db_err)?
+                .map(|guard| guard.value().to_owned());
+            if let Some(holder) = holder {
+                let released = holder == encoded
+                    || deleted.contains(&holder)
+                    || put_claims
+                        .get(&holder)
+                        .is_some_and(|kept| !kept.contains(claim));
+                if !released {
+                    return Err(EngineError::Duplicate {
+                        claim: claim.to_owned(),
+                        holder: decode(&holder)?,
+                    });
+                }
+            }
+            claimed.insert(claim, &put.key);
+        }
+    }
+
+    // Apply, in order. A claim is released only if the record still holds
+    // it: an earlier write of this commit may have handed it on already.
+    for write in &commit.writes {
+        match write {
+            Write::Put(put) => {
+                let encoded = put.key.encode();
+                let key = encoded.as_str();
+                let old = read_record(&records, key)?;
+                let version = old.as_ref().map_or(1, |env| env.version.saturating_add(1));
+                if let Some(old) = &old {
+                    collections
+                        .remove((old.collection.as_str(), old.order, key))
+                        .map_err(db_err)?;
+                }
+                records
+                    .insert(
+                        key,
+                        (
+                            version,
+                            put.body.as_slice(),
+                            put.collection.as_str(),
+                            put.order,
+                        ),
+                    )
+                    .map_err(db_err)?;
+                collections
+                    .insert((put.collection.as_str(), put.order, key), ())
+                    .map_err(db_err)?;
+
+                let new_refs: Vec<String> = put.refs.iter().map(RecordKey::encode).collect();
+                let new_refs = dedup(&new_refs);
+                for target in pairs_from(&refs, key)? {
+                    if !new_refs.contains(&target.as_str()) {
+                        refs.remove((key, target.as_str())).map_err(db_err)?;
+                        backrefs.remove((target.as_str(), key)).map_err(db_err)?;
+                    }
+                }
+                for target in &new_refs {
+                    refs.insert((key, *target), ()).map_err(db_err)?;
+                    backrefs.insert((*target, key), ()).map_err(db_err)?;
+                }
+
+                let new_claims = dedup(&put.unique);
+                for claim in pairs_from(&held, key)? {
+                    if !new_claims.contains(&claim.as_str()) {
+                        held.remove((key, claim.as_str())).map_err(db_err)?;
+                        release_claim(&mut claims, &claim, key)?;
+                    }
+                }
+                for claim in &new_claims {
+                    held.insert((key, *claim), ()).map_err(db_err)?;
+                    claims.insert(*claim, key).map_err(db_err)?;
+                }
+            }
+            Write::Delete { key, .. } => {
+                let encoded = key.encode();
+                let key = encoded.as_str();
+                let Some(old) = read_record(&records, key)? else {
+                    continue;
+                };
+                records.remove(key).map_err(db_err)?;
+                collections
+                    .remove((old.collection.as_str(), old.order, key))
+                    .map_err(db_err)?;
+                for target in pairs_from(&refs, key)? {
+                    refs.remove((key, target.as_str())).map_err(db_err)?;
+                    backrefs.remove((target.as_str(), key)).map_err(db_err)?;
+                }
+                for claim in pairs_from(&held, key)? {
+                    held.remove((key, claim.as_str())).map_err(db_err)?;
+                    release_claim(&mut claims, &claim, key)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `claim` if `holder` still holds it.
+fn release_claim(
+    claims: &mut redb::Table<'_, &'static str, &'static str>,
+    claim: &str,
+    holder: &str,
+) -> EngineResult<()> {
+    let holds = claims
+        .get(claim)
+        .map_err(db_err)?
+        .is_some_and(|guard| guard.value() == holder);
+    if holds {
+        claims.remove(claim).map_err(db_err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Ephemeral values on Redis: one string key with a TTL each, so Redis
+//! expires them itself. Every operation is one command or script on one key,
+//! and so atomic.
+
+use std::time::Duration;
+
+use super::{RedisEngine, keys, scripts, unavailable};
+use crate::engine::{EngineResult, Space, StashMode};
+
+/// The longest TTL sent to Redis (about 285,000 years): Redis refuses an
+/// expiry that overflows its clock, and nothing here needs more.
+const MAX_TTL_MILLIS: u64 = 1 << 53;
+
+impl RedisEngine {
+    /// `SET` with `PX`, and `NX` for [`StashMode::IfAbsent`]: Redis decides
+    /// atomically whether a live value exists (expired keys count as absent).
+    pub async fn stash(
+        &self,
+        space: Space,
+        id: &str,
+        value: &[u8],
+        ttl: Duration,
+        mode: StashMode,
+    ) -> EngineResult<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(keys::ephemeral(&self.prefix, space, id))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_millis(ttl));
+        if mode == StashMode::IfAbsent {
+            cmd.arg("NX");
+        }
+        let mut conn = self.conn.clone();
+        // "OK" when written, nil when NX found a live value.
+        let reply: Option<String> = cmd.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(reply.is_some())
+    }
+
+    pub async fn peek(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// `GETDEL`: one command, so of concurrent takers exactly one gets it.
+    pub async fn take(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GETDEL")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// `SET XX KEEPTTL GET` (Redis 7): replaces only an existing value, keeps
+    /// its expiry and answers the previous value, all in one command.
+    pub async fn swap(
+        &self,
+        space: Space,
+        id: &str,
+        value: &[u8],
+    ) -> EngineResult<Option<Vec<u8>>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .arg(value)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .arg("GET")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(keys::ephemeral(&self.prefix, space, id))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// `count.lua`: the increment and the start of the window in one
+    /// atomic step, so a crash between them cannot leave a counter forever.
+    pub async fn count(&self, space: Space, id: &str, window: Duration) -> EngineResult<u64> {
+        let mut conn = self.conn.clone();
+        scripts::COUNT
+            .key(keys::ephemeral(&self.prefix, space, id))
+            .arg(ttl_millis(window))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// A TTL in whole milliseconds, at least 1 (Redis refuses 0) and at most
+/// [`MAX_TTL_MILLIS`].
+fn ttl_millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_TTL_MILLIS)
+}

@@ -1,0 +1,277 @@
+//! Records on Redis.
+//!
+//! Reads are plain commands (pipelined, one round trip where the keys are
+//! known up front). Every commit is one Lua script ([`scripts::COMMIT`]),
+//! because Redis runs a script atomically: it validates the whole commit
+//! against the current state and only then applies it, so a refused commit
+//! changes nothing and no other node ever sees half of one.
+
+use serde::Serialize;
+
+use super::keys::{self, field};
+use super::{RedisEngine, scripts, unavailable};
+use crate::engine::{
+    Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord, Write,
+};
+
+/// A collection entry: the order as 16 hex digits of its sign-flipped bits,
+/// then the key. Every entry has score 0, so Redis sorts them byte by byte:
+/// exactly by (order, key) over the whole i64 range, which a double score
+/// cannot hold beyond 2^53. The record keeps this string in its order field
+/// so that the entry can be removed.
+fn collection_member(order: i64, key: &str) -> String {
+    format!("{:016x}:{key}", order.cast_unsigned() ^ (1 << 63))
+}
+
+impl RedisEngine {
+    pub async fn get(&self, key: &RecordKey) -> EngineResult<Option<StoredRecord>> {
+        let mut found = self.get_many(std::slice::from_ref(key)).await?;
+        Ok(found.pop().flatten())
+    }
+
+    pub async fn get_many(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        // MULTI/EXEC: the answer is one consistent snapshot.
+        pipe.atomic();
+        for key in keys {
+            pipe.cmd("HMGET")
+                .arg(keys::record(&self.prefix, key))
+                .arg(field::VERSION)
+                .arg(field::BODY);
+        }
+        let mut conn = self.conn.clone();
+        let rows: Vec<(Option<u64>, Option<Vec<u8>>)> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        if rows.len() != keys.len() {
+            return Err(EngineError::Unavailable(format!(
+                "Redis answered {} rows for {} keys",
+                rows.len(),
+                keys.len()
+            )));
+        }
+        Ok(keys
+            .iter()
+            .zip(rows)
+            .map(|(key, (version, body))| {
+                version.map(|version| StoredRecord {
+                    key: key.clone(),
+                    version,
+                    body: body.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn lookup(&self, claim: &str) -> EngineResult<Option<StoredRecord>> {
+        let mut conn = self.conn.clone();
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(keys::claim(&self.prefix, claim))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match holder {
+            // The holder may be deleted between the two reads: then no one
+            // holds the claim any more, which `get` answers with `None`.
+            Some(holder) => self.get(&decode_key(&holder)?).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn referrers(&self, key: &RecordKey) -> EngineResult<Vec<RecordKey>> {
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::back_refs(&self.prefix, key))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        decode_sorted(members)
+    }
+
+    pub async fn list(&self, collection: &str, offset: u64, limit: u64) -> EngineResult<Page> {
+        let name = keys::collection(&self.prefix, collection);
+        let mut conn = self.conn.clone();
+        if limit == 0 {
+            let total: u64 = redis::cmd("ZCARD")
+                .arg(&name)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            return Ok(Page {
+                total,
+                records: Vec::new(),
+            });
+        }
+        let start = i64::try_from(offset).unwrap_or(i64::MAX);
+        let stop =
+            i64::try_from(offset.saturating_add(limit.saturating_sub(1))).unwrap_or(i64::MAX);
+        let (total, members): (u64, Vec<String>) = redis::pipe()
+            .atomic()
+            .cmd("ZCARD")
+            .arg(&name)
+            .cmd("ZRANGE")
+            .arg(&name)
+            .arg(start)
+            .arg(stop)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let keys = members
+            .iter()
+            .map(|m| decode_key(m.split_once(':').map_or("", |(_, key)| key)))
+            .collect::<EngineResult<Vec<_>>>()?;
+        // A record deleted between the two round trips is left out rather
+        // than returned as a hole.
+        let records = self.get_many(&keys).await?.into_iter().flatten().collect();
+        Ok(Page { total, records })
+    }
+
+    /// `SET` with `PX`, and `NX` for [`StashMode::IfAbsent`]: Redis decides
+    /// atomically whether a live value exists (expired keys count as absent).
+    pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
+        if commit.writes.is_empty() {
+            return Ok(());
+        }
+        let wire: Vec<WireWrite<'_>> = commit.writes.iter().map(WireWrite::from).collect();
+        let json = serde_json::to_string(&wire)
+            .map_err(|e| EngineError::InvalidCommit(format!("cannot encode the commit: {e}")))?;
+        let mut invocation = scripts::COMMIT.prepare_invoke();
+        // The record keys are declared so a cluster-aware client or proxy
+        // routes the script to their slot; the script spells the keys it
+        // touches itself, all under the same hash tag.
+        for write in &commit.writes {
+            invocation.key(keys::record(&self.prefix, write_target(write).0));
+        }
+        invocation.arg(&*self.prefix).arg(json);
+        for write in &commit.writes {
+            match write {
+                Write::Put(put) => invocation.arg(put.body.as_slice()),
+                Write::Delete { .. } => invocation.arg(&b""[..]),
+            };
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        refusal(&commit, reply)
+    }
+}
+
+/// One write as the commit script reads it.
+#[derive(Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum WireWrite<'a> {
+    Put {
+        k: String,
+        e: String,
+        c: &'a str,
+        o: String,
+        refs: Vec<String>,
+        uniq: &'a [String],
+    },
+    Del {
+        k: String,
+        e: String,
+    },
+}
+
+impl<'a> From<&'a Write> for WireWrite<'a> {
+    fn from(write: &'a Write) -> Self {
+        match write {
+            Write::Put(put) => WireWrite::Put {
+                k: put.key.encode(),
+                e: wire_expect(put.expect),
+                c: &put.collection,
+                o: collection_member(put.order, &put.key.encode()),
+                refs: put.refs.iter().map(RecordKey::encode).collect(),
+                uniq: &put.unique,
+            },
+            Write::Delete { key, expect } => WireWrite::Del {
+                k: key.encode(),
+                e: wire_expect(*expect),
+            },
+        }
+    }
+}
+
+fn wire_expect(expect: Expect) -> String {
+    match expect {
+        Expect::Absent => "absent".to_owned(),
+        Expect::Any => "any".to_owned(),
+        Expect::Version(v) => v.to_string(),
+    }
+}
+
+fn write_target(write: &Write) -> (&RecordKey, Expect) {
+    match write {
+        Write::Put(put) => (&put.key, put.expect),
+        Write::Delete { key, expect } => (key, *expect),
+    }
+}
+
+/// Turns the commit script's reply into the result of the commit.
+fn refusal(commit: &Commit, reply: Vec<String>) -> EngineResult<()> {
+    let mut reply = reply.into_iter();
+    let tag = reply.next();
+    let mut next = || {
+        reply.next().ok_or_else(|| {
+            EngineError::Unavailable("truncated reply from the commit script".into())
+        })
+    };
+    match tag.as_deref() {
+        Some("ok") => Ok(()),
+        Some("conflict") => {
+            let key = decode_key(&next()?)?;
+            let actual = next()?;
+            let actual = if actual.is_empty() {
+                None
+            } else {
+                Some(actual.parse::<u64>().map_err(|_| {
+                    EngineError::Unavailable(format!("{key} has a corrupt version {actual:?}"))
+                })?)
+            };
+            let expected = commit
+                .writes
+                .iter()
+                .map(write_target)
+                .find(|(k, _)| **k == key)
+                .map_or(Expect::Any, |(_, expect)| expect);
+            Err(EngineError::Conflict {
+                key,
+                expected,
+                actual,
+            })
+        }
+        Some("missing_ref") => Err(EngineError::MissingRef(decode_key(&next()?)?)),
+        Some("in_use") => {
+            let key = decode_key(&next()?)?;
+            let by = decode_sorted(reply.collect())?;
+            Err(EngineError::InUse { key, by })
+        }
+        Some("duplicate") => {
+            let claim = next()?;
+            let holder = decode_key(&next()?)?;
+            Err(EngineError::Duplicate { claim, holder })
+        }
+        _ => Err(EngineError::Unavailable(
+            "unexpected reply from the commit script".into(),
+        )),
+    }
+}
+
+fn decode_key(encoded: &str) -> EngineResult<RecordKey> {
+    RecordKey::decode(encoded)
+        .ok_or_else(|| EngineError::Unavailable(format!("corrupt record key {encoded:?} in Redis")))
+}
+
+fn decode_sorted(encoded: Vec<String>) -> EngineResult<Vec<RecordKey>> {
+    let mut keys = encoded
+        .iter()
+        .map(|e| decode_key(e))
+        .collect::<EngineResult<Vec<_>>>()?;
+    keys.sort();
+    Ok(keys)
+}

@@ -1,0 +1,41 @@
+//! The Lua scripts, each run atomically by Redis. Their sources are the
+//! `.lua` files beside this one, whose headers say what each takes and
+//! answers; the key names they use come from [`keys`](super::keys).
+//!
+//! One static per script, built on first use: `invoke_async` sends EVALSHA
+//! and loads the script itself when Redis does not know it (first use, or
+//! after a restart). [`all`] lets `connect` load them up front, so a Redis
+//! that refuses scripts fails start-up rather than the first write.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::keys;
+
+/// Applies a commit: see `commit.lua`.
+pub(super) static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}",
+        keys::lua_prelude(),
+        include_str!("commit.lua")
+    ))
+});
+
+/// Appends to a conversation log: see `append.lua`.
+pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}",
+        keys::lua_log_prelude(),
+        include_str!("append.lua")
+    ))
+});
+
+/// Counts within a window: see `count.lua`.
+pub(super) static COUNT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("count.lua")));
+
+/// Every script, for loading at connect.
+pub(super) fn all() -> [&'static Script; 3] {
+    [&COMMIT, &APPEND, &COUNT]
+}
