@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::{Config, MasterKey};
-use crate::engine::{Commit, Expect, Kind, Put, RecordKey};
+use crate::engine::{Collection, Commit, Expect, Kind, Put, RecordKey};
 use crate::store::records::{ApiClient, Meta, Organization};
 use crate::store::types::{OrgId, Role};
 use crate::store::{Store, StoreError};
@@ -335,7 +335,7 @@ fn setting_put(id: &str, body: Vec<u8>) -> Put {
         key: RecordKey::new(Kind::Setting, id),
         expect: Expect::Absent,
         body,
-        collection: "settings".to_owned(),
+        collection: Collection::Settings,
         order: 0,
         refs: Vec::new(),
         unique: Vec::new(),

@@ -41,7 +41,9 @@ use uuid::Uuid;
 use super::crypto::{self, Sealer};
 use super::refresh::{self, FamilyState, NewFamily};
 use crate::config::{Config, MasterKey};
-use crate::engine::{Commit, EngineError, Expect, Kind, Put, RecordKey, Space, StashMode};
+use crate::engine::{
+    Collection, Commit, EngineError, Expect, Kind, Put, RecordKey, Space, StashMode,
+};
 use crate::store::types::OrgId;
 use crate::store::{Store, StoreError};
 
@@ -518,7 +520,7 @@ impl SessionTokens {
     }
 
     async fn announce(&self, revoked: RevokedSession) {
-        let channel = crate::engine::Channel::Session(revoked.sid.to_string());
+        let channel = crate::engine::Channel::TokenFamily(revoked.sid);
         // No receiver is not an error: no socket of this node listens yet.
         let _ = self.inner.revocations.send(revoked);
         // Sockets of the session on every other node hear it on the bus. A
@@ -814,7 +816,7 @@ fn setting_put(body: Vec<u8>, expect: Expect) -> Put {
         key: RecordKey::new(Kind::Setting, KEYS_SETTING),
         expect,
         body,
-        collection: "settings".to_owned(),
+        collection: Collection::Settings,
         order: 0,
         refs: Vec::new(),
         unique: Vec::new(),

@@ -211,7 +211,7 @@ mod tests {
     #[tokio::test]
     async fn lagging_subscriber_resyncs_and_engine_drop_ends_it() {
         let hub = LocalHub::default();
-        let channel = Channel::Session("s".into());
+        let channel = Channel::Session(uuid::Uuid::new_v4());
         let mut sub = hub.subscribe(channel.clone());
         for _ in 0..=CHANNEL_CAPACITY {
             hub.deliver(&channel, payload("m"));

@@ -163,6 +163,103 @@ impl Space {
     }
 }
 
+/// A list of records, paged by the admin API and scanned by routing. Closed,
+/// like [`Kind`]: the engine spells its names, so no list is named by a
+/// string from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Collection {
+    /// Every organization.
+    Organizations,
+    /// One organization's records of one kind: its deployments, say.
+    Org { org: uuid::Uuid, kind: Kind },
+    /// Installation-wide settings.
+    Settings,
+    /// The published versions of one configuration.
+    ConfigurationVersions(uuid::Uuid),
+    /// The guest sessions of one deployment.
+    DeploymentSessions(uuid::Uuid),
+    /// One organization's authenticated visitors.
+    Visitors(uuid::Uuid),
+    /// The conversations waiting in one queue, by when they began to wait.
+    Waiting(uuid::Uuid),
+    /// The conversations offered to an agent, across organizations, by
+    /// deadline: what the sweeper walks to time offers out.
+    Offered,
+    /// One organization's conversations an agent is answering.
+    Connected(uuid::Uuid),
+    /// One organization's ended conversations.
+    Ended(uuid::Uuid),
+    /// The agents that are not offline, across organizations: what the
+    /// sweeper checks for lost connections.
+    OnlineAgents,
+    /// One organization's offline agents.
+    OfflineAgents(uuid::Uuid),
+}
+
+impl Collection {
+    /// The stable name inside the engine. Never change one: stored data is
+    /// addressed by it.
+    pub fn name(&self) -> String {
+        match self {
+            Collection::Organizations => "orgs".to_owned(),
+            Collection::Org { org, kind } => format!("org/{org}/{}", kind.as_str()),
+            Collection::Settings => "settings".to_owned(),
+            Collection::ConfigurationVersions(id) => format!("cfg/{id}/versions"),
+            Collection::DeploymentSessions(id) => format!("route/deployment/{id}/sessions"),
+            Collection::Visitors(org) => format!("route/org/{org}/visitors"),
+            Collection::Waiting(queue) => format!("route/queue/{queue}/waiting"),
+            Collection::Offered => "route/offered".to_owned(),
+            Collection::Connected(org) => format!("route/org/{org}/connected"),
+            Collection::Ended(org) => format!("route/org/{org}/ended"),
+            Collection::OnlineAgents => "route/agents/online".to_owned(),
+            Collection::OfflineAgents(org) => format!("route/org/{org}/agents/offline"),
+        }
+    }
+}
+
+impl fmt::Display for Collection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// A unique claim: something at most one record may hold. Closed, like
+/// [`Kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Claim {
+    /// A member's identity at its IdP, within one organization. Kept as a
+    /// digest of issuer and subject, so IdP strings never become key names.
+    MemberIdentity { org: uuid::Uuid, digest: [u8; 32] },
+}
+
+impl Claim {
+    /// The claim on (organization, issuer, subject).
+    pub fn member_identity(org: uuid::Uuid, issuer: &str, subject: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("{issuer}\n{subject}").as_bytes());
+        Claim::MemberIdentity {
+            org,
+            digest: digest.into(),
+        }
+    }
+
+    /// The stable name inside the engine. Never change one: stored claims
+    /// are addressed by it.
+    pub fn name(&self) -> String {
+        match self {
+            Claim::MemberIdentity { org, digest } => {
+                format!("member/{org}/{}", hex::encode(digest))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 /// A bus channel. Closed, like [`Kind`]: channel names are spelled by the
 /// engine from these.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,8 +268,10 @@ pub enum Channel {
     Conversation(uuid::Uuid),
     /// Offers and assignments for one agent (a member or API client id).
     Agent(uuid::Uuid),
-    /// Session-wide notices for one guest session (logout, close).
-    Session(String),
+    /// Session-wide notices for one guest session (sign-in elsewhere, close).
+    Session(uuid::Uuid),
+    /// Notices for every session of one refresh-token family (logout).
+    TokenFamily(uuid::Uuid),
     /// Changes to one queue's waiting list or agents (routing wake-ups).
     Queue(uuid::Uuid),
 }
@@ -184,6 +283,7 @@ impl Channel {
             Channel::Conversation(id) => format!("conv:{id}"),
             Channel::Agent(id) => format!("agent:{id}"),
             Channel::Session(id) => format!("session:{id}"),
+            Channel::TokenFamily(id) => format!("family:{id}"),
             Channel::Queue(id) => format!("queue:{id}"),
         }
     }
@@ -284,16 +384,16 @@ pub struct Put {
     pub key: RecordKey,
     pub expect: Expect,
     pub body: Vec<u8>,
-    /// The collection the record is listed in (`org/<id>/dep`, say), and its
-    /// place there: records list in ascending `order`, then by key.
-    pub collection: String,
+    /// The collection the record is listed in, and its place there: records
+    /// list in ascending `order`, then by key.
+    pub collection: Collection,
     pub order: i64,
     /// Records this one uses. Each must exist when the commit applies; while
     /// this record names them, they cannot be deleted. Replaces the record's
     /// previous references.
     pub refs: Vec<RecordKey>,
     /// Claims this record holds exclusively. Replaces its previous claims.
-    pub unique: Vec<String>,
+    pub unique: Vec<Claim>,
 }
 
 /// One write of a [`Commit`].
@@ -355,8 +455,8 @@ pub enum EngineError {
     #[error("{key} is used by {}", by.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
     InUse { key: RecordKey, by: Vec<RecordKey> },
     /// Another record already holds a unique claim.
-    #[error("claim {claim:?} is held by {holder}")]
-    Duplicate { claim: String, holder: RecordKey },
+    #[error("claim {:?} is held by {holder}", claim.name())]
+    Duplicate { claim: Claim, holder: RecordKey },
     /// The commit itself is malformed (the same key twice, say).
     #[error("invalid commit: {0}")]
     InvalidCommit(String),
@@ -408,7 +508,7 @@ impl Engine {
     }
 
     /// The record holding a unique claim, if any.
-    pub async fn lookup(&self, claim: &str) -> EngineResult<Option<StoredRecord>> {
+    pub async fn lookup(&self, claim: &Claim) -> EngineResult<Option<StoredRecord>> {
         dispatch!(self, e => e.lookup(claim).await)
     }
 
@@ -418,7 +518,12 @@ impl Engine {
     }
 
     /// A page of a collection: `limit` records from position `offset`.
-    pub async fn list(&self, collection: &str, offset: u64, limit: u64) -> EngineResult<Page> {
+    pub async fn list(
+        &self,
+        collection: &Collection,
+        offset: u64,
+        limit: u64,
+    ) -> EngineResult<Page> {
         dispatch!(self, e => e.list(collection, offset, limit).await)
     }
 
@@ -551,4 +656,57 @@ fn validate_commit(commit: &Commit) -> EngineResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored data is addressed by these names: a change here would orphan
+    /// every list and claim already stored.
+    #[test]
+    fn collection_and_claim_names_are_stable() {
+        let id = uuid::Uuid::from_u128(7);
+        let s = id.to_string();
+        let names = [
+            (Collection::Organizations, "orgs".to_owned()),
+            (
+                Collection::Org {
+                    org: id,
+                    kind: Kind::Deployment,
+                },
+                format!("org/{s}/dep"),
+            ),
+            (Collection::Settings, "settings".to_owned()),
+            (
+                Collection::ConfigurationVersions(id),
+                format!("cfg/{s}/versions"),
+            ),
+            (
+                Collection::DeploymentSessions(id),
+                format!("route/deployment/{s}/sessions"),
+            ),
+            (Collection::Visitors(id), format!("route/org/{s}/visitors")),
+            (Collection::Waiting(id), format!("route/queue/{s}/waiting")),
+            (Collection::Offered, "route/offered".to_owned()),
+            (
+                Collection::Connected(id),
+                format!("route/org/{s}/connected"),
+            ),
+            (Collection::Ended(id), format!("route/org/{s}/ended")),
+            (Collection::OnlineAgents, "route/agents/online".to_owned()),
+            (
+                Collection::OfflineAgents(id),
+                format!("route/org/{s}/agents/offline"),
+            ),
+        ];
+        for (collection, name) in names {
+            assert_eq!(collection.name(), name);
+        }
+        // The digest of "issuer\nsubject", as members were always claimed.
+        assert_eq!(
+            Claim::member_identity(id, "https://idp.example", "alice").name(),
+            format!("member/{s}/9ac2edb5a830bc9f946a1308498e37c1c24a8ddfea2bb516714ae406cb2b27c0")
+        );
+    }
 }

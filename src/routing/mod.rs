@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::engine::{Appended, Channel, Commit, Engine, Expect, Space, StashMode};
+use crate::engine::{Appended, Channel, Collection, Commit, Engine, Expect, Space, StashMode};
 use crate::store::records::{
     ConfigurationContent, ConversationDisconnect, Deployment, DisconnectType, Meta, Organization,
     Queue,
@@ -27,8 +27,7 @@ use crate::store::types::OrgId;
 use crate::store::{PageRequest, Record, Store, StoreError, collection_of};
 use model::{
     AgentState, AgentStatus, Conversation, ConversationState, EventBody, GuestSession, LogEvent,
-    Notice, OFFERED_COLLECTION, ONLINE_AGENTS_COLLECTION, Participant, ParticipantRole,
-    PresenceKind, SequencedEvent, Visitor, VisitorIdentity, waiting_collection,
+    Notice, Participant, ParticipantRole, PresenceKind, SequencedEvent, Visitor, VisitorIdentity,
 };
 
 /// How often a transition is retried when another node changed the same
@@ -609,7 +608,7 @@ impl Routing {
         // sweeper's); this organization's are picked out of it.
         let mut agents: Vec<DirectoryAgent> = self
             .store
-            .list_all::<AgentState>(ONLINE_AGENTS_COLLECTION)
+            .list_all::<AgentState>(&Collection::OnlineAgents)
             .await?
             .into_iter()
             .filter(|a| a.org_id == agent.org && a.meta.id != agent.id)
@@ -981,7 +980,7 @@ impl Routing {
         let waiting = self
             .store
             .list::<Conversation>(
-                &waiting_collection(queue_id),
+                &Collection::Waiting(queue_id),
                 PageRequest {
                     number: 1,
                     size: 16,
@@ -1017,7 +1016,7 @@ impl Routing {
     async fn candidates(&self, queue: &Queue) -> RoutingResult<Vec<AgentState>> {
         let online = self
             .store
-            .list_all::<AgentState>(ONLINE_AGENTS_COLLECTION)
+            .list_all::<AgentState>(&Collection::OnlineAgents)
             .await?;
         let agents = online
             .into_iter()
@@ -1152,7 +1151,7 @@ impl Routing {
         let offered = self
             .store
             .list::<Conversation>(
-                OFFERED_COLLECTION,
+                &Collection::Offered,
                 PageRequest {
                     number: 1,
                     size: 50,
@@ -1202,7 +1201,7 @@ impl Routing {
     pub async fn sweep_agents(&self, now: DateTime<Utc>) -> RoutingResult<()> {
         let online = self
             .store
-            .list_all::<AgentState>(ONLINE_AGENTS_COLLECTION)
+            .list_all::<AgentState>(&Collection::OnlineAgents)
             .await?;
         for agent in online {
             let alive = self
@@ -1284,7 +1283,11 @@ impl Routing {
     }
 
     async fn route_all(&self, now: DateTime<Utc>) -> RoutingResult<()> {
-        for org in self.store.list_all::<Organization>("orgs").await? {
+        for org in self
+            .store
+            .list_all::<Organization>(&Collection::Organizations)
+            .await?
+        {
             let collection = collection_of(Queue::KIND, OrgId(org.meta.id));
             for queue in self.store.list_all::<Queue>(&collection).await? {
                 self.route(queue.meta.id, now).await;

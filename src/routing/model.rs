@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::engine::{Kind, RecordKey};
+use crate::engine::{Collection, Kind, RecordKey};
 use crate::store::Record;
 use crate::store::records::Meta;
 use crate::store::types::OrgId;
@@ -77,7 +77,7 @@ pub struct GuestSession {
     /// The authenticated visitor's stable id (the session JWT's `sub`).
     pub visitor_id: Option<Uuid>,
     /// The session JWT's `sid`: revoking it logs every socket out.
-    pub token_family: Option<String>,
+    pub token_family: Option<Uuid>,
     /// The current (or last) conversation.
     pub conversation_id: Option<Uuid>,
     pub last_active: DateTime<Utc>,
@@ -86,8 +86,8 @@ pub struct GuestSession {
 impl Record for GuestSession {
     const KIND: Kind = Kind::GuestSession;
     crate::store::record_basics!();
-    fn collection(&self) -> String {
-        format!("route/deployment/{}/sessions", self.deployment_id)
+    fn collection(&self) -> Collection {
+        Collection::DeploymentSessions(self.deployment_id)
     }
 }
 
@@ -106,8 +106,8 @@ pub struct Visitor {
 impl Record for Visitor {
     const KIND: Kind = Kind::Visitor;
     crate::store::record_basics!();
-    fn collection(&self) -> String {
-        format!("route/org/{}/visitors", self.org_id)
+    fn collection(&self) -> Collection {
+        Collection::Visitors(self.org_id.0)
     }
 }
 
@@ -162,23 +162,15 @@ pub struct Conversation {
     pub agents: Vec<Uuid>,
 }
 
-/// The list of conversations waiting in a queue.
-pub fn waiting_collection(queue: Uuid) -> String {
-    format!("route/queue/{queue}/waiting")
-}
-
-/// Offers across all organizations, by deadline.
-pub const OFFERED_COLLECTION: &str = "route/offered";
-
 impl Record for Conversation {
     const KIND: Kind = Kind::Conversation;
     crate::store::record_basics!();
-    fn collection(&self) -> String {
+    fn collection(&self) -> Collection {
         match &self.state {
-            ConversationState::Waiting { .. } => waiting_collection(self.queue_id),
-            ConversationState::Offered { .. } => OFFERED_COLLECTION.to_owned(),
-            ConversationState::Connected { .. } => format!("route/org/{}/connected", self.org_id),
-            ConversationState::Ended { .. } => format!("route/org/{}/ended", self.org_id),
+            ConversationState::Waiting { .. } => Collection::Waiting(self.queue_id),
+            ConversationState::Offered { .. } => Collection::Offered,
+            ConversationState::Connected { .. } => Collection::Connected(self.org_id.0),
+            ConversationState::Ended { .. } => Collection::Ended(self.org_id.0),
         }
     }
     fn order(&self) -> i64 {
@@ -238,17 +230,13 @@ pub struct AgentState {
     pub idle_since: DateTime<Utc>,
 }
 
-/// Agents that are not offline, across organizations: what the sweeper
-/// checks for lost connections.
-pub const ONLINE_AGENTS_COLLECTION: &str = "route/agents/online";
-
 impl Record for AgentState {
     const KIND: Kind = Kind::AgentState;
     crate::store::record_basics!();
-    fn collection(&self) -> String {
+    fn collection(&self) -> Collection {
         match self.status {
-            AgentStatus::Offline => format!("route/org/{}/agents/offline", self.org_id),
-            _ => ONLINE_AGENTS_COLLECTION.to_owned(),
+            AgentStatus::Offline => Collection::OfflineAgents(self.org_id.0),
+            _ => Collection::OnlineAgents,
         }
     }
 }

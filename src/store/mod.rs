@@ -16,7 +16,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::engine::{Commit, Engine, EngineError, Expect, Kind, Put, RecordKey, StoredRecord};
+use crate::engine::{
+    Claim, Collection, Commit, Engine, EngineError, Expect, Kind, Put, RecordKey, StoredRecord,
+};
 use crate::telemetry::Metrics;
 use records::Meta;
 use types::OrgId;
@@ -52,13 +54,13 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync {
         Vec::new()
     }
 
-    /// Strings at most one record may hold.
-    fn claims(&self) -> Vec<String> {
+    /// Claims at most one record may hold.
+    fn claims(&self) -> Vec<Claim> {
         Vec::new()
     }
 
     /// The list this record appears in.
-    fn collection(&self) -> String {
+    fn collection(&self) -> Collection {
         collection_of(Self::KIND, self.org())
     }
 
@@ -73,8 +75,8 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync {
 }
 
 /// The list of one organization's records of one kind.
-pub fn collection_of(kind: Kind, org: OrgId) -> String {
-    format!("org/{org}/{}", kind.as_str())
+pub fn collection_of(kind: Kind, org: OrgId) -> Collection {
+    Collection::Org { org: org.0, kind }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +212,7 @@ impl Store {
     }
 
     /// The record holding a unique claim.
-    pub async fn lookup<T: Record>(&self, claim: &str) -> StoreResult<Option<T>> {
+    pub async fn lookup<T: Record>(&self, claim: &Claim) -> StoreResult<Option<T>> {
         let found = self.metered("lookup", self.engine.lookup(claim)).await?;
         found
             .filter(|r| r.key.kind == T::KIND)
@@ -221,7 +223,7 @@ impl Store {
     /// One page of a collection.
     pub async fn list<T: Record>(
         &self,
-        collection: &str,
+        collection: &Collection,
         page: PageRequest,
     ) -> StoreResult<Listing<T>> {
         let offset = page.offset();
@@ -241,7 +243,7 @@ impl Store {
 
     /// Every record of a collection, read a page at a time: for the sweeps
     /// and routing scans that must not stop at the first page.
-    pub async fn list_all<T: Record>(&self, collection: &str) -> StoreResult<Vec<T>> {
+    pub async fn list_all<T: Record>(&self, collection: &Collection) -> StoreResult<Vec<T>> {
         const PAGE: u64 = 100;
         let mut all = Vec::new();
         for number in 1.. {

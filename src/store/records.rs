@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Record;
 use super::types::{Algorithm, DeploymentStatus, OrgId, Origin, Role};
-use crate::engine::{Kind, RecordKey};
+use crate::engine::{Claim, Collection, Kind, RecordKey};
 
 /// Identity and bookkeeping every record carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -74,8 +74,8 @@ impl Record for Organization {
     fn org(&self) -> OrgId {
         OrgId(self.meta.id)
     }
-    fn collection(&self) -> String {
-        "orgs".to_owned()
+    fn collection(&self) -> Collection {
+        Collection::Organizations
     }
     fn refs(&self) -> Vec<RecordKey> {
         self.staff_integration_id
@@ -96,7 +96,7 @@ pub struct OidcIntegration {
     pub name: String,
     pub issuer: String,
     pub client_id: String,
-    /// Sealed with [`crate::auth::crypto::Sealer`], bound to this record.
+    /// Sealed under the master key (by `auth`), bound to this record.
     pub sealed_client_secret: Option<String>,
     pub scopes: Vec<String>,
     pub authorize_params: BTreeMap<String, String>,
@@ -321,8 +321,8 @@ impl ConfigurationVersion {
         )
     }
 
-    pub fn collection_of(configuration: Uuid) -> String {
-        format!("cfg/{configuration}/versions")
+    pub fn collection_of(configuration: Uuid) -> Collection {
+        Collection::ConfigurationVersions(configuration)
     }
 }
 
@@ -424,18 +424,16 @@ pub struct Member {
 record!(Member, Kind::Member);
 
 impl Member {
-    /// The unique claim for (organization, issuer, subject). Hashed so that
-    /// arbitrary IdP strings never become storage key names.
-    pub fn identity_claim(org: OrgId, issuer: &str, subject: &str) -> String {
-        let digest = crate::auth::crypto::digest(&format!("{issuer}\n{subject}"));
-        format!("member/{org}/{digest}")
+    /// The unique claim for (organization, issuer, subject).
+    pub fn identity_claim(org: OrgId, issuer: &str, subject: &str) -> Claim {
+        Claim::member_identity(org.0, issuer, subject)
     }
 }
 
 impl Record for Member {
     const KIND: Kind = Kind::Member;
     crate::store::record_basics!();
-    fn claims(&self) -> Vec<String> {
+    fn claims(&self) -> Vec<Claim> {
         vec![Member::identity_claim(
             self.org_id,
             &self.issuer,

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use switchboard::engine::{
-    Commit, EmbeddedEngine, Engine, EngineError, EngineResult, Expect, Kind, Page, Put, RecordKey,
-    RedisEngine, Space, StashMode, StoredRecord,
+    Claim, Collection, Commit, EmbeddedEngine, Engine, EngineError, EngineResult, Expect, Kind,
+    Page, Put, RecordKey, RedisEngine, Space, StashMode, StoredRecord,
 };
 use tokio::task::JoinSet;
 
@@ -118,6 +118,24 @@ contract! {
 
 const COLLECTION: &str = "org/o1/dep";
 
+/// The cases name collections and claims by short strings, for readability;
+/// each name stands for a typed collection or claim of its own.
+fn collection(name: &str) -> Collection {
+    Collection::Waiting(named_uuid(name))
+}
+
+fn claim(name: &str) -> Claim {
+    Claim::member_identity(named_uuid("contract"), "https://issuer.test", name)
+}
+
+fn named_uuid(name: &str) -> uuid::Uuid {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Uuid::from_bytes(bytes)
+}
+
 fn dep(id: &str) -> RecordKey {
     RecordKey::new(Kind::Deployment, id)
 }
@@ -137,7 +155,7 @@ fn put(key: &RecordKey) -> Put {
         key: key.clone(),
         expect: Expect::Absent,
         body: serde_json::to_vec(&serde_json::json!({ "id": key.id })).expect("json"),
-        collection: COLLECTION.to_owned(),
+        collection: collection(COLLECTION),
         order: 0,
         refs: Vec::new(),
         unique: Vec::new(),
@@ -149,7 +167,7 @@ trait PutExt {
     fn body(self, body: &[u8]) -> Self;
     fn refs(self, refs: &[&RecordKey]) -> Self;
     fn unique(self, claims: &[&str]) -> Self;
-    fn listed(self, collection: &str, order: i64) -> Self;
+    fn listed(self, name: &str, order: i64) -> Self;
 }
 
 impl PutExt for Put {
@@ -166,11 +184,11 @@ impl PutExt for Put {
         self
     }
     fn unique(mut self, claims: &[&str]) -> Self {
-        self.unique = claims.iter().map(|&c| c.to_owned()).collect();
+        self.unique = claims.iter().map(|&c| claim(c)).collect();
         self
     }
-    fn listed(mut self, collection: &str, order: i64) -> Self {
-        self.collection = collection.to_owned();
+    fn listed(mut self, name: &str, order: i64) -> Self {
+        self.collection = collection(name);
         self.order = order;
         self
     }
@@ -196,16 +214,23 @@ async fn version(engine: &Engine, key: &RecordKey) -> Option<u64> {
     get(engine, key).await.map(|r| r.version)
 }
 
-async fn holder(engine: &Engine, claim: &str) -> Option<RecordKey> {
-    engine.lookup(claim).await.expect("lookup").map(|r| r.key)
+async fn holder(engine: &Engine, name: &str) -> Option<RecordKey> {
+    engine
+        .lookup(&claim(name))
+        .await
+        .expect("lookup")
+        .map(|r| r.key)
 }
 
 async fn referrers(engine: &Engine, key: &RecordKey) -> Vec<RecordKey> {
     engine.referrers(key).await.expect("referrers")
 }
 
-async fn list(engine: &Engine, collection: &str, offset: u64, limit: u64) -> Page {
-    engine.list(collection, offset, limit).await.expect("list")
+async fn list(engine: &Engine, name: &str, offset: u64, limit: u64) -> Page {
+    engine
+        .list(&collection(name), offset, limit)
+        .await
+        .expect("list")
 }
 
 /// The keys of a whole collection, in list order.
@@ -256,19 +281,19 @@ fn assert_in_use(res: EngineResult<()>, key: &RecordKey, by: &[&RecordKey]) {
 }
 
 #[track_caller]
-fn assert_duplicate(res: EngineResult<()>, claim: &str, holders: &[&RecordKey]) {
+fn assert_duplicate(res: EngineResult<()>, name: &str, holders: &[&RecordKey]) {
     match res {
         Err(EngineError::Duplicate {
             claim: c,
             holder: h,
         }) => {
-            assert_eq!(c, claim, "Duplicate names the claim");
+            assert_eq!(c, claim(name), "Duplicate names the claim");
             assert!(
                 holders.contains(&&h),
                 "Duplicate holder {h} is not one of {holders:?}"
             );
         }
-        other => panic!("expected Duplicate({claim:?} held by {holders:?}), got {other:?}"),
+        other => panic!("expected Duplicate({name:?} held by {holders:?}), got {other:?}"),
     }
 }
 
@@ -296,8 +321,8 @@ async fn snapshot(
     collections: &[&str],
 ) -> Snapshot {
     let mut holders = Vec::new();
-    for claim in claims {
-        holders.push(engine.lookup(claim).await.expect("lookup"));
+    for name in claims {
+        holders.push(engine.lookup(&claim(name)).await.expect("lookup"));
     }
     let mut lists = Vec::new();
     for collection in collections {
@@ -925,7 +950,7 @@ async fn unique_same_claim_twice_in_commit(engine: &Engine) {
 
 async fn lookup_finds_holder(engine: &Engine) {
     let a = member("a");
-    assert_eq!(engine.lookup("nobody").await.expect("lookup"), None);
+    assert_eq!(engine.lookup(&claim("nobody")).await.expect("lookup"), None);
     apply_put(engine, put(&a).unique(&["k1", "k2"]).body(b"{\"v\":1}")).await;
     let want = StoredRecord {
         key: a.clone(),
@@ -933,10 +958,13 @@ async fn lookup_finds_holder(engine: &Engine) {
         body: b"{\"v\":1}".to_vec(),
     };
     assert_eq!(
-        engine.lookup("k1").await.expect("lookup"),
+        engine.lookup(&claim("k1")).await.expect("lookup"),
         Some(want.clone())
     );
-    assert_eq!(engine.lookup("k2").await.expect("lookup"), Some(want));
+    assert_eq!(
+        engine.lookup(&claim("k2")).await.expect("lookup"),
+        Some(want)
+    );
 
     apply_put(
         engine,
@@ -946,15 +974,19 @@ async fn lookup_finds_holder(engine: &Engine) {
             .body(b"{\"v\":2}"),
     )
     .await;
-    let got = engine.lookup("k2").await.expect("lookup").expect("held");
+    let got = engine
+        .lookup(&claim("k2"))
+        .await
+        .expect("lookup")
+        .expect("held");
     assert_eq!(
         (got.key, got.version, got.body),
         (a.clone(), 2, b"{\"v\":2}".to_vec())
     );
 
     apply(engine, Commit::new().delete(a.clone(), Expect::Version(2))).await;
-    assert_eq!(engine.lookup("k1").await.expect("lookup"), None);
-    assert_eq!(engine.lookup("k2").await.expect("lookup"), None);
+    assert_eq!(engine.lookup(&claim("k1")).await.expect("lookup"), None);
+    assert_eq!(engine.lookup(&claim("k2")).await.expect("lookup"), None);
 }
 
 // ---------------------------------------------------------------------------
@@ -1594,7 +1626,11 @@ async fn concurrent_claims_one_holder(engine: &Engine) {
         }
         match res {
             Err(EngineError::Duplicate { claim, holder }) => {
-                assert_eq!((claim.as_str(), holder), ("contested", winner), "{key}");
+                assert_eq!(
+                    (claim, holder),
+                    (&self::claim("contested"), winner),
+                    "{key}"
+                );
             }
             other => {
                 panic!("{key}: expected Duplicate(\"contested\" held by {winner}), got {other:?}")
@@ -2186,8 +2222,8 @@ async fn keys_carry_prefix_redis() {
         .get_many(&[a.clone(), b.clone(), m.clone()])
         .await
         .expect("get_many");
-    let _ = engine.lookup("iss|sub").await.expect("lookup");
-    let _ = engine.list("org/o1/dep", 0, 10).await.expect("list");
+    let _ = engine.lookup(&claim("iss|sub")).await.expect("lookup");
+    let _ = list(&engine, "org/o1/dep", 0, 10).await;
     let _ = engine.referrers(&b).await.expect("referrers");
     // And the ephemeral values.
     engine
@@ -2529,7 +2565,7 @@ mod conversations {
     }
 
     async fn resubscribe_after_drop(engine: &Engine) {
-        let channel = Channel::Session(format!("s-{}", Uuid::new_v4()));
+        let channel = Channel::Session(Uuid::new_v4());
         let mut sub = subscribe(engine, &channel).await;
         publish(engine, &channel, b"first").await;
         assert_eq!(next(&mut sub).await, payload(b"first"));
@@ -2576,6 +2612,12 @@ mod conversations {
         // Delivery per channel is in order, so the queue message would have
         // come first had it been delivered here.
         assert_eq!(next(&mut sub).await, payload(b"conv"));
+        // A session and a token family with the same id are apart too.
+        let (session, family) = (Channel::Session(id), Channel::TokenFamily(id));
+        let mut sub = subscribe(engine, &session).await;
+        publish(engine, &family, b"family").await;
+        publish(engine, &session, b"session").await;
+        assert_eq!(next(&mut sub).await, payload(b"session"));
     }
 
     /// The log's keys live under the prefix, share one hash tag per

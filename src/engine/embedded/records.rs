@@ -5,13 +5,15 @@
 //! applies every write before committing, so it is atomic by construction.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use redb::{ReadableTable, WriteTransaction};
 
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
 use super::{EmbeddedEngine, db_err};
 use crate::engine::{
-    Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord, Write,
+    Claim, Collection, Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord,
+    Write,
 };
 
 /// A stored key that does not decode means the file was written by something
@@ -75,13 +77,9 @@ where
 
 /// Keeps the first occurrence of each item: a `Put` listing a ref or claim
 /// twice means the same as listing it once.
-fn dedup<'a, I: IntoIterator<Item = &'a String>>(items: I) -> Vec<&'a str> {
+fn dedup<T: Eq + Hash>(items: &[T]) -> Vec<&T> {
     let mut seen = HashSet::new();
-    items
-        .into_iter()
-        .map(String::as_str)
-        .filter(|s| seen.insert(*s))
-        .collect()
+    items.iter().filter(|item| seen.insert(*item)).collect()
 }
 
 impl EmbeddedEngine {
@@ -105,8 +103,8 @@ impl EmbeddedEngine {
         .await
     }
 
-    pub async fn lookup(&self, claim: &str) -> EngineResult<Option<StoredRecord>> {
-        let claim = claim.to_owned();
+    pub async fn lookup(&self, claim: &Claim) -> EngineResult<Option<StoredRecord>> {
+        let claim = claim.name();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let claims = txn.open_table(CLAIMS).map_err(db_err)?;
@@ -135,8 +133,13 @@ impl EmbeddedEngine {
         .await
     }
 
-    pub async fn list(&self, collection: &str, offset: u64, limit: u64) -> EngineResult<Page> {
-        let collection = collection.to_owned();
+    pub async fn list(
+        &self,
+        collection: &Collection,
+        offset: u64,
+        limit: u64,
+    ) -> EngineResult<Page> {
+        let collection = collection.name();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(COLLECTIONS).map_err(db_err)?;
@@ -200,7 +203,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
     // What the commit does, by encoded key, for the checks below.
     let mut deleted: HashSet<String> = HashSet::new();
     let mut put_refs: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut put_claims: HashMap<String, HashSet<&str>> = HashMap::new();
+    let mut put_claims: HashMap<String, HashSet<String>> = HashMap::new();
     for write in &commit.writes {
         match write {
             Write::Put(put) => {
@@ -209,7 +212,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
                     encoded.clone(),
                     put.refs.iter().map(RecordKey::encode).collect(),
                 );
-                put_claims.insert(encoded, put.unique.iter().map(String::as_str).collect());
+                put_claims.insert(encoded, put.unique.iter().map(Claim::name).collect());
             }
             Write::Delete { key, .. } => {
                 deleted.insert(key.encode());
@@ -278,19 +281,20 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
 
     // 4. Unique claims: free, already ours, or released by this commit; and
     // never claimed twice within it.
-    let mut claimed: HashMap<&str, &RecordKey> = HashMap::new();
+    let mut claimed: HashMap<String, &RecordKey> = HashMap::new();
     for write in &commit.writes {
         let Write::Put(put) = write else { continue };
         let encoded = put.key.encode();
         for claim in dedup(&put.unique) {
-            if let Some(holder) = claimed.get(claim) {
+            let name = claim.name();
+            if let Some(holder) = claimed.get(&name) {
                 return Err(EngineError::Duplicate {
-                    claim: claim.to_owned(),
+                    claim: *claim,
                     holder: (*holder).clone(),
                 });
             }
             let holder = claims
-                .get(claim)
+                .get(name.as_str())
                 .map_err(db_err)?
                 .map(|guard| guard.value().to_owned());
             if let Some(holder) = holder {
@@ -298,15 +302,15 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
                     || deleted.contains(&holder)
                     || put_claims
                         .get(&holder)
-                        .is_some_and(|kept| !kept.contains(claim));
+                        .is_some_and(|kept| !kept.contains(&name));
                 if !released {
                     return Err(EngineError::Duplicate {
-                        claim: claim.to_owned(),
+                        claim: *claim,
                         holder: decode(&holder)?,
                     });
                 }
             }
-            claimed.insert(claim, &put.key);
+            claimed.insert(name, &put.key);
         }
     }
 
@@ -318,6 +322,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
                 let encoded = put.key.encode();
                 let key = encoded.as_str();
                 let old = read_record(&records, key)?;
+                let collection = put.collection.name();
                 let version = old.as_ref().map_or(1, |env| env.version.saturating_add(1));
                 if let Some(old) = &old {
                     collections
@@ -327,41 +332,41 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
                 records
                     .insert(
                         key,
-                        (
-                            version,
-                            put.body.as_slice(),
-                            put.collection.as_str(),
-                            put.order,
-                        ),
+                        (version, put.body.as_slice(), collection.as_str(), put.order),
                     )
                     .map_err(db_err)?;
                 collections
-                    .insert((put.collection.as_str(), put.order, key), ())
+                    .insert((collection.as_str(), put.order, key), ())
                     .map_err(db_err)?;
 
-                let new_refs: Vec<String> = put.refs.iter().map(RecordKey::encode).collect();
-                let new_refs = dedup(&new_refs);
+                let new_refs: Vec<String> = dedup(&put.refs)
+                    .into_iter()
+                    .map(RecordKey::encode)
+                    .collect();
                 for target in pairs_from(&refs, key)? {
-                    if !new_refs.contains(&target.as_str()) {
+                    if !new_refs.contains(&target) {
                         refs.remove((key, target.as_str())).map_err(db_err)?;
                         backrefs.remove((target.as_str(), key)).map_err(db_err)?;
                     }
                 }
                 for target in &new_refs {
-                    refs.insert((key, *target), ()).map_err(db_err)?;
-                    backrefs.insert((*target, key), ()).map_err(db_err)?;
+                    refs.insert((key, target.as_str()), ()).map_err(db_err)?;
+                    backrefs
+                        .insert((target.as_str(), key), ())
+                        .map_err(db_err)?;
                 }
 
-                let new_claims = dedup(&put.unique);
+                let new_claims: Vec<String> =
+                    dedup(&put.unique).into_iter().map(Claim::name).collect();
                 for claim in pairs_from(&held, key)? {
-                    if !new_claims.contains(&claim.as_str()) {
+                    if !new_claims.contains(&claim) {
                         held.remove((key, claim.as_str())).map_err(db_err)?;
                         release_claim(&mut claims, &claim, key)?;
                     }
                 }
                 for claim in &new_claims {
-                    held.insert((key, *claim), ()).map_err(db_err)?;
-                    claims.insert(*claim, key).map_err(db_err)?;
+                    held.insert((key, claim.as_str()), ()).map_err(db_err)?;
+                    claims.insert(claim.as_str(), key).map_err(db_err)?;
                 }
             }
             Write::Delete { key, .. } => {

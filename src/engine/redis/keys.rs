@@ -24,7 +24,7 @@
 //! slot while conversations spread over the cluster. Bus channels
 //! ([`bus_channel`], [`bus_probe`]) are PUB/SUB channel names, not keys.
 
-use crate::engine::{RecordKey, Space};
+use crate::engine::{Claim, Collection, RecordKey, Space};
 
 /// Hash tag shared by all engine keys (see the module docs for why).
 const TAG: &str = "{rec}:";
@@ -59,12 +59,12 @@ pub(super) fn back_refs(prefix: &str, key: &RecordKey) -> String {
     format!("{prefix}{TAG}{BACK_REFS}{}", key.encode())
 }
 
-pub(super) fn collection(prefix: &str, collection: &str) -> String {
-    format!("{prefix}{TAG}{COLLECTION}{collection}")
+pub(super) fn collection(prefix: &str, collection: &Collection) -> String {
+    format!("{prefix}{TAG}{COLLECTION}{}", collection.name())
 }
 
-pub(super) fn claim(prefix: &str, claim: &str) -> String {
-    format!("{prefix}{TAG}{CLAIM}{claim}")
+pub(super) fn claim(prefix: &str, claim: &Claim) -> String {
+    format!("{prefix}{TAG}{CLAIM}{}", claim.name())
 }
 
 pub(super) fn ephemeral(prefix: &str, space: Space, id: &str) -> String {
@@ -146,8 +146,11 @@ mod tests {
         for name in [
             record("sb:", &key),
             back_refs("sb:", &key),
-            collection("sb:", "org/1/member"),
-            claim("sb:", "iss|{sub}"),
+            collection("sb:", &Collection::OnlineAgents),
+            claim(
+                "sb:",
+                &Claim::member_identity(uuid::Uuid::nil(), "iss", "{sub}"),
+            ),
         ] {
             assert!(name.starts_with("sb:{rec}:"), "{name}");
         }

@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::keys::{self, field};
 use super::{RedisEngine, scripts, unavailable};
 use crate::engine::{
-    Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord, Write,
+    Claim, Collection, Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord,
+    Write,
 };
 
 /// A collection entry: the order as 16 hex digits of its sign-flipped bits,
@@ -65,7 +66,7 @@ impl RedisEngine {
             .collect())
     }
 
-    pub async fn lookup(&self, claim: &str) -> EngineResult<Option<StoredRecord>> {
+    pub async fn lookup(&self, claim: &Claim) -> EngineResult<Option<StoredRecord>> {
         let mut conn = self.conn.clone();
         let holder: Option<String> = redis::cmd("GET")
             .arg(keys::claim(&self.prefix, claim))
@@ -90,7 +91,12 @@ impl RedisEngine {
         decode_sorted(members)
     }
 
-    pub async fn list(&self, collection: &str, offset: u64, limit: u64) -> EngineResult<Page> {
+    pub async fn list(
+        &self,
+        collection: &Collection,
+        offset: u64,
+        limit: u64,
+    ) -> EngineResult<Page> {
         let name = keys::collection(&self.prefix, collection);
         let mut conn = self.conn.clone();
         if limit == 0 {
@@ -134,7 +140,7 @@ impl RedisEngine {
         if commit.writes.is_empty() {
             return Ok(());
         }
-        let wire: Vec<WireWrite<'_>> = commit.writes.iter().map(WireWrite::from).collect();
+        let wire: Vec<WireWrite> = commit.writes.iter().map(WireWrite::from).collect();
         let json = serde_json::to_string(&wire)
             .map_err(|e| EngineError::InvalidCommit(format!("cannot encode the commit: {e}")))?;
         let mut invocation = scripts::COMMIT.prepare_invoke();
@@ -163,14 +169,14 @@ impl RedisEngine {
 /// One write as the commit script reads it.
 #[derive(Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-enum WireWrite<'a> {
+enum WireWrite {
     Put {
         k: String,
         e: String,
-        c: &'a str,
+        c: String,
         o: String,
         refs: Vec<String>,
-        uniq: &'a [String],
+        uniq: Vec<String>,
     },
     Del {
         k: String,
@@ -178,16 +184,16 @@ enum WireWrite<'a> {
     },
 }
 
-impl<'a> From<&'a Write> for WireWrite<'a> {
-    fn from(write: &'a Write) -> Self {
+impl From<&Write> for WireWrite {
+    fn from(write: &Write) -> Self {
         match write {
             Write::Put(put) => WireWrite::Put {
                 k: put.key.encode(),
                 e: wire_expect(put.expect),
-                c: &put.collection,
+                c: put.collection.name(),
                 o: collection_member(put.order, &put.key.encode()),
                 refs: put.refs.iter().map(RecordKey::encode).collect(),
-                uniq: &put.unique,
+                uniq: put.unique.iter().map(Claim::name).collect(),
             },
             Write::Delete { key, expect } => WireWrite::Del {
                 k: key.encode(),
@@ -252,7 +258,23 @@ fn refusal(commit: &Commit, reply: Vec<String>) -> EngineResult<()> {
             Err(EngineError::InUse { key, by })
         }
         Some("duplicate") => {
-            let claim = next()?;
+            let name = next()?;
+            // The script answers the claim's name; the commit holds the claim.
+            let claim = commit
+                .writes
+                .iter()
+                .filter_map(|write| match write {
+                    Write::Put(put) => Some(&put.unique),
+                    Write::Delete { .. } => None,
+                })
+                .flatten()
+                .find(|claim| claim.name() == name)
+                .copied()
+                .ok_or_else(|| {
+                    EngineError::Unavailable(format!(
+                        "the commit script refused a claim {name:?} the commit does not hold"
+                    ))
+                })?;
             let holder = decode_key(&next()?)?;
             Err(EngineError::Duplicate { claim, holder })
         }

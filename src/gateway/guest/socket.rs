@@ -562,7 +562,7 @@ impl Conn {
                 }
                 s.identity = Some(identity.clone());
                 s.visitor_id = Some(visitor_id);
-                s.token_family = Some(sid.to_string());
+                s.token_family = Some(sid);
                 if drop_conversation {
                     s.conversation_id = None;
                 }
@@ -584,7 +584,7 @@ impl Conn {
                 self.state
                     .routing
                     .notify(
-                        &Channel::Session(id.to_string()),
+                        &Channel::Session(id),
                         &Notice::SessionEnded {
                             reason: SessionEndReason::SignedIn,
                             except_socket: Some(self.id),
@@ -653,10 +653,10 @@ impl Conn {
         // Subscribe before reading, so nothing falls in between.
         let same_session = self.bound.as_ref().is_some_and(|b| b.session == id);
         if !same_session || self.session_sub.is_none() {
-            self.session_sub = Some(self.subscribe(Channel::Session(id.to_string())).await?);
+            self.session_sub = Some(self.subscribe(Channel::Session(id)).await?);
         }
         self.family_sub = match family {
-            Some(sid) => Some(self.subscribe(Channel::Session(sid.to_string())).await?),
+            Some(sid) => Some(self.subscribe(Channel::TokenFamily(sid)).await?),
             None => None,
         };
         let name = session.identity.clone().unwrap_or_default().display_name();
@@ -1177,7 +1177,7 @@ impl Conn {
             self.follow(conversation.meta.id).await?;
             routing
                 .notify(
-                    &Channel::Session(session.to_string()),
+                    &Channel::Session(session),
                     &Notice::Changed {
                         conversation_id: conversation.meta.id,
                     },
@@ -1338,7 +1338,7 @@ impl Conn {
                 self.state
                     .routing
                     .notify(
-                        &Channel::Session(session.to_string()),
+                        &Channel::Session(session),
                         &Notice::SessionEnded {
                             reason: SessionEndReason::Cleared,
                             except_socket: Some(self.id),
@@ -1422,7 +1422,7 @@ impl Conn {
             self.state
                 .routing
                 .notify(
-                    &Channel::Session(session.to_string()),
+                    &Channel::Session(session),
                     &Notice::SessionEnded {
                         reason: SessionEndReason::Closed,
                         except_socket: Some(self.id),

@@ -14,7 +14,7 @@ use super::clients::ApiClientView;
 use super::resource::{Resource, name};
 use crate::app::AppState;
 use crate::auth::new_api_client;
-use crate::engine::{Commit, Expect};
+use crate::engine::{Collection, Commit, Expect};
 use crate::http::PagedList;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Json, JsonOut, Paging};
@@ -50,7 +50,10 @@ async fn list(
     Paging(page): Paging,
 ) -> Result<JsonOut<PagedList<Organization>>, ApiError> {
     caller.require_operator()?;
-    let listing = state.store.list::<Organization>("orgs", page).await?;
+    let listing = state
+        .store
+        .list::<Organization>(&Collection::Organizations, page)
+        .await?;
     Ok(axum::Json(PagedList::new(listing, page, |o| o)))
 }
 
