@@ -285,17 +285,8 @@ impl Store {
     /// it references lives in its organization. The engine re-checks
     /// existence atomically at commit.
     pub async fn prepare<T: Record>(&self, record: &T, expect: Expect) -> StoreResult<Put> {
-        let refs = record.refs();
-        self.check_refs(record.org(), &refs).await?;
-        Ok(Put {
-            key: record.key(),
-            expect,
-            body: encode(record)?,
-            collection: record.collection(),
-            order: record.order(),
-            refs,
-            unique: record.claims(),
-        })
+        self.check_refs(record.org(), &record.refs()).await?;
+        put_for(record, expect)
     }
 
     pub async fn check_refs(&self, org: OrgId, refs: &[RecordKey]) -> StoreResult<()> {
@@ -313,6 +304,21 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The engine write for `record`, without [`Store::prepare`]'s check of
+/// references: for records that reference nothing (routing's runtime
+/// records), which can then be staged without a round trip.
+pub fn put_for<T: Record>(record: &T, expect: Expect) -> StoreResult<Put> {
+    Ok(Put {
+        key: record.key(),
+        expect,
+        body: encode(record)?,
+        collection: record.collection(),
+        order: record.order(),
+        refs: record.refs(),
+        unique: record.claims(),
+    })
 }
 
 /// Serializes a record for storage.

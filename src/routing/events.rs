@@ -1,0 +1,175 @@
+//! A conversation's events: the log first, the bus second. A message counts
+//! as sent once it is in the log; the bus only tells sockets to look.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::model::{
+    Conversation, ConversationState, EventBody, LogEvent, Notice, Participant, ParticipantRole,
+    PresenceKind, SequencedEvent,
+};
+use super::{AgentIdentity, NewEvent, Routing, RoutingError, RoutingResult};
+use crate::engine::{Appended, Channel};
+use crate::store::StoreError;
+
+impl Routing {
+    /// Appends an event to a conversation's log and announces it. Answers
+    /// the sequenced event and whether it was a resend of one already
+    /// logged (then nothing was appended).
+    pub async fn append(
+        &self,
+        conversation: Uuid,
+        from: Participant,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<(SequencedEvent, bool)> {
+        let logged = LogEvent {
+            id: Uuid::now_v7(),
+            time: now,
+            from,
+            body: event.body,
+        };
+        let body = crate::store::encode(&logged)?;
+        let Appended { seq, duplicate } = self
+            .engine()
+            .append(conversation, &body, event.dedup.as_deref())
+            .await
+            .map_err(StoreError::from)?;
+        if duplicate {
+            // Answer with the event as first logged.
+            let first = self
+                .engine()
+                .read_log(conversation, seq.saturating_sub(1), 1)
+                .await
+                .map_err(StoreError::from)?;
+            let event = first
+                .into_iter()
+                .next()
+                .and_then(|entry| serde_json::from_slice::<LogEvent>(&entry.body).ok())
+                .unwrap_or(logged);
+            return Ok((
+                SequencedEvent {
+                    conversation_id: conversation,
+                    seq,
+                    event,
+                },
+                true,
+            ));
+        }
+        let sequenced = SequencedEvent {
+            conversation_id: conversation,
+            seq,
+            event: logged,
+        };
+        self.notify(
+            &Channel::Conversation(conversation),
+            &Notice::Event(sequenced.clone()),
+        )
+        .await;
+        Ok((sequenced, false))
+    }
+
+    /// Log entries of a conversation after `after`, decoded.
+    pub async fn events_after(
+        &self,
+        conversation: Uuid,
+        after: u64,
+        limit: usize,
+    ) -> RoutingResult<Vec<SequencedEvent>> {
+        let entries = self
+            .engine()
+            .read_log(conversation, after, limit)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|entry| {
+                let event = serde_json::from_slice::<LogEvent>(&entry.body)
+                    .map_err(|e| tracing::error!(%conversation, seq = entry.seq, error = %e, "unreadable log entry"))
+                    .ok()?;
+                Some(SequencedEvent {
+                    conversation_id: conversation,
+                    seq: entry.seq,
+                    event,
+                })
+            })
+            .collect())
+    }
+
+    pub async fn last_seq(&self, conversation: Uuid) -> RoutingResult<u64> {
+        Ok(self
+            .engine()
+            .last_seq(conversation)
+            .await
+            .map_err(StoreError::from)?)
+    }
+
+    /// Announces a notice. The bus is a hint (the logs are the truth), so a
+    /// failed publish is logged, not returned.
+    pub async fn notify(&self, channel: &Channel, notice: &Notice) {
+        match serde_json::to_vec(notice) {
+            Ok(payload) => {
+                if let Err(e) = self.engine().publish(channel, &payload).await {
+                    tracing::warn!(channel = %channel.name(), error = %e, "publish failed; subscribers catch up from the log");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a notice"),
+        }
+    }
+
+    /// Posts an agent's event to a conversation the agent is connected to.
+    pub async fn agent_post(
+        &self,
+        agent: &AgentIdentity,
+        conversation: Uuid,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<(SequencedEvent, bool)> {
+        let c = self
+            .store
+            .find::<Conversation>(conversation)
+            .await?
+            .filter(|c| c.org_id == agent.org)
+            .ok_or(RoutingError::UnknownConversation)?;
+        match c.state {
+            ConversationState::Connected { agent_id, .. } if agent_id == agent.id => {}
+            _ => {
+                return Err(RoutingError::NotAllowed(
+                    "you are not connected to this conversation",
+                ));
+            }
+        }
+        self.append(conversation, agent_participant(agent), event, now)
+            .await
+    }
+
+    /// Logs an agent's presence change (join, leave, disconnect).
+    pub(super) async fn append_presence(
+        &self,
+        conversation: Uuid,
+        agent: &AgentIdentity,
+        presence: PresenceKind,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<SequencedEvent> {
+        let (event, _) = self
+            .append(
+                conversation,
+                agent_participant(agent),
+                NewEvent {
+                    body: EventBody::Presence { presence },
+                    dedup: None,
+                },
+                now,
+            )
+            .await?;
+        Ok(event)
+    }
+}
+
+pub(super) fn agent_participant(agent: &AgentIdentity) -> Participant {
+    Participant {
+        role: ParticipantRole::Agent,
+        id: Some(agent.id),
+        name: agent.name.clone(),
+    }
+}

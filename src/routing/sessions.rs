@@ -1,0 +1,214 @@
+//! Guest sessions and what a visitor's messages open: the session a token
+//! names, the conversation a message goes to, the visitor's history.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::decide::{self, Target};
+use super::model::{
+    Conversation, GuestSession, Participant, ParticipantRole, SequencedEvent, Visitor,
+    VisitorIdentity,
+};
+use super::{NewEvent, Routing, RoutingError, RoutingResult};
+use crate::store::records::{
+    ConfigurationContent, ConversationDisconnect, Deployment, DisconnectType,
+};
+
+impl Routing {
+    pub async fn session(&self, id: Uuid) -> RoutingResult<Option<GuestSession>> {
+        Ok(self.store.find::<GuestSession>(id).await?)
+    }
+
+    /// Loads or creates the session a token names, bound to `deployment`.
+    /// Answers the session and whether it was created now.
+    pub async fn open_session(
+        &self,
+        id: Uuid,
+        deployment: &Deployment,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<(GuestSession, bool)> {
+        self.read_modify_commit(
+            move || async move { Ok(self.store.find::<GuestSession>(id).await?) },
+            |found, writes| match found {
+                Some(session) => Ok((session, false)),
+                None => {
+                    let mut session = decide::new_session(id, deployment, now);
+                    writes.put(&mut session, now)?;
+                    Ok((session, true))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Applies `change` to a session, again on fresh reads while another
+    /// node changes it first.
+    pub async fn update_session(
+        &self,
+        id: Uuid,
+        mut change: impl FnMut(&mut GuestSession) -> RoutingResult<()>,
+    ) -> RoutingResult<GuestSession> {
+        self.read_modify_commit(
+            move || async move {
+                self.store
+                    .find::<GuestSession>(id)
+                    .await?
+                    .ok_or(RoutingError::UnknownSession)
+            },
+            |mut session, writes| {
+                change(&mut session)?;
+                writes.put(&mut session, Utc::now())?;
+                Ok(session)
+            },
+        )
+        .await
+    }
+
+    /// Marks the session's current conversation as finished for the
+    /// visitor, so the next message starts a new one (`startNew`).
+    pub async fn start_new(&self, session: Uuid) -> RoutingResult<GuestSession> {
+        self.update_session(session, |s| {
+            s.conversation_id = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The conversations an authenticated visitor had, oldest first.
+    pub async fn visitor_conversations(&self, visitor: Uuid) -> RoutingResult<Vec<Uuid>> {
+        Ok(self
+            .store
+            .find::<Visitor>(visitor)
+            .await?
+            .map(|v| v.conversations)
+            .unwrap_or_default())
+    }
+
+    pub async fn conversation(&self, id: Uuid) -> RoutingResult<Option<Conversation>> {
+        Ok(self.store.find::<Conversation>(id).await?)
+    }
+
+    /// A conversation that must exist.
+    pub(super) async fn existing_conversation(&self, id: Uuid) -> RoutingResult<Conversation> {
+        self.conversation(id)
+            .await?
+            .ok_or(RoutingError::UnknownConversation)
+    }
+
+    /// Whether a visitor whose conversation ended may still send: per the
+    /// configuration's `conversationDisconnect`.
+    pub fn read_only_after_end(settings: &ConversationDisconnect) -> bool {
+        settings.enabled && settings.kind == DisconnectType::ReadOnly
+    }
+
+    /// A guest session upgraded in place: the conversation's visitor becomes
+    /// the signed-in identity (agents see who they talk to), and the
+    /// conversation joins the visitor's history.
+    pub async fn sign_in_conversation(
+        &self,
+        conversation: Uuid,
+        identity: &VisitorIdentity,
+        visitor_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<()> {
+        self.read_modify_commit(
+            move || async move {
+                let c = self.existing_conversation(conversation).await?;
+                let visitor = self.store.find::<Visitor>(visitor_id).await?;
+                Ok((c, visitor))
+            },
+            |(mut c, visitor), writes| {
+                c.visitor = identity.clone();
+                let mut visitor =
+                    decide::with_conversation(visitor, visitor_id, c.org_id, conversation, now);
+                writes.put(&mut c, now)?;
+                writes.put(&mut visitor, now)?;
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Posts a visitor's event. Opens a conversation in the deployment's
+    /// queue when the session has none (or its last one ended and the
+    /// configuration lets a new one start). Answers the conversation, the
+    /// event and whether it was a resend of one already logged.
+    pub async fn visitor_post(
+        &self,
+        session_id: Uuid,
+        deployment: &Deployment,
+        content: &ConfigurationContent,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<(Conversation, SequencedEvent, bool)> {
+        let read_only = Self::read_only_after_end(
+            &content.messenger.apps.conversations.conversation_disconnect,
+        );
+        let (conversation, opened) = self
+            .read_modify_commit(
+                move || self.read_posting(session_id, read_only),
+                |(mut session, current, visitor), writes| {
+                    match decide::target(current.as_ref(), read_only) {
+                        Target::Current(c) => return Ok((c.clone(), false)),
+                        Target::ReadOnly => return Err(RoutingError::ReadOnly),
+                        Target::New => {}
+                    }
+                    let mut c = decide::new_conversation(&session, deployment, now);
+                    session.conversation_id = Some(c.meta.id);
+                    session.last_active = now;
+                    writes.put(&mut c, now)?;
+                    writes.put(&mut session, now)?;
+                    if let Some(visitor_id) = session.visitor_id {
+                        let mut visitor = decide::with_conversation(
+                            visitor,
+                            visitor_id,
+                            session.org_id,
+                            c.meta.id,
+                            now,
+                        );
+                        writes.put(&mut visitor, now)?;
+                    }
+                    Ok((c, true))
+                },
+            )
+            .await?;
+        if opened {
+            tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
+            self.wake_queue(conversation.queue_id).await;
+        }
+        let from = Participant {
+            role: ParticipantRole::Visitor,
+            id: None,
+            name: conversation.visitor.display_name(),
+        };
+        let (event, duplicate) = self.append(conversation.meta.id, from, event, now).await?;
+        Ok((conversation, event, duplicate))
+    }
+
+    /// What a visitor's post decides on: the session, its current
+    /// conversation, and (only when a new conversation must be opened) the
+    /// authenticated visitor whose history it joins.
+    async fn read_posting(
+        &self,
+        session_id: Uuid,
+        read_only: bool,
+    ) -> RoutingResult<(GuestSession, Option<Conversation>, Option<Visitor>)> {
+        let session = self
+            .store
+            .find::<GuestSession>(session_id)
+            .await?
+            .ok_or(RoutingError::UnknownSession)?;
+        let current = match session.conversation_id {
+            Some(id) => self.store.find::<Conversation>(id).await?,
+            None => None,
+        };
+        let visitor = match (
+            decide::target(current.as_ref(), read_only),
+            session.visitor_id,
+        ) {
+            (Target::New, Some(id)) => self.store.find::<Visitor>(id).await?,
+            _ => None,
+        };
+        Ok((session, current, visitor))
+    }
+}

@@ -1,0 +1,172 @@
+//! The sweeper: what no socket asks for. It times offers out, notices agents
+//! whose sockets are gone (their heartbeat expired), and now and then routes
+//! every queue, in case a wake-up was lost with a node. Its work is
+//! idempotent, so every node runs it and none leads.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::decide;
+use super::model::{AgentState, Conversation, ConversationState, Notice, PresenceKind};
+use super::{AgentIdentity, Routing, RoutingError, RoutingResult};
+use crate::engine::{Channel, Collection, Space};
+use crate::store::records::{Organization, Queue};
+use crate::store::types::OrgId;
+use crate::store::{PageRequest, Record, StoreError, collection_of};
+
+/// How many sweeps pass between two routings of every queue.
+const ROUTE_ALL_EVERY: u64 = 15;
+
+/// How many offers one sweep looks at, earliest deadline first.
+const OFFERS_PER_SWEEP: u64 = 50;
+
+impl Routing {
+    /// Runs the sweeper until `shutdown` resolves.
+    pub async fn sweep_until(self, shutdown: impl Future<Output = ()>) {
+        let mut tick = tokio::time::interval(self.config.sweep_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rounds: u64 = 0;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            rounds += 1;
+            let now = Utc::now();
+            if let Err(e) = self.expire_offers(now).await {
+                tracing::warn!(error = %e, "sweeping offers failed");
+            }
+            if let Err(e) = self.sweep_agents(now).await {
+                tracing::warn!(error = %e, "sweeping agents failed");
+            }
+            if rounds.is_multiple_of(ROUTE_ALL_EVERY)
+                && let Err(e) = self.route_all(now).await
+            {
+                tracing::warn!(error = %e, "routing all queues failed");
+            }
+        }
+    }
+
+    /// Times out offers whose deadline passed: back to the queue, and the
+    /// agent who let it lapse goes away.
+    pub async fn expire_offers(&self, now: DateTime<Utc>) -> RoutingResult<()> {
+        let offered = self
+            .store
+            .list::<Conversation>(
+                &Collection::Offered,
+                PageRequest {
+                    number: 1,
+                    size: OFFERS_PER_SWEEP,
+                },
+            )
+            .await?;
+        for c in offered.entities {
+            let ConversationState::Offered {
+                agent_id, deadline, ..
+            } = c.state
+            else {
+                continue;
+            };
+            // Listed by deadline: the rest are later still.
+            if deadline > now {
+                break;
+            }
+            let result = self
+                .transition(c.meta.id, agent_id, now, decide::expire_offer)
+                .await;
+            match result {
+                Ok(c) => {
+                    tracing::info!(conversation = %c.meta.id, agent = %agent_id, "offer timed out");
+                    self.notify(&Channel::Agent(agent_id), &Notice::AgentChanged)
+                        .await;
+                    self.wake_queue(c.queue_id).await;
+                }
+                Err(RoutingError::NotAllowed(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Agents whose heartbeat expired: offline, their conversations back to
+    /// their queues.
+    pub async fn sweep_agents(&self, now: DateTime<Utc>) -> RoutingResult<()> {
+        let online = self
+            .store
+            .list_all::<AgentState>(&Collection::OnlineAgents)
+            .await?;
+        for agent in online {
+            if !self.alive(agent.meta.id).await? {
+                self.agent_gone(agent.meta.id, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes an agent offline and re-queues everything it held.
+    pub async fn agent_gone(&self, agent: Uuid, now: DateTime<Utc>) -> RoutingResult<()> {
+        let Some(state) = self.store.find::<AgentState>(agent).await? else {
+            return Ok(());
+        };
+        let identity = AgentIdentity {
+            id: agent,
+            org: state.org_id,
+            name: state.display_name.clone(),
+            is_member: true,
+        };
+        for conversation in state.conversations {
+            let result = self
+                .transition(conversation, agent, now, |c, a, now| {
+                    decide::release_lost(c, a, now);
+                    Ok(())
+                })
+                .await;
+            match result {
+                Ok(c) => {
+                    if c.agents.contains(&agent)
+                        && matches!(c.state, ConversationState::Waiting { .. })
+                    {
+                        // Best effort: the re-queue is what matters.
+                        let _ = self
+                            .append_presence(conversation, &identity, PresenceKind::Leave, now)
+                            .await;
+                    }
+                    self.wake_queue(c.queue_id).await;
+                }
+                Err(RoutingError::UnknownConversation) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Offline only if the agent did not come back meanwhile.
+        if !self.alive(agent).await? {
+            self.update_agent(agent, now, decide::go_offline).await?;
+            tracing::info!(%agent, "agent offline; conversations re-queued");
+        }
+        Ok(())
+    }
+
+    /// Whether one of the agent's sockets beat within the grace period.
+    async fn alive(&self, agent: Uuid) -> RoutingResult<bool> {
+        let beat = self
+            .engine()
+            .peek(Space::AgentAlive, &agent.to_string())
+            .await
+            .map_err(StoreError::from)?;
+        Ok(beat.is_some())
+    }
+
+    async fn route_all(&self, now: DateTime<Utc>) -> RoutingResult<()> {
+        for org in self
+            .store
+            .list_all::<Organization>(&Collection::Organizations)
+            .await?
+        {
+            let collection = collection_of(Queue::KIND, OrgId(org.meta.id));
+            for queue in self.store.list_all::<Queue>(&collection).await? {
+                self.route(queue.meta.id, now).await;
+            }
+        }
+        Ok(())
+    }
+}
