@@ -2,22 +2,20 @@
 //! assignment, presence.
 //!
 //! Every transition reads the records it touches, decides with a pure
-//! function over them ([`decide`]) and commits them with a check that none
-//! changed since the read ([`Routing::read_modify_commit`]). So any number of
-//! nodes may act on the same conversation or agent at once: one commit wins,
-//! the others see a stale version, read again and decide again. Events go to
-//! the conversation's log first and are announced on the bus second; a
-//! message counts as sent once it is in the log.
+//! function over them and commits them with a check that none changed since
+//! the read. So any number of nodes may act on the same conversation or agent
+//! at once: one commit wins, the others see a stale version, read again and
+//! decide again. Events go to the conversation's log first and are announced
+//! on the bus second; a message counts as sent once it is in the log.
 //!
-//! - `sessions`: guest sessions and a visitor's conversations;
+//! - `decide`: the decisions, as pure functions over the records;
+//! - `commit`: read, decide, commit: the one helper every transition uses;
+//! - `sessions`: guest sessions and where a visitor's messages go;
 //! - `events`: the conversation logs and bus notices;
 //! - `agents`: an agent's presence, status and directory;
-//! - `assignment`: offers and what agents do with a conversation;
-//! - `sweeper`: what no socket asks for: expired offers, lost agents.
-//!
-//! A sweeper runs on every node: it times offers out, notices agents whose
-//! sockets are gone (their heartbeat expired), and retries routing queues
-//! with waiting conversations. Its work is idempotent, so it needs no leader.
+//! - `assignment`: offers, and what agents do with a conversation;
+//! - `sweeper`: what no socket asks for (offer timeouts, lost agents), run
+//!   on every node without a leader.
 
 mod agents;
 mod assignment;
@@ -27,6 +25,8 @@ mod events;
 pub mod model;
 mod sessions;
 mod sweeper;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
