@@ -13,9 +13,13 @@
 //!   stale update is refused instead of silently overwriting a newer one;
 //! - **references**: a record may name others it uses. They must exist when
 //!   the write commits, and a record that is referenced cannot be deleted;
-//! - **unique claims**: strings (a member's issuer and subject, say) that at
-//!   most one record may hold;
-//! - **collections**: ordered lists of records, paged for the admin API.
+//! - **unique claims** ([`Claim`]): what at most one record may hold (a
+//!   member's issuer and subject, say);
+//! - **collections** ([`Collection`]): ordered lists of records, paged for
+//!   the admin API and scanned by routing.
+//!
+//! Kinds, claims, collections, spaces and channels are closed enums, so no
+//! storage name is ever spelled from outside input.
 //!
 //! A [`Commit`] applies several writes all-or-nothing, so publishing a
 //! configuration version and bumping the configuration is one step.

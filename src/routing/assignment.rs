@@ -17,14 +17,15 @@ use crate::store::{PageRequest, StoreError};
 /// sweeper's next pass goes on.
 const MAX_OFFERS_PER_PASS: usize = 64;
 
-/// How many waiting conversations one offer looks at: the longest-waiting
-/// ones, which every agent that can take one is offered first anyway.
+/// How many waiting conversations one offer considers, longest waiting
+/// first: enough to get past a few that every available agent declined.
 const WAITING_WINDOW: u64 = 16;
 
 impl Routing {
     /// Changes a conversation and its agent's record together, as `decide`
-    /// says, tells both that it changed, and answers the conversation. `decide` sees both records and
-    /// may refuse; the commit checks both versions.
+    /// says, tells both that it changed, and answers the conversation.
+    /// `decide` sees both records and may refuse; the commit checks both
+    /// versions.
     pub(super) async fn transition(
         &self,
         conversation: Uuid,

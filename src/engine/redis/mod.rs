@@ -143,13 +143,18 @@ mod tests {
 
     use super::*;
 
-    /// Needs no Redis: the point is that nothing listens.
+    /// Needs no Redis: the point is that nothing listens. The port is one
+    /// the system just handed out and took back, so nothing else holds it.
     #[tokio::test]
     async fn unreachable_redis_is_unavailable_without_credentials() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let started = std::time::Instant::now();
-        let err = RedisEngine::connect("redis://user:s3cr3t@127.0.0.1:1", "sb:")
-            .await
-            .unwrap_err();
+        let url = format!("redis://user:s3cr3t@127.0.0.1:{port}");
+        let err = RedisEngine::connect(&url, "sb:").await.unwrap_err();
         match err {
             EngineError::Unavailable(message) => assert!(!message.contains("s3cr3t"), "{message}"),
             other => panic!("unexpected {other:?}"),
