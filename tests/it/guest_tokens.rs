@@ -21,10 +21,10 @@ use switchboard::auth::session::{
 use switchboard::store::types::OrgId;
 use uuid::Uuid;
 
-use crate::admin_api::{configuration_body, deployment_body};
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, Reply, Setup, TestApp};
 use crate::support::idp::{self, SHOP_ORIGIN, TestIdp};
+use crate::support::site::{Site, SiteSpec};
 
 const EXCHANGE: &str = "/api/v2/webdeployments/token/oauthcodegrantjwtexchange";
 const REFRESH: &str = "/api/v2/webdeployments/token/refresh";
@@ -33,89 +33,18 @@ const START: &str = "/api/v2/webdeployments/token/oauth/start";
 const COMPLETE: &str = "/api/v2/webdeployments/token/oauth/complete";
 
 /// A deployment whose published configuration signs visitors in at `idp`.
-struct Site {
-    token: String,
-    integration: String,
-    queue: String,
-    deployment: String,
-}
-
 async fn site(app: &TestApp, idp: &TestIdp) -> Site {
-    let token = app.admin().await;
-    let integration = app
-        .post(
-            "/api/v2/integrations/oidc",
-            &token,
-            json!({
-                "name": "Test IdP",
-                "issuer": idp.issuer,
-                "clientId": idp.client_id,
-                "clientSecret": idp.client_secret,
-                "scopes": ["openid", "email", "profile"],
-                "maxRefreshTokenLifetimeSeconds": 3600,
-            }),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let queue = app
-        .post(
-            "/api/v2/routing/queues",
-            &token,
-            json!({ "name": "Support" }),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let deployment = deployment_with(app, &token, Some(&integration), &queue).await;
-    Site {
-        token,
-        integration,
-        queue,
-        deployment,
-    }
+    app.site(&SiteSpec::test_idp(idp)).await
 }
 
-/// A published configuration (authentication on with `integration`, off
-/// without) and an active deployment of it on the shop's origin.
-async fn deployment_with(
-    app: &TestApp,
-    token: &str,
-    integration: Option<&str>,
-    queue: &str,
-) -> String {
-    let configuration = app
-        .post(
-            "/api/v2/webdeployments/configurations",
-            token,
-            configuration_body("Shop messenger", integration),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.post(
-        &format!("/api/v2/webdeployments/configurations/{configuration}/versions/draft/publish"),
-        token,
-        json!({}),
-    )
-    .await
-    .expect(StatusCode::CREATED);
-    app.post(
-        "/api/v2/webdeployments/deployments",
-        token,
-        deployment_body(&configuration, "1", queue),
-    )
-    .await
-    .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+/// Another deployment next to `site`'s, in its queue: signing in with its
+/// integration, or (`sign_in` false) without authentication.
+async fn deployment_next_to(app: &TestApp, site: &Site, sign_in: bool) -> String {
+    let mut spec = SiteSpec::new().in_queue(&site.queue);
+    if sign_in {
+        spec = spec.reusing_integration(site.integration_id());
+    }
+    app.site_as(&site.admin, &spec).await.deployment
 }
 
 /// What a widget holds after running the code flow itself.
@@ -391,7 +320,7 @@ async fn tampered_and_foreign_session_jwts_are_refused(kind: EngineKind) {
     let idp = idp::shared();
     let app = TestApp::spawn(kind).await;
     let site = site(&app, idp).await;
-    let other = deployment_with(&app, &site.token, Some(&site.integration), &site.queue).await;
+    let other = deployment_next_to(&app, &site, true).await;
     let (jwt, _) = signed_in(&app, idp, &site.deployment, "carol").await;
     let sessions = &app.state().sessions;
 
@@ -574,7 +503,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(kind: EngineKind) {
     assert_ne!(claims2["jti"], first["jti"]);
 
     // A refresh token of this deployment means nothing to another.
-    let other = deployment_with(&app, &site.token, Some(&site.integration), &site.queue).await;
+    let other = deployment_next_to(&app, &site, true).await;
     refresh(&app, &other, &r2)
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "invalid_grant");
@@ -768,7 +697,7 @@ async fn preconditions_have_their_codes(kind: EngineKind) {
     assert!(methods.contains("POST"), "{methods}");
 
     // Authentication switched off in the published configuration.
-    let plain = deployment_with(&app, &site.token, None, &site.queue).await;
+    let plain = deployment_next_to(&app, &site, false).await;
     post(
         &app,
         EXCHANGE,
@@ -778,11 +707,11 @@ async fn preconditions_have_their_codes(kind: EngineKind) {
     .expect_error(StatusCode::BAD_REQUEST, "authentication_disabled");
 
     // The integration switched off.
-    let path = format!("/api/v2/integrations/oidc/{}", site.integration);
-    let current = app.get(&path, &site.token).await.expect(StatusCode::OK);
+    let path = format!("/api/v2/integrations/oidc/{}", site.integration_id());
+    let current = app.get(&path, &site.admin).await.expect(StatusCode::OK);
     app.put(
         &path,
-        &site.token,
+        &site.admin,
         json!({
             "name": current["name"],
             "issuer": current["issuer"],
@@ -812,9 +741,9 @@ async fn preconditions_have_their_codes(kind: EngineKind) {
 
     // The deployment switched off.
     let path = format!("/api/v2/webdeployments/deployments/{plain}");
-    let mut current = app.get(&path, &site.token).await.expect(StatusCode::OK);
+    let mut current = app.get(&path, &site.admin).await.expect(StatusCode::OK);
     current["status"] = json!("Inactive");
-    app.put(&path, &site.token, current)
+    app.put(&path, &site.admin, current)
         .await
         .expect(StatusCode::OK);
     post(

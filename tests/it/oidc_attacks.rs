@@ -22,6 +22,7 @@ use crate::support::hostile_idp::{
     DiscoveryMode, HostileIdp, RSA_A_PUBLIC_PEM, TestKey, TokenAnswer, forge, sign_header,
     sign_with,
 };
+use crate::support::site::{SiteSpec, integration_body};
 
 const CLIENT_ID: &str = "switchboard-web";
 const CLIENT_SECRET: &str = "hostile-idp-client-secret-0123456789";
@@ -1166,7 +1167,7 @@ async fn the_test_endpoint_refuses_inward_addresses_without_allow_insecure() {
 async fn config_json_names_the_authorization_endpoint_when_discovery_works() {
     let app = TestApp::spawn(EngineKind::Embedded).await;
     let token = app.admin().await;
-    let fixture = crate::admin_api::walkthrough(&app, &token).await;
+    let fixture = app.site_as(&token, &SiteSpec::shop_idp()).await;
     let path = format!(
         "/webdeployments/v1/deployments/{}/config.json",
         fixture.deployment
@@ -1185,9 +1186,9 @@ async fn config_json_names_the_authorization_endpoint_when_discovery_works() {
 
     // Pointed at a reachable IdP, the endpoint appears.
     let idp = HostileIdp::start().await;
-    let item = format!("/api/v2/integrations/oidc/{}", fixture.integration);
+    let item = format!("/api/v2/integrations/oidc/{}", fixture.integration_id());
     let current = app.get(&item, &token).await.expect(StatusCode::OK);
-    let mut body = crate::admin_api::integration_body("Shop IdP");
+    let mut body = integration_body("Shop IdP");
     body["issuer"] = json!(idp.issuer);
     body["version"] = current["version"].clone();
     app.put(&item, &token, body).await.expect(StatusCode::OK);
