@@ -47,15 +47,7 @@ async fn walkthrough_survives_a_restart(kind: EngineKind) {
         app.get(&path, &token).await.expect(StatusCode::OK);
     }
     let config = app
-        .call(
-            Method::GET,
-            &format!(
-                "/webdeployments/v1/deployments/{}/config.json",
-                f.deployment
-            ),
-            None,
-            None,
-        )
+        .public_config(&f.deployment)
         .await
         .expect(StatusCode::OK);
     assert_eq!(config["id"], f.deployment);
@@ -291,15 +283,7 @@ async fn configurations_publish_versions(kind: EngineKind) {
     .await
     .expect(StatusCode::OK);
     let public = app
-        .call(
-            Method::GET,
-            &format!(
-                "/webdeployments/v1/deployments/{}/config.json",
-                f.deployment
-            ),
-            None,
-            None,
-        )
+        .public_config(&f.deployment)
         .await
         .expect(StatusCode::OK);
     assert_eq!(public["version"], "2");

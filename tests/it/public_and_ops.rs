@@ -81,17 +81,9 @@ async fn public_config_carries_no_secret_and_honours_cors(kind: EngineKind) {
     app.call(Method::GET, &path, None, None)
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
-    app.call(
-        Method::GET,
-        &format!(
-            "/webdeployments/v1/deployments/{}/config.json",
-            uuid::Uuid::new_v4()
-        ),
-        None,
-        None,
-    )
-    .await
-    .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.public_config(&uuid::Uuid::new_v4().to_string())
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
 }
 on_both_engines!(public_config_carries_no_secret_and_honours_cors);
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use switchboard::engine::{BusMessage, Channel};
+use switchboard::engine::BusMessage;
 use switchboard::routing::model::{
     ConversationState, EventBody, Notice, Participant, ParticipantRole, PresenceKind,
 };
@@ -137,27 +137,13 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     assert_eq!(event["from"]["role"], "visitor");
 
     // Typing, both ways.
-    let mut watch = app
-        .state()
-        .store
-        .engine()
-        .subscribe(Channel::Conversation(conversation))
-        .await
-        .unwrap();
-    app.state()
-        .routing
-        .notify(
-            &Channel::Conversation(conversation),
-            &Notice::Typing {
-                conversation_id: conversation,
-                from: Participant {
-                    role: ParticipantRole::Visitor,
-                    id: None,
-                    name: "Ada Lovelace".to_owned(),
-                },
-            },
-        )
-        .await;
+    let mut watch = app.watch(conversation).await;
+    let visitor = Participant {
+        role: ParticipantRole::Visitor,
+        id: None,
+        name: "Ada Lovelace".to_owned(),
+    };
+    app.typing(conversation, visitor).await;
     let typing = agent.expect("typing").await;
     assert_eq!(typing["conversationId"], conversation.to_string());
     assert_eq!(typing["from"]["role"], "visitor");
@@ -222,10 +208,8 @@ on_both_engines!(an_accepted_conversation_flows_both_ways);
 async fn a_declined_offer_goes_to_another_agent(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;
-    let (_, first) = scene.agent("First").await;
-    let (_, second) = scene.agent("Second").await;
-    let (mut a, _) = app.agent(&first).await;
-    let (mut b, _) = app.agent(&second).await;
+    let mut a = scene.socket("First").await;
+    let mut b = scene.socket("Second").await;
     a.available().await;
     // Later available: less idle, so the first agent is offered first.
     b.available().await;
@@ -260,11 +244,8 @@ on_both_engines!(a_declined_offer_goes_to_another_agent);
 
 async fn the_longest_idle_agent_is_offered_first(kind: EngineKind) {
     let scene = Scene::new(kind).await;
-    let app = &scene.app;
-    let (_, first) = scene.agent("First").await;
-    let (_, second) = scene.agent("Second").await;
-    let (mut a, _) = app.agent(&first).await;
-    let (mut b, _) = app.agent(&second).await;
+    let mut a = scene.socket("First").await;
+    let mut b = scene.socket("Second").await;
     // The second agent has been idle longer.
     b.available().await;
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -286,8 +267,7 @@ async fn capacity_is_respected(kind: EngineKind) {
     )
     .await;
     let app = &scene.app;
-    let (_, token) = scene.agent("Solo").await;
-    let (mut agent, _) = app.agent(&token).await;
+    let mut agent = scene.socket("Solo").await;
     agent.available().await;
     let one = scene.visitor("one", None).await;
     agent.offer_of(one).await;
@@ -316,14 +296,11 @@ async fn an_unanswered_offer_times_out(kind: EngineKind) {
         json!({ "name": "Fast", "offerTimeoutSeconds": 5 }),
     )
     .await;
-    let app = &scene.app;
-    let (_, sleepy) = scene.agent("Sleepy").await;
-    let (_, awake) = scene.agent("Awake").await;
-    let (mut a, _) = app.agent(&sleepy).await;
+    let mut a = scene.socket("Sleepy").await;
     a.available().await;
     let conversation = scene.visitor("hello?", None).await;
     a.offer_of(conversation).await;
-    let (mut b, _) = app.agent(&awake).await;
+    let mut b = scene.socket("Awake").await;
     b.available().await;
 
     // Nobody answers: after the timeout the offer is taken back, the agent
@@ -342,9 +319,7 @@ async fn a_lost_agent_loses_its_conversations(kind: EngineKind) {
     let setup = Setup::new(kind).set("SWITCHBOARD_AGENT_GRACE_SECONDS", "1");
     let scene = Scene::with(setup, json!({ "name": "Support" })).await;
     let app = &scene.app;
-    let (_, flaky) = scene.agent("Flaky").await;
-    let (_, steady) = scene.agent("Steady").await;
-    let (mut a, _) = app.agent(&flaky).await;
+    let mut a = scene.socket("Flaky").await;
     a.available().await;
     let conversation = scene.visitor("help", None).await;
     a.offer_of(conversation).await;
@@ -360,7 +335,7 @@ async fn a_lost_agent_loses_its_conversations(kind: EngineKind) {
         ConversationState::Connected { .. }
     ));
 
-    let (mut b, _) = app.agent(&steady).await;
+    let mut b = scene.socket("Steady").await;
     b.available().await;
     a.close().await;
     // After the grace period the conversation is re-queued to the other

@@ -15,6 +15,7 @@ use switchboard::routing::model::{ConversationState, EventBody, VisitorIdentity}
 use switchboard::store::records::Deployment;
 use uuid::Uuid;
 
+use crate::support::agent::Agent;
 use crate::support::app::{Api, EngineKind, Setup, TestApp};
 use crate::support::site::SiteSpec;
 
@@ -51,6 +52,12 @@ impl Scene {
 
     async fn agent(&self, name: &str) -> (Uuid, String) {
         self.client(name, &["agent"]).await
+    }
+
+    /// A new agent `name`'s socket, its first snapshot read.
+    async fn socket(&self, name: &str) -> Agent {
+        let (_, token) = self.agent(name).await;
+        self.app.agent(&token).await.0
     }
 
     /// A visitor's first message, which opens a conversation in the

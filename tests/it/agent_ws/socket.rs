@@ -71,9 +71,7 @@ on_both_engines!(the_upgrade_needs_an_agent);
 
 async fn garbage_frames_keep_the_socket_usable(kind: EngineKind) {
     let scene = Scene::new(kind).await;
-    let app = &scene.app;
-    let (_, token) = scene.agent("Robust").await;
-    let (mut agent, _) = app.agent(&token).await;
+    let mut agent = scene.socket("Robust").await;
     let garbage = [
         "not json".to_owned(),
         "".to_owned(),
@@ -133,8 +131,7 @@ async fn garbage_frames_keep_the_socket_usable(kind: EngineKind) {
     agent.ok(json!({ "type": "ping" })).await;
 
     // Another socket is not disturbed by any of it.
-    let (_, other) = scene.agent("Bystander").await;
-    let (mut bystander, _) = app.agent(&other).await;
+    let mut bystander = scene.socket("Bystander").await;
     bystander.ok(json!({ "type": "ping" })).await;
 
     // A frame over the limit closes with 1009.

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use serde_json::json;
-use switchboard::engine::{BusMessage, Channel};
+use switchboard::engine::BusMessage;
 use switchboard::routing::model::{Notice, Participant, ParticipantRole};
 use uuid::Uuid;
 
@@ -20,10 +20,8 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
     let t = new_token();
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
-    let mut tab = app.guest(&site.deployment, &t).await;
-    assert_session(&tab.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
+    let mut tab = app.configured_guest(&site.deployment, &t).await;
 
     let answer = guest.say("hello").await;
     assert_eq!(seq(&answer), 1);
@@ -62,19 +60,12 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
     assert_eq!(seq(&message), 3);
 
     // Agent typing: an Event with a duration, not logged.
-    routing
-        .notify(
-            &Channel::Conversation(conversation),
-            &Notice::Typing {
-                conversation_id: conversation,
-                from: Participant {
-                    role: ParticipantRole::Agent,
-                    id: Some(ada.id),
-                    name: "Ada".to_owned(),
-                },
-            },
-        )
-        .await;
+    let agent = Participant {
+        role: ParticipantRole::Agent,
+        id: Some(ada.id),
+        name: "Ada".to_owned(),
+    };
+    app.typing(conversation, agent).await;
     let typing = guest.next().await;
     assert_eq!(typing["body"]["type"], "Event");
     assert_eq!(typing["body"]["events"][0]["eventType"], "Typing");
@@ -82,13 +73,7 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
     assert_eq!(typing["body"]["events"][0]["typing"]["duration"], 5000);
 
     // The guest's typing reaches the conversation channel, not other tabs.
-    let mut sub = app
-        .state()
-        .store
-        .engine()
-        .subscribe(Channel::Conversation(conversation))
-        .await
-        .unwrap();
+    let mut sub = app.watch(conversation).await;
     let answer = guest
         .ask(json!({"action":"onMessage","token":t,"message":{"type":"Event","events":[{"eventType":"Typing","typing":{"type":"On"}}]}}))
         .await;
@@ -131,8 +116,7 @@ on_both_engines!(agent_messages_presence_and_typing_reach_the_guest);
 async fn resends_with_the_same_id_are_idempotent(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
-    let mut guest = app.guest(&site.deployment, &new_token()).await;
-    assert_session(&guest.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &new_token()).await;
     let t = guest.token.clone();
     let first = guest
         .ask(json!({"action":"onMessage","token":t,"message":{"type":"Text","text":"once","id":"client-1"}}))
@@ -160,8 +144,7 @@ async fn resume_after_reconnect_has_no_gap_and_no_duplicate(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
     let t = new_token();
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
     assert_eq!(seq(&guest.say("one").await), 1);
     let answer = guest.say("two").await;
     assert_eq!(seq(&answer), 2);
@@ -220,8 +203,7 @@ async fn resume_after_reconnect_has_no_gap_and_no_duplicate(kind: EngineKind) {
 
     // Without lastSequence nothing is replayed.
     drop(guest);
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
     guest.fence().await;
     routing
         .append(conversation, ada, text_event("seven"), Utc::now())

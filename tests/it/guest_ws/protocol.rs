@@ -288,14 +288,11 @@ async fn rate_limit_answers_4029_with_retry_after(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
     let t = new_token();
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
     // Another tab of the same session and another session, ready before
     // the burst so that they speak right after it, in the same window.
-    let mut tab = app.guest(&site.deployment, &t).await;
-    assert_session(&tab.configure().await);
-    let mut other = app.guest(&site.deployment, &new_token()).await;
-    assert_session(&other.configure().await);
+    let mut tab = app.configured_guest(&site.deployment, &t).await;
+    let mut other = app.configured_guest(&site.deployment, &new_token()).await;
 
     let mut limited = Vec::new();
     for i in 0..6 {
@@ -323,10 +320,8 @@ on_both_engines!(rate_limit_answers_4029_with_retry_after);
 async fn oversized_frames_close_with_1009_and_garbage_harms_no_one(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
-    let mut bystander = app.guest(&site.deployment, &new_token()).await;
-    assert_session(&bystander.configure().await);
-    let mut hostile = app.guest(&site.deployment, &new_token()).await;
-    assert_session(&hostile.configure().await);
+    let mut bystander = app.configured_guest(&site.deployment, &new_token()).await;
+    let mut hostile = app.configured_guest(&site.deployment, &new_token()).await;
 
     for garbage in [
         "".to_owned(),

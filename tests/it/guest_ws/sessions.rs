@@ -21,10 +21,8 @@ async fn sessions_cannot_reach_each_other(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
     let (ta, tb) = (new_token(), new_token());
-    let mut a = app.guest(&site.deployment, &ta).await;
-    assert_session(&a.configure().await);
-    let mut b = app.guest(&site.deployment, &tb).await;
-    assert_session(&b.configure().await);
+    let mut a = app.configured_guest(&site.deployment, &ta).await;
+    let mut b = app.configured_guest(&site.deployment, &tb).await;
 
     let answer = a.say("secret of a").await;
     let conversation_a = conversation_of(&answer).to_string();
@@ -59,8 +57,7 @@ async fn history_is_paged_newest_first_with_cors(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
     let t = new_token();
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
     for text in ["m1", "m2", "m3"] {
         guest.say(text).await;
         // Two a second per session.
@@ -161,12 +158,9 @@ async fn close_session_closes_the_other_sockets(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
     let t = new_token();
-    let mut a = app.guest(&site.deployment, &t).await;
-    assert_session(&a.configure().await);
-    let mut b = app.guest(&site.deployment, &t).await;
-    assert_session(&b.configure().await);
-    let mut stranger = app.guest(&site.deployment, &new_token()).await;
-    assert_session(&stranger.configure().await);
+    let mut a = app.configured_guest(&site.deployment, &t).await;
+    let mut b = app.configured_guest(&site.deployment, &t).await;
+    let mut stranger = app.configured_guest(&site.deployment, &new_token()).await;
 
     let answer = a
         .ask(json!({"action":"closeSession","token":t,"closeAllConnections":true,"tracingId":"close-1"}))
@@ -191,10 +185,8 @@ async fn autostart_join_and_clear(kind: EngineKind) {
     );
     let site = app.site(&spec).await;
     let t = new_token();
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
-    let mut tab = app.guest(&site.deployment, &t).await;
-    assert_session(&tab.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
+    let mut tab = app.configured_guest(&site.deployment, &t).await;
 
     let join = json!({"action":"onMessage","token":t,"message":{"type":"Event","events":[{"eventType":"Presence","presence":{"type":"Join"}}]}});
     let answer = guest.ask(join.clone()).await;
@@ -234,8 +226,7 @@ async fn read_only_after_the_agent_ends(kind: EngineKind) {
     );
     let site = app.site(&spec).await;
     let t = new_token();
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
     let answer = guest.say("help").await;
     let conversation = conversation_of(&answer);
     let ada = app.agent_accepts(site.queue_id(), conversation).await;
@@ -383,10 +374,8 @@ async fn sign_in_after_a_guest_message(
 ) -> (Guest, Guest, String, Value) {
     let site = auth_site(app, false, upgrade).await;
     let t = new_token();
-    let mut guest = app.guest(&site.deployment, &t).await;
-    assert_session(&guest.configure().await);
-    let mut tab = app.guest(&site.deployment, &t).await;
-    assert_session(&tab.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &t).await;
+    let mut tab = app.configured_guest(&site.deployment, &t).await;
     let answer = guest.say("as a guest").await;
     let conversation = conversation_of(&answer).to_string();
     assert_eq!(seq(&tab.next().await), 1);
@@ -436,8 +425,7 @@ on_both_engines!(guest_sessions_upgrade_in_place_or_start_over);
 async fn node_shutdown_closes_with_1001(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let site = app.guest_site().await;
-    let mut guest = app.guest(&site.deployment, &new_token()).await;
-    assert_session(&guest.configure().await);
+    let mut guest = app.configured_guest(&site.deployment, &new_token()).await;
     assert_eq!(app.state().shutdown.open_sockets(), 1);
     let metrics = app.call(Method::GET, "/metrics", None, None).await;
     assert!(

@@ -37,6 +37,14 @@ impl Api {
             .unwrap()
     }
 
+    /// A guest socket of `deployment` for session `token`, configured
+    /// (`configureSession` answered with a session).
+    pub async fn configured_guest(&self, deployment: &str, token: &str) -> Guest {
+        let mut guest = self.guest(deployment, token).await;
+        assert_session(&guest.configure().await);
+        guest
+    }
+
     /// Opens a guest socket from `origin` (`None`: a native app, which
     /// sends no Origin); answers the refusal when the upgrade is refused.
     pub async fn guest_from(

@@ -4,7 +4,10 @@
 
 use chrono::Utc;
 use serde_json::{Value, json};
-use switchboard::routing::model::{AgentStatus, EventBody, VisitorIdentity, session_id};
+use switchboard::engine::{Channel, Subscription};
+use switchboard::routing::model::{
+    AgentStatus, EventBody, Notice, Participant, VisitorIdentity, session_id,
+};
 use switchboard::routing::{AgentIdentity, NewEvent};
 use switchboard::store::records::{ConfigurationContent, Deployment};
 use uuid::Uuid;
@@ -103,5 +106,29 @@ impl TestApp {
             .await
             .unwrap();
         conversation.meta.id
+    }
+
+    /// `from` types in `conversation`: the notice routing publishes.
+    pub async fn typing(&self, conversation: Uuid, from: Participant) {
+        self.state()
+            .routing
+            .notify(
+                &Channel::Conversation(conversation),
+                &Notice::Typing {
+                    conversation_id: conversation,
+                    from,
+                },
+            )
+            .await;
+    }
+
+    /// A subscription to `conversation`'s channel on the node's bus.
+    pub async fn watch(&self, conversation: Uuid) -> Subscription {
+        self.state()
+            .store
+            .engine()
+            .subscribe(Channel::Conversation(conversation))
+            .await
+            .unwrap()
     }
 }

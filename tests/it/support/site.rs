@@ -3,11 +3,11 @@
 //! origin, made through the admin API. Also the request bodies the admin
 //! API tests build on.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::app::{Api, TestApp};
+use super::app::{Api, Reply, TestApp};
 use super::idp::{SHOP_ORIGIN, TestIdp};
 
 /// An integration at `https://idp.example.com/` (which does not resolve
@@ -244,6 +244,14 @@ impl Api {
             deployment: record["id"].as_str().unwrap().to_owned(),
             record,
         }
+    }
+}
+
+impl Api {
+    /// A deployment's public `config.json`, as the widget reads it.
+    pub async fn public_config(&self, deployment: &str) -> Reply {
+        let path = format!("/webdeployments/v1/deployments/{deployment}/config.json");
+        self.call(Method::GET, &path, None, None).await
     }
 }
 
