@@ -34,16 +34,7 @@ async fn walkthrough_survives_a_restart(kind: EngineKind) {
     let app = app.restart().await;
     // The access token is still valid: it is verified with keys derived from
     // the master key, which every start shares.
-    for path in [
-        format!("/api/v2/integrations/oidc/{}", f.integration_id()),
-        format!("/api/v2/webdeployments/configurations/{}", f.configuration),
-        format!(
-            "/api/v2/webdeployments/configurations/{}/versions/1",
-            f.configuration
-        ),
-        format!("/api/v2/routing/queues/{}", f.queue),
-        format!("/api/v2/webdeployments/deployments/{}", f.deployment),
-    ] {
+    for path in f.record_paths() {
         app.get(&path, &token).await.expect(StatusCode::OK);
     }
     let config = app
@@ -744,16 +735,7 @@ async fn organizations_are_isolated(kind: EngineKind) {
         let listed = app.get(path, &admin_b).await.expect(StatusCode::OK);
         assert_eq!(listed["total"], 0, "{path}");
     }
-    for path in [
-        format!("/api/v2/integrations/oidc/{}", a.integration_id()),
-        format!("/api/v2/webdeployments/configurations/{}", a.configuration),
-        format!(
-            "/api/v2/webdeployments/configurations/{}/versions/1",
-            a.configuration
-        ),
-        format!("/api/v2/routing/queues/{}", a.queue),
-        format!("/api/v2/webdeployments/deployments/{}", a.deployment),
-    ] {
+    for path in a.record_paths() {
         app.get(&path, &admin_b)
             .await
             .expect_error(StatusCode::NOT_FOUND, "not_found");

@@ -276,17 +276,10 @@ async fn readiness_follows_redis() {
     redis.restart();
     // The connection manager reconnects by itself; readiness returns without
     // a restart of the node.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let ready = app.call(Method::GET, "/readyz", None, None).await;
-        if ready.status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ready again: {}",
-            ready.text
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.await_status(
+        "/readyz",
+        StatusCode::OK,
+        std::time::Duration::from_secs(15),
+    )
+    .await;
 }

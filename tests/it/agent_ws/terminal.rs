@@ -55,6 +55,30 @@ impl Terminal {
         }
     }
 
+    /// `switchboard agent` at `url` with `token`, once it says the agent is
+    /// available.
+    async fn agent(url: &str, token: &str) -> Terminal {
+        let mut agent = Terminal::spawn(
+            "switchboard agent",
+            &["agent", "--url", url, "--token", token],
+        );
+        agent.wait_for("you are available").await;
+        agent
+    }
+
+    /// `switchboard chat` on `deployment` at the nodes `urls` (in the order
+    /// it tries them), from the shop's origin, once it is connected.
+    async fn chat(urls: &[&str], deployment: &str) -> Terminal {
+        let mut args = vec!["chat"];
+        for url in urls {
+            args.extend(["--url", url]);
+        }
+        args.extend(["--deployment", deployment, "--origin", SHOP_ORIGIN]);
+        let mut visitor = Terminal::spawn("switchboard chat", &args);
+        visitor.wait_for("connected").await;
+        visitor
+    }
+
     async fn type_line(&mut self, line: &str) {
         use tokio::io::AsyncWriteExt;
         let stdin = self.stdin.as_mut().unwrap();
@@ -106,11 +130,7 @@ async fn the_terminal_agent_answers(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;
     let (_, token) = scene.agent("Terminal").await;
-    let mut agent = Terminal::spawn(
-        "switchboard agent",
-        &["agent", "--url", &app.base, "--token", &token],
-    );
-    agent.wait_for("you are available").await;
+    let mut agent = Terminal::agent(&app.base, &token).await;
     let conversation = scene
         .visitor("is anyone there?", Some(verified_visitor()))
         .await;
@@ -147,25 +167,9 @@ async fn two_terminals_chat(kind: EngineKind) {
     let scene = Scene::new(kind).await;
     let app = &scene.app;
     let (_, token) = scene.agent("Grace").await;
-    let mut agent = Terminal::spawn(
-        "switchboard agent",
-        &["agent", "--url", &app.base, "--token", &token],
-    );
-    agent.wait_for("you are available").await;
+    let mut agent = Terminal::agent(&app.base, &token).await;
     let deployment = scene.deployment.meta.id.to_string();
-    let mut visitor = Terminal::spawn(
-        "switchboard chat",
-        &[
-            "chat",
-            "--url",
-            &app.base,
-            "--deployment",
-            &deployment,
-            "--origin",
-            SHOP_ORIGIN,
-        ],
-    );
-    visitor.wait_for("connected").await;
+    let mut visitor = Terminal::chat(&[&app.base], &deployment).await;
     visitor.type_line("Hello from the terminal").await;
 
     let offer = agent.wait_for("offer").await;
@@ -200,26 +204,8 @@ async fn two_terminals_on_two_nodes_survive_a_sigkill() {
     let b = Node::start(&env).ready().await;
     let (deployment, token) = set_up(&a).await;
 
-    let mut agent = Terminal::spawn(
-        "switchboard agent",
-        &["agent", "--url", &b.base, "--token", &token],
-    );
-    agent.wait_for("you are available").await;
-    let mut visitor = Terminal::spawn(
-        "switchboard chat",
-        &[
-            "chat",
-            "--url",
-            &a.base,
-            "--url",
-            &b.base,
-            "--deployment",
-            &deployment,
-            "--origin",
-            SHOP_ORIGIN,
-        ],
-    );
-    visitor.wait_for("connected").await;
+    let mut agent = Terminal::agent(&b.base, &token).await;
+    let mut visitor = Terminal::chat(&[&a.base, &b.base], &deployment).await;
     visitor.type_line("Hello from node A").await;
     let offer = agent.wait_for("offer").await;
     let conversation = offer.split_whitespace().nth(1).unwrap().to_owned();

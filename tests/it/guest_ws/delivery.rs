@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, TestApp};
-use crate::support::guest::{assert_session, conversation_of, new_token, seq};
+use crate::support::guest::{assert_session, conversation_of, new_token, presence, seq};
 use crate::support::routing::text_event;
 use crate::support::ws::WAIT;
 
@@ -40,7 +40,7 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
         assert_eq!(join["body"]["type"], "Event");
         assert_eq!(join["body"]["direction"], "Outbound");
         assert_eq!(join["body"]["events"][0]["eventType"], "Presence");
-        assert_eq!(join["body"]["events"][0]["presence"]["type"], "Join");
+        assert_eq!(presence(&join), "Join");
         assert_eq!(seq(&join), 2);
     }
 
@@ -94,10 +94,7 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
         .await
         .unwrap();
     let disconnect = guest.next().await;
-    assert_eq!(
-        disconnect["body"]["events"][0]["presence"]["type"],
-        "Disconnect"
-    );
+    assert_eq!(presence(&disconnect), "Disconnect");
     // 1 hello, 2 join, 3 text, 4 disconnect (5, the end marker, is hidden).
     assert_eq!(seq(&disconnect), 4);
     guest.fence().await;
@@ -105,10 +102,7 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
     assert_eq!(seq(&tab.next().await), 3);
     let typing = tab.next().await;
     assert_eq!(typing["body"]["events"][0]["eventType"], "Typing");
-    assert_eq!(
-        tab.next().await["body"]["events"][0]["presence"]["type"],
-        "Disconnect"
-    );
+    assert_eq!(presence(&tab.next().await), "Disconnect");
     tab.fence().await;
 }
 on_both_engines!(agent_messages_presence_and_typing_reach_the_guest);

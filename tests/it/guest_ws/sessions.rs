@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, TestApp};
-use crate::support::guest::{Guest, assert_error, assert_session, conversation_of, new_token, seq};
+use crate::support::guest::{
+    Guest, assert_error, assert_session, conversation_of, new_token, presence, seq,
+};
 use crate::support::idp::SHOP_ORIGIN;
 use crate::support::site::SiteSpec;
 use crate::support::ws::WAIT;
@@ -190,7 +192,7 @@ async fn autostart_join_and_clear(kind: EngineKind) {
 
     let join = json!({"action":"onMessage","token":t,"message":{"type":"Event","events":[{"eventType":"Presence","presence":{"type":"Join"}}]}});
     let answer = guest.ask(join.clone()).await;
-    assert_eq!(answer["body"]["events"][0]["presence"]["type"], "Join");
+    assert_eq!(presence(&answer), "Join");
     assert_eq!(seq(&answer), 1);
     let first = conversation_of(&answer);
     // The tab follows the conversation the other opened.
@@ -205,7 +207,7 @@ async fn autostart_join_and_clear(kind: EngineKind) {
     let mut seen = tab.next().await;
     if seen["class"] == "StructuredMessage" {
         // The Clear presence logged in the old conversation.
-        assert_eq!(seen["body"]["events"][0]["presence"]["type"], "Clear");
+        assert_eq!(presence(&seen), "Clear");
         seen = tab.next().await;
     }
     assert_eq!(seen["class"], "SessionClearedEvent");
@@ -230,20 +232,14 @@ async fn read_only_after_the_agent_ends(kind: EngineKind) {
     let answer = guest.say("help").await;
     let conversation = conversation_of(&answer);
     let ada = app.agent_accepts(site.queue_id(), conversation).await;
-    assert_eq!(
-        guest.next().await["body"]["events"][0]["presence"]["type"],
-        "Join"
-    );
+    assert_eq!(presence(&guest.next().await), "Join");
     app.state()
         .routing
         .end(&ada, conversation, None, Utc::now())
         .await
         .unwrap();
     let disconnect = guest.next().await;
-    assert_eq!(
-        disconnect["body"]["events"][0]["presence"]["type"],
-        "Disconnect"
-    );
+    assert_eq!(presence(&disconnect), "Disconnect");
     assert_eq!(disconnect["body"]["metadata"]["readOnly"], "true");
     let answer = guest.say("anyone?").await;
     assert_error(&answer, 403);
@@ -391,7 +387,7 @@ async fn guest_sessions_upgrade_in_place_or_start_over(kind: EngineKind) {
     assert_eq!(body["conversationId"], conversation);
     assert_eq!(body["clearedExistingSession"], false);
     let sign_in = tab.next().await;
-    assert_eq!(sign_in["body"]["events"][0]["presence"]["type"], "SignIn");
+    assert_eq!(presence(&sign_in), "SignIn");
     assert_eq!(seq(&sign_in), 2);
     let stored = app
         .state()

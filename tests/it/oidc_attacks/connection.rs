@@ -8,11 +8,7 @@ async fn a_discovery_document_naming_another_issuer_is_refused() {
     let (idp, rp, configured) = setup().await;
     idp.set_discovery_issuer("https://evil.example.com");
     let token = idp.sign(&idp.claims(CLIENT_ID));
-    let error = rp
-        .clients
-        .verify_id_token(&configured, &token, None)
-        .await
-        .unwrap_err();
+    let error = rp.verify(&configured, &token).await.unwrap_err();
     assert_eq!(error.code(), "issuer_mismatch");
     assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(
@@ -24,7 +20,7 @@ async fn a_discovery_document_naming_another_issuer_is_refused() {
     // A trailing slash is a different issuer, and the message says so.
     let slash = integration(&format!("{}/", idp.issuer));
     idp.set_discovery_issuer(&idp.issuer);
-    let error = rp.clients.authorization_endpoint(&slash).await.unwrap_err();
+    let error = rp.discovery_error(&slash).await;
     assert_eq!(error.code(), "issuer_mismatch");
     assert!(error.to_string().contains("trailing slash"), "{error}");
 }
@@ -33,25 +29,15 @@ async fn a_discovery_document_naming_another_issuer_is_refused() {
 async fn key_rotation_needs_no_restart() {
     let (idp, rp, integration) = setup().await;
     let claims = idp.claims(CLIENT_ID);
-    rp.clients
-        .verify_id_token(&integration, &idp.sign(&claims), None)
-        .await
-        .unwrap();
+    rp.verify(&integration, &idp.sign(&claims)).await.unwrap();
     let new_key = TestKey::rsa_b();
     idp.set_keys(&[&new_key]);
     let rotated = sign_with(&new_key, &claims);
-    let identity = rp
-        .clients
-        .verify_id_token(&integration, &rotated, None)
-        .await
-        .unwrap();
+    let identity = rp.verify(&integration, &rotated).await.unwrap();
     assert_eq!(identity.subject, "user-1");
     assert_eq!(idp.jwks_fetches(), 2);
     // The new key is cached now.
-    rp.clients
-        .verify_id_token(&integration, &rotated, None)
-        .await
-        .unwrap();
+    rp.verify(&integration, &rotated).await.unwrap();
     assert_eq!(idp.jwks_fetches(), 2);
 }
 
@@ -71,27 +57,17 @@ async fn idp_addresses_inward_are_refused_without_allow_insecure() {
         "https://localhost/",
         "https://localhost:9/",
     ] {
-        let error = rp
-            .clients
-            .authorization_endpoint(&integration(issuer))
-            .await
-            .unwrap_err();
+        let error = rp.discovery_error(&integration(issuer)).await;
         assert_eq!(error.code(), "idp_address_refused", "{issuer}: {error}");
     }
     let error = rp
-        .clients
-        .authorization_endpoint(&integration("http://idp.example.com/"))
-        .await
-        .unwrap_err();
+        .discovery_error(&integration("http://idp.example.com/"))
+        .await;
     assert_eq!(error.code(), "idp_insecure");
 
     // The same IdP that works with allow_insecure is refused without it.
     let idp = HostileIdp::start().await;
-    let error = rp
-        .clients
-        .authorization_endpoint(&integration(&idp.issuer))
-        .await
-        .unwrap_err();
+    let error = rp.discovery_error(&integration(&idp.issuer)).await;
     assert_eq!(error.code(), "idp_insecure");
     assert_eq!(idp.discovery_fetches(), 0);
 }
@@ -100,21 +76,13 @@ async fn idp_addresses_inward_are_refused_without_allow_insecure() {
 async fn redirects_and_huge_documents_are_refused() {
     let (idp, rp, integration) = setup().await;
     idp.set_discovery_mode(DiscoveryMode::Redirect);
-    let error = rp
-        .clients
-        .authorization_endpoint(&integration)
-        .await
-        .unwrap_err();
+    let error = rp.discovery_error(&integration).await;
     assert_eq!(error.code(), "idp_error");
     assert!(idp.paths().iter().all(|p| !p.starts_with("/elsewhere")));
 
     let (idp, rp, integration) = setup().await;
     idp.set_discovery_mode(DiscoveryMode::Huge);
-    let error = rp
-        .clients
-        .authorization_endpoint(&integration)
-        .await
-        .unwrap_err();
+    let error = rp.discovery_error(&integration).await;
     assert_eq!(error.code(), "idp_error");
     assert!(error.to_string().contains("KiB"), "{error}");
 }
@@ -122,11 +90,7 @@ async fn redirects_and_huge_documents_are_refused() {
 #[tokio::test]
 async fn an_unreachable_idp_is_reported() {
     let rp = rp(true).await;
-    let error = rp
-        .clients
-        .authorization_endpoint(&integration("http://127.0.0.1:1"))
-        .await
-        .unwrap_err();
+    let error = rp.discovery_error(&integration("http://127.0.0.1:1")).await;
     assert_eq!(error.code(), "idp_unreachable");
 }
 

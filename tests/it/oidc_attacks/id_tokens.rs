@@ -7,11 +7,7 @@ use super::*;
 async fn a_valid_token_yields_the_identity() {
     let (idp, rp, integration) = setup().await;
     let token = idp.sign(&idp.claims(CLIENT_ID));
-    let identity = rp
-        .clients
-        .verify_id_token(&integration, &token, None)
-        .await
-        .unwrap();
+    let identity = rp.verify(&integration, &token).await.unwrap();
     assert_eq!(identity.issuer, idp.issuer);
     assert_eq!(identity.subject, "user-1");
     assert_eq!(identity.email.as_deref(), Some("ada@example.com"));
@@ -25,10 +21,7 @@ async fn a_valid_token_yields_the_identity() {
     let (discovery, jwks) = (idp.discovery_fetches(), idp.jwks_fetches());
     let ec = TestKey::ec_a();
     idp.set_keys(&[&idp.signer, &ec]);
-    rp.clients
-        .verify_id_token(&integration, &token, None)
-        .await
-        .unwrap();
+    rp.verify(&integration, &token).await.unwrap();
     assert_eq!(
         (idp.discovery_fetches(), idp.jwks_fetches()),
         (discovery, jwks)
@@ -41,11 +34,7 @@ async fn es256_tokens_verify() {
     let ec = TestKey::ec_a();
     idp.set_keys(&[&ec]);
     let token = sign_with(&ec, &idp.claims(CLIENT_ID));
-    let identity = rp
-        .clients
-        .verify_id_token(&integration, &token, None)
-        .await
-        .unwrap();
+    let identity = rp.verify(&integration, &token).await.unwrap();
     assert_eq!(identity.subject, "user-1");
 }
 
@@ -163,11 +152,7 @@ async fn bad_signatures_are_refused() {
 
     // Garbage.
     for token in ["", "abc", "a.b", "a.b.c", "a.b.c.d.e"] {
-        let error = rp
-            .clients
-            .verify_id_token(&integration, token, None)
-            .await
-            .unwrap_err();
+        let error = rp.verify(&integration, token).await.unwrap_err();
         assert_eq!(error.code(), "malformed_token", "{token:?}");
     }
 }
@@ -176,10 +161,7 @@ async fn bad_signatures_are_refused() {
 async fn an_unknown_kid_refetches_the_key_set_once() {
     let (idp, rp, integration) = setup().await;
     let claims = idp.claims(CLIENT_ID);
-    rp.clients
-        .verify_id_token(&integration, &idp.sign(&claims), None)
-        .await
-        .unwrap();
+    rp.verify(&integration, &idp.sign(&claims)).await.unwrap();
     assert_eq!(idp.jwks_fetches(), 1);
 
     let stranger = TestKey::rsa_attacker().with_kid("not-published");
@@ -248,12 +230,7 @@ async fn several_keys_need_a_kid() {
         &idp.claims(CLIENT_ID),
         &idp.signer.encoding,
     );
-    assert!(
-        rp.clients
-            .verify_id_token(&integration, &token, None)
-            .await
-            .is_ok()
-    );
+    assert!(rp.verify(&integration, &token).await.is_ok());
 }
 
 #[tokio::test]
@@ -317,12 +294,7 @@ async fn tokens_for_other_clients_and_issuers_are_refused() {
         c["azp"] = json!(CLIENT_ID);
         c["aud"] = json!([CLIENT_ID]);
     });
-    assert!(
-        rp.clients
-            .verify_id_token(&integration, &token, None)
-            .await
-            .is_ok()
-    );
+    assert!(rp.verify(&integration, &token).await.is_ok());
 }
 
 #[tokio::test]
@@ -357,12 +329,7 @@ async fn times_are_checked() {
         c["iat"] = json!(now + 20);
         c["exp"] = json!(now - 20);
     });
-    assert!(
-        rp.clients
-            .verify_id_token(&integration, &skewed, None)
-            .await
-            .is_ok()
-    );
+    assert!(rp.verify(&integration, &skewed).await.is_ok());
 }
 
 #[tokio::test]
@@ -372,11 +339,7 @@ async fn missing_claims_are_refused() {
         let mut claims = idp.claims(CLIENT_ID);
         claims.as_object_mut().unwrap().remove(claim);
         let token = idp.sign(&claims);
-        let error = rp
-            .clients
-            .verify_id_token(&integration, &token, None)
-            .await
-            .unwrap_err();
+        let error = rp.verify(&integration, &token).await.unwrap_err();
         assert_eq!(error.code(), "claim_missing", "{claim}");
         assert!(error.to_string().contains(claim));
     }

@@ -41,6 +41,23 @@ struct Rp {
 }
 
 impl Rp {
+    /// Discovery of `integration`'s IdP, which must fail: the error.
+    async fn discovery_error(&self, integration: &OidcIntegration) -> OidcError {
+        self.clients
+            .authorization_endpoint(integration)
+            .await
+            .expect_err("discovery must fail")
+    }
+
+    /// Verifies an ID token without a nonce.
+    async fn verify(
+        &self,
+        integration: &OidcIntegration,
+        token: &str,
+    ) -> Result<VerifiedIdentity, OidcError> {
+        self.clients.verify_id_token(integration, token, None).await
+    }
+
     /// Redeems `code` with the client secret for a plain callback, without
     /// PKCE or a nonce.
     async fn redeem(

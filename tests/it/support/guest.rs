@@ -261,6 +261,11 @@ pub fn seq(frame: &Value) -> u64 {
     seq
 }
 
+/// The presence (`Join`, `Disconnect`, ...) an event frame carries.
+pub fn presence(frame: &Value) -> &Value {
+    &frame["body"]["events"][0]["presence"]["type"]
+}
+
 /// The conversation a message frame belongs to.
 #[track_caller]
 pub fn conversation_of(frame: &Value) -> Uuid {

@@ -182,6 +182,28 @@ impl Site {
             .expect("a site with an integration")
     }
 
+    /// The admin API paths of the site's records: its integration (if
+    /// any), configuration, published version 1, queue and deployment.
+    pub fn record_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .integration
+            .iter()
+            .map(|id| format!("/api/v2/integrations/oidc/{id}"))
+            .collect();
+        let configuration = format!(
+            "/api/v2/webdeployments/configurations/{}",
+            self.configuration
+        );
+        paths.push(format!("{configuration}/versions/1"));
+        paths.push(configuration);
+        paths.push(format!("/api/v2/routing/queues/{}", self.queue));
+        paths.push(format!(
+            "/api/v2/webdeployments/deployments/{}",
+            self.deployment
+        ));
+        paths
+    }
+
     pub fn queue_id(&self) -> Uuid {
         self.queue.parse().unwrap()
     }
