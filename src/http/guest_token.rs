@@ -41,7 +41,7 @@ use crate::auth::credential::bearer;
 use crate::auth::crypto;
 use crate::auth::oidc::{self, OidcError, VerifiedIdentity};
 use crate::auth::refresh::NewFamily;
-use crate::auth::session::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
+use crate::auth::session::{JwkSet, Rotation, SessionError, SessionGrant, VisitorIdentity};
 use crate::engine::{Space, StashMode};
 use crate::store::StoreError;
 use crate::store::records::{Deployment, OidcIntegration};
@@ -318,14 +318,22 @@ async fn refresh_inner(
     let Json(body) = body?;
     let target = prepare(state, ip, headers, &body.deployment_id, "refresh", scope).await?;
     let now = Utc::now();
-    let (family, next) = state
+    let rotation = state
         .sessions
         .rotate_refresh(&body.refresh_token, target.deployment.meta.id, now)
         .await?;
+    let (family, next) = match rotation {
+        Rotation::Rotated(family, next) => (*family, next),
+        Rotation::Reused(revoked) => {
+            state.routing.session_revoked(revoked).await;
+            return Err(SessionError::RefreshReused.into());
+        }
+    };
     if family.integration != target.integration.meta.id {
         // The deployment now signs visitors in elsewhere: sessions proven at
         // the previous IdP end here.
-        state.sessions.revoke_family(&family, now).await?;
+        let revoked = state.sessions.revoke_family(&family, now).await?;
+        state.routing.session_revoked(revoked).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_grant",
@@ -395,7 +403,8 @@ async fn revoke_inner(
         check_origin(&deployment, headers)?;
         scope.deployment = Some(deployment);
     }
-    state.sessions.revoke(&claims, now).await?;
+    let revoked = state.sessions.revoke(&claims, now).await?;
+    state.routing.session_revoked(revoked).await;
     Ok(())
 }
 

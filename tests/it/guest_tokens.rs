@@ -965,7 +965,7 @@ async fn session_keys_are_shared_across_nodes() {
     assert_eq!(published["keys"][0]["kid"], new_kid.unwrap().as_str());
 
     // Revocation on one node holds on the other.
-    a.revoke(&rotated.claims, later).await.unwrap();
+    let _revoked = a.revoke(&rotated.claims, later).await.unwrap();
     assert!(matches!(
         b.verify(rotated.jwt.expose_secret(), deployment, later)
             .await,
