@@ -97,7 +97,8 @@ impl Server {
         let oidc = auth::oidc::OidcClients::new(engine.clone(), config.oidc_allow_insecure);
         let store = Store::new(engine, metrics.clone());
         let bootstrapped = Auth::bootstrap(&config, &master, store.clone()).await?;
-        let sessions = auth::session::SessionTokens::new(&config, &master, store.clone());
+        let visitor_tokens =
+            auth::visitor_token::VisitorTokens::new(&config, &master, store.clone());
         let store_for_routing = store.clone();
         let config_routing = routing::RoutingConfig {
             agent_grace: config.agent_grace,
@@ -110,7 +111,7 @@ impl Server {
             auth: bootstrapped.auth,
             metrics,
             oidc,
-            sessions,
+            visitor_tokens,
             routing: routing::Routing::new(store_for_routing, config_routing),
             shutdown: Shutdown::new(),
         };

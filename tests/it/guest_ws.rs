@@ -2,7 +2,7 @@
 //! both engines: admission on the upgrade, every action, every error code,
 //! sequenced delivery with resume and idempotent resends, multi-tab
 //! sessions, authenticated sessions (JWTs issued through the node's
-//! `SessionTokens`), logout, and isolation between sessions and sockets.
+//! `VisitorTokens`), logout, and isolation between sessions and sockets.
 //! Agents are driven through routing directly.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use switchboard::auth::session::{SessionClaims, SessionGrant, VisitorIdentity};
+use switchboard::auth::visitor_token::{SessionClaims, SessionGrant, VisitorIdentity};
 use switchboard::engine::Channel;
 use switchboard::routing::model::AgentStatus;
 use switchboard::routing::model::{EventBody, Notice, Participant, ParticipantRole, session_id};
@@ -150,7 +150,7 @@ async fn session_jwt(app: &TestApp, deployment: &str, subject: &str) -> (String,
     };
     let issued = app
         .state()
-        .sessions
+        .visitor_tokens
         .issue(&grant, Utc::now())
         .await
         .unwrap();
@@ -1325,7 +1325,7 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     // Logout: every socket of the session hears LogoutEvent and is closed.
     let revoked = app
         .state()
-        .sessions
+        .visitor_tokens
         .revoke(&claims, Utc::now())
         .await
         .unwrap();

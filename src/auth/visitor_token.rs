@@ -20,7 +20,7 @@
 //!
 //! Revocation is by token id (`jti`, in [`Space::RevokedSession`] until the
 //! token would have expired anyway) and by family ([`Space::RefreshFamily`]);
-//! [`SessionTokens::subscribe`] tells this node's sockets about it.
+//! [`VisitorTokens::subscribe`] tells this node's sockets about it.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -221,7 +221,7 @@ pub enum Rotation {
 /// Issues and verifies session JWTs and refresh tokens. Cheap to clone;
 /// every request of a node shares one.
 #[derive(Clone)]
-pub struct SessionTokens {
+pub struct VisitorTokens {
     inner: Arc<Inner>,
 }
 
@@ -239,9 +239,9 @@ struct Inner {
     revocations: broadcast::Sender<RevokedSession>,
 }
 
-impl std::fmt::Debug for SessionTokens {
+impl std::fmt::Debug for VisitorTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionTokens")
+        f.debug_struct("VisitorTokens")
             .field("issuer", &self.inner.issuer)
             .finish_non_exhaustive()
     }
@@ -313,7 +313,7 @@ pub struct PublicJwk {
     pub y: String,
 }
 
-impl SessionTokens {
+impl VisitorTokens {
     pub fn new(config: &Config, master: &MasterKey, store: Store) -> Self {
         let (revocations, _) = broadcast::channel(REVOCATION_CHANNEL_CAPACITY);
         Self {
@@ -404,7 +404,7 @@ impl SessionTokens {
         Ok(claims)
     }
 
-    /// Like [`SessionTokens::verify`] for whichever deployment the token
+    /// Like [`VisitorTokens::verify`] for whichever deployment the token
     /// names: for logout, which carries no deployment besides the token's.
     pub async fn verify_own_audience(
         &self,
