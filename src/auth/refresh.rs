@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::crypto;
-use super::session::{SessionError, VisitorIdentity};
+use super::visitor_token::{SessionError, VisitorIdentity};
 use crate::engine::{Engine, Space, StashMode};
 use crate::store::types::OrgId;
 

@@ -41,7 +41,7 @@ use crate::auth::credential::bearer;
 use crate::auth::crypto;
 use crate::auth::oidc::{self, OidcError, VerifiedIdentity};
 use crate::auth::refresh::NewFamily;
-use crate::auth::session::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
+use crate::auth::visitor_token::{JwkSet, Rotation, SessionError, SessionGrant, VisitorIdentity};
 use crate::engine::{Space, StashMode};
 use crate::store::StoreError;
 use crate::store::records::{Deployment, OidcIntegration};
@@ -318,14 +318,22 @@ async fn refresh_inner(
     let Json(body) = body?;
     let target = prepare(state, ip, headers, &body.deployment_id, "refresh", scope).await?;
     let now = Utc::now();
-    let (family, next) = state
-        .sessions
+    let rotation = state
+        .visitor_tokens
         .rotate_refresh(&body.refresh_token, target.deployment.meta.id, now)
         .await?;
+    let (family, next) = match rotation {
+        Rotation::Rotated(family, next) => (*family, next),
+        Rotation::Reused(revoked) => {
+            state.routing.session_revoked(revoked).await;
+            return Err(SessionError::RefreshReused.into());
+        }
+    };
     if family.integration != target.integration.meta.id {
         // The deployment now signs visitors in elsewhere: sessions proven at
         // the previous IdP end here.
-        state.sessions.revoke_family(&family, now).await?;
+        let revoked = state.visitor_tokens.revoke_family(&family, now).await?;
+        state.routing.session_revoked(revoked).await;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_grant",
@@ -333,7 +341,7 @@ async fn refresh_inner(
         ));
     }
     let issued = state
-        .sessions
+        .visitor_tokens
         .issue(
             &SessionGrant {
                 deployment: family.deployment,
@@ -388,14 +396,15 @@ async fn revoke_inner(
         .ok_or_else(|| ApiError::unauthorized("a bearer session JWT is required"))?;
     let now = Utc::now();
     let claims = state
-        .sessions
+        .visitor_tokens
         .verify_own_audience(token.expose_secret(), now)
         .await?;
     if let Some(deployment) = state.store.find::<Deployment>(claims.aud).await? {
         check_origin(&deployment, headers)?;
         scope.deployment = Some(deployment);
     }
-    state.sessions.revoke(&claims, now).await?;
+    let revoked = state.visitor_tokens.revoke(&claims, now).await?;
+    state.routing.session_revoked(revoked).await;
     Ok(())
 }
 
@@ -590,7 +599,7 @@ pub(super) async fn login_deployment(state: &AppState, login_state: &str) -> Opt
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "guest tokens",
     responses((status = 200, body = JwkSet), (status = 503, body = ErrorBody)))]
 async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let keys = state.sessions.jwks().await?;
+    let keys = state.visitor_tokens.jwks().await?;
     let mut response = axum::Json(keys).into_response();
     let headers = response.headers_mut();
     // Short: verifiers refetch on an unknown kid anyway, and keys rotate.
@@ -778,7 +787,7 @@ async fn start_session(
         family_name: identity.family_name,
     };
     let (sid, refresh_token) = state
-        .sessions
+        .visitor_tokens
         .start_family(
             NewFamily {
                 deployment: target.deployment.meta.id,
@@ -793,7 +802,7 @@ async fn start_session(
         )
         .await?;
     let issued = state
-        .sessions
+        .visitor_tokens
         .issue(
             &SessionGrant {
                 deployment: target.deployment.meta.id,

@@ -12,6 +12,7 @@
 //! with waiting conversations. Its work is idempotent, so it needs no leader.
 
 pub mod model;
+mod revoked;
 
 use std::time::Duration;
 

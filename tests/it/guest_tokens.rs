@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use switchboard::auth::oidc::pkce_pair;
-use switchboard::auth::session::{
+use switchboard::auth::visitor_token::{
     RevokedSession, SESSION_TTL, SessionClaims, SessionError, SessionGrant, VisitorIdentity,
 };
 use switchboard::store::types::OrgId;
@@ -224,7 +224,7 @@ async fn code_flow_with_pkce_and_nonce(kind: EngineKind) {
     assert_eq!(identity["name"], "Alice Tester");
 
     // The service verifies it too, for its own deployment only.
-    let sessions = &app.state().sessions;
+    let sessions = &app.state().visitor_tokens;
     let verified = sessions
         .verify(jwt, uuid(&site.deployment), Utc::now())
         .await
@@ -332,7 +332,7 @@ async fn tampered_and_foreign_session_jwts_are_refused(kind: EngineKind) {
     let (idp, app, site) = shop(kind).await;
     let other = deployment_next_to(&app, &site, true).await;
     let (jwt, _) = signed_in(&app, idp, &site.deployment, "carol").await;
-    let sessions = &app.state().sessions;
+    let sessions = &app.state().visitor_tokens;
 
     // A session JWT of one deployment is not one of another.
     assert!(matches!(
@@ -480,7 +480,7 @@ on_both_engines!(backend_owned_login);
 
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family(kind: EngineKind) {
     let (idp, app, site) = shop(kind).await;
-    let mut revocations = app.state().sessions.subscribe();
+    let mut revocations = app.state().visitor_tokens.subscribe();
     let (jwt1, r1) = signed_in(&app, idp, &site.deployment, "erin").await;
     let first = verify_with_jwks(&app, &jwt1, &site.deployment).await;
 
@@ -529,7 +529,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(kind: EngineKind) {
         .expect_error(StatusCode::UNAUTHORIZED, "refresh_token_revoked");
     assert!(matches!(
         app.state()
-            .sessions
+            .visitor_tokens
             .verify(&jwt3, uuid(&site.deployment), Utc::now())
             .await,
         Err(SessionError::Revoked)
@@ -545,7 +545,7 @@ async fn revoke_ends_the_session(kind: EngineKind) {
     let (idp, app, site) = shop(kind).await;
     let (jwt, r1) = signed_in(&app, idp, &site.deployment, "frank").await;
     let claims = verify_with_jwks(&app, &jwt, &site.deployment).await;
-    let mut revocations = app.state().sessions.subscribe();
+    let mut revocations = app.state().visitor_tokens.subscribe();
 
     app.call(Method::DELETE, REVOKE, None, None)
         .await
@@ -561,7 +561,7 @@ async fn revoke_ends_the_session(kind: EngineKind) {
     assert_eq!(revoked.deployment, uuid(&site.deployment));
     assert!(matches!(
         app.state()
-            .sessions
+            .visitor_tokens
             .verify(&jwt, uuid(&site.deployment), Utc::now())
             .await,
         Err(SessionError::Revoked)
@@ -576,7 +576,7 @@ async fn revoke_ends_the_session(kind: EngineKind) {
     // Another session of the same visitor is not affected.
     let (other, _) = signed_in(&app, idp, &site.deployment, "frank").await;
     app.state()
-        .sessions
+        .visitor_tokens
         .verify(&other, uuid(&site.deployment), Utc::now())
         .await
         .unwrap();
@@ -767,7 +767,7 @@ fn grant(deployment: Uuid, sub: &str) -> SessionGrant {
 /// Session JWTs never outlive the IdP token, and never live past 15 min.
 async fn session_lifetime_is_bounded(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
-    let sessions = &app.state().sessions;
+    let sessions = &app.state().visitor_tokens;
     let now = Utc::now();
     let deployment = Uuid::new_v4();
 
@@ -802,7 +802,7 @@ async fn session_keys_are_shared_across_nodes() {
     );
     let one = TestApp::spawn_with(setup.clone()).await;
     let two = TestApp::spawn_with(setup).await;
-    let (a, b) = (&one.state().sessions, &two.state().sessions);
+    let (a, b) = (&one.state().visitor_tokens, &two.state().visitor_tokens);
     // Both create the keys on first use at once; one set wins.
     let (ka, kb) = tokio::join!(a.jwks(), b.jwks());
     let (ka, kb) = (ka.unwrap(), kb.unwrap());
@@ -855,7 +855,7 @@ async fn session_keys_are_shared_across_nodes() {
     assert_eq!(published["keys"][0]["kid"], new_kid.unwrap().as_str());
 
     // Revocation on one node holds on the other.
-    a.revoke(&rotated.claims, later).await.unwrap();
+    let _revoked = a.revoke(&rotated.claims, later).await.unwrap();
     assert!(matches!(
         b.verify(rotated.jwt.expose_secret(), deployment, later)
             .await,

@@ -30,7 +30,7 @@ use super::frames::{
 use super::messages;
 use crate::app::AppState;
 use crate::auth::refresh;
-use crate::auth::session::RevokedSession;
+use crate::auth::visitor_token::RevokedSession;
 use crate::engine::{BusMessage, Channel, Space, Subscription};
 use crate::gateway::{MAX_CLIENT_MESSAGE_BYTES, PING_INTERVAL};
 use crate::routing::model::{
@@ -172,7 +172,7 @@ pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted) {
     let _counted = Counted(gauge);
     let now = Instant::now();
     let duration = session_duration(&admitted.content);
-    let revocations = Some(state.sessions.subscribe());
+    let revocations = Some(state.visitor_tokens.subscribe());
     let mut conn = Conn {
         id: Uuid::new_v4(),
         ws,
@@ -516,7 +516,7 @@ impl Conn {
         let now = Utc::now();
         let claims = match self
             .state
-            .sessions
+            .visitor_tokens
             .verify(code, self.deployment.meta.id, now)
             .await
         {

@@ -3,7 +3,7 @@
 //! and the rate limit ([`protocol`]); sequenced delivery with resume and
 //! idempotent resends ([`delivery`]); multi-tab sessions, isolation, the
 //! history, authenticated sessions (JWTs issued through the node's
-//! `SessionTokens`), logout and shutdown ([`sessions`]). Agents are driven
+//! `VisitorTokens`), logout and shutdown ([`sessions`]). Agents are driven
 //! through routing directly.
 
 mod delivery;
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use secrecy::ExposeSecret;
-use switchboard::auth::session::{SessionClaims, SessionGrant, VisitorIdentity};
+use switchboard::auth::visitor_token::{SessionClaims, SessionGrant, VisitorIdentity};
 use uuid::Uuid;
 
 use crate::support::app::TestApp;
@@ -53,7 +53,7 @@ async fn session_jwt(app: &TestApp, deployment: &str, subject: &str) -> (String,
     };
     let issued = app
         .state()
-        .sessions
+        .visitor_tokens
         .issue(&grant, Utc::now())
         .await
         .unwrap();

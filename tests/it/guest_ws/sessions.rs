@@ -348,11 +348,13 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     );
 
     // Logout: every socket of the session hears LogoutEvent and is closed.
-    app.state()
-        .sessions
+    let revoked = app
+        .state()
+        .visitor_tokens
         .revoke(&claims, Utc::now())
         .await
         .unwrap();
+    app.state().routing.session_revoked(revoked).await;
     assert_eq!(guest.next().await["class"], "LogoutEvent");
     assert_eq!(guest.closed().await, 1000);
     // The phone's JWT is of another family: it stays.
