@@ -38,8 +38,8 @@ pub mod telemetry;
 use std::path::Path;
 use std::sync::Arc;
 
-use secrecy::SecretString;
 use axum::serve::ListenerExt;
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 
 use app::{AppState, Shutdown};
