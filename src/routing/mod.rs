@@ -12,6 +12,8 @@
 //! with waiting conversations. Its work is idempotent, so it needs no leader.
 
 pub mod model;
+mod typing;
+pub mod visitor;
 
 use std::time::Duration;
 
