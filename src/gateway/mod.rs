@@ -9,6 +9,8 @@
 //! any node resumes where it was.
 
 pub mod agent;
+pub mod conn;
+pub mod cursor;
 pub mod guest;
 
 use std::time::Duration;
