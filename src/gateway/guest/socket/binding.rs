@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::{Bound, Conn, Fail, Feed, Flow, routing_error};
 use crate::engine::Channel;
-use crate::gateway::conn::bus_stream;
 use crate::gateway::cursor::Cursor;
 use crate::gateway::guest::frames::{
     AllowedMedia, BLOCKED_EXTENSIONS, Configure, GuestError, MAX_CUSTOM_DATA_BYTES, SessionResponse,
@@ -188,7 +187,7 @@ impl Conn {
         }
         // Subscribe before reading, so nothing falls in between.
         let same_session = self.bound.as_ref().is_some_and(|b| b.session == id);
-        if !same_session || !self.feeds.contains_key(&Feed::Session) {
+        if !same_session || !self.feeds.contains(&Feed::Session) {
             self.subscribe(Feed::Session, Channel::Session(id.to_string()))
                 .await?;
         }
@@ -255,18 +254,14 @@ impl Conn {
     }
 
     async fn subscribe(&mut self, feed: Feed, channel: Channel) -> Result<(), GuestError> {
-        let subscription = self
-            .state
-            .store
-            .engine()
-            .subscribe(channel)
+        let engine = self.state.store.engine();
+        self.feeds
+            .subscribe(engine, feed, channel)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot subscribe a guest socket");
                 GuestError::unexpected()
-            })?;
-        self.feeds.insert(feed, bus_stream(subscription));
-        Ok(())
+            })
     }
 
     /// Makes `conversation` the socket's current one: subscribes, then

@@ -23,7 +23,6 @@ use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
-use tokio_stream::{StreamExt, StreamMap};
 use uuid::Uuid;
 
 use self::binding::Activity;
@@ -32,7 +31,7 @@ use super::messages;
 use crate::app::AppState;
 use crate::auth::session::RevokedSession;
 use crate::gateway::MAX_CLIENT_MESSAGE_BYTES;
-use crate::gateway::conn::{self, BusStream, Gone, ReadError, close_code};
+use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
 use crate::gateway::cursor::Cursor;
 use crate::routing::RoutingError;
 use crate::routing::visitor::{VisitorError, VisitorSocket};
@@ -124,7 +123,7 @@ struct Conn {
     content: ConfigurationContent,
     config_version: String,
     bound: Option<Bound>,
-    feeds: StreamMap<Feed, BusStream>,
+    feeds: Feeds<Feed>,
     revocations: Option<broadcast::Receiver<RevokedSession>>,
     activity: Activity,
     /// When the client last sent anything (a pong included).
@@ -143,7 +142,7 @@ pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted) {
         content: admitted.content,
         config_version: admitted.version,
         bound: None,
-        feeds: StreamMap::new(),
+        feeds: Feeds::default(),
         revocations,
         activity: Activity::new(now, duration),
         last_seen: now,
