@@ -7,9 +7,9 @@
 //! `bearer, <token>` (the server answers with the `bearer` subprotocol), and
 //! the console's members use their staff session cookie.
 //!
-//! - [`protocol`]: the frames, parsed at the edge into typed values.
-//! - [`socket`]: the task behind one socket;
-//! - [`requests`]: what the agent asks of it.
+//! - [`protocol`]: the frames, parsed at the edge into typed values;
+//! - `socket`: the task behind one socket;
+//! - `requests`: what the agent asks of it.
 
 pub mod protocol;
 mod requests;

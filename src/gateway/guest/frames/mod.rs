@@ -1,6 +1,6 @@
 //! The guest protocol's frames: requests parsed at the edge into
-//! [`Request`] ([`request`]), and the server's `response`/`message` frames
-//! ([`reply`]).
+//! [`Request`] (`request`), and the server's `response`/`message` frames
+//! (`reply`).
 //!
 //! Parsing never panics and never gives up on the socket: malformed JSON or
 //! an unknown action is a 400 error frame, a missing required field 4020, a

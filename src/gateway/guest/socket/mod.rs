@@ -4,10 +4,10 @@
 //! ping and session-expiry timers, and the node's shutdown.
 //!
 //! - this file: the loop, the client's frames, and sending;
-//! - [`binding`]: configuring a session and binding the socket to it;
-//! - [`delivery`]: the bus, and delivering the current conversation's log
+//! - `binding`: configuring a session and binding the socket to it;
+//! - `delivery`: the bus, and delivering the current conversation's log
 //!   in order by its [`Cursor`];
-//! - [`requests`]: the other requests.
+//! - `requests`: the other requests.
 //!
 //! Every new subscription is made before the log is read, so nothing falls
 //! between the two.
@@ -223,17 +223,17 @@ impl Conn {
         }
     }
 
-    /// A view of the socket for routing's visitor rules.
-    fn visitor(&self) -> VisitorSocket<'_> {
-        let bound = self.bound.as_ref();
-        VisitorSocket {
-            session: bound.map(|b| b.session).unwrap_or_default(),
+    /// The bound socket as routing's visitor rules see it.
+    fn visitor(&self) -> Result<VisitorSocket<'_>, GuestError> {
+        let bound = self.bound.as_ref().ok_or_else(GuestError::not_configured)?;
+        Ok(VisitorSocket {
+            session: bound.session,
             socket: self.id,
-            name: bound.map_or("", |b| b.name.as_str()),
+            name: &bound.name,
             following: self.following(),
             deployment: &self.deployment,
             content: &self.content,
-        }
+        })
     }
 
     // ---- sending --------------------------------------------------------

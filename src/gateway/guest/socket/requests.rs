@@ -86,12 +86,9 @@ impl Conn {
         dedup: Option<String>,
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
-        if self.bound.is_none() {
-            return Err(GuestError::not_configured().into());
-        }
         let routing = self.state.routing.clone();
         let posted = routing
-            .visitor_send(&self.visitor(), NewEvent { body, dedup }, Utc::now())
+            .visitor_send(&self.visitor()?, NewEvent { body, dedup }, Utc::now())
             .await?;
         self.answer_posted(posted, tracing_id).await
     }
@@ -142,7 +139,7 @@ impl Conn {
     ) -> Result<Flow, Fail> {
         let routing = self.state.routing.clone();
         let outcome = routing
-            .visitor_presence(&self.visitor(), presence, client_id, Utc::now())
+            .visitor_presence(&self.visitor()?, presence, client_id, Utc::now())
             .await?;
         match outcome {
             PresenceOutcome::Posted(posted) => return self.answer_posted(posted, tracing_id).await,
@@ -230,7 +227,7 @@ impl Conn {
         if close_all {
             self.state
                 .routing
-                .close_visitor_sockets(&self.visitor())
+                .close_visitor_sockets(&self.visitor()?)
                 .await;
         }
         self.unbind();
