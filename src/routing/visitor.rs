@@ -1,7 +1,7 @@
 //! What a visitor's socket asks of routing: binding a session (as a guest
 //! or signed in), posting, typing, presence, clearing and closing. The rules
-//! live here, not in the socket; the socket answers the client. Every notice
-//! a visitor causes is published from here.
+//! live here, not in the socket; the socket answers the client. The notices
+//! a visitor causes are published from here (typing: `typing.rs`).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
