@@ -13,6 +13,8 @@
 
 pub mod model;
 mod revoked;
+mod typing;
+pub mod visitor;
 
 use std::time::Duration;
 
