@@ -11,13 +11,15 @@ use super::{
     MAX_TRACING_ID_CHARS,
 };
 use crate::routing::model::PresenceKind;
+use secrecy::SecretString;
 
 /// A request frame, parsed.
 #[derive(Debug)]
 pub struct Parsed {
     pub tracing_id: Option<String>,
     /// The session token; present on every action but `getConfiguration`.
-    pub token: Option<String>,
+    /// Whoever holds it speaks for the session, so it is kept as a secret.
+    pub token: Option<SecretString>,
     pub request: Request,
 }
 
@@ -31,12 +33,22 @@ pub struct Rejected {
 #[derive(Debug)]
 pub enum Request {
     ConfigureSession(Configure),
-    ConfigureAuthenticatedSession { configure: Configure, code: String },
+    /// `code` is the session JWT.
+    ConfigureAuthenticatedSession {
+        configure: Configure,
+        code: SecretString,
+    },
     OnMessage(Box<GuestMessage>),
-    Echo { text: Option<String> },
+    Echo {
+        text: Option<String>,
+    },
     GetJwt,
-    GetConfiguration { deployment_id: Option<String> },
-    CloseSession { close_all: bool },
+    GetConfiguration {
+        deployment_id: Option<String>,
+    },
+    CloseSession {
+        close_all: bool,
+    },
 }
 
 impl Request {
@@ -131,7 +143,10 @@ pub fn parse(text: &str) -> Result<Parsed, Rejected> {
     })
 }
 
-fn parse_action(action: &str, object: Value) -> Result<(Option<String>, Request), GuestError> {
+fn parse_action(
+    action: &str,
+    object: Value,
+) -> Result<(Option<SecretString>, Request), GuestError> {
     match action {
         "configureSession" => {
             let raw: RawConfigure = shape(object)?;
@@ -146,6 +161,7 @@ fn parse_action(action: &str, object: Value) -> Result<(Option<String>, Request)
                 .data
                 .and_then(|d| d.code)
                 .filter(|c| !c.is_empty())
+                .map(SecretString::from)
                 .ok_or_else(|| GuestError::missing("data.code"))?;
             Ok((
                 Some(token),
@@ -209,13 +225,13 @@ fn shape<T: DeserializeOwned>(object: Value) -> Result<T, GuestError> {
         .map_err(|e| GuestError::bad_request(format!("invalid request: {e}")))
 }
 
-fn required_token(token: Option<&str>) -> Result<String, GuestError> {
+fn required_token(token: Option<&str>) -> Result<SecretString, GuestError> {
     match token {
         None | Some("") => Err(GuestError::missing("token")),
         Some(t) if t.chars().count() > MAX_TOKEN_CHARS => Err(GuestError::bad_request(format!(
             "token is longer than {MAX_TOKEN_CHARS} characters"
         ))),
-        Some(t) => Ok(t.to_owned()),
+        Some(t) => Ok(SecretString::from(t.to_owned())),
     }
 }
 
@@ -451,6 +467,8 @@ mod tests {
         clippy::indexing_slicing
     )]
 
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn err(text: &str) -> Rejected {
@@ -555,7 +573,7 @@ mod tests {
         ));
         let p = parse(r#"{"action":"configureAuthenticatedSession","token":"t","deploymentId":"d","data":{"code":"jwt"}}"#).unwrap();
         assert!(
-            matches!(p.request, Request::ConfigureAuthenticatedSession { ref code, .. } if code == "jwt")
+            matches!(p.request, Request::ConfigureAuthenticatedSession { ref code, .. } if code.expose_secret() == "jwt")
         );
         let p = parse(
             r#"{"action":"onMessage","token":"t","message":{"type":"Text","text":"hi","id":"c1"}}"#,

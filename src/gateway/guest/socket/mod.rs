@@ -37,6 +37,7 @@ use crate::routing::RoutingError;
 use crate::routing::visitor::{VisitorError, VisitorSocket};
 use crate::store::Admitted;
 use crate::store::records::{ConfigurationContent, Deployment};
+use secrecy::ExposeSecret;
 
 /// Messages a session may send per [`RATE_WINDOW`], across its sockets and
 /// nodes.
@@ -302,14 +303,18 @@ impl Conn {
             }
         };
         let tracing_id = parsed.tracing_id.as_deref();
-        let token = parsed.token.as_deref().unwrap_or_default();
+        let token = parsed
+            .token
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
+            .unwrap_or_default();
         let action = parsed.request.action();
         let result = match parsed.request {
             Request::ConfigureSession(configure) => {
                 self.configure_session(token, configure, tracing_id).await
             }
             Request::ConfigureAuthenticatedSession { configure, code } => {
-                self.configure_authenticated(token, configure, &code, tracing_id)
+                self.configure_authenticated(token, configure, code.expose_secret(), tracing_id)
                     .await
             }
             Request::OnMessage(message) => self.on_message(token, *message, tracing_id).await,
