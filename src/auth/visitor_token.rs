@@ -212,7 +212,8 @@ pub struct RevokedSession {
 /// What presenting a refresh token did.
 #[derive(Debug)]
 pub enum Rotation {
-    /// Spent; here is the family and its next token.
+    /// Valid; here is the family and the token to present next (a new one
+    /// when the integration rotates, the same one when it does not).
     Rotated(Box<FamilyState>, SecretString),
     /// Presented a second time: the whole family is revoked.
     Reused(RevokedSession),
@@ -459,16 +460,23 @@ impl VisitorTokens {
         refresh::start(self.inner.store.engine(), family, now).await
     }
 
-    /// Rotates a refresh token presented for `deployment`: the old one is
-    /// spent and a new one of the same family answered. A token presented a
-    /// second time revokes its whole family.
+    /// The family a refresh token belongs to, without using it up.
+    pub async fn refresh_family(&self, token: &SecretString) -> Result<FamilyState, SessionError> {
+        refresh::family_of(self.inner.store.engine(), token).await
+    }
+
+    /// Refreshes with a token presented for `deployment`. With
+    /// [`refresh::Mode::Rotate`] the token is spent and a new one of the
+    /// same family answered, and a token presented a second time revokes its
+    /// whole family; with [`refresh::Mode::Keep`] it stays valid.
     pub async fn rotate_refresh(
         &self,
         token: &SecretString,
         deployment: Uuid,
+        mode: refresh::Mode,
         now: DateTime<Utc>,
     ) -> Result<Rotation, SessionError> {
-        match refresh::rotate(self.inner.store.engine(), token, deployment, now).await {
+        match refresh::refresh(self.inner.store.engine(), token, deployment, mode, now).await {
             Err(refresh::RotateError::Reused(family)) => {
                 Ok(Rotation::Reused(self.announce(RevokedSession {
                     deployment: family.deployment,

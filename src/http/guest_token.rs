@@ -4,9 +4,16 @@
 //! Browsers call these from the deployment's allowed origins. A preflight
 //! cannot name its deployment (that is in the body), so it is answered for
 //! any origin; the request itself is refused with 403 `origin_not_allowed`
-//! when its `Origin` is not one the deployment allows, before anything is
-//! redeemed, and only allowed origins get `Access-Control-Allow-Origin`.
-//! Apps send no `Origin` and are not concerned.
+//! when its `Origin` is not one the deployment admits, before anything is
+//! redeemed, and only allowed web origins get `Access-Control-Allow-Origin`.
+//! Genesys's Transport SDK sends no `Origin` on these endpoints (it does on
+//! the socket and history); a bare app host it might send is admitted when
+//! the deployment lists it.
+//!
+//! A login's `redirectUri` is checked against the deployment: a web one
+//! must be on an allowed origin, an app's private-use scheme
+//! (`com.example.app:/callback`) must be listed in
+//! `allowedAppRedirectSchemes`.
 //!
 //! Every failure answers `{code, message}` and is logged for the admin with
 //! the deployment and integration ids and the code, never with a code,
@@ -41,10 +48,12 @@ use crate::auth::credential::bearer;
 use crate::auth::crypto;
 use crate::auth::oidc::{self, OidcError, VerifiedIdentity};
 use crate::auth::refresh::NewFamily;
-use crate::auth::visitor_token::{JwkSet, Rotation, SessionError, SessionGrant, VisitorIdentity};
+use crate::auth::visitor_token::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
 use crate::engine::{Space, StashMode};
 use crate::store::StoreError;
 use crate::store::records::{Deployment, OidcIntegration};
+
+mod refresh;
 
 /// Requests per client address, deployment and endpoint group per window.
 pub const RATE_LIMIT: u64 = 30;
@@ -61,7 +70,7 @@ const COMPLETE_PATH: &str = "/api/v2/webdeployments/token/oauth/complete";
 pub fn router() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new()
         .routes(routes!(exchange))
-        .routes(routes!(refresh))
+        .merge(refresh::router())
         .routes(routes!(revoke))
         .routes(routes!(login_start))
         .routes(routes!(login_complete))
@@ -111,14 +120,6 @@ pub struct OAuthInput {
     iss: Option<String>,
     #[schema(value_type = Option<String>)]
     id_token: Option<SecretString>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RefreshRequest {
-    #[schema(value_type = String)]
-    refresh_token: SecretString,
-    deployment_id: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -174,7 +175,7 @@ struct LoginTransaction {
 /// The client's address, from the connection (the server runs with connect
 /// info). A router driven without it counts every caller as one.
 #[derive(Debug, Clone, Copy)]
-struct ClientIp(IpAddr);
+pub(super) struct ClientIp(pub(super) IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -282,81 +283,6 @@ async fn exchange_inner(
         }
     };
     start_session(state, &target, identity).await
-}
-
-/// Rotates a refresh token: answers a new session JWT and the next refresh
-/// token of the same session. A refresh token presented twice revokes its
-/// session.
-#[utoipa::path(post, path = "/api/v2/webdeployments/token/refresh", tag = "guest tokens",
-    request_body = RefreshRequest,
-    responses(
-        (status = 200, body = TokenPair),
-        (status = 401, body = ErrorBody, description = "invalid_grant, refresh_token_reused, refresh_token_revoked"),
-        (status = 403, body = ErrorBody, description = "integration_inactive, origin_not_allowed"),
-        (status = 404, body = ErrorBody, description = "deployment_not_found"),
-        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
-    ))]
-#[tracing::instrument(name = "guest_token_refresh", skip_all)]
-async fn refresh(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: Result<Json<RefreshRequest>, ApiError>,
-) -> Response {
-    let mut scope = Scope::default();
-    let result = refresh_inner(&state, ip, &headers, body, &mut scope).await;
-    finish(scope, &headers, "refresh", result.map(axum::Json))
-}
-
-async fn refresh_inner(
-    state: &AppState,
-    ip: IpAddr,
-    headers: &HeaderMap,
-    body: Result<Json<RefreshRequest>, ApiError>,
-    scope: &mut Scope,
-) -> Result<TokenPair, ApiError> {
-    let Json(body) = body?;
-    let target = prepare(state, ip, headers, &body.deployment_id, "refresh", scope).await?;
-    let now = Utc::now();
-    let rotation = state
-        .visitor_tokens
-        .rotate_refresh(&body.refresh_token, target.deployment.meta.id, now)
-        .await?;
-    let (family, next) = match rotation {
-        Rotation::Rotated(family, next) => (*family, next),
-        Rotation::Reused(revoked) => {
-            state.routing.session_revoked(revoked).await;
-            return Err(SessionError::RefreshReused.into());
-        }
-    };
-    if family.integration != target.integration.meta.id {
-        // The deployment now signs visitors in elsewhere: sessions proven at
-        // the previous IdP end here.
-        let revoked = state.visitor_tokens.revoke_family(&family, now).await?;
-        state.routing.session_revoked(revoked).await;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_grant",
-            "the deployment's OIDC integration changed since this session started; sign in again",
-        ));
-    }
-    let issued = state
-        .visitor_tokens
-        .issue(
-            &SessionGrant {
-                deployment: family.deployment,
-                org: family.org,
-                identity: family.identity,
-                sid: family.family,
-                not_after: family.family_expires_at,
-            },
-            now,
-        )
-        .await?;
-    Ok(TokenPair {
-        jwt: issued.jwt.expose_secret().to_owned(),
-        refresh_token: next.expose_secret().to_owned(),
-    })
 }
 
 /// Logs out: the bearer session JWT and its whole session (refresh tokens
@@ -694,12 +620,13 @@ async fn rate_limit(
 }
 
 /// A browser request from an origin the deployment does not allow is
-/// refused before anything happens; requests without `Origin` (apps) pass.
+/// refused before anything happens; requests without `Origin` (apps) pass,
+/// and so do listed app hosts.
 fn check_origin(deployment: &Deployment, headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::ORIGIN) {
         None => Ok(()),
         Some(origin) => match origin.to_str() {
-            Ok(origin) if deployment.allows_origin(origin) => Ok(()),
+            Ok(origin) if deployment.admits_origin(origin) => Ok(()),
             _ => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
@@ -709,21 +636,32 @@ fn check_origin(deployment: &Deployment, headers: &HeaderMap) -> Result<(), ApiE
     }
 }
 
-/// The redirect URI's origin must be one the deployment allows (any, with
-/// `allowAllDomains`), so a code cannot be sent to someone else's page.
+/// A web redirect URI's origin must be one the deployment allows (any,
+/// with `allowAllDomains`), so a code cannot be sent to someone else's
+/// page. Any other scheme is an app's (RFC 8252 7.1) and must be listed in
+/// `allowedAppRedirectSchemes`: "allow all" never covers it, and it carries
+/// no fragment. PKCE, which the IdP enforces, binds the code to the app that
+/// started the login.
 fn check_redirect_uri(deployment: &Deployment, redirect_uri: &str) -> Result<(), ApiError> {
     let refused = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "redirect_uri_not_allowed",
-            "the redirect URI is not on an origin the deployment allows",
+            "the redirect URI is not on an origin or app scheme the deployment allows",
         )
     };
     let url = url::Url::parse(redirect_uri).map_err(|_| refused())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return if url.fragment().is_none() && deployment.allows_redirect_scheme(url.scheme()) {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
     if deployment.allow_all_domains {
         return Ok(());
     }
-    if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
+    if url.fragment().is_some() {
         return Err(refused());
     }
     if deployment.allows_origin(&url.origin().ascii_serialization()) {

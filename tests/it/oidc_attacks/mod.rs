@@ -106,6 +106,7 @@ fn integration(issuer: &str) -> OidcIntegration {
         authorize_params: BTreeMap::from([("prompt".to_owned(), "login".to_owned())]),
         allowed_algorithms: Algorithm::default_allowed(),
         max_refresh_token_lifetime_seconds: 86_400,
+        refresh_token_rotation: true,
         active: true,
     }
 }
