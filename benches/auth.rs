@@ -23,7 +23,7 @@ use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm as JwtAlgorithm, EncodingKey, Header};
 use serde_json::json;
 use switchboard::auth::oidc::OidcClients;
-use switchboard::auth::session::{SessionGrant, SessionTokens, VisitorIdentity};
+use switchboard::auth::visitor_token::{SessionGrant, VisitorIdentity, VisitorTokens};
 use switchboard::config::{Config, MasterKey};
 use switchboard::engine::{EmbeddedEngine, Engine};
 use switchboard::store::Store;
@@ -113,6 +113,7 @@ fn integration(issuer: &str) -> OidcIntegration {
         authorize_params: BTreeMap::new(),
         allowed_algorithms: Algorithm::default_allowed(),
         max_refresh_token_lifetime_seconds: 86_400,
+        refresh_token_rotation: true,
         active: true,
     }
 }
@@ -163,7 +164,7 @@ fn bench(c: &mut Criterion) {
         HashMap::from([("SWITCHBOARD_DATA_DIR", data.path().display().to_string())]);
     let config = Config::load_with(None, |name| env.get(name).cloned()).unwrap();
     let master = MasterKey::generate();
-    let sessions = SessionTokens::new(&config, &master, Store::new(engine, Metrics::new()));
+    let sessions = VisitorTokens::new(&config, &master, Store::new(engine, Metrics::new()));
     let grant = SessionGrant {
         deployment: Uuid::new_v4(),
         org: OrgId(Uuid::new_v4()),

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::auth::Auth;
 use crate::auth::oidc::OidcClients;
-use crate::auth::session::SessionTokens;
+use crate::auth::visitor_token::VisitorTokens;
 use crate::config::Config;
 use crate::routing::Routing;
 use crate::store::Store;
@@ -32,7 +32,7 @@ pub struct AppState {
     /// The OIDC relying party: cached discovery and keys per integration.
     pub oidc: OidcClients,
     /// Visitors' session JWTs and refresh tokens.
-    pub sessions: SessionTokens,
+    pub visitor_tokens: VisitorTokens,
     /// Conversations, queues and agents.
     pub routing: Routing,
     /// Tells sockets the node is shutting down, and counts them out.
@@ -62,7 +62,7 @@ substate!(
     auth: Auth,
     metrics: Metrics,
     oidc: OidcClients,
-    sessions: SessionTokens,
+    visitor_tokens: VisitorTokens,
     routing: Routing,
 );
 

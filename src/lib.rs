@@ -38,6 +38,7 @@ pub mod telemetry;
 use std::path::Path;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
@@ -97,7 +98,8 @@ impl Server {
         let oidc = auth::oidc::OidcClients::new(engine.clone(), config.oidc_allow_insecure);
         let store = Store::new(engine, metrics.clone());
         let bootstrapped = Auth::bootstrap(&config, &master, store.clone()).await?;
-        let sessions = auth::session::SessionTokens::new(&config, &master, store.clone());
+        let visitor_tokens =
+            auth::visitor_token::VisitorTokens::new(&config, &master, store.clone());
         let store_for_routing = store.clone();
         let config_routing = routing::RoutingConfig {
             agent_grace: config.agent_grace,
@@ -110,7 +112,7 @@ impl Server {
             auth: bootstrapped.auth,
             metrics,
             oidc,
-            sessions,
+            visitor_tokens,
             routing: routing::Routing::new(store_for_routing, config_routing),
             shutdown: Shutdown::new(),
         };
@@ -152,13 +154,22 @@ impl Server {
             sockets.drained().await;
         };
         axum::serve(
-            listener,
+            listener.tap_io(no_delay),
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(stop)
         .await?;
         let _ = sweeper.await;
         Ok(())
+    }
+}
+
+/// Frames go out as soon as they are written: without `TCP_NODELAY`, a
+/// small frame that follows another (an answer, then its event) waits for
+/// the peer's delayed ACK, some 40 ms.
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
     }
 }
 
@@ -195,4 +206,23 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::serve::Listener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut listener = listener.tap_io(no_delay);
+        let client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (accepted, _) = listener.accept().await;
+        assert!(accepted.nodelay().unwrap());
+        drop(client);
+    }
 }

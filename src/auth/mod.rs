@@ -11,8 +11,8 @@ pub mod credential;
 pub mod crypto;
 pub mod oidc;
 pub mod refresh;
-pub mod session;
 pub mod staff;
+pub mod visitor_token;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,16 +1,23 @@
-//! Refresh tokens of visitor sessions: rotating, reuse-detecting, stored
-//! only as digests.
+//! Refresh tokens of visitor sessions: rotating (or not), reuse-detecting,
+//! stored only as digests.
 //!
 //! A successful exchange starts a *family* (the session, `sid` in its JWTs)
 //! that lives for the integration's maximum refresh-token lifetime from that
-//! first exchange, however often it is refreshed. Each refresh spends the
-//! presented token and answers a new one of the same family. Spending is an
+//! first exchange, however often it is refreshed. With rotation ([`Mode`],
+//! a setting of the integration) each refresh spends the presented token
+//! and answers a new one of the same family. Spending is an
 //! atomic `swap` in [`Space::RefreshToken`] that marks the token rotated, so
 //! of two concurrent refreshes exactly one succeeds. A rotated token stays
 //! stored until its family ends, marked as such: presenting it again means
 //! it leaked (or a client replayed it), and the whole family is revoked in
 //! [`Space::RefreshFamily`], which also refuses the family's newest token and
 //! its session JWTs.
+//!
+//! Without rotation the presented token is not spent: it keeps working until
+//! its family ends or is revoked (logout). That is what Genesys's Transport
+//! SDK needs, since it keeps the first refresh token it got and presents it
+//! on every refresh. A token once spent under rotation stays spent: if the
+//! setting is switched off later, presenting it still counts as reuse.
 
 use std::time::Duration;
 
@@ -20,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::crypto;
-use super::session::{SessionError, VisitorIdentity};
+use super::visitor_token::{SessionError, VisitorIdentity};
 use crate::engine::{Engine, Space, StashMode};
 use crate::store::types::OrgId;
 
@@ -30,6 +37,16 @@ pub const REFRESH_TOKEN_PREFIX: &str = "sbr_";
 /// integration's maximum refresh-token lifetime (90 days). A revocation that
 /// does not know its family's end is kept this long.
 pub const MAX_FAMILY_LIFETIME: Duration = Duration::from_secs(7_776_000);
+
+/// How a refresh treats the token it is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Spend it and answer the family's next token; a spent token presented
+    /// again revokes the family.
+    Rotate,
+    /// Leave it valid: the same token is the answer.
+    Keep,
+}
 
 /// What a new family is started for.
 #[derive(Clone, Debug)]
@@ -137,8 +154,68 @@ async fn mint(
     Ok(token)
 }
 
+/// The family `token` belongs to, read without spending it: how a refresh
+/// that names no deployment finds its deployment. Unknown and expired
+/// tokens are [`SessionError::RefreshUnknown`].
+pub async fn family_of(engine: &Engine, token: &SecretString) -> Result<FamilyState, SessionError> {
+    let id = crypto::digest(token.expose_secret());
+    let stored = engine
+        .peek(Space::RefreshToken, &id)
+        .await?
+        .ok_or(SessionError::RefreshUnknown)?;
+    Ok(decode(&stored)?.family)
+}
+
+/// A refresh of `token` presented for `deployment`: its family and the
+/// token the client should present next (a new one with [`Mode::Rotate`],
+/// `token` itself with [`Mode::Keep`]).
+pub async fn refresh(
+    engine: &Engine,
+    token: &SecretString,
+    deployment: Uuid,
+    mode: Mode,
+    now: DateTime<Utc>,
+) -> Result<(FamilyState, SecretString), RotateError> {
+    match mode {
+        Mode::Rotate => rotate(engine, token, deployment, now).await,
+        Mode::Keep => keep(engine, token, deployment, now).await,
+    }
+}
+
+/// Checks `token` without spending it.
+async fn keep(
+    engine: &Engine,
+    token: &SecretString,
+    deployment: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(FamilyState, SecretString), RotateError> {
+    let id = crypto::digest(token.expose_secret());
+    let stored = engine
+        .peek(Space::RefreshToken, &id)
+        .await?
+        .ok_or(SessionError::RefreshUnknown)?;
+    let stored = decode(&stored)?;
+    if stored.family.deployment != deployment {
+        return Err(SessionError::RefreshUnknown.into());
+    }
+    if family_revoked(engine, stored.family.family).await? {
+        return Err(SessionError::RefreshRevoked.into());
+    }
+    if stored.rotated_at.is_some() {
+        // Spent while the integration rotated: a replay, as with rotation.
+        return Err(reused(engine, stored.family, now).await);
+    }
+    // The stored token expires with its family; this covers a read racing
+    // that expiry.
+    if remaining(stored.family.family_expires_at, now).is_none() {
+        return Err(SessionError::RefreshUnknown.into());
+    }
+    let same = SecretString::from(token.expose_secret().to_owned());
+    Ok((stored.family, same))
+}
+
 /// Spends `token` and answers its family and the family's next token.
-pub async fn rotate(
+async fn rotate(
     engine: &Engine,
     token: &SecretString,
     deployment: Uuid,

@@ -198,6 +198,8 @@ pub enum Collection {
     OnlineAgents,
     /// One organization's offline agents.
     OfflineAgents(uuid::Uuid),
+    /// The push devices registered in one deployment.
+    PushDevices(uuid::Uuid),
 }
 
 impl Collection {
@@ -217,6 +219,7 @@ impl Collection {
             Collection::Ended(org) => format!("route/org/{org}/ended"),
             Collection::OnlineAgents => "route/agents/online".to_owned(),
             Collection::OfflineAgents(org) => format!("route/org/{org}/agents/offline"),
+            Collection::PushDevices(deployment) => format!("push/{deployment}"),
         }
     }
 }
@@ -703,6 +706,7 @@ mod tests {
                 Collection::OfflineAgents(id),
                 format!("route/org/{s}/agents/offline"),
             ),
+            (Collection::PushDevices(id), format!("push/{s}")),
         ];
         for (collection, name) in names {
             assert_eq!(collection.name(), name);

@@ -53,10 +53,12 @@ async fn upgrade(
         Err(Refused::Store(e)) => return ApiError::from(e).into_response(),
         Err(refused) => return ApiError::forbidden(refused.to_string()).into_response(),
     };
+    // A browser's origin, or the bare host a native app sends (the Transport
+    // SDK's `webmessaging.<domain>`) when the deployment lists it.
     if let Some(origin) = headers.get(header::ORIGIN) {
         let allowed = origin
             .to_str()
-            .is_ok_and(|origin| admitted.deployment.allows_origin(origin));
+            .is_ok_and(|origin| admitted.deployment.admits_origin(origin));
         if !allowed {
             tracing::info!(deployment = %deployment, "guest socket refused: origin not allowed");
             return ApiError::new(

@@ -5,10 +5,18 @@
 //!
 //! A socket holds no state of its own that matters: sessions, conversations
 //! and agents live in the engine, and a socket remembers only the last
-//! sequence it delivered per conversation, so a client that reconnects to
-//! any node resumes where it was.
+//! sequence it delivered per conversation (its [`cursor`]), so a client that
+//! reconnects to any node resumes where it was. Sockets decide nothing about
+//! sessions or conversations and publish nothing: they ask routing.
+//!
+//! - [`guest`], [`agent`]: the two protocols;
+//! - [`conn`]: what both sockets do alike (sending, closing, subscriptions,
+//!   the open-socket guard);
+//! - [`cursor`]: delivery in sequence order, without gaps or duplicates.
 
 pub mod agent;
+pub mod conn;
+pub mod cursor;
 pub mod guest;
 
 use std::time::Duration;

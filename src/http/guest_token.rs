@@ -4,9 +4,16 @@
 //! Browsers call these from the deployment's allowed origins. A preflight
 //! cannot name its deployment (that is in the body), so it is answered for
 //! any origin; the request itself is refused with 403 `origin_not_allowed`
-//! when its `Origin` is not one the deployment allows, before anything is
-//! redeemed, and only allowed origins get `Access-Control-Allow-Origin`.
-//! Apps send no `Origin` and are not concerned.
+//! when its `Origin` is not one the deployment admits, before anything is
+//! redeemed, and only allowed web origins get `Access-Control-Allow-Origin`.
+//! Genesys's Transport SDK sends no `Origin` on these endpoints (it does on
+//! the socket and history); a bare app host it might send is admitted when
+//! the deployment lists it.
+//!
+//! A login's `redirectUri` is checked against the deployment: a web one
+//! must be on an allowed origin, an app's private-use scheme
+//! (`com.example.app:/callback`) must be listed in
+//! `allowedAppRedirectSchemes`.
 //!
 //! Every failure answers `{code, message}` and is logged for the admin with
 //! the deployment and integration ids and the code, never with a code,
@@ -41,10 +48,12 @@ use crate::auth::credential::bearer;
 use crate::auth::crypto;
 use crate::auth::oidc::{self, OidcError, VerifiedIdentity};
 use crate::auth::refresh::NewFamily;
-use crate::auth::session::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
+use crate::auth::visitor_token::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
 use crate::engine::{Space, StashMode};
 use crate::store::StoreError;
 use crate::store::records::{Deployment, OidcIntegration};
+
+mod refresh;
 
 /// Requests per client address, deployment and endpoint group per window.
 pub const RATE_LIMIT: u64 = 30;
@@ -61,7 +70,7 @@ const COMPLETE_PATH: &str = "/api/v2/webdeployments/token/oauth/complete";
 pub fn router() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new()
         .routes(routes!(exchange))
-        .routes(routes!(refresh))
+        .merge(refresh::router())
         .routes(routes!(revoke))
         .routes(routes!(login_start))
         .routes(routes!(login_complete))
@@ -111,14 +120,6 @@ pub struct OAuthInput {
     iss: Option<String>,
     #[schema(value_type = Option<String>)]
     id_token: Option<SecretString>,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RefreshRequest {
-    #[schema(value_type = String)]
-    refresh_token: SecretString,
-    deployment_id: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -174,7 +175,7 @@ struct LoginTransaction {
 /// The client's address, from the connection (the server runs with connect
 /// info). A router driven without it counts every caller as one.
 #[derive(Debug, Clone, Copy)]
-struct ClientIp(IpAddr);
+pub(super) struct ClientIp(pub(super) IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
@@ -284,73 +285,6 @@ async fn exchange_inner(
     start_session(state, &target, identity).await
 }
 
-/// Rotates a refresh token: answers a new session JWT and the next refresh
-/// token of the same session. A refresh token presented twice revokes its
-/// session.
-#[utoipa::path(post, path = "/api/v2/webdeployments/token/refresh", tag = "guest tokens",
-    request_body = RefreshRequest,
-    responses(
-        (status = 200, body = TokenPair),
-        (status = 401, body = ErrorBody, description = "invalid_grant, refresh_token_reused, refresh_token_revoked"),
-        (status = 403, body = ErrorBody, description = "integration_inactive, origin_not_allowed"),
-        (status = 404, body = ErrorBody, description = "deployment_not_found"),
-        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
-    ))]
-#[tracing::instrument(name = "guest_token_refresh", skip_all)]
-async fn refresh(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    body: Result<Json<RefreshRequest>, ApiError>,
-) -> Response {
-    let mut scope = Scope::default();
-    let result = refresh_inner(&state, ip, &headers, body, &mut scope).await;
-    finish(scope, &headers, "refresh", result.map(axum::Json))
-}
-
-async fn refresh_inner(
-    state: &AppState,
-    ip: IpAddr,
-    headers: &HeaderMap,
-    body: Result<Json<RefreshRequest>, ApiError>,
-    scope: &mut Scope,
-) -> Result<TokenPair, ApiError> {
-    let Json(body) = body?;
-    let target = prepare(state, ip, headers, &body.deployment_id, "refresh", scope).await?;
-    let now = Utc::now();
-    let (family, next) = state
-        .sessions
-        .rotate_refresh(&body.refresh_token, target.deployment.meta.id, now)
-        .await?;
-    if family.integration != target.integration.meta.id {
-        // The deployment now signs visitors in elsewhere: sessions proven at
-        // the previous IdP end here.
-        state.sessions.revoke_family(&family, now).await?;
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_grant",
-            "the deployment's OIDC integration changed since this session started; sign in again",
-        ));
-    }
-    let issued = state
-        .sessions
-        .issue(
-            &SessionGrant {
-                deployment: family.deployment,
-                org: family.org,
-                identity: family.identity,
-                sid: family.family,
-                not_after: family.family_expires_at,
-            },
-            now,
-        )
-        .await?;
-    Ok(TokenPair {
-        jwt: issued.jwt.expose_secret().to_owned(),
-        refresh_token: next.expose_secret().to_owned(),
-    })
-}
-
 /// Logs out: the bearer session JWT and its whole session (refresh tokens
 /// included) stop working, and the session's sockets are told.
 #[utoipa::path(delete, path = "/api/v2/webdeployments/token/revoke", tag = "guest tokens",
@@ -388,14 +322,15 @@ async fn revoke_inner(
         .ok_or_else(|| ApiError::unauthorized("a bearer session JWT is required"))?;
     let now = Utc::now();
     let claims = state
-        .sessions
+        .visitor_tokens
         .verify_own_audience(token.expose_secret(), now)
         .await?;
     if let Some(deployment) = state.store.find::<Deployment>(claims.aud).await? {
         check_origin(&deployment, headers)?;
         scope.deployment = Some(deployment);
     }
-    state.sessions.revoke(&claims, now).await?;
+    let revoked = state.visitor_tokens.revoke(&claims, now).await?;
+    state.routing.session_revoked(revoked).await;
     Ok(())
 }
 
@@ -590,7 +525,7 @@ pub(super) async fn login_deployment(state: &AppState, login_state: &str) -> Opt
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "guest tokens",
     responses((status = 200, body = JwkSet), (status = 503, body = ErrorBody)))]
 async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let keys = state.sessions.jwks().await?;
+    let keys = state.visitor_tokens.jwks().await?;
     let mut response = axum::Json(keys).into_response();
     let headers = response.headers_mut();
     // Short: verifiers refetch on an unknown kid anyway, and keys rotate.
@@ -685,12 +620,13 @@ async fn rate_limit(
 }
 
 /// A browser request from an origin the deployment does not allow is
-/// refused before anything happens; requests without `Origin` (apps) pass.
+/// refused before anything happens; requests without `Origin` (apps) pass,
+/// and so do listed app hosts.
 fn check_origin(deployment: &Deployment, headers: &HeaderMap) -> Result<(), ApiError> {
     match headers.get(header::ORIGIN) {
         None => Ok(()),
         Some(origin) => match origin.to_str() {
-            Ok(origin) if deployment.allows_origin(origin) => Ok(()),
+            Ok(origin) if deployment.admits_origin(origin) => Ok(()),
             _ => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",
@@ -700,21 +636,32 @@ fn check_origin(deployment: &Deployment, headers: &HeaderMap) -> Result<(), ApiE
     }
 }
 
-/// The redirect URI's origin must be one the deployment allows (any, with
-/// `allowAllDomains`), so a code cannot be sent to someone else's page.
+/// A web redirect URI's origin must be one the deployment allows (any,
+/// with `allowAllDomains`), so a code cannot be sent to someone else's
+/// page. Any other scheme is an app's (RFC 8252 7.1) and must be listed in
+/// `allowedAppRedirectSchemes`: "allow all" never covers it, and it carries
+/// no fragment. PKCE, which the IdP enforces, binds the code to the app that
+/// started the login.
 fn check_redirect_uri(deployment: &Deployment, redirect_uri: &str) -> Result<(), ApiError> {
     let refused = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "redirect_uri_not_allowed",
-            "the redirect URI is not on an origin the deployment allows",
+            "the redirect URI is not on an origin or app scheme the deployment allows",
         )
     };
     let url = url::Url::parse(redirect_uri).map_err(|_| refused())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return if url.fragment().is_none() && deployment.allows_redirect_scheme(url.scheme()) {
+            Ok(())
+        } else {
+            Err(refused())
+        };
+    }
     if deployment.allow_all_domains {
         return Ok(());
     }
-    if !matches!(url.scheme(), "http" | "https") || url.fragment().is_some() {
+    if url.fragment().is_some() {
         return Err(refused());
     }
     if deployment.allows_origin(&url.origin().ascii_serialization()) {
@@ -778,7 +725,7 @@ async fn start_session(
         family_name: identity.family_name,
     };
     let (sid, refresh_token) = state
-        .sessions
+        .visitor_tokens
         .start_family(
             NewFamily {
                 deployment: target.deployment.meta.id,
@@ -793,7 +740,7 @@ async fn start_session(
         )
         .await?;
     let issued = state
-        .sessions
+        .visitor_tokens
         .issue(
             &SessionGrant {
                 deployment: target.deployment.meta.id,

@@ -6,7 +6,7 @@
 //! device. Entities are `StructuredMessage`s with their sequences. Browsers
 //! call this from the deployment's origins: the preflight is answered for
 //! any origin (it cannot carry the token that names the deployment), the
-//! request itself only for the deployment's.
+//! request itself only for the deployment's origins and app hosts.
 
 use axum::Router;
 use axum::extract::State;
@@ -79,8 +79,10 @@ async fn answer(
         .find::<Deployment>(session.deployment_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session's deployment no longer exists"))?;
+    // Browsers send their origin; the Transport SDK sends the bare domain it
+    // is configured with, admitted when the deployment lists it.
     if let Some(origin) = headers.get(header::ORIGIN)
-        && !origin.to_str().is_ok_and(|o| deployment.allows_origin(o))
+        && !origin.to_str().is_ok_and(|o| deployment.admits_origin(o))
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -14,6 +14,7 @@ mod guest_token;
 mod history;
 mod ops;
 mod public;
+mod push;
 pub mod staff;
 mod token;
 mod web;
@@ -73,6 +74,7 @@ pub fn router() -> Router<AppState> {
         .merge(token::router())
         .merge(guest_token::router())
         .merge(public::router())
+        .merge(push::router())
         .merge(staff::router())
         .split_for_parts();
     Router::new()
@@ -108,12 +110,23 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
                 // The path only: query strings carry OAuth codes and state.
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                let path = loggable_path(request.uri().path());
+                tracing::info_span!("http", method = %request.method(), path = %path, request_id = %id)
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// The request path as logs show it: a guest session token, which push
+/// device paths carry as their last segment, is cut off.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const PUSH_DEVICES: &str = "/pushdevices/";
+    match path.find(PUSH_DEVICES).and_then(|at| path.get(..at)) {
+        Some(before) => format!("{before}{PUSH_DEVICES}{{token}}").into(),
+        None => path.into(),
+    }
 }
 
 /// Records request count and latency by matched route, and logs the
@@ -176,5 +189,22 @@ impl<T> PagedList<T> {
             page,
             |entity| entity,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn session_tokens_in_paths_are_not_logged() {
+        assert_eq!(
+            loggable_path("/api/v2/webmessaging/deployments/d1/pushdevices/secret-token"),
+            "/api/v2/webmessaging/deployments/d1/pushdevices/{token}"
+        );
+        assert_eq!(
+            loggable_path("/api/v2/webmessaging/messages"),
+            "/api/v2/webmessaging/messages"
+        );
     }
 }

@@ -1,6 +1,13 @@
 //! The public deployment configuration a widget or app reads before it
 //! connects. Unauthenticated, so it carries nothing secret: of the OIDC
 //! integration only what a browser needs to start a login.
+//!
+//! Its shape is Genesys's `DeploymentConfig`, which the Transport SDK
+//! decodes strictly: every field it requires is always present (an app
+//! whose `config.json` does not decode never opens a socket), enums carry
+//! only values it knows, and nothing is `null`. Fields of our own are
+//! additive (the SDK ignores unknown keys). The route is host-agnostic, so
+//! the same path answers on the `api-cdn.<domain>` name the SDK derives.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -16,8 +23,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::Id;
 use crate::app::AppState;
 use crate::store::records::{
-    AuthenticationSettings, ConversationDisconnect, Deployment, FileUpload, OidcIntegration,
-    Styles, Toggle,
+    AuthenticationSettings, ConversationDisconnect, Deployment, FileUpload, LauncherButton,
+    Notifications, OidcIntegration, Styles, Toggle,
 };
 use crate::store::types::DeploymentStatus;
 
@@ -69,7 +76,10 @@ pub struct PublicOidc {
 pub struct PublicMessenger {
     enabled: bool,
     styles: Styles,
+    /// Required by the Transport SDK.
+    launcher_button: LauncherButton,
     apps: PublicApps,
+    /// `modes` lists file types only when attachments are enabled.
     file_upload: FileUpload,
 }
 
@@ -90,6 +100,11 @@ pub struct PublicConversations {
     conversation_disconnect: ConversationDisconnect,
     conversation_clear: Toggle,
     session_duration_seconds: u32,
+    /// Present when the configuration lets apps register for push
+    /// notifications: the Transport SDK then registers its device
+    /// (`/api/v2/webmessaging/deployments/{id}/pushdevices/{token}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notifications: Option<Notifications>,
 }
 
 /// The deployment's public configuration. Inactive and unknown deployments
@@ -136,9 +151,11 @@ async fn config_json(
                     conversation_disconnect: conversations.conversation_disconnect,
                     conversation_clear: conversations.conversation_clear,
                     session_duration_seconds: conversations.session_duration_seconds,
+                    notifications: Some(conversations.notifications).filter(|n| n.enabled),
                 },
             },
-            file_upload: content.messenger.file_upload,
+            launcher_button: content.messenger.launcher_button,
+            file_upload: file_upload(content.messenger.file_upload),
         },
         journey_events: content.journey_events,
         languages: content.languages,
@@ -147,6 +164,15 @@ async fn config_json(
     let mut response = axum::Json(body).into_response();
     cors::allow_deployment_origin(&deployment, &headers, response.headers_mut());
     Ok(response)
+}
+
+/// File types are offered only while attachments are on: a client that
+/// sees modes may try to attach.
+fn file_upload(mut settings: FileUpload) -> FileUpload {
+    if !settings.enable_attachments {
+        settings.modes.clear();
+    }
+    settings
 }
 
 async fn public_oidc(

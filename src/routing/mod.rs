@@ -11,6 +11,8 @@
 //! - `decide`: the decisions, as pure functions over the records;
 //! - `commit`: read, decide, commit: the one helper every transition uses;
 //! - `sessions`: guest sessions and where a visitor's messages go;
+//! - `visitor`: what a visitor's socket asks, and the notices it causes
+//!   (`typing`, `revoked`);
 //! - `events`: the conversation logs and bus notices;
 //! - `agents`: an agent's presence, status and directory;
 //! - `assignment`: offers, and what agents do with a conversation;
@@ -23,10 +25,13 @@ mod commit;
 mod decide;
 mod events;
 pub mod model;
+mod revoked;
 mod sessions;
 mod sweeper;
 #[cfg(test)]
 mod tests;
+mod typing;
+pub mod visitor;
 
 use std::time::Duration;
 

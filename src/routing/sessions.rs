@@ -5,10 +5,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::decide::{self, Target};
-use super::model::{
-    Conversation, GuestSession, Participant, ParticipantRole, SequencedEvent, Visitor,
-    VisitorIdentity,
-};
+use super::model::{Conversation, GuestSession, SequencedEvent, Visitor, VisitorIdentity};
+use super::visitor::visitor_participant;
 use super::{NewEvent, Routing, RoutingError, RoutingResult};
 use crate::store::records::{
     ConfigurationContent, ConversationDisconnect, Deployment, DisconnectType,
@@ -176,11 +174,7 @@ impl Routing {
             tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
             self.wake_queue(conversation.queue_id).await;
         }
-        let from = Participant {
-            role: ParticipantRole::Visitor,
-            id: None,
-            name: conversation.visitor.display_name(),
-        };
+        let from = visitor_participant(&conversation.visitor.display_name());
         let (event, duplicate) = self.append(conversation.meta.id, from, event, now).await?;
         Ok((conversation, event, duplicate))
     }

@@ -124,6 +124,8 @@ fn deployment(org: OrgId, queue: Uuid) -> Deployment {
         },
         allowed_domains: Vec::new(),
         allow_all_domains: true,
+        allowed_app_hosts: Vec::new(),
+        allowed_app_redirect_schemes: Vec::new(),
         status: DeploymentStatus::Active,
         queue_id: queue,
     }

@@ -7,6 +7,7 @@
 //! makes them binding.
 
 mod published;
+pub mod push_devices;
 pub mod records;
 pub mod types;
 

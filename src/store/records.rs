@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Record;
-use super::types::{Algorithm, DeploymentStatus, OrgId, Origin, Role};
+use super::types::{Algorithm, AppHost, DeploymentStatus, OrgId, Origin, RedirectScheme, Role};
 use crate::engine::{Claim, Collection, Kind, RecordKey};
 
 /// Identity and bookkeeping every record carries.
@@ -102,9 +102,21 @@ pub struct OidcIntegration {
     pub authorize_params: BTreeMap<String, String>,
     pub allowed_algorithms: Vec<Algorithm>,
     pub max_refresh_token_lifetime_seconds: u32,
+    /// Whether a refresh spends the presented refresh token and answers the
+    /// next one. With rotation a token presented twice revokes its family
+    /// (a leaked token is caught); without, a token works until its family
+    /// ends or is revoked, which is what Genesys's Transport SDK needs: it
+    /// keeps the first refresh token it got and presents it every time.
+    /// Records written before this setting existed rotate, as they did.
+    #[serde(default = "rotate_by_default")]
+    pub refresh_token_rotation: bool,
     pub active: bool,
 }
 record!(OidcIntegration, Kind::OidcIntegration);
+
+fn rotate_by_default() -> bool {
+    true
+}
 
 impl OidcIntegration {
     /// The associated data a sealed client secret is bound to.
@@ -133,6 +145,7 @@ pub struct AuthenticationSettings {
 pub struct MessengerSettings {
     pub enabled: bool,
     pub styles: Styles,
+    pub launcher_button: LauncherButton,
     pub apps: Apps,
     pub file_upload: FileUpload,
 }
@@ -142,10 +155,30 @@ impl Default for MessengerSettings {
         Self {
             enabled: true,
             styles: Styles::default(),
+            launcher_button: LauncherButton::default(),
             apps: Apps::default(),
             file_upload: FileUpload::default(),
         }
     }
+}
+
+/// Whether the messenger shows its launcher button. Genesys clients require
+/// the field in `config.json` (the Transport SDK refuses a configuration
+/// without it); the web snippet shows its launcher either way.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LauncherButton {
+    pub visibility: LauncherVisibility,
+}
+
+/// The values Genesys uses for `launcherButton.visibility`.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub enum LauncherVisibility {
+    #[default]
+    On,
+    Off,
+    /// Hidden until the host page opens the messenger itself.
+    OnDemand,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -180,6 +213,10 @@ pub struct ConversationsApp {
     pub conversation_clear: Toggle,
     /// A session with no activity for this long expires.
     pub session_duration_seconds: u32,
+    /// Apps may register their device for push notifications (the
+    /// Transport SDK syncs its device token on every session when this is
+    /// on). Registration only: delivering pushes is not implemented yet.
+    pub notifications: Notifications,
 }
 
 impl Default for ConversationsApp {
@@ -192,6 +229,7 @@ impl Default for ConversationsApp {
             conversation_disconnect: ConversationDisconnect::default(),
             conversation_clear: Toggle { enabled: true },
             session_duration_seconds: DEFAULT_SESSION_DURATION_SECONDS,
+            notifications: Notifications::default(),
         }
     }
 }
@@ -202,6 +240,22 @@ pub const DEFAULT_SESSION_DURATION_SECONDS: u32 = 1800;
 #[serde(rename_all = "camelCase", default)]
 pub struct Toggle {
     pub enabled: bool,
+}
+
+/// Push notifications to apps, as Genesys's `config.json` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Notifications {
+    pub enabled: bool,
+    pub notification_content_type: NotificationContentType,
+}
+
+/// Whether a push may carry the message text, or only say that one came.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub enum NotificationContentType {
+    IncludeMessagesContent,
+    #[default]
+    ExcludeMessagesContent,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize, ToSchema)]
@@ -346,6 +400,16 @@ pub struct Deployment {
     pub configuration: ConfigurationRef,
     pub allowed_domains: Vec<Origin>,
     pub allow_all_domains: bool,
+    /// The bare hosts native apps send as `Origin` (see [`AppHost`]):
+    /// admitted on the guest socket and history. `allowAllDomains` does not
+    /// cover them.
+    #[serde(default)]
+    pub allowed_app_hosts: Vec<AppHost>,
+    /// The private-use schemes native apps receive their OAuth redirect on:
+    /// admitted as `redirectUri` of a login. `allowAllDomains` does not
+    /// cover them.
+    #[serde(default)]
+    pub allowed_app_redirect_schemes: Vec<RedirectScheme>,
     pub status: DeploymentStatus,
     pub queue_id: Uuid,
 }
@@ -358,8 +422,35 @@ impl Deployment {
         self.configuration.version.parse().ok()
     }
 
+    /// Whether a browser on `origin` may use the deployment: one of its
+    /// allowed web origins, or with `allowAllDomains` any serialized origin
+    /// (`scheme://host[:port]`, or the `null` of sandboxed frames). A bare
+    /// host, which only apps send, is not a web origin: it is admitted by
+    /// [`Deployment::admits_origin`] when listed, never by "allow all".
     pub fn allows_origin(&self, origin: &str) -> bool {
-        self.allow_all_domains || self.allowed_domains.iter().any(|o| o.as_str() == origin)
+        if self.allow_all_domains {
+            return origin.contains("://") || origin == "null";
+        }
+        self.allowed_domains.iter().any(|o| o.as_str() == origin)
+    }
+
+    /// Whether `origin` is one of the app hosts the deployment lists.
+    pub fn allows_app_host(&self, origin: &str) -> bool {
+        self.allowed_app_hosts.iter().any(|h| h.matches(origin))
+    }
+
+    /// Whether a client presenting `origin` may use the guest socket and
+    /// history: a browser on an allowed web origin, or an app whose host is
+    /// listed.
+    pub fn admits_origin(&self, origin: &str) -> bool {
+        self.allows_origin(origin) || self.allows_app_host(origin)
+    }
+
+    /// Whether an app may receive its OAuth redirect on `scheme`.
+    pub fn allows_redirect_scheme(&self, scheme: &str) -> bool {
+        self.allowed_app_redirect_schemes
+            .iter()
+            .any(|s| s.as_str().eq_ignore_ascii_case(scheme))
     }
 }
 

@@ -78,6 +78,122 @@ impl fmt::Display for Origin {
     }
 }
 
+/// A host name a native app presents as its `Origin`: Genesys's Transport
+/// SDK sends the bare host it connects to (`webmessaging.<domain>` on the
+/// socket, `<domain>` on history), never `scheme://host`. Browsers always
+/// send a serialized origin (or `null`), so a bare host never comes from a
+/// web page; a deployment lists the hosts of its apps explicitly all the
+/// same, so nothing is admitted that an admin did not name.
+///
+/// Parsed as a DNS name: lowercase letters, digits and hyphens in labels of
+/// 1 to 63 characters (no leading or trailing hyphen), separated by dots, at
+/// most 253 characters; no scheme, port, path, wildcard or trailing dot.
+/// `null` (the origin browsers send from sandboxed frames) is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "webmessaging.chat.example.com")]
+pub struct AppHost(String);
+
+impl AppHost {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let host = text.to_ascii_lowercase();
+        if host == "null" {
+            return Err(
+                "\"null\" is the origin of sandboxed browser frames, not an app's host".to_owned(),
+            );
+        }
+        if !is_dns_name(&host) {
+            return Err(format!(
+                "{text:?} is not a host name like webmessaging.chat.example.com (no scheme, port or path)"
+            ));
+        }
+        Ok(Self(host))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether an `Origin` header is this host. Host names compare without
+    /// regard to case.
+    pub fn matches(&self, origin: &str) -> bool {
+        self.0.eq_ignore_ascii_case(origin)
+    }
+}
+
+impl<'de> Deserialize<'de> for AppHost {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        AppHost::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for AppHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A private-use URI scheme a native app receives its OAuth redirect on
+/// (RFC 8252 7.1), such as `com.example.app` for
+/// `com.example.app:/oauth2redirect`. RFC 8252 asks for the reverse form of
+/// a domain name the app's publisher controls, which is what is accepted:
+/// at least two dot-separated DNS labels, starting with a letter, stored in
+/// lowercase (schemes are case-insensitive). That form also keeps out
+/// `http`, `https`, `javascript`, `data`, `file` and every other scheme a
+/// browser gives meaning to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "com.example.app")]
+pub struct RedirectScheme(String);
+
+impl RedirectScheme {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let scheme = text.to_ascii_lowercase();
+        let reverse_dns = is_dns_name(&scheme)
+            && scheme.contains('.')
+            && scheme.starts_with(|c: char| c.is_ascii_lowercase());
+        if !reverse_dns {
+            return Err(format!(
+                "{text:?} is not a reverse-DNS scheme like com.example.app (RFC 8252 7.1): the scheme only, without ':' or a path"
+            ));
+        }
+        Ok(Self(scheme))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for RedirectScheme {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        RedirectScheme::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for RedirectScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A lowercase DNS name in letter-digit-hyphen form (RFC 1123 2.1).
+fn is_dns_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
 /// A JWS algorithm an integration accepts for ID tokens. `none` is not
 /// representable; HMAC ones must be listed explicitly by an admin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -147,6 +263,63 @@ mod tests {
             "*.example.com",
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn app_hosts_are_dns_names() {
+        assert_eq!(
+            AppHost::parse("WebMessaging.Chat.Example.com")
+                .unwrap()
+                .as_str(),
+            "webmessaging.chat.example.com"
+        );
+        assert_eq!(AppHost::parse("localhost").unwrap().as_str(), "localhost");
+        let host = AppHost::parse("chat.example.com").unwrap();
+        assert!(host.matches("chat.example.com"));
+        assert!(host.matches("CHAT.example.com"));
+        assert!(!host.matches("https://chat.example.com"));
+        for bad in [
+            "",
+            "null",
+            "NULL",
+            "https://chat.example.com",
+            "chat.example.com:443",
+            "chat.example.com/",
+            "*.example.com",
+            "chat..example.com",
+            "chat.example.com.",
+            "-chat.example.com",
+            "chat_app.example.com",
+            "chat example.com",
+            &"a".repeat(64),
+            &format!("{}com", "a.".repeat(126)),
+        ] {
+            assert!(AppHost::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redirect_schemes_are_reverse_dns() {
+        assert_eq!(
+            RedirectScheme::parse("com.Example.App").unwrap().as_str(),
+            "com.example.app"
+        );
+        assert!(RedirectScheme::parse("io.chat-app.ios").is_ok());
+        for bad in [
+            "",
+            "myapp",
+            "http",
+            "https",
+            "javascript",
+            "com.example.app:",
+            "com.example.app:/callback",
+            "1com.example",
+            "com..example",
+            "com.example_app",
+            "com.example.app+x",
+        ] {
+            assert!(RedirectScheme::parse(bad).is_err(), "{bad}");
         }
     }
 }

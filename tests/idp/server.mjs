@@ -5,7 +5,8 @@
 //   IDP_PORT            port to listen on; 0 (the default) lets the OS choose
 //   IDP_CLIENT_ID       the static confidential client's id
 //   IDP_CLIENT_SECRET   its secret
-//   IDP_REDIRECT_URIS   its redirect URIs, separated by spaces
+//   IDP_REDIRECT_URIS   its redirect URIs, separated by spaces (any that is
+//                       not http(s) makes it a native client, RFC 8252)
 //   IDP_CLIENT_AUTH_METHOD  optional: its token endpoint auth method
 //                       (client_secret_basic by default)
 //   IDP_WATCH_PID       optional: exit once this process is gone, so a test
@@ -22,7 +23,7 @@
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 
-import Provider from 'oidc-provider';
+import Provider, { interactionPolicy } from 'oidc-provider';
 
 const port = Number(process.env.IDP_PORT ?? '0');
 const clientId = process.env.IDP_CLIENT_ID ?? 'switchboard-test';
@@ -30,6 +31,9 @@ const clientSecret = process.env.IDP_CLIENT_SECRET ?? 'switchboard-test-secret';
 const redirectUris = (process.env.IDP_REDIRECT_URIS ?? 'https://shop.example.com/callback')
   .split(/\s+/)
   .filter(Boolean);
+// A client with an app's private-use redirect scheme (com.example.app:/cb,
+// RFC 8252) is a native client: oidc-provider refuses such URIs for web ones.
+const applicationType = redirectUris.some((uri) => !/^https?:/i.test(uri)) ? 'native' : 'web';
 // Interaction and session cookies must stay readable across key rotations.
 const cookieKeys = [randomBytes(32).toString('base64url')];
 
@@ -52,6 +56,14 @@ function claimsOf(login) {
   };
 }
 
+// Grants are pre-approved, for native clients too: oidc-provider would
+// otherwise ask a native client's user to consent on every login.
+function interactions() {
+  const policy = interactionPolicy.base();
+  policy.get('consent').checks.remove('native_client_prompt');
+  return { policy };
+}
+
 function buildProvider(issuer, signingKey) {
   const provider = new Provider(issuer, {
     clients: [
@@ -59,6 +71,7 @@ function buildProvider(issuer, signingKey) {
         client_id: clientId,
         client_secret: clientSecret,
         redirect_uris: redirectUris,
+        application_type: applicationType,
         grant_types: ['authorization_code'],
         response_types: ['code'],
         token_endpoint_auth_method: process.env.IDP_CLIENT_AUTH_METHOD ?? 'client_secret_basic',
@@ -75,6 +88,7 @@ function buildProvider(issuer, signingKey) {
     // in practice send them.
     conformIdTokenClaims: false,
     pkce: { required: () => true },
+    interactions: interactions(),
     features: { devInteractions: { enabled: true } },
     async findAccount(_ctx, id) {
       return {

@@ -2,117 +2,16 @@
 //! and organizations, on both engines.
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, TestApp};
-
-/// The records of a complete walk-through.
-pub struct Fixture {
-    pub integration: String,
-    pub configuration: String,
-    pub queue: String,
-    pub deployment: String,
-}
-
-pub fn integration_body(name: &str) -> Value {
-    json!({
-        "name": name,
-        "issuer": "https://idp.example.com/",
-        "clientId": "switchboard-web",
-        "clientSecret": "integration-client-secret-value",
-        "scopes": ["openid", "email", "profile"],
-        "authorizeParams": { "prompt": "login" },
-    })
-}
-
-pub fn configuration_body(name: &str, integration: Option<&str>) -> Value {
-    json!({
-        "name": name,
-        "description": "web chat",
-        "authenticationSettings": {
-            "enabled": integration.is_some(),
-            "integrationId": integration,
-            "allowSessionUpgrade": false,
-        },
-        "messenger": { "apps": { "conversations": { "showAgentTypingIndicator": true } } },
-        "languages": ["en-us"],
-        "defaultLanguage": "en-us",
-    })
-}
-
-pub fn deployment_body(configuration: &str, version: &str, queue: &str) -> Value {
-    json!({
-        "name": "shop",
-        "configuration": { "id": configuration, "version": version },
-        "allowedDomains": ["https://shop.example.com"],
-        "status": "Active",
-        "queueId": queue,
-    })
-}
-
-/// Creates an integration, a configuration using it (published), a queue and
-/// an active deployment.
-pub async fn walkthrough(app: &TestApp, token: &str) -> Fixture {
-    let integration = app
-        .post(
-            "/api/v2/integrations/oidc",
-            token,
-            integration_body("Shop IdP"),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let integration = integration["id"].as_str().unwrap().to_owned();
-    let configuration = app
-        .post(
-            "/api/v2/webdeployments/configurations",
-            token,
-            configuration_body("Shop messenger", Some(&integration)),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let configuration = configuration["id"].as_str().unwrap().to_owned();
-    let published = app
-        .post(
-            &format!(
-                "/api/v2/webdeployments/configurations/{configuration}/versions/draft/publish"
-            ),
-            token,
-            json!({}),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    assert_eq!(published["version"], "1");
-    let queue = app
-        .post(
-            "/api/v2/routing/queues",
-            token,
-            json!({ "name": "Support" }),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let queue = queue["id"].as_str().unwrap().to_owned();
-    let deployment = app
-        .post(
-            "/api/v2/webdeployments/deployments",
-            token,
-            deployment_body(&configuration, "1", &queue),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let deployment = deployment["id"].as_str().unwrap().to_owned();
-    Fixture {
-        integration,
-        configuration,
-        queue,
-        deployment,
-    }
-}
+use crate::support::site::{SiteSpec, configuration_body, deployment_body, integration_body};
 
 async fn walkthrough_survives_a_restart(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let token = app.admin().await;
-    let f = walkthrough(&app, &token).await;
+    let f = app.site_as(&token, &SiteSpec::shop_idp()).await;
 
     let deployment = app
         .get(
@@ -135,28 +34,11 @@ async fn walkthrough_survives_a_restart(kind: EngineKind) {
     let app = app.restart().await;
     // The access token is still valid: it is verified with keys derived from
     // the master key, which every start shares.
-    for path in [
-        format!("/api/v2/integrations/oidc/{}", f.integration),
-        format!("/api/v2/webdeployments/configurations/{}", f.configuration),
-        format!(
-            "/api/v2/webdeployments/configurations/{}/versions/1",
-            f.configuration
-        ),
-        format!("/api/v2/routing/queues/{}", f.queue),
-        format!("/api/v2/webdeployments/deployments/{}", f.deployment),
-    ] {
+    for path in f.record_paths() {
         app.get(&path, &token).await.expect(StatusCode::OK);
     }
     let config = app
-        .call(
-            Method::GET,
-            &format!(
-                "/webdeployments/v1/deployments/{}/config.json",
-                f.deployment
-            ),
-            None,
-            None,
-        )
+        .public_config(&f.deployment)
         .await
         .expect(StatusCode::OK);
     assert_eq!(config["id"], f.deployment);
@@ -317,7 +199,7 @@ on_both_engines!(every_resource_round_trips);
 async fn configurations_publish_versions(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let token = app.admin().await;
-    let f = walkthrough(&app, &token).await;
+    let f = app.site_as(&token, &SiteSpec::shop_idp()).await;
     let base = format!("/api/v2/webdeployments/configurations/{}", f.configuration);
 
     // Edit the draft and publish it as version 2; version 1 stays as it was.
@@ -359,27 +241,20 @@ async fn configurations_publish_versions(kind: EngineKind) {
 
     // A deployment cannot point at an unpublished version or a missing
     // configuration.
-    app.post(
-        "/api/v2/webdeployments/deployments",
-        &token,
-        deployment_body(&f.configuration, "3", &f.queue),
-    )
-    .await
-    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
-    app.post(
-        "/api/v2/webdeployments/deployments",
-        &token,
-        deployment_body(&f.configuration, "draft", &f.queue),
-    )
-    .await
-    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
-    app.post(
-        "/api/v2/webdeployments/deployments",
-        &token,
-        deployment_body(&uuid::Uuid::new_v4().to_string(), "1", &f.queue),
-    )
-    .await
-    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let missing = uuid::Uuid::new_v4().to_string();
+    for (configuration, version) in [
+        (f.configuration.as_str(), "3"),
+        (f.configuration.as_str(), "draft"),
+        (missing.as_str(), "1"),
+    ] {
+        app.post(
+            "/api/v2/webdeployments/deployments",
+            &token,
+            deployment_body(configuration, version, &f.queue),
+        )
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    }
 
     // Moving the deployment to version 2 changes what visitors get.
     let deployment = app
@@ -399,15 +274,7 @@ async fn configurations_publish_versions(kind: EngineKind) {
     .await
     .expect(StatusCode::OK);
     let public = app
-        .call(
-            Method::GET,
-            &format!(
-                "/webdeployments/v1/deployments/{}/config.json",
-                f.deployment
-            ),
-            None,
-            None,
-        )
+        .public_config(&f.deployment)
         .await
         .expect(StatusCode::OK);
     assert_eq!(public["version"], "2");
@@ -432,7 +299,7 @@ async fn configurations_publish_versions(kind: EngineKind) {
         .expect_error(StatusCode::NOT_FOUND, "not_found");
     // With no published version left using it, the integration can go.
     app.delete(
-        &format!("/api/v2/integrations/oidc/{}", f.integration),
+        &format!("/api/v2/integrations/oidc/{}", f.integration_id()),
         &token,
     )
     .await
@@ -443,11 +310,11 @@ on_both_engines!(configurations_publish_versions);
 async fn deleting_used_records_is_refused(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let token = app.admin().await;
-    let f = walkthrough(&app, &token).await;
+    let f = app.site_as(&token, &SiteSpec::shop_idp()).await;
 
     let refused = app
         .delete(
-            &format!("/api/v2/integrations/oidc/{}", f.integration),
+            &format!("/api/v2/integrations/oidc/{}", f.integration_id()),
             &token,
         )
         .await
@@ -690,7 +557,7 @@ async fn credentials_and_roles_gate_the_api(kind: EngineKind) {
     let admin = app.admin().await;
     let supervisor = app.client_token(&admin, &["supervisor"]).await;
     let agent = app.client_token(&admin, &["agent"]).await;
-    let f = walkthrough(&app, &admin).await;
+    let f = app.site_as(&admin, &SiteSpec::shop_idp()).await;
 
     // No credential, a malformed one, a forged one.
     let none = app
@@ -827,7 +694,7 @@ on_both_engines!(token_endpoint_refuses_bad_requests);
 async fn organizations_are_isolated(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let admin_a = app.admin().await;
-    let a = walkthrough(&app, &admin_a).await;
+    let a = app.site_as(&admin_a, &SiteSpec::shop_idp()).await;
 
     let created = app
         .post(
@@ -868,16 +735,7 @@ async fn organizations_are_isolated(kind: EngineKind) {
         let listed = app.get(path, &admin_b).await.expect(StatusCode::OK);
         assert_eq!(listed["total"], 0, "{path}");
     }
-    for path in [
-        format!("/api/v2/integrations/oidc/{}", a.integration),
-        format!("/api/v2/webdeployments/configurations/{}", a.configuration),
-        format!(
-            "/api/v2/webdeployments/configurations/{}/versions/1",
-            a.configuration
-        ),
-        format!("/api/v2/routing/queues/{}", a.queue),
-        format!("/api/v2/webdeployments/deployments/{}", a.deployment),
-    ] {
+    for path in a.record_paths() {
         app.get(&path, &admin_b)
             .await
             .expect_error(StatusCode::NOT_FOUND, "not_found");
@@ -934,7 +792,7 @@ async fn organizations_are_isolated(kind: EngineKind) {
     app.post(
         "/api/v2/webdeployments/configurations",
         &admin_b,
-        configuration_body("B", Some(&a.integration)),
+        configuration_body("B", Some(a.integration_id())),
     )
     .await
     .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");

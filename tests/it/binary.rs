@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::app::Reply;
 use crate::support::node::{Node, free_port};
 
 fn embedded_env(data_dir: &std::path::Path) -> HashMap<String, String> {
@@ -45,50 +44,35 @@ async fn first_start_restart_and_logs_without_secrets() {
         "the first log lines name the engine: {lines:?}"
     );
 
-    let http = reqwest::Client::new();
-    let client = Reply::from(
-        http.post(format!("{}/api/v2/oauth/clients", node.base))
-            .bearer_auth(&bootstrap)
-            .json(&json!({ "name": "ops", "roles": ["admin"] }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .expect(StatusCode::CREATED);
+    let api = node.api();
+    let client = api
+        .post(
+            "/api/v2/oauth/clients",
+            &bootstrap,
+            json!({ "name": "ops", "roles": ["admin"] }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
     let client_secret = client["secret"].as_str().unwrap().to_owned();
-    let token = Reply::from(
-        http.post(format!("{}/oauth/token", node.base))
-            .basic_auth(client["id"].as_str().unwrap(), Some(&client_secret))
-            .form(&[("grant_type", "client_credentials")])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .expect(StatusCode::OK);
-    let access = token["access_token"].as_str().unwrap().to_owned();
-    let integration = Reply::from(
-        http.post(format!("{}/api/v2/integrations/oidc", node.base))
-            .bearer_auth(&access)
-            .json(&json!({
+    let access = api
+        .access_token(client["id"].as_str().unwrap(), &client_secret)
+        .await;
+    let integration = api
+        .post(
+            "/api/v2/integrations/oidc",
+            &access,
+            json!({
                 "name": "IdP", "issuer": "https://idp.example.com", "clientId": "web",
                 "clientSecret": "do-not-log-this-client-secret",
-            }))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .expect(StatusCode::CREATED);
-    // A failed login attempt with a wrong bearer must not log it either.
-    let wrong = http
-        .get(format!("{}/api/v2/routing/queues", node.base))
-        .bearer_auth("sbb_wrong-bearer-value")
-        .send()
+            }),
+        )
         .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        .expect(StatusCode::CREATED);
+    // A failed login attempt with a wrong bearer must not log it either.
+    let wrong = api
+        .get("/api/v2/routing/queues", "sbb_wrong-bearer-value")
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
 
     let lines = node.terminate();
     assert!(
@@ -138,19 +122,17 @@ async fn first_start_restart_and_logs_without_secrets() {
             .iter()
             .any(|l| l.trim_start().starts_with("sbb_"))
     );
-    let read = Reply::from(
-        http.get(format!(
-            "{}/api/v2/integrations/oidc/{}",
-            node.base,
-            integration["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&bootstrap)
-        .send()
+    let read = node
+        .api()
+        .get(
+            &format!(
+                "/api/v2/integrations/oidc/{}",
+                integration["id"].as_str().unwrap()
+            ),
+            &bootstrap,
+        )
         .await
-        .unwrap(),
-    )
-    .await
-    .expect(StatusCode::OK);
+        .expect(StatusCode::OK);
     assert_eq!(read["clientSecretSet"], true);
     node.terminate();
 }

@@ -15,16 +15,16 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use switchboard::auth::oidc::pkce_pair;
-use switchboard::auth::session::{
+use switchboard::auth::visitor_token::{
     RevokedSession, SESSION_TTL, SessionClaims, SessionError, SessionGrant, VisitorIdentity,
 };
 use switchboard::store::types::OrgId;
 use uuid::Uuid;
 
-use crate::admin_api::{configuration_body, deployment_body};
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, Reply, Setup, TestApp};
 use crate::support::idp::{self, SHOP_ORIGIN, TestIdp};
+use crate::support::site::{Site, SiteSpec};
 
 const EXCHANGE: &str = "/api/v2/webdeployments/token/oauthcodegrantjwtexchange";
 const REFRESH: &str = "/api/v2/webdeployments/token/refresh";
@@ -32,90 +32,23 @@ const REVOKE: &str = "/api/v2/webdeployments/token/revoke";
 const START: &str = "/api/v2/webdeployments/token/oauth/start";
 const COMPLETE: &str = "/api/v2/webdeployments/token/oauth/complete";
 
-/// A deployment whose published configuration signs visitors in at `idp`.
-struct Site {
-    token: String,
-    integration: String,
-    queue: String,
-    deployment: String,
+/// A node on `kind` with a deployment whose published configuration signs
+/// visitors in at the shared IdP.
+async fn shop(kind: EngineKind) -> (&'static TestIdp, TestApp, Site) {
+    let idp = idp::shared();
+    let app = TestApp::spawn(kind).await;
+    let site = app.site(&SiteSpec::test_idp(idp)).await;
+    (idp, app, site)
 }
 
-async fn site(app: &TestApp, idp: &TestIdp) -> Site {
-    let token = app.admin().await;
-    let integration = app
-        .post(
-            "/api/v2/integrations/oidc",
-            &token,
-            json!({
-                "name": "Test IdP",
-                "issuer": idp.issuer,
-                "clientId": idp.client_id,
-                "clientSecret": idp.client_secret,
-                "scopes": ["openid", "email", "profile"],
-                "maxRefreshTokenLifetimeSeconds": 3600,
-            }),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let queue = app
-        .post(
-            "/api/v2/routing/queues",
-            &token,
-            json!({ "name": "Support" }),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let deployment = deployment_with(app, &token, Some(&integration), &queue).await;
-    Site {
-        token,
-        integration,
-        queue,
-        deployment,
+/// Another deployment next to `site`'s, in its queue: signing in with its
+/// integration, or (`sign_in` false) without authentication.
+async fn deployment_next_to(app: &TestApp, site: &Site, sign_in: bool) -> String {
+    let mut spec = SiteSpec::new().in_queue(&site.queue);
+    if sign_in {
+        spec = spec.reusing_integration(site.integration_id());
     }
-}
-
-/// A published configuration (authentication on with `integration`, off
-/// without) and an active deployment of it on the shop's origin.
-async fn deployment_with(
-    app: &TestApp,
-    token: &str,
-    integration: Option<&str>,
-    queue: &str,
-) -> String {
-    let configuration = app
-        .post(
-            "/api/v2/webdeployments/configurations",
-            token,
-            configuration_body("Shop messenger", integration),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.post(
-        &format!("/api/v2/webdeployments/configurations/{configuration}/versions/draft/publish"),
-        token,
-        json!({}),
-    )
-    .await
-    .expect(StatusCode::CREATED);
-    app.post(
-        "/api/v2/webdeployments/deployments",
-        token,
-        deployment_body(&configuration, "1", queue),
-    )
-    .await
-    .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.site_as(&site.admin, &spec).await.deployment
 }
 
 /// What a widget holds after running the code flow itself.
@@ -169,6 +102,31 @@ async fn post(app: &TestApp, path: &str, body: Value) -> Reply {
     app.call(Method::POST, path, None, Some(body)).await
 }
 
+/// Exchanges the code of `login` for `deployment`'s session tokens.
+async fn exchange(
+    app: &TestApp,
+    deployment: &str,
+    login: &ClientLogin,
+    redirect_uri: &str,
+) -> Reply {
+    post(
+        app,
+        EXCHANGE,
+        exchange_body(deployment, login, redirect_uri),
+    )
+    .await
+}
+
+/// Starts a backend-owned login for `deployment`.
+async fn start(app: &TestApp, deployment: &str, redirect_uri: &str) -> Reply {
+    post(
+        app,
+        START,
+        json!({ "deploymentId": deployment, "redirectUri": redirect_uri }),
+    )
+    .await
+}
+
 /// Signs `login` in at `idp` and exchanges the code: `(jwt, refreshToken)`.
 async fn signed_in(
     app: &TestApp,
@@ -177,13 +135,9 @@ async fn signed_in(
     login: &str,
 ) -> (String, String) {
     let login = client_login(idp, login).await;
-    let pair = post(
-        app,
-        EXCHANGE,
-        exchange_body(deployment, &login, &idp.redirect_uri),
-    )
-    .await
-    .expect(StatusCode::OK);
+    let pair = exchange(app, deployment, &login, &idp.redirect_uri)
+        .await
+        .expect(StatusCode::OK);
     (
         pair["jwt"].as_str().unwrap().to_owned(),
         pair["refreshToken"].as_str().unwrap().to_owned(),
@@ -239,18 +193,11 @@ fn uuid(text: &str) -> Uuid {
 }
 
 async fn code_flow_with_pkce_and_nonce(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
+    let (idp, app, site) = shop(kind).await;
     let login = client_login(idp, "alice").await;
     assert_eq!(login.iss.as_deref(), Some(idp.issuer.as_str()));
 
-    let reply = post(
-        &app,
-        EXCHANGE,
-        exchange_body(&site.deployment, &login, &idp.redirect_uri),
-    )
-    .await;
+    let reply = exchange(&app, &site.deployment, &login, &idp.redirect_uri).await;
     assert_eq!(reply.headers["cache-control"], "no-store");
     let pair = reply.expect(StatusCode::OK);
     let jwt = pair["jwt"].as_str().unwrap();
@@ -277,7 +224,7 @@ async fn code_flow_with_pkce_and_nonce(kind: EngineKind) {
     assert_eq!(identity["name"], "Alice Tester");
 
     // The service verifies it too, for its own deployment only.
-    let sessions = &app.state().sessions;
+    let sessions = &app.state().visitor_tokens;
     let verified = sessions
         .verify(jwt, uuid(&site.deployment), Utc::now())
         .await
@@ -324,22 +271,16 @@ async fn code_flow_with_pkce_and_nonce(kind: EngineKind) {
     }
 
     // An authorization code works once.
-    post(
-        &app,
-        EXCHANGE,
-        exchange_body(&site.deployment, &login, &idp.redirect_uri),
-    )
-    .await
-    .expect_error(StatusCode::BAD_REQUEST, "invalid_grant");
+    exchange(&app, &site.deployment, &login, &idp.redirect_uri)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_grant");
 }
 on_both_engines!(code_flow_with_pkce_and_nonce);
 
 /// An app that signed the visitor in itself presents the ID token: it is
 /// verified for the integration's client and its nonce, and accepted once.
 async fn id_token_presented_directly(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
+    let (idp, app, site) = shop(kind).await;
     let login = client_login(idp, "olga").await;
     let tokens: Value = reqwest::Client::new()
         .post(format!("{}/token", idp.issuer))
@@ -388,12 +329,10 @@ async fn id_token_presented_directly(kind: EngineKind) {
 on_both_engines!(id_token_presented_directly);
 
 async fn tampered_and_foreign_session_jwts_are_refused(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
-    let other = deployment_with(&app, &site.token, Some(&site.integration), &site.queue).await;
+    let (idp, app, site) = shop(kind).await;
+    let other = deployment_next_to(&app, &site, true).await;
     let (jwt, _) = signed_in(&app, idp, &site.deployment, "carol").await;
-    let sessions = &app.state().sessions;
+    let sessions = &app.state().visitor_tokens;
 
     // A session JWT of one deployment is not one of another.
     assert!(matches!(
@@ -466,17 +405,11 @@ async fn tampered_and_foreign_session_jwts_are_refused(kind: EngineKind) {
 on_both_engines!(tampered_and_foreign_session_jwts_are_refused);
 
 async fn backend_owned_login(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
+    let (idp, app, site) = shop(kind).await;
 
-    let started = post(
-        &app,
-        START,
-        json!({ "deploymentId": site.deployment, "redirectUri": idp.redirect_uri }),
-    )
-    .await
-    .expect(StatusCode::OK);
+    let started = start(&app, &site.deployment, &idp.redirect_uri)
+        .await
+        .expect(StatusCode::OK);
     let authorize_url = url::Url::parse(started["authorizeUrl"].as_str().unwrap()).unwrap();
     let state = started["state"].as_str().unwrap().to_owned();
     let query: HashMap<String, String> = authorize_url.query_pairs().into_owned().collect();
@@ -519,13 +452,9 @@ async fn backend_owned_login(kind: EngineKind) {
 
     // RFC 9207: a response from another issuer is refused (and its
     // transaction is spent).
-    let started = post(
-        &app,
-        START,
-        json!({ "deploymentId": site.deployment, "redirectUri": idp.redirect_uri }),
-    )
-    .await
-    .expect(StatusCode::OK);
+    let started = start(&app, &site.deployment, &idp.redirect_uri)
+        .await
+        .expect(StatusCode::OK);
     let callback = idp
         .login(started["authorizeUrl"].as_str().unwrap(), "dave")
         .await;
@@ -543,21 +472,15 @@ async fn backend_owned_login(kind: EngineKind) {
     .expect_error(StatusCode::BAD_REQUEST, "issuer_mismatch");
 
     // A redirect URI off the deployment's origins is refused at the start.
-    post(
-        &app,
-        START,
-        json!({ "deploymentId": site.deployment, "redirectUri": "https://evil.example.com/callback" }),
-    )
-    .await
-    .expect_error(StatusCode::BAD_REQUEST, "redirect_uri_not_allowed");
+    start(&app, &site.deployment, "https://evil.example.com/callback")
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "redirect_uri_not_allowed");
 }
 on_both_engines!(backend_owned_login);
 
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
-    let mut revocations = app.state().sessions.subscribe();
+    let (idp, app, site) = shop(kind).await;
+    let mut revocations = app.state().visitor_tokens.subscribe();
     let (jwt1, r1) = signed_in(&app, idp, &site.deployment, "erin").await;
     let first = verify_with_jwks(&app, &jwt1, &site.deployment).await;
 
@@ -574,7 +497,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(kind: EngineKind) {
     assert_ne!(claims2["jti"], first["jti"]);
 
     // A refresh token of this deployment means nothing to another.
-    let other = deployment_with(&app, &site.token, Some(&site.integration), &site.queue).await;
+    let other = deployment_next_to(&app, &site, true).await;
     refresh(&app, &other, &r2)
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "invalid_grant");
@@ -606,7 +529,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(kind: EngineKind) {
         .expect_error(StatusCode::UNAUTHORIZED, "refresh_token_revoked");
     assert!(matches!(
         app.state()
-            .sessions
+            .visitor_tokens
             .verify(&jwt3, uuid(&site.deployment), Utc::now())
             .await,
         Err(SessionError::Revoked)
@@ -619,12 +542,10 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(kind: EngineKind) {
 on_both_engines!(refresh_tokens_rotate_and_reuse_revokes_the_family);
 
 async fn revoke_ends_the_session(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
+    let (idp, app, site) = shop(kind).await;
     let (jwt, r1) = signed_in(&app, idp, &site.deployment, "frank").await;
     let claims = verify_with_jwks(&app, &jwt, &site.deployment).await;
-    let mut revocations = app.state().sessions.subscribe();
+    let mut revocations = app.state().visitor_tokens.subscribe();
 
     app.call(Method::DELETE, REVOKE, None, None)
         .await
@@ -640,7 +561,7 @@ async fn revoke_ends_the_session(kind: EngineKind) {
     assert_eq!(revoked.deployment, uuid(&site.deployment));
     assert!(matches!(
         app.state()
-            .sessions
+            .visitor_tokens
             .verify(&jwt, uuid(&site.deployment), Utc::now())
             .await,
         Err(SessionError::Revoked)
@@ -655,7 +576,7 @@ async fn revoke_ends_the_session(kind: EngineKind) {
     // Another session of the same visitor is not affected.
     let (other, _) = signed_in(&app, idp, &site.deployment, "frank").await;
     app.state()
-        .sessions
+        .visitor_tokens
         .verify(&other, uuid(&site.deployment), Utc::now())
         .await
         .unwrap();
@@ -668,7 +589,7 @@ on_both_engines!(revoke_ends_the_session);
 async fn idp_key_rotation_needs_no_restart() {
     let idp = TestIdp::start();
     let app = TestApp::spawn(EngineKind::Embedded).await;
-    let site = site(&app, &idp).await;
+    let site = app.site(&SiteSpec::test_idp(&idp)).await;
     signed_in(&app, &idp, &site.deployment, "gina").await;
 
     let kid = idp.rotate_keys().await;
@@ -686,33 +607,24 @@ async fn idp_key_rotation_needs_no_restart() {
 }
 
 async fn preconditions_have_their_codes(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
+    let (idp, app, site) = shop(kind).await;
 
     // A redirect URI off the deployment's origins.
     let login = client_login(idp, "hank").await;
-    post(
+    exchange(
         &app,
-        EXCHANGE,
-        exchange_body(
-            &site.deployment,
-            &login,
-            "https://evil.example.com/callback",
-        ),
+        &site.deployment,
+        &login,
+        "https://evil.example.com/callback",
     )
     .await
     .expect_error(StatusCode::BAD_REQUEST, "redirect_uri_not_allowed");
 
     // Unknown deployments, and ids that are no ids.
     for deployment in [Uuid::new_v4().to_string(), "../etc".to_owned()] {
-        post(
-            &app,
-            EXCHANGE,
-            exchange_body(&deployment, &login, &idp.redirect_uri),
-        )
-        .await
-        .expect_error(StatusCode::NOT_FOUND, "deployment_not_found");
+        exchange(&app, &deployment, &login, &idp.redirect_uri)
+            .await
+            .expect_error(StatusCode::NOT_FOUND, "deployment_not_found");
     }
 
     // Neither a code nor an ID token.
@@ -768,21 +680,17 @@ async fn preconditions_have_their_codes(kind: EngineKind) {
     assert!(methods.contains("POST"), "{methods}");
 
     // Authentication switched off in the published configuration.
-    let plain = deployment_with(&app, &site.token, None, &site.queue).await;
-    post(
-        &app,
-        EXCHANGE,
-        exchange_body(&plain, &login, &idp.redirect_uri),
-    )
-    .await
-    .expect_error(StatusCode::BAD_REQUEST, "authentication_disabled");
+    let plain = deployment_next_to(&app, &site, false).await;
+    exchange(&app, &plain, &login, &idp.redirect_uri)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "authentication_disabled");
 
     // The integration switched off.
-    let path = format!("/api/v2/integrations/oidc/{}", site.integration);
-    let current = app.get(&path, &site.token).await.expect(StatusCode::OK);
+    let path = format!("/api/v2/integrations/oidc/{}", site.integration_id());
+    let current = app.get(&path, &site.admin).await.expect(StatusCode::OK);
     app.put(
         &path,
-        &site.token,
+        &site.admin,
         json!({
             "name": current["name"],
             "issuer": current["issuer"],
@@ -795,42 +703,28 @@ async fn preconditions_have_their_codes(kind: EngineKind) {
     )
     .await
     .expect(StatusCode::OK);
-    post(
-        &app,
-        EXCHANGE,
-        exchange_body(&site.deployment, &login, &idp.redirect_uri),
-    )
-    .await
-    .expect_error(StatusCode::FORBIDDEN, "integration_inactive");
-    post(
-        &app,
-        START,
-        json!({ "deploymentId": site.deployment, "redirectUri": idp.redirect_uri }),
-    )
-    .await
-    .expect_error(StatusCode::FORBIDDEN, "integration_inactive");
+    exchange(&app, &site.deployment, &login, &idp.redirect_uri)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "integration_inactive");
+    start(&app, &site.deployment, &idp.redirect_uri)
+        .await
+        .expect_error(StatusCode::FORBIDDEN, "integration_inactive");
 
     // The deployment switched off.
     let path = format!("/api/v2/webdeployments/deployments/{plain}");
-    let mut current = app.get(&path, &site.token).await.expect(StatusCode::OK);
+    let mut current = app.get(&path, &site.admin).await.expect(StatusCode::OK);
     current["status"] = json!("Inactive");
-    app.put(&path, &site.token, current)
+    app.put(&path, &site.admin, current)
         .await
         .expect(StatusCode::OK);
-    post(
-        &app,
-        EXCHANGE,
-        exchange_body(&plain, &login, &idp.redirect_uri),
-    )
-    .await
-    .expect_error(StatusCode::NOT_FOUND, "deployment_not_found");
+    exchange(&app, &plain, &login, &idp.redirect_uri)
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "deployment_not_found");
 }
 on_both_engines!(preconditions_have_their_codes);
 
 async fn token_endpoints_are_rate_limited(kind: EngineKind) {
-    let idp = idp::shared();
-    let app = TestApp::spawn(kind).await;
-    let site = site(&app, idp).await;
+    let (idp, app, site) = shop(kind).await;
     for _ in 0..30 {
         refresh(&app, &site.deployment, "sbr_guess")
             .await
@@ -846,13 +740,9 @@ async fn token_endpoints_are_rate_limited(kind: EngineKind) {
     limited.expect_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
 
     // Per deployment and endpoint group: logins on it still go through.
-    post(
-        &app,
-        START,
-        json!({ "deploymentId": site.deployment, "redirectUri": idp.redirect_uri }),
-    )
-    .await
-    .expect(StatusCode::OK);
+    start(&app, &site.deployment, &idp.redirect_uri)
+        .await
+        .expect(StatusCode::OK);
 }
 on_both_engines!(token_endpoints_are_rate_limited);
 
@@ -877,7 +767,7 @@ fn grant(deployment: Uuid, sub: &str) -> SessionGrant {
 /// Session JWTs never outlive the IdP token, and never live past 15 min.
 async fn session_lifetime_is_bounded(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
-    let sessions = &app.state().sessions;
+    let sessions = &app.state().visitor_tokens;
     let now = Utc::now();
     let deployment = Uuid::new_v4();
 
@@ -912,7 +802,7 @@ async fn session_keys_are_shared_across_nodes() {
     );
     let one = TestApp::spawn_with(setup.clone()).await;
     let two = TestApp::spawn_with(setup).await;
-    let (a, b) = (&one.state().sessions, &two.state().sessions);
+    let (a, b) = (&one.state().visitor_tokens, &two.state().visitor_tokens);
     // Both create the keys on first use at once; one set wins.
     let (ka, kb) = tokio::join!(a.jwks(), b.jwks());
     let (ka, kb) = (ka.unwrap(), kb.unwrap());
@@ -965,7 +855,7 @@ async fn session_keys_are_shared_across_nodes() {
     assert_eq!(published["keys"][0]["kid"], new_kid.unwrap().as_str());
 
     // Revocation on one node holds on the other.
-    a.revoke(&rotated.claims, later).await.unwrap();
+    let _revoked = a.revoke(&rotated.claims, later).await.unwrap();
     assert!(matches!(
         b.verify(rotated.jwt.expose_secret(), deployment, later)
             .await,

@@ -10,6 +10,7 @@ mod admin_api;
 mod agent_ws;
 mod binary;
 mod bus_redis;
+mod compat;
 mod engine_contract;
 mod guest_tokens;
 mod guest_ws;

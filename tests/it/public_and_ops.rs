@@ -8,15 +8,15 @@ use switchboard::auth::crypto::Sealer;
 use switchboard::config::{self, MasterKey};
 use switchboard::engine::{EmbeddedEngine, Engine, Kind, RecordKey, RedisEngine};
 
-use crate::admin_api::{deployment_body, walkthrough};
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, Setup, TestApp};
 use crate::support::redis::RedisServer;
+use crate::support::site::{SiteSpec, deployment_body, integration_body};
 
 async fn public_config_carries_no_secret_and_honours_cors(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
     let token = app.admin().await;
-    let f = walkthrough(&app, &token).await;
+    let f = app.site_as(&token, &SiteSpec::shop_idp()).await;
     let path = format!(
         "/webdeployments/v1/deployments/{}/config.json",
         f.deployment
@@ -81,17 +81,9 @@ async fn public_config_carries_no_secret_and_honours_cors(kind: EngineKind) {
     app.call(Method::GET, &path, None, None)
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
-    app.call(
-        Method::GET,
-        &format!(
-            "/webdeployments/v1/deployments/{}/config.json",
-            uuid::Uuid::new_v4()
-        ),
-        None,
-        None,
-    )
-    .await
-    .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.public_config(&uuid::Uuid::new_v4().to_string())
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
 }
 on_both_engines!(public_config_carries_no_secret_and_honours_cors);
 
@@ -101,11 +93,7 @@ async fn client_secrets_are_sealed_at_rest(kind: EngineKind) {
     let mut app = TestApp::spawn_with(setup.clone()).await;
     let token = app.admin().await;
     let created = app
-        .post(
-            "/api/v2/integrations/oidc",
-            &token,
-            crate::admin_api::integration_body("IdP"),
-        )
+        .post("/api/v2/integrations/oidc", &token, integration_body("IdP"))
         .await
         .expect(StatusCode::CREATED);
     let id = created["id"].as_str().unwrap().to_owned();
@@ -288,17 +276,10 @@ async fn readiness_follows_redis() {
     redis.restart();
     // The connection manager reconnects by itself; readiness returns without
     // a restart of the node.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let ready = app.call(Method::GET, "/readyz", None, None).await;
-        if ready.status == StatusCode::OK {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ready again: {}",
-            ready.text
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    app.await_status(
+        "/readyz",
+        StatusCode::OK,
+        std::time::Duration::from_secs(15),
+    )
+    .await;
 }

@@ -6,22 +6,21 @@
 //! open redirects, the agent WebSocket with the cookie, and
 //! `switchboard members grant` naming the first admin.
 
-use std::collections::HashMap;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use futures::StreamExt;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use reqwest::{RequestBuilder, StatusCode};
-use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::{self, Message};
+use serde_json::json;
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::tungstenite::handshake::client::Response;
 use url::Url;
 
 use crate::on_both_engines;
+use crate::support::agent::{Agent, AgentAuth};
 use crate::support::app::{EngineKind, Reply, Setup, TestApp};
 use crate::support::idp::{Callback, TestIdp};
+use crate::support::ws::refused;
 
 const CSRF: &str = "x-csrf-token";
 
@@ -145,33 +144,18 @@ fn attributes(set_cookie: &str) -> Vec<String> {
         .collect()
 }
 
+/// The agent socket's upgrade with the staff session `cookie`, from
+/// `origin`.
 async fn agent_socket(
     app: &TestApp,
     cookie: &str,
     origin: Option<&str>,
-) -> Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    tungstenite::Error,
-> {
-    let mut request = format!("ws://{}/api/v2/agent/ws", app.addr)
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    headers.insert("cookie", format!("sb_session={cookie}").parse().unwrap());
-    if let Some(origin) = origin {
-        headers.insert("origin", origin.parse().unwrap());
-    }
-    tokio_tungstenite::connect_async(request)
-        .await
-        .map(|(ws, _)| ws)
-}
-
-fn refused_status(result: Result<impl Sized, tungstenite::Error>) -> u16 {
-    match result {
-        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(e) => panic!("unexpected failure: {e}"),
-        Ok(_) => panic!("the upgrade was accepted"),
-    }
+) -> Result<(Agent, Response), tungstenite::Error> {
+    app.agent_upgrade(AgentAuth::Cookie {
+        session: cookie,
+        origin,
+    })
+    .await
 }
 
 async fn staff_sso_sign_in_and_role_grant(kind: EngineKind) {
@@ -288,29 +272,23 @@ async fn staff_sso_sign_in_and_role_grant(kind: EngineKind) {
         .expect_error(StatusCode::FORBIDDEN, "forbidden");
 
     // The agent socket takes the cookie, from the console's own origin only.
-    let mut ws = agent_socket(&app, &cookie, Some(&app.base)).await.unwrap();
-    let snapshot = loop {
-        let message = tokio::time::timeout(Duration::from_secs(15), ws.next())
-            .await
-            .expect("no snapshot in time")
-            .unwrap()
-            .unwrap();
-        if let Message::Text(text) = message {
-            break serde_json::from_str::<Value>(text.as_str()).unwrap();
-        }
-    };
+    let (mut agent, _) = agent_socket(&app, &cookie, Some(&app.base)).await.unwrap();
+    let snapshot = agent.next().await;
     assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
     assert_eq!(snapshot["agent"]["id"], member_id.as_str());
     assert_eq!(snapshot["agent"]["name"], "Alice Tester");
-    drop(ws);
+    drop(agent);
     assert_eq!(
-        refused_status(agent_socket(&app, &cookie, Some("https://evil.example")).await),
-        403
+        refused(agent_socket(&app, &cookie, Some("https://evil.example")).await),
+        StatusCode::FORBIDDEN
     );
-    assert_eq!(refused_status(agent_socket(&app, &cookie, None).await), 403);
     assert_eq!(
-        refused_status(agent_socket(&app, "sbc_forged", Some(&app.base)).await),
-        401
+        refused(agent_socket(&app, &cookie, None).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        refused(agent_socket(&app, "sbc_forged", Some(&app.base)).await),
+        StatusCode::UNAUTHORIZED
     );
 
     // An admin grants admin by member id; the same cookie has it at once.
@@ -412,8 +390,8 @@ async fn staff_sso_sign_in_and_role_grant(kind: EngineKind) {
         .await
         .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
     assert_eq!(
-        refused_status(agent_socket(&app, &cookie, Some(&app.base)).await),
-        401
+        refused(agent_socket(&app, &cookie, Some(&app.base)).await),
+        StatusCode::UNAUTHORIZED
     );
     // The other session lives on.
     send(

@@ -11,68 +11,18 @@ use serde_json::{Value, json};
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, TestApp};
 use crate::support::idp::{self, SHOP_ORIGIN};
+use crate::support::site::{SiteSpec, idp_integration_body};
 
 const LOADER: &str = include_str!("../../web-snippet/loader.html");
 
 /// An active deployment of a published configuration (signing in at the
 /// shared IdP when `sign_in`) on `origins`: its record.
 async fn deployment(app: &TestApp, token: &str, origins: &[&str], sign_in: bool) -> Value {
-    let integration = if sign_in {
-        let idp = idp::shared();
-        let created = app
-            .post(
-                "/api/v2/integrations/oidc",
-                token,
-                json!({
-                    "name": "Test IdP", "issuer": idp.issuer, "clientId": idp.client_id,
-                    "clientSecret": idp.client_secret, "scopes": ["openid", "email", "profile"],
-                }),
-            )
-            .await
-            .expect(StatusCode::CREATED);
-        Some(created["id"].as_str().unwrap().to_owned())
-    } else {
-        None
-    };
-    let configuration = app
-        .post(
-            "/api/v2/webdeployments/configurations",
-            token,
-            crate::admin_api::configuration_body("Messenger", integration.as_deref()),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.post(
-        &format!("/api/v2/webdeployments/configurations/{configuration}/versions/draft/publish"),
-        token,
-        json!({}),
-    )
-    .await
-    .expect(StatusCode::CREATED);
-    let queue = app
-        .post(
-            "/api/v2/routing/queues",
-            token,
-            json!({ "name": "Support" }),
-        )
-        .await
-        .expect(StatusCode::CREATED)["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.post(
-        "/api/v2/webdeployments/deployments",
-        token,
-        json!({
-            "name": "site", "configuration": { "id": configuration, "version": "1" },
-            "allowedDomains": origins, "status": "Active", "queueId": queue,
-        }),
-    )
-    .await
-    .expect(StatusCode::CREATED)
+    let mut spec = SiteSpec::new().origins(origins);
+    if sign_in {
+        spec = spec.integration(idp_integration_body(idp::shared()));
+    }
+    app.site_as(token, &spec).await.record
 }
 
 /// The origins a callback page posts to.

@@ -7,11 +7,13 @@
 //! `bearer, <token>` (the server answers with the `bearer` subprotocol), and
 //! the console's members use their staff session cookie.
 //!
-//! - [`protocol`]: the frames, parsed at the edge into typed values.
-//! - [`session`]: the task behind one socket.
+//! - [`protocol`]: the frames, parsed at the edge into typed values;
+//! - `socket`: the task behind one socket;
+//! - `requests`: what the agent asks of it.
 
 pub mod protocol;
-mod session;
+mod requests;
+mod socket;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
@@ -60,7 +62,7 @@ async fn connect(State(state): State<AppState>, request: Request) -> Response {
         // Chosen only when the client offered it (it carried the token).
         .protocols([BEARER_PROTOCOL])
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "agent socket upgrade failed"))
-        .on_upgrade(move |socket| session::run(socket, state, caller))
+        .on_upgrade(move |ws| socket::run(ws, state, caller))
 }
 
 /// Authenticates an agent socket: 401 without a valid credential, 403

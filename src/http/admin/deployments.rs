@@ -1,7 +1,7 @@
 //! `/api/v2/webdeployments/deployments`: where a messenger runs. A
 //! deployment ties a published configuration to the origins allowed to embed
-//! it and the queue its conversations go to, and offers the snippet a site
-//! pastes.
+//! it (and the native apps allowed to use it) and the queue its
+//! conversations go to, and offers the snippet a site pastes.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use super::resource::{Resource, crud_routes, name};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::store::records::{ConfigurationRef, Deployment, Meta};
-use crate::store::types::{DeploymentStatus, OrgId, Origin, Role};
+use crate::store::types::{AppHost, DeploymentStatus, OrgId, Origin, RedirectScheme, Role};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -25,9 +25,21 @@ pub struct DeploymentInput {
     /// Origins (`https://shop.example.com`) the snippet may run on.
     #[serde(default)]
     allowed_domains: Vec<Origin>,
-    /// Any origin; exclusive with `allowedDomains`.
+    /// Any web origin; exclusive with `allowedDomains`. Native apps are not
+    /// covered: they are listed in `allowedAppHosts` and
+    /// `allowedAppRedirectSchemes`.
     #[serde(default)]
     allow_all_domains: bool,
+    /// Host names native apps send as their `Origin`, without scheme or
+    /// port: `webmessaging.<domain>` (the Transport SDK's socket) and
+    /// `<domain>` (its history requests), where `<domain>` is the domain
+    /// the app is configured with. Omitted on update: the stored list is
+    /// kept.
+    allowed_app_hosts: Option<Vec<AppHost>>,
+    /// Reverse-DNS schemes (`com.example.app`, RFC 8252 7.1) apps receive
+    /// their OAuth redirect on; a login's `redirectUri` on one of them is
+    /// accepted. Omitted on update: the stored list is kept.
+    allowed_app_redirect_schemes: Option<Vec<RedirectScheme>>,
     #[serde(default)]
     status: DeploymentStatus,
     queue_id: Uuid,
@@ -44,6 +56,8 @@ pub struct DeploymentView {
     configuration: ConfigurationRef,
     allowed_domains: Vec<Origin>,
     allow_all_domains: bool,
+    allowed_app_hosts: Vec<AppHost>,
+    allowed_app_redirect_schemes: Vec<RedirectScheme>,
     status: DeploymentStatus,
     queue_id: Uuid,
     /// What a site pastes into its pages.
@@ -74,7 +88,7 @@ impl Resource for Deployment {
         input: DeploymentInput,
         org: OrgId,
         meta: Meta,
-        _: Option<&Deployment>,
+        existing: Option<&Deployment>,
         _: &AppState,
     ) -> Result<Deployment, ApiError> {
         match input.configuration.version.parse::<u32>() {
@@ -98,6 +112,19 @@ impl Resource for Deployment {
         let mut allowed_domains = input.allowed_domains;
         allowed_domains.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         allowed_domains.dedup();
+        // Clients that predate these lists (the console's deployment form,
+        // older scripts) send a whole record without them: they keep what
+        // is stored rather than erase it.
+        let allowed_app_hosts = listed(
+            "allowedAppHosts",
+            input.allowed_app_hosts,
+            existing.map(|d| &d.allowed_app_hosts),
+        )?;
+        let allowed_app_redirect_schemes = listed(
+            "allowedAppRedirectSchemes",
+            input.allowed_app_redirect_schemes,
+            existing.map(|d| &d.allowed_app_redirect_schemes),
+        )?;
         if input.description.chars().count() > 2000 {
             return Err(ApiError::invalid(
                 "description is longer than 2000 characters",
@@ -111,6 +138,8 @@ impl Resource for Deployment {
             configuration: input.configuration,
             allowed_domains,
             allow_all_domains: input.allow_all_domains,
+            allowed_app_hosts,
+            allowed_app_redirect_schemes,
             status: input.status,
             queue_id: input.queue_id,
         })
@@ -126,6 +155,8 @@ impl Resource for Deployment {
             configuration: self.configuration,
             allowed_domains: self.allowed_domains,
             allow_all_domains: self.allow_all_domains,
+            allowed_app_hosts: self.allowed_app_hosts,
+            allowed_app_redirect_schemes: self.allowed_app_redirect_schemes,
             status: self.status,
             queue_id: self.queue_id,
             version: self.meta.version,
@@ -133,6 +164,30 @@ impl Resource for Deployment {
             date_modified: self.meta.date_modified,
         }
     }
+}
+
+/// The most entries each app list holds, as for `allowedDomains`.
+const MAX_LISTED: usize = 100;
+
+/// An app list as given, sorted and without duplicates; the stored one when
+/// the input leaves it out (none on create).
+fn listed<T: Ord + Clone>(
+    field: &str,
+    given: Option<Vec<T>>,
+    stored: Option<&Vec<T>>,
+) -> Result<Vec<T>, ApiError> {
+    let mut list = match given {
+        Some(list) => list,
+        None => stored.cloned().unwrap_or_default(),
+    };
+    if list.len() > MAX_LISTED {
+        return Err(ApiError::invalid(format!(
+            "{field} lists at most {MAX_LISTED} entries"
+        )));
+    }
+    list.sort();
+    list.dedup();
+    Ok(list)
 }
 
 crud_routes! {

@@ -53,6 +53,14 @@ pub struct OidcIntegrationInput {
     allowed_algorithms: Option<Vec<Algorithm>>,
     /// 900 to 7776000 seconds; default 86400.
     max_refresh_token_lifetime_seconds: Option<u32>,
+    /// Whether refresh tokens rotate (default true). With rotation every
+    /// refresh answers a new refresh token and a token presented twice
+    /// revokes its session (a leaked token is caught), but a client must
+    /// keep the newest token: Genesys's Transport SDK does not, so apps on
+    /// it need `false`, where one refresh token works until its session's
+    /// lifetime ends or it is revoked. Omitted on update: the stored
+    /// setting is kept.
+    refresh_token_rotation: Option<bool>,
     active: Option<bool>,
     /// Required on update: the version read.
     version: Option<u64>,
@@ -80,6 +88,7 @@ pub struct OidcIntegrationView {
     authorize_params: BTreeMap<String, String>,
     allowed_algorithms: Vec<Algorithm>,
     max_refresh_token_lifetime_seconds: u32,
+    refresh_token_rotation: bool,
     active: bool,
     version: u64,
     date_created: DateTime<Utc>,
@@ -196,6 +205,10 @@ impl Resource for OidcIntegration {
             authorize_params: input.authorize_params,
             allowed_algorithms,
             max_refresh_token_lifetime_seconds,
+            refresh_token_rotation: input
+                .refresh_token_rotation
+                .or(existing.map(|e| e.refresh_token_rotation))
+                .unwrap_or(true),
             active: input.active.unwrap_or(true),
         })
     }
@@ -212,6 +225,7 @@ impl Resource for OidcIntegration {
             authorize_params: self.authorize_params,
             allowed_algorithms: self.allowed_algorithms,
             max_refresh_token_lifetime_seconds: self.max_refresh_token_lifetime_seconds,
+            refresh_token_rotation: self.refresh_token_rotation,
             active: self.active,
             version: self.meta.version,
             date_created: self.meta.date_created,

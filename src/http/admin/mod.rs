@@ -3,7 +3,7 @@
 pub mod clients;
 pub mod configurations;
 pub mod deployments;
-pub mod integration_test;
+pub mod diagnose;
 pub mod integrations;
 pub mod members;
 pub mod organizations;
@@ -19,7 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(organizations::router())
         .merge(clients::router())
         .merge(integrations::router())
-        .merge(integration_test::router())
+        .merge(diagnose::router())
         .merge(configurations::router())
         .merge(deployments::router())
         .merge(queues::router())

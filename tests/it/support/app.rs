@@ -1,10 +1,11 @@
-//! A real switchboard server on a free port, on either engine, with typed
-//! helpers for the admin API.
+//! A real switchboard server on a free port, on either engine, and [`Api`],
+//! typed helpers for the HTTP API of any node (in-process or a process).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use switchboard::Server;
 use switchboard::config::{self, Config, MasterKey};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use uuid::Uuid;
 
 use super::redis;
 
@@ -39,7 +41,7 @@ impl Setup {
         );
         env.insert(
             config::ENV_BOOTSTRAP_TOKEN.to_owned(),
-            format!("sbb_test_{}", uuid::Uuid::new_v4().simple()),
+            format!("sbb_test_{}", Uuid::new_v4().simple()),
         );
         env.insert(
             config::ENV_DATA_DIR.to_owned(),
@@ -79,11 +81,12 @@ impl Setup {
     }
 }
 
+/// An in-process node. Dereferences to its [`Api`], so `app.post(..)`,
+/// `app.base` and the socket and site helpers work on it directly.
 pub struct TestApp {
     pub setup: Setup,
     pub addr: SocketAddr,
-    pub base: String,
-    pub http: reqwest::Client,
+    api: Api,
     pub bootstrap: String,
     /// The node's state, for tests that call services directly; dropped by
     /// `stop`, so a restart can reopen the embedded engine's database.
@@ -126,10 +129,9 @@ impl TestApp {
             .or(generated_bootstrap)
             .unwrap_or_default();
         TestApp {
-            base: format!("http://{addr}"),
+            api: Api::new(format!("http://{addr}")),
             setup,
             addr,
-            http: reqwest::Client::new(),
             bootstrap,
             state: Some(state),
             shutdown: Some(tx),
@@ -156,12 +158,12 @@ impl TestApp {
     /// file is free once this process can open it itself; then a command
     /// run in another process (the CLI) can too.
     async fn await_embedded_closed(&self) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             match switchboard::engine::EmbeddedEngine::open(&self.setup.data_path()).await {
                 Ok(engine) => return drop(engine),
                 Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => panic!("the stopped server still holds its embedded database: {e}"),
             }
@@ -182,6 +184,63 @@ impl TestApp {
     /// The running node's state (services such as `sessions`).
     pub fn state(&self) -> &switchboard::app::AppState {
         self.state.as_ref().expect("the app was stopped")
+    }
+
+    /// An admin access token of the default organization.
+    pub async fn admin(&self) -> String {
+        let bootstrap = self.bootstrap.clone();
+        self.client_token(&bootstrap, &["admin"]).await
+    }
+
+    /// A new organization (the operator adds it): an access token of its
+    /// first admin API client.
+    pub async fn other_organization(&self, name: &str) -> String {
+        let created = self
+            .post(
+                "/api/v2/organizations",
+                &self.bootstrap.clone(),
+                json!({ "name": name }),
+            )
+            .await
+            .expect(StatusCode::CREATED);
+        let client = &created["client"];
+        self.access_token(
+            client["id"].as_str().unwrap(),
+            client["secret"].as_str().unwrap(),
+        )
+        .await
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The HTTP API of one node: its address and a client.
+#[derive(Clone, Debug)]
+pub struct Api {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: impl Into<String>) -> Api {
+        Api {
+            base: base.into(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -233,20 +292,43 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
-    /// Creates an API client with `roles` through `token` and returns an
-    /// access token for it.
-    pub async fn client_token(&self, token: &str, roles: &[&str]) -> String {
+    /// The same address with the WebSocket scheme, and `path`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.replacen("http", "ws", 1))
+    }
+
+    /// POSTs `body` to `path` through `token`, expects 201 Created and
+    /// answers the new record's id.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> String {
+        let created = self
+            .post(path, token, body)
+            .await
+            .expect(StatusCode::CREATED);
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates an API client `name` with `roles` through `token`: its id
+    /// and an access token for it.
+    pub async fn client(&self, token: &str, name: &str, roles: &[&str]) -> (Uuid, String) {
         let created = self
             .post(
                 "/api/v2/oauth/clients",
                 token,
-                json!({ "name": "test client", "roles": roles }),
+                json!({ "name": name, "roles": roles }),
             )
             .await
             .expect(StatusCode::CREATED);
         let id = created["id"].as_str().unwrap();
-        let secret = created["secret"].as_str().unwrap();
-        self.access_token(id, secret).await
+        let access = self
+            .access_token(id, created["secret"].as_str().unwrap())
+            .await;
+        (id.parse().unwrap(), access)
+    }
+
+    /// Creates an API client with `roles` through `token` and returns an
+    /// access token for it.
+    pub async fn client_token(&self, token: &str, roles: &[&str]) -> String {
+        self.client(token, "test client", roles).await.1
     }
 
     pub async fn access_token(&self, id: &str, secret: &str) -> String {
@@ -263,36 +345,21 @@ impl TestApp {
         reply["access_token"].as_str().unwrap().to_owned()
     }
 
-    /// An admin access token of the default organization.
-    pub async fn admin(&self) -> String {
-        let bootstrap = self.bootstrap.clone();
-        self.client_token(&bootstrap, &["admin"]).await
-    }
-
-    /// A new organization (the operator adds it): an access token of its
-    /// first admin API client.
-    pub async fn other_organization(&self, name: &str) -> String {
-        let created = self
-            .post(
-                "/api/v2/organizations",
-                &self.bootstrap.clone(),
-                json!({ "name": name }),
-            )
-            .await
-            .expect(StatusCode::CREATED);
-        let client = &created["client"];
-        self.access_token(
-            client["id"].as_str().unwrap(),
-            client["secret"].as_str().unwrap(),
-        )
-        .await
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+    /// Polls `GET path` until it answers `status`, for at most `within`.
+    pub async fn await_status(&self, path: &str, status: StatusCode, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let reply = self.call(Method::GET, path, None, None).await;
+            if reply.status == status {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path} never answered {status} within {within:?}: {} {}",
+                reply.status,
+                reply.text
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }

@@ -1,10 +1,17 @@
-//! Shared test harness: throwaway Redis servers and per-test isolation.
+//! Shared test harness: nodes on either engine and their HTTP API, the
+//! guest and agent socket clients, site setup, throwaway Redis servers and
+//! IdPs, and per-test isolation.
 
+pub mod agent;
 pub mod app;
+pub mod guest;
 pub mod hostile_idp;
 pub mod idp;
 pub mod node;
 pub mod redis;
+pub mod routing;
+pub mod site;
+pub mod ws;
 
 pub use self::redis::RedisServer;
 

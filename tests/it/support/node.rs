@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
+use super::app::Api;
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -21,6 +23,9 @@ pub fn free_port() -> u16 {
 pub struct Node {
     child: Option<Child>,
     output: Arc<Mutex<Vec<String>>>,
+    /// The threads copying stdout and stderr into `output`; they end when
+    /// the process has exited and the pipes are drained.
+    readers: Vec<std::thread::JoinHandle<()>>,
     pub base: String,
     env: HashMap<String, String>,
 }
@@ -48,20 +53,24 @@ impl Node {
         }
         let mut child = command.spawn().unwrap();
         let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
+        let readers = [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
-        ] {
+        ]
+        .into_iter()
+        .map(|stream| {
             let output = output.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     output.lock().unwrap().push(line);
                 }
-            });
-        }
+            })
+        })
+        .collect();
         Node {
             child: Some(child),
             output,
+            readers,
             base: format!("http://127.0.0.1:{port}"),
             env: env.clone(),
         }
@@ -86,16 +95,18 @@ impl Node {
         }
     }
 
-    pub fn ws_base(&self) -> String {
-        self.base.replacen("http", "ws", 1)
+    /// The node's HTTP API.
+    pub fn api(&self) -> Api {
+        Api::new(self.base.clone())
+    }
+
+    /// The bootstrap token the node was started with.
+    pub fn bootstrap(&self) -> &str {
+        &self.env["SWITCHBOARD_BOOTSTRAP_TOKEN"]
     }
 
     pub fn lines(&self) -> Vec<String> {
         self.output.lock().unwrap().clone()
-    }
-
-    pub fn env(&self) -> &HashMap<String, String> {
-        &self.env
     }
 
     /// Dies at once, like a machine losing power.
@@ -117,8 +128,10 @@ impl Node {
             let exit = child.wait().unwrap();
             assert!(exit.success(), "exit status {exit:?}: {:?}", self.lines());
         }
-        // Let the reader threads drain the pipes.
-        std::thread::sleep(Duration::from_millis(100));
+        // The process is gone: the readers end once they drained the pipes.
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
         self.lines()
     }
 }

@@ -12,7 +12,7 @@ import '../console.css';
 import { Api } from './api.js';
 import { h, mount } from './dom.js';
 import { Workspace } from './workspace.js';
-import { renderSettings } from './settings.js';
+import { renderSettings } from './settings/index.js';
 
 const api = new Api();
 const root = document.getElementById('console');

@@ -15,7 +15,7 @@ use crate::store::records::OidcIntegration;
 use crate::store::types::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(test_integration))
+    OpenApiRouter::new().routes(routes!(diagnose_integration))
 }
 
 /// Tests the integration against its IdP as it is now. A failing IdP is
@@ -27,7 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-async fn test_integration(
+async fn diagnose_integration(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,

@@ -20,7 +20,7 @@
 //!
 //! Revocation is by token id (`jti`, in [`Space::RevokedSession`] until the
 //! token would have expired anyway) and by family ([`Space::RefreshFamily`]);
-//! [`SessionTokens::subscribe`] tells this node's sockets about it.
+//! [`VisitorTokens::subscribe`] tells this node's sockets about it.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -205,15 +205,26 @@ pub struct IssuedSession {
 /// A session that ended before its time: every socket of
 /// (`deployment`, `sid`) must get `LogoutEvent` and close.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use = "the session's sockets on other nodes are told through routing"]
 pub struct RevokedSession {
     pub deployment: Uuid,
     pub sid: Uuid,
 }
 
+/// What presenting a refresh token did.
+#[derive(Debug)]
+pub enum Rotation {
+    /// Valid; here is the family and the token to present next (a new one
+    /// when the integration rotates, the same one when it does not).
+    Rotated(Box<FamilyState>, SecretString),
+    /// Presented a second time: the whole family is revoked.
+    Reused(RevokedSession),
+}
+
 /// Issues and verifies session JWTs and refresh tokens. Cheap to clone;
 /// every request of a node shares one.
 #[derive(Clone)]
-pub struct SessionTokens {
+pub struct VisitorTokens {
     inner: Arc<Inner>,
 }
 
@@ -231,9 +242,9 @@ struct Inner {
     revocations: broadcast::Sender<RevokedSession>,
 }
 
-impl std::fmt::Debug for SessionTokens {
+impl std::fmt::Debug for VisitorTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionTokens")
+        f.debug_struct("VisitorTokens")
             .field("issuer", &self.inner.issuer)
             .finish_non_exhaustive()
     }
@@ -305,7 +316,7 @@ pub struct PublicJwk {
     pub y: String,
 }
 
-impl SessionTokens {
+impl VisitorTokens {
     pub fn new(config: &Config, master: &MasterKey, store: Store) -> Self {
         let (revocations, _) = broadcast::channel(REVOCATION_CHANNEL_CAPACITY);
         Self {
@@ -396,7 +407,7 @@ impl SessionTokens {
         Ok(claims)
     }
 
-    /// Like [`SessionTokens::verify`] for whichever deployment the token
+    /// Like [`VisitorTokens::verify`] for whichever deployment the token
     /// names: for logout, which carries no deployment besides the token's.
     pub async fn verify_own_audience(
         &self,
@@ -421,7 +432,7 @@ impl SessionTokens {
         &self,
         claims: &SessionClaims,
         now: DateTime<Utc>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<RevokedSession, SessionError> {
         let remaining = (claims.exp - now.timestamp()).max(0) + secs(LEEWAY);
         self.inner
             .store
@@ -435,12 +446,10 @@ impl SessionTokens {
             )
             .await?;
         refresh::revoke_family(self.inner.store.engine(), claims.sid, None, now).await?;
-        self.announce(RevokedSession {
+        Ok(self.announce(RevokedSession {
             deployment: claims.aud,
             sid: claims.sid,
-        })
-        .await;
-        Ok(())
+        }))
     }
 
     /// Starts a refresh-token family (a new session) and answers its id and
@@ -453,26 +462,31 @@ impl SessionTokens {
         refresh::start(self.inner.store.engine(), family, now).await
     }
 
-    /// Rotates a refresh token presented for `deployment`: the old one is
-    /// spent and a new one of the same family answered. A token presented a
-    /// second time revokes its whole family, and the sockets of it hear so.
+    /// The family a refresh token belongs to, without using it up.
+    pub async fn refresh_family(&self, token: &SecretString) -> Result<FamilyState, SessionError> {
+        refresh::family_of(self.inner.store.engine(), token).await
+    }
+
+    /// Refreshes with a token presented for `deployment`. With
+    /// [`refresh::Mode::Rotate`] the token is spent and a new one of the
+    /// same family answered, and a token presented a second time revokes its
+    /// whole family; with [`refresh::Mode::Keep`] it stays valid.
     pub async fn rotate_refresh(
         &self,
         token: &SecretString,
         deployment: Uuid,
+        mode: refresh::Mode,
         now: DateTime<Utc>,
-    ) -> Result<(FamilyState, SecretString), SessionError> {
-        match refresh::rotate(self.inner.store.engine(), token, deployment, now).await {
+    ) -> Result<Rotation, SessionError> {
+        match refresh::refresh(self.inner.store.engine(), token, deployment, mode, now).await {
             Err(refresh::RotateError::Reused(family)) => {
-                self.announce(RevokedSession {
+                Ok(Rotation::Reused(self.announce(RevokedSession {
                     deployment: family.deployment,
                     sid: family.family,
-                })
-                .await;
-                Err(SessionError::RefreshReused)
+                })))
             }
             Err(refresh::RotateError::Session(e)) => Err(e),
-            Ok(rotated) => Ok(rotated),
+            Ok((family, next)) => Ok(Rotation::Rotated(Box::new(family), next)),
         }
     }
 
@@ -482,7 +496,7 @@ impl SessionTokens {
         &self,
         family: &FamilyState,
         now: DateTime<Utc>,
-    ) -> Result<(), SessionError> {
+    ) -> Result<RevokedSession, SessionError> {
         refresh::revoke_family(
             self.inner.store.engine(),
             family.family,
@@ -490,12 +504,10 @@ impl SessionTokens {
             now,
         )
         .await?;
-        self.announce(RevokedSession {
+        Ok(self.announce(RevokedSession {
             deployment: family.deployment,
             sid: family.family,
-        })
-        .await;
-        Ok(())
+        }))
     }
 
     /// The public keys, for `/.well-known/jwks.json`: every key that signs or
@@ -519,24 +531,12 @@ impl SessionTokens {
         })
     }
 
-    async fn announce(&self, revoked: RevokedSession) {
-        let channel = crate::engine::Channel::TokenFamily(revoked.sid);
+    /// Tells this node's sockets at once; the caller tells the other nodes'
+    /// through routing.
+    fn announce(&self, revoked: RevokedSession) -> RevokedSession {
         // No receiver is not an error: no socket of this node listens yet.
-        let _ = self.inner.revocations.send(revoked);
-        // Sockets of the session on every other node hear it on the bus. A
-        // lost notice is caught by their periodic re-verification.
-        let notice = crate::routing::model::Notice::SessionEnded {
-            reason: crate::routing::model::SessionEndReason::Logout,
-            except_socket: None,
-        };
-        match serde_json::to_vec(&notice) {
-            Ok(payload) => {
-                if let Err(e) = self.inner.store.engine().publish(&channel, &payload).await {
-                    tracing::warn!(error = %e, "could not announce a revoked session on the bus");
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode a session notice"),
-        }
+        let _ = self.inner.revocations.send(revoked.clone());
+        revoked
     }
 
     async fn check_not_revoked(&self, claims: &SessionClaims) -> Result<(), SessionError> {

@@ -1,91 +1,25 @@
-//! The guest protocol's frames: requests parsed at the edge into
-//! [`Request`], and the server's `response`/`message` frames.
-//!
-//! Parsing never panics and never gives up on the socket: malformed JSON or
-//! an unknown action is a 400 error frame, a missing required field 4020, a
-//! field of the wrong type 400 naming it, and the limits of the protocol
-//! (text length, custom attributes, attachments) their own codes. The
-//! `tracingId` of a request is echoed on its answer even when the rest of
-//! the request is refused.
+//! Request frames, parsed into typed values or refused with the documented
+//! error code.
 
-use std::borrow::Cow;
-
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::{
+    GuestError, MAX_CLIENT_ID_CHARS, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, MAX_TOKEN_CHARS,
+    MAX_TRACING_ID_CHARS,
+};
 use crate::routing::model::PresenceKind;
-
-/// Longest session token a client may present.
-pub const MAX_TOKEN_CHARS: usize = 2048;
-/// Longest text of one message, in characters.
-pub const MAX_TEXT_CHARS: usize = 4000;
-/// Largest `channel.metadata.customAttributes`, as JSON bytes.
-pub const MAX_CUSTOM_DATA_BYTES: usize = 2048;
-/// Longest client message id (it becomes a dedup key).
-pub const MAX_CLIENT_ID_CHARS: usize = 256;
-/// Longest `tracingId` echoed back; a longer one is not echoed.
-pub const MAX_TRACING_ID_CHARS: usize = 256;
-
-/// An error answered on the socket, which stays usable.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GuestError {
-    pub code: u16,
-    pub message: Cow<'static, str>,
-}
-
-impl GuestError {
-    pub fn new(code: u16, message: impl Into<Cow<'static, str>>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(400, message)
-    }
-
-    pub fn missing(field: &str) -> Self {
-        Self::new(4020, format!("missing parameter: {field}"))
-    }
-
-    pub fn auth_failed() -> Self {
-        Self::new(401, "Session authentication failed")
-    }
-
-    pub fn auth_required() -> Self {
-        Self::new(401, "authentication required")
-    }
-
-    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(403, message)
-    }
-
-    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(4000, message)
-    }
-
-    pub fn not_configured() -> Self {
-        Self::new(4007, "session not found: send configureSession first")
-    }
-
-    pub fn too_many() -> Self {
-        Self::new(4029, "Message rate too high for this session")
-    }
-
-    pub fn unexpected() -> Self {
-        Self::new(5000, "unexpected error, try again")
-    }
-}
+use secrecy::SecretString;
 
 /// A request frame, parsed.
 #[derive(Debug)]
 pub struct Parsed {
     pub tracing_id: Option<String>,
     /// The session token; present on every action but `getConfiguration`.
-    pub token: Option<String>,
+    /// Whoever holds it speaks for the session, so it is kept as a secret.
+    pub token: Option<SecretString>,
     pub request: Request,
 }
 
@@ -99,12 +33,22 @@ pub struct Rejected {
 #[derive(Debug)]
 pub enum Request {
     ConfigureSession(Configure),
-    ConfigureAuthenticatedSession { configure: Configure, code: String },
+    /// `code` is the session JWT.
+    ConfigureAuthenticatedSession {
+        configure: Configure,
+        code: SecretString,
+    },
     OnMessage(Box<GuestMessage>),
-    Echo { text: Option<String> },
+    Echo {
+        text: Option<String>,
+    },
     GetJwt,
-    GetConfiguration { deployment_id: Option<String> },
-    CloseSession { close_all: bool },
+    GetConfiguration {
+        deployment_id: Option<String>,
+    },
+    CloseSession {
+        close_all: bool,
+    },
 }
 
 impl Request {
@@ -199,7 +143,10 @@ pub fn parse(text: &str) -> Result<Parsed, Rejected> {
     })
 }
 
-fn parse_action(action: &str, object: Value) -> Result<(Option<String>, Request), GuestError> {
+fn parse_action(
+    action: &str,
+    object: Value,
+) -> Result<(Option<SecretString>, Request), GuestError> {
     match action {
         "configureSession" => {
             let raw: RawConfigure = shape(object)?;
@@ -214,6 +161,7 @@ fn parse_action(action: &str, object: Value) -> Result<(Option<String>, Request)
                 .data
                 .and_then(|d| d.code)
                 .filter(|c| !c.is_empty())
+                .map(SecretString::from)
                 .ok_or_else(|| GuestError::missing("data.code"))?;
             Ok((
                 Some(token),
@@ -277,13 +225,13 @@ fn shape<T: DeserializeOwned>(object: Value) -> Result<T, GuestError> {
         .map_err(|e| GuestError::bad_request(format!("invalid request: {e}")))
 }
 
-fn required_token(token: Option<&str>) -> Result<String, GuestError> {
+fn required_token(token: Option<&str>) -> Result<SecretString, GuestError> {
     match token {
         None | Some("") => Err(GuestError::missing("token")),
         Some(t) if t.chars().count() > MAX_TOKEN_CHARS => Err(GuestError::bad_request(format!(
             "token is longer than {MAX_TOKEN_CHARS} characters"
         ))),
-        Some(t) => Ok(t.to_owned()),
+        Some(t) => Ok(SecretString::from(t.to_owned())),
     }
 }
 
@@ -510,275 +458,6 @@ struct RawCloseSession {
     close_all_connections: Option<bool>,
 }
 
-// ---- server frames ------------------------------------------------------
-
-#[derive(Serialize)]
-struct Frame<'a, B: Serialize> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    class: &'a str,
-    code: u16,
-    body: B,
-    #[serde(rename = "tracingId", skip_serializing_if = "Option::is_none")]
-    tracing_id: Option<&'a str>,
-}
-
-fn frame<B: Serialize>(
-    kind: &'static str,
-    class: &str,
-    code: u16,
-    body: B,
-    tracing_id: Option<&str>,
-) -> String {
-    let frame = Frame {
-        kind,
-        class,
-        code,
-        body,
-        tracing_id,
-    };
-    serde_json::to_string(&frame).unwrap_or_else(|e| {
-        tracing::error!(error = %e, class, "cannot encode a guest frame");
-        r#"{"type":"response","class":"string","code":5000,"body":"unexpected error"}"#.to_owned()
-    })
-}
-
-/// A `response` frame answering a request.
-pub fn response<B: Serialize>(class: &str, body: B, tracing_id: Option<&str>) -> String {
-    frame("response", class, 200, body, tracing_id)
-}
-
-/// A pushed `message` frame.
-pub fn push<B: Serialize>(class: &str, body: B) -> String {
-    frame("message", class, 200, body, None)
-}
-
-/// An error answer: class `string` with a text body, or for 4029 the
-/// `TooManyRequestsErrorMessage` class with code 429.
-pub fn error(error: &GuestError, tracing_id: Option<&str>) -> String {
-    if error.code == 4029 {
-        return frame(
-            "response",
-            "TooManyRequestsErrorMessage",
-            429,
-            TooManyRequests {
-                retry_after: RATE_RETRY_AFTER_SECONDS,
-                error_code: 4029,
-                error_message: &error.message,
-            },
-            tracing_id,
-        );
-    }
-    frame(
-        "response",
-        "string",
-        error.code,
-        error.message.as_ref(),
-        tracing_id,
-    )
-}
-
-/// What a client told 4029 waits, in seconds: the rate window.
-pub const RATE_RETRY_AFTER_SECONDS: u64 = 1;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TooManyRequests<'a> {
-    retry_after: u64,
-    error_code: u16,
-    error_message: &'a str,
-}
-
-/// An empty body, for the events that carry none.
-#[derive(Debug, Serialize)]
-pub struct Empty {}
-
-#[derive(Debug, Serialize)]
-pub struct ConnectionClosed {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct JwtResponse {
-    pub jwt: String,
-    /// Expiry, seconds since the epoch.
-    pub exp: i64,
-}
-
-/// Files a client may attach: none, since switchboard takes no
-/// attachments.
-#[derive(Clone, Debug, Serialize)]
-pub struct AllowedMedia {
-    pub inbound: InboundMedia,
-}
-
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InboundMedia {
-    pub file_types: Vec<Value>,
-    #[serde(rename = "maxFileSizeKB")]
-    pub max_file_size_kb: u64,
-}
-
-impl AllowedMedia {
-    pub fn none() -> Self {
-        Self {
-            inbound: InboundMedia {
-                file_types: Vec::new(),
-                max_file_size_kb: 0,
-            },
-        }
-    }
-}
-
-/// File extensions refused whatever the configuration says (Genesys's
-/// list of executable and script types).
-pub const BLOCKED_EXTENSIONS: &[&str] = &[
-    ".ade",
-    ".adp",
-    ".app",
-    ".asp",
-    ".aspx",
-    ".asx",
-    ".bas",
-    ".bat",
-    ".cer",
-    ".chm",
-    ".cmd",
-    ".com",
-    ".cpl",
-    ".crt",
-    ".csh",
-    ".der",
-    ".exe",
-    ".fxp",
-    ".gadget",
-    ".hlp",
-    ".hta",
-    ".inf",
-    ".ins",
-    ".isp",
-    ".its",
-    ".jar",
-    ".js",
-    ".jse",
-    ".ksh",
-    ".lnk",
-    ".mad",
-    ".maf",
-    ".mag",
-    ".mam",
-    ".maq",
-    ".mar",
-    ".mas",
-    ".mat",
-    ".mau",
-    ".mav",
-    ".maw",
-    ".mda",
-    ".mdb",
-    ".mde",
-    ".mdt",
-    ".mdw",
-    ".mdz",
-    ".msc",
-    ".msh",
-    ".msi",
-    ".msp",
-    ".mst",
-    ".ops",
-    ".pcd",
-    ".pif",
-    ".plg",
-    ".prf",
-    ".prg",
-    ".ps1",
-    ".psc1",
-    ".pst",
-    ".py",
-    ".reg",
-    ".scf",
-    ".scr",
-    ".sct",
-    ".shb",
-    ".shs",
-    ".tmp",
-    ".url",
-    ".vb",
-    ".vbe",
-    ".vbs",
-    ".vsmacros",
-    ".vsw",
-    ".ws",
-    ".wsc",
-    ".wsf",
-    ".wsh",
-    ".xnk",
-];
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionResponse {
-    pub connected: bool,
-    pub new_session: bool,
-    pub read_only: bool,
-    pub cleared_existing_session: bool,
-    pub max_custom_data_bytes: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allowed_media: Option<AllowedMedia>,
-    pub blocked_extensions: &'static [&'static str],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration_seconds: Option<u64>,
-    /// When the session expires without activity, seconds since the epoch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub expiration_date: Option<i64>,
-    /// Additive: the session's current conversation and its newest
-    /// sequence, so a client can resume by sequence.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_sequence: Option<u64>,
-}
-
-impl SessionResponse {
-    /// The answer to `closeSession`.
-    pub fn disconnected() -> Self {
-        Self {
-            connected: false,
-            new_session: false,
-            read_only: false,
-            cleared_existing_session: false,
-            max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
-            allowed_media: None,
-            blocked_extensions: BLOCKED_EXTENSIONS,
-            duration_seconds: None,
-            expiration_date: None,
-            conversation_id: None,
-            last_sequence: None,
-        }
-    }
-}
-
-/// The answer to `getConfiguration`: the messaging limits in force.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfigurationResponse {
-    pub deployment_id: Uuid,
-    pub configuration_version: String,
-    pub authentication_required: bool,
-    pub allow_session_upgrade: bool,
-    pub max_custom_data_bytes: usize,
-    pub max_text_length: usize,
-    pub messages_per_second: u64,
-    pub max_frame_bytes: usize,
-    pub allowed_media: AllowedMedia,
-    pub blocked_extensions: &'static [&'static str],
-    pub session_duration_seconds: u32,
-    pub auto_start: bool,
-    pub conversation_clear: bool,
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(
@@ -787,6 +466,8 @@ mod tests {
         clippy::panic,
         clippy::indexing_slicing
     )]
+
+    use secrecy::ExposeSecret;
 
     use super::*;
 
@@ -892,7 +573,7 @@ mod tests {
         ));
         let p = parse(r#"{"action":"configureAuthenticatedSession","token":"t","deploymentId":"d","data":{"code":"jwt"}}"#).unwrap();
         assert!(
-            matches!(p.request, Request::ConfigureAuthenticatedSession { ref code, .. } if code == "jwt")
+            matches!(p.request, Request::ConfigureAuthenticatedSession { ref code, .. } if code.expose_secret() == "jwt")
         );
         let p = parse(
             r#"{"action":"onMessage","token":"t","message":{"type":"Text","text":"hi","id":"c1"}}"#,
@@ -937,39 +618,5 @@ mod tests {
                 .request,
             Request::CloseSession { close_all: true }
         ));
-    }
-
-    #[test]
-    fn error_frames_have_the_documented_shape() {
-        let text = error(&GuestError::new(4011, "message too long"), Some("tr"));
-        let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"type":"response","class":"string","code":4011,"body":"message too long","tracingId":"tr"})
-        );
-        let v: Value = serde_json::from_str(&error(&GuestError::too_many(), None)).unwrap();
-        assert_eq!(v["class"], "TooManyRequestsErrorMessage");
-        assert_eq!(v["code"], 429);
-        assert_eq!(v["body"]["errorCode"], 4029);
-        assert_eq!(v["body"]["retryAfter"], 1);
-    }
-
-    #[test]
-    fn arbitrary_input_never_panics() {
-        let samples = [
-            "",
-            " ",
-            "\"x\"",
-            "1",
-            "{\"action\":null}",
-            "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":[]}",
-            "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":{\"type\":\"Event\",\"events\":[{}]}}",
-            "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":{\"type\":\"Event\",\"events\":[{\"eventType\":\"Presence\",\"presence\":{\"type\":7}}]}}",
-            "{\"action\":\"configureSession\",\"token\":\"t\",\"deploymentId\":\"d\",\"lastSequence\":-1}",
-            "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":{\"type\":\"Text\",\"text\":\"x\",\"channel\":{\"metadata\":{\"customAttributes\":[1]}}}}",
-        ];
-        for sample in samples {
-            let _ = parse(sample);
-        }
     }
 }

@@ -1,0 +1,273 @@
+//! The agent's requests: validated here, decided by routing, answered with
+//! an outcome or an error body.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::protocol::{
+    ConversationView, ErrorBody, EventView, MAX_ID_CHARS, MAX_TEXT_CHARS, Outcome, Request,
+    RequestedStatus,
+};
+use super::socket::Agent;
+use crate::routing::model::{Conversation, ConversationState, EventBody};
+use crate::routing::{NewEvent, RoutingError, RoutingResult, TransferTarget};
+use crate::store::StoreError;
+use crate::store::records::Queue;
+
+const DEFAULT_HISTORY_PAGE: usize = 100;
+const MAX_HISTORY_PAGE: usize = 500;
+/// An agent's typing is announced at most this often per conversation.
+const TYPING_EVERY: Duration = Duration::from_secs(1);
+
+impl From<RoutingError> for ErrorBody {
+    fn from(e: RoutingError) -> Self {
+        match e {
+            RoutingError::UnknownConversation | RoutingError::UnknownSession => {
+                ErrorBody::not_found()
+            }
+            RoutingError::NotAllowed(message) => ErrorBody::new("not_allowed", message),
+            RoutingError::ReadOnly => ErrorBody::new("not_allowed", "the conversation has ended"),
+            RoutingError::Contended => ErrorBody::new("busy", "too much contention, try again"),
+            RoutingError::Store(e) => {
+                tracing::error!(error = %e, "agent request failed in storage");
+                ErrorBody::new("unavailable", "storage is unavailable, try again")
+            }
+        }
+    }
+}
+
+impl Agent {
+    pub(super) async fn handle(&mut self, request: Request) -> Result<Option<Outcome>, ErrorBody> {
+        let routing = self.state.routing.clone();
+        let me = self.caller.identity.clone();
+        let now = Utc::now();
+        match request {
+            Request::Ping => Ok(None),
+            Request::Directory => Ok(Some(Outcome::Directory(routing.directory(&me).await?))),
+            Request::SetPresence { status, queue_ids } => {
+                let requested = queue_ids.unwrap_or_default();
+                let queues = match status {
+                    RequestedStatus::Available => {
+                        let queues = routing.agent_queues(&me, &requested).await?;
+                        if requested.iter().any(|q| !queues.contains(q)) {
+                            return Err(ErrorBody::new(
+                                "not_found",
+                                "no such queue, or not one of yours",
+                            ));
+                        }
+                        queues
+                    }
+                    RequestedStatus::Away => Vec::new(),
+                };
+                let agent = routing.set_status(&me, status.into(), queues, now).await?;
+                Ok(Some(Outcome::Presence {
+                    status: agent.status,
+                    queues: agent.queues,
+                }))
+            }
+            Request::Accept { conversation_id } => {
+                let c = routing.accept(&me, conversation_id, now).await?;
+                Ok(Some(conversation_outcome(&c)))
+            }
+            Request::Decline { conversation_id } => {
+                let c = routing.decline(&me, conversation_id, now).await?;
+                Ok(Some(conversation_outcome(&c)))
+            }
+            Request::Send {
+                conversation_id,
+                text,
+                id,
+            } => {
+                if text.trim().is_empty() {
+                    return Err(ErrorBody::bad_request("text is empty"));
+                }
+                if text.chars().count() > MAX_TEXT_CHARS {
+                    return Err(ErrorBody::bad_request(format!(
+                        "text is longer than {MAX_TEXT_CHARS} characters"
+                    )));
+                }
+                if let Some(id) = &id
+                    && (id.is_empty() || id.chars().count() > MAX_ID_CHARS)
+                {
+                    return Err(ErrorBody::bad_request(format!(
+                        "id must be 1 to {MAX_ID_CHARS} characters"
+                    )));
+                }
+                // Client ids are the agent's own: they never collide with
+                // the visitor's or another agent's.
+                let dedup = id.as_ref().map(|id| format!("agent:{}:{id}", me.id));
+                let event = NewEvent {
+                    body: EventBody::Message {
+                        message_type: "Text".to_owned(),
+                        text: Some(text),
+                        content: Vec::new(),
+                        metadata: Value::Null,
+                        client_message_id: id,
+                    },
+                    dedup,
+                };
+                let (event, duplicate) =
+                    routing.agent_post(&me, conversation_id, event, now).await?;
+                if !duplicate {
+                    self.state.metrics.messages("agent").inc();
+                }
+                Ok(Some(Outcome::Sent {
+                    sequence: event.seq,
+                    duplicate,
+                }))
+            }
+            Request::Typing { conversation_id } => {
+                let held = self
+                    .held
+                    .get_mut(&conversation_id)
+                    .filter(|h| matches!(h.conversation.state, ConversationState::Connected { .. }))
+                    .ok_or_else(|| {
+                        ErrorBody::new("not_allowed", "you are not connected to this conversation")
+                    })?;
+                if held
+                    .last_typing
+                    .is_some_and(|at| at.elapsed() < TYPING_EVERY)
+                {
+                    return Ok(None);
+                }
+                held.last_typing = Some(Instant::now());
+                routing.agent_typing(&me, conversation_id).await;
+                Ok(None)
+            }
+            Request::Transfer {
+                conversation_id,
+                queue_id,
+                agent_id,
+            } => {
+                let target = match (queue_id, agent_id) {
+                    (Some(queue), None) => {
+                        // An unknown queue is not found, as in setPresence
+                        // (routing would call it not allowed).
+                        match self.state.store.get::<Queue>(me.org, queue).await {
+                            Ok(_) => {}
+                            Err(StoreError::NotFound) => {
+                                return Err(ErrorBody::new("not_found", "no such queue"));
+                            }
+                            Err(e) => return Err(RoutingError::from(e).into()),
+                        }
+                        TransferTarget::Queue(queue)
+                    }
+                    (None, Some(agent)) if agent == me.id => {
+                        return Err(ErrorBody::bad_request("you cannot transfer to yourself"));
+                    }
+                    (None, Some(agent)) => TransferTarget::Agent(agent),
+                    _ => {
+                        return Err(ErrorBody::bad_request(
+                            "name exactly one of queueId and agentId",
+                        ));
+                    }
+                };
+                let c = routing.transfer(&me, conversation_id, target, now).await?;
+                Ok(Some(conversation_outcome(&c)))
+            }
+            Request::End {
+                conversation_id,
+                wrap_up,
+            } => {
+                if let Some(code) = &wrap_up
+                    && (code.trim().is_empty() || code.chars().count() > MAX_ID_CHARS)
+                {
+                    return Err(ErrorBody::bad_request(format!(
+                        "wrapUp must be 1 to {MAX_ID_CHARS} characters"
+                    )));
+                }
+                let c = routing.end(&me, conversation_id, wrap_up, now).await?;
+                Ok(Some(conversation_outcome(&c)))
+            }
+            Request::History {
+                conversation_id,
+                after_sequence,
+                limit,
+            } => {
+                let c = routing
+                    .conversation(conversation_id)
+                    .await?
+                    .filter(|c| c.org_id == me.org)
+                    .ok_or_else(ErrorBody::not_found)?;
+                if !self.may_read(&c).await? {
+                    // The same answer as for a conversation that does not
+                    // exist: nothing tells one from the other.
+                    return Err(ErrorBody::not_found());
+                }
+                let limit = limit
+                    .unwrap_or(DEFAULT_HISTORY_PAGE)
+                    .clamp(1, MAX_HISTORY_PAGE);
+                let mut events = routing
+                    .events_after(
+                        conversation_id,
+                        after_sequence.unwrap_or(0),
+                        limit.saturating_add(1),
+                    )
+                    .await?;
+                let more = events.len() > limit;
+                events.truncate(limit);
+                Ok(Some(Outcome::History {
+                    conversation_id,
+                    events: events.into_iter().map(EventView::from).collect(),
+                    more,
+                }))
+            }
+        }
+    }
+
+    /// An agent reads the conversations it holds or held; a supervisor also
+    /// those of its queues.
+    async fn may_read(&self, c: &Conversation) -> RoutingResult<bool> {
+        let me = self.me();
+        if c.agent() == Some(me) || c.agents.contains(&me) {
+            return Ok(true);
+        }
+        if self.caller.supervisor {
+            let queues = self
+                .state
+                .routing
+                .agent_queues(&self.caller.identity, &[])
+                .await?;
+            return Ok(queues.contains(&c.queue_id));
+        }
+        Ok(false)
+    }
+}
+
+fn conversation_outcome(c: &Conversation) -> Outcome {
+    Outcome::Conversation {
+        conversation: Box::new(ConversationView::from(c)),
+    }
+}
+
+/// Parses a request. A frame that does not parse is answered with the
+/// `requestId` it carried, when it carried a usable one.
+pub(super) fn parse(text: &str) -> Result<(Option<String>, Request), (Option<String>, ErrorBody)> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        (
+            None,
+            ErrorBody::bad_request(format!("the frame is not JSON: {e}")),
+        )
+    })?;
+    let request_id = match value.get("requestId") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if !id.is_empty() && id.chars().count() <= MAX_ID_CHARS => {
+            Some(id.clone())
+        }
+        Some(_) => {
+            return Err((
+                None,
+                ErrorBody::bad_request(format!(
+                    "requestId must be a string of 1 to {MAX_ID_CHARS} characters"
+                )),
+            ));
+        }
+    };
+    match serde_json::from_value::<Request>(value) {
+        Ok(request) => Ok((request_id, request)),
+        Err(e) => Err((request_id, ErrorBody::bad_request(e.to_string()))),
+    }
+}

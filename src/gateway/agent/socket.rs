@@ -1,0 +1,481 @@
+//! The task behind one agent socket: one `select!` loop over the socket,
+//! its bus subscriptions (one `StreamMap`: the agent's channel and one per
+//! conversation it holds), the heartbeat and ping timers, and the node's
+//! shutdown.
+//!
+//! The socket shows the agent what routing says it holds: the conversations
+//! offered or assigned to it. Whenever routing announces a change (or the
+//! heartbeat sees the agent's record move) it re-reads the agent and its
+//! conversations, subscribes and unsubscribes accordingly, and sends a
+//! snapshot.
+//!
+//! Events reach the client in sequence order without gaps or duplicates:
+//! per conversation a [`Cursor`] remembers the last sequence sent and
+//! decides what a bus notice means (send it, drop it, or read the log). A
+//! resync from the bus reads the log too.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use chrono::Utc;
+use tokio::time::Instant;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::AgentCaller;
+use super::protocol::{
+    AgentView, ConversationSnapshot, ConversationView, ErrorBody, EventView, ServerFrame,
+};
+use crate::app::AppState;
+use crate::engine::{BusMessage, Channel};
+use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
+use crate::gateway::cursor::{Cursor, Step};
+use crate::routing::RoutingResult;
+use crate::routing::model::{AgentState, AgentStatus, Conversation, ConversationState, Notice};
+use crate::store::StoreError;
+
+/// How much history a snapshot carries for a conversation the socket has
+/// not shown yet; older events are one `history` request away.
+const SNAPSHOT_EVENTS: u64 = 200;
+/// Events read from a log at once when catching up.
+const CATCH_UP_PAGE: usize = 200;
+/// The longest a heartbeat waits; shorter when the grace period is short,
+/// so that a live socket never lets its agent expire.
+const MAX_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Bus messages taken at once: a burst of notices makes one snapshot, and
+/// the socket still gets to its client between bursts. A subscription the
+/// socket falls behind on lags and resyncs from the logs instead of
+/// buffering without bound.
+const BUS_BURST: usize = 64;
+
+/// Which subscription a bus message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Source {
+    Agent,
+    Conversation(Uuid),
+}
+
+/// A conversation this socket shows.
+#[derive(Debug)]
+pub(super) struct Held {
+    pub(super) conversation: Conversation,
+    /// What of its log the client has.
+    cursor: Cursor,
+    pub(super) last_typing: Option<Instant>,
+}
+
+/// What one socket knows.
+pub(super) struct Agent {
+    pub(super) state: AppState,
+    pub(super) caller: AgentCaller,
+    /// The agent's channel and one per held conversation; dropping one
+    /// unsubscribes.
+    feeds: Feeds<Source>,
+    pub(super) held: HashMap<Uuid, Held>,
+    /// The agent's record as last shown: its version tells the heartbeat
+    /// whether something changed that a lost notice did not announce.
+    shown: Option<AgentState>,
+    /// Something changed: re-read and send a snapshot.
+    dirty: bool,
+    /// Frames to send, in order.
+    out: Vec<ServerFrame>,
+}
+
+/// Why the loop ends.
+enum End {
+    /// The client went away or the connection broke.
+    Gone,
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+}
+
+impl From<Gone> for End {
+    fn from(_: Gone) -> Self {
+        End::Gone
+    }
+}
+
+pub(super) async fn run(socket: WebSocket, state: AppState, caller: AgentCaller) {
+    let _open = conn::Open::new(&state, "agent");
+    let span = tracing::info_span!("agent_socket", agent = %caller.identity.id, org = %caller.identity.org);
+    serve(socket, state, caller).instrument(span).await;
+}
+
+async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
+    let shutdown = state.shutdown.clone().signalled();
+    tokio::pin!(shutdown);
+    let heartbeat_every =
+        (state.routing.config().agent_grace / 3).clamp(Duration::from_millis(100), MAX_HEARTBEAT);
+    let mut agent = Agent {
+        state,
+        caller,
+        feeds: Feeds::default(),
+        held: HashMap::new(),
+        shown: None,
+        dirty: false,
+        out: Vec::new(),
+    };
+    tracing::info!("agent socket open");
+    if let Err(e) = agent.start().await {
+        tracing::warn!(error = %e, "agent socket could not start");
+        conn::close(&mut socket, close_code::INTERNAL, "try again").await;
+        return;
+    }
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ping = conn::ping_timer();
+    let mut last_heard = Instant::now();
+
+    let end = loop {
+        if let Err(end) = flush(&mut socket, &mut agent.out).await {
+            break end;
+        }
+        tokio::select! {
+            () = &mut shutdown => break End::Close(close_code::GOING_AWAY, "server shutting down; reconnect"),
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                match incoming {
+                    None | Some(Ok(Message::Close(_))) => break End::Gone,
+                    Some(Ok(Message::Text(text))) => agent.on_text(text.as_str()).await,
+                    Some(Ok(Message::Binary(_))) => agent.out.push(ServerFrame::error(
+                        None,
+                        ErrorBody::bad_request("frames are JSON text"),
+                    )),
+                    // axum answers pings itself.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Err(e)) => match ReadError::of(&e) {
+                        ReadError::TooBig => break End::Close(close_code::TOO_BIG, "frame too large"),
+                        ReadError::InvalidUtf8 | ReadError::Broken => {
+                            tracing::debug!(error = %e, "agent socket read failed");
+                            break End::Gone;
+                        }
+                    },
+                }
+            }
+            Some((source, message)) = agent.feeds.next() => {
+                agent.on_bus(source, message).await;
+                // Take whatever else is already waiting, so a burst of
+                // notices makes one snapshot.
+                for _ in 0..BUS_BURST {
+                    let Some((source, message)) = agent.feeds.ready() else {
+                        break;
+                    };
+                    agent.on_bus(source, message).await;
+                }
+            }
+            _ = heartbeat.tick() => agent.heartbeat().await,
+            _ = ping.tick() => {
+                if conn::silent(last_heard) {
+                    tracing::info!("agent socket silent; closing");
+                    break End::Gone;
+                }
+                if let Err(gone) = conn::ping(&mut socket).await {
+                    break gone.into();
+                }
+            }
+        }
+        if agent.dirty
+            && let Err(e) = agent.refresh().await
+        {
+            tracing::warn!(error = %e, "agent socket could not refresh; retrying with the heartbeat");
+        }
+    };
+    if let End::Close(code, reason) = end {
+        conn::close(&mut socket, code, reason).await;
+    }
+    tracing::info!("agent socket closed");
+}
+
+async fn flush(socket: &mut WebSocket, out: &mut Vec<ServerFrame>) -> Result<(), End> {
+    for frame in out.drain(..) {
+        match serde_json::to_string(&frame) {
+            Ok(text) => conn::send_text(socket, text).await?,
+            Err(e) => tracing::error!(error = %e, "cannot encode an agent frame"),
+        }
+    }
+    Ok(())
+}
+
+impl Agent {
+    pub(super) fn me(&self) -> Uuid {
+        self.caller.identity.id
+    }
+
+    async fn subscribe(&mut self, source: Source, channel: Channel) -> RoutingResult<()> {
+        let engine = self.state.store.engine();
+        self.feeds
+            .subscribe(engine, source, channel)
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    /// Subscribes to the agent's channel (before reading anything, so no
+    /// change falls between the read and the subscription), records the
+    /// socket's heartbeat and sends the first snapshot.
+    async fn start(&mut self) -> RoutingResult<()> {
+        self.subscribe(Source::Agent, Channel::Agent(self.me()))
+            .await?;
+        self.state
+            .routing
+            .heartbeat(&self.caller.identity, Utc::now())
+            .await?;
+        self.refresh().await
+    }
+
+    async fn heartbeat(&mut self) {
+        match self
+            .state
+            .routing
+            .heartbeat(&self.caller.identity, Utc::now())
+            .await
+        {
+            Ok(agent) => {
+                if self
+                    .shown
+                    .as_ref()
+                    .is_none_or(|shown| shown.meta.version != agent.meta.version)
+                {
+                    self.dirty = true;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "agent heartbeat failed"),
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let frame = match super::requests::parse(text) {
+            Ok((request_id, request)) => match self.handle(request).await {
+                Ok(result) => ServerFrame::ok(request_id, result),
+                Err(error) => ServerFrame::error(request_id, error),
+            },
+            Err((request_id, error)) => ServerFrame::error(request_id, error),
+        };
+        self.out.push(frame);
+    }
+
+    async fn on_bus(&mut self, source: Source, message: BusMessage) {
+        let id = match source {
+            Source::Agent => {
+                // Whatever the agent's channel says (or a resync after a
+                // lost connection), the answer is to re-read.
+                match &message {
+                    BusMessage::Resync => self.dirty = true,
+                    BusMessage::Payload(payload) => {
+                        if matches!(
+                            decode(payload),
+                            Some(Notice::Changed { .. } | Notice::AgentChanged)
+                        ) {
+                            self.dirty = true;
+                        }
+                    }
+                }
+                return;
+            }
+            Source::Conversation(id) => id,
+        };
+        let Some(cursor) = self.held.get(&id).map(|held| held.cursor) else {
+            // Subscriptions go with their conversation; nothing to show.
+            return;
+        };
+        let payload = match message {
+            BusMessage::Resync => return self.catch_up(id).await,
+            BusMessage::Payload(payload) => payload,
+        };
+        match decode(&payload) {
+            Some(Notice::Event(event)) if event.conversation_id == id => {
+                match cursor.step(event.seq) {
+                    Step::Duplicate => {}
+                    Step::Deliver => {
+                        if let Some(held) = self.held.get_mut(&id) {
+                            held.cursor.advance(event.seq);
+                        }
+                        self.out.push(ServerFrame::Event(event.into()));
+                    }
+                    Step::CatchUp => self.catch_up(id).await,
+                }
+            }
+            Some(Notice::Typing {
+                conversation_id,
+                from,
+            }) if conversation_id == id && from.id != Some(self.me()) => {
+                self.out.push(ServerFrame::Typing {
+                    conversation_id,
+                    from,
+                });
+            }
+            Some(Notice::Changed { .. }) => self.dirty = true,
+            _ => {}
+        }
+    }
+
+    /// Sends the events of a conversation this socket has not sent yet.
+    async fn catch_up(&mut self, id: Uuid) {
+        match self.unsent(id).await {
+            Ok(events) => self.out.extend(events.into_iter().map(ServerFrame::Event)),
+            Err(e) => {
+                tracing::warn!(conversation = %id, error = %e, "cannot read a conversation log; retrying with the heartbeat");
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Reads the events after the last one sent, marking them sent.
+    async fn unsent(&mut self, id: Uuid) -> RoutingResult<Vec<EventView>> {
+        let routing = self.state.routing.clone();
+        let mut events = Vec::new();
+        while let Some(held) = self.held.get_mut(&id) {
+            let page = routing
+                .events_after(id, held.cursor.last(), CATCH_UP_PAGE)
+                .await?;
+            let full = page.len() >= CATCH_UP_PAGE;
+            for event in page {
+                if held.cursor.advance(event.seq) {
+                    events.push(EventView::from(event));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(events)
+    }
+
+    /// Re-reads the agent and the conversations it holds, follows them on
+    /// the bus, and sends what changed: revoked and new offers, the agent's
+    /// status, and a snapshot.
+    async fn refresh(&mut self) -> RoutingResult<()> {
+        self.dirty = false;
+        let result = self.reload().await;
+        if result.is_err() {
+            // Forget what was shown, so the next heartbeat tries again
+            // whether or not the agent's record moved meanwhile.
+            self.shown = None;
+        }
+        result
+    }
+
+    async fn reload(&mut self) -> RoutingResult<()> {
+        let routing = self.state.routing.clone();
+        let me = self.me();
+        let agent = routing.agent_state(me).await?;
+        let mut current = Vec::new();
+        for id in agent.iter().flat_map(|a| a.conversations.iter()) {
+            if let Some(c) = routing.conversation(*id).await?
+                && c.org_id == self.caller.identity.org
+                && c.agent() == Some(me)
+            {
+                current.push(c);
+            }
+        }
+
+        let gone: Vec<Uuid> = self
+            .held
+            .keys()
+            .filter(|id| !current.iter().any(|c| c.meta.id == **id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.feeds.remove(&Source::Conversation(id));
+            if let Some(held) = self.held.remove(&id)
+                && matches!(held.conversation.state, ConversationState::Offered { .. })
+            {
+                self.out.push(ServerFrame::OfferRevoked {
+                    conversation_id: id,
+                });
+            }
+        }
+
+        let mut offers = Vec::new();
+        for c in current {
+            let id = c.meta.id;
+            if let Some(held) = self.held.get_mut(&id) {
+                // Offered anew while held (transferred back to this agent,
+                // say): announced like any other offer.
+                let offered_anew = match (&held.conversation.state, &c.state) {
+                    (
+                        ConversationState::Offered { deadline: was, .. },
+                        ConversationState::Offered { deadline: now, .. },
+                    ) => was != now,
+                    (_, ConversationState::Offered { .. }) => true,
+                    _ => false,
+                };
+                if offered_anew {
+                    offers.push(ConversationView::from(&c));
+                }
+                held.conversation = c;
+                continue;
+            }
+            // Subscribe first, then read: nothing falls in between.
+            self.subscribe(Source::Conversation(id), Channel::Conversation(id))
+                .await?;
+            let last = routing.last_seq(id).await?;
+            if matches!(c.state, ConversationState::Offered { .. }) {
+                offers.push(ConversationView::from(&c));
+            }
+            self.held.insert(
+                id,
+                Held {
+                    conversation: c,
+                    cursor: Cursor::after(last.saturating_sub(SNAPSHOT_EVENTS)),
+                    last_typing: None,
+                },
+            );
+        }
+
+        let mut ids: Vec<(chrono::DateTime<Utc>, Uuid)> = self
+            .held
+            .values()
+            .map(|h| (h.conversation.meta.date_created, h.conversation.meta.id))
+            .collect();
+        ids.sort();
+        let mut conversations = Vec::with_capacity(ids.len());
+        for (_, id) in ids {
+            let events = self.unsent(id).await?;
+            if let Some(held) = self.held.get(&id) {
+                conversations.push(ConversationSnapshot {
+                    conversation: ConversationView::from(&held.conversation),
+                    events,
+                    last_sequence: held.cursor.last(),
+                });
+            }
+        }
+
+        self.out.extend(
+            offers
+                .into_iter()
+                .map(|conversation| ServerFrame::Offer { conversation }),
+        );
+        let view = match &agent {
+            Some(agent) => AgentView::new(agent, self.caller.supervisor),
+            None => AgentView {
+                id: me,
+                name: self.caller.identity.name.clone(),
+                status: AgentStatus::Offline,
+                queues: Vec::new(),
+                supervisor: self.caller.supervisor,
+            },
+        };
+        if let Some(shown) = &self.shown
+            && (shown.status != view.status || shown.queues != view.queues)
+        {
+            self.out.push(ServerFrame::Presence {
+                status: view.status,
+                queues: view.queues.clone(),
+            });
+        }
+        self.out.push(ServerFrame::Snapshot {
+            agent: view,
+            conversations,
+        });
+        self.shown = agent;
+        Ok(())
+    }
+}
+
+fn decode(payload: &[u8]) -> Option<Notice> {
+    serde_json::from_slice(payload)
+        .map_err(|e| tracing::warn!(error = %e, "unreadable notice on the bus"))
+        .ok()
+}

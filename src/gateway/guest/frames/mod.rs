@@ -1,0 +1,88 @@
+//! The guest protocol's frames: requests parsed at the edge into
+//! [`Request`] (`request`), and the server's `response`/`message` frames
+//! (`reply`).
+//!
+//! Parsing never panics and never gives up on the socket: malformed JSON or
+//! an unknown action is a 400 error frame, a missing required field 4020, a
+//! field of the wrong type 400 naming it, and the limits of the protocol
+//! (text length, custom attributes, attachments) their own codes. The
+//! `tracingId` of a request is echoed on its answer even when the rest of
+//! the request is refused.
+
+#[cfg(test)]
+mod property_tests;
+mod reply;
+mod request;
+
+use std::borrow::Cow;
+
+pub use self::reply::{
+    AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, InboundMedia,
+    JwtResponse, RATE_RETRY_AFTER_SECONDS, SessionResponse, error, push, response,
+};
+pub use self::request::{
+    Configure, GuestEvent, GuestMessage, MessageKind, Parsed, Rejected, Request, parse,
+};
+
+/// Longest session token a client may present.
+pub const MAX_TOKEN_CHARS: usize = 2048;
+/// Longest text of one message, in characters.
+pub const MAX_TEXT_CHARS: usize = 4000;
+/// Largest `channel.metadata.customAttributes`, as JSON bytes.
+pub const MAX_CUSTOM_DATA_BYTES: usize = 2048;
+/// Longest client message id (it becomes a dedup key).
+pub const MAX_CLIENT_ID_CHARS: usize = 256;
+/// Longest `tracingId` echoed back; a longer one is not echoed.
+pub const MAX_TRACING_ID_CHARS: usize = 256;
+
+/// An error answered on the socket, which stays usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestError {
+    pub code: u16,
+    pub message: Cow<'static, str>,
+}
+
+impl GuestError {
+    pub fn new(code: u16, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(400, message)
+    }
+
+    pub fn missing(field: &str) -> Self {
+        Self::new(4020, format!("missing parameter: {field}"))
+    }
+
+    pub fn auth_failed() -> Self {
+        Self::new(401, "Session authentication failed")
+    }
+
+    pub fn auth_required() -> Self {
+        Self::new(401, "authentication required")
+    }
+
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(403, message)
+    }
+
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(4000, message)
+    }
+
+    pub fn not_configured() -> Self {
+        Self::new(4007, "session not found: send configureSession first")
+    }
+
+    pub fn too_many() -> Self {
+        Self::new(4029, "Message rate too high for this session")
+    }
+
+    pub fn unexpected() -> Self {
+        Self::new(5000, "unexpected error, try again")
+    }
+}

@@ -1,0 +1,297 @@
+//! The server's frames: answers (`response`), pushed events (`message`),
+//! error answers, and the bodies of the classes Genesys clients decode.
+
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{GuestError, MAX_CUSTOM_DATA_BYTES};
+
+#[derive(Serialize)]
+struct Frame<'a, B: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    class: &'a str,
+    code: u16,
+    body: B,
+    #[serde(rename = "tracingId", skip_serializing_if = "Option::is_none")]
+    tracing_id: Option<&'a str>,
+}
+
+fn frame<B: Serialize>(
+    kind: &'static str,
+    class: &str,
+    code: u16,
+    body: B,
+    tracing_id: Option<&str>,
+) -> String {
+    let frame = Frame {
+        kind,
+        class,
+        code,
+        body,
+        tracing_id,
+    };
+    serde_json::to_string(&frame).unwrap_or_else(|e| {
+        tracing::error!(error = %e, class, "cannot encode a guest frame");
+        r#"{"type":"response","class":"string","code":5000,"body":"unexpected error"}"#.to_owned()
+    })
+}
+
+/// A `response` frame answering a request.
+pub fn response<B: Serialize>(class: &str, body: B, tracing_id: Option<&str>) -> String {
+    frame("response", class, 200, body, tracing_id)
+}
+
+/// A pushed `message` frame.
+pub fn push<B: Serialize>(class: &str, body: B) -> String {
+    frame("message", class, 200, body, None)
+}
+
+/// An error answer: class `string` with a text body, or for 4029 the
+/// `TooManyRequestsErrorMessage` class with code 429.
+pub fn error(error: &GuestError, tracing_id: Option<&str>) -> String {
+    if error.code == 4029 {
+        return frame(
+            "response",
+            "TooManyRequestsErrorMessage",
+            429,
+            TooManyRequests {
+                retry_after: RATE_RETRY_AFTER_SECONDS,
+                error_code: 4029,
+                error_message: &error.message,
+            },
+            tracing_id,
+        );
+    }
+    frame(
+        "response",
+        "string",
+        error.code,
+        error.message.as_ref(),
+        tracing_id,
+    )
+}
+
+/// What a client told 4029 waits, in seconds: the rate window.
+pub const RATE_RETRY_AFTER_SECONDS: u64 = 1;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TooManyRequests<'a> {
+    retry_after: u64,
+    error_code: u16,
+    error_message: &'a str,
+}
+
+/// An empty body, for the events that carry none.
+#[derive(Debug, Serialize)]
+pub struct Empty {}
+
+#[derive(Debug, Serialize)]
+pub struct ConnectionClosed {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JwtResponse {
+    pub jwt: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+}
+
+/// Files a client may attach: none, since switchboard takes no
+/// attachments.
+#[derive(Clone, Debug, Serialize)]
+pub struct AllowedMedia {
+    pub inbound: InboundMedia,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundMedia {
+    pub file_types: Vec<Value>,
+    #[serde(rename = "maxFileSizeKB")]
+    pub max_file_size_kb: u64,
+}
+
+impl AllowedMedia {
+    pub fn none() -> Self {
+        Self {
+            inbound: InboundMedia {
+                file_types: Vec::new(),
+                max_file_size_kb: 0,
+            },
+        }
+    }
+}
+
+/// File extensions refused whatever the configuration says (Genesys's
+/// list of executable and script types).
+pub const BLOCKED_EXTENSIONS: &[&str] = &[
+    ".ade",
+    ".adp",
+    ".app",
+    ".asp",
+    ".aspx",
+    ".asx",
+    ".bas",
+    ".bat",
+    ".cer",
+    ".chm",
+    ".cmd",
+    ".com",
+    ".cpl",
+    ".crt",
+    ".csh",
+    ".der",
+    ".exe",
+    ".fxp",
+    ".gadget",
+    ".hlp",
+    ".hta",
+    ".inf",
+    ".ins",
+    ".isp",
+    ".its",
+    ".jar",
+    ".js",
+    ".jse",
+    ".ksh",
+    ".lnk",
+    ".mad",
+    ".maf",
+    ".mag",
+    ".mam",
+    ".maq",
+    ".mar",
+    ".mas",
+    ".mat",
+    ".mau",
+    ".mav",
+    ".maw",
+    ".mda",
+    ".mdb",
+    ".mde",
+    ".mdt",
+    ".mdw",
+    ".mdz",
+    ".msc",
+    ".msh",
+    ".msi",
+    ".msp",
+    ".mst",
+    ".ops",
+    ".pcd",
+    ".pif",
+    ".plg",
+    ".prf",
+    ".prg",
+    ".ps1",
+    ".psc1",
+    ".pst",
+    ".py",
+    ".reg",
+    ".scf",
+    ".scr",
+    ".sct",
+    ".shb",
+    ".shs",
+    ".tmp",
+    ".url",
+    ".vb",
+    ".vbe",
+    ".vbs",
+    ".vsmacros",
+    ".vsw",
+    ".ws",
+    ".wsc",
+    ".wsf",
+    ".wsh",
+    ".xnk",
+];
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionResponse {
+    pub connected: bool,
+    pub new_session: bool,
+    pub read_only: bool,
+    pub cleared_existing_session: bool,
+    pub max_custom_data_bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_media: Option<AllowedMedia>,
+    pub blocked_extensions: &'static [&'static str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<u64>,
+    /// When the session expires without activity, seconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration_date: Option<i64>,
+    /// Additive: the session's current conversation and its newest
+    /// sequence, so a client can resume by sequence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sequence: Option<u64>,
+}
+
+impl SessionResponse {
+    /// The answer to `closeSession`.
+    pub fn disconnected() -> Self {
+        Self {
+            connected: false,
+            new_session: false,
+            read_only: false,
+            cleared_existing_session: false,
+            max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
+            allowed_media: None,
+            blocked_extensions: BLOCKED_EXTENSIONS,
+            duration_seconds: None,
+            expiration_date: None,
+            conversation_id: None,
+            last_sequence: None,
+        }
+    }
+}
+
+/// The answer to `getConfiguration`: the messaging limits in force.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationResponse {
+    pub deployment_id: Uuid,
+    pub configuration_version: String,
+    pub authentication_required: bool,
+    pub allow_session_upgrade: bool,
+    pub max_custom_data_bytes: usize,
+    pub max_text_length: usize,
+    pub messages_per_second: u64,
+    pub max_frame_bytes: usize,
+    pub allowed_media: AllowedMedia,
+    pub blocked_extensions: &'static [&'static str],
+    pub session_duration_seconds: u32,
+    pub auto_start: bool,
+    pub conversation_clear: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn error_frames_have_the_documented_shape() {
+        let text = error(&GuestError::new(4011, "message too long"), Some("tr"));
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"response","class":"string","code":4011,"body":"message too long","tracingId":"tr"})
+        );
+        let v: Value = serde_json::from_str(&error(&GuestError::too_many(), None)).unwrap();
+        assert_eq!(v["class"], "TooManyRequestsErrorMessage");
+        assert_eq!(v["code"], 429);
+        assert_eq!(v["body"]["errorCode"], 4029);
+        assert_eq!(v["body"]["retryAfter"], 1);
+    }
+}

@@ -1,0 +1,342 @@
+//! Configuring a session and binding the socket to it: which session a
+//! token names, whether it may be used as a guest or signed in (routing
+//! decides), the subscriptions, the answer, and the replay on resume.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{Bound, Conn, Fail, Feed, Flow, routing_error};
+use crate::engine::Channel;
+use crate::gateway::cursor::Cursor;
+use crate::gateway::guest::frames::{
+    AllowedMedia, BLOCKED_EXTENSIONS, Configure, GuestError, MAX_CUSTOM_DATA_BYTES, SessionResponse,
+};
+use crate::routing::Routing;
+use crate::routing::model::{self, GuestSession, VisitorIdentity};
+use crate::routing::visitor::{Opened, VisitorSocket};
+use crate::store::Refused;
+use crate::store::records::ConfigurationContent;
+
+/// When a session expires for lack of visitor activity. Time is a
+/// parameter, so the decision is testable without sleeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Activity {
+    last: Instant,
+    duration: Duration,
+}
+
+impl Activity {
+    pub fn new(now: Instant, duration: Duration) -> Self {
+        Self {
+            last: now,
+            duration,
+        }
+    }
+
+    /// The visitor did something at `now`.
+    pub fn touch(&mut self, now: Instant) {
+        if now > self.last {
+            self.last = now;
+        }
+    }
+
+    pub fn set_duration(&mut self, duration: Duration) {
+        self.duration = duration;
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.last
+            .checked_add(self.duration)
+            .unwrap_or_else(|| self.last + Duration::from_secs(365 * 24 * 3600))
+    }
+
+    pub fn expired(&self, now: Instant) -> bool {
+        now >= self.deadline()
+    }
+}
+
+pub(super) fn session_duration(content: &ConfigurationContent) -> Duration {
+    Duration::from_secs(u64::from(
+        content
+            .messenger
+            .apps
+            .conversations
+            .session_duration_seconds
+            .max(60),
+    ))
+}
+
+impl Conn {
+    /// The frame's deployment must be the one this socket was admitted for;
+    /// its configuration is read again, so a newly published version counts.
+    pub(super) async fn check_deployment(&mut self, deployment_id: &str) -> Result<(), GuestError> {
+        if Uuid::parse_str(deployment_id).ok() != Some(self.deployment.meta.id) {
+            return Err(GuestError::forbidden(
+                "this connection is for another deployment",
+            ));
+        }
+        match self
+            .state
+            .store
+            .admit_deployment(self.deployment.meta.id)
+            .await
+        {
+            Ok(admitted) => {
+                self.activity
+                    .set_duration(session_duration(&admitted.content));
+                self.deployment = admitted.deployment;
+                self.content = admitted.content;
+                self.config_version = admitted.version;
+                Ok(())
+            }
+            Err(Refused::Store(_)) => Err(GuestError::unexpected()),
+            Err(_) => Err(GuestError::forbidden("the deployment is not active")),
+        }
+    }
+
+    pub(super) async fn configure_session(
+        &mut self,
+        token: &str,
+        configure: Configure,
+        tracing_id: Option<&str>,
+    ) -> Result<Flow, Fail> {
+        self.check_deployment(&configure.deployment_id).await?;
+        let opened = self
+            .state
+            .routing
+            .open_guest_session(
+                model::session_id(token),
+                &self.deployment,
+                self.content.authentication_settings.enabled,
+                Utc::now(),
+            )
+            .await?;
+        self.bind(opened, None, &configure, tracing_id).await
+    }
+
+    pub(super) async fn configure_authenticated(
+        &mut self,
+        token: &str,
+        configure: Configure,
+        code: &str,
+        tracing_id: Option<&str>,
+    ) -> Result<Flow, Fail> {
+        self.check_deployment(&configure.deployment_id).await?;
+        let now = Utc::now();
+        let claims = match self
+            .state
+            .visitor_tokens
+            .verify(code, self.deployment.meta.id, now)
+            .await
+        {
+            Ok(claims) if claims.org == self.deployment.org_id => claims,
+            Ok(_) => return Err(GuestError::auth_failed().into()),
+            Err(e) => {
+                tracing::info!(deployment = %self.deployment.meta.id, code = e.code(), "guest session authentication failed");
+                return Err(GuestError::auth_failed().into());
+            }
+        };
+        let identity = VisitorIdentity {
+            authenticated: true,
+            issuer: Some(claims.identity.iss.clone()),
+            subject: Some(claims.identity.sub.clone()),
+            email: claims.identity.email.clone(),
+            name: claims.identity.name.clone(),
+            given_name: claims.identity.given_name.clone(),
+            family_name: claims.identity.family_name.clone(),
+        };
+        let name = identity.display_name();
+        let at = VisitorSocket {
+            session: model::session_id(token),
+            socket: self.id,
+            name: &name,
+            following: self.following(),
+            deployment: &self.deployment,
+            content: &self.content,
+        };
+        let routing = self.state.routing.clone();
+        let opened = routing
+            .sign_in_session(&at, &identity, claims.sub, claims.sid, now)
+            .await?;
+        self.bind(opened, Some(claims.sid), &configure, tracing_id)
+            .await
+    }
+
+    /// Binds the socket to a session: subscriptions, the current
+    /// conversation, the answer, then (on resume) the replay.
+    async fn bind(
+        &mut self,
+        opened: Opened,
+        family: Option<Uuid>,
+        configure: &Configure,
+        tracing_id: Option<&str>,
+    ) -> Result<Flow, Fail> {
+        let Opened {
+            mut session,
+            new,
+            mut cleared,
+        } = opened;
+        let routing = self.state.routing.clone();
+        let id = session.meta.id;
+        if configure.start_new && session.conversation_id.is_some() {
+            session = routing.start_new(id).await?;
+            cleared = true;
+        }
+        // Subscribe before reading, so nothing falls in between.
+        let same_session = self.bound.as_ref().is_some_and(|b| b.session == id);
+        if !same_session || !self.feeds.contains(&Feed::Session) {
+            self.subscribe(Feed::Session, Channel::Session(id)).await?;
+        }
+        match family {
+            Some(sid) => {
+                self.subscribe(Feed::Family, Channel::TokenFamily(sid))
+                    .await?;
+            }
+            None => {
+                self.feeds.remove(&Feed::Family);
+            }
+        }
+        let name = session.identity.clone().unwrap_or_default().display_name();
+        self.bound = Some(Bound {
+            session: id,
+            family,
+            name,
+            following: None,
+        });
+        self.feeds.remove(&Feed::Conversation);
+        // Re-read: another socket may have opened a conversation meanwhile.
+        let session: GuestSession = routing.session(id).await?.unwrap_or(session);
+        let mut read_only = false;
+        let mut last_sequence = None;
+        if let Some(conversation) = session.conversation_id {
+            let top = self.follow(conversation).await?;
+            let cursor = Cursor::resume(
+                conversation,
+                top,
+                configure.conversation_id,
+                configure.last_sequence,
+            );
+            if let Some(bound) = &mut self.bound {
+                bound.following = Some((conversation, cursor));
+            }
+            last_sequence = Some(top);
+            read_only = match routing.conversation(conversation).await {
+                Ok(Some(c)) => c.is_ended() && self.read_only_setting(),
+                _ => false,
+            };
+        }
+        self.activity.touch(Instant::now());
+        let duration = session_duration(&self.content);
+        let expires = Utc::now()
+            + chrono::Duration::seconds(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 2));
+        let answer = SessionResponse {
+            connected: true,
+            new_session: new,
+            read_only,
+            cleared_existing_session: cleared,
+            max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
+            allowed_media: Some(AllowedMedia::none()),
+            blocked_extensions: BLOCKED_EXTENSIONS,
+            duration_seconds: Some(duration.as_secs()),
+            expiration_date: Some(expires.timestamp()),
+            conversation_id: session.conversation_id,
+            last_sequence,
+        };
+        self.respond("SessionResponse", answer, tracing_id).await?;
+        // Resume: everything after the client's last sequence, before any
+        // live event.
+        self.catch_up(None).await?;
+        Ok(Flow::Continue)
+    }
+
+    async fn subscribe(&mut self, feed: Feed, channel: Channel) -> Result<(), GuestError> {
+        let engine = self.state.store.engine();
+        self.feeds
+            .subscribe(engine, feed, channel)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot subscribe a guest socket");
+                GuestError::unexpected()
+            })
+    }
+
+    /// Makes `conversation` the socket's current one: subscribes, then
+    /// answers its newest sequence. Delivery starts from its beginning.
+    pub(super) async fn follow(&mut self, conversation: Uuid) -> Result<u64, GuestError> {
+        self.subscribe(Feed::Conversation, Channel::Conversation(conversation))
+            .await?;
+        if let Some(bound) = &mut self.bound {
+            bound.following = Some((conversation, Cursor::default()));
+        }
+        self.state
+            .routing
+            .last_seq(conversation)
+            .await
+            .map_err(routing_error)
+    }
+
+    pub(super) fn unfollow(&mut self) {
+        self.feeds.remove(&Feed::Conversation);
+        if let Some(bound) = &mut self.bound {
+            bound.following = None;
+        }
+    }
+
+    pub(super) fn unbind(&mut self) {
+        self.unfollow();
+        self.bound = None;
+        self.feeds.remove(&Feed::Session);
+        self.feeds.remove(&Feed::Family);
+    }
+
+    /// The bound session, when the frame's token names it.
+    pub(super) fn session_for(&self, token: &str) -> Result<Uuid, GuestError> {
+        let Some(bound) = &self.bound else {
+            return Err(if self.content.authentication_settings.enabled {
+                GuestError::auth_required()
+            } else {
+                GuestError::not_configured()
+            });
+        };
+        if model::session_id(token) != bound.session {
+            return Err(GuestError::forbidden(
+                "the token does not match this connection's session",
+            ));
+        }
+        Ok(bound.session)
+    }
+
+    /// Whether an ended conversation stays readable but takes no messages.
+    pub(super) fn read_only_setting(&self) -> bool {
+        Routing::read_only_after_end(
+            &self
+                .content
+                .messenger
+                .apps
+                .conversations
+                .conversation_disconnect,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_is_decided_by_the_last_activity() {
+        let start = Instant::now();
+        let mut activity = Activity::new(start, Duration::from_secs(60));
+        assert!(!activity.expired(start + Duration::from_secs(59)));
+        assert!(activity.expired(start + Duration::from_secs(60)));
+        activity.touch(start + Duration::from_secs(30));
+        assert!(!activity.expired(start + Duration::from_secs(60)));
+        assert!(activity.expired(start + Duration::from_secs(90)));
+        // Time does not run backwards.
+        activity.touch(start);
+        assert_eq!(activity.deadline(), start + Duration::from_secs(90));
+    }
+}

@@ -1,0 +1,276 @@
+//! The bus and the log: delivering the current conversation in order (the
+//! [`Cursor`] decides what is next, what is a duplicate and when the log
+//! must be read), and what the session's channel and the revocations say.
+//! A bus resync reads the log too.
+
+use chrono::Utc;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{Conn, Flow};
+use crate::auth::refresh;
+use crate::auth::visitor_token::RevokedSession;
+use crate::engine::BusMessage;
+use crate::gateway::conn::{Gone, close_code};
+use crate::gateway::cursor::{Cursor, Step};
+use crate::gateway::guest::frames::{ConnectionClosed, Empty};
+use crate::gateway::guest::messages;
+use crate::routing::model::{Notice, ParticipantRole, SequencedEvent, SessionEndReason};
+
+/// Log entries read per round when catching up.
+const CATCH_UP_BATCH: usize = 200;
+
+impl Conn {
+    /// The conversation the socket shows.
+    pub(super) fn following(&self) -> Option<Uuid> {
+        self.bound
+            .as_ref()
+            .and_then(|b| b.following.map(|(conversation, _)| conversation))
+    }
+
+    /// The cursor of `conversation`, if the socket shows it.
+    fn cursor(&mut self, conversation: Uuid) -> Option<&mut Cursor> {
+        match self.bound.as_mut()?.following.as_mut()? {
+            (current, cursor) if *current == conversation => Some(cursor),
+            _ => None,
+        }
+    }
+
+    /// Delivers one logged event of the current conversation if the client
+    /// does not have it (the caller made sure nothing lies before it).
+    async fn deliver(&mut self, event: &SequencedEvent) -> Result<(), Gone> {
+        let new = self
+            .cursor(event.conversation_id)
+            .is_some_and(|cursor| cursor.advance(event.seq));
+        if !new {
+            return Ok(());
+        }
+        if event.event.from.role == ParticipantRole::Visitor {
+            // The visitor was active in another tab.
+            self.activity.touch(Instant::now());
+        }
+        match messages::from_log(event, self.read_only_setting()) {
+            Some(message) => self.push("StructuredMessage", message).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Reads the current conversation's log after the last delivered
+    /// sequence and delivers it: everything, or up to `upto`.
+    pub(super) async fn catch_up(&mut self, upto: Option<u64>) -> Result<(), Gone> {
+        loop {
+            let Some((conversation, cursor)) = self.bound.as_ref().and_then(|b| b.following) else {
+                return Ok(());
+            };
+            let Some(limit) = cursor.to_read(upto, CATCH_UP_BATCH) else {
+                return Ok(());
+            };
+            let events = match self
+                .state
+                .routing
+                .events_after(conversation, cursor.last(), limit)
+                .await
+            {
+                Ok(events) => events,
+                Err(e) => {
+                    // The next notice or resync tries again.
+                    tracing::warn!(%conversation, error = %e, "guest catch-up failed");
+                    return Ok(());
+                }
+            };
+            let Some(newest) = events.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            for event in &events {
+                self.deliver(event).await?;
+            }
+            if let Some(cursor) = self.cursor(conversation) {
+                cursor.advance(newest);
+            }
+            if events.len() < limit {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Answers the socket's own event: earlier events it has not seen go
+    /// first, and its live notice is then a duplicate.
+    pub(super) async fn acknowledge(
+        &mut self,
+        event: &SequencedEvent,
+        tracing_id: Option<&str>,
+    ) -> Result<(), Gone> {
+        let ahead = self
+            .cursor(event.conversation_id)
+            .is_some_and(|cursor| cursor.step(event.seq) != Step::Duplicate);
+        if ahead {
+            self.catch_up(Some(event.seq.saturating_sub(1))).await?;
+            if let Some(cursor) = self.cursor(event.conversation_id) {
+                cursor.advance(event.seq);
+            }
+        }
+        match messages::from_log(event, self.read_only_setting()) {
+            Some(message) => self.respond("StructuredMessage", message, tracing_id).await,
+            None => {
+                self.respond("StructuredMessage", Empty {}, tracing_id)
+                    .await
+            }
+        }
+    }
+
+    pub(super) async fn on_conversation_bus(&mut self, message: BusMessage) -> Result<(), Gone> {
+        let payload = match message {
+            BusMessage::Resync => return self.catch_up(None).await,
+            BusMessage::Payload(payload) => payload,
+        };
+        match serde_json::from_slice::<Notice>(&payload) {
+            Ok(Notice::Event(event)) => {
+                let step = self
+                    .cursor(event.conversation_id)
+                    .map(|cursor| cursor.step(event.seq));
+                match step {
+                    None | Some(Step::Duplicate) => Ok(()),
+                    Some(Step::Deliver) => self.deliver(&event).await,
+                    // A gap: something was missed; the log has it.
+                    Some(Step::CatchUp) => self.catch_up(None).await,
+                }
+            }
+            Ok(Notice::Typing {
+                conversation_id,
+                from,
+            }) => {
+                if from.role != ParticipantRole::Visitor
+                    && self.following() == Some(conversation_id)
+                {
+                    let typing = messages::typing(conversation_id, &from, Utc::now());
+                    self.push("StructuredMessage", typing).await
+                } else {
+                    Ok(())
+                }
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable conversation notice");
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) async fn on_session_bus(&mut self, message: BusMessage) -> Flow {
+        let notice = match message {
+            BusMessage::Resync => return self.resync_session().await,
+            BusMessage::Payload(payload) => match serde_json::from_slice::<Notice>(&payload) {
+                Ok(notice) => notice,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable session notice");
+                    return Flow::Continue;
+                }
+            },
+        };
+        match notice {
+            Notice::SessionEnded {
+                reason,
+                except_socket,
+            } => {
+                if except_socket == Some(self.id) {
+                    return Flow::Continue;
+                }
+                match reason {
+                    SessionEndReason::Logout => self.logout().await,
+                    SessionEndReason::Closed => self.closed(None).await,
+                    SessionEndReason::SignedIn => self.closed(Some("signedIn")).await,
+                    SessionEndReason::Cleared => {
+                        self.unfollow();
+                        self.push("SessionClearedEvent", Empty {}).await.into()
+                    }
+                }
+            }
+            // Another socket of the session opened a conversation.
+            Notice::Changed { conversation_id } => self.switch_to(conversation_id).await.into(),
+            _ => Flow::Continue,
+        }
+    }
+
+    /// Follows a conversation another socket of the session opened, from
+    /// its start.
+    async fn switch_to(&mut self, conversation: Uuid) -> Result<(), Gone> {
+        if self.bound.is_none() || self.following() == Some(conversation) {
+            return Ok(());
+        }
+        if self.follow(conversation).await.is_err() {
+            return Ok(());
+        }
+        self.catch_up(None).await
+    }
+
+    /// The session channel may have missed notices: read the session again.
+    async fn resync_session(&mut self) -> Flow {
+        let Some(bound) = &self.bound else {
+            return Flow::Continue;
+        };
+        let (id, family) = (bound.session, bound.family);
+        if let Some(family) = family
+            && refresh::family_revoked(self.state.store.engine(), family)
+                .await
+                .unwrap_or(false)
+        {
+            return self.logout().await;
+        }
+        match self.state.routing.session(id).await {
+            Ok(Some(session)) => match session.conversation_id {
+                Some(conversation) => self.switch_to(conversation).await.into(),
+                None => Flow::Continue,
+            },
+            _ => Flow::Continue,
+        }
+    }
+
+    async fn logout(&mut self) -> Flow {
+        match self.push("LogoutEvent", Empty {}).await {
+            Ok(()) => Flow::Close(close_code::NORMAL, "logged out"),
+            Err(Gone) => Flow::Gone,
+        }
+    }
+
+    async fn closed(&mut self, reason: Option<&'static str>) -> Flow {
+        match self
+            .push("ConnectionClosedEvent", ConnectionClosed { reason })
+            .await
+        {
+            Ok(()) => Flow::Close(close_code::NORMAL, "connection closed"),
+            Err(Gone) => Flow::Gone,
+        }
+    }
+
+    pub(super) async fn on_revocation(
+        &mut self,
+        revoked: Result<RevokedSession, broadcast::error::RecvError>,
+    ) -> Flow {
+        let family = self.bound.as_ref().and_then(|b| b.family);
+        match revoked {
+            Ok(revoked) => {
+                if family == Some(revoked.sid) && revoked.deployment == self.deployment.meta.id {
+                    return self.logout().await;
+                }
+                Flow::Continue
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => self.check_revoked().await,
+            Err(broadcast::error::RecvError::Closed) => {
+                self.revocations = None;
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Whether the socket's JWT family was revoked, wherever that happened.
+    pub(super) async fn check_revoked(&mut self) -> Flow {
+        let Some(family) = self.bound.as_ref().and_then(|b| b.family) else {
+            return Flow::Continue;
+        };
+        match refresh::family_revoked(self.state.store.engine(), family).await {
+            Ok(true) => self.logout().await,
+            _ => Flow::Continue,
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! One guest socket: a task running one `select!` loop over the socket, its
+//! bus subscriptions (the session's channel, the session JWT's family once
+//! authenticated, the current conversation), this node's revocations, the
+//! ping and session-expiry timers, and the node's shutdown.
+//!
+//! - this file: the loop, the client's frames, and sending;
+//! - `binding`: configuring a session and binding the socket to it;
+//! - `delivery`: the bus, and delivering the current conversation's log
+//!   in order by its [`Cursor`];
+//! - `requests`: the other requests.
+//!
+//! Every new subscription is made before the log is read, so nothing falls
+//! between the two.
+
+mod binding;
+mod delivery;
+mod requests;
+
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use chrono::Utc;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use self::binding::Activity;
+use super::frames::{self, GuestError, Request};
+use super::messages;
+use crate::app::AppState;
+use crate::auth::visitor_token::RevokedSession;
+use crate::gateway::MAX_CLIENT_MESSAGE_BYTES;
+use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
+use crate::gateway::cursor::Cursor;
+use crate::routing::RoutingError;
+use crate::routing::visitor::{VisitorError, VisitorSocket};
+use crate::store::Admitted;
+use crate::store::records::{ConfigurationContent, Deployment};
+use secrecy::ExposeSecret;
+
+/// Messages a session may send per [`RATE_WINDOW`], across its sockets and
+/// nodes.
+pub const MESSAGES_PER_WINDOW: u64 = 2;
+pub const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Audience of the `getJwt` token, which only the history endpoint takes.
+pub const HISTORY_AUDIENCE: &str = "switchboard:history";
+pub const HISTORY_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// What the loop does after one event.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Send a close frame with this code and reason, then end.
+    Close(u16, &'static str),
+    /// The client is gone (or unresponsive): end without ceremony.
+    Gone,
+}
+
+impl From<Result<(), Gone>> for Flow {
+    fn from(sent: Result<(), Gone>) -> Self {
+        match sent {
+            Ok(()) => Flow::Continue,
+            Err(Gone) => Flow::Gone,
+        }
+    }
+}
+
+/// Why a request handler stopped.
+#[derive(Debug)]
+enum Fail {
+    /// Answer with this error frame; the socket stays usable.
+    Guest(GuestError),
+    Gone,
+}
+
+impl From<GuestError> for Fail {
+    fn from(e: GuestError) -> Self {
+        Fail::Guest(e)
+    }
+}
+
+impl From<Gone> for Fail {
+    fn from(_: Gone) -> Self {
+        Fail::Gone
+    }
+}
+
+impl From<RoutingError> for Fail {
+    fn from(e: RoutingError) -> Self {
+        Fail::Guest(routing_error(e))
+    }
+}
+
+/// The bus subscriptions of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Feed {
+    /// The session's channel.
+    Session,
+    /// The session JWT's family, for an authenticated socket.
+    Family,
+    /// The current conversation's channel.
+    Conversation,
+}
+
+/// What the socket is bound to once configured.
+#[derive(Debug)]
+struct Bound {
+    session: Uuid,
+    /// The session JWT's family (`sid`), for an authenticated socket.
+    family: Option<Uuid>,
+    /// What agents call the visitor.
+    name: String,
+    /// The current conversation, and what of it the client has.
+    following: Option<(Uuid, Cursor)>,
+}
+
+struct Conn {
+    state: AppState,
+    ws: WebSocket,
+    /// This socket, so a notice can spare its sender.
+    id: Uuid,
+    deployment: Deployment,
+    content: ConfigurationContent,
+    config_version: String,
+    bound: Option<Bound>,
+    feeds: Feeds<Feed>,
+    revocations: Option<broadcast::Receiver<RevokedSession>>,
+    activity: Activity,
+    /// When the client last sent anything (a pong included).
+    last_seen: Instant,
+}
+
+pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted) {
+    let _open = conn::Open::new(&state, "guest");
+    let now = Instant::now();
+    let duration = binding::session_duration(&admitted.content);
+    let revocations = Some(state.visitor_tokens.subscribe());
+    let mut conn = Conn {
+        id: Uuid::new_v4(),
+        ws,
+        deployment: admitted.deployment,
+        content: admitted.content,
+        config_version: admitted.version,
+        bound: None,
+        feeds: Feeds::default(),
+        revocations,
+        activity: Activity::new(now, duration),
+        last_seen: now,
+        state,
+    };
+    Box::pin(conn.serve()).await;
+}
+
+async fn recv_revocation(
+    rx: &mut Option<broadcast::Receiver<RevokedSession>>,
+) -> Result<RevokedSession, broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn routing_error(e: RoutingError) -> GuestError {
+    match e {
+        RoutingError::ReadOnly => GuestError::forbidden("conversation is read only"),
+        RoutingError::UnknownSession => GuestError::not_configured(),
+        RoutingError::UnknownConversation => GuestError::new(4007, "conversation not found"),
+        RoutingError::NotAllowed(message) => GuestError::forbidden(message),
+        e @ (RoutingError::Contended | RoutingError::Store(_)) => {
+            tracing::warn!(error = %e, "guest request failed");
+            GuestError::unexpected()
+        }
+    }
+}
+
+impl From<VisitorError> for Fail {
+    fn from(e: VisitorError) -> Self {
+        Fail::Guest(match e {
+            VisitorError::OtherDeployment => {
+                GuestError::forbidden("this session belongs to another deployment")
+            }
+            VisitorError::Downgrade => GuestError::new(
+                4017,
+                "cannot downgrade an authenticated session to a guest one",
+            ),
+            VisitorError::AuthenticationRequired => GuestError::auth_required(),
+            VisitorError::OtherVisitor => GuestError::auth_failed(),
+            VisitorError::ClearDisabled => {
+                GuestError::unavailable("conversation clear is not enabled")
+            }
+            VisitorError::Routing(e) => routing_error(e),
+        })
+    }
+}
+
+impl Conn {
+    async fn serve(&mut self) {
+        let shutdown = self.state.shutdown.clone().signalled();
+        tokio::pin!(shutdown);
+        let mut ping = conn::ping_timer();
+        loop {
+            let deadline = self.activity.deadline();
+            let bound = self.bound.is_some();
+            let flow = tokio::select! {
+                () = &mut shutdown => Flow::Close(close_code::GOING_AWAY, "going away"),
+                frame = self.ws.recv() => self.on_frame(frame).await,
+                Some((feed, message)) = self.feeds.next() => match feed {
+                    Feed::Session | Feed::Family => self.on_session_bus(message).await,
+                    Feed::Conversation => self.on_conversation_bus(message).await.into(),
+                },
+                revoked = recv_revocation(&mut self.revocations) => self.on_revocation(revoked).await,
+                _ = ping.tick() => self.on_ping().await,
+                () = tokio::time::sleep_until(deadline), if bound => self.on_expiry().await,
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close(code, reason) => {
+                    conn::close(&mut self.ws, code, reason).await;
+                    break;
+                }
+                Flow::Gone => break,
+            }
+        }
+    }
+
+    /// The bound socket as routing's visitor rules see it.
+    fn visitor(&self) -> Result<VisitorSocket<'_>, GuestError> {
+        let bound = self.bound.as_ref().ok_or_else(GuestError::not_configured)?;
+        Ok(VisitorSocket {
+            session: bound.session,
+            socket: self.id,
+            name: &bound.name,
+            following: self.following(),
+            deployment: &self.deployment,
+            content: &self.content,
+        })
+    }
+
+    // ---- sending --------------------------------------------------------
+
+    async fn respond<B: Serialize>(
+        &mut self,
+        class: &str,
+        body: B,
+        tracing_id: Option<&str>,
+    ) -> Result<(), Gone> {
+        conn::send_text(&mut self.ws, frames::response(class, body, tracing_id)).await
+    }
+
+    async fn push<B: Serialize>(&mut self, class: &str, body: B) -> Result<(), Gone> {
+        conn::send_text(&mut self.ws, frames::push(class, body)).await
+    }
+
+    async fn answer_error(&mut self, error: &GuestError, tracing_id: Option<&str>) -> Flow {
+        conn::send_text(&mut self.ws, frames::error(error, tracing_id))
+            .await
+            .into()
+    }
+
+    // ---- the client's frames ---------------------------------------------
+
+    async fn on_frame(&mut self, frame: Option<Result<Message, axum::Error>>) -> Flow {
+        let message = match frame {
+            None => return Flow::Gone,
+            Some(Ok(message)) => message,
+            Some(Err(e)) => {
+                let (code, reason) = match ReadError::of(&e) {
+                    ReadError::TooBig => (close_code::TOO_BIG, "frame too large"),
+                    ReadError::InvalidUtf8 => (close_code::INVALID_DATA, "invalid UTF-8"),
+                    ReadError::Broken => return Flow::Gone,
+                };
+                tracing::info!(code, error = %e, "guest socket refused a frame");
+                return Flow::Close(code, reason);
+            }
+        };
+        self.last_seen = Instant::now();
+        match message {
+            Message::Text(text) => self.on_text(text.as_str()).await,
+            Message::Binary(bytes) => match std::str::from_utf8(&bytes) {
+                // Lenient: JSON in a binary frame is still JSON.
+                Ok(text) => self.on_text(text).await,
+                Err(_) => {
+                    let error = GuestError::bad_request("frames are JSON text");
+                    self.answer_error(&error, None).await
+                }
+            },
+            Message::Ping(_) | Message::Pong(_) => Flow::Continue,
+            Message::Close(_) => Flow::Gone,
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        if text.len() > MAX_CLIENT_MESSAGE_BYTES {
+            return Flow::Close(close_code::TOO_BIG, "frame too large");
+        }
+        let parsed = match frames::parse(text) {
+            Ok(parsed) => parsed,
+            Err(rejected) => {
+                return self
+                    .answer_error(&rejected.error, rejected.tracing_id.as_deref())
+                    .await;
+            }
+        };
+        let tracing_id = parsed.tracing_id.as_deref();
+        let token = parsed
+            .token
+            .as_ref()
+            .map(ExposeSecret::expose_secret)
+            .unwrap_or_default();
+        let action = parsed.request.action();
+        let result = match parsed.request {
+            Request::ConfigureSession(configure) => {
+                self.configure_session(token, configure, tracing_id).await
+            }
+            Request::ConfigureAuthenticatedSession { configure, code } => {
+                self.configure_authenticated(token, configure, code.expose_secret(), tracing_id)
+                    .await
+            }
+            Request::OnMessage(message) => self.on_message(token, *message, tracing_id).await,
+            Request::Echo { text } => {
+                let echo = messages::echo(text, Utc::now());
+                self.respond("StructuredMessage", echo, tracing_id)
+                    .await
+                    .map(|()| Flow::Continue)
+                    .map_err(Fail::from)
+            }
+            Request::GetJwt => self.get_jwt(token, tracing_id).await,
+            Request::GetConfiguration { deployment_id } => {
+                self.get_configuration(deployment_id.as_deref(), tracing_id)
+                    .await
+            }
+            Request::CloseSession { close_all } => {
+                self.close_session(token, close_all, tracing_id).await
+            }
+        };
+        match result {
+            Ok(flow) => flow,
+            Err(Fail::Gone) => Flow::Gone,
+            Err(Fail::Guest(error)) => {
+                tracing::debug!(action, code = error.code, "guest request refused");
+                self.answer_error(&error, tracing_id).await
+            }
+        }
+    }
+
+    // ---- timers ------------------------------------------------------------
+
+    async fn on_ping(&mut self) -> Flow {
+        if conn::silent(self.last_seen) {
+            tracing::debug!("guest socket silent for two ping intervals");
+            return Flow::Gone;
+        }
+        // A revocation on another node reaches this socket at the latest
+        // here.
+        let flow = self.check_revoked().await;
+        if flow != Flow::Continue {
+            return flow;
+        }
+        conn::ping(&mut self.ws).await.into()
+    }
+
+    async fn on_expiry(&mut self) -> Flow {
+        if !self.activity.expired(Instant::now()) {
+            return Flow::Continue;
+        }
+        match self.push("SessionExpiredEvent", frames::Empty {}).await {
+            Ok(()) => Flow::Close(close_code::NORMAL, "session expired"),
+            Err(Gone) => Flow::Gone,
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! What a visitor's socket asks of routing: binding a session (as a guest
+//! or signed in), posting, typing, presence, clearing and closing. The rules
+//! live here, not in the socket; the socket answers the client. The notices
+//! a visitor causes are published from here (typing: `typing.rs`).
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::model::{
+    EventBody, GuestSession, Notice, Participant, ParticipantRole, PresenceKind, SequencedEvent,
+    SessionEndReason, VisitorIdentity,
+};
+use super::{NewEvent, Routing, RoutingError, RoutingResult};
+use crate::engine::Channel;
+use crate::store::records::{ConfigurationContent, Deployment};
+
+/// A guest socket acting for its session.
+#[derive(Clone, Copy, Debug)]
+pub struct VisitorSocket<'a> {
+    pub session: Uuid,
+    /// The socket itself: the notices it causes spare it, since it answers
+    /// its own client.
+    pub socket: Uuid,
+    /// What agents call the visitor.
+    pub name: &'a str,
+    /// The conversation the socket shows, if any.
+    pub following: Option<Uuid>,
+    pub deployment: &'a Deployment,
+    pub content: &'a ConfigurationContent,
+}
+
+/// Why a visitor's request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VisitorError {
+    #[error("this session belongs to another deployment")]
+    OtherDeployment,
+    /// A signed-in session never becomes a guest one again.
+    #[error("cannot downgrade an authenticated session to a guest one")]
+    Downgrade,
+    /// The deployment takes signed-in visitors only.
+    #[error("authentication required")]
+    AuthenticationRequired,
+    /// The session is another visitor's.
+    #[error("Session authentication failed")]
+    OtherVisitor,
+    #[error("conversation clear is not enabled")]
+    ClearDisabled,
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+}
+
+/// A session a socket binds to.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: GuestSession,
+    /// Created now.
+    pub new: bool,
+    /// Its conversation was dropped: a guest session signed in where the
+    /// configuration does not carry the guest conversation over.
+    pub cleared: bool,
+}
+
+/// A visitor's event in the log.
+#[derive(Debug)]
+pub struct Posted {
+    pub conversation: Uuid,
+    pub event: SequencedEvent,
+    /// The conversation is not the one the socket was showing (it opened
+    /// now, or another socket opened it): the socket must follow it. The
+    /// session's other sockets were told to.
+    pub switched: bool,
+}
+
+/// What became of a visitor's presence event.
+#[derive(Debug)]
+pub enum PresenceOutcome {
+    /// Posted like a message: `Join` with autoStart starts the conversation.
+    Posted(Posted),
+    /// Logged in the live conversation.
+    Logged(SequencedEvent),
+    /// The session starts over; its other sockets were told.
+    Cleared,
+    /// Nothing to record: the client's event is only acknowledged.
+    Ignored,
+}
+
+/// The visitor as a participant of the log.
+pub fn visitor_participant(name: &str) -> Participant {
+    Participant {
+        role: ParticipantRole::Visitor,
+        id: None,
+        name: name.to_owned(),
+    }
+}
+
+impl Routing {
+    /// Opens (or creates) an unauthenticated session for `deployment`.
+    pub async fn open_guest_session(
+        &self,
+        id: Uuid,
+        deployment: &Deployment,
+        authentication_required: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Opened, VisitorError> {
+        if let Some(existing) = self.session(id).await? {
+            if existing.deployment_id != deployment.meta.id {
+                return Err(VisitorError::OtherDeployment);
+            }
+            if existing.identity.as_ref().is_some_and(|i| i.authenticated) {
+                return Err(VisitorError::Downgrade);
+            }
+        }
+        if authentication_required {
+            return Err(VisitorError::AuthenticationRequired);
+        }
+        let (session, new) = self.open_session(id, deployment, now).await?;
+        Ok(Opened {
+            session,
+            new,
+            cleared: false,
+        })
+    }
+
+    /// Opens (or creates) a session signed in as `identity`, the session
+    /// JWT's `sub` and `sid`. A guest session is upgraded in place when the
+    /// configuration allows it (its live conversation gets a `SignIn`
+    /// event); otherwise it starts over signed in, without its guest
+    /// conversation, and its other sockets are told to sign in too.
+    pub async fn sign_in_session(
+        &self,
+        at: &VisitorSocket<'_>,
+        identity: &VisitorIdentity,
+        visitor_id: Uuid,
+        family: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Opened, VisitorError> {
+        let (existing, new) = self.open_session(at.session, at.deployment, now).await?;
+        if existing.deployment_id != at.deployment.meta.id {
+            return Err(VisitorError::OtherDeployment);
+        }
+        if existing.visitor_id.is_some_and(|v| v != visitor_id) {
+            return Err(VisitorError::OtherVisitor);
+        }
+        let was_guest = !existing.identity.as_ref().is_some_and(|i| i.authenticated);
+        let upgrade = at.content.authentication_settings.allow_session_upgrade;
+        let cleared = was_guest && !upgrade && existing.conversation_id.is_some();
+        let session = self
+            .update_session(at.session, |s| {
+                if s.visitor_id.is_some_and(|v| v != visitor_id) {
+                    return Err(RoutingError::NotAllowed("Session authentication failed"));
+                }
+                s.identity = Some(identity.clone());
+                s.visitor_id = Some(visitor_id);
+                s.token_family = Some(family);
+                if cleared {
+                    s.conversation_id = None;
+                }
+                s.last_active = now;
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                RoutingError::NotAllowed(_) => VisitorError::OtherVisitor,
+                e => e.into(),
+            })?;
+        if was_guest && !new {
+            if upgrade {
+                if let Some(conversation) = session.conversation_id {
+                    self.sign_in_live(conversation, identity, visitor_id, now)
+                        .await;
+                }
+            } else {
+                self.end_session_sockets(at, SessionEndReason::SignedIn)
+                    .await;
+            }
+        }
+        Ok(Opened {
+            session,
+            new,
+            cleared,
+        })
+    }
+
+    /// Marks a live conversation as signed in, with a `SignIn` event in its
+    /// log. Best effort: the session is signed in whatever happens here.
+    async fn sign_in_live(
+        &self,
+        conversation: Uuid,
+        identity: &VisitorIdentity,
+        visitor_id: Uuid,
+        now: DateTime<Utc>,
+    ) {
+        match self.conversation(conversation).await {
+            Ok(Some(c)) if !c.is_ended() => {}
+            _ => return,
+        }
+        if let Err(e) = self
+            .sign_in_conversation(conversation, identity, visitor_id, now)
+            .await
+        {
+            tracing::warn!(%conversation, error = %e, "cannot record the sign-in on the conversation");
+        }
+        let event = NewEvent {
+            body: EventBody::Presence {
+                presence: PresenceKind::SignIn,
+            },
+            dedup: None,
+        };
+        if let Err(e) = self
+            .append(
+                conversation,
+                visitor_participant(&identity.display_name()),
+                event,
+                now,
+            )
+            .await
+        {
+            tracing::warn!(%conversation, error = %e, "cannot log the sign-in");
+        }
+    }
+
+    /// Posts a visitor's event, opening a conversation when the session
+    /// needs one (see [`Routing::visitor_post`]). When it lands in another
+    /// conversation than the socket shows, the session's sockets are told
+    /// to follow it.
+    pub async fn visitor_send(
+        &self,
+        at: &VisitorSocket<'_>,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<Posted> {
+        let (conversation, event, _duplicate) = self
+            .visitor_post(at.session, at.deployment, at.content, event, now)
+            .await?;
+        let conversation = conversation.meta.id;
+        let switched = at.following != Some(conversation);
+        if switched {
+            self.notify(
+                &Channel::Session(at.session),
+                &Notice::Changed {
+                    conversation_id: conversation,
+                },
+            )
+            .await;
+        }
+        Ok(Posted {
+            conversation,
+            event,
+            switched,
+        })
+    }
+
+    /// A presence event from the visitor: `Join` starts the conversation
+    /// when the configuration auto-starts one, `Disconnect` is logged in a
+    /// live conversation, `Clear` (when enabled) ends the visitor's part in
+    /// it and starts the session over. The server's own kinds are ignored.
+    pub async fn visitor_presence(
+        &self,
+        at: &VisitorSocket<'_>,
+        presence: PresenceKind,
+        dedup: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<PresenceOutcome, VisitorError> {
+        let conversations = &at.content.messenger.apps.conversations;
+        let body = EventBody::Presence { presence };
+        match presence {
+            PresenceKind::Join => {
+                if self.live_conversation(at.following).await?.is_none()
+                    && conversations.auto_start.enabled
+                {
+                    let posted = self.visitor_send(at, NewEvent { body, dedup }, now).await?;
+                    return Ok(PresenceOutcome::Posted(posted));
+                }
+            }
+            PresenceKind::Disconnect => {
+                if let Some(conversation) = self.live_conversation(at.following).await? {
+                    let (event, _) = self
+                        .append(
+                            conversation,
+                            visitor_participant(at.name),
+                            NewEvent { body, dedup },
+                            now,
+                        )
+                        .await?;
+                    return Ok(PresenceOutcome::Logged(event));
+                }
+            }
+            PresenceKind::Clear => {
+                if !conversations.conversation_clear.enabled {
+                    return Err(VisitorError::ClearDisabled);
+                }
+                self.clear(at, now).await?;
+                return Ok(PresenceOutcome::Cleared);
+            }
+            // Server-generated; a client's is acknowledged and ignored.
+            PresenceKind::SignIn | PresenceKind::Leave => {}
+        }
+        Ok(PresenceOutcome::Ignored)
+    }
+
+    /// Clears the session: a `Clear` event in its live conversation (best
+    /// effort), no current conversation, and its other sockets told.
+    async fn clear(&self, at: &VisitorSocket<'_>, now: DateTime<Utc>) -> RoutingResult<()> {
+        if let Some(conversation) = self.live_conversation(at.following).await? {
+            let event = NewEvent {
+                body: EventBody::Presence {
+                    presence: PresenceKind::Clear,
+                },
+                dedup: None,
+            };
+            if let Err(e) = self
+                .append(conversation, visitor_participant(at.name), event, now)
+                .await
+            {
+                tracing::warn!(%conversation, error = %e, "cannot log the clear");
+            }
+        }
+        self.start_new(at.session).await?;
+        self.end_session_sockets(at, SessionEndReason::Cleared)
+            .await;
+        Ok(())
+    }
+
+    /// `closeSession` with `closeAllConnections`: the session's other
+    /// sockets close.
+    pub async fn close_visitor_sockets(&self, at: &VisitorSocket<'_>) {
+        self.end_session_sockets(at, SessionEndReason::Closed).await;
+    }
+
+    /// Tells the session's sockets but `at` that the session ended for them.
+    async fn end_session_sockets(&self, at: &VisitorSocket<'_>, reason: SessionEndReason) {
+        self.notify(
+            &Channel::Session(at.session),
+            &Notice::SessionEnded {
+                reason,
+                except_socket: Some(at.socket),
+            },
+        )
+        .await;
+    }
+
+    /// `conversation`, if there is one and it has not ended.
+    async fn live_conversation(&self, conversation: Option<Uuid>) -> RoutingResult<Option<Uuid>> {
+        let Some(conversation) = conversation else {
+            return Ok(None);
+        };
+        let found = self.conversation(conversation).await?;
+        Ok(found.filter(|c| !c.is_ended()).map(|c| c.meta.id))
+    }
+}

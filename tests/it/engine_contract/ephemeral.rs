@@ -1,0 +1,342 @@
+//! Ephemeral values. Real time: Redis expires keys on its own clock, so the
+//! cases sleep past short TTLs, leaving generous slack for the checks that
+//! must still see a value live.
+
+use super::*;
+
+contract! {
+    stash_then_peek => stash_then_peek_redis, stash_then_peek_embedded;
+    stash_if_absent_refuses_live_value => stash_if_absent_refuses_live_value_redis, stash_if_absent_refuses_live_value_embedded;
+    stash_replace_resets_value_and_expiry => stash_replace_resets_value_and_expiry_redis, stash_replace_resets_value_and_expiry_embedded;
+    take_returns_once => take_returns_once_redis, take_returns_once_embedded;
+    swap_of_absent_writes_nothing => swap_of_absent_writes_nothing_redis, swap_of_absent_writes_nothing_embedded;
+    swap_keeps_expiry => swap_keeps_expiry_redis, swap_keeps_expiry_embedded;
+    concurrent_swaps_one_sees_original => concurrent_swaps_one_sees_original_redis, concurrent_swaps_one_sees_original_embedded;
+    discard_removes => discard_removes_redis, discard_removes_embedded;
+    count_restarts_after_window => count_restarts_after_window_redis, count_restarts_after_window_embedded;
+    spaces_are_independent => spaces_are_independent_redis, spaces_are_independent_embedded;
+    binary_ephemeral_values => binary_ephemeral_values_redis, binary_ephemeral_values_embedded;
+    expired_value_is_invisible => expired_value_is_invisible_redis, expired_value_is_invisible_embedded;
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+async fn sleep_ms(n: u64) {
+    tokio::time::sleep(ms(n)).await;
+}
+
+async fn stash(
+    engine: &Engine,
+    space: Space,
+    id: &str,
+    value: &[u8],
+    ttl: Duration,
+    mode: StashMode,
+) -> bool {
+    engine
+        .stash(space, id, value, ttl, mode)
+        .await
+        .expect("stash")
+}
+
+async fn peek(engine: &Engine, space: Space, id: &str) -> Option<Vec<u8>> {
+    engine.peek(space, id).await.expect("peek")
+}
+
+async fn take(engine: &Engine, space: Space, id: &str) -> Option<Vec<u8>> {
+    engine.take(space, id).await.expect("take")
+}
+
+async fn swap(engine: &Engine, space: Space, id: &str, value: &[u8]) -> Option<Vec<u8>> {
+    engine.swap(space, id, value).await.expect("swap")
+}
+
+async fn count(engine: &Engine, space: Space, id: &str, window: Duration) -> u64 {
+    engine.count(space, id, window).await.expect("count")
+}
+
+const LONG: Duration = Duration::from_secs(30);
+
+async fn stash_then_peek(engine: &Engine) {
+    let s = Space::LoginTransaction;
+    assert_eq!(peek(engine, s, "state-1").await, None);
+    assert!(
+        stash(
+            engine,
+            s,
+            "state-1",
+            b"nonce+verifier",
+            LONG,
+            StashMode::Replace
+        )
+        .await
+    );
+    assert_eq!(
+        peek(engine, s, "state-1").await.as_deref(),
+        Some(&b"nonce+verifier"[..])
+    );
+    // Peeking does not consume.
+    assert_eq!(
+        peek(engine, s, "state-1").await.as_deref(),
+        Some(&b"nonce+verifier"[..])
+    );
+    assert_eq!(peek(engine, s, "state-2").await, None);
+}
+
+async fn stash_if_absent_refuses_live_value(engine: &Engine) {
+    let s = Space::UsedNonce;
+    assert!(stash(engine, s, "n", b"first", ms(150), StashMode::IfAbsent).await);
+    assert!(
+        !stash(engine, s, "n", b"second", LONG, StashMode::IfAbsent).await,
+        "a live value is kept"
+    );
+    assert_eq!(peek(engine, s, "n").await.as_deref(), Some(&b"first"[..]));
+
+    sleep_ms(220).await;
+    assert_eq!(peek(engine, s, "n").await, None, "expired");
+    assert!(
+        stash(engine, s, "n", b"third", LONG, StashMode::IfAbsent).await,
+        "an expired value does not block"
+    );
+    assert_eq!(peek(engine, s, "n").await.as_deref(), Some(&b"third"[..]));
+}
+
+async fn stash_replace_resets_value_and_expiry(engine: &Engine) {
+    let s = Space::StaffSession;
+    assert!(stash(engine, s, "x", b"old", ms(100), StashMode::Replace).await);
+    assert!(stash(engine, s, "x", b"new", ms(350), StashMode::Replace).await);
+    assert_eq!(peek(engine, s, "x").await.as_deref(), Some(&b"new"[..]));
+    sleep_ms(170).await;
+    assert_eq!(
+        peek(engine, s, "x").await.as_deref(),
+        Some(&b"new"[..]),
+        "the replacement's longer TTL counts, not the first one's"
+    );
+    // And a shorter one shortens it.
+    assert!(stash(engine, s, "x", b"short", ms(50), StashMode::Replace).await);
+    sleep_ms(120).await;
+    assert_eq!(peek(engine, s, "x").await, None);
+}
+
+async fn take_returns_once(engine: &Engine) {
+    let s = Space::LoginTransaction;
+    assert!(stash(engine, s, "state", b"tx", LONG, StashMode::Replace).await);
+    let takes = (0..RACERS).map(|_| engine.take(s, "state"));
+    let results: Vec<Option<Vec<u8>>> = join_all(takes)
+        .await
+        .into_iter()
+        .map(|r| r.expect("take"))
+        .collect();
+    let winners: Vec<&Vec<u8>> = results.iter().flatten().collect();
+    assert_eq!(
+        winners,
+        [&b"tx".to_vec()],
+        "exactly one take gets it: {results:?}"
+    );
+    assert_eq!(peek(engine, s, "state").await, None);
+    assert_eq!(take(engine, s, "state").await, None);
+    assert_eq!(take(engine, s, "never").await, None);
+}
+
+async fn swap_of_absent_writes_nothing(engine: &Engine) {
+    let s = Space::RefreshToken;
+    assert_eq!(swap(engine, s, "t", b"used").await, None);
+    assert_eq!(peek(engine, s, "t").await, None, "swap wrote nothing");
+    assert!(
+        stash(engine, s, "t", b"fresh", LONG, StashMode::IfAbsent).await,
+        "nothing blocks a later stash"
+    );
+}
+
+async fn swap_keeps_expiry(engine: &Engine) {
+    let s = Space::RefreshToken;
+    assert!(stash(engine, s, "t", b"unused", ms(250), StashMode::Replace).await);
+    sleep_ms(80).await;
+    assert_eq!(
+        swap(engine, s, "t", b"used").await.as_deref(),
+        Some(&b"unused"[..])
+    );
+    assert_eq!(peek(engine, s, "t").await.as_deref(), Some(&b"used"[..]));
+    assert_eq!(
+        swap(engine, s, "t", b"again").await.as_deref(),
+        Some(&b"used"[..])
+    );
+    // Past the original expiry; a swap that restarted the TTL would still
+    // show the value here.
+    sleep_ms(240).await;
+    assert_eq!(
+        peek(engine, s, "t").await,
+        None,
+        "expires at the original time"
+    );
+}
+
+async fn concurrent_swaps_one_sees_original(engine: &Engine) {
+    let s = Space::RefreshToken;
+    assert!(stash(engine, s, "t", b"original", LONG, StashMode::Replace).await);
+    let values: Vec<Vec<u8>> = (0..RACERS)
+        .map(|i| format!("racer-{i}").into_bytes())
+        .collect();
+    let swaps = values.iter().map(|v| engine.swap(s, "t", v));
+    let results: Vec<Option<Vec<u8>>> = join_all(swaps)
+        .await
+        .into_iter()
+        .map(|r| r.expect("swap"))
+        .collect();
+    let originals = results
+        .iter()
+        .filter(|r| r.as_deref() == Some(&b"original"[..]))
+        .count();
+    assert_eq!(
+        originals, 1,
+        "exactly one swap sees the original: {results:?}"
+    );
+    // The others each saw some racer's value: a chain, never a gap.
+    for r in &results {
+        let seen = r.as_ref().expect("every swap found a live value");
+        assert!(
+            seen.as_slice() == b"original" || values.contains(seen),
+            "{seen:?}"
+        );
+    }
+    let last = peek(engine, s, "t").await.expect("a value remains");
+    assert!(values.contains(&last));
+    assert!(
+        !results.contains(&Some(last)),
+        "the final value was seen by no one"
+    );
+}
+
+async fn discard_removes(engine: &Engine) {
+    let s = Space::RevokedSession;
+    assert!(stash(engine, s, "jti", b"1", LONG, StashMode::Replace).await);
+    engine.discard(s, "jti").await.expect("discard");
+    assert_eq!(peek(engine, s, "jti").await, None);
+    // Discarding what is not there is fine.
+    engine.discard(s, "jti").await.expect("discard again");
+    engine.discard(s, "never").await.expect("discard missing");
+    assert!(stash(engine, s, "jti", b"2", LONG, StashMode::IfAbsent).await);
+}
+
+async fn count_restarts_after_window(engine: &Engine) {
+    let s = Space::RateLimit;
+    let window = ms(250);
+    assert_eq!(count(engine, s, "ip", window).await, 1);
+    assert_eq!(count(engine, s, "ip", window).await, 2);
+    assert_eq!(count(engine, s, "other", window).await, 1);
+    sleep_ms(80).await;
+    assert_eq!(count(engine, s, "ip", window).await, 3);
+    // Counters read back as decimal text on both engines.
+    assert_eq!(peek(engine, s, "ip").await.as_deref(), Some(&b"3"[..]));
+    // Past the first increment's window; had later increments restarted it,
+    // the count would go on.
+    sleep_ms(240).await;
+    assert_eq!(count(engine, s, "ip", window).await, 1, "a new window");
+    assert_eq!(count(engine, s, "ip", window).await, 2);
+}
+
+async fn spaces_are_independent(engine: &Engine) {
+    for space in Space::ALL {
+        assert!(
+            stash(
+                engine,
+                space,
+                "same-id",
+                space.as_str().as_bytes(),
+                LONG,
+                StashMode::IfAbsent
+            )
+            .await
+        );
+    }
+    for space in Space::ALL {
+        assert_eq!(
+            peek(engine, space, "same-id").await.as_deref(),
+            Some(space.as_str().as_bytes())
+        );
+    }
+    assert_eq!(
+        take(engine, Space::LoginTransaction, "same-id")
+            .await
+            .as_deref(),
+        Some(&b"login"[..])
+    );
+    assert_eq!(
+        peek(engine, Space::StaffLogin, "same-id").await.as_deref(),
+        Some(&b"stafflogin"[..])
+    );
+    engine
+        .discard(Space::UsedNonce, "same-id")
+        .await
+        .expect("discard");
+    assert_eq!(
+        peek(engine, Space::RefreshToken, "same-id")
+            .await
+            .as_deref(),
+        Some(&b"refresh"[..])
+    );
+    assert_eq!(
+        swap(engine, Space::LoginTransaction, "same-id", b"x").await,
+        None
+    );
+    assert_eq!(
+        swap(engine, Space::RefreshFamily, "same-id", b"x")
+            .await
+            .as_deref(),
+        Some(&b"family"[..])
+    );
+    assert_eq!(
+        peek(engine, Space::RefreshToken, "same-id")
+            .await
+            .as_deref(),
+        Some(&b"refresh"[..])
+    );
+    assert_eq!(count(engine, Space::RateLimit, "n", LONG).await, 1);
+    assert_eq!(count(engine, Space::RevokedSession, "n", LONG).await, 1);
+    assert_eq!(count(engine, Space::RateLimit, "n", LONG).await, 2);
+    // Ids that look like a space's key do not collide either.
+    assert_eq!(peek(engine, Space::StaffLogin, "login:same-id").await, None);
+}
+
+async fn binary_ephemeral_values(engine: &Engine) {
+    let s = Space::StaffLogin;
+    let all_bytes: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    assert!(stash(engine, s, "bin", &all_bytes, LONG, StashMode::Replace).await);
+    assert_eq!(peek(engine, s, "bin").await, Some(all_bytes.clone()));
+    let large = vec![0xA5u8; 1 << 20];
+    assert_eq!(
+        swap(engine, s, "bin", &large).await,
+        Some(all_bytes.clone())
+    );
+    assert_eq!(take(engine, s, "bin").await, Some(large));
+    // Empty is a value, not an absence.
+    assert!(stash(engine, s, "empty", b"", LONG, StashMode::Replace).await);
+    assert_eq!(peek(engine, s, "empty").await, Some(Vec::new()));
+    assert!(!stash(engine, s, "empty", b"x", LONG, StashMode::IfAbsent).await);
+    assert_eq!(take(engine, s, "empty").await, Some(Vec::new()));
+}
+
+async fn expired_value_is_invisible(engine: &Engine) {
+    let s = Space::LoginTransaction;
+    assert!(stash(engine, s, "gone", b"v", ms(50), StashMode::Replace).await);
+    // A zero TTL stores for an instant (1 ms), not forever.
+    assert!(stash(engine, s, "zero", b"v", Duration::ZERO, StashMode::Replace).await);
+    sleep_ms(120).await;
+    assert_eq!(peek(engine, s, "zero").await, None);
+    assert_eq!(peek(engine, s, "gone").await, None);
+    assert_eq!(take(engine, s, "gone").await, None);
+    assert_eq!(swap(engine, s, "gone", b"w").await, None);
+    assert_eq!(peek(engine, s, "gone").await, None, "swap revived nothing");
+
+    // The same through swap and take first, without a peek before them.
+    assert!(stash(engine, s, "a", b"v", ms(50), StashMode::Replace).await);
+    assert!(stash(engine, s, "b", b"v", ms(50), StashMode::Replace).await);
+    sleep_ms(120).await;
+    assert_eq!(swap(engine, s, "a", b"w").await, None);
+    assert_eq!(peek(engine, s, "a").await, None);
+    assert_eq!(take(engine, s, "b").await, None);
+    assert!(stash(engine, s, "b", b"new", LONG, StashMode::IfAbsent).await);
+    assert_eq!(take(engine, s, "b").await.as_deref(), Some(&b"new"[..]));
+}
