@@ -5,11 +5,10 @@
 //! The IdP is a tiny in-process server that serves discovery and a key set
 //! once; after the first (warm-up) verification every measured call works
 //! from cached keys, as ID-token verification must on the hot path.
-#![allow(
+#![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "a benchmark that cannot go on should stop loudly"
 )]
 
 use std::collections::{BTreeMap, HashMap};

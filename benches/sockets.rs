@@ -6,12 +6,13 @@
 //! The node is the release binary in its own process, so its resident
 //! memory (VmRSS) is measured alone. Redis is a throwaway redis-server on a
 //! free port. Sizes: `SOCKETS` (default 2000), `SENDERS` (default 200).
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::print_stdout,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "a benchmark that cannot go on should stop loudly"
 )]
 
 use std::collections::HashMap;

@@ -313,7 +313,6 @@ fn parse_bool(text: &str) -> Option<bool> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use std::collections::HashMap;
 
     use super::*;

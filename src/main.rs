@@ -68,8 +68,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let server = Server::build(config).await?;
     if let Some(token) = server.generated_bootstrap_token() {
-        // Shown once, on the terminal, not through the log pipeline.
-        #[allow(clippy::print_stdout)]
+        #[expect(
+            clippy::print_stdout,
+            reason = "shown once, on the terminal, not through the log pipeline"
+        )]
         {
             println!(
                 "\nFirst start: the bootstrap token (admin of the default organization) is\n\n    {}\n\n\
@@ -105,7 +107,7 @@ async fn members(
         granted.member_id,
         roles.join(", ")
     );
-    #[allow(clippy::print_stdout)]
+    #[expect(clippy::print_stdout, reason = "the command's answer, for scripts")]
     {
         println!("{}", granted.member_id);
     }

@@ -117,7 +117,6 @@ fn changes_state(method: &Method) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use axum::http::HeaderValue;
 
     use super::*;

@@ -583,7 +583,6 @@ pub async fn grant_member(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

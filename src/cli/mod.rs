@@ -161,7 +161,10 @@ fn stdin_lines() -> mpsc::Receiver<String> {
 /// Prints one line for the person at the terminal.
 fn say(line: impl Display) {
     // The terminal clients' user interface is stdout.
-    #[allow(clippy::print_stdout)]
+    #[expect(
+        clippy::print_stdout,
+        reason = "the terminal clients speak to their user on stdout"
+    )]
     {
         println!("{line}");
     }

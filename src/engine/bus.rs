@@ -179,8 +179,6 @@ impl Drop for Subscription {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
     use super::*;
 
     fn payload(text: &'static str) -> BusMessage {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use crate::store::records::Deployment;
 
 /// Echoes the request's origin back when `deployment` allows it.
-pub fn allow_deployment_origin(
+pub(super) fn allow_deployment_origin(
     deployment: &Deployment,
     request: &HeaderMap,
     response: &mut HeaderMap,
@@ -25,7 +25,7 @@ pub fn allow_deployment_origin(
 }
 
 /// The answer to a preflight for an endpoint taking `methods`.
-pub fn preflight(request: &HeaderMap, methods: &'static str) -> Response {
+pub(super) fn preflight(request: &HeaderMap, methods: &'static str) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     let out = response.headers_mut();
     out.insert(header::VARY, HeaderValue::from_static("Origin"));

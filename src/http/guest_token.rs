@@ -56,10 +56,10 @@ use crate::store::records::{Deployment, OidcIntegration};
 mod refresh;
 
 /// Requests per client address, deployment and endpoint group per window.
-pub const RATE_LIMIT: u64 = 30;
-pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+pub(super) const RATE_LIMIT: u64 = 30;
+pub(super) const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// How long a backend-owned login may take between start and complete.
-pub const LOGIN_TRANSACTION_TTL: Duration = Duration::from_secs(10 * 60);
+pub(super) const LOGIN_TRANSACTION_TTL: Duration = Duration::from_secs(10 * 60);
 
 const EXCHANGE_PATH: &str = "/api/v2/webdeployments/token/oauthcodegrantjwtexchange";
 const REFRESH_PATH: &str = "/api/v2/webdeployments/token/refresh";
@@ -67,7 +67,7 @@ const REVOKE_PATH: &str = "/api/v2/webdeployments/token/revoke";
 const START_PATH: &str = "/api/v2/webdeployments/token/oauth/start";
 const COMPLETE_PATH: &str = "/api/v2/webdeployments/token/oauth/complete";
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new()
         .routes(routes!(exchange))
         .merge(refresh::router())
@@ -95,7 +95,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// `{"deploymentId", "oauth": {...}}`: a code to redeem, or an ID token.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ExchangeRequest {
+pub(super) struct ExchangeRequest {
     deployment_id: String,
     oauth: OAuthInput,
 }
@@ -104,7 +104,7 @@ pub struct ExchangeRequest {
 /// `iss`), or `idToken` (+ `nonce`).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OAuthInput {
+pub(super) struct OAuthInput {
     #[schema(value_type = Option<String>)]
     code: Option<SecretString>,
     redirect_uri: Option<String>,
@@ -112,8 +112,10 @@ pub struct OAuthInput {
     code_verifier: Option<SecretString>,
     #[schema(value_type = Option<String>)]
     nonce: Option<SecretString>,
-    /// Accepted for compatibility; the IdP enforces it at login.
-    #[allow(dead_code)]
+    #[expect(
+        dead_code,
+        reason = "accepted for compatibility; the IdP enforces it at login"
+    )]
     max_age: Option<u64>,
     /// RFC 9207: the `iss` of the authorization response; must be the
     /// integration's issuer.
@@ -124,7 +126,7 @@ pub struct OAuthInput {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LoginStartRequest {
+pub(super) struct LoginStartRequest {
     deployment_id: String,
     /// Where the IdP sends the browser back; its origin must be one the
     /// deployment allows.
@@ -133,7 +135,7 @@ pub struct LoginStartRequest {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LoginCompleteRequest {
+pub(super) struct LoginCompleteRequest {
     deployment_id: String,
     #[schema(value_type = String)]
     code: SecretString,
@@ -146,14 +148,14 @@ pub struct LoginCompleteRequest {
 /// A session JWT and the refresh token of its session.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TokenPair {
+pub(super) struct TokenPair {
     jwt: String,
     refresh_token: String,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct LoginStarted {
+pub(super) struct LoginStarted {
     /// Send the browser here.
     authorize_url: String,
     /// Hand it back to `complete` with the code.

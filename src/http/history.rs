@@ -28,14 +28,14 @@ use crate::store::PageRequest;
 use crate::store::records::Deployment;
 use secrecy::ExposeSecret;
 
-pub const HISTORY_PATH: &str = "/api/v2/webmessaging/messages";
+pub(super) const HISTORY_PATH: &str = "/api/v2/webmessaging/messages";
 /// The most conversations and events one history answer looks at: a bound
 /// on the work one request can cause.
 const MAX_CONVERSATIONS: usize = 50;
 const MAX_EVENTS: usize = 10_000;
 const READ_BATCH: usize = 500;
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route(
         HISTORY_PATH,
         get(history)

@@ -28,13 +28,13 @@ use crate::store::records::{
 };
 use crate::store::types::DeploymentStatus;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(config_json))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PublicConfig {
+pub(super) struct PublicConfig {
     id: Uuid,
     /// The published configuration version in force.
     version: String,
@@ -50,7 +50,7 @@ pub struct PublicConfig {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PublicAuth {
+pub(super) struct PublicAuth {
     enabled: bool,
     allow_session_upgrade: bool,
     /// The public half of the OIDC integration, when authentication is on.
@@ -60,7 +60,7 @@ pub struct PublicAuth {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PublicOidc {
+pub(super) struct PublicOidc {
     issuer: String,
     client_id: String,
     scopes: Vec<String>,
@@ -73,7 +73,7 @@ pub struct PublicOidc {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PublicMessenger {
+pub(super) struct PublicMessenger {
     enabled: bool,
     styles: Styles,
     /// Required by the Transport SDK.
@@ -84,13 +84,13 @@ pub struct PublicMessenger {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PublicApps {
+pub(super) struct PublicApps {
     conversations: PublicConversations,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PublicConversations {
+pub(super) struct PublicConversations {
     enabled: bool,
     /// Base URL of the guest WebSocket (`/v1?deploymentId=` is appended).
     messaging_endpoint: String,

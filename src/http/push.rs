@@ -47,22 +47,22 @@ use crate::store::records::{ConfigurationContent, Deployment};
 
 /// Requests per client address and deployment per window. The SDK syncs
 /// once per session, so this is generous for apps behind one carrier NAT.
-pub const RATE_LIMIT: u64 = 60;
-pub const RATE_WINDOW: Duration = Duration::from_secs(60);
+pub(super) const RATE_LIMIT: u64 = 60;
+pub(super) const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// As on the socket: a session token is at most 2048 characters.
 const MAX_SESSION_TOKEN_CHARS: usize = 2048;
 /// The message the SDK matches exactly to report `DeploymentIdMismatch`.
 const DEPLOYMENT_MISMATCH: &str =
     "Deployment Id in the request does not match the expected deployment Id for the given TokenId";
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(register, update, unregister))
 }
 
 /// Registers a device: all four fields are required.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RegisterDevice {
+pub(super) struct RegisterDevice {
     device_token: DeviceToken,
     language: Language,
     device_type: DeviceType,
@@ -73,7 +73,7 @@ pub struct RegisterDevice {
 /// and provider may be sent too.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct UpdateDevice {
+pub(super) struct UpdateDevice {
     device_token: DeviceToken,
     language: Language,
     device_type: Option<DeviceType>,
@@ -84,7 +84,7 @@ pub struct UpdateDevice {
 /// and `status` are required, `contextId` is this request's id.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PushErrorResponse {
+pub(super) struct PushErrorResponse {
     message: String,
     code: &'static str,
     status: u16,

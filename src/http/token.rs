@@ -17,12 +17,12 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use crate::app::AppState;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(token))
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct TokenRequest {
+pub(super) struct TokenRequest {
     /// Only `client_credentials`.
     grant_type: Option<String>,
     /// Alternative to HTTP Basic (RFC 6749 2.3.1).
@@ -40,7 +40,7 @@ impl std::fmt::Debug for TokenRequest {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
+pub(super) struct TokenResponse {
     access_token: String,
     token_type: &'static str,
     expires_in: u64,

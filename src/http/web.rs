@@ -34,7 +34,7 @@ const DEMO_PAGE: &str = include_str!("../../web-snippet/demo.html");
 
 /// Where the IdP sends the widget's sign-in popup back (relative to the
 /// public URL); the IdP client must list it as a redirect URI.
-pub const CALLBACK_PATH: &str = "/web-snippet/callback";
+pub(super) const CALLBACK_PATH: &str = "/web-snippet/callback";
 
 /// Strong validators of the embedded files, so revalidation is cheap.
 static WIDGET_ETAG: LazyLock<String> = LazyLock::new(|| etag(WIDGET_JS));
@@ -57,7 +57,7 @@ const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'sel
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/web-snippet/widget.js", get(widget_js))
         .route(CALLBACK_PATH, get(callback))
@@ -74,7 +74,7 @@ fn etag(bytes: &[u8]) -> String {
 
 /// The HTML a site pastes to embed deployment `deployment`: the loader of
 /// `web-snippet/loader.html` with switchboard's public URL and the id.
-pub fn snippet(public_url: &url::Url, deployment: Uuid) -> String {
+pub(super) fn snippet(public_url: &url::Url, deployment: Uuid) -> String {
     let base = js_string_content(public_url.as_str().trim_end_matches('/'));
     LOADER
         .replace("{{ENDPOINT}}", &base)
@@ -370,8 +370,6 @@ fn json_in_html<T: serde::Serialize>(value: &T) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
 
     #[test]

@@ -383,8 +383,6 @@ pub(super) fn with_conversation(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-
     use super::*;
     use crate::store::types::OrgId;
 

@@ -2,8 +2,6 @@
 //! directory: the records they commit, the offers they make and the events
 //! they log. The decisions themselves are tested purely in `decide`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
-
 use std::cell::Cell;
 
 use chrono::{DateTime, Duration, Utc};

@@ -42,10 +42,8 @@ pub const MAX_LANGUAGE_CHARS: usize = 35;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
 pub enum PushProvider {
     /// Firebase Cloud Messaging.
-    #[allow(clippy::upper_case_acronyms)]
     FCM,
     /// Apple Push Notification service.
-    #[allow(clippy::upper_case_acronyms)]
     APNS,
 }
 
@@ -288,7 +286,6 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -231,7 +231,6 @@ pub enum DeploymentStatus {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

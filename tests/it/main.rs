@@ -1,9 +1,10 @@
 //! Integration tests: one binary, real servers, real Redis.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing
+    clippy::indexing_slicing,
+    reason = "a test that cannot go on should stop loudly, where it is"
 )]
 
 mod admin_api;

@@ -69,7 +69,7 @@ impl Diagnosis {
 
 /// Runs every step against the IdP as it is now: nothing comes from, or
 /// goes into, the cache verification uses.
-pub async fn run(http: &IdpHttp, integration: &OidcIntegration) -> Diagnosis {
+pub(super) async fn run(http: &IdpHttp, integration: &OidcIntegration) -> Diagnosis {
     let mut report = Diagnosis {
         ok: true,
         steps: Vec::new(),

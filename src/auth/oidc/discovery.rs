@@ -13,7 +13,7 @@ use crate::store::types::Algorithm;
 /// What an IdP's discovery document told us, with the endpoints already
 /// parsed.
 #[derive(Debug, Clone)]
-pub struct Discovered {
+pub(super) struct Discovered {
     /// The document's `issuer`, exactly as written.
     pub issuer: String,
     pub metadata: CoreProviderMetadata,
@@ -28,7 +28,7 @@ pub struct Discovered {
 /// `{issuer}/.well-known/openid-configuration`. A trailing slash on the
 /// issuer is not doubled (OIDC Discovery 4), and the issuer itself is kept
 /// exactly as configured for the `iss` comparison.
-pub fn discovery_url(issuer: &str) -> Result<Url, OidcError> {
+pub(super) fn discovery_url(issuer: &str) -> Result<Url, OidcError> {
     let text = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -39,7 +39,7 @@ pub fn discovery_url(issuer: &str) -> Result<Url, OidcError> {
 
 /// Fetches and parses the discovery document. The issuer is not compared
 /// here (see [`check_issuer`]), so a report can show both steps.
-pub async fn fetch_discovery(http: &IdpHttp, issuer: &str) -> Result<Discovered, OidcError> {
+pub(super) async fn fetch_discovery(http: &IdpHttp, issuer: &str) -> Result<Discovered, OidcError> {
     let url = discovery_url(issuer)?;
     let body = http.get_json(&url).await?;
     parse_discovery(&body, &display_url(&url))
@@ -81,7 +81,7 @@ fn parse_discovery(body: &[u8], shown_url: &str) -> Result<Discovered, OidcError
 /// Discovery 4.3): otherwise tokens from the document's issuer could be
 /// accepted for an integration an admin set up for another. The message
 /// says what to change when the cause is a common one.
-pub fn check_issuer(configured: &str, discovered: &str) -> Result<(), OidcError> {
+pub(super) fn check_issuer(configured: &str, discovered: &str) -> Result<(), OidcError> {
     if configured == discovered {
         return Ok(());
     }
@@ -116,7 +116,7 @@ fn is_entra_multi_tenant(issuer: &str) -> bool {
 
 /// The kind of key a JWS algorithm needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyKind {
+pub(super) enum KeyKind {
     Rsa,
     P256,
     P384,
@@ -126,7 +126,7 @@ pub enum KeyKind {
 impl KeyKind {
     /// The key kind an asymmetric algorithm verifies with; `None` for HMAC,
     /// whose key is never taken from a key set.
-    pub fn for_algorithm(alg: Algorithm) -> Option<KeyKind> {
+    pub(super) fn for_algorithm(alg: Algorithm) -> Option<KeyKind> {
         match alg {
             Algorithm::RS256
             | Algorithm::RS384
@@ -144,7 +144,7 @@ impl KeyKind {
 
 /// One public key an IdP signs with.
 #[derive(Clone)]
-pub struct SigningKey {
+pub(super) struct SigningKey {
     pub kid: Option<String>,
     pub kind: KeyKind,
     /// The key's `alg`, when the key set pins one.
@@ -164,7 +164,7 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Whether this key may verify a token signed with `alg`.
-    pub fn fits(&self, alg: Algorithm) -> bool {
+    pub(super) fn fits(&self, alg: Algorithm) -> bool {
         KeyKind::for_algorithm(alg) == Some(self.kind)
             && self.alg.as_deref().is_none_or(|a| a == algorithm_name(alg))
     }
@@ -174,30 +174,30 @@ impl SigningKey {
 /// keys, keys of unknown types and malformed keys are left out (counted in
 /// `skipped`), so one odd key never breaks a whole key set.
 #[derive(Debug, Clone, Default)]
-pub struct KeySet {
+pub(super) struct KeySet {
     pub keys: Vec<SigningKey>,
     pub skipped: usize,
 }
 
 impl KeySet {
-    pub fn by_kid(&self, kid: &str) -> Option<&SigningKey> {
+    pub(super) fn by_kid(&self, kid: &str) -> Option<&SigningKey> {
         self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
     }
 
     /// Which of `algs` some key of this set can verify.
-    pub fn supports(&self, alg: Algorithm) -> bool {
+    pub(super) fn supports(&self, alg: Algorithm) -> bool {
         self.keys.iter().any(|k| k.fits(alg))
     }
 }
 
 /// Fetches and parses the IdP's key set.
-pub async fn fetch_keys(http: &IdpHttp, jwks_uri: &Url) -> Result<KeySet, OidcError> {
+pub(super) async fn fetch_keys(http: &IdpHttp, jwks_uri: &Url) -> Result<KeySet, OidcError> {
     let body = http.get_json(jwks_uri).await?;
     parse_keys(&body)
         .map_err(|what| OidcError::DiscoveryInvalid(format!("{}: {what}", display_url(jwks_uri))))
 }
 
-pub fn parse_keys(body: &[u8]) -> Result<KeySet, String> {
+pub(super) fn parse_keys(body: &[u8]) -> Result<KeySet, String> {
     let value: Value =
         serde_json::from_slice(body).map_err(|_| "the key set is not JSON".to_owned())?;
     let keys = value
@@ -271,7 +271,7 @@ fn parse_key(jwk: &Value) -> Option<SigningKey> {
 }
 
 /// The JOSE name of an algorithm.
-pub fn algorithm_name(alg: Algorithm) -> &'static str {
+pub(super) fn algorithm_name(alg: Algorithm) -> &'static str {
     match alg {
         Algorithm::RS256 => "RS256",
         Algorithm::RS384 => "RS384",
@@ -289,13 +289,12 @@ pub fn algorithm_name(alg: Algorithm) -> &'static str {
 }
 
 /// The algorithm a JOSE name stands for, if switchboard knows it.
-pub fn algorithm_from_name(name: &str) -> Option<Algorithm> {
+pub(super) fn algorithm_from_name(name: &str) -> Option<Algorithm> {
     serde_json::from_value(Value::String(name.to_owned())).ok()
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

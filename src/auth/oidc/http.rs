@@ -28,15 +28,15 @@ use url::Url;
 
 use super::error::OidcError;
 
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const TOTAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Discovery documents and key sets are a few KiB; a megabyte is a mistake
 /// or an attempt to exhaust memory.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The guarded client. Cheap to clone.
 #[derive(Clone)]
-pub struct IdpHttp {
+pub(super) struct IdpHttp {
     /// `Err` only if the TLS stack could not start; every request then fails
     /// instead of falling back to an unguarded client.
     client: Result<reqwest::Client, String>,
@@ -52,7 +52,7 @@ impl std::fmt::Debug for IdpHttp {
 }
 
 impl IdpHttp {
-    pub fn new(allow_insecure: bool) -> Self {
+    pub(super) fn new(allow_insecure: bool) -> Self {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -73,13 +73,13 @@ impl IdpHttp {
         }
     }
 
-    pub fn allows_insecure(&self) -> bool {
+    pub(super) fn allows_insecure(&self) -> bool {
         self.allow_insecure
     }
 
     /// Refuses a URL before anything is sent: the scheme, and a host that is
     /// an IP literal (those never pass through the resolver).
-    pub fn check_url(&self, url: &Url) -> Result<(), OidcError> {
+    pub(super) fn check_url(&self, url: &Url) -> Result<(), OidcError> {
         let shown = display_url(url);
         match url.scheme() {
             "https" => {}
@@ -114,7 +114,7 @@ impl IdpHttp {
 
     /// GETs a JSON document (discovery, key set): 200 with a body of at
     /// most [`MAX_BODY_BYTES`].
-    pub async fn get_json(&self, url: &Url) -> Result<Vec<u8>, OidcError> {
+    pub(super) async fn get_json(&self, url: &Url) -> Result<Vec<u8>, OidcError> {
         let request = http::Request::builder()
             .method(http::Method::GET)
             .uri(url.as_str())
@@ -141,7 +141,7 @@ impl IdpHttp {
     }
 
     /// Sends one request through the guards and reads the whole answer.
-    pub async fn execute(&self, request: HttpRequest) -> Result<HttpResponse, OidcError> {
+    pub(super) async fn execute(&self, request: HttpRequest) -> Result<HttpResponse, OidcError> {
         let client = self
             .client
             .as_ref()
@@ -193,7 +193,7 @@ impl<'c> AsyncHttpClient<'c> for IdpHttp {
 
 /// A URL as error messages show it: without query or fragment, which could
 /// carry something that is not ours to repeat.
-pub fn display_url(url: &Url) -> String {
+pub(super) fn display_url(url: &Url) -> String {
     let mut shown = url.clone();
     shown.set_query(None);
     shown.set_fragment(None);
@@ -282,7 +282,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
 
 /// Whether an address is one an IdP must not be at: anything that reaches
 /// this host, its private network or its cloud's metadata service.
-pub fn is_refused(ip: IpAddr) -> bool {
+pub(super) fn is_refused(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_refused_v4(v4),
         IpAddr::V6(v6) => is_refused_v6(v6),
@@ -341,7 +341,6 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn refused(s: &str) -> bool {

@@ -881,7 +881,6 @@ async fn complete_from_userinfo(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -906,7 +905,10 @@ mod tests {
     }
 
     /// The futures other engineers await in handlers must be `Send`.
-    #[allow(dead_code, clippy::diverging_sub_expression)]
+    #[expect(
+        dead_code,
+        reason = "compiled to prove the futures are Send, never run"
+    )]
     fn futures_are_send(clients: OidcClients, integration: OidcIntegration) {
         fn send<T: Send>(_: T) {}
         let secret = SecretString::from("s");

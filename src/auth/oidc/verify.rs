@@ -26,7 +26,7 @@ use super::error::OidcError;
 use crate::store::types::Algorithm;
 
 /// Clock skew tolerated on `exp`, `iat` and `nbf`.
-pub const LEEWAY_SECONDS: i64 = 60;
+pub(super) const LEEWAY_SECONDS: i64 = 60;
 /// An ID token is a few KiB; anything far larger is not one.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// OIDC Core 2: `sub` is at most 255 ASCII characters.
@@ -34,7 +34,7 @@ const MAX_SUBJECT_BYTES: usize = 255;
 
 /// What a token must satisfy for one integration.
 #[derive(Debug)]
-pub struct Expectations<'a> {
+pub(super) struct Expectations<'a> {
     /// The integration's issuer, equal to the discovered one.
     pub issuer: &'a str,
     pub client_id: &'a str,
@@ -48,7 +48,7 @@ pub struct Expectations<'a> {
 
 /// Why a token was not accepted.
 #[derive(Debug)]
-pub enum Refusal {
+pub(super) enum Refusal {
     /// The token names a key the cached key set lacks (or names none and the
     /// set is empty): the caller may fetch the key set again, once.
     UnknownKid,
@@ -62,7 +62,7 @@ impl From<OidcError> for Refusal {
 }
 
 impl Refusal {
-    pub fn into_error(self) -> OidcError {
+    pub(super) fn into_error(self) -> OidcError {
         match self {
             Refusal::UnknownKid => OidcError::UnknownKid,
             Refusal::Refused(e) => e,
@@ -72,7 +72,7 @@ impl Refusal {
 
 /// Verifies `token` and returns who it identifies. Does not record the
 /// nonce as used; the caller does that once everything else passed.
-pub fn verify(
+pub(super) fn verify(
     token: &str,
     keys: &KeySet,
     expect: &Expectations<'_>,
@@ -356,7 +356,6 @@ fn to_jwt(alg: Algorithm) -> jsonwebtoken::Algorithm {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
 

@@ -309,8 +309,6 @@ fn sweep_expired(db: &Database, now: u64) -> EngineResult<u64> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use std::sync::Arc;
 
     use super::*;

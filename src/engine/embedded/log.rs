@@ -119,8 +119,6 @@ impl EmbeddedEngine {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
 
     /// Logs are ranges of one table: a neighbour's entries must not leak

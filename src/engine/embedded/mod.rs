@@ -123,8 +123,6 @@ impl EmbeddedEngine {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use super::*;
 
     /// redb allows one holder per file; a second node on the same data

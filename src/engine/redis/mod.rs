@@ -120,7 +120,10 @@ impl RedisEngine {
 }
 
 /// Redis errors name the failure, never the URL, so they can be passed on.
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(unavailable)`
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(unavailable)`"
+)]
 fn unavailable(e: RedisError) -> EngineError {
     EngineError::Unavailable(format!("Redis: {e}"))
 }
@@ -139,8 +142,6 @@ fn redact(url: &str, message: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
-
     use super::*;
 
     /// Needs no Redis: the point is that nothing listens. The port is one

@@ -224,13 +224,6 @@ pub fn echo(text: Option<String>, now: DateTime<Utc>) -> StructuredMessage {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
-
     use super::*;
 
     fn logged(role: ParticipantRole, body: EventBody) -> SequencedEvent {

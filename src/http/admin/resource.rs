@@ -18,7 +18,7 @@ use crate::store::records::Meta;
 use crate::store::types::{OrgId, Role};
 use crate::store::{Record, collection_of};
 
-pub trait Resource: Record + Clone + 'static {
+pub(crate) trait Resource: Record + Clone + 'static {
     type Input: DeserializeOwned + Send + 'static;
     type View: Serialize + Send + 'static;
 
@@ -41,7 +41,7 @@ pub trait Resource: Record + Clone + 'static {
     fn view(self, state: &AppState) -> Self::View;
 }
 
-pub async fn list<R: Resource>(
+pub(crate) async fn list<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
     Paging(page): Paging,
@@ -56,7 +56,7 @@ pub async fn list<R: Resource>(
     })))
 }
 
-pub async fn get<R: Resource>(
+pub(crate) async fn get<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
@@ -66,7 +66,7 @@ pub async fn get<R: Resource>(
     Ok(axum::Json(record.view(&state)))
 }
 
-pub async fn create<R: Resource>(
+pub(crate) async fn create<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
     Json(input): Json<R::Input>,
@@ -77,7 +77,7 @@ pub async fn create<R: Resource>(
     Ok((StatusCode::CREATED, axum::Json(record.view(&state))))
 }
 
-pub async fn update<R: Resource>(
+pub(crate) async fn update<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
@@ -94,7 +94,7 @@ pub async fn update<R: Resource>(
     Ok(axum::Json(record.view(&state)))
 }
 
-pub async fn delete<R: Resource>(
+pub(crate) async fn delete<R: Resource>(
     State(state): State<AppState>,
     caller: Caller,
     Id(id): Id,
@@ -199,7 +199,7 @@ macro_rules! crud_routes {
 pub(crate) use crud_routes;
 
 /// Checks a display name: present, trimmed, not too long.
-pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
+pub(crate) fn name(field: &str, value: &str) -> Result<String, ApiError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ApiError::invalid(format!("{field} must not be empty")));
@@ -213,7 +213,7 @@ pub fn name(field: &str, value: &str) -> Result<String, ApiError> {
 }
 
 /// Checks an integer setting against its range.
-pub fn in_range(
+pub(crate) fn in_range(
     field: &str,
     value: u32,
     range: std::ops::RangeInclusive<u32>,

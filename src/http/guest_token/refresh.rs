@@ -33,7 +33,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// `{"refreshToken", "deploymentId"?}`.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RefreshRequest {
+pub(super) struct RefreshRequest {
     #[schema(value_type = String)]
     refresh_token: SecretString,
     /// Optional: the refresh token's session names its deployment. When

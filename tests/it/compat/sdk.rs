@@ -2,9 +2,10 @@
 //! ignored, fields without a default required, enums closed, and (as
 //! kotlinx without input coercion) `null` refused for a field that has a
 //! default but is not nullable, so only nullable fields are `Option`s.
-// Fields are here to be required (or typed) by decoding, as the SDK
-// requires them, whether or not a test reads them.
-#![allow(dead_code)]
+#![expect(
+    dead_code,
+    reason = "fields are here to be required (or typed) by decoding, as the SDK requires them, whether or not a test reads them"
+)]
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DeploymentConfig {
+pub(super) struct DeploymentConfig {
     pub id: String,
     pub version: String,
     pub languages: Vec<String>,
@@ -25,14 +26,14 @@ pub struct DeploymentConfig {
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
-pub enum Status {
+pub(super) enum Status {
     Active,
     Inactive,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Auth {
+pub(super) struct Auth {
     pub enabled: bool,
     #[serde(default)]
     pub allow_session_upgrade: bool,
@@ -40,7 +41,7 @@ pub struct Auth {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Messenger {
+pub(super) struct Messenger {
     pub enabled: bool,
     pub apps: Apps,
     pub styles: Styles,
@@ -49,7 +50,7 @@ pub struct Messenger {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Apps {
+pub(super) struct Apps {
     pub conversations: Conversations,
 }
 
@@ -57,7 +58,7 @@ pub struct Apps {
 /// for them fails: none is an `Option`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Conversations {
+pub(super) struct Conversations {
     pub messaging_endpoint: String,
     #[serde(default)]
     pub show_agent_typing_indicator: bool,
@@ -78,13 +79,13 @@ pub struct Conversations {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct Toggle {
+pub(super) struct Toggle {
     #[serde(default)]
     pub enabled: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct ConversationDisconnect {
+pub(super) struct ConversationDisconnect {
     #[serde(default)]
     pub enabled: bool,
     #[serde(default, rename = "type")]
@@ -92,7 +93,7 @@ pub struct ConversationDisconnect {
 }
 
 #[derive(Debug, Default, PartialEq, Deserialize)]
-pub enum DisconnectType {
+pub(super) enum DisconnectType {
     ReadOnly,
     #[default]
     Send,
@@ -100,7 +101,7 @@ pub enum DisconnectType {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Notifications {
+pub(super) struct Notifications {
     #[serde(default)]
     pub enabled: bool,
     #[serde(default)]
@@ -108,7 +109,7 @@ pub struct Notifications {
 }
 
 #[derive(Debug, Default, PartialEq, Deserialize)]
-pub enum NotificationContentType {
+pub(super) enum NotificationContentType {
     IncludeMessagesContent,
     #[default]
     ExcludeMessagesContent,
@@ -116,18 +117,18 @@ pub enum NotificationContentType {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Styles {
+pub(super) struct Styles {
     pub primary_color: String,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct LauncherButton {
+pub(super) struct LauncherButton {
     pub visibility: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FileUpload {
+pub(super) struct FileUpload {
     pub enable_attachments: Option<bool>,
     #[serde(default)]
     pub modes: Vec<Mode>,
@@ -135,7 +136,7 @@ pub struct FileUpload {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Mode {
+pub(super) struct Mode {
     #[serde(default)]
     pub file_types: Vec<String>,
     #[serde(rename = "maxFileSizeKB")]
@@ -145,14 +146,14 @@ pub struct Mode {
 /// The exchange's and refresh's answer.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AuthJwt {
+pub(super) struct AuthJwt {
     pub jwt: String,
     pub refresh_token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PushErrorResponse {
+pub(super) struct PushErrorResponse {
     pub message: String,
     pub code: String,
     pub status: i32,
@@ -164,7 +165,7 @@ pub struct PushErrorResponse {
 /// History's page.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct MessageEntityList {
+pub(super) struct MessageEntityList {
     #[serde(default)]
     pub entities: Vec<StructuredMessage>,
     pub page_size: i32,
@@ -175,7 +176,7 @@ pub struct MessageEntityList {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct StructuredMessage {
+pub(super) struct StructuredMessage {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: MessageType,
@@ -191,7 +192,7 @@ pub struct StructuredMessage {
 }
 
 #[derive(Debug, PartialEq, Deserialize)]
-pub enum MessageType {
+pub(super) enum MessageType {
     Text,
     Event,
     Structured,
@@ -199,7 +200,7 @@ pub enum MessageType {
 
 /// The envelope of a socket frame.
 #[derive(Debug, Deserialize)]
-pub struct Frame<T> {
+pub(super) struct Frame<T> {
     #[serde(rename = "type")]
     pub kind: String,
     pub code: i32,
@@ -208,14 +209,14 @@ pub struct Frame<T> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SessionResponse {
+pub(super) struct SessionResponse {
     pub connected: bool,
     #[serde(default)]
     pub new_session: bool,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct JwtResponse {
+pub(super) struct JwtResponse {
     #[serde(default)]
     pub jwt: String,
     #[serde(default)]

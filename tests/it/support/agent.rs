@@ -14,7 +14,7 @@ use super::ws::{Socket, WAIT};
 
 /// How an agent socket proves who it is on the upgrade.
 #[derive(Clone, Copy, Debug)]
-pub enum AgentAuth<'a> {
+pub(crate) enum AgentAuth<'a> {
     /// No credential at all.
     Nothing,
     /// `Authorization: Bearer <token>`.
@@ -32,7 +32,7 @@ pub enum AgentAuth<'a> {
 /// waits built on it read them in order, [`Agent::find`] searches all of
 /// them, read or not.
 #[derive(Debug)]
-pub struct Agent {
+pub(crate) struct Agent {
     socket: Socket,
     frames: Vec<Value>,
     /// Frames before this index have been read by [`Agent::next`].
@@ -42,7 +42,7 @@ pub struct Agent {
 impl Api {
     /// Opens the agent socket with `auth`; answers the refusal when the
     /// upgrade is refused.
-    pub async fn agent_upgrade(
+    pub(crate) async fn agent_upgrade(
         &self,
         auth: AgentAuth<'_>,
     ) -> Result<(Agent, Response), tungstenite::Error> {
@@ -68,7 +68,7 @@ impl Api {
     }
 
     /// Connects with a bearer token and reads the first snapshot.
-    pub async fn agent(&self, token: &str) -> (Agent, Value) {
+    pub(crate) async fn agent(&self, token: &str) -> (Agent, Value) {
         let (mut agent, _) = self.agent_upgrade(AgentAuth::Bearer(token)).await.unwrap();
         let snapshot = agent.expect("snapshot").await;
         (agent, snapshot)
@@ -76,20 +76,20 @@ impl Api {
 }
 
 impl Agent {
-    pub async fn send(&mut self, frame: Value) {
+    pub(crate) async fn send(&mut self, frame: Value) {
         self.socket.send(&frame).await;
     }
 
-    pub async fn send_text(&mut self, text: &str) {
+    pub(crate) async fn send_text(&mut self, text: &str) {
         self.socket.send_text(text).await;
     }
 
-    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+    pub(crate) async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.socket.send_binary(bytes).await;
     }
 
     /// The next frame not read yet, skipping pings.
-    pub async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         if self.read == self.frames.len() {
             let frame = self.socket.next().await;
             self.frames.push(frame);
@@ -99,7 +99,7 @@ impl Agent {
     }
 
     /// Reads frames until one matches, and answers it.
-    pub async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let frame = tokio::time::timeout_at(deadline, self.next())
@@ -113,7 +113,7 @@ impl Agent {
 
     /// The first frame ever received that matches, read or not: a wait
     /// that cannot miss a frame another wait has read past.
-    pub async fn find(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn find(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         if let Some(frame) = self.frames.iter().find(|f| matches(f)) {
             return frame.clone();
         }
@@ -130,12 +130,12 @@ impl Agent {
     }
 
     /// Reads frames until one of type `kind`.
-    pub async fn expect(&mut self, kind: &str) -> Value {
+    pub(crate) async fn expect(&mut self, kind: &str) -> Value {
         self.until(kind, |f| f["type"] == kind).await
     }
 
     /// Sends a request and waits for its response.
-    pub async fn request(&mut self, mut frame: Value) -> Value {
+    pub(crate) async fn request(&mut self, mut frame: Value) -> Value {
         let id = Uuid::new_v4().to_string();
         frame["requestId"] = json!(id);
         self.send(frame).await;
@@ -146,27 +146,27 @@ impl Agent {
     }
 
     /// A request that must succeed.
-    pub async fn ok(&mut self, frame: Value) -> Value {
+    pub(crate) async fn ok(&mut self, frame: Value) -> Value {
         let response = self.request(frame).await;
         assert_eq!(response["ok"], true, "{response}");
         response
     }
 
     /// A request that must be refused with `code`.
-    pub async fn refused(&mut self, frame: Value, code: &str) -> Value {
+    pub(crate) async fn refused(&mut self, frame: Value, code: &str) -> Value {
         let response = self.request(frame).await;
         assert_eq!(response["ok"], false, "{response}");
         assert_eq!(response["error"]["code"], code, "{response}");
         response
     }
 
-    pub async fn available(&mut self) -> Value {
+    pub(crate) async fn available(&mut self) -> Value {
         self.ok(json!({ "type": "setPresence", "status": "available" }))
             .await
     }
 
     /// Reads frames until the offer of `conversation`.
-    pub async fn offer_of(&mut self, conversation: Uuid) -> Value {
+    pub(crate) async fn offer_of(&mut self, conversation: Uuid) -> Value {
         let id = conversation.to_string();
         self.until("offer", |f| {
             f["type"] == "offer" && f["conversation"]["id"] == id.as_str()
@@ -175,7 +175,7 @@ impl Agent {
     }
 
     /// Reads frames until an event of `kind` in `conversation`.
-    pub async fn event_of(&mut self, conversation: Uuid, kind: &str) -> Value {
+    pub(crate) async fn event_of(&mut self, conversation: Uuid, kind: &str) -> Value {
         let id = conversation.to_string();
         self.until(kind, |f| {
             f["type"] == "event" && f["conversationId"] == id.as_str() && f["kind"] == kind
@@ -184,7 +184,7 @@ impl Agent {
     }
 
     /// Asserts that nothing matching arrives within `quiet`.
-    pub async fn none_within(&mut self, quiet: Duration, matches: impl Fn(&Value) -> bool) {
+    pub(crate) async fn none_within(&mut self, quiet: Duration, matches: impl Fn(&Value) -> bool) {
         let deadline = tokio::time::Instant::now() + quiet;
         while let Ok(frame) = tokio::time::timeout_at(deadline, self.next()).await {
             assert!(!matches(&frame), "unexpected frame {frame}");
@@ -192,7 +192,7 @@ impl Agent {
     }
 
     /// Accepts the first offer ever received; answers its conversation.
-    pub async fn accept_first_offer(&mut self) -> String {
+    pub(crate) async fn accept_first_offer(&mut self) -> String {
         let offer = self.find("an offer", |f| f["type"] == "offer").await;
         let conversation = offer["conversation"]["id"].as_str().unwrap().to_owned();
         self.ok(json!({ "type": "accept", "conversationId": conversation }))
@@ -201,7 +201,7 @@ impl Agent {
     }
 
     /// Sends `text` into `conversation`, with the text as its message id.
-    pub async fn say(&mut self, conversation: &str, text: &str) {
+    pub(crate) async fn say(&mut self, conversation: &str, text: &str) {
         self.ok(
             json!({ "type": "send", "conversationId": conversation, "text": text, "id": text }),
         )
@@ -210,7 +210,7 @@ impl Agent {
 
     /// Finds a message, live or inside a snapshot (events logged before
     /// the agent held the conversation come that way).
-    pub async fn find_text(&mut self, text: &str) -> Value {
+    pub(crate) async fn find_text(&mut self, text: &str) -> Value {
         self.find(text, |f| {
             (f["type"] == "event" && f["text"] == text)
                 || (f["type"] == "snapshot"
@@ -226,17 +226,17 @@ impl Agent {
     }
 
     /// Reads on until the server closes the socket; answers the close code.
-    pub async fn closed(&mut self) -> u16 {
+    pub(crate) async fn closed(&mut self) -> u16 {
         self.socket.closed_after_frames().await
     }
 
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         self.socket.close().await;
     }
 }
 
 /// The conversation `id` in a snapshot, if it holds it.
-pub fn conversation_in(snapshot: &Value, id: Uuid) -> Option<&Value> {
+pub(crate) fn conversation_in(snapshot: &Value, id: Uuid) -> Option<&Value> {
     let id = id.to_string();
     snapshot["conversations"]
         .as_array()

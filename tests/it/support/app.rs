@@ -18,21 +18,21 @@ use uuid::Uuid;
 use super::redis;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineKind {
+pub(crate) enum EngineKind {
     Redis,
     Embedded,
 }
 
 /// Settings that survive a restart: the same data, keys and prefix.
 #[derive(Clone, Debug)]
-pub struct Setup {
+pub(crate) struct Setup {
     pub env: HashMap<String, String>,
     /// Keeps the embedded engine's directory alive for the whole test.
     pub data_dir: Arc<tempfile::TempDir>,
 }
 
 impl Setup {
-    pub fn new(kind: EngineKind) -> Self {
+    pub(crate) fn new(kind: EngineKind) -> Self {
         let data_dir = Arc::new(tempfile::tempdir().unwrap());
         let mut env = HashMap::new();
         env.insert(
@@ -58,21 +58,21 @@ impl Setup {
         Self { env, data_dir }
     }
 
-    pub fn set(mut self, name: &str, value: &str) -> Self {
+    pub(crate) fn set(mut self, name: &str, value: &str) -> Self {
         self.env.insert(name.to_owned(), value.to_owned());
         self
     }
 
-    pub fn unset(mut self, name: &str) -> Self {
+    pub(crate) fn unset(mut self, name: &str) -> Self {
         self.env.remove(name);
         self
     }
 
-    pub fn data_path(&self) -> PathBuf {
+    pub(crate) fn data_path(&self) -> PathBuf {
         self.data_dir.path().to_owned()
     }
 
-    pub fn config(&self, listen: SocketAddr) -> Config {
+    pub(crate) fn config(&self, listen: SocketAddr) -> Config {
         let mut env = self.env.clone();
         env.insert(config::ENV_LISTEN.to_owned(), listen.to_string());
         env.entry(config::ENV_PUBLIC_URL.to_owned())
@@ -83,7 +83,7 @@ impl Setup {
 
 /// An in-process node. Dereferences to its [`Api`], so `app.post(..)`,
 /// `app.base` and the socket and site helpers work on it directly.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub setup: Setup,
     pub addr: SocketAddr,
     api: Api,
@@ -96,11 +96,11 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn(kind: EngineKind) -> TestApp {
+    pub(crate) async fn spawn(kind: EngineKind) -> TestApp {
         Self::spawn_with(Setup::new(kind)).await
     }
 
-    pub async fn spawn_with(setup: Setup) -> TestApp {
+    pub(crate) async fn spawn_with(setup: Setup) -> TestApp {
         Self::spawn_on(setup, "127.0.0.1:0".parse().unwrap()).await
     }
 
@@ -140,7 +140,7 @@ impl TestApp {
     }
 
     /// Stops the server and waits until it has let go of its engine.
-    pub async fn stop(&mut self) {
+    pub(crate) async fn stop(&mut self) {
         self.state = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -171,7 +171,7 @@ impl TestApp {
     }
 
     /// A new server on the same data (and, on Redis, the same prefix).
-    pub async fn restart(mut self) -> TestApp {
+    pub(crate) async fn restart(mut self) -> TestApp {
         self.stop().await;
         let bootstrap = self.bootstrap.clone();
         // The same address, so the public URL (the issuer of access tokens)
@@ -182,19 +182,19 @@ impl TestApp {
     }
 
     /// The running node's state (services such as `sessions`).
-    pub fn state(&self) -> &switchboard::app::AppState {
+    pub(crate) fn state(&self) -> &switchboard::app::AppState {
         self.state.as_ref().expect("the app was stopped")
     }
 
     /// An admin access token of the default organization.
-    pub async fn admin(&self) -> String {
+    pub(crate) async fn admin(&self) -> String {
         let bootstrap = self.bootstrap.clone();
         self.client_token(&bootstrap, &["admin"]).await
     }
 
     /// A new organization (the operator adds it): an access token of its
     /// first admin API client.
-    pub async fn other_organization(&self, name: &str) -> String {
+    pub(crate) async fn other_organization(&self, name: &str) -> String {
         let created = self
             .post(
                 "/api/v2/organizations",
@@ -229,26 +229,26 @@ impl Drop for TestApp {
 
 /// The HTTP API of one node: its address and a client.
 #[derive(Clone, Debug)]
-pub struct Api {
+pub(crate) struct Api {
     /// `http://127.0.0.1:<port>`
     pub base: String,
     pub http: reqwest::Client,
 }
 
 impl Api {
-    pub fn new(base: impl Into<String>) -> Api {
+    pub(crate) fn new(base: impl Into<String>) -> Api {
         Api {
             base: base.into(),
             http: reqwest::Client::new(),
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// Sends a request with an optional bearer token and JSON body.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,
@@ -266,7 +266,13 @@ impl Api {
     }
 
     /// Sends raw bytes as a JSON body.
-    pub async fn call_raw(&self, method: Method, path: &str, token: &str, body: Vec<u8>) -> Reply {
+    pub(crate) async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> Reply {
         let request = self
             .http
             .request(method, self.url(path))
@@ -276,30 +282,30 @@ impl Api {
         Reply::from(request.send().await.unwrap()).await
     }
 
-    pub async fn get(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Reply {
         self.call(Method::GET, path, Some(token), None).await
     }
 
-    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
 
-    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+    pub(crate) async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
         self.call(Method::PUT, path, Some(token), Some(body)).await
     }
 
-    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn delete(&self, path: &str, token: &str) -> Reply {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
     /// The same address with the WebSocket scheme, and `path`.
-    pub fn ws_url(&self, path: &str) -> String {
+    pub(crate) fn ws_url(&self, path: &str) -> String {
         format!("{}{path}", self.base.replacen("http", "ws", 1))
     }
 
     /// POSTs `body` to `path` through `token`, expects 201 Created and
     /// answers the new record's id.
-    pub async fn create(&self, path: &str, token: &str, body: Value) -> String {
+    pub(crate) async fn create(&self, path: &str, token: &str, body: Value) -> String {
         let created = self
             .post(path, token, body)
             .await
@@ -309,7 +315,7 @@ impl Api {
 
     /// Creates an API client `name` with `roles` through `token`: its id
     /// and an access token for it.
-    pub async fn client(&self, token: &str, name: &str, roles: &[&str]) -> (Uuid, String) {
+    pub(crate) async fn client(&self, token: &str, name: &str, roles: &[&str]) -> (Uuid, String) {
         let created = self
             .post(
                 "/api/v2/oauth/clients",
@@ -327,11 +333,11 @@ impl Api {
 
     /// Creates an API client with `roles` through `token` and returns an
     /// access token for it.
-    pub async fn client_token(&self, token: &str, roles: &[&str]) -> String {
+    pub(crate) async fn client_token(&self, token: &str, roles: &[&str]) -> String {
         self.client(token, "test client", roles).await.1
     }
 
-    pub async fn access_token(&self, id: &str, secret: &str) -> String {
+    pub(crate) async fn access_token(&self, id: &str, secret: &str) -> String {
         let response = self
             .http
             .post(self.url("/oauth/token"))
@@ -346,7 +352,7 @@ impl Api {
     }
 
     /// Polls `GET path` until it answers `status`, for at most `within`.
-    pub async fn await_status(&self, path: &str, status: StatusCode, within: Duration) {
+    pub(crate) async fn await_status(&self, path: &str, status: StatusCode, within: Duration) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let reply = self.call(Method::GET, path, None, None).await;
@@ -366,7 +372,7 @@ impl Api {
 
 /// A response, read whole.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub headers: reqwest::header::HeaderMap,
     pub text: String,
@@ -374,7 +380,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub async fn from(response: reqwest::Response) -> Reply {
+    pub(crate) async fn from(response: reqwest::Response) -> Reply {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
@@ -389,14 +395,14 @@ impl Reply {
 
     /// Asserts the status and returns the JSON body.
     #[track_caller]
-    pub fn expect(self, status: StatusCode) -> Value {
+    pub(crate) fn expect(self, status: StatusCode) -> Value {
         assert_eq!(self.status, status, "unexpected answer: {}", self.text);
         self.json
     }
 
     /// Asserts an error answer: status and machine code.
     #[track_caller]
-    pub fn expect_error(self, status: StatusCode, code: &str) -> Value {
+    pub(crate) fn expect_error(self, status: StatusCode, code: &str) -> Value {
         assert_eq!(self.status, status, "unexpected answer: {}", self.text);
         assert_eq!(self.json["code"], code, "unexpected error: {}", self.text);
         assert!(

@@ -13,7 +13,7 @@ use super::ws::{Socket, WAIT};
 
 /// A guest socket bound to one deployment and one session token.
 #[derive(Debug)]
-pub struct Guest {
+pub(crate) struct Guest {
     socket: Socket,
     /// The session token every frame carries.
     pub token: String,
@@ -24,14 +24,14 @@ pub struct Guest {
 }
 
 /// A fresh session token, as a widget makes one.
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     Uuid::new_v4().to_string()
 }
 
 impl Api {
     /// A guest socket of `deployment` for session `token`, from the shop's
     /// origin.
-    pub async fn guest(&self, deployment: &str, token: &str) -> Guest {
+    pub(crate) async fn guest(&self, deployment: &str, token: &str) -> Guest {
         self.guest_from(deployment, token, Some(SHOP_ORIGIN))
             .await
             .unwrap()
@@ -39,7 +39,7 @@ impl Api {
 
     /// A guest socket of `deployment` for session `token`, configured
     /// (`configureSession` answered with a session).
-    pub async fn configured_guest(&self, deployment: &str, token: &str) -> Guest {
+    pub(crate) async fn configured_guest(&self, deployment: &str, token: &str) -> Guest {
         let mut guest = self.guest(deployment, token).await;
         assert_session(&guest.configure().await);
         guest
@@ -47,7 +47,7 @@ impl Api {
 
     /// Opens a guest socket from `origin` (`None`: a native app, which
     /// sends no Origin); answers the refusal when the upgrade is refused.
-    pub async fn guest_from(
+    pub(crate) async fn guest_from(
         &self,
         deployment: &str,
         token: &str,
@@ -69,21 +69,21 @@ impl Api {
 }
 
 impl Guest {
-    pub async fn send(&mut self, frame: Value) {
+    pub(crate) async fn send(&mut self, frame: Value) {
         self.socket.send(&frame).await;
     }
 
-    pub async fn send_text(&mut self, text: impl Into<String>) {
+    pub(crate) async fn send_text(&mut self, text: impl Into<String>) {
         self.socket.send_text(text).await;
     }
 
-    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+    pub(crate) async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.socket.send_binary(bytes).await;
     }
 
     /// The next JSON frame; fails on a close or after [`WAIT`]. Events with
     /// a sequence are recorded in [`Guest::seen`].
-    pub async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         let frame = self.socket.next().await;
         if let Some(seq) = frame["body"]["sequence"].as_u64() {
             self.seen.push((seq, frame["body"].clone()));
@@ -93,25 +93,25 @@ impl Guest {
 
     /// Expects the server to close the socket next, and answers the close
     /// code.
-    pub async fn closed(&mut self) -> u16 {
+    pub(crate) async fn closed(&mut self) -> u16 {
         self.socket.closed().await
     }
 
     /// Reads on until the server closes the socket, and answers the close
     /// code.
-    pub async fn closed_after_frames(&mut self) -> u16 {
+    pub(crate) async fn closed_after_frames(&mut self) -> u16 {
         self.socket.closed_after_frames().await
     }
 
     /// Sends a frame and answers the next one.
-    pub async fn ask(&mut self, frame: Value) -> Value {
+    pub(crate) async fn ask(&mut self, frame: Value) -> Value {
         self.send(frame).await;
         self.next().await
     }
 
     /// Sends a frame and answers the first response to come, skipping the
     /// events pushed meanwhile.
-    pub async fn answer(&mut self, frame: Value) -> Value {
+    pub(crate) async fn answer(&mut self, frame: Value) -> Value {
         self.send(frame).await;
         loop {
             let frame = self.next().await;
@@ -122,13 +122,13 @@ impl Guest {
     }
 
     /// `configureSession` for this socket's token and deployment.
-    pub async fn configure(&mut self) -> Value {
+    pub(crate) async fn configure(&mut self) -> Value {
         self.configure_with(json!({})).await
     }
 
     /// `configureSession` with `extra` fields (`lastSequence`, `startNew`,
     /// a `tracingId`).
-    pub async fn configure_with(&mut self, extra: Value) -> Value {
+    pub(crate) async fn configure_with(&mut self, extra: Value) -> Value {
         let mut frame = json!({ "action": "configureSession", "token": self.token, "deploymentId": self.deployment });
         if let (Value::Object(frame), Value::Object(extra)) = (&mut frame, extra) {
             frame.extend(extra);
@@ -137,7 +137,7 @@ impl Guest {
     }
 
     /// `configureAuthenticatedSession` with a session JWT.
-    pub async fn authenticate(&mut self, jwt: &str) -> Value {
+    pub(crate) async fn authenticate(&mut self, jwt: &str) -> Value {
         let frame = json!({
             "action": "configureAuthenticatedSession", "token": self.token,
             "deploymentId": self.deployment, "data": { "code": jwt },
@@ -146,12 +146,12 @@ impl Guest {
     }
 
     /// The frame of a text message from the visitor.
-    pub fn text_frame(&self, text: &str) -> Value {
+    pub(crate) fn text_frame(&self, text: &str) -> Value {
         json!({ "action": "onMessage", "token": self.token, "message": { "type": "Text", "text": text } })
     }
 
     /// Sends a text message and answers the next frame.
-    pub async fn say(&mut self, text: &str) -> Value {
+    pub(crate) async fn say(&mut self, text: &str) -> Value {
         let frame = self.text_frame(text);
         self.ask(frame).await
     }
@@ -159,7 +159,7 @@ impl Guest {
     /// Sends a text message with client message id `id` until it is
     /// logged, backing off on 429 the way a client does (two messages a
     /// second per session), and answers its sequence.
-    pub async fn deliver(&mut self, text: &str, id: &str) -> u64 {
+    pub(crate) async fn deliver(&mut self, text: &str, id: &str) -> u64 {
         let mut frame = self.text_frame(text);
         frame["message"]["id"] = json!(id);
         loop {
@@ -176,7 +176,7 @@ impl Guest {
 
     /// Sends an echo and expects its answer next: everything pushed before
     /// it has been read.
-    pub async fn fence(&mut self) {
+    pub(crate) async fn fence(&mut self) {
         let tracing = Uuid::new_v4().to_string();
         let answer = self
             .ask(
@@ -191,7 +191,7 @@ impl Guest {
     }
 
     /// The session JWT for the history endpoint (`getJwt`).
-    pub async fn jwt(&mut self) -> String {
+    pub(crate) async fn jwt(&mut self) -> String {
         let frame = json!({ "action": "getJwt", "token": self.token });
         self.ask(frame).await["body"]["jwt"]
             .as_str()
@@ -200,7 +200,7 @@ impl Guest {
     }
 
     /// Skips frames until one carries `text`.
-    pub async fn until_text(&mut self, text: &str) -> Value {
+    pub(crate) async fn until_text(&mut self, text: &str) -> Value {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             assert!(tokio::time::Instant::now() < deadline, "never got {text:?}");
@@ -212,14 +212,14 @@ impl Guest {
     }
 
     /// The highest sequence seen.
-    pub fn last_seq(&self) -> u64 {
+    pub(crate) fn last_seq(&self) -> u64 {
         self.seen.iter().map(|(s, _)| *s).max().unwrap_or(0)
     }
 }
 
 /// An error answer with `code`.
 #[track_caller]
-pub fn assert_error(frame: &Value, code: u64) {
+pub(crate) fn assert_error(frame: &Value, code: u64) {
     assert_eq!(frame["type"], "response", "{frame}");
     assert_eq!(frame["class"], "string", "{frame}");
     assert_eq!(frame["code"], code, "{frame}");
@@ -231,7 +231,7 @@ pub fn assert_error(frame: &Value, code: u64) {
 
 /// A 4029 answer: too many messages for the session.
 #[track_caller]
-pub fn assert_too_many(frame: &Value) {
+pub(crate) fn assert_too_many(frame: &Value) {
     assert_eq!(frame["type"], "response", "{frame}");
     assert_eq!(frame["code"], 429, "{frame}");
     assert_eq!(frame["class"], "TooManyRequestsErrorMessage", "{frame}");
@@ -245,7 +245,7 @@ pub fn assert_too_many(frame: &Value) {
 
 /// A successful `SessionResponse`: its body.
 #[track_caller]
-pub fn assert_session(frame: &Value) -> &Value {
+pub(crate) fn assert_session(frame: &Value) -> &Value {
     assert_eq!(frame["type"], "response", "{frame}");
     assert_eq!(frame["class"], "SessionResponse", "{frame}");
     assert_eq!(frame["code"], 200, "{frame}");
@@ -254,7 +254,7 @@ pub fn assert_session(frame: &Value) -> &Value {
 
 /// A pushed or answered StructuredMessage's sequence.
 #[track_caller]
-pub fn seq(frame: &Value) -> u64 {
+pub(crate) fn seq(frame: &Value) -> u64 {
     assert_eq!(frame["class"], "StructuredMessage", "{frame}");
     let seq = frame["body"]["sequence"].as_u64().expect("a sequence");
     assert_eq!(frame["body"]["metadata"]["sequence"], seq.to_string());
@@ -262,13 +262,13 @@ pub fn seq(frame: &Value) -> u64 {
 }
 
 /// The presence (`Join`, `Disconnect`, ...) an event frame carries.
-pub fn presence(frame: &Value) -> &Value {
+pub(crate) fn presence(frame: &Value) -> &Value {
     &frame["body"]["events"][0]["presence"]["type"]
 }
 
 /// The conversation a message frame belongs to.
 #[track_caller]
-pub fn conversation_of(frame: &Value) -> Uuid {
+pub(crate) fn conversation_of(frame: &Value) -> Uuid {
     frame["body"]["conversationId"]
         .as_str()
         .unwrap_or_else(|| panic!("no conversation in {frame}"))

@@ -20,11 +20,11 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-pub const RSA_A_PUBLIC_PEM: &[u8] = include_bytes!("../../fixtures/oidc/rsa-a.pub.pem");
+pub(crate) const RSA_A_PUBLIC_PEM: &[u8] = include_bytes!("../../fixtures/oidc/rsa-a.pub.pem");
 
 /// A signing key of the test IdP, with its public JWK.
 #[derive(Clone)]
-pub struct TestKey {
+pub(crate) struct TestKey {
     pub kid: String,
     pub alg: Algorithm,
     pub encoding: EncodingKey,
@@ -49,7 +49,7 @@ impl TestKey {
         }
     }
 
-    pub fn rsa_a() -> TestKey {
+    pub(crate) fn rsa_a() -> TestKey {
         Self::load(
             include_bytes!("../../fixtures/oidc/rsa-a.pem"),
             Algorithm::RS256,
@@ -57,7 +57,7 @@ impl TestKey {
         )
     }
 
-    pub fn rsa_b() -> TestKey {
+    pub(crate) fn rsa_b() -> TestKey {
         Self::load(
             include_bytes!("../../fixtures/oidc/rsa-b.pem"),
             Algorithm::RS256,
@@ -66,7 +66,7 @@ impl TestKey {
     }
 
     /// A key the IdP never published.
-    pub fn rsa_attacker() -> TestKey {
+    pub(crate) fn rsa_attacker() -> TestKey {
         Self::load(
             include_bytes!("../../fixtures/oidc/rsa-attacker.pem"),
             Algorithm::RS256,
@@ -74,7 +74,7 @@ impl TestKey {
         )
     }
 
-    pub fn ec_a() -> TestKey {
+    pub(crate) fn ec_a() -> TestKey {
         Self::load(
             include_bytes!("../../fixtures/oidc/ec-a.pem"),
             Algorithm::ES256,
@@ -83,7 +83,7 @@ impl TestKey {
     }
 
     /// The same key under another kid (an attacker reusing a known kid).
-    pub fn with_kid(mut self, kid: &str) -> TestKey {
+    pub(crate) fn with_kid(mut self, kid: &str) -> TestKey {
         self.kid = kid.to_owned();
         self.jwk["kid"] = json!(kid);
         self
@@ -92,7 +92,7 @@ impl TestKey {
 
 /// What discovery answers.
 #[derive(Clone, Debug)]
-pub enum DiscoveryMode {
+pub(crate) enum DiscoveryMode {
     Normal,
     /// A redirect to the real document (never to be followed).
     Redirect,
@@ -102,7 +102,7 @@ pub enum DiscoveryMode {
 
 /// What the token endpoint answers.
 #[derive(Clone, Debug)]
-pub enum TokenAnswer {
+pub(crate) enum TokenAnswer {
     /// 200 with this ID token and an access token.
     IdToken(String),
     /// This status and JSON body.
@@ -111,13 +111,13 @@ pub enum TokenAnswer {
 
 /// A request the token endpoint received.
 #[derive(Clone, Debug)]
-pub struct TokenRequest {
+pub(crate) struct TokenRequest {
     pub authorization: Option<String>,
     pub form: Vec<(String, String)>,
 }
 
 impl TokenRequest {
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.form
             .iter()
             .find(|(k, _)| k == name)
@@ -143,7 +143,7 @@ struct Shared {
     token_requests: Mutex<Vec<TokenRequest>>,
 }
 
-pub struct HostileIdp {
+pub(crate) struct HostileIdp {
     /// `http://127.0.0.1:<port>`, no trailing slash.
     pub issuer: String,
     pub signer: TestKey,
@@ -162,7 +162,7 @@ impl Drop for HostileIdp {
 impl HostileIdp {
     /// An IdP that, until told otherwise, behaves: it publishes `rsa-a` and
     /// signs with it.
-    pub async fn start() -> HostileIdp {
+    pub(crate) async fn start() -> HostileIdp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");
@@ -205,51 +205,51 @@ impl HostileIdp {
     }
 
     /// The `issuer` the discovery document states (default: the URL's).
-    pub fn set_discovery_issuer(&self, issuer: &str) {
+    pub(crate) fn set_discovery_issuer(&self, issuer: &str) {
         self.behave(|b| b.discovery_issuer = Some(issuer.to_owned()));
     }
 
-    pub fn set_discovery_mode(&self, mode: DiscoveryMode) {
+    pub(crate) fn set_discovery_mode(&self, mode: DiscoveryMode) {
         self.behave(|b| b.discovery_mode = mode);
     }
 
     /// Publishes exactly these keys from now on.
-    pub fn set_keys(&self, keys: &[&TestKey]) {
+    pub(crate) fn set_keys(&self, keys: &[&TestKey]) {
         let keys = keys.iter().map(|k| k.jwk.clone()).collect();
         self.behave(|b| b.keys = keys);
     }
 
-    pub fn set_token_answer(&self, answer: TokenAnswer) {
+    pub(crate) fn set_token_answer(&self, answer: TokenAnswer) {
         self.behave(|b| b.token = answer);
     }
 
-    pub fn set_userinfo(&self, userinfo: Value) {
+    pub(crate) fn set_userinfo(&self, userinfo: Value) {
         self.behave(|b| b.userinfo = userinfo);
     }
 
-    pub fn discovery_fetches(&self) -> usize {
+    pub(crate) fn discovery_fetches(&self) -> usize {
         self.shared.discovery_fetches.load(Ordering::SeqCst)
     }
 
-    pub fn jwks_fetches(&self) -> usize {
+    pub(crate) fn jwks_fetches(&self) -> usize {
         self.shared.jwks_fetches.load(Ordering::SeqCst)
     }
 
-    pub fn userinfo_calls(&self) -> usize {
+    pub(crate) fn userinfo_calls(&self) -> usize {
         self.shared.userinfo_calls.load(Ordering::SeqCst)
     }
 
     /// Every path (with query) the IdP was asked for.
-    pub fn paths(&self) -> Vec<String> {
+    pub(crate) fn paths(&self) -> Vec<String> {
         self.shared.paths.lock().unwrap().clone()
     }
 
-    pub fn token_requests(&self) -> Vec<TokenRequest> {
+    pub(crate) fn token_requests(&self) -> Vec<TokenRequest> {
         self.shared.token_requests.lock().unwrap().clone()
     }
 
     /// Claims of a valid ID token for `client_id`, issued now for 5 minutes.
-    pub fn claims(&self, client_id: &str) -> Value {
+    pub(crate) fn claims(&self, client_id: &str) -> Value {
         let now = Utc::now().timestamp();
         json!({
             "iss": self.issuer,
@@ -266,26 +266,26 @@ impl HostileIdp {
     }
 
     /// Signed with the IdP's current key, naming its kid.
-    pub fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         sign_with(&self.signer, claims)
     }
 }
 
 /// Signs with `key`, naming its kid.
-pub fn sign_with(key: &TestKey, claims: &Value) -> String {
+pub(crate) fn sign_with(key: &TestKey, claims: &Value) -> String {
     let mut header = Header::new(key.alg);
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
 }
 
 /// Signs with an arbitrary header and key material.
-pub fn sign_header(header: &Header, claims: &Value, key: &EncodingKey) -> String {
+pub(crate) fn sign_header(header: &Header, claims: &Value, key: &EncodingKey) -> String {
     jsonwebtoken::encode(header, claims, key).unwrap()
 }
 
 /// A token whose header is exactly `header` (JSON) and whose signature is
 /// `signature` (already base64url), for headers jsonwebtoken cannot write.
-pub fn forge(header: &Value, claims: &Value, signature: &str) -> String {
+pub(crate) fn forge(header: &Value, claims: &Value, signature: &str) -> String {
     format!(
         "{}.{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),

@@ -27,18 +27,18 @@ use url::Url;
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The redirect URI registered for the client: on the origin the test
 /// deployments allow. Nothing listens there; logins stop at the redirect.
-pub const REDIRECT_URI: &str = "https://shop.example.com/callback";
+pub(crate) const REDIRECT_URI: &str = "https://shop.example.com/callback";
 /// The origin of [`REDIRECT_URI`].
-pub const SHOP_ORIGIN: &str = "https://shop.example.com";
+pub(crate) const SHOP_ORIGIN: &str = "https://shop.example.com";
 
 /// The IdP shared by the tests of this process that do not rotate keys.
-pub fn shared() -> &'static TestIdp {
+pub(crate) fn shared() -> &'static TestIdp {
     static SHARED: OnceLock<TestIdp> = OnceLock::new();
     SHARED.get_or_init(TestIdp::start)
 }
 
 #[derive(Debug)]
-pub struct TestIdp {
+pub(crate) struct TestIdp {
     /// `http://127.0.0.1:<port>`, exactly as its discovery document says.
     pub issuer: String,
     pub client_id: String,
@@ -50,20 +50,20 @@ pub struct TestIdp {
 /// Where a login ended: the query of the redirect to the client's
 /// redirect URI.
 #[derive(Debug, Clone)]
-pub struct Callback {
+pub(crate) struct Callback {
     pub params: HashMap<String, String>,
 }
 
 impl Callback {
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.param("code")
     }
 
-    pub fn state(&self) -> &str {
+    pub(crate) fn state(&self) -> &str {
         self.param("state")
     }
 
-    pub fn iss(&self) -> Option<&str> {
+    pub(crate) fn iss(&self) -> Option<&str> {
         self.params.get("iss").map(String::as_str)
     }
 
@@ -77,7 +77,7 @@ impl Callback {
 
 impl TestIdp {
     /// Starts a private IdP and waits until it listens.
-    pub fn start() -> TestIdp {
+    pub(crate) fn start() -> TestIdp {
         Self::start_with_redirect(REDIRECT_URI)
     }
 
@@ -86,7 +86,7 @@ impl TestIdp {
     /// stops there.
     ///
     /// [`login`]: TestIdp::login
-    pub fn start_with_redirect(redirect_uri: &str) -> TestIdp {
+    pub(crate) fn start_with_redirect(redirect_uri: &str) -> TestIdp {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/idp");
         assert!(
             dir.join("node_modules/oidc-provider").is_dir(),
@@ -140,7 +140,7 @@ impl TestIdp {
 
     /// Replaces the IdP's signing keys with a fresh key set, behind the same
     /// port. Answers the new key id.
-    pub async fn rotate_keys(&self) -> String {
+    pub(crate) async fn rotate_keys(&self) -> String {
         let reply: serde_json::Value = reqwest::Client::new()
             .post(format!("{}/__rotate", self.issuer))
             .send()
@@ -158,7 +158,7 @@ impl TestIdp {
     /// `authorize_url`, and answers the callback's parameters without
     /// following the last redirect (nothing listens at the redirect URI).
     /// A fresh cookie jar per call: every login is a new browser.
-    pub async fn login(&self, authorize_url: &str, login: &str) -> Callback {
+    pub(crate) async fn login(&self, authorize_url: &str, login: &str) -> Callback {
         let browser = reqwest::Client::builder()
             .cookie_store(true)
             .redirect(Policy::none())
@@ -202,7 +202,7 @@ impl TestIdp {
     }
 
     /// Stops the IdP. Idempotent.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let taken = self
             .child
             .lock()

@@ -2,21 +2,21 @@
 //! guest and agent socket clients, site setup, throwaway Redis servers and
 //! IdPs, and per-test isolation.
 
-pub mod agent;
-pub mod app;
-pub mod guest;
-pub mod hostile_idp;
-pub mod idp;
-pub mod node;
-pub mod redis;
-pub mod routing;
-pub mod site;
-pub mod ws;
+pub(crate) mod agent;
+pub(crate) mod app;
+pub(crate) mod guest;
+pub(crate) mod hostile_idp;
+pub(crate) mod idp;
+pub(crate) mod node;
+pub(crate) mod redis;
+pub(crate) mod routing;
+pub(crate) mod site;
+pub(crate) mod ws;
 
-pub use self::redis::RedisServer;
+pub(crate) use self::redis::RedisServer;
 
 /// A key prefix no other test uses (`t<uuid>:`), so tests sharing one Redis
 /// never see each other's keys.
-pub fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     format!("t{}:", uuid::Uuid::new_v4().simple())
 }

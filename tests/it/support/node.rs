@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use super::app::Api;
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -20,7 +20,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A running `switchboard serve` process.
-pub struct Node {
+pub(crate) struct Node {
     child: Option<Child>,
     output: Arc<Mutex<Vec<String>>>,
     /// The threads copying stdout and stderr into `output`; they end when
@@ -32,11 +32,11 @@ pub struct Node {
 
 impl Node {
     /// Starts a node with exactly `env` (plus PATH) on a free port.
-    pub fn start(env: &HashMap<String, String>) -> Node {
+    pub(crate) fn start(env: &HashMap<String, String>) -> Node {
         Self::start_on(env, free_port())
     }
 
-    pub fn start_on(env: &HashMap<String, String>, port: u16) -> Node {
+    pub(crate) fn start_on(env: &HashMap<String, String>, port: u16) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
         command
             .arg("serve")
@@ -77,7 +77,7 @@ impl Node {
     }
 
     /// Waits until `/readyz` answers 200.
-    pub async fn ready(self) -> Node {
+    pub(crate) async fn ready(self) -> Node {
         let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -96,21 +96,21 @@ impl Node {
     }
 
     /// The node's HTTP API.
-    pub fn api(&self) -> Api {
+    pub(crate) fn api(&self) -> Api {
         Api::new(self.base.clone())
     }
 
     /// The bootstrap token the node was started with.
-    pub fn bootstrap(&self) -> &str {
+    pub(crate) fn bootstrap(&self) -> &str {
         &self.env["SWITCHBOARD_BOOTSTRAP_TOKEN"]
     }
 
-    pub fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.output.lock().unwrap().clone()
     }
 
     /// Dies at once, like a machine losing power.
-    pub fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
@@ -118,7 +118,7 @@ impl Node {
     }
 
     /// SIGTERM, then waits for a clean exit and answers the output.
-    pub fn terminate(mut self) -> Vec<String> {
+    pub(crate) fn terminate(mut self) -> Vec<String> {
         if let Some(mut child) = self.child.take() {
             let status = Command::new("kill")
                 .arg(child.id().to_string())

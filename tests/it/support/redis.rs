@@ -43,7 +43,7 @@ exec "$@"
 /// killed by its watchdog when the process exits. Tests on it keep apart by
 /// key prefix (see [`super::unique_prefix`]). Never stop or restart it: use
 /// [`RedisServer::start`] for a private server instead.
-pub fn shared() -> &'static RedisServer {
+pub(crate) fn shared() -> &'static RedisServer {
     static SHARED: OnceLock<RedisServer> = OnceLock::new();
     SHARED.get_or_init(RedisServer::start)
 }
@@ -51,7 +51,7 @@ pub fn shared() -> &'static RedisServer {
 /// A `redis-server` child process on `127.0.0.1:port`. Dropping it kills the
 /// server.
 #[derive(Debug)]
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     port: u16,
     child: Mutex<Option<Child>>,
     /// With persistence (append-only file, fsync on every write) the data
@@ -62,12 +62,12 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a private server on a free port and waits until it answers
     /// PING.
-    pub fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         Self::start_with(None)
     }
 
     /// A private server that keeps its data in `dir` across restarts.
-    pub fn start_persistent(dir: &std::path::Path) -> RedisServer {
+    pub(crate) fn start_persistent(dir: &std::path::Path) -> RedisServer {
         Self::start_with(Some(dir.to_owned()))
     }
 
@@ -89,18 +89,18 @@ impl RedisServer {
         panic!("could not start redis-server: {}", failures.join("; "));
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `redis://127.0.0.1:<port>/`
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// Kills the server (SIGKILL: no persistence, nothing to flush) and waits
     /// for it to exit. Every key is lost. Idempotent.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         if let Some(child) = self.lock().take() {
             kill(child);
         }
@@ -108,7 +108,7 @@ impl RedisServer {
 
     /// Stops the server if it runs, then starts a fresh, empty one on the same
     /// port and waits until it answers PING.
-    pub fn restart(&self) {
+    pub(crate) fn restart(&self) {
         let mut slot = self.lock();
         if let Some(child) = slot.take() {
             kill(child);
@@ -132,7 +132,7 @@ impl RedisServer {
 
     /// Whether the server process is running (stop() not called since the
     /// last start, and it has not died on its own).
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         match self.lock().as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,

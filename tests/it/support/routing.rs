@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::app::TestApp;
 
 /// A text message, without a client message id.
-pub fn text_event(text: &str) -> NewEvent {
+pub(crate) fn text_event(text: &str) -> NewEvent {
     NewEvent {
         body: EventBody::Message {
             message_type: "Text".to_owned(),
@@ -29,13 +29,13 @@ pub fn text_event(text: &str) -> NewEvent {
 }
 
 /// The configuration content a visitor's post is checked against.
-pub fn chat_content() -> ConfigurationContent {
+pub(crate) fn chat_content() -> ConfigurationContent {
     serde_json::from_value(json!({ "name": "Chat" })).unwrap()
 }
 
 impl TestApp {
     /// An agent of the default organization, not a member.
-    pub fn agent_identity(&self, name: &str) -> AgentIdentity {
+    pub(crate) fn agent_identity(&self, name: &str) -> AgentIdentity {
         AgentIdentity {
             id: Uuid::new_v4(),
             org: self.state().auth.default_org(),
@@ -46,7 +46,7 @@ impl TestApp {
 
     /// An agent "Ada", available on `queue`, who accepts `conversation`
     /// (waiting there).
-    pub async fn agent_accepts(&self, queue: Uuid, conversation: Uuid) -> AgentIdentity {
+    pub(crate) async fn agent_accepts(&self, queue: Uuid, conversation: Uuid) -> AgentIdentity {
         let routing = &self.state().routing;
         let ada = self.agent_identity("Ada");
         routing.heartbeat(&ada, Utc::now()).await.unwrap();
@@ -62,7 +62,7 @@ impl TestApp {
     }
 
     /// The deployment record `id`, as routing takes it.
-    pub async fn deployment_record(&self, id: Uuid) -> Deployment {
+    pub(crate) async fn deployment_record(&self, id: Uuid) -> Deployment {
         self.state()
             .store
             .find::<Deployment>(id)
@@ -74,7 +74,7 @@ impl TestApp {
     /// A new visitor's first message (as `identity`, when signed in),
     /// which opens a conversation in the deployment's queue. Answers the
     /// conversation's id.
-    pub async fn visitor_opens(
+    pub(crate) async fn visitor_opens(
         &self,
         deployment: &Deployment,
         text: &str,
@@ -109,7 +109,7 @@ impl TestApp {
     }
 
     /// `from` types in `conversation`: the notice routing publishes.
-    pub async fn typing(&self, conversation: Uuid, from: Participant) {
+    pub(crate) async fn typing(&self, conversation: Uuid, from: Participant) {
         self.state()
             .routing
             .notify(
@@ -123,7 +123,7 @@ impl TestApp {
     }
 
     /// A subscription to `conversation`'s channel on the node's bus.
-    pub async fn watch(&self, conversation: Uuid) -> Subscription {
+    pub(crate) async fn watch(&self, conversation: Uuid) -> Subscription {
         self.state()
             .store
             .engine()

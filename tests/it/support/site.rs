@@ -12,7 +12,7 @@ use super::idp::{SHOP_ORIGIN, TestIdp};
 
 /// An integration at `https://idp.example.com/` (which does not resolve
 /// here), with a client secret.
-pub fn integration_body(name: &str) -> Value {
+pub(crate) fn integration_body(name: &str) -> Value {
     json!({
         "name": name,
         "issuer": "https://idp.example.com/",
@@ -24,7 +24,7 @@ pub fn integration_body(name: &str) -> Value {
 }
 
 /// An integration signing visitors in at the real test IdP `idp`.
-pub fn idp_integration_body(idp: &TestIdp) -> Value {
+pub(crate) fn idp_integration_body(idp: &TestIdp) -> Value {
     json!({
         "name": "Test IdP",
         "issuer": idp.issuer,
@@ -36,7 +36,7 @@ pub fn idp_integration_body(idp: &TestIdp) -> Value {
 }
 
 /// A configuration; authentication is on exactly with an `integration`.
-pub fn configuration_body(name: &str, integration: Option<&str>) -> Value {
+pub(crate) fn configuration_body(name: &str, integration: Option<&str>) -> Value {
     json!({
         "name": name,
         "description": "web chat",
@@ -53,7 +53,7 @@ pub fn configuration_body(name: &str, integration: Option<&str>) -> Value {
 
 /// An active deployment of `configuration` at `version` on the shop's
 /// origin, routing to `queue`.
-pub fn deployment_body(configuration: &str, version: &str, queue: &str) -> Value {
+pub(crate) fn deployment_body(configuration: &str, version: &str, queue: &str) -> Value {
     json!({
         "name": "shop",
         "configuration": { "id": configuration, "version": version },
@@ -74,7 +74,7 @@ enum Part {
 /// integration, configuration "Shop messenger" as [`configuration_body`]
 /// has it, a new queue "Support", the shop's origin.
 #[derive(Clone, Debug)]
-pub struct SiteSpec {
+pub(crate) struct SiteSpec {
     integration: Option<Part>,
     sign_in: Option<bool>,
     session_upgrade: bool,
@@ -97,65 +97,65 @@ impl Default for SiteSpec {
 }
 
 impl SiteSpec {
-    pub fn new() -> SiteSpec {
+    pub(crate) fn new() -> SiteSpec {
         SiteSpec::default()
     }
 
     /// Visitors sign in at the [`integration_body`] IdP "Shop IdP".
-    pub fn shop_idp() -> SiteSpec {
+    pub(crate) fn shop_idp() -> SiteSpec {
         SiteSpec::new().integration(integration_body("Shop IdP"))
     }
 
     /// Visitors sign in at the real test IdP `idp`.
-    pub fn test_idp(idp: &TestIdp) -> SiteSpec {
+    pub(crate) fn test_idp(idp: &TestIdp) -> SiteSpec {
         SiteSpec::new().integration(idp_integration_body(idp))
     }
 
     /// A new integration from `body`; sign-in is on unless
     /// [`SiteSpec::sign_in`] says otherwise.
-    pub fn integration(mut self, body: Value) -> SiteSpec {
+    pub(crate) fn integration(mut self, body: Value) -> SiteSpec {
         self.integration = Some(Part::New(body));
         self
     }
 
     /// An integration that exists already.
-    pub fn reusing_integration(mut self, id: &str) -> SiteSpec {
+    pub(crate) fn reusing_integration(mut self, id: &str) -> SiteSpec {
         self.integration = Some(Part::Existing(id.to_owned()));
         self
     }
 
     /// Whether visitors must sign in (the integration stays named).
-    pub fn sign_in(mut self, required: bool) -> SiteSpec {
+    pub(crate) fn sign_in(mut self, required: bool) -> SiteSpec {
         self.sign_in = Some(required);
         self
     }
 
     /// `allowSessionUpgrade`: a guest session may sign in in place.
-    pub fn session_upgrade(mut self, allowed: bool) -> SiteSpec {
+    pub(crate) fn session_upgrade(mut self, allowed: bool) -> SiteSpec {
         self.session_upgrade = allowed;
         self
     }
 
     /// The configuration's `messenger.apps.conversations`, whole.
-    pub fn conversations(mut self, settings: Value) -> SiteSpec {
+    pub(crate) fn conversations(mut self, settings: Value) -> SiteSpec {
         self.conversations = Some(settings);
         self
     }
 
     /// The deployment's `allowedDomains`.
-    pub fn origins(mut self, origins: &[&str]) -> SiteSpec {
+    pub(crate) fn origins(mut self, origins: &[&str]) -> SiteSpec {
         self.origins = origins.iter().map(|&o| o.to_owned()).collect();
         self
     }
 
     /// A new queue from `body`.
-    pub fn queue(mut self, body: Value) -> SiteSpec {
+    pub(crate) fn queue(mut self, body: Value) -> SiteSpec {
         self.queue = Part::New(body);
         self
     }
 
     /// A queue that exists already.
-    pub fn in_queue(mut self, id: &str) -> SiteSpec {
+    pub(crate) fn in_queue(mut self, id: &str) -> SiteSpec {
         self.queue = Part::Existing(id.to_owned());
         self
     }
@@ -163,7 +163,7 @@ impl SiteSpec {
 
 /// The records of a site, by id.
 #[derive(Clone, Debug)]
-pub struct Site {
+pub(crate) struct Site {
     /// The admin access token that made it.
     pub admin: String,
     pub integration: Option<String>,
@@ -176,7 +176,7 @@ pub struct Site {
 
 impl Site {
     #[track_caller]
-    pub fn integration_id(&self) -> &str {
+    pub(crate) fn integration_id(&self) -> &str {
         self.integration
             .as_deref()
             .expect("a site with an integration")
@@ -184,7 +184,7 @@ impl Site {
 
     /// The admin API paths of the site's records: its integration (if
     /// any), configuration, published version 1, queue and deployment.
-    pub fn record_paths(&self) -> Vec<String> {
+    pub(crate) fn record_paths(&self) -> Vec<String> {
         let mut paths: Vec<String> = self
             .integration
             .iter()
@@ -204,18 +204,18 @@ impl Site {
         paths
     }
 
-    pub fn queue_id(&self) -> Uuid {
+    pub(crate) fn queue_id(&self) -> Uuid {
         self.queue.parse().unwrap()
     }
 
-    pub fn deployment_id(&self) -> Uuid {
+    pub(crate) fn deployment_id(&self) -> Uuid {
         self.deployment.parse().unwrap()
     }
 }
 
 impl Api {
     /// Makes the site `spec` describes through `admin`.
-    pub async fn site_as(&self, admin: &str, spec: &SiteSpec) -> Site {
+    pub(crate) async fn site_as(&self, admin: &str, spec: &SiteSpec) -> Site {
         let integration = match &spec.integration {
             Some(Part::New(body)) => Some(
                 self.create("/api/v2/integrations/oidc", admin, body.clone())
@@ -271,7 +271,7 @@ impl Api {
 
 impl Api {
     /// A deployment's public `config.json`, as the widget reads it.
-    pub async fn public_config(&self, deployment: &str) -> Reply {
+    pub(crate) async fn public_config(&self, deployment: &str) -> Reply {
         let path = format!("/webdeployments/v1/deployments/{deployment}/config.json");
         self.call(Method::GET, &path, None, None).await
     }
@@ -279,13 +279,13 @@ impl Api {
 
 impl TestApp {
     /// Makes the site `spec` describes through a new admin access token.
-    pub async fn site(&self, spec: &SiteSpec) -> Site {
+    pub(crate) async fn site(&self, spec: &SiteSpec) -> Site {
         let admin = self.admin().await;
         self.site_as(&admin, spec).await
     }
 
     /// A guest site: no sign-in.
-    pub async fn guest_site(&self) -> Site {
+    pub(crate) async fn guest_site(&self) -> Site {
         self.site(&SiteSpec::new()).await
     }
 }

@@ -14,13 +14,13 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for a frame (or a close) it expects.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// An open WebSocket.
 #[derive(Debug)]
-pub struct Socket {
+pub(crate) struct Socket {
     ws: Ws,
 }
 
@@ -28,7 +28,7 @@ impl Socket {
     /// Opens `url` with `headers`; answers the handshake error (which
     /// carries the HTTP status, see [`refused`]) when the upgrade is
     /// refused.
-    pub async fn open(
+    pub(crate) async fn open(
         url: &str,
         headers: &[(&'static str, String)],
     ) -> Result<(Socket, Response), tungstenite::Error> {
@@ -40,21 +40,21 @@ impl Socket {
         Ok((Socket { ws }, response))
     }
 
-    pub async fn send(&mut self, frame: &Value) {
+    pub(crate) async fn send(&mut self, frame: &Value) {
         self.send_text(frame.to_string()).await;
     }
 
-    pub async fn send_text(&mut self, text: impl Into<String>) {
+    pub(crate) async fn send_text(&mut self, text: impl Into<String>) {
         self.ws.send(Message::text(text.into())).await.unwrap();
     }
 
-    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+    pub(crate) async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.ws.send(Message::binary(bytes)).await.unwrap();
     }
 
     /// The next JSON frame, skipping pings; fails on a close, any other
     /// frame, or after [`WAIT`].
-    pub async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         loop {
             let message = tokio::time::timeout(WAIT, self.ws.next())
                 .await
@@ -71,13 +71,13 @@ impl Socket {
 
     /// Expects the server to close the socket next (no data frame before
     /// it), and answers the close code (1005 for a close without one).
-    pub async fn closed(&mut self) -> u16 {
+    pub(crate) async fn closed(&mut self) -> u16 {
         self.close_code(false).await
     }
 
     /// Reads on past any data frames until the server closes the socket,
     /// and answers the close code (1005 for a close without one).
-    pub async fn closed_after_frames(&mut self) -> u16 {
+    pub(crate) async fn closed_after_frames(&mut self) -> u16 {
         self.close_code(true).await
     }
 
@@ -99,14 +99,14 @@ impl Socket {
     }
 
     /// Closes from this side, ignoring a socket already gone.
-    pub async fn close(&mut self) {
+    pub(crate) async fn close(&mut self) {
         let _ = self.ws.close(None).await;
     }
 }
 
 /// The HTTP status of a refused upgrade; fails when it was accepted.
 #[track_caller]
-pub fn refused<T>(result: Result<T, tungstenite::Error>) -> StatusCode {
+pub(crate) fn refused<T>(result: Result<T, tungstenite::Error>) -> StatusCode {
     match result {
         Err(tungstenite::Error::Http(response)) => {
             StatusCode::from_u16(response.status().as_u16()).unwrap()

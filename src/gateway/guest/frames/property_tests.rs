@@ -5,8 +5,6 @@
 //! documented code. The generator is a seeded xorshift, so a failure
 //! repeats.
 
-#![allow(clippy::panic, clippy::indexing_slicing)]
-
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use uuid::Uuid;

@@ -276,8 +276,6 @@ pub struct ConfigurationResponse {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
-
     use super::*;
 
     #[test]

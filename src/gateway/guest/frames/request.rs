@@ -460,13 +460,6 @@ struct RawCloseSession {
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
-
     use secrecy::ExposeSecret;
 
     use super::*;

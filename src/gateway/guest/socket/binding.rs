@@ -23,13 +23,13 @@ use crate::store::records::ConfigurationContent;
 /// When a session expires for lack of visitor activity. Time is a
 /// parameter, so the decision is testable without sleeping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Activity {
+pub(super) struct Activity {
     last: Instant,
     duration: Duration,
 }
 
 impl Activity {
-    pub fn new(now: Instant, duration: Duration) -> Self {
+    pub(super) fn new(now: Instant, duration: Duration) -> Self {
         Self {
             last: now,
             duration,
@@ -37,23 +37,23 @@ impl Activity {
     }
 
     /// The visitor did something at `now`.
-    pub fn touch(&mut self, now: Instant) {
+    pub(super) fn touch(&mut self, now: Instant) {
         if now > self.last {
             self.last = now;
         }
     }
 
-    pub fn set_duration(&mut self, duration: Duration) {
+    pub(super) fn set_duration(&mut self, duration: Duration) {
         self.duration = duration;
     }
 
-    pub fn deadline(&self) -> Instant {
+    pub(super) fn deadline(&self) -> Instant {
         self.last
             .checked_add(self.duration)
             .unwrap_or_else(|| self.last + Duration::from_secs(365 * 24 * 3600))
     }
 
-    pub fn expired(&self, now: Instant) -> bool {
+    pub(super) fn expired(&self, now: Instant) -> bool {
         now >= self.deadline()
     }
 }
