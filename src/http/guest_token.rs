@@ -718,8 +718,8 @@ async fn start_session(
     let now = Utc::now();
     let not_after = identity.expires_at;
     let visitor = VisitorIdentity {
-        iss: identity.issuer,
-        sub: identity.subject,
+        issuer: identity.issuer,
+        subject: identity.subject,
         email: identity.email,
         email_verified: identity.email_verified,
         name: identity.name,

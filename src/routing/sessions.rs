@@ -116,7 +116,7 @@ impl Routing {
                 Ok((c, visitor))
             },
             |(mut c, visitor), writes| {
-                c.visitor = identity.clone();
+                c.visitor = Some(identity.clone());
                 let mut visitor =
                     decide::with_conversation(visitor, visitor_id, c.org_id, conversation, now);
                 writes.put(&mut c, now)?;
@@ -174,7 +174,7 @@ impl Routing {
             tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
             self.wake_queue(conversation.queue_id).await;
         }
-        let from = visitor_participant(&conversation.visitor.display_name());
+        let from = visitor_participant(&conversation.visitor_name());
         let (event, duplicate) = self.append(conversation.meta.id, from, event, now).await?;
         Ok((conversation, event, duplicate))
     }

@@ -106,7 +106,7 @@ impl Routing {
             if existing.deployment_id != deployment.meta.id {
                 return Err(VisitorError::OtherDeployment);
             }
-            if existing.identity.as_ref().is_some_and(|i| i.authenticated) {
+            if existing.identity.is_some() {
                 return Err(VisitorError::Downgrade);
             }
         }
@@ -141,7 +141,7 @@ impl Routing {
         if existing.visitor_id.is_some_and(|v| v != visitor_id) {
             return Err(VisitorError::OtherVisitor);
         }
-        let was_guest = !existing.identity.as_ref().is_some_and(|i| i.authenticated);
+        let was_guest = existing.identity.is_none();
         let upgrade = at.content.authentication_settings.allow_session_upgrade;
         let cleared = was_guest && !upgrade && existing.conversation_id.is_some();
         let session = self

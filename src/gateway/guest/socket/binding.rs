@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Bound, Conn, Fail, Feed, Flow, routing_error};
+use crate::auth::visitor_token::GUEST_NAME;
 use crate::engine::Channel;
 use crate::gateway::cursor::Cursor;
 use crate::gateway::guest::frames::{
@@ -139,15 +140,7 @@ impl Conn {
                 return Err(GuestError::auth_failed().into());
             }
         };
-        let identity = VisitorIdentity {
-            authenticated: true,
-            issuer: Some(claims.identity.iss.clone()),
-            subject: Some(claims.identity.sub.clone()),
-            email: claims.identity.email.clone(),
-            name: claims.identity.name.clone(),
-            given_name: claims.identity.given_name.clone(),
-            family_name: claims.identity.family_name.clone(),
-        };
+        let identity = claims.identity.clone();
         let name = identity.display_name();
         let at = VisitorSocket {
             session: model::session_id(token),
@@ -199,7 +192,10 @@ impl Conn {
                 self.feeds.remove(&Feed::Family);
             }
         }
-        let name = session.identity.clone().unwrap_or_default().display_name();
+        let name = session
+            .identity
+            .as_ref()
+            .map_or_else(|| GUEST_NAME.to_owned(), VisitorIdentity::display_name);
         self.bound = Some(Bound {
             session: id,
             family,
