@@ -160,18 +160,17 @@ pub async fn run(args: &BurstArgs) -> Result<(Run, Outcome<Figures>), LoadError>
     }
     let run = Arc::try_unwrap(run)
         .map_err(|_| LoadError::Connect("a visitor task outlived the run".to_owned()))?;
-    Ok((
-        run,
-        figures(
-            args,
-            &slots,
-            &seen,
-            &offers,
-            accepted,
-            first_arrival,
-            complete,
-        ),
-    ))
+    let counts = (run.agent_tokens.len(), accepted);
+    let figures = figures(
+        args,
+        &slots,
+        &seen,
+        &offers,
+        counts,
+        first_arrival,
+        complete,
+    );
+    Ok((run, figures))
 }
 
 /// One visitor: arrive, configure, send the first message, wait for an
@@ -246,7 +245,7 @@ fn figures(
     slots: &[Slot],
     seen: &[Seen],
     offers: &HashMap<u128, (u64, usize)>,
-    accepted: usize,
+    (agents, accepted): (usize, usize),
     first_arrival: u64,
     complete: bool,
 ) -> Outcome<Figures> {
@@ -282,7 +281,7 @@ fn figures(
     let figures = Figures {
         parameters: Parameters {
             visitors: seen.len(),
-            agents: args.agents,
+            agents,
             window_ms: args.window_ms,
             deadline_seconds: args.deadline_seconds,
         },
@@ -311,7 +310,7 @@ fn figures(
             "{} visitors in {} ms, {} agents: {} configured, {} acknowledged, {} offered, {} accepted, {} with an agent",
             seen.len(),
             args.window_ms,
-            args.agents,
+            agents,
             figures.configured,
             figures.acknowledged,
             figures.offered,

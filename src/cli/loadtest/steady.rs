@@ -310,10 +310,9 @@ pub async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), LoadError
     for task in agent_tasks {
         let _ = task.await;
     }
-    Ok((
-        run,
-        totals(args, &slots, results, conversations, rate_limited, complete),
-    ))
+    let agent_count = run.agent_tokens.len();
+    let counts = (conversations, agent_count, rate_limited);
+    Ok((run, totals(args, &slots, results, counts, complete)))
 }
 
 /// One visitor's sending loop: follows the plan of each step, reads acks
@@ -485,8 +484,7 @@ fn totals(
     args: &SteadyArgs,
     slots: &[Slot],
     steps: Vec<Step>,
-    conversations: usize,
-    rate_limited: usize,
+    (conversations, agents, rate_limited): (usize, usize, usize),
     complete: bool,
 ) -> Outcome<Figures> {
     let count = |f: &dyn Fn(&Slot) -> bool| slots.iter().filter(|s| f(s)).count();
@@ -520,8 +518,7 @@ fn totals(
             .fold(0.0, f64::max)
     });
     let mut lines = vec![format!(
-        "{conversations} conversations, {} agents; {sent} messages sent, {echoed} echoed; {rate_limited} rate limited",
-        args.agents
+        "{conversations} conversations, {agents} agents; {sent} messages sent, {echoed} echoed; {rate_limited} rate limited"
     )];
     for step in &steps {
         lines.push(format!(
@@ -553,7 +550,7 @@ fn totals(
     let figures = Figures {
         parameters: Parameters {
             visitors: args.visitors,
-            agents: args.agents,
+            agents,
             messages: args.messages,
             rate: if args.saturate {
                 args.start_rate
