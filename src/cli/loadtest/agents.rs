@@ -44,14 +44,14 @@ pub struct AgentReport {
 }
 
 /// Connects an agent, goes available and waits for the answer.
-pub async fn connect(target: &Target, token: &str) -> Result<Ws, LoadError> {
+pub async fn connect(target: &Target, token: &str, queue: Option<&str>) -> Result<Ws, LoadError> {
     let mut ws = target
         .connect(
             "/api/v2/agent/ws",
             Some(("authorization", &format!("Bearer {token}"))),
         )
         .await?;
-    net::send(&mut ws, frames::SET_AVAILABLE.to_owned()).await?;
+    net::send(&mut ws, frames::set_available(queue)).await?;
     let answer = async {
         loop {
             let text = match net::next(&mut ws).await {

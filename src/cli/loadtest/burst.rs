@@ -58,6 +58,8 @@ pub struct Figures {
     acknowledged: usize,
     offered: usize,
     assigned: usize,
+    /// Acknowledged, but no agent by the deadline.
+    unassigned: usize,
     /// Offers of a conversation after its first (no agent declines here).
     reoffers: usize,
     /// Arrival to a configured session (connect, upgrade, configureSession).
@@ -269,11 +271,22 @@ fn figures(
         let last = seen.iter().map(|s| s.joined).max().unwrap_or(first_arrival);
         super::stats::round3(last.saturating_sub(first_arrival) as f64 / 1e9)
     });
-    // A first message sent and never given to an agent is lost.
-    let lost = slots
+    // Lost: a first message never acknowledged, or never given to the
+    // agent who took its conversation. One still waiting for an agent at
+    // the deadline is not lost but unassigned (and the run not complete).
+    let lost = seen
         .iter()
-        .filter(|s| sent(s) != 0 && s.agent_got_count.load(Ordering::Relaxed) == 0)
+        .zip(slots)
+        .filter(|(seen, s)| {
+            (sent(s) != 0 && load(&s.visitor_acked) == 0)
+                || (seen.joined != 0 && s.agent_got_count.load(Ordering::Relaxed) == 0)
+        })
         .count() as u64;
+    let unassigned = seen
+        .iter()
+        .zip(slots)
+        .filter(|(seen, s)| load(&s.visitor_acked) != 0 && seen.joined == 0)
+        .count();
     let duplicated = slots
         .iter()
         .map(|s| u64::from(s.agent_got_count.load(Ordering::Relaxed).saturating_sub(1)))
@@ -289,6 +302,7 @@ fn figures(
         acknowledged: slots.iter().filter(|s| load(&s.visitor_acked) != 0).count(),
         offered: offer_latencies.len(),
         assigned,
+        unassigned,
         reoffers: offers.values().map(|(_, n)| n.saturating_sub(1)).sum(),
         connect: Latency::of(
             seen.iter()
@@ -324,8 +338,9 @@ fn figures(
         match all_assigned_s {
             Some(s) => format!("every visitor had an agent {s:.3} s after the first arrival"),
             None => format!(
-                "{} visitors had no agent by the deadline",
-                seen.len() - assigned
+                "{} visitors had no agent by the deadline ({} of them acknowledged)",
+                seen.len() - assigned,
+                unassigned
             ),
         },
     ];

@@ -58,8 +58,16 @@ pub fn opening_message(token: &str) -> String {
     )
 }
 
-pub const SET_AVAILABLE: &str =
-    r#"{"type":"setPresence","requestId":"presence","status":"available"}"#;
+/// Available for offers from `queue` only when given (an API client's
+/// queues are every queue of its organization, earlier runs' included).
+pub fn set_available(queue: Option<&str>) -> String {
+    match queue {
+        Some(queue) => format!(
+            r#"{{"type":"setPresence","requestId":"presence","status":"available","queueIds":["{queue}"]}}"#
+        ),
+        None => r#"{"type":"setPresence","requestId":"presence","status":"available"}"#.to_owned(),
+    }
+}
 
 pub fn accept(conversation: &str) -> String {
     format!(r#"{{"type":"accept","requestId":"accept","conversationId":"{conversation}"}}"#)

@@ -79,6 +79,10 @@ pub struct Common {
     /// scenarios with agents).
     #[arg(long)]
     pub deployment: Option<Uuid>,
+    /// With --deployment: the queue agents take offers from (all of
+    /// theirs when not given).
+    #[arg(long)]
+    pub queue: Option<Uuid>,
     /// Access tokens of existing agents (repeat, or comma-separated in the
     /// environment); one agent socket each.
     #[arg(
@@ -125,6 +129,8 @@ pub struct Run {
     pub agents: Target,
     pub urls: Vec<String>,
     pub deployment: String,
+    /// The queue agents go available on (all of theirs when `None`).
+    pub queue: Option<String>,
     pub agent_tokens: Vec<String>,
     pub origin: Option<String>,
     pub concurrency: usize,
@@ -154,14 +160,18 @@ impl Run {
                 "{sockets} sockets do not fit in the open-files limit of {limit} (ulimit -n); use fewer"
             )));
         }
-        let (deployment, agent_tokens) = match common.deployment {
+        let (deployment, queue, agent_tokens) = match common.deployment {
             Some(deployment) => {
                 if agents > 0 && common.agent_tokens.is_empty() {
                     return Err(LoadError::Usage(
                         "with --deployment, name the agents with --agent-token".to_owned(),
                     ));
                 }
-                (deployment.to_string(), common.agent_tokens.clone())
+                (
+                    deployment.to_string(),
+                    common.queue.map(|q| q.to_string()),
+                    common.agent_tokens.clone(),
+                )
             }
             None => {
                 let bootstrap = common.bootstrap_token.as_deref().ok_or_else(|| {
@@ -173,7 +183,11 @@ impl Run {
                 let organization =
                     setup::organization(&visitors.base, bootstrap, scenario, agents, capacity)
                         .await?;
-                (organization.deployment, organization.agent_tokens)
+                (
+                    organization.deployment,
+                    Some(organization.queue),
+                    organization.agent_tokens,
+                )
             }
         };
         Ok(Run {
@@ -181,6 +195,7 @@ impl Run {
             agents: agents_target,
             urls: common.url.clone(),
             deployment,
+            queue,
             agent_tokens,
             origin: common.origin.clone(),
             concurrency: common.concurrency.max(1),
@@ -207,7 +222,10 @@ impl Run {
     async fn connect_agents(&self) -> Result<Vec<net::Ws>, LoadError> {
         let mut sockets = Vec::with_capacity(self.agent_tokens.len());
         for chunk in self.agent_tokens.chunks(self.concurrency) {
-            let connecting = chunk.iter().map(|t| agents::connect(&self.agents, t));
+            let queue = self.queue.as_deref();
+            let connecting = chunk
+                .iter()
+                .map(|t| agents::connect(&self.agents, t, queue));
             for socket in futures::future::join_all(connecting).await {
                 sockets.push(socket?);
             }

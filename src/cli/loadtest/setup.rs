@@ -3,8 +3,9 @@
 //! (no sign-in), its queue with enough agent capacity, and API clients with
 //! the agent role, each with an access token.
 //!
-//! Every run makes its own queue and deployment, so conversations left over
-//! from an earlier run are never offered to this run's agents.
+//! Every run makes its own queue and deployment, and its agents go
+//! available on that queue only, so conversations left over from an
+//! earlier run are never offered to this run's agents.
 
 use serde_json::{Value, json};
 
@@ -14,6 +15,7 @@ use super::LoadError;
 #[derive(Debug)]
 pub struct Organization {
     pub deployment: String,
+    pub queue: String,
     pub agent_tokens: Vec<String>,
 }
 
@@ -84,6 +86,7 @@ pub async fn organization(
     }
     Ok(Organization {
         deployment,
+        queue,
         agent_tokens,
     })
 }
