@@ -165,6 +165,10 @@ pub struct Figures {
     /// --saturate: the best passing step's achieved rate.
     #[serde(skip_serializing_if = "Option::is_none")]
     max_msgs_per_s: Option<f64>,
+    /// --saturate: every step passed, so the ceiling was the offered load
+    /// (visitors × --max-rate), not the nodes: use more visitors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ceiling_reached: Option<bool>,
 }
 
 /// The rates of the steps.
@@ -542,9 +546,15 @@ fn totals(
         ));
         lines.push(format!("  round trip       {}", step.round_trip.line()));
     }
+    let ceiling_reached = args.saturate.then(|| steps.iter().all(|s| s.passed));
     if let Some(max) = max_msgs_per_s {
+        let note = if ceiling_reached == Some(true) {
+            " (every step passed: the offered load was the limit, not the nodes; use more visitors)"
+        } else {
+            ""
+        };
         lines.push(format!(
-            "most carried with nothing lost or late: {max} msg/s (both directions)"
+            "most carried with nothing lost or late: {max} msg/s (both directions){note}"
         ));
     }
     let figures = Figures {
@@ -571,6 +581,7 @@ fn totals(
         rate_limited,
         steps,
         max_msgs_per_s,
+        ceiling_reached,
     };
     Outcome {
         figures,
