@@ -14,7 +14,8 @@
 //! the bootstrap token, or takes an existing deployment and agent tokens
 //! (which is how it runs against `benches/relay`). It prints a human
 //! summary on stderr and one line of JSON on stdout, and exits non-zero when
-//! the run was not clean (something lost, duplicated or not finished).
+//! the run was not clean (something lost, duplicated, an error, or not
+//! finished in time).
 //!
 //! Everything is bounded: counts are checked against the open-files limit,
 //! every phase has a deadline, the whole run a timeout, and only loopback
@@ -239,7 +240,8 @@ impl Run {
 struct Summary<T: Serialize> {
     scenario: &'static str,
     urls: Vec<String>,
-    /// Nothing lost, nothing duplicated, everything finished in time.
+    /// Nothing lost, nothing duplicated, no errors, everything finished
+    /// in time.
     ok: bool,
     lost: u64,
     duplicated: u64,
@@ -288,7 +290,7 @@ fn report<T: Serialize>(
     (run, outcome): (Run, Outcome<T>),
 ) -> Result<(), LoadError> {
     let errors = std::mem::take(&mut *run.errors.lock().unwrap_or_else(PoisonError::into_inner));
-    let ok = outcome.complete && outcome.lost == 0 && outcome.duplicated == 0;
+    let ok = outcome.complete && outcome.lost == 0 && outcome.duplicated == 0 && errors.count == 0;
     let summary = Summary {
         scenario,
         urls: run.urls,
@@ -323,6 +325,8 @@ fn report<T: Serialize>(
     }
     if ok {
         Ok(())
+    } else if summary.errors > 0 && outcome.lost == 0 && outcome.duplicated == 0 {
+        Err(LoadError::NotClean(format!("{} errors", summary.errors)))
     } else if !outcome.complete {
         Err(LoadError::NotClean(
             "not everything finished in time".to_owned(),

@@ -20,9 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use super::agents::{self, AgentContext};
 use super::frames::{self, GuestFrame};
@@ -132,6 +131,8 @@ pub struct Step {
     /// Messages delivered (both directions) per second, from the step's
     /// first send to its last delivery.
     achieved_msgs_per_s: f64,
+    /// Messages the plan called for (conversations × messages), and sent.
+    planned: usize,
     sent: usize,
     /// Not delivered (both directions) by the step's deadline.
     late: usize,
@@ -231,38 +232,29 @@ pub async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), LoadError
         .map(|ws| agents::spawn(ws, context.clone()))
         .collect();
 
-    // Every visitor opens a conversation and waits for its agent.
-    let site = run.site();
-    let opened: Vec<Result<Visitor, LoadError>> = futures::stream::iter(0..v)
-        .map(|_| async {
-            let mut visitor = site.open().await?;
-            visitors::open_conversation(&mut visitor, Duration::from_secs(60)).await?;
-            Ok(visitor)
-        })
-        .buffer_unordered(run.concurrency)
-        .collect()
-        .await;
+    // Every visitor opens a conversation and waits for its agent (a few
+    // at a time), then keeps reading its socket until the plan comes: a
+    // socket left unread while the others open would be dropped.
     let (plan_tx, plan) = watch::channel(None::<Plan>);
     let completed = Arc::new(AtomicUsize::new(0));
-    let mut visitor_tasks = Vec::with_capacity(v);
-    let mut conversations = 0;
-    for (index, visitor) in opened.into_iter().enumerate() {
-        match visitor {
-            Ok(visitor) => {
-                conversations += 1;
-                visitor_tasks.push(tokio::spawn(sender(
-                    visitor,
-                    index,
-                    clock,
-                    slots.clone(),
-                    plan.clone(),
-                    stop.clone(),
-                    completed.clone(),
-                )));
-            }
-            Err(e) => run.error(e),
-        }
-    }
+    let shared = Shared {
+        run: Arc::new(run),
+        clock,
+        slots: slots.clone(),
+        plan,
+        stop,
+        completed: completed.clone(),
+        ready: Arc::default(),
+        failed: Arc::default(),
+        gate: Arc::new(Semaphore::new(args.common.concurrency.max(1))),
+    };
+    let visitor_tasks: Vec<_> = (0..v)
+        .map(|index| tokio::spawn(visitor(index, shared.clone())))
+        .collect();
+    let all_tried =
+        || shared.ready.load(Ordering::Relaxed) + shared.failed.load(Ordering::Relaxed) >= v;
+    wait_until(Instant::now() + OPEN_WITHIN, all_tried).await;
+    let conversations = shared.ready.load(Ordering::Relaxed);
 
     let mut results = Vec::new();
     let mut base = 0;
@@ -285,7 +277,7 @@ pub async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), LoadError
             completed.load(Ordering::Relaxed) >= done_before + expected
         })
         .await;
-        let result = evaluate(&slots, &step, args, on_time);
+        let result = evaluate(&slots, &step, args, on_time, expected);
         let passed = result.passed;
         results.push(result);
         if !passed {
@@ -314,22 +306,70 @@ pub async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), LoadError
     for task in agent_tasks {
         let _ = task.await;
     }
+    let Shared { run, .. } = shared;
+    let run = Arc::try_unwrap(run)
+        .map_err(|_| LoadError::Connect("a visitor task outlived the run".to_owned()))?;
     let agent_count = run.agent_tokens.len();
     let counts = (conversations, agent_count, rate_limited);
     Ok((run, totals(args, &slots, results, counts, complete)))
 }
 
-/// One visitor's sending loop: follows the plan of each step, reads acks
-/// and echoes; answers how many sends were rate limited.
-async fn sender(
-    mut visitor: Visitor,
-    v: usize,
+/// What every visitor task shares with the run.
+#[derive(Clone, Debug)]
+struct Shared {
+    run: Arc<Run>,
     clock: Clock,
     slots: Arc<[Slot]>,
-    mut plan: watch::Receiver<Option<Plan>>,
-    mut stop: watch::Receiver<bool>,
+    plan: watch::Receiver<Option<Plan>>,
+    stop: watch::Receiver<bool>,
+    /// Echoes delivered (first deliveries).
     completed: Arc<AtomicUsize>,
-) -> usize {
+    /// Visitors whose conversation has an agent, and those that failed.
+    ready: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    /// Bounds how many visitors open at once.
+    gate: Arc<Semaphore>,
+}
+
+/// How long all visitors together may take to get their conversations.
+const OPEN_WITHIN: Duration = Duration::from_secs(300);
+
+/// One visitor: opens its conversation, then sends (answers how many
+/// sends were rate limited).
+async fn visitor(v: usize, shared: Shared) -> usize {
+    let permit = shared.gate.clone().acquire_owned().await;
+    let opened = async {
+        let mut visitor = shared.run.site().open().await?;
+        visitors::open_conversation(&mut visitor, Duration::from_secs(60)).await?;
+        Ok::<_, LoadError>(visitor)
+    }
+    .await;
+    drop(permit);
+    match opened {
+        Ok(visitor) => {
+            shared.ready.fetch_add(1, Ordering::Relaxed);
+            sender(visitor, v, shared).await
+        }
+        Err(e) => {
+            shared.run.error(e);
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            0
+        }
+    }
+}
+
+/// One visitor's sending loop: follows the plan of each step, reads acks
+/// and echoes; answers how many sends were rate limited.
+async fn sender(mut visitor: Visitor, v: usize, shared: Shared) -> usize {
+    let Shared {
+        run,
+        clock,
+        slots,
+        mut plan,
+        mut stop,
+        completed,
+        ..
+    } = shared;
     let mut step: Option<Plan> = None;
     let mut next = 0;
     let mut rate_limited = 0;
@@ -378,7 +418,12 @@ async fn sender(
                         completed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Incoming::Closed => break,
+                Incoming::Closed => {
+                    if !*stop.borrow() {
+                        run.error("a visitor socket closed during the run");
+                    }
+                    break;
+                }
                 Incoming::Other => {}
             },
             () = &mut timer, if due.is_some() => {
@@ -409,7 +454,7 @@ async fn sender(
     rate_limited
 }
 
-fn evaluate(slots: &[Slot], plan: &Plan, args: &SteadyArgs, on_time: bool) -> Step {
+fn evaluate(slots: &[Slot], plan: &Plan, args: &SteadyArgs, on_time: bool, planned: usize) -> Step {
     let rows = slots.get(plan.rows()).unwrap_or_default();
     let sent = rows.iter().filter(|s| load(&s.visitor_sent) != 0).count();
     let late = rows
@@ -450,7 +495,9 @@ fn evaluate(slots: &[Slot], plan: &Plan, args: &SteadyArgs, on_time: bool) -> St
         .max()
         .unwrap_or(0);
     let round_trip = Latency::between(rows.iter(), |s| &s.visitor_sent, |s| &s.visitor_got);
+    // Every visitor with a conversation sent all of its messages.
     let passed = on_time
+        && sent >= planned
         && late == 0
         && duplicated == 0
         && (!args.saturate || round_trip.p99_ms <= args.slo_p99_ms);
@@ -462,6 +509,7 @@ fn evaluate(slots: &[Slot], plan: &Plan, args: &SteadyArgs, on_time: bool) -> St
         } else {
             0.0
         },
+        planned,
         sent,
         late,
         duplicated,
