@@ -37,6 +37,8 @@ enum Command {
     /// embedded engine, while the service is stopped).
     #[command(subcommand)]
     Members(switchboard::cli::members::MembersCommand),
+    /// Real traffic against running nodes: burst, steady, idle.
+    Loadtest(switchboard::cli::loadtest::LoadtestArgs),
 }
 
 #[tokio::main]
@@ -47,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let command = match cli.command.unwrap_or(Command::Serve) {
         Command::Chat(args) => return Ok(switchboard::cli::chat::run(args).await?),
         Command::Agent(args) => return Ok(switchboard::cli::agent::run(args).await?),
+        Command::Loadtest(args) => return Ok(switchboard::cli::loadtest::run(args).await?),
         command => command,
     };
     let config = Config::load(cli.config.as_deref())?;

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod chat;
+pub mod loadtest;
 pub mod members;
 
 use std::fmt::Display;
