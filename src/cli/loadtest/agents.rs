@@ -21,7 +21,7 @@ const END_WITHIN: Duration = Duration::from_secs(10);
 
 /// What agents share with the run.
 #[derive(Clone, Debug)]
-pub struct AgentContext {
+pub(super) struct AgentContext {
     pub clock: Clock,
     pub slots: Arc<[Slot]>,
     /// Echo every visitor message (steady) or only take it (burst).
@@ -33,7 +33,7 @@ pub struct AgentContext {
 
 /// What one agent saw, read after the run.
 #[derive(Debug, Default)]
-pub struct AgentReport {
+pub(super) struct AgentReport {
     /// Each offer: the conversation and when it arrived (clock time).
     pub offers: Vec<(u128, u64)>,
     pub accepted: usize,
@@ -44,7 +44,11 @@ pub struct AgentReport {
 }
 
 /// Connects an agent, goes available and waits for the answer.
-pub async fn connect(target: &Target, token: &str, queue: Option<&str>) -> Result<Ws, LoadError> {
+pub(super) async fn connect(
+    target: &Target,
+    token: &str,
+    queue: Option<&str>,
+) -> Result<Ws, LoadError> {
     let mut ws = target
         .connect(
             "/api/v2/agent/ws",
@@ -85,7 +89,7 @@ pub async fn connect(target: &Target, token: &str, queue: Option<&str>) -> Resul
 }
 
 /// Runs one connected agent until the run stops.
-pub fn spawn(ws: Ws, context: AgentContext) -> JoinHandle<AgentReport> {
+pub(super) fn spawn(ws: Ws, context: AgentContext) -> JoinHandle<AgentReport> {
     tokio::spawn(async move {
         let mut agent = Agent {
             context,

@@ -42,7 +42,7 @@ pub struct BurstArgs {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Parameters {
+pub(super) struct Parameters {
     visitors: usize,
     agents: usize,
     window_ms: u64,
@@ -50,7 +50,7 @@ pub struct Parameters {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Figures {
+pub(super) struct Figures {
     parameters: Parameters,
     /// Visitors whose session was configured, whose first message was
     /// acknowledged, whose conversation was offered, who got an agent.
@@ -84,7 +84,7 @@ struct Seen {
     joined: u64,
 }
 
-pub async fn run(args: &BurstArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
+pub(super) async fn run(args: &BurstArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
     let (v, a) = (args.visitors.max(1), args.agents.max(1));
     let capacity = v.div_ceil(a);
     if args.common.deployment.is_none() && capacity > setup::MAX_AGENT_CAPACITY {

@@ -23,28 +23,28 @@ const VISITOR_TAG: &str = "lt v ";
 const AGENT_TAG: &str = "lt a ";
 
 /// The message index in a visitor's text, if it is one of the tool's.
-pub fn visitor_tag(text: &str) -> Option<usize> {
+pub(super) fn visitor_tag(text: &str) -> Option<usize> {
     text.strip_prefix(VISITOR_TAG)?.parse().ok()
 }
 
 /// The message index in an agent's echo, if it is one of the tool's.
-pub fn agent_tag(text: &str) -> Option<usize> {
+pub(super) fn agent_tag(text: &str) -> Option<usize> {
     text.strip_prefix(AGENT_TAG)?.parse().ok()
 }
 
 /// Whether a server-given id can go into a frame as is (UUIDs can).
-pub fn plain(id: &str) -> bool {
+pub(super) fn plain(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-pub fn configure_session(token: &str, deployment: &str) -> String {
+pub(super) fn configure_session(token: &str, deployment: &str) -> String {
     format!(
         r#"{{"action":"configureSession","token":"{token}","deploymentId":"{deployment}","tracingId":"configure"}}"#
     )
 }
 
 /// Visitor message `k`, with a client id so a resend is logged once.
-pub fn on_message(token: &str, k: usize) -> String {
+pub(super) fn on_message(token: &str, k: usize) -> String {
     format!(
         r#"{{"action":"onMessage","token":"{token}","tracingId":"{k}","message":{{"type":"Text","text":"{VISITOR_TAG}{k}","id":"lt-v-{k}"}}}}"#
     )
@@ -52,7 +52,7 @@ pub fn on_message(token: &str, k: usize) -> String {
 
 /// The steady scenario's opening message: starts the conversation, is not
 /// measured.
-pub fn opening_message(token: &str) -> String {
+pub(super) fn opening_message(token: &str) -> String {
     format!(
         r#"{{"action":"onMessage","token":"{token}","tracingId":"open","message":{{"type":"Text","text":"lt open","id":"lt-open"}}}}"#
     )
@@ -60,7 +60,7 @@ pub fn opening_message(token: &str) -> String {
 
 /// Available for offers from `queue` only when given (an API client's
 /// queues are every queue of its organization, earlier runs' included).
-pub fn set_available(queue: Option<&str>) -> String {
+pub(super) fn set_available(queue: Option<&str>) -> String {
     match queue {
         Some(queue) => format!(
             r#"{{"type":"setPresence","requestId":"presence","status":"available","queueIds":["{queue}"]}}"#
@@ -69,18 +69,18 @@ pub fn set_available(queue: Option<&str>) -> String {
     }
 }
 
-pub fn accept(conversation: &str) -> String {
+pub(super) fn accept(conversation: &str) -> String {
     format!(r#"{{"type":"accept","requestId":"accept","conversationId":"{conversation}"}}"#)
 }
 
 /// The agent's echo of message `k`; its request id is `k`.
-pub fn agent_send(conversation: &str, k: usize) -> String {
+pub(super) fn agent_send(conversation: &str, k: usize) -> String {
     format!(
         r#"{{"type":"send","requestId":"{k}","conversationId":"{conversation}","text":"{AGENT_TAG}{k}","id":"lt-a-{k}"}}"#
     )
 }
 
-pub fn end(conversation: &str) -> String {
+pub(super) fn end(conversation: &str) -> String {
     format!(
         r#"{{"type":"end","requestId":"end","conversationId":"{conversation}","wrapUp":"loadtest"}}"#
     )
@@ -88,7 +88,7 @@ pub fn end(conversation: &str) -> String {
 
 /// A guest frame from the server.
 #[derive(Debug, Deserialize)]
-pub struct GuestFrame<'a> {
+pub(super) struct GuestFrame<'a> {
     /// `response` or `message`.
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
@@ -104,7 +104,7 @@ pub struct GuestFrame<'a> {
 
 /// A guest frame's body: a text (errors) or an object.
 #[derive(Debug, Default)]
-pub enum GuestBody<'a> {
+pub(super) enum GuestBody<'a> {
     #[default]
     None,
     Text(Cow<'a, str>),
@@ -112,14 +112,14 @@ pub enum GuestBody<'a> {
 }
 
 impl<'a> GuestBody<'a> {
-    pub fn object(&self) -> Option<&BodyObject<'a>> {
+    pub(super) fn object(&self) -> Option<&BodyObject<'a>> {
         match self {
             GuestBody::Object(object) => Some(object),
             _ => None,
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             GuestBody::None => String::new(),
             GuestBody::Text(text) => text.to_string(),
@@ -134,7 +134,7 @@ impl<'a> GuestBody<'a> {
 
 /// The fields of an object body the tool reads.
 #[derive(Debug, Default, Deserialize)]
-pub struct BodyObject<'a> {
+pub(super) struct BodyObject<'a> {
     #[serde(default, borrow)]
     pub text: Option<Cow<'a, str>>,
     /// `Inbound` (the visitor's) or `Outbound` (the agent's).
@@ -154,7 +154,7 @@ pub struct BodyObject<'a> {
 
 impl BodyObject<'_> {
     /// Whether this is an agent's `Join` presence: the visitor has an agent.
-    pub fn agent_joined(&self) -> bool {
+    pub(super) fn agent_joined(&self) -> bool {
         self.direction.as_deref() == Some("Outbound")
             && self.events.iter().any(|e| {
                 e.event_type == "Presence" && e.presence.as_ref().is_some_and(|p| p.kind == "Join")
@@ -163,7 +163,7 @@ impl BodyObject<'_> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct GuestEvent<'a> {
+pub(super) struct GuestEvent<'a> {
     #[serde(rename = "eventType", default, borrow)]
     pub event_type: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -171,7 +171,7 @@ pub struct GuestEvent<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct PresenceEvent<'a> {
+pub(super) struct PresenceEvent<'a> {
     #[serde(rename = "type", default, borrow)]
     pub kind: Cow<'a, str>,
 }
@@ -212,7 +212,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for GuestBody<'a> {
 /// An agent frame from the server: the union of the fields of the frames
 /// the tool reads (`response`, `offer`, `event`, `snapshot`).
 #[derive(Debug, Deserialize)]
-pub struct AgentFrame<'a> {
+pub(super) struct AgentFrame<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: Cow<'a, str>,
     #[serde(rename = "requestId", default, borrow)]
@@ -237,7 +237,7 @@ pub struct AgentFrame<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AgentError<'a> {
+pub(super) struct AgentError<'a> {
     #[serde(default, borrow)]
     pub code: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -245,13 +245,13 @@ pub struct AgentError<'a> {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ConversationRef<'a> {
+pub(super) struct ConversationRef<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct SnapshotConversation<'a> {
+pub(super) struct SnapshotConversation<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -262,7 +262,7 @@ pub struct SnapshotConversation<'a> {
 
 /// A conversation event in a snapshot.
 #[derive(Debug, Deserialize)]
-pub struct AgentEvent<'a> {
+pub(super) struct AgentEvent<'a> {
     #[serde(default, borrow)]
     pub text: Option<Cow<'a, str>>,
 }

@@ -37,14 +37,14 @@ pub struct IdleArgs {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Parameters {
+pub(super) struct Parameters {
     sockets: usize,
     hold_seconds: u64,
     node_pid: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Memory {
+pub(super) struct Memory {
     /// Before the sockets (one warm socket open), once all were open and
     /// settled, and at the end of the hold.
     before_kib: Option<u64>,
@@ -69,7 +69,7 @@ impl Memory {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Figures {
+pub(super) struct Figures {
     parameters: Parameters,
     opened: usize,
     /// Could not be opened or configured.
@@ -84,7 +84,7 @@ pub struct Figures {
     tool: Memory,
 }
 
-pub async fn run(args: &IdleArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
+pub(super) async fn run(args: &IdleArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
     let s = args.sockets.max(1);
     let run = Run::prepare(&args.common, "idle", s + 1, 0, 1).await?;
     let node_rss = || args.node_pid.and_then(rss_kib);

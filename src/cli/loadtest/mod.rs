@@ -318,8 +318,10 @@ fn report<T: Serialize>(
         }
     );
     let line = serde_json::to_string(&summary).map_err(|e| LoadError::Usage(e.to_string()))?;
-    // stdout carries the one JSON line, for scripts.
-    #[allow(clippy::print_stdout)]
+    #[expect(
+        clippy::print_stdout,
+        reason = "stdout carries the one JSON line, for scripts"
+    )]
     {
         println!("{line}");
     }

@@ -22,7 +22,7 @@ use url::Url;
 use super::LoadError;
 
 /// A client WebSocket of the load tool.
-pub type Ws = WebSocketStream<TcpStream>;
+pub(super) type Ws = WebSocketStream<TcpStream>;
 
 /// How long one connect plus handshake may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,7 +162,7 @@ fn refused(e: tungstenite::Error) -> LoadError {
 }
 
 /// What a read from a socket gave.
-pub enum Incoming {
+pub(super) enum Incoming {
     /// A text frame (or JSON in a binary frame).
     Text(tungstenite::Utf8Bytes),
     /// The socket is closed or broken.
@@ -172,7 +172,7 @@ pub enum Incoming {
 }
 
 /// Reads the next frame.
-pub async fn next(ws: &mut Ws) -> Incoming {
+pub(super) async fn next(ws: &mut Ws) -> Incoming {
     match ws.next().await {
         Some(Ok(Message::Text(text))) => Incoming::Text(text),
         Some(Ok(Message::Binary(bytes))) => match tungstenite::Utf8Bytes::try_from(bytes) {
@@ -185,7 +185,7 @@ pub async fn next(ws: &mut Ws) -> Incoming {
 }
 
 /// Sends one JSON text frame.
-pub async fn send(ws: &mut Ws, frame: String) -> Result<(), LoadError> {
+pub(super) async fn send(ws: &mut Ws, frame: String) -> Result<(), LoadError> {
     ws.send(Message::text(frame))
         .await
         .map_err(|e| LoadError::Connect(e.to_string()))

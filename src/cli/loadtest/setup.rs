@@ -13,14 +13,14 @@ use super::LoadError;
 
 /// What the visitors and agents of a run use.
 #[derive(Debug)]
-pub struct Organization {
+pub(super) struct Organization {
     pub deployment: String,
     pub queue: String,
     pub agent_tokens: Vec<String>,
 }
 
 /// The largest `agentCapacity` a queue takes.
-pub const MAX_AGENT_CAPACITY: usize = 50;
+pub(super) const MAX_AGENT_CAPACITY: usize = 50;
 
 /// The origin the deployment allows. The tool itself sends no `Origin` (as
 /// a native app does), which every deployment allows.
@@ -28,7 +28,7 @@ const ORIGIN: &str = "https://loadtest.invalid";
 
 /// Makes a deployment, a queue (`capacity` conversations per agent) and
 /// `agents` agent credentials.
-pub async fn organization(
+pub(super) async fn organization(
     base: &str,
     bootstrap: &str,
     scenario: &str,

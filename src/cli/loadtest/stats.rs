@@ -14,32 +14,32 @@ use serde::Serialize;
 /// The tool's clock: nanoseconds since the run started, never 0 (0 means
 /// "not yet" in the tables).
 #[derive(Clone, Copy, Debug)]
-pub struct Clock {
+pub(super) struct Clock {
     start: Instant,
 }
 
 impl Clock {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             start: Instant::now(),
         }
     }
 
-    pub fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_nanos())
             .unwrap_or(u64::MAX)
             .max(1)
     }
 
     /// The instant `ns` after the start, for timers.
-    pub fn instant(&self, ns: u64) -> Instant {
+    pub(super) fn instant(&self, ns: u64) -> Instant {
         self.start + Duration::from_nanos(ns)
     }
 }
 
 /// One message and its echo, as seen from both ends.
 #[derive(Debug, Default)]
-pub struct Slot {
+pub(super) struct Slot {
     /// The visitor sent it.
     pub visitor_sent: AtomicU64,
     /// The visitor's send was acknowledged (it is in the log).
@@ -56,12 +56,12 @@ pub struct Slot {
 }
 
 /// Stores `now` unless a time is already there (the first one counts).
-pub fn stamp_once(cell: &AtomicU64, now: u64) {
+pub(super) fn stamp_once(cell: &AtomicU64, now: u64) {
     let _ = cell.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// Counts a delivery; stamps the first. Answers whether it was the first.
-pub fn deliver(time: &AtomicU64, count: &AtomicU32, now: u64) -> bool {
+pub(super) fn deliver(time: &AtomicU64, count: &AtomicU32, now: u64) -> bool {
     let first = count.fetch_add(1, Ordering::Relaxed) == 0;
     if first {
         time.store(now, Ordering::Relaxed);
@@ -69,13 +69,13 @@ pub fn deliver(time: &AtomicU64, count: &AtomicU32, now: u64) -> bool {
     first
 }
 
-pub fn load(cell: &AtomicU64) -> u64 {
+pub(super) fn load(cell: &AtomicU64) -> u64 {
     cell.load(Ordering::Relaxed)
 }
 
 /// Percentiles of a set of durations, in milliseconds.
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct Latency {
+pub(super) struct Latency {
     pub count: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -84,7 +84,7 @@ pub struct Latency {
 
 impl Latency {
     /// From durations in nanoseconds (sorted here).
-    pub fn of(mut samples: Vec<u64>) -> Self {
+    pub(super) fn of(mut samples: Vec<u64>) -> Self {
         samples.sort_unstable();
         let pick = |p: f64| {
             let last = samples.len().saturating_sub(1);
@@ -101,7 +101,7 @@ impl Latency {
     }
 
     /// The latencies `to - from` over rows where both are stamped.
-    pub fn between<'a, T: 'a>(
+    pub(super) fn between<'a, T: 'a>(
         rows: impl Iterator<Item = &'a T>,
         from: impl Fn(&T) -> &AtomicU64,
         to: impl Fn(&T) -> &AtomicU64,
@@ -115,7 +115,7 @@ impl Latency {
         )
     }
 
-    pub fn line(&self) -> String {
+    pub(super) fn line(&self) -> String {
         format!(
             "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (n={})",
             self.p50_ms, self.p99_ms, self.max_ms, self.count
@@ -123,12 +123,12 @@ impl Latency {
     }
 }
 
-pub fn round3(x: f64) -> f64 {
+pub(super) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 /// Resident memory of a process in KiB (`VmRSS` of /proc/<pid>/status).
-pub fn rss_kib(pid: u32) -> Option<u64> {
+pub(super) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -75,7 +75,7 @@ pub struct SteadyArgs {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Parameters {
+pub(super) struct Parameters {
     visitors: usize,
     agents: usize,
     messages: usize,
@@ -123,7 +123,7 @@ impl Plan {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Step {
+pub(super) struct Step {
     /// Messages a second per visitor; what all visitors and the echoes
     /// together offer (both directions: 2 × visitors × rate).
     rate: f64,
@@ -148,7 +148,7 @@ pub struct Step {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Figures {
+pub(super) struct Figures {
     parameters: Parameters,
     /// Visitors whose conversation had an agent when sending began.
     conversations: usize,
@@ -204,7 +204,7 @@ fn rates(args: &SteadyArgs) -> Result<Vec<(f64, usize)>, LoadError> {
     }
 }
 
-pub async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
+pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
     let (v, a) = (args.visitors.max(1), args.agents.max(1));
     let capacity = v.div_ceil(a);
     if args.common.deployment.is_none() && capacity > setup::MAX_AGENT_CAPACITY {

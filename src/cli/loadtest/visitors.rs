@@ -14,7 +14,7 @@ const CONFIGURE_WITHIN: Duration = Duration::from_secs(10);
 
 /// A visitor's socket with a configured guest session.
 #[derive(Debug)]
-pub struct Visitor {
+pub(super) struct Visitor {
     pub ws: Ws,
     /// Names the guest session.
     pub token: String,
@@ -22,7 +22,7 @@ pub struct Visitor {
 
 /// Where visitors connect: the node, the deployment, the origin presented.
 #[derive(Debug)]
-pub struct Site<'a> {
+pub(super) struct Site<'a> {
     pub target: &'a Target,
     pub deployment: &'a str,
     pub origin: Option<&'a str>,
@@ -30,7 +30,7 @@ pub struct Site<'a> {
 
 impl Site<'_> {
     /// Opens a socket and configures a new guest session on it.
-    pub async fn open(&self) -> Result<Visitor, LoadError> {
+    pub(super) async fn open(&self) -> Result<Visitor, LoadError> {
         let path = format!(
             "/v1?deploymentId={}&application=switchboard-loadtest",
             self.deployment
@@ -83,7 +83,10 @@ impl Site<'_> {
 /// Sends the opening message and reads until an agent joins (bounded by
 /// `within`): the steady scenario measures only conversations that have an
 /// agent.
-pub async fn open_conversation(visitor: &mut Visitor, within: Duration) -> Result<(), LoadError> {
+pub(super) async fn open_conversation(
+    visitor: &mut Visitor,
+    within: Duration,
+) -> Result<(), LoadError> {
     net::send(&mut visitor.ws, frames::opening_message(&visitor.token)).await?;
     let joined = async {
         loop {
