@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use switchboard::engine::BusMessage;
 use switchboard::routing::model::{
     ConversationState, EventBody, Notice, Participant, ParticipantRole, PresenceKind,
+    VisitorIdentity,
 };
 use uuid::Uuid;
 
@@ -138,11 +139,10 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
 
     // Typing, both ways.
     let mut watch = app.watch(conversation).await;
-    let visitor = Participant {
-        role: ParticipantRole::Visitor,
-        id: None,
-        name: "Ada Lovelace".to_owned(),
-    };
+    let visitor = Participant::visitor(&VisitorIdentity {
+        name: Some("Ada Lovelace".to_owned()),
+        ..VisitorIdentity::default()
+    });
     app.typing(conversation, visitor).await;
     let typing = agent.expect("typing").await;
     assert_eq!(typing["conversationId"], conversation.to_string());
@@ -177,9 +177,7 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
         .await;
     assert_eq!(snapshot["agent"]["status"], "available");
     let log = log_of(app, conversation).await;
-    assert!(log.contains(&EventBody::Presence {
-        presence: PresenceKind::Disconnect
-    }));
+    assert!(log.contains(&EventBody::presence(PresenceKind::Disconnect)));
     assert!(log.contains(&EventBody::Ended {
         wrap_up: Some("resolved".to_owned())
     }));
@@ -354,9 +352,7 @@ async fn a_lost_agent_loses_its_conversations(kind: EngineKind) {
         .collect();
     assert_eq!(texts, [&json!("help"), &json!("on it")]);
     let log = log_of(app, conversation).await;
-    assert!(log.contains(&EventBody::Presence {
-        presence: PresenceKind::Leave
-    }));
+    assert!(log.contains(&EventBody::presence(PresenceKind::Leave)));
 }
 on_both_engines!(a_lost_agent_loses_its_conversations);
 
