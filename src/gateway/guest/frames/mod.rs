@@ -1,6 +1,6 @@
 //! The guest protocol's frames: requests parsed at the edge into
-//! [`Request`] (`request`), and the server's `response`/`message` frames
-//! (`reply`).
+//! [`Request`] (`request`; a message and its content and attributes in
+//! `message`), and the server's `response`/`message` frames (`reply`).
 //!
 //! Parsing never panics and never gives up on the socket: malformed JSON or
 //! an unknown action is a 400 error frame, a missing required field 4020, a
@@ -9,6 +9,7 @@
 //! `tracingId` of a request is echoed on its answer even when the rest of
 //! the request is refused.
 
+mod message;
 #[cfg(test)]
 mod property_tests;
 mod reply;
@@ -16,13 +17,12 @@ mod request;
 
 use std::borrow::Cow;
 
+pub use self::message::{GuestEvent, GuestMessage, MessageKind};
 pub use self::reply::{
     AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, InboundMedia,
     JwtResponse, RATE_RETRY_AFTER_SECONDS, SessionResponse, error, own_message, push, response,
 };
-pub use self::request::{
-    Configure, GuestEvent, GuestMessage, MessageKind, Parsed, Rejected, Request, parse,
-};
+pub use self::request::{Configure, Parsed, Rejected, Request, parse};
 
 /// Longest session token a client may present.
 pub const MAX_TOKEN_CHARS: usize = 2048;
