@@ -133,9 +133,16 @@ impl Routing {
     /// configuration allows it (its live conversation gets a `SignIn`
     /// event); otherwise it starts over signed in, without its guest
     /// conversation, and its other sockets are told to sign in too.
+    ///
+    /// `guest` is the guest session the socket was bound to. The Transport
+    /// SDK mints a new session token when the visitor signs in and steps up
+    /// with it on that socket: with step-up allowed, the new session takes
+    /// the guest session over (its conversation, and its other sockets are
+    /// closed as signed in elsewhere).
     pub async fn sign_in_session(
         &self,
         at: &VisitorSocket<'_>,
+        guest: Option<Uuid>,
         identity: &VisitorIdentity,
         visitor_id: Uuid,
         family: Uuid,
@@ -150,6 +157,19 @@ impl Routing {
         }
         let was_guest = !existing.identity.as_ref().is_some_and(|i| i.authenticated);
         let upgrade = at.content.authentication_settings.allow_session_upgrade;
+        let taken_over = match guest {
+            Some(guest)
+                if upgrade
+                    && was_guest
+                    && guest != at.session
+                    && existing.conversation_id.is_none() =>
+            {
+                self.take_over_guest(guest, at).await?
+            }
+            _ => None,
+        };
+        let stepped_up = upgrade && was_guest && (!new || taken_over.is_some());
+        let carried = taken_over.flatten();
         let cleared = was_guest && !upgrade && existing.conversation_id.is_some();
         let session = self
             .update_session(at.session, |s| {
@@ -162,6 +182,9 @@ impl Routing {
                 if cleared {
                     s.conversation_id = None;
                 }
+                if s.conversation_id.is_none() {
+                    s.conversation_id = carried;
+                }
                 s.last_active = now;
                 Ok(())
             })
@@ -171,30 +194,63 @@ impl Routing {
                 e => e.into(),
             })?;
         let mut step_up = None;
-        if was_guest && !new {
-            if upgrade {
-                let logged = match session.conversation_id {
-                    Some(conversation) => {
-                        self.sign_in_live(conversation, identity, visitor_id, now)
-                            .await
-                    }
-                    None => None,
-                };
-                step_up = Some(StepUp {
-                    visitor: Participant::visitor(identity),
-                    logged,
-                });
-            } else {
-                self.end_session_sockets(at, SessionEndReason::SignedIn)
-                    .await;
-            }
+        if stepped_up {
+            let logged = match session.conversation_id {
+                Some(conversation) => {
+                    self.sign_in_live(conversation, identity, visitor_id, now)
+                        .await
+                }
+                None => None,
+            };
+            step_up = Some(StepUp {
+                visitor: Participant::visitor(identity),
+                logged,
+            });
+        } else if was_guest && !new && !upgrade {
+            self.end_session_sockets(at, SessionEndReason::SignedIn)
+                .await;
         }
         Ok(Opened {
             session,
-            new,
+            // A session that takes a guest's over is no new one to the
+            // client: it must not autostart again.
+            new: new && !stepped_up,
             cleared,
             step_up,
         })
+    }
+
+    /// Takes the guest session `guest` over for the session `at` signs in:
+    /// answers its conversation (now no longer the guest's), or `None`
+    /// when `guest` is not a guest session of this deployment. Its other
+    /// sockets are closed as signed in elsewhere (`signedIn`).
+    async fn take_over_guest(
+        &self,
+        guest: Uuid,
+        at: &VisitorSocket<'_>,
+    ) -> RoutingResult<Option<Option<Uuid>>> {
+        let Some(found) = self.session(guest).await? else {
+            return Ok(None);
+        };
+        let authenticated = found.identity.as_ref().is_some_and(|i| i.authenticated);
+        if found.deployment_id != at.deployment.meta.id || authenticated {
+            return Ok(None);
+        }
+        let mut taken = None;
+        self.update_session(guest, |s| {
+            taken = s.conversation_id.take();
+            Ok(())
+        })
+        .await?;
+        self.notify(
+            &Channel::Session(guest),
+            &Notice::SessionEnded {
+                reason: SessionEndReason::SignedIn,
+                except_socket: Some(at.socket),
+            },
+        )
+        .await;
+        Ok(Some(taken))
     }
 
     /// Marks a live conversation as signed in, with a `SignIn` event in its

@@ -187,10 +187,15 @@ async fn step_up_on_the_same_session(kind: EngineKind) {
     let conversation = echo["body"]["conversationId"].clone();
     let echo: sdk::Frame<sdk::StructuredMessage> = decode(&echo);
     assert!(!echo.body.metadata.contains_key("authenticated"));
+    // Another connection of the guest's token.
+    let mut tab = SdkClient::with_token(&app, &id, &sdk.token).await;
+    tab.configure(false).await;
 
-    // Step-up on the same socket: SignIn first, named as the IdP names the
-    // visitor, then the answer: the same session, nothing cleared.
+    // Step-up on the same socket, with the new token `authorize` minted:
+    // SignIn first, named as the IdP names the visitor, then the answer:
+    // no new session (no second autostart), nothing cleared.
     let pair = authorize(&app, &id, "nora").await;
+    sdk.new_token();
     let answer = sdk.authenticate(&pair.jwt).await;
     let sign_in = sdk.message().await;
     assert_eq!(sign_in.body.presence(), Some(PresenceType::SignIn));
@@ -207,6 +212,11 @@ async fn step_up_on_the_same_session(kind: EngineKind) {
     let stepped = session(&answer);
     assert!(stepped.connected && !stepped.new_session);
     assert!(!stepped.cleared_existing_session);
+    // The guest token's other connection is closed as signed in elsewhere.
+    let closed: sdk::Frame<sdk::ConnectionClosedEvent> =
+        decode(&tab.next_of("ConnectionClosedEvent").await);
+    assert_eq!(closed.body.reason.as_deref(), Some("signedIn"));
+    assert_eq!(tab.closed().await, 1000);
 
     // The conversation continues, signed in.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -228,6 +238,7 @@ async fn step_up_on_the_same_session(kind: EngineKind) {
     let mut quiet = SdkClient::open(&app, &id).await;
     quiet.configure(false).await;
     let pair = authorize(&app, &id, "quinn").await;
+    quiet.new_token();
     let answer = quiet.authenticate(&pair.jwt).await;
     let sign_in = quiet.message().await;
     assert_eq!(sign_in.body.presence(), Some(PresenceType::SignIn));

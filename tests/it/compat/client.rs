@@ -109,6 +109,13 @@ impl SdkClient {
         }
     }
 
+    /// What `authorize()` does before a step-up: the SDK forgets its
+    /// session token and mints a new one, which it then configures with on
+    /// the same socket.
+    pub(super) fn new_token(&mut self) {
+        self.token = Uuid::new_v4().to_string();
+    }
+
     /// `configureSession`, answered with a session.
     pub(super) async fn configure(&mut self, start_new: bool) -> sdk::SessionResponse {
         let answer = self.request(self.configure_frame(start_new)).await;

@@ -173,9 +173,16 @@ impl Conn {
             deployment: &self.deployment,
             content: &self.content,
         };
+        // The guest session this socket was bound to: the Transport SDK
+        // steps up with a new token, on the same socket.
+        let guest = self
+            .bound
+            .as_ref()
+            .filter(|b| b.family.is_none())
+            .map(|b| b.session);
         let routing = self.state.routing.clone();
         let opened = routing
-            .sign_in_session(&at, &identity, claims.sub, claims.sid, now)
+            .sign_in_session(&at, guest, &identity, claims.sub, claims.sid, now)
             .await?;
         self.bind(opened, Some(claims.sid), &configure, tracing_id)
             .await

@@ -177,6 +177,17 @@ fn routing_error(e: RoutingError) -> GuestError {
     }
 }
 
+/// The refusal of `action`: a transient failure of a message is answered
+/// so that the SDK fails the message (the app may resend) rather than
+/// leave it pending.
+fn refusal(action: &str, error: GuestError) -> GuestError {
+    if error.code == GuestError::try_again().code && action == "onMessage" {
+        GuestError::message_try_again()
+    } else {
+        error
+    }
+}
+
 impl From<VisitorError> for Fail {
     fn from(e: VisitorError) -> Self {
         Fail::Guest(match e {
@@ -347,12 +358,9 @@ impl Conn {
         match result {
             Ok(flow) => flow,
             Err(Fail::Gone) => Flow::Gone,
-            Err(Fail::Guest(mut error)) => {
+            Err(Fail::Guest(error)) => {
                 tracing::debug!(action, code = error.code, "guest request refused");
-                if error.code == GuestError::try_again().code && action == "onMessage" {
-                    error = GuestError::message_try_again();
-                }
-                self.answer_error(&error, tracing_id).await
+                self.answer_error(&refusal(action, error), tracing_id).await
             }
         }
     }
@@ -381,5 +389,30 @@ impl Conn {
             Ok(()) => Flow::Close(close_code::NORMAL, "session expired"),
             Err(Gone) => Flow::Gone,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn transient_failures_are_codes_the_sdk_acts_on() {
+        // Never 5000, which the SDK ignores (a configure would hang).
+        for e in [
+            RoutingError::Contended,
+            RoutingError::UnknownConversation,
+            RoutingError::Store(StoreError::NotFound),
+        ] {
+            assert_eq!(routing_error(e).code, 503);
+        }
+        assert_eq!(routing_error(RoutingError::UnknownSession).code, 4007);
+        let configure = refusal("configureSession", GuestError::try_again());
+        assert_eq!(configure.code, 503);
+        let message = refusal("onMessage", GuestError::try_again());
+        assert_eq!(message.code, 4029);
+        let other = refusal("onMessage", GuestError::new(4011, "message too long"));
+        assert_eq!(other.code, 4011);
     }
 }
