@@ -263,10 +263,11 @@ impl ContentItem {
             }
             ContentItem::ButtonResponse { button_response } => {
                 let at = format!("{at}.buttonResponse");
+                // May be empty: an app builds a time slot's answer itself.
                 check_text(
                     &format!("{at}.text"),
                     &button_response.text,
-                    1,
+                    0,
                     MAX_LABEL_CHARS,
                 )?;
                 check_text(
@@ -288,11 +289,17 @@ impl ContentItem {
         }
     }
 
-    /// The text a person would read for a button response: what an agent
-    /// sees for a visitor's quick reply sent without text.
+    /// The text a person would read for a button response (its text, or
+    /// else its payload: a time slot's date-time): what an agent sees for
+    /// a visitor's quick reply sent without text.
     pub fn answer_text(&self) -> Option<&str> {
         match self {
-            ContentItem::ButtonResponse { button_response } => Some(&button_response.text),
+            ContentItem::ButtonResponse { button_response } => [
+                button_response.text.as_str(),
+                button_response.payload.as_str(),
+            ]
+            .into_iter()
+            .find(|t| !t.trim().is_empty()),
             _ => None,
         }
     }
@@ -584,9 +591,15 @@ mod tests {
         }
         assert!(visitor(json!([answer("Link")])).is_err());
         assert!(visitor(json!([answer("Button"), answer("Button")])).is_err());
-        // An empty payload is the visitor's to send.
+        // An empty payload or text is the visitor's to send; what agents
+        // read is whichever is not empty.
         let empty = json!([{"contentType":"ButtonResponse","buttonResponse":{"text":"x","payload":"","type":"Button"}}]);
-        assert!(visitor(empty).is_ok());
+        assert_eq!(visitor(empty).unwrap()[0].answer_text(), Some("x"));
+        let slot = json!([{"contentType":"ButtonResponse","buttonResponse":{"text":"","payload":"2025-01-01T10:00:00Z","type":"DatePicker"}}]);
+        assert_eq!(
+            visitor(slot).unwrap()[0].answer_text(),
+            Some("2025-01-01T10:00:00Z")
+        );
     }
 
     #[test]
