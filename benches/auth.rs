@@ -168,8 +168,8 @@ fn bench(c: &mut Criterion) {
         deployment: Uuid::new_v4(),
         org: OrgId(Uuid::new_v4()),
         identity: VisitorIdentity {
-            iss: issuer,
-            sub: "visitor-1".to_owned(),
+            issuer,
+            subject: "visitor-1".to_owned(),
             email: Some("v@example.com".to_owned()),
             email_verified: Some(true),
             name: Some("Vera Visitor".to_owned()),

@@ -9,16 +9,34 @@
 //!
 //! # Layout
 //!
+//! From the edge down; a module uses only those below it (see
+//! docs/architecture.md).
+//!
+//! - [`app`]: the composition root: the node's state ([`app::AppState`]),
+//!   its shutdown signal, and the one router that puts the HTTP surface and
+//!   the WebSocket gateway behind the same layers.
+//! - [`http`]: every HTTP route (the admin API by resource, tokens, the
+//!   guest token endpoints and history, `config.json`, staff sign-in, the
+//!   console and snippet pages, health and metrics), the one HTTP error
+//!   type, the extractors and the CORS helper.
+//! - [`gateway`]: the two WebSocket protocols, guest (Genesys-compatible)
+//!   and agent: one task per socket, frames parsed at the edge, delivery in
+//!   sequence through a cursor; sockets decide nothing and ask routing.
+//! - [`routing`]: conversations between visitors and agents: guest
+//!   sessions, logs and notices, agents' presence, offers and assignment,
+//!   the sweeper; every transition a pure decision committed with a version
+//!   check. The only module that publishes bus notices.
+//! - [`auth`]: who is calling: credentials and principals, the OIDC relying
+//!   party, visitors' session JWTs and refresh tokens, staff sign-in, secrets
+//!   at rest.
+//! - [`store`]: typed admin records on the engine, per organization, with
+//!   the published configuration a deployment runs.
+//! - [`engine`]: storage and fan-out, on Redis or embedded, with one
+//!   behaviour; the only place storage keys are spelled.
 //! - [`config`]: the TOML file and environment variables a node starts from.
 //! - [`telemetry`]: logging setup and the Prometheus metrics registry.
-//! - [`engine`]: storage and fan-out, on Redis or embedded; the only place
-//!   storage keys are spelled.
-//! - [`store`]: typed admin records on the engine, per organization.
-//! - [`auth`]: credentials, principals and roles; secrets at rest.
-//! - [`http`]: routers, extractors and the one HTTP error type; the admin API
-//!   by resource, the public deployment config, health and metrics.
 //! - [`cli`]: the terminal clients `switchboard chat` (a visitor) and
-//!   `switchboard agent`.
+//!   `switchboard agent`, and the admin commands.
 //!
 //! [`Server::build`] turns a [`config::Config`] into a ready service;
 //! [`Server::serve`] runs it on a bound listener until a shutdown future

@@ -140,12 +140,15 @@ impl From<StoreError> for SessionError {
     }
 }
 
-/// Who the visitor is at their IdP, as the session JWT carries it to the
-/// gateway and on to the agent. Keyed by (`iss`, `sub`), never by email.
+/// Who a signed-in visitor is at their IdP: what the session JWT carries to
+/// the gateway, the guest session and conversation keep, and the agent is
+/// shown. Keyed by (issuer, subject), never by email. A guest has none.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisitorIdentity {
-    pub iss: String,
-    pub sub: String,
+    #[serde(rename = "iss")]
+    pub issuer: String,
+    #[serde(rename = "sub")]
+    pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,6 +160,23 @@ pub struct VisitorIdentity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family_name: Option<String>,
 }
+
+impl VisitorIdentity {
+    /// What agents call the visitor.
+    pub fn display_name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        match (&self.given_name, &self.family_name) {
+            (Some(g), Some(f)) => format!("{g} {f}"),
+            (Some(g), None) => g.clone(),
+            _ => self.email.clone().unwrap_or_else(|| GUEST_NAME.to_owned()),
+        }
+    }
+}
+
+/// What agents call a visitor who did not sign in.
+pub const GUEST_NAME: &str = "Visitor";
 
 /// The claims of a session JWT.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -367,7 +387,7 @@ impl VisitorTokens {
         let claims = SessionClaims {
             iss: self.inner.issuer.clone(),
             aud: grant.deployment,
-            sub: self.visitor_subject(grant.org, &grant.identity.iss, &grant.identity.sub),
+            sub: self.visitor_subject(grant.org, &grant.identity.issuer, &grant.identity.subject),
             org: grant.org,
             identity: grant.identity.clone(),
             sid: grant.sid,

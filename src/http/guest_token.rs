@@ -48,7 +48,9 @@ use crate::auth::credential::bearer;
 use crate::auth::crypto;
 use crate::auth::oidc::{self, OidcError, VerifiedIdentity};
 use crate::auth::refresh::NewFamily;
-use crate::auth::visitor_token::{JwkSet, SessionError, SessionGrant, VisitorIdentity};
+use crate::auth::visitor_token::{
+    JwkSet, SessionError, SessionGrant, VisitorIdentity, VisitorTokens,
+};
 use crate::engine::{Space, StashMode};
 use crate::store::StoreError;
 use crate::store::records::{Deployment, OidcIntegration};
@@ -526,8 +528,8 @@ pub(super) async fn login_deployment(state: &AppState, login_state: &str) -> Opt
 /// The public keys of session JWTs (RFC 7517), for anyone who verifies them.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "guest tokens",
     responses((status = 200, body = JwkSet), (status = 503, body = ErrorBody)))]
-async fn jwks(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let keys = state.visitor_tokens.jwks().await?;
+async fn jwks(State(tokens): State<VisitorTokens>) -> Result<Response, ApiError> {
+    let keys = tokens.jwks().await?;
     let mut response = axum::Json(keys).into_response();
     let headers = response.headers_mut();
     // Short: verifiers refetch on an unknown kid anyway, and keys rotate.
@@ -718,8 +720,8 @@ async fn start_session(
     let now = Utc::now();
     let not_after = identity.expires_at;
     let visitor = VisitorIdentity {
-        iss: identity.issuer,
-        sub: identity.subject,
+        issuer: identity.issuer,
+        subject: identity.subject,
         email: identity.email,
         email_verified: identity.email_verified,
         name: identity.name,

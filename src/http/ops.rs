@@ -10,6 +10,8 @@ use axum::routing::get;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::store::Store;
+use crate::telemetry::Metrics;
 
 pub(super) fn router(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
     Router::new()
@@ -30,30 +32,31 @@ async fn healthz() -> &'static str {
 
 /// The node can serve: its engine answers. A load balancer takes a node out
 /// while this is 503.
-async fn readyz(State(state): State<AppState>) -> Response {
-    let bus = state.store.engine().bus_healthy();
-    match state.store.ping().await {
-        Ok(()) if bus => axum::Json(json!({ "ready": true, "engine": state.store.engine().name() })).into_response(),
+async fn readyz(State(store): State<Store>) -> Response {
+    let engine = store.engine().name();
+    let bus = store.engine().bus_healthy();
+    match store.ping().await {
+        Ok(()) if bus => axum::Json(json!({ "ready": true, "engine": engine })).into_response(),
         Ok(()) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false, "engine": state.store.engine().name(), "reason": "the bus subscription is reconnecting" })),
+            axum::Json(json!({ "ready": false, "engine": engine, "reason": "the bus subscription is reconnecting" })),
         )
             .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false, "engine": state.store.engine().name(), "reason": e.to_string() })),
+            axum::Json(json!({ "ready": false, "engine": engine, "reason": e.to_string() })),
         )
             .into_response(),
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(metrics): State<Metrics>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }

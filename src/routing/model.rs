@@ -15,45 +15,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use super::content::{ContentItem, CustomAttributes, MessageMetadata};
+use crate::auth::visitor_token::GUEST_NAME;
+pub use crate::auth::visitor_token::VisitorIdentity;
 use crate::engine::{Collection, Kind, RecordKey};
 use crate::store::Record;
 use crate::store::records::Meta;
 use crate::store::types::OrgId;
-
-/// Who the visitor is, as far as switchboard knows: verified claims for an
-/// authenticated visitor, nothing but a nickname for a guest.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VisitorIdentity {
-    /// The visitor proved who they are at the deployment's IdP.
-    pub authenticated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub given_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub family_name: Option<String>,
-}
-
-impl VisitorIdentity {
-    /// What agents call the visitor.
-    pub fn display_name(&self) -> String {
-        if let Some(name) = &self.name {
-            return name.clone();
-        }
-        match (&self.given_name, &self.family_name) {
-            (Some(g), Some(f)) => format!("{g} {f}"),
-            (Some(g), None) => g.clone(),
-            _ => self.email.clone().unwrap_or_else(|| "Visitor".to_owned()),
-        }
-    }
-}
 
 /// The id of a guest session: derived from the client-minted session token,
 /// so the token itself is never stored.
@@ -155,7 +122,8 @@ pub struct Conversation {
     pub deployment_id: Uuid,
     pub queue_id: Uuid,
     pub session_id: Uuid,
-    pub visitor: VisitorIdentity,
+    /// The signed-in visitor; `None` for a guest.
+    pub visitor: Option<VisitorIdentity>,
     #[serde(flatten)]
     pub state: ConversationState,
     /// Agents who declined or let the offer time out; skipped when offering
@@ -191,6 +159,13 @@ impl Record for Conversation {
 impl Conversation {
     pub fn key_of(id: Uuid) -> RecordKey {
         RecordKey::new(Kind::Conversation, id.to_string())
+    }
+
+    /// What agents call the visitor.
+    pub fn visitor_name(&self) -> String {
+        self.visitor
+            .as_ref()
+            .map_or_else(|| GUEST_NAME.to_owned(), VisitorIdentity::display_name)
     }
 
     /// The agent holding the conversation (offered or connected).
@@ -286,20 +261,15 @@ impl Participant {
         }
     }
 
-    /// The visitor as `identity` says: a guest, or signed in with names.
-    pub fn visitor(identity: &VisitorIdentity) -> Self {
-        let (first_name, last_name) = if identity.authenticated {
-            (identity.given_name.clone(), identity.family_name.clone())
-        } else {
-            (None, None)
-        };
+    /// The visitor: a guest (`None`), or signed in, with the IdP's names.
+    pub fn visitor(identity: Option<&VisitorIdentity>) -> Self {
         Self {
             role: ParticipantRole::Visitor,
             id: None,
-            name: identity.display_name(),
-            authenticated: identity.authenticated,
-            first_name,
-            last_name,
+            name: identity.map_or_else(|| GUEST_NAME.to_owned(), VisitorIdentity::display_name),
+            authenticated: identity.is_some(),
+            first_name: identity.and_then(|i| i.given_name.clone()),
+            last_name: identity.and_then(|i| i.family_name.clone()),
         }
     }
 }

@@ -134,7 +134,7 @@ impl Routing {
                 Ok((c, visitor))
             },
             |(mut c, visitor), writes| {
-                c.visitor = identity.clone();
+                c.visitor = Some(identity.clone());
                 let mut visitor =
                     decide::with_conversation(visitor, visitor_id, c.org_id, conversation, now);
                 writes.put(&mut c, now)?;
@@ -194,7 +194,7 @@ impl Routing {
         }
         // As the conversation knows the visitor: signed in (with names) once
         // the session stepped up, whichever socket sends.
-        let from = Participant::visitor(&conversation.visitor);
+        let from = Participant::visitor(conversation.visitor.as_ref());
         let (event, duplicate) = self.append(conversation.meta.id, from, event, now).await?;
         Ok((conversation, event, duplicate))
     }

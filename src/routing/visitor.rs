@@ -112,7 +112,7 @@ impl Routing {
             if existing.deployment_id != deployment.meta.id {
                 return Err(VisitorError::OtherDeployment);
             }
-            if existing.identity.as_ref().is_some_and(|i| i.authenticated) {
+            if existing.identity.is_some() {
                 return Err(VisitorError::Downgrade);
             }
         }
@@ -155,7 +155,7 @@ impl Routing {
         if existing.visitor_id.is_some_and(|v| v != visitor_id) {
             return Err(VisitorError::OtherVisitor);
         }
-        let was_guest = !existing.identity.as_ref().is_some_and(|i| i.authenticated);
+        let was_guest = existing.identity.is_none();
         let upgrade = at.content.authentication_settings.allow_session_upgrade;
         let taken_over = match guest {
             Some(guest)
@@ -203,7 +203,7 @@ impl Routing {
                 None => None,
             };
             step_up = Some(StepUp {
-                visitor: Participant::visitor(identity),
+                visitor: Participant::visitor(Some(identity)),
                 logged,
             });
         } else if was_guest && !new && !upgrade {
@@ -232,7 +232,7 @@ impl Routing {
         let Some(found) = self.session(guest).await? else {
             return Ok(None);
         };
-        let authenticated = found.identity.as_ref().is_some_and(|i| i.authenticated);
+        let authenticated = found.identity.is_some();
         if found.deployment_id != at.deployment.meta.id || authenticated {
             return Ok(None);
         }
@@ -278,7 +278,12 @@ impl Routing {
             dedup: None,
         };
         match self
-            .append(conversation, Participant::visitor(identity), event, now)
+            .append(
+                conversation,
+                Participant::visitor(Some(identity)),
+                event,
+                now,
+            )
             .await
         {
             Ok((event, _)) => Some(event),

@@ -229,7 +229,7 @@ async fn code_flow_with_pkce_and_nonce(kind: EngineKind) {
         .verify(jwt, uuid(&site.deployment), Utc::now())
         .await
         .unwrap();
-    assert_eq!(verified.identity.sub, "alice");
+    assert_eq!(verified.identity.subject, "alice");
     assert!(matches!(
         sessions.verify(jwt, Uuid::new_v4(), Utc::now()).await,
         Err(SessionError::Audience)
@@ -751,8 +751,8 @@ fn grant(deployment: Uuid, sub: &str) -> SessionGrant {
         deployment,
         org: OrgId(Uuid::new_v4()),
         identity: VisitorIdentity {
-            iss: "https://idp.example.com/".to_owned(),
-            sub: sub.to_owned(),
+            issuer: "https://idp.example.com/".to_owned(),
+            subject: sub.to_owned(),
             email: None,
             email_verified: None,
             name: None,

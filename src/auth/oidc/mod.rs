@@ -23,7 +23,7 @@
 //! `openidconnect` provides the discovery metadata types, the authorize URL,
 //! the token request (`client_secret_basic`, PKCE) and UserInfo, all sent
 //! through [`http::IdpHttp`], the guarded client. ID tokens come back from
-//! the token endpoint as raw strings ([`RawIdToken`]) and are verified by
+//! the token endpoint as raw strings (`rp::RawIdToken`) and are verified by
 //! [`verify`] with `jsonwebtoken`: the crate's verifier folds distinct
 //! failures into few errors and parses claims before checking them, which
 //! would lose the machine codes our API promises (a token without `sub`
@@ -40,6 +40,7 @@ mod diagnose;
 mod discovery;
 mod error;
 mod http;
+mod rp;
 mod verify;
 
 use std::borrow::Cow;
@@ -50,20 +51,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthPrompt, CoreErrorResponseType, CoreGenderClaim, CoreJsonWebKey,
-    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreResponseType,
-    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
-};
+use openidconnect::core::CoreResponseType;
 use openidconnect::{
-    AccessToken, AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError,
-    Client, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    ExtraTokenFields, IdToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RequestTokenError, Scope, StandardErrorResponse, StandardTokenResponse,
-    SubjectIdentifier, UserInfoError,
+    AuthenticationFlow, AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use url::Url;
@@ -74,6 +68,7 @@ pub use self::error::OidcError;
 
 use self::discovery::{Discovered, KeySet};
 use self::http::IdpHttp;
+use self::rp::{complete_from_userinfo, rp_client, token_error};
 use self::verify::{Expectations, Refusal};
 use super::crypto::{self, Sealer};
 use crate::engine::{Engine, Space, StashMode};
@@ -196,89 +191,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded data stays consistent across a panic (plain assignments),
     // so a poisoned lock is still usable.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// `openidconnect`'s `Client` with a token response that keeps the ID token
-/// raw (see the module docs), and the endpoints discovery provides.
-type RpClient = Client<
-    NoExtraClaims,
-    CoreAuthDisplay,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJsonWebKey,
-    CoreAuthPrompt,
-    StandardErrorResponse<CoreErrorResponseType>,
-    RawTokenResponse,
-    CoreTokenIntrospectionResponse,
-    CoreRevocableToken,
-    CoreRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointMaybeSet,
->;
-
-/// No claims beyond the standard ones. Local, so that [`RawTokenResponse`]
-/// can implement `openidconnect::TokenResponse`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct NoExtraClaims {}
-impl AdditionalClaims for NoExtraClaims {}
-
-type RawTokenResponse = StandardTokenResponse<RawIdToken, CoreTokenType>;
-
-/// The `id_token` of a token response, unparsed: [`verify`] decides what a
-/// bad token is.
-#[derive(Debug, Serialize, Deserialize)]
-struct RawIdToken {
-    #[serde(default)]
-    id_token: Option<RawJwt>,
-}
-impl ExtraTokenFields for RawIdToken {}
-
-/// A JWT as received. Never shown or serialized.
-struct RawJwt(SecretString);
-
-impl std::fmt::Debug for RawJwt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RawJwt([redacted])")
-    }
-}
-
-impl<'de> Deserialize<'de> for RawJwt {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(|s| RawJwt(SecretString::from(s)))
-    }
-}
-
-impl Serialize for RawJwt {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str("[redacted]")
-    }
-}
-
-impl
-    openidconnect::TokenResponse<
-        NoExtraClaims,
-        CoreGenderClaim,
-        CoreJweContentEncryptionAlgorithm,
-        CoreJwsSigningAlgorithm,
-    > for RawTokenResponse
-{
-    /// Always `None`: the raw token is in `extra_fields().id_token`.
-    fn id_token(
-        &self,
-    ) -> Option<
-        &IdToken<
-            NoExtraClaims,
-            CoreGenderClaim,
-            CoreJweContentEncryptionAlgorithm,
-            CoreJwsSigningAlgorithm,
-        >,
-    > {
-        None
-    }
 }
 
 impl OidcClients {
@@ -700,18 +612,6 @@ fn ensure_active(integration: &OidcIntegration) -> Result<(), OidcError> {
     }
 }
 
-fn rp_client(
-    integration: &OidcIntegration,
-    provider: &Provider,
-    secret: Option<&SecretString>,
-) -> RpClient {
-    RpClient::from_provider_metadata(
-        provider.discovered.metadata.clone(),
-        ClientId::new(integration.client_id.clone()),
-        secret.map(|s| ClientSecret::new(s.expose_secret().to_owned())),
-    )
-}
-
 /// Fills the slot if it is still empty; one fetch at a time.
 async fn load(
     http: &IdpHttp,
@@ -784,101 +684,6 @@ async fn fetch_provider(http: &IdpHttp, issuer: &str) -> Result<Provider, OidcEr
     })
 }
 
-/// Maps the token endpoint's refusal to our codes. The IdP's
-/// `error_description` is not repeated: it is the IdP's text, not ours.
-fn token_error(
-    error: RequestTokenError<OidcError, StandardErrorResponse<CoreErrorResponseType>>,
-) -> OidcError {
-    match error {
-        RequestTokenError::ServerResponse(response) => match response.error() {
-            CoreErrorResponseType::InvalidGrant => OidcError::InvalidGrant("invalid_grant".to_owned()),
-            CoreErrorResponseType::InvalidClient => OidcError::IdpError(
-                "the token endpoint refused the client (invalid_client): check the client id and secret".to_owned(),
-            ),
-            other => OidcError::IdpError(format!(
-                "the token endpoint answered the OAuth error {}",
-                printable(other.as_ref())
-            )),
-        },
-        RequestTokenError::Request(error) => error,
-        RequestTokenError::Parse(_, _) => {
-            OidcError::IdpError("the token endpoint's answer is not a token response".to_owned())
-        }
-        RequestTokenError::Other(_) => {
-            OidcError::IdpError("the token endpoint answered unexpectedly".to_owned())
-        }
-    }
-}
-
-/// An IdP-supplied code, cut to something safe to repeat.
-fn printable(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect()
-}
-
-/// Adds what UserInfo knows and the ID token did not say. A UserInfo answer
-/// about another subject is refused (token substitution); any other
-/// UserInfo failure leaves the identity as the ID token stated it.
-async fn complete_from_userinfo(
-    client: &RpClient,
-    http: &IdpHttp,
-    access_token: AccessToken,
-    identity: &mut VerifiedIdentity,
-) -> Result<(), OidcError> {
-    let Ok(request) = client.user_info(
-        access_token,
-        Some(SubjectIdentifier::new(identity.subject.clone())),
-    ) else {
-        // The IdP has no UserInfo endpoint.
-        return Ok(());
-    };
-    let claims = match request
-        .request_async::<NoExtraClaims, _, CoreGenderClaim>(http)
-        .await
-    {
-        Ok(claims) => claims,
-        Err(UserInfoError::ClaimsVerification(ClaimsVerificationError::InvalidSubject(_))) => {
-            return Err(OidcError::UserinfoSubjectMismatch);
-        }
-        Err(error) => {
-            let kind = match &error {
-                UserInfoError::ClaimsVerification(_) => "its claims did not verify",
-                UserInfoError::Parse(_) => "its answer did not parse",
-                UserInfoError::Request(e) => e.code(),
-                UserInfoError::Response(_, _, _) => "it answered an error status",
-                _ => "it failed",
-            };
-            tracing::warn!(issuer = %identity.issuer, reason = kind, "UserInfo could not complete the identity; using the ID token's claims");
-            return Ok(());
-        }
-    };
-    if identity.email.is_none() {
-        identity.email = claims.email().map(|e| e.as_str().to_owned());
-        identity.email_verified = identity.email_verified.or(claims.email_verified());
-    }
-    if identity.name.is_none() {
-        identity.name = claims
-            .name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_owned());
-    }
-    if identity.given_name.is_none() {
-        identity.given_name = claims
-            .given_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_owned());
-    }
-    if identity.family_name.is_none() {
-        identity.family_name = claims
-            .family_name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_owned());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,13 +700,6 @@ mod tests {
         assert_eq!(pkce_challenge(verifier.expose_secret()), challenge);
         assert_ne!(random_state(), random_state());
         assert_eq!(random_state().len(), 43);
-    }
-
-    #[test]
-    fn raw_tokens_never_show() {
-        let parsed: RawIdToken = serde_json::from_str(r#"{"id_token": "eyJ.secret.sig"}"#).unwrap();
-        assert!(!format!("{parsed:?}").contains("secret"));
-        assert!(!serde_json::to_string(&parsed).unwrap().contains("secret"));
     }
 
     /// The futures other engineers await in handlers must be `Send`.

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use redb::Durability;
 use redb::{Database, DatabaseError, ReadableTable};
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
@@ -108,7 +109,10 @@ impl EmbeddedEngine {
     /// answers the same on both engines.
     pub async fn count(&self, space: Space, id: &str, window: Duration) -> EngineResult<u64> {
         let key = ephemeral_key(space, id);
-        self.write_ephemeral(move |table, now| {
+        // A counter is a rate-limit window: losing it in a crash costs
+        // nothing, so it is not worth an fsync per message. It becomes
+        // durable with the next durable commit anyway.
+        self.write_ephemeral_as(Durability::None, move |table, now| {
             let (expires, count) = match read_live(table, &key, now)? {
                 Some((expires, value)) => {
                     let count = std::str::from_utf8(&value)
@@ -141,8 +145,20 @@ impl EmbeddedEngine {
             + Send
             + 'static,
     {
+        self.write_ephemeral_as(Durability::Immediate, work).await
+    }
+
+    /// [`Self::write_ephemeral`] with the commit's durability chosen.
+    async fn write_ephemeral_as<T, F>(&self, durability: Durability, work: F) -> EngineResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut redb::Table<'_, &'static str, EphemeralValue>, u64) -> EngineResult<T>
+            + Send
+            + 'static,
+    {
         self.blocking(move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
+            let mut txn = db.begin_write().map_err(db_err)?;
+            txn.set_durability(durability);
             let result = {
                 let mut table = txn.open_table(EPHEMERAL).map_err(db_err)?;
                 work(&mut table, now_millis())

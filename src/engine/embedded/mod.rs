@@ -29,6 +29,8 @@ pub struct EmbeddedEngine {
     path: Arc<PathBuf>,
     /// The bus: one node, so the local fan-out is all of it.
     hub: LocalHub,
+    /// Appends, group-committed by one thread.
+    log_writer: log::LogWriter,
 }
 
 // By hand: `redb::Database` says nothing useful about itself, the path does.
@@ -75,10 +77,12 @@ impl EmbeddedEngine {
         .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))??;
         let db = Arc::new(db);
         ephemeral::spawn_sweeper(Arc::downgrade(&db), canonical);
+        let log_writer = log::LogWriter::spawn(Arc::downgrade(&db))?;
         Ok(Self {
             db,
             path: Arc::new(path),
             hub: LocalHub::default(),
+            log_writer,
         })
     }
 

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::routing::model::{
-    AgentState, AgentStatus, Conversation, ConversationState, LogEvent, Participant,
-    SequencedEvent, VisitorIdentity,
+    AgentState, AgentStatus, Conversation, ConversationState, LogEvent, Participant, SequencedEvent,
 };
 
 /// Longest text an agent may send, as for visitors.
@@ -265,9 +264,37 @@ pub struct ConversationView {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VisitorView {
-    #[serde(flatten)]
-    pub identity: VisitorIdentity,
+    /// The visitor proved who they are at the deployment's IdP.
+    pub authenticated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
     pub display_name: String,
+}
+
+impl From<&Conversation> for VisitorView {
+    fn from(c: &Conversation) -> Self {
+        let identity = c.visitor.clone();
+        Self {
+            authenticated: identity.is_some(),
+            display_name: c.visitor_name(),
+            issuer: identity.as_ref().map(|i| i.issuer.clone()),
+            subject: identity.as_ref().map(|i| i.subject.clone()),
+            email: identity.as_ref().and_then(|i| i.email.clone()),
+            name: identity.as_ref().and_then(|i| i.name.clone()),
+            given_name: identity.as_ref().and_then(|i| i.given_name.clone()),
+            family_name: identity.and_then(|i| i.family_name),
+        }
+    }
 }
 
 impl From<&Conversation> for ConversationView {
@@ -278,10 +305,7 @@ impl From<&Conversation> for ConversationView {
             queue_id: c.queue_id,
             deployment_id: c.deployment_id,
             created_at: c.meta.date_created,
-            visitor: VisitorView {
-                identity: c.visitor.clone(),
-                display_name: c.visitor.display_name(),
-            },
+            visitor: VisitorView::from(c),
             offer_deadline: None,
             waiting_since: None,
             connected_since: None,

@@ -401,12 +401,15 @@ mod tests {
     }
 
     fn grace() -> Participant {
-        Participant::visitor(&VisitorIdentity {
-            authenticated: true,
+        Participant::visitor(Some(&VisitorIdentity {
+            issuer: "https://idp.example.com".to_owned(),
+            subject: "grace".to_owned(),
+            email: None,
+            email_verified: None,
+            name: None,
             given_name: Some("Grace".to_owned()),
             family_name: Some("Hopper".to_owned()),
-            ..VisitorIdentity::default()
-        })
+        }))
     }
 
     #[test]
@@ -453,7 +456,7 @@ mod tests {
         assert_eq!(v["metadata"]["authenticated"], "true");
         assert!(v["channel"].get("from").is_none());
         // A guest is neither.
-        let guest = Participant::visitor(&VisitorIdentity::default());
+        let guest = Participant::visitor(None);
         let e = logged(guest, EventBody::text("hi", None));
         let v = serde_json::to_value(from_log(&e, false).unwrap()).unwrap();
         assert!(v["metadata"].get("authenticated").is_none());

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use switchboard::engine::BusMessage;
 use switchboard::routing::model::{
     ConversationState, EventBody, Notice, Participant, ParticipantRole, PresenceKind,
-    VisitorIdentity,
 };
 use uuid::Uuid;
 
@@ -139,10 +138,10 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
 
     // Typing, both ways.
     let mut watch = app.watch(conversation).await;
-    let visitor = Participant::visitor(&VisitorIdentity {
-        name: Some("Ada Lovelace".to_owned()),
-        ..VisitorIdentity::default()
-    });
+    let visitor = Participant {
+        name: "Ada Lovelace".to_owned(),
+        ..Participant::visitor(None)
+    };
     app.typing(conversation, visitor).await;
     let typing = agent.expect("typing").await;
     assert_eq!(typing["conversationId"], conversation.to_string());

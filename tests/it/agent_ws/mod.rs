@@ -78,10 +78,10 @@ async fn create_queue(api: &Api, admin: &str, body: Value) -> Uuid {
 
 fn verified_visitor() -> VisitorIdentity {
     VisitorIdentity {
-        authenticated: true,
-        issuer: Some("https://idp.example.com/".to_owned()),
-        subject: Some("user-42".to_owned()),
+        issuer: "https://idp.example.com/".to_owned(),
+        subject: "user-42".to_owned(),
         email: Some("ada@example.com".to_owned()),
+        email_verified: Some(true),
         name: Some("Ada Lovelace".to_owned()),
         given_name: Some("Ada".to_owned()),
         family_name: Some("Lovelace".to_owned()),

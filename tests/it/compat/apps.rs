@@ -201,7 +201,7 @@ async fn exchange_with_app_redirect(kind: EngineKind) {
         .verify(&pair.jwt, id.parse().unwrap(), chrono::Utc::now())
         .await
         .unwrap();
-    assert_eq!(claims.identity.sub, "nora");
+    assert_eq!(claims.identity.subject, "nora");
 
     // Not listed (even with every web origin allowed), or with a fragment:
     // refused before the code is redeemed.

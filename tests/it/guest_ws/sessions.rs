@@ -307,8 +307,8 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
         .await
         .unwrap()
         .unwrap();
-    assert!(stored.visitor.authenticated);
-    assert_eq!(stored.visitor.email.as_deref(), Some("grace@example.com"));
+    let visitor = stored.visitor.as_ref().unwrap();
+    assert_eq!(visitor.email.as_deref(), Some("grace@example.com"));
 
     // No downgrade to a guest session.
     let answer = guest.configure().await;
@@ -430,7 +430,7 @@ async fn guest_sessions_upgrade_in_place_or_start_over(kind: EngineKind) {
         .await
         .unwrap()
         .unwrap();
-    assert!(stored.visitor.authenticated);
+    assert!(stored.visitor.is_some());
     // The next message continues the same conversation.
     tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("signed in now").await;

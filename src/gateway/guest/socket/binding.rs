@@ -17,7 +17,7 @@ use crate::gateway::guest::frames::{
 };
 use crate::gateway::guest::messages::{self, GuestPresence};
 use crate::routing::Routing;
-use crate::routing::model::{self, GuestSession, Participant, VisitorIdentity};
+use crate::routing::model::{self, GuestSession, Participant};
 use crate::routing::visitor::{Opened, StepUp, VisitorSocket};
 use crate::store::Refused;
 use crate::store::records::ConfigurationContent;
@@ -155,16 +155,8 @@ impl Conn {
                 return Err(session_refused(&e).into());
             }
         };
-        let identity = VisitorIdentity {
-            authenticated: true,
-            issuer: Some(claims.identity.iss.clone()),
-            subject: Some(claims.identity.sub.clone()),
-            email: claims.identity.email.clone(),
-            name: claims.identity.name.clone(),
-            given_name: claims.identity.given_name.clone(),
-            family_name: claims.identity.family_name.clone(),
-        };
-        let visitor = Participant::visitor(&identity);
+        let identity = claims.identity.clone();
+        let visitor = Participant::visitor(Some(&identity));
         let at = VisitorSocket {
             session: model::session_id(token),
             socket: self.id,
@@ -227,7 +219,7 @@ impl Conn {
                 self.feeds.remove(&Feed::Family);
             }
         }
-        let visitor = Participant::visitor(&session.identity.clone().unwrap_or_default());
+        let visitor = Participant::visitor(session.identity.as_ref());
         self.bound = Some(Bound {
             session: id,
             family,
