@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::{FutureExt, Stream};
+use futures::{FutureExt, SinkExt, Stream};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_stream::{StreamExt, StreamMap};
@@ -58,12 +58,21 @@ pub async fn ping(ws: &mut WebSocket) -> Result<(), Gone> {
 }
 
 /// Sends a close frame, best effort: the socket ends either way.
+///
+/// After the client's own close, tungstenite has already queued the reply
+/// (echoing the client's code) and refuses to send another frame; it only
+/// goes out on the next write or flush, so the flush here is what answers
+/// a client's close (RFC 6455 5.5.1) before the connection is dropped.
 pub async fn close(ws: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     }));
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws.send(frame)).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = ws.send(frame).await;
+        let _ = SinkExt::flush(ws).await;
+    })
+    .await;
 }
 
 /// Why reading from a socket failed.

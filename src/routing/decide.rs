@@ -351,6 +351,7 @@ pub(super) fn new_session(id: Uuid, deployment: &Deployment, now: DateTime<Utc>)
         token_family: None,
         conversation_id: None,
         last_active: now,
+        cleared: false,
     }
 }
 

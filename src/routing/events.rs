@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::model::{
-    Conversation, ConversationState, EventBody, LogEvent, Notice, Participant, ParticipantRole,
-    PresenceKind, SequencedEvent,
+    Conversation, ConversationState, EventBody, LogEvent, Notice, Participant, PresenceKind,
+    SequencedEvent,
 };
 use super::{AgentIdentity, NewEvent, Routing, RoutingError, RoutingResult};
 use crate::engine::{Appended, Channel};
@@ -156,7 +156,7 @@ impl Routing {
                 conversation,
                 agent_participant(agent),
                 NewEvent {
-                    body: EventBody::Presence { presence },
+                    body: EventBody::presence(presence),
                     dedup: None,
                 },
                 now,
@@ -167,9 +167,5 @@ impl Routing {
 }
 
 pub(super) fn agent_participant(agent: &AgentIdentity) -> Participant {
-    Participant {
-        role: ParticipantRole::Agent,
-        id: Some(agent.id),
-        name: agent.name.clone(),
-    }
+    Participant::agent(agent.id, &agent.name)
 }

@@ -8,6 +8,8 @@
 //! decide again. Events go to the conversation's log first and are announced
 //! on the bus second; a message counts as sent once it is in the log.
 //!
+//! - `content`: what a message carries besides text (structured content,
+//!   custom attributes), validated where it enters;
 //! - `decide`: the decisions, as pure functions over the records;
 //! - `commit`: read, decide, commit: the one helper every transition uses;
 //! - `sessions`: guest sessions and where a visitor's messages go;
@@ -22,6 +24,7 @@
 mod agents;
 mod assignment;
 mod commit;
+pub mod content;
 mod decide;
 mod events;
 pub mod model;

@@ -10,11 +10,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use super::content::{ContentItem, CustomAttributes, MessageMetadata};
 use crate::auth::visitor_token::GUEST_NAME;
 pub use crate::auth::visitor_token::VisitorIdentity;
 use crate::engine::{Collection, Kind, RecordKey};
@@ -48,6 +48,11 @@ pub struct GuestSession {
     /// The current (or last) conversation.
     pub conversation_id: Option<Uuid>,
     pub last_active: DateTime<Utc>,
+    /// The visitor cleared the conversation: as Genesys clears the whole
+    /// session, the next configure answers it as a new one (`newSession`,
+    /// so the Transport SDK starts afresh).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleared: bool,
 }
 
 impl Record for GuestSession {
@@ -223,7 +228,7 @@ impl AgentState {
 }
 
 /// Who said or did something in a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Participant {
     pub role: ParticipantRole,
@@ -231,9 +236,45 @@ pub struct Participant {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<Uuid>,
     pub name: String,
+    /// A visitor signed in at the deployment's IdP when they said it:
+    /// Genesys clients show it (`metadata.authenticated`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authenticated: bool,
+    /// A signed-in visitor's names from the IdP, which a Genesys client
+    /// shows when the visitor signs in (`SignIn` presence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+impl Participant {
+    /// An agent (or bot) by its id and name.
+    pub fn agent(id: Uuid, name: &str) -> Self {
+        Self {
+            role: ParticipantRole::Agent,
+            id: Some(id),
+            name: name.to_owned(),
+            authenticated: false,
+            first_name: None,
+            last_name: None,
+        }
+    }
+
+    /// The visitor: a guest (`None`), or signed in, with the IdP's names.
+    pub fn visitor(identity: Option<&VisitorIdentity>) -> Self {
+        Self {
+            role: ParticipantRole::Visitor,
+            id: None,
+            name: identity.map_or_else(|| GUEST_NAME.to_owned(), VisitorIdentity::display_name),
+            authenticated: identity.is_some(),
+            first_name: identity.and_then(|i| i.given_name.clone()),
+            last_name: identity.and_then(|i| i.family_name.clone()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ParticipantRole {
     Visitor,
@@ -241,10 +282,13 @@ pub enum ParticipantRole {
     System,
 }
 
-/// Presence changes, as the guest protocol names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Presence changes. Guests see all but `Leave` (Genesys clients know no
+/// such presence, see the guest view); agents see every one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PresenceKind {
     Join,
+    /// An agent left without ending the conversation: transferred away, or
+    /// lost.
     Leave,
     Disconnect,
     Clear,
@@ -253,7 +297,7 @@ pub enum PresenceKind {
 
 /// One entry of a conversation's log. The sequence is the log's, not part of
 /// the body.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogEvent {
     pub id: Uuid,
@@ -263,27 +307,36 @@ pub struct LogEvent {
     pub body: EventBody,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum EventBody {
     /// A text or structured message.
     #[serde(rename_all = "camelCase")]
     Message {
-        /// "Text" or "Structured".
-        message_type: String,
+        message_type: MessageType,
         #[serde(skip_serializing_if = "Option::is_none")]
         text: Option<String>,
-        /// Structured content (quick replies, buttons), as sent.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        content: Vec<Value>,
-        #[serde(default, skip_serializing_if = "Value::is_null")]
-        metadata: Value,
+        /// Structured content (quick replies, cards, carousels, the
+        /// visitor's button responses), validated where it entered.
+        #[serde(
+            default,
+            skip_serializing_if = "Vec::is_empty",
+            deserialize_with = "super::content::lenient"
+        )]
+        content: Vec<ContentItem>,
+        #[serde(default, skip_serializing_if = "MessageMetadata::is_empty")]
+        metadata: MessageMetadata,
         /// The client's id for idempotent resends.
         #[serde(skip_serializing_if = "Option::is_none")]
         client_message_id: Option<String>,
     },
-    /// Someone joined, left, or the visitor signed in.
-    Presence { presence: PresenceKind },
+    /// Someone joined, left, or the visitor signed in. The visitor's
+    /// custom attributes ride on the `Join` that starts a conversation.
+    Presence {
+        presence: PresenceKind,
+        #[serde(default, skip_serializing_if = "MessageMetadata::is_empty")]
+        metadata: MessageMetadata,
+    },
     /// The conversation moved to another queue or agent.
     #[serde(rename_all = "camelCase")]
     Transfer {
@@ -297,8 +350,37 @@ pub enum EventBody {
     Ended { wrap_up: Option<String> },
 }
 
+impl EventBody {
+    /// A presence change without metadata.
+    pub fn presence(presence: PresenceKind) -> Self {
+        EventBody::Presence {
+            presence,
+            metadata: MessageMetadata::default(),
+        }
+    }
+
+    /// A text message, as the terminal clients and tests send one.
+    pub fn text(text: &str, client_message_id: Option<String>) -> Self {
+        EventBody::Message {
+            message_type: MessageType::Text,
+            text: Some(text.to_owned()),
+            content: Vec::new(),
+            metadata: MessageMetadata::default(),
+            client_message_id,
+        }
+    }
+}
+
+/// The kind of a message, as Genesys names it: text alone, or structured
+/// content with optional text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageType {
+    Text,
+    Structured,
+}
+
 /// A log event with its sequence, as delivered to sockets.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SequencedEvent {
     pub conversation_id: Uuid,

@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::decide::{self, Target};
-use super::model::{Conversation, GuestSession, SequencedEvent, Visitor, VisitorIdentity};
-use super::visitor::visitor_participant;
+use super::model::{
+    Conversation, GuestSession, Participant, SequencedEvent, Visitor, VisitorIdentity,
+};
 use super::{NewEvent, Routing, RoutingError, RoutingResult};
 use crate::store::records::{
     ConfigurationContent, ConversationDisconnect, Deployment, DisconnectType,
@@ -28,6 +29,12 @@ impl Routing {
         self.read_modify_commit(
             move || async move { Ok(self.store.find::<GuestSession>(id).await?) },
             |found, writes| match found {
+                // Cleared: the session starts afresh, as Genesys's would.
+                Some(mut session) if session.cleared => {
+                    session.cleared = false;
+                    writes.put(&mut session, now)?;
+                    Ok((session, true))
+                }
                 Some(session) => Ok((session, false)),
                 None => {
                     let mut session = decide::new_session(id, deployment, now);
@@ -67,6 +74,17 @@ impl Routing {
     pub async fn start_new(&self, session: Uuid) -> RoutingResult<GuestSession> {
         self.update_session(session, |s| {
             s.conversation_id = None;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Clears a session: its conversation is left behind and its next
+    /// configure answers a new session.
+    pub(super) async fn clear_session(&self, session: Uuid) -> RoutingResult<GuestSession> {
+        self.update_session(session, |s| {
+            s.conversation_id = None;
+            s.cleared = true;
             Ok(())
         })
         .await
@@ -174,7 +192,9 @@ impl Routing {
             tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
             self.wake_queue(conversation.queue_id).await;
         }
-        let from = visitor_participant(&conversation.visitor_name());
+        // As the conversation knows the visitor: signed in (with names) once
+        // the session stepped up, whichever socket sends.
+        let from = Participant::visitor(conversation.visitor.as_ref());
         let (event, duplicate) = self.append(conversation.meta.id, from, event, now).await?;
         Ok((conversation, event, duplicate))
     }

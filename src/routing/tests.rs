@@ -135,19 +135,13 @@ fn content() -> ConfigurationContent {
 
 fn text(text: &str) -> NewEvent {
     NewEvent {
-        body: EventBody::Message {
-            message_type: "Text".into(),
-            text: Some(text.into()),
-            content: Vec::new(),
-            metadata: serde_json::Value::Null,
-            client_message_id: None,
-        },
+        body: EventBody::text(text, None),
         dedup: None,
     }
 }
 
 fn presence(presence: PresenceKind) -> EventBody {
-    EventBody::Presence { presence }
+    EventBody::presence(presence)
 }
 
 /// To whom a conversation is offered, if it is.

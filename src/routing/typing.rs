@@ -5,14 +5,13 @@ use uuid::Uuid;
 
 use super::events::agent_participant;
 use super::model::{Notice, Participant};
-use super::visitor::visitor_participant;
 use super::{AgentIdentity, Routing};
 use crate::engine::Channel;
 
 impl Routing {
     /// Tells the agents of `conversation` that the visitor is typing.
-    pub async fn visitor_typing(&self, conversation: Uuid, name: &str) {
-        self.typing(conversation, visitor_participant(name)).await;
+    pub async fn visitor_typing(&self, conversation: Uuid, visitor: &Participant) {
+        self.typing(conversation, visitor.clone()).await;
     }
 
     /// Tells the visitor (and the other agents) of `conversation` that

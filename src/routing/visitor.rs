@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::model::{
-    EventBody, GuestSession, Notice, Participant, ParticipantRole, PresenceKind, SequencedEvent,
+    EventBody, GuestSession, MessageMetadata, Notice, Participant, PresenceKind, SequencedEvent,
     SessionEndReason, VisitorIdentity,
 };
 use super::{NewEvent, Routing, RoutingError, RoutingResult};
@@ -21,8 +21,8 @@ pub struct VisitorSocket<'a> {
     /// The socket itself: the notices it causes spare it, since it answers
     /// its own client.
     pub socket: Uuid,
-    /// What agents call the visitor.
-    pub name: &'a str,
+    /// The visitor as the socket speaks for them (a guest, or signed in).
+    pub visitor: &'a Participant,
     /// The conversation the socket shows, if any.
     pub following: Option<Uuid>,
     pub deployment: &'a Deployment,
@@ -41,7 +41,7 @@ pub enum VisitorError {
     #[error("authentication required")]
     AuthenticationRequired,
     /// The session is another visitor's.
-    #[error("Session authentication failed")]
+    #[error("the session is signed in as another visitor")]
     OtherVisitor,
     #[error("conversation clear is not enabled")]
     ClearDisabled,
@@ -56,8 +56,21 @@ pub struct Opened {
     /// Created now.
     pub new: bool,
     /// Its conversation was dropped: a guest session signed in where the
-    /// configuration does not carry the guest conversation over.
+    /// configuration does not carry the guest conversation over (its other
+    /// sockets were closed).
     pub cleared: bool,
+    /// A guest session signed in in place (step-up): the `SignIn` the
+    /// signing-in socket shows before its answer.
+    pub step_up: Option<StepUp>,
+}
+
+/// A guest session signed in in place.
+#[derive(Debug)]
+pub struct StepUp {
+    /// The visitor, signed in, with the IdP's names.
+    pub visitor: Participant,
+    /// The `SignIn` logged in the live conversation, if there was one.
+    pub logged: Option<SequencedEvent>,
 }
 
 /// A visitor's event in the log.
@@ -84,17 +97,10 @@ pub enum PresenceOutcome {
     Ignored,
 }
 
-/// The visitor as a participant of the log.
-pub fn visitor_participant(name: &str) -> Participant {
-    Participant {
-        role: ParticipantRole::Visitor,
-        id: None,
-        name: name.to_owned(),
-    }
-}
-
 impl Routing {
-    /// Opens (or creates) an unauthenticated session for `deployment`.
+    /// Opens (or creates) an unauthenticated session for `deployment`;
+    /// `authentication_required` when the configuration takes signed-in
+    /// visitors only (sign-in on, no step-up).
     pub async fn open_guest_session(
         &self,
         id: Uuid,
@@ -118,6 +124,7 @@ impl Routing {
             session,
             new,
             cleared: false,
+            step_up: None,
         })
     }
 
@@ -126,9 +133,16 @@ impl Routing {
     /// configuration allows it (its live conversation gets a `SignIn`
     /// event); otherwise it starts over signed in, without its guest
     /// conversation, and its other sockets are told to sign in too.
+    ///
+    /// `guest` is the guest session the socket was bound to. The Transport
+    /// SDK mints a new session token when the visitor signs in and steps up
+    /// with it on that socket: with step-up allowed, the new session takes
+    /// the guest session over (its conversation, and its other sockets are
+    /// closed as signed in elsewhere).
     pub async fn sign_in_session(
         &self,
         at: &VisitorSocket<'_>,
+        guest: Option<Uuid>,
         identity: &VisitorIdentity,
         visitor_id: Uuid,
         family: Uuid,
@@ -143,6 +157,19 @@ impl Routing {
         }
         let was_guest = existing.identity.is_none();
         let upgrade = at.content.authentication_settings.allow_session_upgrade;
+        let taken_over = match guest {
+            Some(guest)
+                if upgrade
+                    && was_guest
+                    && guest != at.session
+                    && existing.conversation_id.is_none() =>
+            {
+                self.take_over_guest(guest, at).await?
+            }
+            _ => None,
+        };
+        let stepped_up = upgrade && was_guest && (!new || taken_over.is_some());
+        let carried = taken_over.flatten();
         let cleared = was_guest && !upgrade && existing.conversation_id.is_some();
         let session = self
             .update_session(at.session, |s| {
@@ -155,6 +182,9 @@ impl Routing {
                 if cleared {
                     s.conversation_id = None;
                 }
+                if s.conversation_id.is_none() {
+                    s.conversation_id = carried;
+                }
                 s.last_active = now;
                 Ok(())
             })
@@ -163,36 +193,79 @@ impl Routing {
                 RoutingError::NotAllowed(_) => VisitorError::OtherVisitor,
                 e => e.into(),
             })?;
-        if was_guest && !new {
-            if upgrade {
-                if let Some(conversation) = session.conversation_id {
+        let mut step_up = None;
+        if stepped_up {
+            let logged = match session.conversation_id {
+                Some(conversation) => {
                     self.sign_in_live(conversation, identity, visitor_id, now)
-                        .await;
+                        .await
                 }
-            } else {
-                self.end_session_sockets(at, SessionEndReason::SignedIn)
-                    .await;
-            }
+                None => None,
+            };
+            step_up = Some(StepUp {
+                visitor: Participant::visitor(Some(identity)),
+                logged,
+            });
+        } else if was_guest && !new && !upgrade {
+            self.end_session_sockets(at, SessionEndReason::SignedIn)
+                .await;
         }
         Ok(Opened {
             session,
-            new,
+            // A session that takes a guest's over is no new one to the
+            // client: it must not autostart again.
+            new: new && !stepped_up,
             cleared,
+            step_up,
         })
     }
 
+    /// Takes the guest session `guest` over for the session `at` signs in:
+    /// answers its conversation (now no longer the guest's), or `None`
+    /// when `guest` is not a guest session of this deployment. Its other
+    /// sockets are closed as signed in elsewhere (`signedIn`).
+    async fn take_over_guest(
+        &self,
+        guest: Uuid,
+        at: &VisitorSocket<'_>,
+    ) -> RoutingResult<Option<Option<Uuid>>> {
+        let Some(found) = self.session(guest).await? else {
+            return Ok(None);
+        };
+        let authenticated = found.identity.is_some();
+        if found.deployment_id != at.deployment.meta.id || authenticated {
+            return Ok(None);
+        }
+        let mut taken = None;
+        self.update_session(guest, |s| {
+            taken = s.conversation_id.take();
+            Ok(())
+        })
+        .await?;
+        self.notify(
+            &Channel::Session(guest),
+            &Notice::SessionEnded {
+                reason: SessionEndReason::SignedIn,
+                except_socket: Some(at.socket),
+            },
+        )
+        .await;
+        Ok(Some(taken))
+    }
+
     /// Marks a live conversation as signed in, with a `SignIn` event in its
-    /// log. Best effort: the session is signed in whatever happens here.
+    /// log, which it answers. Best effort: the session is signed in
+    /// whatever happens here.
     async fn sign_in_live(
         &self,
         conversation: Uuid,
         identity: &VisitorIdentity,
         visitor_id: Uuid,
         now: DateTime<Utc>,
-    ) {
+    ) -> Option<SequencedEvent> {
         match self.conversation(conversation).await {
             Ok(Some(c)) if !c.is_ended() => {}
-            _ => return,
+            _ => return None,
         }
         if let Err(e) = self
             .sign_in_conversation(conversation, identity, visitor_id, now)
@@ -201,21 +274,23 @@ impl Routing {
             tracing::warn!(%conversation, error = %e, "cannot record the sign-in on the conversation");
         }
         let event = NewEvent {
-            body: EventBody::Presence {
-                presence: PresenceKind::SignIn,
-            },
+            body: EventBody::presence(PresenceKind::SignIn),
             dedup: None,
         };
-        if let Err(e) = self
+        match self
             .append(
                 conversation,
-                visitor_participant(&identity.display_name()),
+                Participant::visitor(Some(identity)),
                 event,
                 now,
             )
             .await
         {
-            tracing::warn!(%conversation, error = %e, "cannot log the sign-in");
+            Ok((event, _)) => Some(event),
+            Err(e) => {
+                tracing::warn!(%conversation, error = %e, "cannot log the sign-in");
+                None
+            }
         }
     }
 
@@ -253,23 +328,43 @@ impl Routing {
     /// A presence event from the visitor: `Join` starts the conversation
     /// when the configuration auto-starts one, `Disconnect` is logged in a
     /// live conversation, `Clear` (when enabled) ends the visitor's part in
-    /// it and starts the session over. The server's own kinds are ignored.
+    /// it and clears the session. The server's own kinds are ignored.
+    /// Custom attributes (`metadata`) ride on what is logged: the
+    /// Transport SDK sends them once, with the autostart `Join`.
     pub async fn visitor_presence(
         &self,
         at: &VisitorSocket<'_>,
         presence: PresenceKind,
+        metadata: MessageMetadata,
         dedup: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<PresenceOutcome, VisitorError> {
         let conversations = &at.content.messenger.apps.conversations;
-        let body = EventBody::Presence { presence };
+        let carries_attributes = !metadata.is_empty();
+        let body = EventBody::Presence { presence, metadata };
         match presence {
             PresenceKind::Join => {
-                if self.live_conversation(at.following).await?.is_none()
-                    && conversations.auto_start.enabled
-                {
-                    let posted = self.visitor_send(at, NewEvent { body, dedup }, now).await?;
-                    return Ok(PresenceOutcome::Posted(posted));
+                let live = self.live_conversation(at.following).await?;
+                match live {
+                    None if conversations.auto_start.enabled => {
+                        let posted = self.visitor_send(at, NewEvent { body, dedup }, now).await?;
+                        return Ok(PresenceOutcome::Posted(posted));
+                    }
+                    // Joining a live conversation changes nothing, but
+                    // attributes the client counts as sent must reach the
+                    // agent.
+                    Some(conversation) if carries_attributes => {
+                        let (event, _) = self
+                            .append(
+                                conversation,
+                                at.visitor.clone(),
+                                NewEvent { body, dedup },
+                                now,
+                            )
+                            .await?;
+                        return Ok(PresenceOutcome::Logged(event));
+                    }
+                    _ => {}
                 }
             }
             PresenceKind::Disconnect => {
@@ -277,7 +372,7 @@ impl Routing {
                     let (event, _) = self
                         .append(
                             conversation,
-                            visitor_participant(at.name),
+                            at.visitor.clone(),
                             NewEvent { body, dedup },
                             now,
                         )
@@ -299,23 +394,22 @@ impl Routing {
     }
 
     /// Clears the session: a `Clear` event in its live conversation (best
-    /// effort), no current conversation, and its other sockets told.
+    /// effort), no current conversation, a new session to the next
+    /// configure, and its other sockets told.
     async fn clear(&self, at: &VisitorSocket<'_>, now: DateTime<Utc>) -> RoutingResult<()> {
         if let Some(conversation) = self.live_conversation(at.following).await? {
             let event = NewEvent {
-                body: EventBody::Presence {
-                    presence: PresenceKind::Clear,
-                },
+                body: EventBody::presence(PresenceKind::Clear),
                 dedup: None,
             };
             if let Err(e) = self
-                .append(conversation, visitor_participant(at.name), event, now)
+                .append(conversation, at.visitor.clone(), event, now)
                 .await
             {
                 tracing::warn!(%conversation, error = %e, "cannot log the clear");
             }
         }
-        self.start_new(at.session).await?;
+        self.clear_session(at.session).await?;
         self.end_session_sockets(at, SessionEndReason::Cleared)
             .await;
         Ok(())

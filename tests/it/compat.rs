@@ -1,13 +1,19 @@
-//! Genesys compatibility of the REST side: the requests Genesys's Messenger
-//! Transport SDK sends, replayed as it sends them, and every answer decoded
-//! by the SDK's rules (`sdk` below mirrors its receive models: unknown keys
-//! ignored, required fields required, enums closed, no `null` where it
-//! does not allow one). See docs/compatibility.md.
+//! Genesys compatibility: the requests Genesys's Messenger Transport SDK
+//! sends, replayed as it sends them, and every answer decoded by the SDK's
+//! rules (`sdk` mirrors its receive models: unknown keys ignored, required
+//! fields required, enums closed, no `null` where it does not allow one;
+//! `client` is the SDK on the socket, checking every frame it receives).
+//! See docs/compatibility.md.
 //!
 //! Covered: config.json (G1), native app Origins on the socket upgrade and
 //! history (G2), the code exchange with an app's private-use redirect
 //! scheme (G4), refresh with `{"refreshToken"}` alone, with and without
-//! rotation (G3), and push device registration with its error body.
+//! rotation (G3), push device registration with its error body; on the
+//! socket, a conversation with agents, the health check and history (G8,
+//! G11, G13), a new chat after a read-only end (G7), custom attributes
+//! (G12), clearing and close frames (G14, G15), structured content both
+//! ways (G9, G10), and signed-in sessions: code and implicit, refresh,
+//! the refusals, logout and step-up (G5, G6).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -29,10 +35,14 @@ use crate::support::app::{Reply, TestApp};
 use crate::support::idp::{self, TestIdp};
 
 mod apps;
+mod auth;
+mod client;
 mod config_json;
 mod push;
 mod refresh;
 mod sdk;
+mod socket;
+mod structured;
 
 const EXCHANGE: &str = "/api/v2/webdeployments/token/oauthcodegrantjwtexchange";
 const REFRESH: &str = "/api/v2/webdeployments/token/refresh";

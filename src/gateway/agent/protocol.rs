@@ -35,10 +35,17 @@ pub enum Request {
     Decline {
         conversation_id: Uuid,
     },
+    /// A message: text, structured content (quick replies, a card, a
+    /// carousel; validated by the handler), or both.
     #[serde(rename_all = "camelCase")]
     Send {
         conversation_id: Uuid,
-        text: String,
+        #[serde(default)]
+        text: Option<String>,
+        /// Genesys content items; raw here so that the handler can say
+        /// which item breaks which rule (`invalid_content`).
+        #[serde(default)]
+        content: Option<Vec<serde_json::Value>>,
         /// The client's message id: a resend with the same id is answered
         /// with the first send's sequence and appends nothing.
         #[serde(default)]
@@ -154,8 +161,8 @@ impl ServerFrame {
     }
 }
 
-/// Why a request failed. `code` is one of `bad_request`, `not_found`,
-/// `not_allowed`, `busy`, `unavailable`.
+/// Why a request failed. `code` is one of `bad_request`,
+/// `invalid_content`, `not_found`, `not_allowed`, `busy`, `unavailable`.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
     pub code: &'static str,

@@ -12,7 +12,10 @@ use super::protocol::{
     RequestedStatus,
 };
 use super::socket::Agent;
-use crate::routing::model::{Conversation, ConversationState, EventBody};
+use crate::routing::content::{self, Sender};
+use crate::routing::model::{
+    ContentItem, Conversation, ConversationState, EventBody, MessageMetadata, MessageType,
+};
 use crate::routing::{NewEvent, RoutingError, RoutingResult, TransferTarget};
 use crate::store::StoreError;
 use crate::store::records::Queue;
@@ -79,16 +82,10 @@ impl Agent {
             Request::Send {
                 conversation_id,
                 text,
+                content,
                 id,
             } => {
-                if text.trim().is_empty() {
-                    return Err(ErrorBody::bad_request("text is empty"));
-                }
-                if text.chars().count() > MAX_TEXT_CHARS {
-                    return Err(ErrorBody::bad_request(format!(
-                        "text is longer than {MAX_TEXT_CHARS} characters"
-                    )));
-                }
+                let (message_type, text, content) = agent_message(text, content)?;
                 if let Some(id) = &id
                     && (id.is_empty() || id.chars().count() > MAX_ID_CHARS)
                 {
@@ -101,10 +98,10 @@ impl Agent {
                 let dedup = id.as_ref().map(|id| format!("agent:{}:{id}", me.id));
                 let event = NewEvent {
                     body: EventBody::Message {
-                        message_type: "Text".to_owned(),
-                        text: Some(text),
-                        content: Vec::new(),
-                        metadata: Value::Null,
+                        message_type,
+                        text,
+                        content,
+                        metadata: MessageMetadata::default(),
                         client_message_id: id,
                     },
                     dedup,
@@ -235,6 +232,33 @@ impl Agent {
         }
         Ok(false)
     }
+}
+
+/// An agent's message, checked: text alone (1 to [`MAX_TEXT_CHARS`]), or
+/// content with optional text. Content breaking a rule is
+/// `invalid_content`, its message naming the item and the rule.
+fn agent_message(
+    text: Option<String>,
+    content: Option<Vec<Value>>,
+) -> Result<(MessageType, Option<String>, Vec<ContentItem>), ErrorBody> {
+    let content = match content.as_deref() {
+        None | Some([]) => Vec::new(),
+        Some(values) => content::parse(values, Sender::Agent)
+            .map_err(|e| ErrorBody::new("invalid_content", e.0))?,
+    };
+    let text = text.filter(|t| !t.trim().is_empty());
+    if let Some(text) = &text
+        && text.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(ErrorBody::bad_request(format!(
+            "text is longer than {MAX_TEXT_CHARS} characters"
+        )));
+    }
+    if content.is_empty() {
+        let text = text.ok_or_else(|| ErrorBody::bad_request("text is empty"))?;
+        return Ok((MessageType::Text, Some(text), content));
+    }
+    Ok((MessageType::Structured, text, content))
 }
 
 fn conversation_outcome(c: &Conversation) -> Outcome {

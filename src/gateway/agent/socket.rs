@@ -136,7 +136,13 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
             incoming = socket.recv() => {
                 last_heard = Instant::now();
                 match incoming {
-                    None | Some(Ok(Message::Close(_))) => break End::Gone,
+                    None => break End::Gone,
+                    // Answered with a close frame (RFC 6455 5.5.1), so the
+                    // client's close completes cleanly.
+                    Some(Ok(Message::Close(frame))) => break End::Close(
+                        frame.map_or(close_code::NORMAL, |f| f.code),
+                        "closed by the client",
+                    ),
                     Some(Ok(Message::Text(text))) => agent.on_text(text.as_str()).await,
                     Some(Ok(Message::Binary(_))) => agent.out.push(ServerFrame::error(
                         None,

@@ -139,9 +139,8 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     // Typing, both ways.
     let mut watch = app.watch(conversation).await;
     let visitor = Participant {
-        role: ParticipantRole::Visitor,
-        id: None,
         name: "Ada Lovelace".to_owned(),
+        ..Participant::visitor(None)
     };
     app.typing(conversation, visitor).await;
     let typing = agent.expect("typing").await;
@@ -177,9 +176,7 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
         .await;
     assert_eq!(snapshot["agent"]["status"], "available");
     let log = log_of(app, conversation).await;
-    assert!(log.contains(&EventBody::Presence {
-        presence: PresenceKind::Disconnect
-    }));
+    assert!(log.contains(&EventBody::presence(PresenceKind::Disconnect)));
     assert!(log.contains(&EventBody::Ended {
         wrap_up: Some("resolved".to_owned())
     }));
@@ -354,9 +351,7 @@ async fn a_lost_agent_loses_its_conversations(kind: EngineKind) {
         .collect();
     assert_eq!(texts, [&json!("help"), &json!("on it")]);
     let log = log_of(app, conversation).await;
-    assert!(log.contains(&EventBody::Presence {
-        presence: PresenceKind::Leave
-    }));
+    assert!(log.contains(&EventBody::presence(PresenceKind::Leave)));
 }
 on_both_engines!(a_lost_agent_loses_its_conversations);
 

@@ -60,11 +60,7 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
     assert_eq!(seq(&message), 3);
 
     // Agent typing: an Event with a duration, not logged.
-    let agent = Participant {
-        role: ParticipantRole::Agent,
-        id: Some(ada.id),
-        name: "Ada".to_owned(),
-    };
+    let agent = Participant::agent(ada.id, "Ada");
     app.typing(conversation, agent).await;
     let typing = guest.next().await;
     assert_eq!(typing["body"]["type"], "Event");
@@ -77,7 +73,9 @@ async fn agent_messages_presence_and_typing_reach_the_guest(kind: EngineKind) {
     let answer = guest
         .ask(json!({"action":"onMessage","token":t,"message":{"type":"Event","events":[{"eventType":"Typing","typing":{"type":"On"}}]}}))
         .await;
-    assert_eq!(answer["type"], "response");
+    // The echo of one's own onMessage is a `message`, as Genesys sends it.
+    assert_eq!(answer["type"], "message");
+    assert_eq!(answer["body"]["direction"], "Inbound");
     let notice = tokio::time::timeout(WAIT, sub.recv())
         .await
         .unwrap()
@@ -147,11 +145,7 @@ async fn resume_after_reconnect_has_no_gap_and_no_duplicate(kind: EngineKind) {
 
     // While the guest is away, the agent writes twice.
     let routing = &app.state().routing;
-    let ada = Participant {
-        role: ParticipantRole::Agent,
-        id: Some(Uuid::new_v4()),
-        name: "Ada".to_owned(),
-    };
+    let ada = Participant::agent(Uuid::new_v4(), "Ada");
     for text in ["three", "four"] {
         routing
             .append(conversation, ada.clone(), text_event(text), Utc::now())
@@ -191,7 +185,8 @@ async fn resume_after_reconnect_has_no_gap_and_no_duplicate(kind: EngineKind) {
     assert_eq!(seq(&guest.next().await), 5);
     tokio::time::sleep(RATE_WINDOW).await;
     let own = guest.say("six").await;
-    assert_eq!(own["type"], "response");
+    // The echo of one's own message is a `message`, as Genesys sends it.
+    assert_eq!(own["type"], "message");
     assert_eq!(seq(&own), 6);
     guest.fence().await;
 

@@ -211,7 +211,8 @@ async fn every_action_and_error_code(kind: EngineKind) {
         .ask(json!({"action":"onMessage","token":t,"tracingId":"m-1","message":{"type":"Text","text":"hello",
             "channel":{"metadata":{"customAttributes":{"orderId":"42"}}}}}))
         .await;
-    assert_eq!(answer["type"], "response");
+    // The echo of one's own message is a `message`, as Genesys sends it.
+    assert_eq!(answer["type"], "message");
     assert_eq!(answer["tracingId"], "m-1");
     assert_eq!(answer["body"]["direction"], "Inbound");
     assert_eq!(answer["body"]["text"], "hello");

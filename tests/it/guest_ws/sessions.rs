@@ -198,12 +198,15 @@ async fn autostart_join_and_clear(kind: EngineKind) {
     // The tab follows the conversation the other opened.
     assert_eq!(seq(&tab.next().await), 1);
 
-    // Clear: both sockets hear SessionClearedEvent; the next message starts
-    // a new conversation.
+    // Clear: both sockets hear SessionClearedEvent, then (as Genesys clears
+    // the whole session) ConnectionClosedEvent and a close.
     let clear = json!({"action":"onMessage","token":t,"message":{"type":"Event","events":[{"eventType":"Presence","presence":{"type":"Clear"}}]}});
     let answer = guest.ask(clear).await;
-    assert_eq!(answer["type"], "response");
+    assert_eq!(answer["type"], "message");
+    assert_eq!(presence(&answer), "Clear");
     assert_eq!(guest.next().await["class"], "SessionClearedEvent");
+    assert_eq!(guest.next().await["class"], "ConnectionClosedEvent");
+    assert_eq!(guest.closed().await, 1000);
     let mut seen = tab.next().await;
     if seen["class"] == "StructuredMessage" {
         // The Clear presence logged in the old conversation.
@@ -211,6 +214,12 @@ async fn autostart_join_and_clear(kind: EngineKind) {
         seen = tab.next().await;
     }
     assert_eq!(seen["class"], "SessionClearedEvent");
+    assert_eq!(tab.next().await["class"], "ConnectionClosedEvent");
+    assert_eq!(tab.closed().await, 1000);
+    // The next configure is a new session; the next message starts a new
+    // conversation.
+    let mut guest = app.guest(&site.deployment, &t).await;
+    assert_eq!(assert_session(&guest.configure().await)["newSession"], true);
     tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("fresh start").await;
     assert_eq!(seq(&answer), 1);
@@ -247,9 +256,11 @@ async fn read_only_after_the_agent_ends(kind: EngineKind) {
     drop(guest);
     let mut guest = app.guest(&site.deployment, &t).await;
     assert_eq!(assert_session(&guest.configure().await)["readOnly"], true);
-    // startNew leaves the read-only conversation behind.
+    // startNew leaves the read-only conversation behind: a new session to
+    // the client (the Transport SDK autostarts on it), nothing cleared.
     let body = assert_session(&guest.configure_with(json!({ "startNew": true })).await).clone();
-    assert_eq!(body["clearedExistingSession"], true);
+    assert_eq!(body["newSession"], true);
+    assert_eq!(body["clearedExistingSession"], false);
     assert_eq!(body["readOnly"], false);
     tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("new one").await;
@@ -273,10 +284,14 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     // A JWT of another deployment fails; a garbage one too.
     let other = auth_site(&app, true, false).await;
     let (foreign, _) = session_jwt(&app, &other.deployment, "grace").await;
+    // 403 "Session authentication failed…": no refresh can help, sign in
+    // again (401 is for an expired token, which a refresh renews).
     let answer = guest.authenticate(&foreign).await;
-    assert_error(&answer, 401);
-    assert_eq!(answer["body"], "Session authentication failed");
-    assert_error(&guest.authenticate("a.b.c").await, 401);
+    assert_error(&answer, 403);
+    assert!(auth_failed(&answer), "{answer}");
+    let answer = guest.authenticate("a.b.c").await;
+    assert_error(&answer, 403);
+    assert!(auth_failed(&answer), "{answer}");
 
     let (jwt, claims) = session_jwt(&app, &site.deployment, "grace").await;
     let body = assert_session(&guest.authenticate(&jwt).await).clone();
@@ -302,8 +317,8 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     let (mallory, _) = session_jwt(&app, &site.deployment, "mallory").await;
     let mut intruder = app.guest(&site.deployment, &t).await;
     let answer = intruder.authenticate(&mallory).await;
-    assert_error(&answer, 401);
-    assert_eq!(answer["body"], "Session authentication failed");
+    assert_error(&answer, 403);
+    assert!(auth_failed(&answer), "{answer}");
 
     // A second device of the same visitor sees the conversation.
     let (jwt2, _) = session_jwt(&app, &site.deployment, "grace").await;
@@ -320,7 +335,9 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
             "startNew": true, "data": { "code": jwt },
         }))
         .await;
-    assert_eq!(assert_session(&answer)["clearedExistingSession"], true);
+    let body = assert_session(&answer);
+    assert_eq!(body["newSession"], true);
+    assert_eq!(body["clearedExistingSession"], false);
     tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("second conversation").await;
     assert_eq!(seq(&answer), 1);
@@ -378,8 +395,23 @@ async fn sign_in_after_a_guest_message(
     let conversation = conversation_of(&answer).to_string();
     assert_eq!(seq(&tab.next().await), 1);
     let (jwt, _) = session_jwt(app, &site.deployment, "grace").await;
-    let body = assert_session(&guest.authenticate(&jwt).await).clone();
+    let mut answer = guest.authenticate(&jwt).await;
+    if upgrade {
+        // Step-up: the SignIn first, naming the visitor as the IdP did.
+        assert_eq!(presence(&answer), "SignIn", "{answer}");
+        assert_eq!(answer["body"]["channel"]["from"]["firstName"], "Grace");
+        assert_eq!(answer["body"]["channel"]["from"]["lastName"], "Hopper");
+        answer = guest.next().await;
+    }
+    let body = assert_session(&answer).clone();
     (guest, tab, conversation, body)
+}
+
+/// The refusal that makes a Genesys client sign in again.
+fn auth_failed(answer: &Value) -> bool {
+    answer["body"]
+        .as_str()
+        .is_some_and(|b| b.starts_with("Session authentication failed"))
 }
 
 async fn guest_sessions_upgrade_in_place_or_start_over(kind: EngineKind) {

@@ -109,13 +109,23 @@ impl Guest {
         self.next().await
     }
 
-    /// Sends a frame and answers the first response to come, skipping the
-    /// events pushed meanwhile.
-    pub(crate) async fn answer(&mut self, frame: Value) -> Value {
+    /// Sends a frame and answers its answer, skipping the events pushed
+    /// meanwhile: the frame that carries its `tracingId` (one is added when
+    /// it has none). The echo of one's own message is a `message` frame, as
+    /// Genesys sends it, so the type does not tell an answer.
+    pub(crate) async fn answer(&mut self, mut frame: Value) -> Value {
+        let tracing = match frame["tracingId"].as_str() {
+            Some(tracing) => tracing.to_owned(),
+            None => {
+                let tracing = Uuid::new_v4().to_string();
+                frame["tracingId"] = json!(tracing);
+                tracing
+            }
+        };
         self.send(frame).await;
         loop {
             let frame = self.next().await;
-            if frame["type"] == "response" {
+            if frame["tracingId"] == tracing.as_str() {
                 return frame;
             }
         }

@@ -3,7 +3,7 @@
 //! the agent socket's tests, an agent who accepts for the guest socket's.
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::json;
 use switchboard::engine::{Channel, Subscription};
 use switchboard::routing::model::{
     AgentStatus, EventBody, Notice, Participant, VisitorIdentity, session_id,
@@ -17,13 +17,7 @@ use super::app::TestApp;
 /// A text message, without a client message id.
 pub(crate) fn text_event(text: &str) -> NewEvent {
     NewEvent {
-        body: EventBody::Message {
-            message_type: "Text".to_owned(),
-            text: Some(text.to_owned()),
-            content: Vec::new(),
-            metadata: Value::Null,
-            client_message_id: None,
-        },
+        body: EventBody::text(text, None),
         dedup: None,
     }
 }

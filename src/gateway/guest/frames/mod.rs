@@ -1,6 +1,6 @@
 //! The guest protocol's frames: requests parsed at the edge into
-//! [`Request`] (`request`), and the server's `response`/`message` frames
-//! (`reply`).
+//! [`Request`] (`request`; a message and its content and attributes in
+//! `message`), and the server's `response`/`message` frames (`reply`).
 //!
 //! Parsing never panics and never gives up on the socket: malformed JSON or
 //! an unknown action is a 400 error frame, a missing required field 4020, a
@@ -9,6 +9,7 @@
 //! `tracingId` of a request is echoed on its answer even when the rest of
 //! the request is refused.
 
+mod message;
 #[cfg(test)]
 mod property_tests;
 mod reply;
@@ -16,20 +17,20 @@ mod request;
 
 use std::borrow::Cow;
 
+pub use self::message::{GuestEvent, GuestMessage, MessageKind};
 pub use self::reply::{
     AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, InboundMedia,
-    JwtResponse, RATE_RETRY_AFTER_SECONDS, SessionResponse, error, push, response,
+    JwtResponse, RATE_RETRY_AFTER_SECONDS, SessionResponse, error, own_message, push, response,
 };
-pub use self::request::{
-    Configure, GuestEvent, GuestMessage, MessageKind, Parsed, Rejected, Request, parse,
-};
+pub use self::request::{Configure, Parsed, Rejected, Request, parse};
 
 /// Longest session token a client may present.
 pub const MAX_TOKEN_CHARS: usize = 2048;
 /// Longest text of one message, in characters.
 pub const MAX_TEXT_CHARS: usize = 4000;
-/// Largest `channel.metadata.customAttributes`, as JSON bytes.
-pub const MAX_CUSTOM_DATA_BYTES: usize = 2048;
+/// Largest custom attributes, in UTF-8 bytes of keys and values (the
+/// SDK's measure, advertised as `maxCustomDataBytes`).
+pub use crate::routing::content::MAX_CUSTOM_DATA_BYTES;
 /// Longest client message id (it becomes a dedup key).
 pub const MAX_CLIENT_ID_CHARS: usize = 256;
 /// Longest `tracingId` echoed back; a longer one is not echoed.
@@ -58,8 +59,21 @@ impl GuestError {
         Self::new(4020, format!("missing parameter: {field}"))
     }
 
-    pub fn auth_failed() -> Self {
-        Self::new(401, "Session authentication failed")
+    /// A session JWT that can never authenticate this session: revoked,
+    /// forged, of another deployment or visitor. 403 with this prefix is
+    /// what makes the Transport SDK ask the user to sign in again (it does
+    /// not refresh).
+    pub fn auth_failed(reason: &str) -> Self {
+        Self::new(403, format!("Session authentication failed: {reason}"))
+    }
+
+    /// An expired session JWT: 401, on which the SDK refreshes and
+    /// configures again.
+    pub fn auth_expired() -> Self {
+        Self::new(
+            401,
+            "Session authentication failed: the session token has expired",
+        )
     }
 
     pub fn auth_required() -> Self {
@@ -82,7 +96,22 @@ impl GuestError {
         Self::new(4029, "Message rate too high for this session")
     }
 
-    pub fn unexpected() -> Self {
-        Self::new(5000, "unexpected error, try again")
+    /// Storage is unavailable or too contended. 503, not Genesys's 5000:
+    /// the SDK ignores 5000 (a configure would hang in `Connected`), and
+    /// turns 503 into an error state or event the app can retry from.
+    pub fn try_again() -> Self {
+        Self::new(503, "Service temporarily unavailable, try again")
+    }
+
+    /// The same for a message: as 4029, on which the SDK fails the message
+    /// it is sending (the app can resend) instead of leaving it pending.
+    pub fn message_try_again() -> Self {
+        Self::new(4029, "Service temporarily unavailable, try again")
+    }
+
+    /// `Clear` when the configuration does not enable it: Genesys's
+    /// refusal, which the SDK reports as `ClearConversationFailure`.
+    pub fn clear_disabled() -> Self {
+        Self::forbidden("Presence events Conversation Clear are not supported")
     }
 }

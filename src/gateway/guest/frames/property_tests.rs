@@ -9,6 +9,8 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::routing::model::{ContentItem, MessageType};
+
 use super::{
     GuestMessage, MAX_CLIENT_ID_CHARS, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, MAX_TOKEN_CHARS,
     MAX_TRACING_ID_CHARS, MessageKind, Request, error, parse,
@@ -111,9 +113,14 @@ impl Gen {
             ("id", |g| Value::String(g.string())),
             ("metadata", |g| serde_json::json!({ "k": g.string() })),
             ("events", |g| g.events()),
-            ("content", |g| {
-                let kind = g.pick(&["Attachment", "QuickReply"]);
-                serde_json::json!([{ "contentType": kind }])
+            ("content", |g| match g.below(4) {
+                0 => serde_json::json!([{ "contentType": "Attachment" }]),
+                1 => serde_json::json!([{ "contentType": "QuickReply" }]),
+                2 => serde_json::json!([{ "contentType": "ButtonResponse", "buttonResponse":
+                    { "text": g.string(), "payload": g.string(), "type": "QuickReply" } }]),
+                _ => {
+                    serde_json::json!([{ "contentType": "Card", "card": { "title": g.string() } }])
+                }
             }),
         ];
         for (key, right) in fields {
@@ -279,7 +286,9 @@ fn parses_or_is_refused_as_documented(text: &str) -> Result<(), u16> {
     }
     match &p.request {
         Request::OnMessage(m) => within_limits(m, text),
-        Request::Echo { text: Some(echo) } => {
+        Request::Echo {
+            text: Some(echo), ..
+        } => {
             assert!(echo.chars().count() <= MAX_TEXT_CHARS, "{text}");
         }
         Request::ConfigureAuthenticatedSession { code, .. } => {
@@ -305,15 +314,25 @@ fn arbitrary_input_parses_or_is_refused_with_a_documented_code() {
         "{\"action\":\"configureSession\",\"token\":\"t\",\"deploymentId\":\"d\",\"lastSequence\":-1}",
         "{\"action\":\"onMessage\",\"token\":\"t\",\"message\":{\"type\":\"Text\",\"text\":\"x\",\"channel\":{\"metadata\":{\"customAttributes\":[1]}}}}",
     ];
+    let mut refused = std::collections::BTreeMap::<u16, usize>::new();
     for sample in samples {
-        assert!(
-            parses_or_is_refused_as_documented(sample).is_err(),
-            "{sample}"
+        let code = parses_or_is_refused_as_documented(sample).expect_err(sample);
+        *refused.entry(code).or_default() += 1;
+    }
+    // The limits, whether or not the generator happens to reach them.
+    let long = serde_json::json!({"action":"onMessage","token":"t",
+        "message":{"type":"Text","text":"x".repeat(MAX_TEXT_CHARS + 1)}});
+    let large = serde_json::json!({"action":"onMessage","token":"t","customAttributes":
+        {"k":"v".repeat(MAX_CUSTOM_DATA_BYTES)},"message":{"type":"Text","text":"x"}});
+    for (sample, code) in [(long, 4011), (large, 4013)] {
+        assert_eq!(
+            parses_or_is_refused_as_documented(&sample.to_string()),
+            Err(code)
         );
+        *refused.entry(code).or_default() += 1;
     }
     let mut generator = Gen(0x2545_f491_4f6c_dd1d);
     let mut parsed = 0;
-    let mut refused = std::collections::BTreeMap::<u16, usize>::new();
     for round in 0..20_000 {
         let text = if round % 3 == 0 {
             generator.text()
@@ -325,8 +344,9 @@ fn arbitrary_input_parses_or_is_refused_with_a_documented_code() {
             Err(code) => *refused.entry(code).or_default() += 1,
         }
     }
-    // The generator reaches every outcome, not only the easy ones.
+    // The generator reaches the outcomes, not only the easy ones.
     assert!(parsed > 1000, "{parsed} parsed");
+
     assert_eq!(
         refused.keys().copied().collect::<Vec<_>>(),
         PARSE_CODES,
@@ -336,32 +356,36 @@ fn arbitrary_input_parses_or_is_refused_with_a_documented_code() {
 
 fn within_limits(m: &GuestMessage, text: &str) {
     match &m.kind {
-        MessageKind::Text { text: body } => {
-            assert!(
-                !body.is_empty() && body.chars().count() <= MAX_TEXT_CHARS,
-                "{text}"
-            );
-        }
-        MessageKind::Structured {
+        MessageKind::Message {
+            message_type,
             text: body,
             content,
         } => {
+            if *message_type == MessageType::Text {
+                assert!(body.is_some(), "{text}");
+            }
             assert!(body.is_some() || !content.is_empty(), "{text}");
             assert!(
-                !content.iter().any(|c| c["contentType"] == "Attachment"),
+                body.as_ref()
+                    .is_none_or(|b| !b.is_empty() && b.chars().count() <= MAX_TEXT_CHARS),
+                "{text}"
+            );
+            // Only what a visitor may send, each item as Genesys clients
+            // decode it.
+            assert!(
+                content.iter().all(|c| matches!(
+                    c,
+                    ContentItem::ButtonResponse { .. } | ContentItem::QuickReply { .. }
+                )),
                 "{text}"
             );
         }
         MessageKind::Event(_) => {}
     }
-    assert!(m.metadata.is_null() || m.metadata.is_object(), "{text}");
-    if let Some(attributes) = &m.custom_attributes {
-        assert!(attributes.is_object(), "{text}");
-        assert!(
-            attributes.to_string().len() <= MAX_CUSTOM_DATA_BYTES,
-            "{text}"
-        );
-    }
+    assert!(
+        m.metadata.custom_attributes.data_bytes() <= MAX_CUSTOM_DATA_BYTES,
+        "{text}"
+    );
     if let Some(id) = &m.client_id {
         assert!(
             !id.is_empty() && id.chars().count() <= MAX_CLIENT_ID_CHARS,

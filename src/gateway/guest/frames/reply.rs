@@ -34,7 +34,7 @@ fn frame<B: Serialize>(
     };
     serde_json::to_string(&frame).unwrap_or_else(|e| {
         tracing::error!(error = %e, class, "cannot encode a guest frame");
-        r#"{"type":"response","class":"string","code":5000,"body":"unexpected error"}"#.to_owned()
+        r#"{"type":"response","class":"string","code":503,"body":"unexpected error"}"#.to_owned()
     })
 }
 
@@ -46,6 +46,13 @@ pub fn response<B: Serialize>(class: &str, body: B, tracing_id: Option<&str>) ->
 /// A pushed `message` frame.
 pub fn push<B: Serialize>(class: &str, body: B) -> String {
     frame("message", class, 200, body, None)
+}
+
+/// The echo of the visitor's own `onMessage`: a `message`, as Genesys sends
+/// it, with the request's `tracingId`, by which the Transport SDK replaces
+/// its pending copy of the message.
+pub fn own_message<B: Serialize>(class: &str, body: B, tracing_id: Option<&str>) -> String {
+    frame("message", class, 200, body, tracing_id)
 }
 
 /// An error answer: class `string` with a text body, or for 4029 the
@@ -237,12 +244,15 @@ pub struct SessionResponse {
 }
 
 impl SessionResponse {
-    /// The answer to `closeSession`.
-    pub fn disconnected() -> Self {
+    /// The answer to `closeSession`: `read_only` when the session's
+    /// conversation ended read-only, which is when the Transport SDK closes
+    /// a session (`startNewChat`); only `connected: false, readOnly: true`
+    /// makes it configure again with `startNew`.
+    pub fn disconnected(read_only: bool) -> Self {
         Self {
             connected: false,
             new_session: false,
-            read_only: false,
+            read_only,
             cleared_existing_session: false,
             max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
             allowed_media: None,
@@ -291,5 +301,11 @@ mod tests {
         assert_eq!(v["code"], 429);
         assert_eq!(v["body"]["errorCode"], 4029);
         assert_eq!(v["body"]["retryAfter"], 1);
+        let v: Value =
+            serde_json::from_str(&own_message("StructuredMessage", Empty {}, Some("t-1"))).unwrap();
+        assert_eq!(
+            (v["type"].as_str(), v["tracingId"].as_str()),
+            (Some("message"), Some("t-1"))
+        );
     }
 }

@@ -1,16 +1,15 @@
 //! Request frames, parsed into typed values or refused with the documented
 //! error code.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{
-    GuestError, MAX_CLIENT_ID_CHARS, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, MAX_TOKEN_CHARS,
-    MAX_TRACING_ID_CHARS,
-};
-use crate::routing::model::PresenceKind;
+use super::message::{GuestMessage, RawOnMessage, guest_message, string_metadata};
+use super::{GuestError, MAX_TEXT_CHARS, MAX_TOKEN_CHARS, MAX_TRACING_ID_CHARS};
 use secrecy::SecretString;
 
 /// A request frame, parsed.
@@ -39,8 +38,11 @@ pub enum Request {
         code: SecretString,
     },
     OnMessage(Box<GuestMessage>),
+    /// A heartbeat (the Transport SDK's health check): the text and string
+    /// metadata come back.
     Echo {
         text: Option<String>,
+        metadata: BTreeMap<String, String>,
     },
     GetJwt,
     GetConfiguration {
@@ -76,36 +78,6 @@ pub struct Configure {
     /// knows it. Another conversation than the session's current one is
     /// replayed from its start.
     pub conversation_id: Option<Uuid>,
-}
-
-/// An `onMessage` request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GuestMessage {
-    pub kind: MessageKind,
-    /// The client's id for idempotent resends.
-    pub client_id: Option<String>,
-    /// `message.metadata` as sent, an object or null.
-    pub metadata: Value,
-    /// `channel.metadata.customAttributes`, within the limit.
-    pub custom_attributes: Option<Value>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum MessageKind {
-    Text {
-        text: String,
-    },
-    Structured {
-        text: Option<String>,
-        content: Vec<Value>,
-    },
-    Event(GuestEvent),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestEvent {
-    Typing,
-    Presence(PresenceKind),
 }
 
 /// Parses one text frame.
@@ -171,8 +143,7 @@ fn parse_action(
         "onMessage" => {
             let raw: RawOnMessage = shape(object)?;
             let token = required_token(raw.token.as_deref())?;
-            let message = raw.message.ok_or_else(|| GuestError::missing("message"))?;
-            let message = guest_message(message, raw.message_id)?;
+            let message = guest_message(raw)?;
             Ok((Some(token), Request::OnMessage(Box::new(message))))
         }
         "echo" => {
@@ -184,7 +155,14 @@ fn parse_action(
             {
                 return Err(too_long());
             }
-            Ok((Some(token), Request::Echo { text: message.text }))
+            let metadata = string_metadata(message.metadata.as_ref())?;
+            Ok((
+                Some(token),
+                Request::Echo {
+                    text: message.text,
+                    metadata,
+                },
+            ))
         }
         "getJwt" => {
             let raw: RawTokenOnly = shape(object)?;
@@ -235,7 +213,7 @@ fn required_token(token: Option<&str>) -> Result<SecretString, GuestError> {
     }
 }
 
-fn too_long() -> GuestError {
+pub(super) fn too_long() -> GuestError {
     GuestError::new(
         4011,
         format!("message too long: at most {MAX_TEXT_CHARS} characters"),
@@ -263,120 +241,6 @@ fn configure(raw: &RawConfigure) -> Result<Configure, GuestError> {
     })
 }
 
-fn guest_message(
-    raw: RawMessage,
-    top_level_id: Option<String>,
-) -> Result<GuestMessage, GuestError> {
-    let kind = raw
-        .kind
-        .as_deref()
-        .ok_or_else(|| GuestError::missing("message.type"))?;
-    let content = raw.content.unwrap_or_default();
-    let attachment = kind == "Attachment"
-        || content
-            .iter()
-            .any(|c| c.get("contentType").and_then(Value::as_str) == Some("Attachment"));
-    if attachment {
-        return Err(GuestError::unavailable("attachments are not supported"));
-    }
-    if let Some(text) = &raw.text
-        && text.chars().count() > MAX_TEXT_CHARS
-    {
-        return Err(too_long());
-    }
-    let kind = match kind {
-        "Text" => MessageKind::Text {
-            text: raw
-                .text
-                .filter(|t| !t.is_empty())
-                .ok_or_else(|| GuestError::missing("message.text"))?,
-        },
-        "Structured" => {
-            if raw.text.as_deref().is_none_or(str::is_empty) && content.is_empty() {
-                return Err(GuestError::missing("message.content"));
-            }
-            MessageKind::Structured {
-                text: raw.text.filter(|t| !t.is_empty()),
-                content,
-            }
-        }
-        "Event" => MessageKind::Event(guest_event(raw.events.unwrap_or_default())?),
-        _ => return Err(GuestError::bad_request("unknown message type")),
-    };
-    let custom_attributes = raw
-        .channel
-        .and_then(|c| c.metadata)
-        .and_then(|m| m.custom_attributes);
-    if let Some(attributes) = &custom_attributes {
-        if !attributes.is_object() {
-            return Err(GuestError::bad_request(
-                "channel.metadata.customAttributes must be an object",
-            ));
-        }
-        let size = serde_json::to_vec(attributes).map_or(usize::MAX, |b| b.len());
-        if size > MAX_CUSTOM_DATA_BYTES {
-            return Err(GuestError::new(
-                4013,
-                format!("custom attributes over {MAX_CUSTOM_DATA_BYTES} bytes"),
-            ));
-        }
-    }
-    let metadata = match raw.metadata {
-        None | Some(Value::Null) => Value::Null,
-        Some(Value::Object(m)) => Value::Object(m),
-        Some(_) => {
-            return Err(GuestError::bad_request(
-                "message.metadata must be an object",
-            ));
-        }
-    };
-    let client_id = raw
-        .id
-        .or(raw.message_id)
-        .or(top_level_id)
-        .filter(|id| !id.is_empty());
-    if client_id
-        .as_ref()
-        .is_some_and(|id| id.chars().count() > MAX_CLIENT_ID_CHARS)
-    {
-        return Err(GuestError::bad_request(format!(
-            "message.id is longer than {MAX_CLIENT_ID_CHARS} characters"
-        )));
-    }
-    Ok(GuestMessage {
-        kind,
-        client_id,
-        metadata,
-        custom_attributes,
-    })
-}
-
-fn guest_event(events: Vec<RawEvent>) -> Result<GuestEvent, GuestError> {
-    let event = events
-        .into_iter()
-        .next()
-        .ok_or_else(|| GuestError::missing("message.events"))?;
-    match event.event_type.as_deref() {
-        None => Err(GuestError::missing("message.events.eventType")),
-        Some("Typing") => Ok(GuestEvent::Typing),
-        Some("Presence") => {
-            let kind = event
-                .presence
-                .and_then(|p| p.kind)
-                .ok_or_else(|| GuestError::missing("message.events.presence.type"))?;
-            let presence = match kind.as_str() {
-                "Join" => PresenceKind::Join,
-                "Disconnect" => PresenceKind::Disconnect,
-                "Clear" => PresenceKind::Clear,
-                "SignIn" => PresenceKind::SignIn,
-                _ => return Err(GuestError::bad_request("unknown presence type")),
-            };
-            Ok(GuestEvent::Presence(presence))
-        }
-        Some(_) => Err(GuestError::bad_request("unknown event type")),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawConfigure {
@@ -391,52 +255,6 @@ struct RawConfigure {
 #[derive(Deserialize)]
 struct RawAuthData {
     code: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawOnMessage {
-    token: Option<String>,
-    message: Option<RawMessage>,
-    message_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawMessage {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    text: Option<String>,
-    content: Option<Vec<Value>>,
-    metadata: Option<Value>,
-    events: Option<Vec<RawEvent>>,
-    channel: Option<RawChannel>,
-    id: Option<String>,
-    message_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawEvent {
-    event_type: Option<String>,
-    presence: Option<RawPresence>,
-}
-
-#[derive(Deserialize)]
-struct RawPresence {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawChannel {
-    metadata: Option<RawChannelMetadata>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawChannelMetadata {
-    custom_attributes: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -462,7 +280,9 @@ struct RawCloseSession {
 mod tests {
     use secrecy::ExposeSecret;
 
+    use super::super::message::{GuestEvent, MessageKind};
     use super::*;
+    use crate::gateway::guest::messages::GuestPresence;
 
     fn err(text: &str) -> Rejected {
         match parse(text) {
@@ -582,7 +402,7 @@ mod tests {
         };
         assert_eq!(
             m.kind,
-            MessageKind::Event(GuestEvent::Presence(PresenceKind::Join))
+            MessageKind::Event(GuestEvent::Presence(GuestPresence::Join))
         );
         assert_eq!(m.client_id.as_deref(), Some("c2"));
         let p = parse(r#"{"action":"onMessage","token":"t","message":{"type":"Event","events":[{"eventType":"Typing","typing":{"type":"On"}}]}}"#).unwrap();

@@ -9,15 +9,16 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Bound, Conn, Fail, Feed, Flow, routing_error};
-use crate::auth::visitor_token::GUEST_NAME;
+use crate::auth::visitor_token::SessionError;
 use crate::engine::Channel;
 use crate::gateway::cursor::Cursor;
 use crate::gateway::guest::frames::{
     AllowedMedia, BLOCKED_EXTENSIONS, Configure, GuestError, MAX_CUSTOM_DATA_BYTES, SessionResponse,
 };
+use crate::gateway::guest::messages::{self, GuestPresence};
 use crate::routing::Routing;
-use crate::routing::model::{self, GuestSession, VisitorIdentity};
-use crate::routing::visitor::{Opened, VisitorSocket};
+use crate::routing::model::{self, GuestSession, Participant};
+use crate::routing::visitor::{Opened, StepUp, VisitorSocket};
 use crate::store::Refused;
 use crate::store::records::ConfigurationContent;
 
@@ -57,6 +58,11 @@ impl Activity {
     pub(super) fn expired(&self, now: Instant) -> bool {
         now >= self.deadline()
     }
+
+    /// How long until the session expires, from `now`.
+    pub(super) fn remaining(&self, now: Instant) -> Duration {
+        self.deadline().saturating_duration_since(now)
+    }
 }
 
 pub(super) fn session_duration(content: &ConfigurationContent) -> Duration {
@@ -93,7 +99,7 @@ impl Conn {
                 self.config_version = admitted.version;
                 Ok(())
             }
-            Err(Refused::Store(_)) => Err(GuestError::unexpected()),
+            Err(Refused::Store(_)) => Err(GuestError::try_again()),
             Err(_) => Err(GuestError::forbidden("the deployment is not active")),
         }
     }
@@ -105,13 +111,17 @@ impl Conn {
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
         self.check_deployment(&configure.deployment_id).await?;
+        // With step-up allowed, a visitor starts as a guest and signs in on
+        // the same session later.
+        let settings = &self.content.authentication_settings;
+        let required = settings.enabled && !settings.allow_session_upgrade;
         let opened = self
             .state
             .routing
             .open_guest_session(
                 model::session_id(token),
                 &self.deployment,
-                self.content.authentication_settings.enabled,
+                required,
                 Utc::now(),
             )
             .await?;
@@ -134,25 +144,37 @@ impl Conn {
             .await
         {
             Ok(claims) if claims.org == self.deployment.org_id => claims,
-            Ok(_) => return Err(GuestError::auth_failed().into()),
+            Ok(_) => {
+                return Err(GuestError::auth_failed(
+                    "the session token is of another organization",
+                )
+                .into());
+            }
             Err(e) => {
                 tracing::info!(deployment = %self.deployment.meta.id, code = e.code(), "guest session authentication failed");
-                return Err(GuestError::auth_failed().into());
+                return Err(session_refused(&e).into());
             }
         };
         let identity = claims.identity.clone();
-        let name = identity.display_name();
+        let visitor = Participant::visitor(Some(&identity));
         let at = VisitorSocket {
             session: model::session_id(token),
             socket: self.id,
-            name: &name,
+            visitor: &visitor,
             following: self.following(),
             deployment: &self.deployment,
             content: &self.content,
         };
+        // The guest session this socket was bound to: the Transport SDK
+        // steps up with a new token, on the same socket.
+        let guest = self
+            .bound
+            .as_ref()
+            .filter(|b| b.family.is_none())
+            .map(|b| b.session);
         let routing = self.state.routing.clone();
         let opened = routing
-            .sign_in_session(&at, &identity, claims.sub, claims.sid, now)
+            .sign_in_session(&at, guest, &identity, claims.sub, claims.sid, now)
             .await?;
         self.bind(opened, Some(claims.sid), &configure, tracing_id)
             .await
@@ -169,14 +191,19 @@ impl Conn {
     ) -> Result<Flow, Fail> {
         let Opened {
             mut session,
-            new,
-            mut cleared,
+            mut new,
+            cleared,
+            step_up,
         } = opened;
         let routing = self.state.routing.clone();
         let id = session.meta.id;
-        if configure.start_new && session.conversation_id.is_some() {
-            session = routing.start_new(id).await?;
-            cleared = true;
+        if configure.start_new {
+            // A new chat (the SDK's `startNewChat`): a new session as the
+            // client sees it, so it autostarts; nothing else was cleared.
+            if session.conversation_id.is_some() {
+                session = routing.start_new(id).await?;
+            }
+            new = true;
         }
         // Subscribe before reading, so nothing falls in between.
         let same_session = self.bound.as_ref().is_some_and(|b| b.session == id);
@@ -192,14 +219,11 @@ impl Conn {
                 self.feeds.remove(&Feed::Family);
             }
         }
-        let name = session
-            .identity
-            .as_ref()
-            .map_or_else(|| GUEST_NAME.to_owned(), VisitorIdentity::display_name);
+        let visitor = Participant::visitor(session.identity.as_ref());
         self.bound = Some(Bound {
             session: id,
             family,
-            name,
+            visitor,
             following: None,
         });
         self.feeds.remove(&Feed::Conversation);
@@ -241,11 +265,31 @@ impl Conn {
             conversation_id: session.conversation_id,
             last_sequence,
         };
+        if let Some(step_up) = step_up {
+            self.show_sign_in(step_up).await?;
+        }
         self.respond("SessionResponse", answer, tracing_id).await?;
         // Resume: everything after the client's last sequence, before any
         // live event.
         self.catch_up(None).await?;
         Ok(Flow::Continue)
+    }
+
+    /// Step-up: the signing-in socket sees the visitor's `SignIn` before its
+    /// answer, with the IdP's names, as Genesys sends it (the SDK raises
+    /// `SignedIn(firstName, lastName)`). The logged one when the live
+    /// conversation has it (its sequence is then within what the answer's
+    /// `lastSequence` covers), otherwise one made for this socket.
+    async fn show_sign_in(&mut self, step_up: StepUp) -> Result<(), Fail> {
+        let logged = step_up
+            .logged
+            .as_ref()
+            .and_then(|event| messages::from_log(event, false));
+        let sign_in = logged.unwrap_or_else(|| {
+            messages::presence(GuestPresence::SignIn, &step_up.visitor, Utc::now())
+        });
+        self.push("StructuredMessage", sign_in).await?;
+        Ok(())
     }
 
     async fn subscribe(&mut self, feed: Feed, channel: Channel) -> Result<(), GuestError> {
@@ -255,7 +299,7 @@ impl Conn {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot subscribe a guest socket");
-                GuestError::unexpected()
+                GuestError::try_again()
             })
     }
 
@@ -291,7 +335,8 @@ impl Conn {
     /// The bound session, when the frame's token names it.
     pub(super) fn session_for(&self, token: &str) -> Result<Uuid, GuestError> {
         let Some(bound) = &self.bound else {
-            return Err(if self.content.authentication_settings.enabled {
+            let settings = &self.content.authentication_settings;
+            return Err(if settings.enabled && !settings.allow_session_upgrade {
                 GuestError::auth_required()
             } else {
                 GuestError::not_configured()
@@ -305,6 +350,18 @@ impl Conn {
         Ok(bound.session)
     }
 
+    /// Whether the socket's session is read-only now: its conversation
+    /// ended and the configuration keeps ended conversations read-only.
+    pub(super) async fn read_only_now(&mut self) -> bool {
+        let Some(conversation) = self.following() else {
+            return false;
+        };
+        match self.state.routing.conversation(conversation).await {
+            Ok(Some(c)) => c.is_ended() && self.read_only_setting(),
+            _ => false,
+        }
+    }
+
     /// Whether an ended conversation stays readable but takes no messages.
     pub(super) fn read_only_setting(&self) -> bool {
         Routing::read_only_after_end(
@@ -315,6 +372,18 @@ impl Conn {
                 .conversations
                 .conversation_disconnect,
         )
+    }
+}
+
+/// How a refused session JWT is answered: 401 only when it merely expired
+/// (the SDK refreshes it and configures again); 403 "Session
+/// authentication failed…" when no refresh can help (the SDK asks the user
+/// to sign in again); 503 when it could not be checked.
+fn session_refused(e: &SessionError) -> GuestError {
+    match e {
+        SessionError::Expired => GuestError::auth_expired(),
+        SessionError::Unavailable(_) | SessionError::Corrupt(_) => GuestError::try_again(),
+        e => GuestError::auth_failed(&e.to_string()),
     }
 }
 
@@ -334,5 +403,33 @@ mod tests {
         // Time does not run backwards.
         activity.touch(start);
         assert_eq!(activity.deadline(), start + Duration::from_secs(90));
+        assert_eq!(
+            activity.remaining(start + Duration::from_secs(80)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            activity.remaining(start + Duration::from_secs(99)),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn only_a_plain_expiry_is_refreshable() {
+        assert_eq!(session_refused(&SessionError::Expired).code, 401);
+        for e in [
+            SessionError::Malformed,
+            SessionError::Signature,
+            SessionError::Audience,
+            SessionError::Revoked,
+            SessionError::NotYetValid,
+        ] {
+            let refused = session_refused(&e);
+            assert_eq!(refused.code, 403, "{e}");
+            assert!(refused.message.starts_with("Session authentication failed"));
+        }
+        assert_eq!(
+            session_refused(&SessionError::Unavailable("down".to_owned())).code,
+            503
+        );
     }
 }

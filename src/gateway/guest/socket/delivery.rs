@@ -8,13 +8,13 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Conn, Flow};
+use super::{Conn, Fail, Flow};
 use crate::auth::refresh;
 use crate::auth::visitor_token::RevokedSession;
 use crate::engine::BusMessage;
 use crate::gateway::conn::{Gone, close_code};
 use crate::gateway::cursor::{Cursor, Step};
-use crate::gateway::guest::frames::{ConnectionClosed, Empty};
+use crate::gateway::guest::frames::{ConnectionClosed, Empty, GuestError};
 use crate::gateway::guest::messages;
 use crate::routing::model::{Notice, ParticipantRole, SequencedEvent, SessionEndReason};
 
@@ -46,8 +46,10 @@ impl Conn {
         if !new {
             return Ok(());
         }
-        if event.event.from.role == ParticipantRole::Visitor {
-            // The visitor was active in another tab.
+        if event.event.from.role == ParticipantRole::Visitor || messages::is_message(event) {
+            // The visitor was active in another tab, or someone wrote: the
+            // Transport SDK extends the session on every message sent or
+            // received, so the server does too.
             self.activity.touch(Instant::now());
         }
         match messages::from_log(event, self.read_only_setting()) {
@@ -94,13 +96,14 @@ impl Conn {
         }
     }
 
-    /// Answers the socket's own event: earlier events it has not seen go
-    /// first, and its live notice is then a duplicate.
+    /// Answers the socket's own event (see [`Conn::echo_own`]): earlier
+    /// events it has not seen go first, and its live notice is then a
+    /// duplicate.
     pub(super) async fn acknowledge(
         &mut self,
         event: &SequencedEvent,
         tracing_id: Option<&str>,
-    ) -> Result<(), Gone> {
+    ) -> Result<(), Fail> {
         let ahead = self
             .cursor(event.conversation_id)
             .is_some_and(|cursor| cursor.step(event.seq) != Step::Duplicate);
@@ -111,10 +114,12 @@ impl Conn {
             }
         }
         match messages::from_log(event, self.read_only_setting()) {
-            Some(message) => self.respond("StructuredMessage", message, tracing_id).await,
+            Some(message) => Ok(self.echo_own(message, tracing_id).await?),
+            // A visitor's event always has a guest view; were it not so, an
+            // error is what a client can decode, not an empty message.
             None => {
-                self.respond("StructuredMessage", Empty {}, tracing_id)
-                    .await
+                tracing::error!(conversation = %event.conversation_id, seq = event.seq, "a visitor's event has no guest view");
+                Err(GuestError::try_again().into())
             }
         }
     }
@@ -143,7 +148,7 @@ impl Conn {
                 if from.role != ParticipantRole::Visitor
                     && self.following() == Some(conversation_id)
                 {
-                    let typing = messages::typing(conversation_id, &from, Utc::now());
+                    let typing = messages::typing(Some(conversation_id), &from, Utc::now());
                     self.push("StructuredMessage", typing).await
                 } else {
                     Ok(())
@@ -180,9 +185,14 @@ impl Conn {
                     SessionEndReason::Logout => self.logout().await,
                     SessionEndReason::Closed => self.closed(None).await,
                     SessionEndReason::SignedIn => self.closed(Some("signedIn")).await,
+                    // As on the socket that cleared: the SDK wipes the
+                    // conversation, then closes.
                     SessionEndReason::Cleared => {
-                        self.unfollow();
-                        self.push("SessionClearedEvent", Empty {}).await.into()
+                        self.unbind();
+                        match self.push("SessionClearedEvent", Empty {}).await {
+                            Ok(()) => self.closed(None).await,
+                            Err(Gone) => Flow::Gone,
+                        }
                     }
                 }
             }

@@ -19,7 +19,6 @@ mod requests;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use chrono::Utc;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -27,13 +26,13 @@ use uuid::Uuid;
 
 use self::binding::Activity;
 use super::frames::{self, GuestError, Request};
-use super::messages;
 use crate::app::AppState;
 use crate::auth::visitor_token::RevokedSession;
 use crate::gateway::MAX_CLIENT_MESSAGE_BYTES;
 use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
 use crate::gateway::cursor::Cursor;
 use crate::routing::RoutingError;
+use crate::routing::model::Participant;
 use crate::routing::visitor::{VisitorError, VisitorSocket};
 use crate::store::Admitted;
 use crate::store::records::{ConfigurationContent, Deployment};
@@ -109,8 +108,9 @@ struct Bound {
     session: Uuid,
     /// The session JWT's family (`sid`), for an authenticated socket.
     family: Option<Uuid>,
-    /// What agents call the visitor.
-    name: String,
+    /// The visitor the socket speaks for: what agents call them, and
+    /// whether (and as whom) they signed in.
+    visitor: Participant,
     /// The current conversation, and what of it the client has.
     following: Option<(Uuid, Cursor)>,
 }
@@ -161,16 +161,30 @@ async fn recv_revocation(
     }
 }
 
+/// 4007 only when the session itself is gone: the SDK takes it as the end
+/// of the session. Anything transient is 503 (see [`GuestError::try_again`]).
 fn routing_error(e: RoutingError) -> GuestError {
     match e {
         RoutingError::ReadOnly => GuestError::forbidden("conversation is read only"),
         RoutingError::UnknownSession => GuestError::not_configured(),
-        RoutingError::UnknownConversation => GuestError::new(4007, "conversation not found"),
         RoutingError::NotAllowed(message) => GuestError::forbidden(message),
-        e @ (RoutingError::Contended | RoutingError::Store(_)) => {
+        e @ (RoutingError::UnknownConversation
+        | RoutingError::Contended
+        | RoutingError::Store(_)) => {
             tracing::warn!(error = %e, "guest request failed");
-            GuestError::unexpected()
+            GuestError::try_again()
         }
+    }
+}
+
+/// The refusal of `action`: a transient failure of a message is answered
+/// so that the SDK fails the message (the app may resend) rather than
+/// leave it pending.
+fn refusal(action: &str, error: GuestError) -> GuestError {
+    if error.code == GuestError::try_again().code && action == "onMessage" {
+        GuestError::message_try_again()
+    } else {
+        error
     }
 }
 
@@ -185,10 +199,8 @@ impl From<VisitorError> for Fail {
                 "cannot downgrade an authenticated session to a guest one",
             ),
             VisitorError::AuthenticationRequired => GuestError::auth_required(),
-            VisitorError::OtherVisitor => GuestError::auth_failed(),
-            VisitorError::ClearDisabled => {
-                GuestError::unavailable("conversation clear is not enabled")
-            }
+            e @ VisitorError::OtherVisitor => GuestError::auth_failed(&e.to_string()),
+            VisitorError::ClearDisabled => GuestError::clear_disabled(),
             VisitorError::Routing(e) => routing_error(e),
         })
     }
@@ -230,7 +242,7 @@ impl Conn {
         Ok(VisitorSocket {
             session: bound.session,
             socket: self.id,
-            name: &bound.name,
+            visitor: &bound.visitor,
             following: self.following(),
             deployment: &self.deployment,
             content: &self.content,
@@ -250,6 +262,16 @@ impl Conn {
 
     async fn push<B: Serialize>(&mut self, class: &str, body: B) -> Result<(), Gone> {
         conn::send_text(&mut self.ws, frames::push(class, body)).await
+    }
+
+    /// Echoes the visitor's own `onMessage` (see [`frames::own_message`]).
+    async fn echo_own<B: Serialize>(
+        &mut self,
+        body: B,
+        tracing_id: Option<&str>,
+    ) -> Result<(), Gone> {
+        let frame = frames::own_message("StructuredMessage", body, tracing_id);
+        conn::send_text(&mut self.ws, frame).await
     }
 
     async fn answer_error(&mut self, error: &GuestError, tracing_id: Option<&str>) -> Flow {
@@ -286,7 +308,12 @@ impl Conn {
                 }
             },
             Message::Ping(_) | Message::Pong(_) => Flow::Continue,
-            Message::Close(_) => Flow::Gone,
+            // Answered with a close frame (RFC 6455 5.5.1): the Transport
+            // SDK on Android waits for it to close cleanly.
+            Message::Close(frame) => Flow::Close(
+                frame.map_or(close_code::NORMAL, |f| f.code),
+                "closed by the client",
+            ),
         }
     }
 
@@ -318,13 +345,7 @@ impl Conn {
                     .await
             }
             Request::OnMessage(message) => self.on_message(token, *message, tracing_id).await,
-            Request::Echo { text } => {
-                let echo = messages::echo(text, Utc::now());
-                self.respond("StructuredMessage", echo, tracing_id)
-                    .await
-                    .map(|()| Flow::Continue)
-                    .map_err(Fail::from)
-            }
+            Request::Echo { text, metadata } => self.echo(text, metadata, tracing_id).await,
             Request::GetJwt => self.get_jwt(token, tracing_id).await,
             Request::GetConfiguration { deployment_id } => {
                 self.get_configuration(deployment_id.as_deref(), tracing_id)
@@ -339,7 +360,7 @@ impl Conn {
             Err(Fail::Gone) => Flow::Gone,
             Err(Fail::Guest(error)) => {
                 tracing::debug!(action, code = error.code, "guest request refused");
-                self.answer_error(&error, tracing_id).await
+                self.answer_error(&refusal(action, error), tracing_id).await
             }
         }
     }
@@ -368,5 +389,30 @@ impl Conn {
             Ok(()) => Flow::Close(close_code::NORMAL, "session expired"),
             Err(Gone) => Flow::Gone,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn transient_failures_are_codes_the_sdk_acts_on() {
+        // Never 5000, which the SDK ignores (a configure would hang).
+        for e in [
+            RoutingError::Contended,
+            RoutingError::UnknownConversation,
+            RoutingError::Store(StoreError::NotFound),
+        ] {
+            assert_eq!(routing_error(e).code, 503);
+        }
+        assert_eq!(routing_error(RoutingError::UnknownSession).code, 4007);
+        let configure = refusal("configureSession", GuestError::try_again());
+        assert_eq!(configure.code, 503);
+        let message = refusal("onMessage", GuestError::try_again());
+        assert_eq!(message.code, 4029);
+        let other = refusal("onMessage", GuestError::new(4011, "message too long"));
+        assert_eq!(other.code, 4011);
     }
 }

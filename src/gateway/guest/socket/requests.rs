@@ -3,9 +3,10 @@
 //! session and its conversation is routing's to decide (see
 //! [`crate::routing::visitor::VisitorSocket`]); here they are answered.
 
+use std::collections::BTreeMap;
+
 use chrono::Utc;
 use secrecy::ExposeSecret;
-use serde_json::Value;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -14,14 +15,20 @@ use super::{
 };
 use crate::engine::Space;
 use crate::gateway::MAX_CLIENT_MESSAGE_BYTES;
+use crate::gateway::conn::close_code;
 use crate::gateway::guest::frames::{
-    AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, Empty, GuestError, GuestEvent,
-    GuestMessage, JwtResponse, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, MessageKind, SessionResponse,
+    AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, GuestError,
+    GuestEvent, GuestMessage, JwtResponse, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, MessageKind,
+    SessionResponse,
 };
-use crate::gateway::guest::messages;
+use crate::gateway::guest::messages::{self, GuestPresence};
 use crate::routing::NewEvent;
-use crate::routing::model::{EventBody, PresenceKind};
-use crate::routing::visitor::{Posted, PresenceOutcome, visitor_participant};
+use crate::routing::model::{EventBody, MessageMetadata};
+use crate::routing::visitor::{Posted, PresenceOutcome};
+
+/// The `tracingId` of the Transport SDK's health check (base64 of
+/// "HealthCheckMessageId"), for the logs.
+const HEALTH_CHECK_ID: &str = "SGVhbHRoQ2hlY2tNZXNzYWdlSWQ=";
 
 impl Conn {
     pub(super) async fn on_message(
@@ -38,24 +45,26 @@ impl Conn {
             kind,
             client_id,
             metadata,
-            custom_attributes,
         } = message;
-        let (message_type, text, content) = match kind {
-            MessageKind::Text { text } => ("Text", Some(text), Vec::new()),
-            MessageKind::Structured { text, content } => ("Structured", text, content),
+        let body = match kind {
+            MessageKind::Message {
+                message_type,
+                text,
+                content,
+            } => EventBody::Message {
+                message_type,
+                text,
+                content,
+                metadata,
+                client_message_id: client_id.clone(),
+            },
             MessageKind::Event(GuestEvent::Typing) => return self.typing(tracing_id).await,
             MessageKind::Event(GuestEvent::Presence(presence)) => {
-                return self.presence(presence, client_id, tracing_id).await;
+                return self
+                    .presence(presence, metadata, client_id, tracing_id)
+                    .await;
             }
         };
-        let body = message_body(
-            message_type,
-            text,
-            content,
-            metadata,
-            custom_attributes,
-            client_id.clone(),
-        );
         self.post(body, client_id, tracing_id).await
     }
 
@@ -113,51 +122,80 @@ impl Conn {
 
     async fn typing(&mut self, tracing_id: Option<&str>) -> Result<Flow, Fail> {
         let conversation = self.following();
-        let name = self
-            .bound
-            .as_ref()
-            .map(|b| b.name.clone())
-            .unwrap_or_default();
+        let visitor = self.visitor()?.visitor.clone();
         if let Some(conversation) = conversation {
-            self.state.routing.visitor_typing(conversation, &name).await;
+            self.state
+                .routing
+                .visitor_typing(conversation, &visitor)
+                .await;
         }
-        let from = visitor_participant(&name);
-        let mut echo = messages::typing(conversation.unwrap_or_default(), &from, Utc::now());
-        if conversation.is_none() {
-            echo.conversation_id = None;
-            echo.metadata.clear();
-        }
-        self.respond("StructuredMessage", echo, tracing_id).await?;
+        let echo = messages::typing(conversation, &visitor, Utc::now());
+        self.echo_own(echo, tracing_id).await?;
         Ok(Flow::Continue)
     }
 
     async fn presence(
         &mut self,
-        presence: PresenceKind,
+        presence: GuestPresence,
+        metadata: MessageMetadata,
         client_id: Option<String>,
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
         let routing = self.state.routing.clone();
+        let at = self.visitor()?;
+        let visitor = at.visitor.clone();
         let outcome = routing
-            .visitor_presence(&self.visitor()?, presence, client_id, Utc::now())
+            .visitor_presence(&at, presence.into(), metadata, client_id, Utc::now())
             .await?;
+        let echo = messages::presence(presence, &visitor, Utc::now());
         match outcome {
-            PresenceOutcome::Posted(posted) => return self.answer_posted(posted, tracing_id).await,
+            PresenceOutcome::Posted(posted) => self.answer_posted(posted, tracing_id).await,
             PresenceOutcome::Logged(event) => {
                 self.acknowledge(&event, tracing_id).await?;
-                return Ok(Flow::Continue);
+                Ok(Flow::Continue)
             }
+            // Genesys's order: the answer, the session cleared, then the
+            // connection closed (the SDK then closes; its next configure
+            // gets a new session).
             PresenceOutcome::Cleared => {
-                self.respond("StructuredMessage", presence_echo(presence), tracing_id)
-                    .await?;
-                self.unfollow();
+                self.echo_own(echo, tracing_id).await?;
+                self.unbind();
                 self.push("SessionClearedEvent", Empty {}).await?;
-                return Ok(Flow::Continue);
+                self.push("ConnectionClosedEvent", ConnectionClosed { reason: None })
+                    .await?;
+                Ok(Flow::Close(close_code::NORMAL, "conversation cleared"))
             }
-            PresenceOutcome::Ignored => {}
+            PresenceOutcome::Ignored => {
+                self.echo_own(echo, tracing_id).await?;
+                Ok(Flow::Continue)
+            }
         }
-        self.respond("StructuredMessage", presence_echo(presence), tracing_id)
-            .await?;
+    }
+
+    /// A heartbeat. The Transport SDK's health check reads the session's
+    /// duration and expiry from the answer's metadata, as strings, to
+    /// schedule its expiry notice.
+    pub(super) async fn echo(
+        &mut self,
+        text: Option<String>,
+        mut metadata: BTreeMap<String, String>,
+        tracing_id: Option<&str>,
+    ) -> Result<Flow, Fail> {
+        if self.bound.is_some() {
+            let now = Utc::now();
+            let remaining = self.activity.remaining(Instant::now());
+            let expires = now
+                + chrono::Duration::from_std(remaining)
+                    .unwrap_or_else(|_| chrono::Duration::zero());
+            let duration = super::binding::session_duration(&self.content);
+            metadata.insert("durationSeconds".to_owned(), duration.as_secs().to_string());
+            metadata.insert("expirationDate".to_owned(), expires.timestamp().to_string());
+        }
+        if tracing_id == Some(HEALTH_CHECK_ID) {
+            tracing::trace!("health check");
+        }
+        let echo = messages::echo(text, metadata, Utc::now());
+        self.respond("StructuredMessage", echo, tracing_id).await?;
         Ok(Flow::Continue)
     }
 
@@ -178,7 +216,7 @@ impl Conn {
             )
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot issue a history token");
-                GuestError::unexpected()
+                GuestError::try_again()
             })?;
         let answer = JwtResponse {
             jwt: jwt.expose_secret().to_owned(),
@@ -230,57 +268,14 @@ impl Conn {
                 .close_visitor_sockets(&self.visitor()?)
                 .await;
         }
+        let read_only = self.read_only_now().await;
         self.unbind();
         self.respond(
             "SessionResponse",
-            SessionResponse::disconnected(),
+            SessionResponse::disconnected(read_only),
             tracing_id,
         )
         .await?;
         Ok(Flow::Continue)
     }
-}
-
-fn message_body(
-    message_type: &str,
-    text: Option<String>,
-    content: Vec<Value>,
-    metadata: Value,
-    custom_attributes: Option<Value>,
-    client_message_id: Option<String>,
-) -> EventBody {
-    let metadata = match custom_attributes {
-        None => metadata,
-        Some(attributes) => {
-            let mut map = match metadata {
-                Value::Object(map) => map,
-                _ => serde_json::Map::new(),
-            };
-            map.insert("customAttributes".to_owned(), attributes);
-            Value::Object(map)
-        }
-    };
-    EventBody::Message {
-        message_type: message_type.to_owned(),
-        text,
-        content,
-        metadata,
-        client_message_id,
-    }
-}
-
-/// The answer to a presence event that was not logged.
-fn presence_echo(presence: PresenceKind) -> messages::StructuredMessage {
-    let mut echo = messages::echo(None, Utc::now());
-    echo.kind = "Event";
-    let name = match presence {
-        PresenceKind::Join => "Join",
-        PresenceKind::Leave => "Leave",
-        PresenceKind::Disconnect => "Disconnect",
-        PresenceKind::Clear => "Clear",
-        PresenceKind::SignIn => "SignIn",
-    };
-    echo.events
-        .push(serde_json::json!({ "eventType": "Presence", "presence": { "type": name } }));
-    echo
 }
