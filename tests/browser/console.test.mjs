@@ -273,6 +273,72 @@ describe('an admin in the settings pages', () => {
     assert.equal(await page.getByText(idp.clientSecret).count(), 0);
   });
 
+  test('admits a native app: app hosts and redirect schemes on a deployment, no rotation on its integration', async () => {
+    const sections = page.getByRole('navigation', { name: 'Settings sections' });
+    await sections.getByRole('link', { name: 'Deployments' }).click();
+    await page.getByRole('button', { name: 'Edit Sign-in demo' }).click();
+    const hosts = page.getByRole('textbox', { name: 'App host names' });
+    const schemes = page.getByRole('textbox', { name: 'App redirect schemes' });
+    await hosts.fill('webmessaging.chat.example.com\nChat.Example.com');
+    // A redirect URI rather than its scheme is refused before anything is sent.
+    await schemes.fill('com.example.app:/callback');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('alert').filter({ hasText: 'is not a reverse-DNS scheme like com.example.app' }).waitFor();
+    assert.equal(await schemes.getAttribute('aria-invalid'), 'true');
+    await schemes.fill('com.example.app');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Deployment “Sign-in demo” saved.').waitFor();
+
+    await sections.getByRole('link', { name: 'OIDC integrations' }).click();
+    await page.getByRole('button', { name: 'Edit Test IdP' }).click();
+    const rotation = page.getByRole('checkbox', { name: 'Rotate refresh tokens' });
+    assert.equal(await rotation.isChecked(), true);
+    await rotation.uncheck();
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Integration “Test IdP” saved.').waitFor();
+
+    await sections.getByRole('link', { name: 'Messenger configurations' }).click();
+    await page.getByRole('button', { name: 'Edit Signed in' }).click();
+    await page.getByLabel('Launcher button').selectOption('OnDemand');
+    const push = page.getByRole('checkbox', { name: 'Push notifications' });
+    const pushContent = page.getByLabel('Notification content');
+    assert.equal(await pushContent.isDisabled(), true);
+    await push.check();
+    await pushContent.selectOption('IncludeMessagesContent');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByText('Draft of “Signed in” saved.', { exact: false }).waitFor();
+
+    // After a reload the forms show what was stored (host names lowercased
+    // and sorted by the server).
+    await page.reload();
+    await page.getByRole('button', { name: 'Edit Signed in' }).click();
+    assert.equal(await page.getByLabel('Launcher button').inputValue(), 'OnDemand');
+    assert.equal(await page.getByRole('checkbox', { name: 'Push notifications' }).isChecked(), true);
+    assert.equal(await page.getByLabel('Notification content').inputValue(), 'IncludeMessagesContent');
+    await sections.getByRole('link', { name: 'Deployments' }).click();
+    await page.getByRole('button', { name: 'Edit Sign-in demo' }).click();
+    assert.equal(await hosts.inputValue(), 'chat.example.com\nwebmessaging.chat.example.com');
+    assert.equal(await schemes.inputValue(), 'com.example.app');
+    await sections.getByRole('link', { name: 'OIDC integrations' }).click();
+    await page.getByRole('button', { name: 'Edit Test IdP' }).click();
+    assert.equal(await rotation.isChecked(), false);
+
+    // And the API has them.
+    const deployment = await records.call('GET', `/api/v2/webdeployments/deployments/${records.signIn.id}`);
+    assert.deepEqual(deployment.allowedAppHosts, ['chat.example.com', 'webmessaging.chat.example.com']);
+    assert.deepEqual(deployment.allowedAppRedirectSchemes, ['com.example.app']);
+    assert.deepEqual(deployment.allowedDomains, [cluster.a.base]);
+    const integration = await records.call('GET', `/api/v2/integrations/oidc/${records.integration.id}`);
+    assert.equal(integration.refreshTokenRotation, false);
+    assert.equal(integration.clientSecretSet, true);
+    const draft = await records.call('GET', `/api/v2/webdeployments/configurations/${records.signInConfig}/versions/draft`);
+    assert.deepEqual(draft.messenger.launcherButton, { visibility: 'OnDemand' });
+    assert.deepEqual(draft.messenger.apps.conversations.notifications, { enabled: true, notificationContentType: 'IncludeMessagesContent' });
+    // What the form does not show is kept.
+    assert.equal(draft.messenger.styles.primaryColor, '#0b6e4f');
+    assert.equal(draft.authenticationSettings.enabled, true);
+  });
+
   test('requires sign-in for a deployment, publishes, and the next visitor must sign in', async () => {
     const configUrl = `${cluster.a.base}/webdeployments/v1/deployments/${records.guest.id}/config.json`;
     assert.equal((await (await fetch(configUrl)).json()).auth?.enabled ?? false, false);
