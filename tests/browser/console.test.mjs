@@ -312,7 +312,11 @@ describe('quick replies and a card from the console, answered in the widget', ()
     // The agent: its own quick replies, then the visitor's choice, badged.
     const transcript = card.getByRole('log', { name: 'Conversation with Visitor' });
     const mine = transcript.locator('li.msg.mine').filter({ hasText: 'Which size?' });
-    assert.deepEqual(await mine.getByRole('list', { name: 'Quick replies' }).getByRole('listitem').allTextContents(), ['41', '42', '43']);
+    await eventually(async () => {
+      assert.deepEqual(await mine.getByRole('list', { name: 'Quick replies' }).getByRole('listitem').allTextContents(), ['41', '42', '43']);
+      // Sent: no longer pending.
+      assert.equal(await mine.and(transcript.locator('.pending')).count(), 0);
+    }, 'the agent’s quick replies in its transcript');
     const chose = transcript.locator('li.msg.visitor').filter({ has: agentPage.getByText('chose', { exact: true }) });
     await chose.waitFor();
     assert.equal(await chose.locator('.text').textContent(), '42');

@@ -456,7 +456,8 @@ describe('structured content from an agent', () => {
         { contentType: 'QuickReply', quickReply: { text: 'Trail', payload: 'trail', action: 'Message' } },
       ],
     });
-    const question = messages().find((m) => m.sequence === sequence);
+    // The agent's own message comes back as an event (maybe after the answer).
+    const question = await eventually(() => messages().find((m) => m.sequence === sequence) ?? assert.fail('not yet'), 'the agent’s own message');
     const replies = w.log.getByRole('group', { name: 'Quick replies' });
     await replies.getByRole('button', { name: 'Trail' }).click();
     await eventually(() => assert.ok(messages().some((m) => m.from.role === 'visitor' && m.content?.[0]?.buttonResponse?.payload === 'trail')), 'the agent got the answer');
@@ -527,6 +528,7 @@ describe('structured content from an agent', () => {
     assert.equal(await page.locator('[data-switchboard]').evaluate((host) => host.shadowRoot.querySelectorAll('b, [onerror]').length), 0);
 
     // Keyboard: the carousel is focusable, so arrows scroll it.
+    await page.bringToFront();
     await carousel.focus();
     await page.keyboard.press('ArrowRight');
     await eventually(async () => assert.ok((await carousel.evaluate((el) => el.scrollLeft)) > 0), 'scrolled sideways');

@@ -105,6 +105,8 @@ export function structuredComposer(name, send) {
     'form',
     {
       class: 'rich-form',
+      // The checks below say what is wrong in the console's words.
+      novalidate: true,
       'aria-label': `Quick replies for ${name}`,
       onsubmit: (event) => {
         event.preventDefault();
@@ -131,6 +133,7 @@ export function structuredComposer(name, send) {
     'form',
     {
       class: 'rich-form',
+      novalidate: true,
       'aria-label': `A card for ${name}`,
       onsubmit: (event) => {
         event.preventDefault();
