@@ -234,6 +234,151 @@ describe('an agent in the console and a signed-in visitor, on different nodes', 
   });
 });
 
+// Needs the server's structured content (agent `send` with `content`, the
+// guest's quick-reply answers): docs/agent-protocol.md, docs/guest-protocol.md.
+describe('quick replies and a card from the console, answered in the widget', () => {
+  let agentContext;
+  let agentPage;
+  let visitorContext;
+  let visitorPage;
+  let card;
+  let w;
+  // The guest socket's frames, as JSON: what the widget sent and received.
+  const sent = [];
+  const received = [];
+  const onMessages = () => sent.filter((f) => f.action === 'onMessage' && f.message?.type !== 'Event');
+
+  before(async () => {
+    agentContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    agentPage = await agentContext.newPage();
+    visitorContext = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+    visitorPage = await visitorContext.newPage();
+    visitorPage.on('websocket', (socket) => {
+      socket.on('framesent', ({ payload }) => sent.push(JSON.parse(payload)));
+      socket.on('framereceived', ({ payload }) => received.push(JSON.parse(payload)));
+    });
+
+    await consoleSignIn(agentPage, cluster.b.base, 'grace');
+    const available = agentPage.getByRole('button', { name: 'Available' });
+    await available.click();
+    await eventually(async () => assert.equal(await available.getAttribute('aria-pressed'), 'true'), 'available');
+
+    await visitorPage.goto(`${cluster.a.base}/demo?deploymentId=${records.guest.id}`);
+    w = widget(visitorPage);
+    await w.launcher.click();
+    await w.input.fill('I need new running shoes');
+    await w.input.press('Enter');
+    const offers = agentPage.getByRole('list', { name: 'Offers' });
+    await offers.getByRole('button', { name: 'Accept Visitor' }).click();
+    card = agentPage.getByRole('article', { name: 'Visitor' });
+    await card.getByRole('log').getByText('I need new running shoes').waitFor();
+  });
+
+  after(async () => {
+    await agentContext?.close();
+    await visitorContext?.close();
+  });
+
+  test('the agent sends quick replies; the visitor taps one; the agent sees the choice', async () => {
+    await card.getByText('Quick replies and cards').click();
+    await card.getByRole('textbox', { name: 'Quick reply message' }).fill('Which size?');
+    await card.getByRole('textbox', { name: 'Quick reply options' }).fill('41\n42\n43');
+    await card.getByRole('button', { name: 'Send quick replies' }).click();
+
+    const replies = w.log.getByRole('group', { name: 'Quick replies' });
+    await w.log.getByText('Which size?').waitFor();
+    assert.deepEqual(await replies.getByRole('button').allTextContents(), ['41', '42', '43']);
+    await replies.getByRole('button', { name: '42' }).click();
+    // Spent once chosen; the choice is the visitor's message.
+    await eventually(async () => {
+      for (const size of ['41', '42', '43']) assert.equal(await replies.getByRole('button', { name: size }).isDisabled(), true, size);
+    }, 'the quick replies are spent');
+    await w.log.locator('li.msg.in').filter({ hasText: '42' }).waitFor();
+
+    // The answer on the wire is the Transport SDK's, naming the agent's message.
+    const question = received.find((f) => f.class === 'StructuredMessage' && f.body?.content?.some((c) => c.contentType === 'QuickReply'));
+    assert.ok(question, 'the quick replies reached the widget');
+    assert.equal(question.body.type, 'Structured');
+    assert.equal(question.body.text, 'Which size?');
+    const answer = onMessages().at(-1).message;
+    assert.ok(answer.id, 'sent with a client message id');
+    delete answer.id;
+    assert.deepEqual(answer, {
+      type: 'Text',
+      text: '',
+      content: [{ contentType: 'ButtonResponse', buttonResponse: { text: '42', payload: '42', type: 'QuickReply', originatingMessageId: question.body.id } }],
+    });
+
+    // The agent: its own quick replies, then the visitor's choice, badged.
+    const transcript = card.getByRole('log', { name: 'Conversation with Visitor' });
+    const mine = transcript.locator('li.msg.mine').filter({ hasText: 'Which size?' });
+    await eventually(async () => {
+      assert.deepEqual(await mine.getByRole('list', { name: 'Quick replies' }).getByRole('listitem').allTextContents(), ['41', '42', '43']);
+      // Sent: no longer pending.
+      assert.equal(await mine.and(transcript.locator('.pending')).count(), 0);
+    }, 'the agent’s quick replies in its transcript');
+    const chose = transcript.locator('li.msg.visitor').filter({ has: agentPage.getByText('chose', { exact: true }) });
+    await chose.waitFor();
+    assert.equal(await chose.locator('.text').textContent(), '42');
+  });
+
+  test('the agent sends a card; the visitor taps its button; links only open', async () => {
+    await card.getByRole('textbox', { name: 'Card title' }).fill('Trail runner');
+    await card.getByRole('textbox', { name: 'Card description' }).fill('Light, with a grippy sole');
+    await card.getByRole('textbox', { name: 'Card image URL' }).fill(`${cluster.a.base}/shoe.png`);
+    await card.getByRole('textbox', { name: 'Card buttons' }).fill('Buy now\nDetails | https://shop.example.com/trail');
+    await card.getByRole('button', { name: 'Send card' }).click();
+
+    const shown = w.log.getByRole('group', { name: 'Trail runner' });
+    await shown.getByText('Light, with a grippy sole').waitFor();
+    assert.equal(await shown.locator('img').getAttribute('src'), `${cluster.a.base}/shoe.png`);
+    const details = shown.getByRole('link', { name: 'Details (opens in a new tab)' });
+    assert.equal(await details.getAttribute('href'), 'https://shop.example.com/trail');
+    assert.equal(await details.getAttribute('target'), '_blank');
+    assert.equal(await details.getAttribute('rel'), 'noopener');
+
+    const before = onMessages().length;
+    await shown.getByRole('button', { name: 'Buy now' }).click();
+    await w.log.locator('li.msg.in').filter({ hasText: 'Buy now' }).waitFor();
+    await eventually(() => assert.equal(onMessages().length, before + 1), 'one answer sent');
+    const answer = onMessages().at(-1).message;
+    delete answer.id;
+    assert.deepEqual(answer, {
+      type: 'Structured',
+      text: 'Buy now',
+      content: [{ contentType: 'ButtonResponse', buttonResponse: { text: 'Buy now', payload: 'Buy now', type: 'Button' } }],
+    });
+
+    const transcript = card.getByRole('log', { name: 'Conversation with Visitor' });
+    const mine = transcript.locator('li.msg.mine').filter({ hasText: 'Trail runner' });
+    await mine.getByText('Light, with a grippy sole').waitFor();
+    assert.deepEqual(await mine.getByRole('list', { name: 'Buttons' }).getByRole('listitem').allTextContents(), [
+      'Buy now',
+      'Details → https://shop.example.com/trail',
+    ]);
+    await eventually(async () => {
+      const choices = await transcript.locator('li.msg.visitor').filter({ has: agentPage.getByText('chose', { exact: true }) }).locator('.text').allTextContents();
+      assert.deepEqual(choices, ['42', 'Buy now']);
+    }, 'the agent sees both choices');
+    // Nothing is sent for a link.
+    const count = onMessages().length;
+    const [tab] = await Promise.all([visitorContext.waitForEvent('page'), details.click()]);
+    await tab.close();
+    assert.equal(onMessages().length, count);
+  });
+
+  test('the composer checks what it sends', async () => {
+    await card.getByRole('textbox', { name: 'Card title' }).fill('Sandals');
+    await card.getByRole('textbox', { name: 'Card image URL' }).fill('javascript:alert(1)');
+    await card.getByRole('button', { name: 'Send card' }).click();
+    await card.getByRole('alert').filter({ hasText: 'The image URL must start with https:// or http://.' }).waitFor();
+    assert.equal(await card.getByRole('textbox', { name: 'Card image URL' }).getAttribute('aria-invalid'), 'true');
+    await card.getByRole('button', { name: 'Send quick replies' }).click();
+    await card.getByRole('alert').filter({ hasText: 'Write at least one option' }).waitFor();
+    assert.equal(await w.log.getByText('Sandals').count(), 0);
+  });
+});
+
 describe('an admin in the settings pages', () => {
   let context;
   let page;
@@ -271,6 +416,72 @@ describe('an admin in the settings pages', () => {
     assert.ok((await diagnosis.getByText('Pass', { exact: true }).count()) >= 3);
     // The client secret is never shown, only that one is set.
     assert.equal(await page.getByText(idp.clientSecret).count(), 0);
+  });
+
+  test('admits a native app: app hosts and redirect schemes on a deployment, no rotation on its integration', async () => {
+    const sections = page.getByRole('navigation', { name: 'Settings sections' });
+    await sections.getByRole('link', { name: 'Deployments' }).click();
+    await page.getByRole('button', { name: 'Edit Sign-in demo' }).click();
+    const hosts = page.getByRole('textbox', { name: 'App host names' });
+    const schemes = page.getByRole('textbox', { name: 'App redirect schemes' });
+    await hosts.fill('webmessaging.chat.example.com\nChat.Example.com');
+    // A redirect URI rather than its scheme is refused before anything is sent.
+    await schemes.fill('com.example.app:/callback');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByRole('alert').filter({ hasText: 'is not a reverse-DNS scheme like com.example.app' }).waitFor();
+    assert.equal(await schemes.getAttribute('aria-invalid'), 'true');
+    await schemes.fill('com.example.app');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Deployment “Sign-in demo” saved.').waitFor();
+
+    await sections.getByRole('link', { name: 'OIDC integrations' }).click();
+    await page.getByRole('button', { name: 'Edit Test IdP' }).click();
+    const rotation = page.getByRole('checkbox', { name: 'Rotate refresh tokens' });
+    assert.equal(await rotation.isChecked(), true);
+    await rotation.uncheck();
+    await page.getByRole('button', { name: 'Save' }).click();
+    await page.getByText('Integration “Test IdP” saved.').waitFor();
+
+    await sections.getByRole('link', { name: 'Messenger configurations' }).click();
+    await page.getByRole('button', { name: 'Edit Signed in' }).click();
+    await page.getByLabel('Launcher button').selectOption('OnDemand');
+    const push = page.getByRole('checkbox', { name: 'Push notifications' });
+    const pushContent = page.getByLabel('Notification content');
+    assert.equal(await pushContent.isDisabled(), true);
+    await push.check();
+    await pushContent.selectOption('IncludeMessagesContent');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.getByText('Draft of “Signed in” saved.', { exact: false }).waitFor();
+
+    // After a reload the forms show what was stored (host names lowercased
+    // and sorted by the server).
+    await page.reload();
+    await page.getByRole('button', { name: 'Edit Signed in' }).click();
+    assert.equal(await page.getByLabel('Launcher button').inputValue(), 'OnDemand');
+    assert.equal(await page.getByRole('checkbox', { name: 'Push notifications' }).isChecked(), true);
+    assert.equal(await page.getByLabel('Notification content').inputValue(), 'IncludeMessagesContent');
+    await sections.getByRole('link', { name: 'Deployments' }).click();
+    await page.getByRole('button', { name: 'Edit Sign-in demo' }).click();
+    assert.equal(await hosts.inputValue(), 'chat.example.com\nwebmessaging.chat.example.com');
+    assert.equal(await schemes.inputValue(), 'com.example.app');
+    await sections.getByRole('link', { name: 'OIDC integrations' }).click();
+    await page.getByRole('button', { name: 'Edit Test IdP' }).click();
+    assert.equal(await rotation.isChecked(), false);
+
+    // And the API has them.
+    const deployment = await records.call('GET', `/api/v2/webdeployments/deployments/${records.signIn.id}`);
+    assert.deepEqual(deployment.allowedAppHosts, ['chat.example.com', 'webmessaging.chat.example.com']);
+    assert.deepEqual(deployment.allowedAppRedirectSchemes, ['com.example.app']);
+    assert.deepEqual(deployment.allowedDomains, [cluster.a.base]);
+    const integration = await records.call('GET', `/api/v2/integrations/oidc/${records.integration.id}`);
+    assert.equal(integration.refreshTokenRotation, false);
+    assert.equal(integration.clientSecretSet, true);
+    const draft = await records.call('GET', `/api/v2/webdeployments/configurations/${records.signInConfig}/versions/draft`);
+    assert.deepEqual(draft.messenger.launcherButton, { visibility: 'OnDemand' });
+    assert.deepEqual(draft.messenger.apps.conversations.notifications, { enabled: true, notificationContentType: 'IncludeMessagesContent' });
+    // What the form does not show is kept.
+    assert.equal(draft.messenger.styles.primaryColor, '#0b6e4f');
+    assert.equal(draft.authenticationSettings.enabled, true);
   });
 
   test('requires sign-in for a deployment, publishes, and the next visitor must sign in', async () => {

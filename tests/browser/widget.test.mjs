@@ -405,3 +405,141 @@ describe('signing in through the host page', () => {
     }
   });
 });
+
+// Needs the server's structured content (agent `send` with `content`, the
+// guest's quick-reply answers): docs/agent-protocol.md, docs/guest-protocol.md.
+describe('structured content from an agent', () => {
+  let context;
+  let page;
+  let conversationId;
+  const dialogs = [];
+
+  // The message events the agent got for the conversation, by sequence.
+  const messages = () => {
+    const bySequence = new Map();
+    for (const f of agent.frames) {
+      const events =
+        f.type === 'event' ? [f] : f.type === 'snapshot' ? f.conversations.filter((c) => c.id === conversationId).flatMap((c) => c.events) : [];
+      for (const e of events) if (e.conversationId === conversationId && e.kind === 'message') bySequence.set(e.sequence, e);
+    }
+    return [...bySequence.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+  };
+
+  before(async () => {
+    context = await browser.newContext({ viewport: { width: 1000, height: 760 } });
+    page = await context.newPage();
+    // Nothing the agent sends may run script in the page.
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.dismiss();
+    });
+    await page.goto(`${sb.base}/demo?deploymentId=${records.guest.id}`);
+    await widget(page).launcher.click();
+    const known = agent.offeredIds();
+    await say(page, 'Show me some shoes');
+    conversationId = (await agent.acceptNextOffer(known)).conversation.id;
+  });
+
+  after(async () => {
+    await context?.close();
+  });
+
+  test('quick replies are buttons, spent once one is chosen, also after a reload', async () => {
+    const w = widget(page);
+    const { sequence } = await agent.request({
+      type: 'send',
+      conversationId,
+      id: 'q-1',
+      text: 'Road or trail?',
+      content: [
+        { contentType: 'QuickReply', quickReply: { text: 'Road', payload: 'road' } },
+        { contentType: 'QuickReply', quickReply: { text: 'Trail', payload: 'trail', action: 'Message' } },
+      ],
+    });
+    // The agent's own message comes back as an event (maybe after the answer).
+    const question = await eventually(() => messages().find((m) => m.sequence === sequence) ?? assert.fail('not yet'), 'the agent’s own message');
+    const replies = w.log.getByRole('group', { name: 'Quick replies' });
+    await replies.getByRole('button', { name: 'Trail' }).click();
+    await eventually(() => assert.ok(messages().some((m) => m.from.role === 'visitor' && m.content?.[0]?.buttonResponse?.payload === 'trail')), 'the agent got the answer');
+    const answer = messages().at(-1);
+    assert.deepEqual(answer.content, [
+      { contentType: 'ButtonResponse', buttonResponse: { text: 'Trail', payload: 'trail', type: 'QuickReply', originatingMessageId: question.id } },
+    ]);
+    assert.equal(await replies.getByRole('button', { name: 'Road' }).isDisabled(), true);
+    await eventually(async () => assert.equal((await bubbles(page)).at(-1), 'You: Trail'), 'the choice is the visitor’s message');
+
+    await page.reload();
+    await w.panel.waitFor();
+    await w.log.getByText('Road or trail?').waitFor();
+    await eventually(async () => {
+      assert.equal(await replies.getByRole('button', { name: 'Road' }).isDisabled(), true);
+      assert.equal(await replies.getByRole('button', { name: 'Trail' }).isDisabled(), true);
+    }, 'still spent after the reload');
+  });
+
+  test('a carousel scrolls sideways; hostile content stays text; a card button answers', async () => {
+    const w = widget(page);
+    await agent.request({
+      type: 'send',
+      conversationId,
+      id: 'c-1',
+      content: [
+        {
+          contentType: 'Carousel',
+          carousel: {
+            cards: [
+              {
+                title: 'Road runner',
+                description: 'For tarmac',
+                image: `${sb.base}/road.png`,
+                defaultAction: { type: 'Link', text: 'Open', url: 'https://shop.example.com/road' },
+                actions: [{ type: 'Postback', text: 'Pick road', payload: 'sku-road' }],
+              },
+              {
+                title: '<img src=x onerror=alert(1)>',
+                description: '<b>bold</b>',
+                image: 'javascript:alert(1)',
+                actions: [
+                  { type: 'Link', text: 'Sneaky', url: 'javascript:alert(1)' },
+                  { type: 'Postback', text: 'Pick trail', payload: 'sku-trail' },
+                ],
+              },
+              { title: 'Data image', description: 'never loaded', image: 'data:image/png;base64,iVBORw0KGgo=', actions: [] },
+            ],
+          },
+        },
+      ],
+    });
+    const carousel = w.log.getByRole('list', { name: '3 cards, scroll sideways' });
+    await carousel.waitFor();
+    assert.ok(await carousel.evaluate((el) => el.scrollWidth > el.clientWidth), 'wider than the panel: it scrolls');
+
+    // The first card: its picture, its title a link, its button.
+    const road = carousel.getByRole('group', { name: 'Road runner' });
+    assert.equal(await road.locator('img').getAttribute('src'), `${sb.base}/road.png`);
+    assert.equal(await road.getByRole('link', { name: 'Road runner (opens in a new tab)' }).getAttribute('href'), 'https://shop.example.com/road');
+
+    // The hostile card: its markup is text, its javascript: URLs are gone.
+    const hostile = carousel.getByRole('group', { name: '<img src=x onerror=alert(1)>' });
+    await hostile.getByText('<b>bold</b>', { exact: true }).waitFor();
+    assert.equal(await hostile.locator('img').count(), 0);
+    assert.equal(await hostile.getByRole('link').count(), 0);
+    assert.equal(await carousel.getByRole('group', { name: 'Data image' }).locator('img').count(), 0);
+    assert.equal(await page.locator('[data-switchboard]').evaluate((host) => host.shadowRoot.querySelectorAll('b, [onerror]').length), 0);
+
+    // Keyboard: the carousel is focusable, so arrows scroll it.
+    await page.bringToFront();
+    await carousel.focus();
+    await page.keyboard.press('ArrowRight');
+    await eventually(async () => assert.ok((await carousel.evaluate((el) => el.scrollLeft)) > 0), 'scrolled sideways');
+
+    await hostile.getByRole('button', { name: 'Pick trail' }).click();
+    await eventually(() => assert.equal(messages().at(-1).content?.[0]?.buttonResponse?.payload, 'sku-trail'), 'the agent got the answer');
+    const answer = messages().at(-1);
+    assert.equal(answer.from.role, 'visitor');
+    assert.equal(answer.text, 'Pick trail');
+    assert.deepEqual(answer.content, [{ contentType: 'ButtonResponse', buttonResponse: { text: 'Pick trail', payload: 'sku-trail', type: 'Button' } }]);
+    await eventually(async () => assert.equal((await bubbles(page)).at(-1), 'You: Pick trail'), 'the choice is the visitor’s message');
+    assert.deepEqual(dialogs, []);
+  });
+});

@@ -26,6 +26,21 @@ header .close{border:0;font-size:22px;line-height:1;padding:2px 6px}
 .msg.out{align-self:flex-start;background:#fff;border:1px solid #dde1e7;border-bottom-left-radius:4px}
 .msg .who{display:block;font-size:12px;font-weight:600;color:#4b5565}
 .msg .meta{display:block;font-size:11px;opacity:.8;margin-top:2px;text-align:right}
+.msg.rich{max-width:100%;align-self:stretch}
+.quick{display:flex;flex-wrap:wrap;gap:6px;margin-top:8px;white-space:normal}
+.quick button,.card .actions>*{background:#fff;color:#1d2330;border:1px solid var(--sb-primary);border-radius:16px;padding:4px 12px;text-decoration:none;font-size:13px}
+.quick button:disabled{opacity:.55;cursor:default}
+.quick button.chosen{opacity:1;background:var(--sb-primary);color:var(--sb-on-primary)}
+.card{border:1px solid #dde1e7;border-radius:10px;overflow:hidden;margin-top:8px;background:#fff;white-space:normal}
+.card img{display:block;width:100%;max-height:140px;object-fit:cover}
+.card .title{font-weight:600;padding:8px 10px 0}
+.card p{margin:4px 10px 0;color:#4b5565}
+.card .actions{display:flex;flex-direction:column;gap:6px;padding:8px 10px 10px}
+.card .actions>*{border-radius:8px;text-align:center;display:block}
+.card a{color:inherit}
+.carousel{list-style:none;margin:0;padding:0 0 4px;display:flex;gap:8px;overflow-x:auto;scroll-snap-type:x mandatory}
+.carousel li{flex:0 0 78%;scroll-snap-align:start}
+.carousel:focus-visible,.card a:focus-visible{outline:3px solid #1a1a1a;outline-offset:2px}
 .msg.failed{background:#fdecea;color:#8a1c12;border:1px solid #e57373}
 .event{align-self:center;font-size:12px;color:#4b5565;text-align:center}
 .event.divider{border-top:1px solid #d0d5dc;width:100%;padding-top:6px}

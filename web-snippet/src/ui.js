@@ -9,7 +9,7 @@
 
 import { STYLES } from './styles.js';
 
-function h(tag, attrs, ...children) {
+export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === false || v == null) continue;
@@ -204,14 +204,17 @@ export class UI {
     this.log.scrollTop = this.log.scrollHeight;
   }
 
-  // A message bubble. direction: 'in' (the visitor's) or 'out' (agent's).
-  addMessage({ direction, who, text, time, pending }) {
+  // A message bubble. direction: 'in' (the visitor's) or 'out' (agent's);
+  // `rich`: nodes of structured content shown under the text (the bubble
+  // then takes the panel's width, for cards and carousels).
+  addMessage({ direction, who, text, time, pending, rich }) {
     const meta = h('span', { class: 'meta' });
     const li = h(
       'li',
-      { class: `msg ${direction}` },
+      { class: `msg ${direction}${rich && rich.length ? ' rich' : ''}` },
       h('span', { class: direction === 'in' ? 'sr' : 'who' }, direction === 'in' ? 'You: ' : `${who}: `),
       text,
+      ...(rich || []),
       meta,
     );
     li.meta = meta;

@@ -8,6 +8,7 @@ import { api, ApiError } from './api.js';
 import { Auth } from './auth.js';
 import { Connection } from './connection.js';
 import { storage, uuid } from './storage.js';
+import { contentText, postbackAnswer, quickAnswerOf, quickReplyAnswer, renderContent, spend } from './structured.js';
 import { UI, formatTime, palette } from './ui.js';
 
 const TYPING_EVERY_MS = 4000;
@@ -24,8 +25,12 @@ export class Widget {
     this.listeners = {};
     this.later = [];
     this.provider = null;
-    // Messages typed but not yet in the log: client id -> {id, text, li}.
+    // Messages typed (or answers chosen) but not yet in the log:
+    // client id -> {id, text, message, li}.
     this.pending = new Map();
+    // The quick replies of each agent message, by message id, so that an
+    // answer (this tab's, another's, or replayed) spends them.
+    this.quickReplies = new Map();
     // `${conversationId}:${sequence}` of every event shown.
     this.seen = new Set();
     this.conversationId = null;
@@ -181,6 +186,7 @@ export class Widget {
     this.conversationId = null;
     this.lastSequence = 0;
     this.seen.clear();
+    this.quickReplies.clear();
     this.readOnly = false;
     for (const item of this.pending.values()) this.ui.setMessageState(item.li, 'Not delivered', true);
     this.pending.clear();
@@ -479,6 +485,8 @@ export class Widget {
     if (!outbound) {
       // Sent from another tab (or this one, seen again in a replay).
       this.touch();
+      const answered = quickAnswerOf(msg.content);
+      if (answered) spend(this.quickReplies.get(answered.originatingMessageId), answered.text);
       const mine = msg.clientMessageId && this.pending.get(msg.clientMessageId);
       if (mine) {
         this.delivered(mine, msg);
@@ -487,13 +495,28 @@ export class Widget {
     } else {
       this.stopTyping();
     }
-    const text = msg.text || contentText(msg.content);
-    this.ui.addMessage({ direction: outbound ? 'out' : 'in', who, text, time: msg.channel && msg.channel.time });
+    const rich = outbound ? this.richContent(msg) : [];
+    // A message with nothing to draw still says something.
+    const text = msg.text || (rich.length ? '' : contentText(msg.content));
+    this.ui.addMessage({ direction: outbound ? 'out' : 'in', who, text, time: msg.channel && msg.channel.time, rich });
     if (outbound) {
       if (this.ui.isOpen) this.markRead();
       else if (!this.wasRead(conversation, sequence)) this.ui.setUnread((this.ui.unread || 0) + 1);
-      this.emit('message', { from: who, text, sequence, conversationId: conversation });
+      this.emit('message', { from: who, text: text || contentText(msg.content), sequence, conversationId: conversation });
     }
+  }
+
+  // An agent's quick replies, cards and carousels; the visitor's choice is
+  // sent as the SDK sends it and shows as the visitor's message.
+  richContent(msg) {
+    const { nodes, quick } = renderContent(msg.content, {
+      reply: (r) => {
+        if (this.answer(r.text, quickReplyAnswer(r, msg.id))) spend(quick, r.text);
+      },
+      postback: (text, payload) => this.answer(text, postbackAnswer(text, payload)),
+    });
+    if (quick && msg.id) this.quickReplies.set(msg.id, quick);
+    return nodes;
   }
 
   onEventItem(event, msg, who, outbound) {
@@ -536,13 +559,18 @@ export class Widget {
 
   // ---- sending --------------------------------------------------------
 
-  // Shows the message at once; it goes out now or after the reconnect.
   send(text) {
     text = text.trim();
-    if (!text || this.ended || this.readOnly || !this.canConnect()) return false;
+    return !!text && this.answer(text, { type: 'Text', text });
+  }
+
+  // Shows `text` at once as the visitor's message; `message` (the onMessage
+  // body) goes out now or after the reconnect.
+  answer(text, message) {
+    if (this.ended || this.readOnly || !this.canConnect()) return false;
     const id = uuid();
     const li = this.ui.addMessage({ direction: 'in', text, pending: true });
-    this.pending.set(id, { id, text, li });
+    this.pending.set(id, { id, text, message, li });
     this.touch();
     this.conn.start();
     this.flush();
@@ -570,7 +598,7 @@ export class Widget {
       answer = await this.conn.request({
         action: 'onMessage',
         token: this.token,
-        message: { type: 'Text', text: item.text, id: item.id },
+        message: { ...item.message, id: item.id },
       });
     } catch (e) {
       // Resent, with the same id, once the session is back.
@@ -690,15 +718,6 @@ export class Widget {
     this.forgetConversation();
     if (this.conn.isOpen) this.configure();
   }
-}
-
-function contentText(content) {
-  const parts = [];
-  for (const c of content || []) {
-    const reply = c.quickReply || c.buttonResponse;
-    if (reply && reply.text) parts.push(reply.text);
-  }
-  return parts.join(' \u00b7 ') || '(a message this chat cannot show)';
 }
 
 function warn(message) {

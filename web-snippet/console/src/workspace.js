@@ -10,6 +10,7 @@
 
 import { h, mount, formatTime } from './dom.js';
 import { AgentSocket } from './socket.js';
+import { buttonResponseOf, contentView, messageText, structuredComposer } from './structured.js';
 
 const WRAP_UPS = ['resolved', 'follow-up', 'no-response', 'duplicate', 'spam'];
 const TYPING_SHOWN_MS = 4000;
@@ -288,7 +289,8 @@ class Card {
     this.conversation = conversation;
     // Sequence → the transcript item shown for it.
     this.shown = new Map();
-    // Messages typed but not yet in the log: client id → {text, li}.
+    // Messages typed but not yet in the log: client id → {text, content,
+    // li, status}.
     this.unsent = new Map();
     this.active = true;
     this.isEnded = false;
@@ -339,6 +341,7 @@ class Card {
       this.input,
       this.sendButton,
     );
+    this.rich = structuredComposer(this.name, (text, content) => this.queue(text, content));
 
     this.target = h('select', { 'aria-label': `Transfer ${this.name} to` });
     this.refreshTargets();
@@ -369,6 +372,7 @@ class Card {
       this.log,
       this.typing,
       this.composer,
+      this.rich,
       this.actions,
     );
   }
@@ -429,6 +433,7 @@ class Card {
     this.state.textContent = text;
     const open = this.active && !this.isEnded;
     this.composer.hidden = !open;
+    this.rich.hidden = !open;
     this.actions.hidden = !open;
     this.closeButton.hidden = open;
     this.el.classList.toggle('closed', !open);
@@ -461,12 +466,16 @@ class Card {
     const time = h('time', { datetime: e.time }, formatTime(e.time));
     switch (e.kind) {
       case 'message': {
-        const text = e.text ?? (e.content?.length ? '[structured message]' : '');
+        // A visitor's quick reply or card button reads as what they chose.
+        const chose = e.from.role === 'visitor' && buttonResponseOf(e.content);
+        const rich = chose ? [] : contentView(e.content);
+        const text = messageText(e) || (e.content?.length && !rich.length ? '[structured message]' : '');
         return h(
           'li',
-          { class: `msg ${e.from.role}${mine ? ' mine' : ''}` },
-          h('span', { class: 'from' }, mine ? 'You' : who),
+          { class: `msg ${e.from.role}${mine ? ' mine' : ''}${rich.length ? ' rich' : ''}` },
+          h('span', { class: 'from' }, mine ? 'You' : who, chose ? h('span', { class: 'badge chose' }, 'chose') : null),
           h('span', { class: 'text' }, text),
+          rich,
           time,
         );
       }
@@ -501,29 +510,46 @@ class Card {
     this.ws.socket.send({ type: 'typing', conversationId: this.id });
   }
 
-  // Shows the message at once as pending; it is sent now, or when the
-  // socket is back. The client id makes a resend append nothing twice.
   sendReply() {
     const text = this.input.value.trim();
     if (!text) return;
     this.input.value = '';
+    this.queue(text, null);
+  }
+
+  // Shows the message (text, structured content, or both) at once as
+  // pending; it is sent now, or when the socket is back. The client id
+  // makes a resend append nothing twice.
+  queue(text, content) {
+    if (!text && !content?.length) return false;
     const id = crypto.randomUUID();
-    const li = h('li', { class: 'msg agent mine pending' }, h('span', { class: 'from' }, 'You'), h('span', { class: 'text' }, text), h('small', null, 'sending…'));
+    const rich = content ? contentView(content) : [];
+    const status = h('small', null, 'sending…');
+    const li = h(
+      'li',
+      { class: `msg agent mine pending${rich.length ? ' rich' : ''}` },
+      h('span', { class: 'from' }, 'You'),
+      h('span', { class: 'text' }, text),
+      rich,
+      status,
+    );
     this.log.append(li);
     this.log.scrollTop = this.log.scrollHeight;
-    this.unsent.set(id, { text, li });
+    this.unsent.set(id, { text, content, li, status });
     this.push(id);
+    return true;
   }
 
   async push(id) {
     const message = this.unsent.get(id);
     if (!message || !this.ws.socket.isOpen) return;
+    const { text, content } = message;
     try {
-      await this.ws.socket.request({ type: 'send', conversationId: this.id, text: message.text, id });
+      await this.ws.socket.request({ type: 'send', conversationId: this.id, id, ...(text ? { text } : {}), ...(content ? { content } : {}) });
     } catch (e) {
       if (e.code === 'unavailable' || e.code === 'busy') return; // sent again on reconnect
       message.li.classList.add('failed');
-      message.li.querySelector('small').textContent = `not sent: ${e.message}`;
+      message.status.textContent = `not sent: ${e.message}`;
       this.unsent.delete(id);
     }
   }

@@ -2,7 +2,7 @@
 
 import { h, mount, field, formatDateTime } from '../dom.js';
 import { PATHS, Problem, closeEditor, conflictText, errorText, formCard, numberIn, openInEditor, putFresh, recordList, required } from './kit.js';
-import { badge, button, byName, checkField, dataTable, hinted, listText, mono, plural, quoted, row, selectControl, signInBadge } from './widgets.js';
+import { badge, button, byName, checkField, dataTable, group, hinted, listText, mono, plural, quoted, row, selectControl, signInBadge } from './widgets.js';
 
 const DEFAULT_COLOR = '#1f5eff';
 
@@ -151,6 +151,29 @@ export async function configurationsSection(ctx) {
       inputmode: 'numeric',
     });
     const durationHint = h('span');
+    const launcher = selectControl(
+      [
+        { value: 'On', label: 'On: always shown' },
+        { value: 'OnDemand', label: 'On demand: hidden until the app or page opens the messenger' },
+        { value: 'Off', label: 'Off: never shown' },
+      ],
+      draft.messenger?.launcherButton?.visibility || 'On',
+    );
+    const notifications = conversations.notifications || {};
+    const push = h('input', { type: 'checkbox', checked: !!notifications.enabled });
+    const pushContent = selectControl(
+      [
+        { value: 'ExcludeMessagesContent', label: 'Only that a message came' },
+        { value: 'IncludeMessagesContent', label: 'The message text' },
+      ],
+      notifications.notificationContentType || 'ExcludeMessagesContent',
+    );
+    // What a push carries matters only when there are pushes.
+    const pushChanged = () => {
+      pushContent.disabled = !push.checked;
+    };
+    pushChanged();
+    push.addEventListener('change', pushChanged);
     const describeDuration = () => {
       const text = humanDuration(Number(duration.value));
       durationHint.textContent = `${text ? `${text}. ` : ''}A visitor’s session with no activity for this long expires (60 seconds to 30 days).`;
@@ -175,12 +198,18 @@ export async function configurationsSection(ctx) {
       const seconds = numberIn(duration, 'The session duration', 60, 2592000);
       next.messenger = next.messenger || {};
       next.messenger.styles = { ...next.messenger.styles, primaryColor: colorTouched ? color.value : storedColor };
+      next.messenger.launcherButton = { ...next.messenger.launcherButton, visibility: launcher.value };
       next.messenger.apps = next.messenger.apps || {};
       next.messenger.apps.conversations = {
         ...next.messenger.apps.conversations,
         showAgentTypingIndicator: agentTyping.checked,
         showUserTypingIndicator: userTyping.checked,
         sessionDurationSeconds: seconds,
+        notifications: {
+          ...next.messenger.apps.conversations?.notifications,
+          enabled: push.checked,
+          notificationContentType: pushContent.value,
+        },
       };
       return next;
     };
@@ -231,10 +260,9 @@ export async function configurationsSection(ctx) {
         publishState(draft, versions),
         field('Name', name),
         field('Description', description),
-        h(
-          'fieldset',
-          { class: 'st-group' },
-          h('legend', null, 'Sign-in'),
+        group(
+          'Sign-in',
+          null,
           checkField('Authentication required', authRequired, 'Visitors sign in at the integration’s identity provider before they can send messages.'),
           hinted(
             'Sign-in integration',
@@ -242,20 +270,34 @@ export async function configurationsSection(ctx) {
             integrations.length ? null : h('span', null, 'There is no OIDC integration yet: ', h('a', { href: '#/settings/integrations' }, 'add one'), '.'),
           ),
         ),
-        h(
-          'fieldset',
-          { class: 'st-group' },
-          h('legend', null, 'Messenger'),
+        group(
+          'Messenger',
+          null,
           h('div', { class: 'st-color' }, field('Primary colour', color), colorText),
           checkField('Agent typing indicator', agentTyping, 'Visitors see when an agent is typing.'),
           checkField('Visitor typing indicator', userTyping, 'Agents see when the visitor is typing.'),
           hinted('Session duration (seconds)', duration, durationHint),
+          hinted(
+            'Launcher button',
+            launcher,
+            'Whether Genesys messengers and apps show their launcher; switchboard’s web widget always shows its own.',
+          ),
           h(
             'p',
             { class: 'st-hint' },
             `Languages: ${(draft.languages || []).join(', ') || 'none'} (default ${draft.defaultLanguage || 'none'}). ` +
               'Other settings keep their values; the API changes them.',
           ),
+        ),
+        group(
+          'Mobile apps',
+          null,
+          checkField(
+            'Push notifications',
+            push,
+            'Apps may register their devices for push notifications. switchboard stores the registrations; it does not send pushes yet.',
+          ),
+          hinted('Notification content', pushContent, 'What a push may show: the message text, or only that a message came.'),
         ),
         h('p', { class: 'st-hint' }, 'Publish saves the form’s changes first, then freezes the draft as the next version.'),
       ],

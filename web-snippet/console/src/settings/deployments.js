@@ -2,8 +2,8 @@
 // with its queue and the snippet a site pastes.
 
 import { h, mount, field, formatDateTime } from '../dom.js';
-import { PATHS, Problem, closeEditor, errorText, formCard, isConflict, openInEditor, recordList, required } from './kit.js';
-import { badge, button, byName, checkField, copyText, hinted, mono, quoted, row, selectControl, signInBadge } from './widgets.js';
+import { PATHS, Problem, closeEditor, errorText, formCard, isConflict, lineList, openInEditor, recordList, required } from './kit.js';
+import { badge, button, byName, checkField, copyText, group, hinted, mono, quoted, row, selectControl, signInBadge } from './widgets.js';
 
 function deploymentBody(d, overrides) {
   return {
@@ -12,6 +12,8 @@ function deploymentBody(d, overrides) {
     configuration: { id: d.configuration.id, version: d.configuration.version },
     allowedDomains: d.allowedDomains,
     allowAllDomains: d.allowAllDomains,
+    allowedAppHosts: d.allowedAppHosts,
+    allowedAppRedirectSchemes: d.allowedAppRedirectSchemes,
     status: d.status,
     queueId: d.queueId,
     version: d.version,
@@ -31,6 +33,31 @@ function originProblem(line) {
   if (url.username || url.password) return `${quoted(line)} must name a host and nothing else`;
   if (url.pathname !== '/' || url.search || url.hash) {
     return `${quoted(line)} is an origin only: no path, query or fragment`;
+  }
+  return null;
+}
+
+// A host name as the server takes it (lowercased): letter-digit-hyphen
+// labels of 1 to 63 characters, no leading or trailing hyphen, dot-separated,
+// at most 253 characters.
+const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+const isDnsName = (name) => name.length <= 253 && name.split('.').every((label) => DNS_LABEL.test(label));
+
+// Checks one app host line: the bare host name a native app sends as its
+// Origin. Browsers send "null" from sandboxed frames; it names no app.
+function appHostProblem(line) {
+  const host = line.toLowerCase();
+  if (host === 'null') return '“null” is the origin of sandboxed browser frames, not an app’s host';
+  if (!isDnsName(host)) return `${quoted(line)} is not a host name like webmessaging.chat.example.com: no scheme, port or path`;
+  return null;
+}
+
+// Checks one redirect scheme line: RFC 8252's reverse-DNS form, which also
+// keeps out http, javascript and every other scheme a browser acts on.
+function redirectSchemeProblem(line) {
+  const scheme = line.toLowerCase();
+  if (!(isDnsName(scheme) && scheme.includes('.') && /^[a-z]/.test(scheme))) {
+    return `${quoted(line)} is not a reverse-DNS scheme like com.example.app: the scheme only, without “:” or a path`;
   }
   return null;
 }
@@ -189,8 +216,22 @@ export async function deploymentsSection(ctx) {
     const version = h('select', null);
     const versionHint = h('span');
     const allowAll = h('input', { type: 'checkbox', checked: !!record?.allowAllDomains });
-    const domains = h('textarea', { rows: '3', spellcheck: 'false', placeholder: 'https://shop.example.com', class: 'st-mono' });
-    domains.value = (record?.allowedDomains || []).join('\n');
+    const domainList = lineList(record?.allowedDomains, {
+      placeholder: 'https://shop.example.com',
+      check: originProblem,
+      what: 'allowed domains',
+    });
+    const domains = domainList.control;
+    const appHosts = lineList(record?.allowedAppHosts, {
+      placeholder: 'webmessaging.chat.example.com',
+      check: appHostProblem,
+      what: 'app host names',
+    });
+    const appSchemes = lineList(record?.allowedAppRedirectSchemes, {
+      placeholder: 'com.example.app',
+      check: redirectSchemeProblem,
+      what: 'redirect schemes',
+    });
     const status = selectControl(
       [
         { value: 'Active', label: 'Active' },
@@ -246,7 +287,7 @@ export async function deploymentsSection(ctx) {
     // own origin, so it must be allowed for either to work.
     const advice = h('div', { class: 'st-hint' });
     const domainAdvice = () => {
-      const lines = domains.value.split('\n').map((l) => l.trim()).filter(Boolean);
+      const lines = domainList.lines();
       const allowed = allowAll.checked || lines.some((l) => l.replace(/\/$/, '').toLowerCase() === origin.toLowerCase());
       domains.disabled = allowAll.checked;
       if (allowed) {
@@ -292,16 +333,9 @@ export async function deploymentsSection(ctx) {
         wanted.queueId = queue.value;
         wanted.allowAllDomains = allowAll.checked;
         // The two are exclusive: allowing all sends no list.
-        wanted.allowedDomains = [];
-        if (!allowAll.checked) {
-          const lines = domains.value.split('\n').map((l) => l.trim()).filter(Boolean);
-          for (const line of lines) {
-            const problem = originProblem(line);
-            if (problem) throw new Problem(`${problem}.`, domains);
-          }
-          if (lines.length > 100) throw new Problem('At most 100 allowed domains.', domains);
-          wanted.allowedDomains = lines;
-        }
+        wanted.allowedDomains = allowAll.checked ? [] : domainList.read();
+        wanted.allowedAppHosts = appHosts.read();
+        wanted.allowedAppRedirectSchemes = appSchemes.read();
         const saved = await save(record, isNew ? wanted : deploymentBody(record, wanted), opener);
         if (!saved) return;
         notify(isNew ? `Deployment ${quoted(saved.name)} created: copy its snippet below.` : `Deployment ${quoted(saved.name)} saved.`);
@@ -314,13 +348,26 @@ export async function deploymentsSection(ctx) {
         field('Description', description),
         field('Configuration', configuration),
         hinted('Configuration version', version, versionHint),
-        h(
-          'fieldset',
-          { class: 'st-group' },
-          h('legend', null, 'Where it runs'),
+        group(
+          'Where it runs',
+          null,
           checkField('Allow all domains', allowAll, 'Any site may embed it. Prefer listing the sites.'),
           hinted('Allowed domains', domains, 'One origin per line, such as https://shop.example.com: scheme, host and port only.'),
           advice,
+        ),
+        group(
+          'Native apps',
+          'For mobile apps on Genesys’s Messenger Transport SDK. “Allow all domains” never admits them: list them here.',
+          hinted(
+            'App host names',
+            appHosts.control,
+            'One host name per line, as apps send it for Origin: webmessaging.<domain> (the socket) and <domain> (history), <domain> being the app’s configured domain. No scheme, port or path.',
+          ),
+          hinted(
+            'App redirect schemes',
+            appSchemes.control,
+            'One per line: the reverse-DNS scheme (RFC 8252) an app receives its sign-in redirect on, such as com.example.app for com.example.app:/callback.',
+          ),
         ),
         field('Status', status),
         hinted(

@@ -17,6 +17,7 @@ function integrationBody(record, overrides) {
     authorizeParams: record.authorizeParams || {},
     allowedAlgorithms: record.allowedAlgorithms,
     maxRefreshTokenLifetimeSeconds: record.maxRefreshTokenLifetimeSeconds,
+    refreshTokenRotation: record.refreshTokenRotation,
     active: record.active,
     version: record.version,
     ...overrides,
@@ -168,6 +169,8 @@ export async function integrationsSection(ctx) {
     const secret = h('input', { type: 'password', value: '', autocomplete: 'new-password', spellcheck: 'false' });
     const scopes = h('input', { type: 'text', value: record ? record.scopes.join(' ') : DEFAULT_SCOPES, autocomplete: 'off', spellcheck: 'false' });
     const active = h('input', { type: 'checkbox', checked: record ? record.active : true });
+    // On unless the record says otherwise: the server's default.
+    const rotation = h('input', { type: 'checkbox', checked: record?.refreshTokenRotation ?? true });
     let secretHint = 'Write-only: switchboard keeps it sealed and never shows it again.';
     if (!isNew) {
       secretHint = record.clientSecretSet
@@ -184,6 +187,7 @@ export async function integrationsSection(ctx) {
           clientId: required(clientId, 'The client id'),
           scopes: scopes.value.split(/\s+/).filter(Boolean),
           active: active.checked,
+          refreshTokenRotation: rotation.checked,
         };
         try {
           new URL(wanted.issuer);
@@ -208,6 +212,11 @@ export async function integrationsSection(ctx) {
         field('Client id', clientId),
         hinted('Client secret', secret, secretHint),
         hinted('Scopes', scopes, 'Separated by spaces; must include openid.'),
+        checkField(
+          'Rotate refresh tokens',
+          rotation,
+          'On detects a stolen refresh token (its reuse ends the session); off lets mobile SDKs that never store a rotated refresh token keep working.',
+        ),
         checkField('Active', active),
       ],
     });

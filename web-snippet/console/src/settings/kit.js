@@ -60,6 +60,37 @@ export function required(control, what) {
   return value;
 }
 
+// A list edited as text, one entry a line (allowed domains, app hosts,
+// redirect schemes): the textarea, its current lines, and read(), which
+// answers them or throws a Problem naming the first one `check` refuses
+// (check answers the reason, or null for a good line).
+export function lineList(values, { placeholder, check, max = 100, what }) {
+  const control = h('textarea', {
+    rows: '3',
+    spellcheck: 'false',
+    autocapitalize: 'off',
+    autocomplete: 'off',
+    placeholder,
+    class: 'st-mono',
+  });
+  control.value = (values || []).join('\n');
+  const lines = () =>
+    control.value
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
+  const read = () => {
+    const list = lines();
+    for (const line of list) {
+      const problem = check?.(line);
+      if (problem) throw new Problem(`${problem}.`, control);
+    }
+    if (list.length > max) throw new Problem(`At most ${max} ${what}.`, control);
+    return list;
+  };
+  return { control, lines, read };
+}
+
 export function numberIn(control, what, min, max) {
   const n = Number(control.value);
   if (control.value.trim() === '' || !Number.isInteger(n) || n < min || n > max) {

@@ -3,7 +3,7 @@
 import { ApiError } from '../api.js';
 import { h, field } from '../dom.js';
 import { PATHS, Problem, recordList, required } from './kit.js';
-import { badge, byName, checkField, hinted, mono, row, uid } from './widgets.js';
+import { badge, byName, checkField, group, hinted, mono, row, uid } from './widgets.js';
 
 const ROLES = [
   { id: 'admin', label: 'Admin', hint: 'Changes every setting.' },
@@ -31,7 +31,7 @@ function roleBoxes(roles) {
   });
 }
 
-const rolesGroup = (boxes) => h('fieldset', { class: 'st-group' }, h('legend', null, 'Roles'), boxes.map((b) => b.node));
+const rolesGroup = (boxes) => group('Roles', null, boxes.map((b) => b.node));
 const checkedRoles = (boxes) => boxes.filter((b) => b.box.checked).map((b) => b.id);
 
 export async function membersSection(ctx) {

@@ -2,7 +2,7 @@
 
 import { h, field } from '../dom.js';
 import { PATHS, numberIn, recordList, required } from './kit.js';
-import { byName, checkField, hinted, plural, quoted, row } from './widgets.js';
+import { byName, checkField, group, hinted, plural, quoted, row } from './widgets.js';
 
 export async function queuesSection(ctx) {
   const { api, notify, admin } = ctx;
@@ -69,10 +69,9 @@ export async function queuesSection(ctx) {
         field('Name', name),
         hinted('Offer timeout (seconds)', timeout, 'How long an agent has to accept an offer before it goes to another (5 to 600).'),
         hinted('Capacity per agent', capacity, 'Conversations one agent of this queue handles at once (1 to 50).'),
-        h(
-          'fieldset',
-          { class: 'st-group' },
-          h('legend', null, 'Members'),
+        group(
+          'Members',
+          null,
           boxes.length
             ? h('div', { class: 'st-checklist' }, boxes.map((b) => b.node))
             : h('p', null, 'There are no members yet: ', h('a', { href: '#/settings/members' }, 'add them'), ' first.'),

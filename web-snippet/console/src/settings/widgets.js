@@ -68,6 +68,18 @@ export function checkField(label, control, hint) {
   return h('div', { class: 'st-check' }, h('label', null, control, h('span', null, label)), note);
 }
 
+// A group of fields under a legend; `intro`, when given, says what the
+// group is for before its fields.
+export function group(legend, intro, ...children) {
+  return h(
+    'fieldset',
+    { class: 'st-group' },
+    h('legend', null, legend),
+    intro ? h('p', { class: 'st-hint' }, intro) : null,
+    children,
+  );
+}
+
 // A table with column headers; rows are built by the caller (the first
 // cell of each a row header, see `row`).
 export function dataTable(label, headers, rows) {
