@@ -85,7 +85,9 @@ export class Connection {
       } catch {
         return;
       }
-      const waiting = frame.type === 'response' && this.pending.get(frame.tracingId);
+      // Matched by tracingId alone: the echo of a message is a `message`
+      // frame, as Genesys sends it, and answers are `response`s.
+      const waiting = frame.tracingId && this.pending.get(frame.tracingId);
       if (waiting) {
         this.pending.delete(frame.tracingId);
         clearTimeout(waiting.timer);

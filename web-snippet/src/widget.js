@@ -314,6 +314,9 @@ export class Widget {
   onRefused(answer) {
     const text = typeof answer.body === 'string' ? answer.body : '';
     this.retries += 1;
+    // 401: the session JWT expired (a refresh helps); 403 "Session
+    // authentication failed": it is not this visitor's or was revoked.
+    const authFailed = answer.code === 401 || (answer.code === 403 && /^Session authentication failed/i.test(text));
     if (answer.code === 401 && /authentication required/i.test(text)) {
       // The configuration changed to require sign-in since config.json.
       this.authRequired = true;
@@ -321,7 +324,7 @@ export class Widget {
       this.refreshGate();
       return;
     }
-    if (answer.code === 401 && this.retries <= 2) {
+    if (authFailed && this.retries <= 2) {
       // "Session authentication failed": a fresh JWT first, then a new
       // session (the token may be someone else's sign-in).
       if (this.retries === 2) this.newToken();
@@ -331,7 +334,7 @@ export class Widget {
         .catch(() => this.conn.drop());
       return;
     }
-    if (answer.code === 401) {
+    if (authFailed) {
       this.auth.forget();
       this.newToken();
       this.conn.stop();
@@ -620,7 +623,7 @@ export class Widget {
       this.configure();
       return false;
     }
-    if (answer.code === 401) {
+    if (answer.code === 401 || (answer.code === 403 && /^Session authentication failed/i.test(String(body)))) {
       this.onRefused(answer);
       return false;
     }

@@ -214,7 +214,9 @@ async fn visitor(
                         continue;
                     };
                     let body = frame.body.object();
-                    if frame.kind == "response" {
+                    // The answer to the first message carries its tracingId
+                    // (an echo is a "message", as Genesys sends it).
+                    if frame.kind == "response" || frame.tracing_id.is_some() {
                         if frame.code == 200 {
                             stamp_once(&slot.visitor_acked, now);
                             seen.conversation = body

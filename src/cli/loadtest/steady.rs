@@ -401,7 +401,9 @@ async fn sender(mut visitor: Visitor, v: usize, shared: Shared) -> usize {
                         continue;
                     };
                     let row = frame.tracing_id.as_deref().and_then(|t| t.parse::<usize>().ok());
-                    if frame.kind == "response" {
+                    // Answers to our own requests carry their tracingId (the
+                    // echo of a message is a "message", as Genesys sends it).
+                    if frame.kind == "response" || row.is_some() {
                         match (row.and_then(|r| slots.get(r).map(|s| (r, s))), frame.code) {
                             (Some((_, slot)), 200) => stamp_once(&slot.visitor_acked, now),
                             (Some((r, _)), 429) => {
