@@ -26,8 +26,9 @@
 //!   the holder is gone, and this node takes the lease over.
 //! - **Lingering.** After a pass the holder keeps its lease: while
 //!   conversations wait (for agents to free up, for a decline cool-down or
-//!   a wait limit to run out, whichever comes first), and for a moment when
-//!   none do, so the next arrival finds an assigner ready.
+//!   a wait limit to run out, whichever comes first, and at least every
+//!   [`RECHECK`]), and for a moment when none do, so the next arrival finds
+//!   an assigner ready.
 //!
 //! The lease is about speed, not safety: every offer is still a versioned
 //! commit of the conversation and the agent, so two nodes that both believe
@@ -58,6 +59,10 @@ const WAKE_TTL: Duration = Duration::from_secs(60);
 const TAKEOVER_MARGIN: Duration = Duration::from_millis(50);
 /// How long an assigner waits after a failed pass before the next.
 const RETRY: Duration = Duration::from_secs(1);
+/// While conversations wait, the holder looks again at least this often
+/// unwoken: some changes wake nobody (an admin raising a queue's capacity or
+/// adding a member to it), and a wake can be lost with a node.
+const RECHECK: Duration = Duration::from_secs(10);
 /// What a wake notice on a queue's channel carries: only that it came.
 const WAKE_NOTICE: &[u8] = b"wake";
 
@@ -295,11 +300,12 @@ impl Routing {
             }
             let poked = self.assigners.take_poke(queue);
             let mut lease = self.take_lease(queue).await;
+            let mut fresh_mark = false;
             if poked && matches!(lease, Ok(Lease::Busy { .. })) {
                 // For the holder: marked before asking again, so either this
                 // node gets the lease now, or the holder still had it then
                 // and finds the mark when it lets go.
-                self.mark(queue).await;
+                fresh_mark = self.mark(queue).await;
                 lease = self.take_lease(queue).await;
             }
             let again = match lease {
@@ -311,7 +317,9 @@ impl Routing {
                     }
                 }
                 Ok(Lease::Busy { remaining }) => {
-                    if poked
+                    // A mark already there has a notice on its way, and the
+                    // holder takes it before its next read: one is enough.
+                    if fresh_mark
                         && let Err(e) = self
                             .engine()
                             .publish(&Channel::Queue(queue), WAKE_NOTICE)
@@ -375,6 +383,7 @@ impl Routing {
             // Wakes so far are covered by this pass: a wake-up they left
             // would only make an empty one after it.
             let _ = futures::FutureExt::now_or_never(wake.notified());
+            drain(notices);
             self.assigners.begin_pass(queue);
             // Taken before the pass reads the queue: whatever sets it again
             // comes after that read, and gets a pass of its own.
@@ -398,6 +407,8 @@ impl Routing {
                 let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 Instant::now() + wait
             });
+            let recheck = waiting.then(|| Instant::now() + RECHECK);
+            let due = due.into_iter().chain(recheck).min();
             let idle_until = (!waiting).then(|| Instant::now() + LINGER);
             loop {
                 let renew_at = lease.due().unwrap_or_else(Instant::now);
@@ -423,7 +434,10 @@ impl Routing {
                         match lease.renew().await {
                             Ok(true) => {}
                             Ok(false) => return Hold::Lost,
-                            Err(e) => tracing::warn!(%queue, error = %e, "cannot renew the queue's lease"),
+                            Err(e) => {
+                                tracing::warn!(%queue, error = %e, "cannot renew the queue's lease; trying again");
+                                tokio::time::sleep(RETRY).await;
+                            }
                         }
                         // A wake whose notice was lost on the bus.
                         if let Ok(Some(_)) = self.engine().peek(Space::AssignWake, &queue.to_string()).await {
@@ -465,8 +479,9 @@ impl Routing {
         }
     }
 
-    /// Marks the queue as having news for whoever holds its lease.
-    async fn mark(&self, queue: Uuid) {
+    /// Marks the queue as having news for whoever holds its lease. Answers
+    /// whether the mark is new (or unknown): then the holder needs telling.
+    async fn mark(&self, queue: Uuid) -> bool {
         let marked = self
             .engine()
             .stash(
@@ -474,12 +489,13 @@ impl Routing {
                 &queue.to_string(),
                 b"1",
                 WAKE_TTL,
-                StashMode::Replace,
+                StashMode::IfAbsent,
             )
             .await;
-        if let Err(e) = marked {
+        marked.unwrap_or_else(|e| {
             tracing::warn!(%queue, error = %e, "cannot mark the queue for its assigner; the sweeper finds it");
-        }
+            true
+        })
     }
 
     /// Takes the queue's wake mark; answers whether there was one.
@@ -504,6 +520,17 @@ async fn next_notice(notices: &mut Option<Subscription>) -> bool {
     match notices {
         Some(subscription) => subscription.recv().await.is_some(),
         None => std::future::pending().await,
+    }
+}
+
+/// Drops the notices already heard: the pass about to begin covers them.
+fn drain(notices: &mut Option<Subscription>) {
+    while let Some(subscription) = notices.as_mut() {
+        match futures::FutureExt::now_or_never(subscription.recv()) {
+            Some(Some(_)) => {}
+            Some(None) => *notices = None,
+            None => return,
+        }
     }
 }
 

@@ -18,6 +18,7 @@ mod guest_ws;
 mod multi_node;
 mod oidc_attacks;
 mod public_and_ops;
+mod routing_burst;
 mod staff_sso;
 mod support;
 mod web_snippet;
