@@ -76,6 +76,9 @@ pub(super) struct Assigners {
     settled: Notify,
     /// The node shuts down: assigners let go of their leases and end.
     closed: watch::Sender<bool>,
+    /// Passes made on this node, for the tests that count them.
+    #[cfg(test)]
+    pub(super) passes: std::sync::atomic::AtomicUsize,
 }
 
 /// One queue's assigner task, as the node's other tasks see it.
@@ -97,6 +100,8 @@ impl Assigners {
             slots: Mutex::new(HashMap::new()),
             settled: Notify::new(),
             closed: watch::Sender::new(false),
+            #[cfg(test)]
+            passes: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -389,6 +394,10 @@ impl Routing {
             // comes after that read, and gets a pass of its own.
             self.take_mark(queue).await;
             let started = Instant::now();
+            #[cfg(test)]
+            self.assigners
+                .passes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let outcome = self.assign_pass(queue, Utc::now(), &mut lease).await;
             self.assigners.rest(queue);
             let (waiting, due) = match outcome {

@@ -1,6 +1,9 @@
-//! Assignment: offers to agents, and what an agent does with a conversation
-//! (accept, decline, transfer, end). Each changes the conversation and its
-//! agent's record in one commit, decided by a function of [`decide`].
+//! Assignment: what an agent does with a conversation (accept, decline,
+//! transfer, end), and the pass that offers a queue's waiting conversations
+//! to its agents in one batch and ends those past the queue's wait limit
+//! (run by the queue's assigner, `assigner.rs`). Each offer and answer
+//! changes the conversation and its agent's record in one commit, decided
+//! by a function of [`decide`].
 
 use std::collections::HashMap;
 

@@ -735,3 +735,44 @@ async fn a_lease_that_runs_out_unrenewed_is_taken_over() {
         Lease::Busy { .. }
     ));
 }
+
+/// Wakes coalesce: twenty arrivals while another node holds the lease make
+/// no pass here, and once this node holds it, one pass offers them all.
+#[tokio::test]
+async fn many_wakes_make_one_pass_that_drains_the_queue() {
+    use std::sync::atomic::Ordering;
+    let center = Center::new().await;
+    let queue = center.queue(50).await;
+    let now = Utc::now();
+    let engine = center.store.engine();
+    let id = queue.meta.id.to_string();
+    let other = b"another node";
+    let long = std::time::Duration::from_secs(60);
+    assert_eq!(
+        engine
+            .lease(Space::AssignLease, &id, other, long)
+            .await
+            .unwrap(),
+        Lease::Held
+    );
+    let mut burst = Vec::new();
+    for i in 0..20 {
+        burst.push(
+            center
+                .visitor_writes(&queue, now + Duration::milliseconds(i))
+                .await,
+        );
+    }
+    assert_eq!(center.routing.assigners.passes.load(Ordering::Relaxed), 0);
+    // The other node lets go; an agent going available wakes the queue.
+    assert!(
+        engine
+            .release(Space::AssignLease, &id, other)
+            .await
+            .unwrap()
+    );
+    let agent = center.agent(&queue, now).await;
+    assert_eq!(states(&center, &burst).await, (0, 20));
+    assert_eq!(center.agent_state(&agent).await.conversations.len(), 20);
+    assert_eq!(center.routing.assigners.passes.load(Ordering::Relaxed), 1);
+}
