@@ -1,8 +1,9 @@
 //! The decisions of routing, as pure functions over the records a transition
 //! read: what an offer, an answer, a transfer, a timeout or a lost agent does
-//! to a conversation and its agent, who gets the next offer, and where a
-//! visitor's message goes. A refusal is an error before anything is written.
-//! The other files read the records, call these, and commit.
+//! to a conversation and its agent, which offers an assignment pass makes in
+//! one batch, when declines are forgotten and a wait has gone on too long,
+//! and where a visitor's message goes. A refusal is an error before anything
+//! is written. The other files read the records, call these, and commit.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
