@@ -27,7 +27,9 @@
 //! Beside records, the engine keeps **ephemeral** values: short-lived state
 //! with a time to live (login transactions, used nonces, refresh tokens,
 //! rate-limit windows), addressed by a [`Space`] and an id, with the atomic
-//! single-key operations that state needs (set-if-absent, take, swap, count).
+//! single-key operations that state needs (set-if-absent, take, swap, count,
+//! and leases: a value only its holder renews or removes, which any other
+//! node may take once it expired).
 //!
 //! Conversations add two more: an append-only **event log** per conversation
 //! with a gapless sequence (a Redis Stream on Redis), where a message counts
@@ -136,10 +138,17 @@ pub enum Space {
     RateLimit,
     /// An agent's heartbeat: present while one of its sockets lives.
     AgentAlive,
+    /// The lease of a queue's assigner (by queue id): the node that holds it
+    /// makes the queue's offers, so nodes do not race for the same agents.
+    AssignLease,
+    /// A queue has news for its assigner (by queue id): set by whoever
+    /// wakes the queue, taken by the lease holder before it reads the
+    /// queue, so a wake that raced with the holder's last look is not lost.
+    AssignWake,
 }
 
 impl Space {
-    pub const ALL: [Space; 9] = [
+    pub const ALL: [Space; 11] = [
         Space::LoginTransaction,
         Space::StaffLogin,
         Space::UsedNonce,
@@ -149,6 +158,8 @@ impl Space {
         Space::StaffSession,
         Space::RateLimit,
         Space::AgentAlive,
+        Space::AssignLease,
+        Space::AssignWake,
     ];
 
     /// The short stable name used in storage keys.
@@ -163,6 +174,8 @@ impl Space {
             Space::StaffSession => "staff",
             Space::RateLimit => "rate",
             Space::AgentAlive => "alive",
+            Space::AssignLease => "assign",
+            Space::AssignWake => "assignwake",
         }
     }
 }
@@ -329,6 +342,16 @@ pub enum StashMode {
     Replace,
     /// Only when no live value exists: first writer wins.
     IfAbsent,
+}
+
+/// What [`Engine::lease`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds the lease, for the whole time to live asked for
+    /// from this call on.
+    Held,
+    /// Another holder has it for about this much longer (unless it renews).
+    Busy { remaining: std::time::Duration },
 }
 
 /// The address of one record: its kind and its id. Ids are UUIDs or other
@@ -576,6 +599,29 @@ impl Engine {
         value: &[u8],
     ) -> EngineResult<Option<Vec<u8>>> {
         dispatch!(self, e => e.swap(space, id, value).await)
+    }
+
+    /// Takes a lease for `holder`, or renews the one it holds: when no live
+    /// value exists or the live value is `holder`, writes `holder` for `ttl`
+    /// and answers [`Lease::Held`]; otherwise answers how long the other
+    /// holder's lease still runs. One atomic step, so of two nodes asking at
+    /// once exactly one holds it. A holder that stops renewing (it died)
+    /// loses the lease when `ttl` runs out, and the next asker gets it.
+    pub async fn lease(
+        &self,
+        space: Space,
+        id: &str,
+        holder: &[u8],
+        ttl: std::time::Duration,
+    ) -> EngineResult<Lease> {
+        dispatch!(self, e => e.lease(space, id, holder, ttl).await)
+    }
+
+    /// Gives up a lease `holder` holds, so another node need not wait for it
+    /// to expire. Never removes another holder's; answers whether `holder`
+    /// held it.
+    pub async fn release(&self, space: Space, id: &str, holder: &[u8]) -> EngineResult<bool> {
+        dispatch!(self, e => e.release(space, id, holder).await)
     }
 
     /// Removes a value if present.

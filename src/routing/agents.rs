@@ -103,7 +103,7 @@ impl Routing {
         Ok(Directory { queues, agents })
     }
 
-    /// Sets an agent available (for `queues`) or away.
+    /// Sets an agent available for the queues it named, or away.
     pub async fn set_status(
         &self,
         agent: &AgentIdentity,
@@ -111,16 +111,40 @@ impl Routing {
         queues: Vec<Uuid>,
         now: DateTime<Utc>,
     ) -> RoutingResult<AgentState> {
+        self.change_status(agent, status, queues, false, now).await
+    }
+
+    /// Sets an agent available without naming queues: for every queue that
+    /// is its own, `queues` today and any that become its own later (a
+    /// queue created afterwards, or one that lists the member later).
+    pub async fn set_available_everywhere(
+        &self,
+        agent: &AgentIdentity,
+        queues: Vec<Uuid>,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<AgentState> {
+        self.change_status(agent, AgentStatus::Available, queues, true, now)
+            .await
+    }
+
+    async fn change_status(
+        &self,
+        agent: &AgentIdentity,
+        status: AgentStatus,
+        queues: Vec<Uuid>,
+        all_queues: bool,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<AgentState> {
         let state = self
             .update_agent(agent.id, now, |state| {
-                decide::set_status(state, status, &queues, now);
+                decide::set_status(state, agent, status, &queues, all_queues, now);
             })
             .await?;
         self.notify(&Channel::Agent(agent.id), &Notice::AgentChanged)
             .await;
         if status == AgentStatus::Available {
             for queue in &state.queues {
-                self.route(*queue, now).await;
+                self.wake_queue(*queue);
             }
         }
         Ok(state)

@@ -1,25 +1,50 @@
-//! Assignment: offers to agents, and what an agent does with a conversation
-//! (accept, decline, transfer, end). Each changes the conversation and its
-//! agent's record in one commit, decided by a function of [`decide`].
+//! Assignment: what an agent does with a conversation (accept, decline,
+//! transfer, end), and the pass that offers a queue's waiting conversations
+//! to its agents in one batch and ends those past the queue's wait limit
+//! (run by the queue's assigner, `assigner.rs`). Each offer and answer
+//! changes the conversation and its agent's record in one commit, decided
+//! by a function of [`decide`].
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::assigner::LeaseKeeper;
 use super::decide;
 use super::events::agent_participant;
-use super::model::{AgentState, AgentStatus, Conversation, EventBody, Notice, PresenceKind};
+use super::model::{
+    AgentState, AgentStatus, Conversation, EventBody, Notice, Participant, ParticipantRole,
+    PresenceKind,
+};
 use super::{AgentIdentity, NewEvent, Routing, RoutingError, RoutingResult, TransferTarget};
 use crate::engine::{Channel, Collection};
 use crate::store::records::Queue;
 use crate::store::{PageRequest, StoreError};
 
-/// How many offers one routing pass makes at most before it yields; the
-/// sweeper's next pass goes on.
-const MAX_OFFERS_PER_PASS: usize = 64;
+/// How many waiting conversations (longest waiting first) one round of a
+/// pass reads and plans for: more than agents usually have room for, so
+/// one round fills them, past the few every agent declined lately.
+const WAITING_BATCH: u64 = 256;
 
-/// How many waiting conversations one offer considers, longest waiting
-/// first: enough to get past a few that every available agent declined.
-const WAITING_WINDOW: u64 = 16;
+/// Rounds of one pass at most; a queue busier than that gets the next pass
+/// at once, after the assigner has renewed its lease and heard its wakes.
+const MAX_ROUNDS: usize = 16;
+
+/// What the visitor reads when their conversation waited longer than its
+/// queue allows.
+pub(super) const MAX_WAIT_TEXT: &str =
+    "Sorry, no agent could take your conversation in time. Please try again later.";
+
+/// What an assignment pass left behind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct PassOutcome {
+    /// Conversations still wait: the assigner holds on to the queue.
+    pub(super) waiting: bool,
+    /// When something falls due on its own (a wait limit, a decline
+    /// cool-down): the assigner looks again then.
+    pub(super) next_due: Option<DateTime<Utc>>,
+}
 
 impl Routing {
     /// Changes a conversation and its agent's record together, as `decide`
@@ -97,7 +122,7 @@ impl Routing {
         let c = self
             .transition(conversation, agent.id, now, decide::decline)
             .await?;
-        self.wake_queue(c.queue_id).await;
+        self.wake_queue(c.queue_id);
         Ok(c)
     }
 
@@ -149,12 +174,14 @@ impl Routing {
             now,
         )
         .await?;
+        // The sender has room again in its own queues too.
+        self.wake_agent_queues(agent).await;
         match target {
-            TransferTarget::Queue(queue) => self.wake_queue(queue).await,
+            TransferTarget::Queue(queue) => self.wake_queue(queue),
             TransferTarget::Agent(target) => {
                 if let Err(e) = self.offer_to(conversation, target, now).await {
                     tracing::info!(%conversation, error = %e, "direct transfer not possible; the conversation waits in its queue");
-                    self.wake_queue(c.queue_id).await;
+                    self.wake_queue(c.queue_id);
                 }
             }
         }
@@ -186,97 +213,237 @@ impl Routing {
             now,
         )
         .await?;
-        for queue in self
-            .agent_state(agent.id)
-            .await?
-            .map(|a| a.queues)
-            .unwrap_or_default()
-        {
-            self.wake_queue(queue).await;
-        }
+        self.wake_agent_queues(agent).await;
         Ok(c)
     }
 
-    /// Routes a queue now, on this node.
-    pub(super) async fn wake_queue(&self, queue: Uuid) {
-        self.route(queue, Utc::now()).await;
-    }
-
-    /// Offers waiting conversations of a queue to available agents with
-    /// capacity, longest idle first, until one of the two runs out.
-    pub async fn route(&self, queue: Uuid, now: DateTime<Utc>) {
-        for _ in 0..MAX_OFFERS_PER_PASS {
-            match self.offer_next(queue, now).await {
-                Ok(true) => continue,
-                Ok(false) => break,
-                Err(e) => {
-                    tracing::warn!(%queue, error = %e, "routing failed; the sweeper retries");
-                    break;
+    /// Wakes every queue an agent who just freed up takes offers from:
+    /// those it named, or all that are its own now.
+    async fn wake_agent_queues(&self, agent: &AgentIdentity) {
+        let queues = match self.agent_state(agent.id).await {
+            Ok(Some(state)) if state.all_queues => self.agent_queues(agent, &[]).await,
+            Ok(Some(state)) => Ok(state.queues),
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        match queues {
+            Ok(queues) => {
+                for queue in queues {
+                    self.wake_queue(queue);
                 }
             }
-        }
-    }
-
-    /// Makes at most one offer. Answers whether routing should look again.
-    async fn offer_next(&self, queue_id: Uuid, now: DateTime<Utc>) -> RoutingResult<bool> {
-        let offered = self
-            .read_modify_commit(
-                move || self.read_queue(queue_id),
-                |view, writes| {
-                    let Some((waiting, queue, agents)) = view else {
-                        return Ok(None);
-                    };
-                    let Some((c, a)) = decide::next_offer(&waiting, &agents, &queue) else {
-                        return Ok(None);
-                    };
-                    let (mut c, mut a) = (c.clone(), a.clone());
-                    decide::offer(&mut c, &mut a, &queue, now)?;
-                    writes.put(&mut c, now)?;
-                    writes.put(&mut a, now)?;
-                    Ok(Some((c.meta.id, a.meta.id)))
-                },
-            )
-            .await;
-        match offered {
-            Ok(Some((conversation, agent))) => {
-                self.offered(conversation, agent).await;
-                Ok(true)
+            Err(e) => {
+                tracing::warn!(agent = %agent.id, error = %e, "cannot wake the agent's queues; the sweeper does");
             }
-            Ok(None) => Ok(false),
-            // A record went away under the offer: look again.
-            Err(RoutingError::Store(StoreError::NotFound)) => Ok(true),
-            Err(e) => Err(e),
         }
     }
 
-    /// What the next offer in a queue is decided on: the longest-waiting
-    /// conversations, the queue, and the agents online. `None` when nothing
-    /// waits (then nothing else is read) or the queue is gone.
-    async fn read_queue(
+    /// One assignment pass over a queue, by the holder of its lease (see
+    /// `assigner.rs`): conversations waiting past the queue's limit end,
+    /// and the rest are offered in one batch to the agents with room,
+    /// planned by [`decide::plan_offers`] and made one by one, each a commit
+    /// of the conversation and its agent, pushed to the agent as it is made.
+    /// Goes on while a round made offers and more may be possible (a page
+    /// full, an offer that no longer fitted). Answers what is left waiting,
+    /// or `None` when the lease was lost midway.
+    pub(super) async fn assign_pass(
         &self,
         queue_id: Uuid,
-    ) -> RoutingResult<Option<(Vec<Conversation>, Queue, Vec<AgentState>)>> {
-        let waiting = self
-            .store
-            .list::<Conversation>(
-                &Collection::Waiting(queue_id),
-                PageRequest {
-                    number: 1,
-                    size: WAITING_WINDOW,
+        now: DateTime<Utc>,
+        lease: &mut LeaseKeeper<'_>,
+    ) -> RoutingResult<Option<PassOutcome>> {
+        for _ in 0..MAX_ROUNDS {
+            let Some(queue) = self.store.find::<Queue>(queue_id).await? else {
+                return Ok(Some(PassOutcome::default()));
+            };
+            let page = self
+                .store
+                .list::<Conversation>(
+                    &Collection::Waiting(queue_id),
+                    PageRequest {
+                        number: 1,
+                        size: WAITING_BATCH,
+                    },
+                )
+                .await?;
+            let full = page.entities.len() as u64 >= WAITING_BATCH;
+            let (overdue, waiting): (Vec<Conversation>, Vec<Conversation>) = page
+                .entities
+                .into_iter()
+                .partition(|c| decide::overdue(c, &queue, now));
+            for c in &overdue {
+                if !lease.keep().await? {
+                    return Ok(None);
+                }
+                if let Err(e) = self.give_up(c.meta.id, &queue, now).await {
+                    tracing::warn!(conversation = %c.meta.id, error = %e, "cannot end a conversation past its wait limit; trying again");
+                }
+            }
+            if waiting.is_empty() {
+                if overdue.is_empty() {
+                    return Ok(Some(PassOutcome::default()));
+                }
+                continue;
+            }
+            let agents = self
+                .store
+                .list_all::<AgentState>(&Collection::OnlineAgents)
+                .await?;
+            let plan = decide::plan_offers(&waiting, &agents, &queue, now);
+            let mut agents: HashMap<Uuid, AgentState> =
+                agents.into_iter().map(|a| (a.meta.id, a)).collect();
+            let mut conversations: HashMap<Uuid, Conversation> =
+                waiting.iter().map(|c| (c.meta.id, c.clone())).collect();
+            let mut missed = 0;
+            for planned in &plan {
+                if !lease.keep().await? {
+                    return Ok(None);
+                }
+                let (Some(c), Some(a)) = (
+                    conversations.get(&planned.conversation),
+                    agents.get(&planned.agent),
+                ) else {
+                    continue;
+                };
+                match self.make_offer(c.clone(), a.clone(), &queue, now).await {
+                    Ok(Some(a)) => {
+                        conversations.remove(&planned.conversation);
+                        agents.insert(a.meta.id, a);
+                    }
+                    Ok(None) => missed += 1,
+                    Err(e) => {
+                        tracing::warn!(conversation = %planned.conversation, agent = %planned.agent, error = %e, "offer failed; the next pass tries again");
+                        missed += 1;
+                    }
+                }
+            }
+            let made = plan.len() - missed;
+            let again = !overdue.is_empty() || (made > 0 && (missed > 0 || full));
+            if !again {
+                let left: Vec<Conversation> = waiting
+                    .into_iter()
+                    .filter(|c| conversations.contains_key(&c.meta.id))
+                    .collect();
+                return Ok(Some(PassOutcome {
+                    waiting: !left.is_empty(),
+                    next_due: decide::next_due(&left, &queue, now),
+                }));
+            }
+        }
+        // A very busy queue: the assigner comes back at once.
+        Ok(Some(PassOutcome {
+            waiting: true,
+            next_due: Some(now),
+        }))
+    }
+
+    /// Makes one planned offer: committed on the records the plan was made
+    /// on (which the lease keeps current), or, when one changed meanwhile,
+    /// decided again on fresh ones. Answers the agent as committed, or
+    /// `None` when the offer no longer fits.
+    async fn make_offer(
+        &self,
+        c: Conversation,
+        a: AgentState,
+        queue: &Queue,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<Option<AgentState>> {
+        let (conversation, agent) = (c.meta.id, a.meta.id);
+        let mut planned = Some((c, a));
+        let made = self
+            .read_modify_commit(
+                move || {
+                    let planned = planned.take();
+                    async move {
+                        match planned {
+                            Some(records) => Ok(Some(records)),
+                            None => self.pair(conversation, agent).await,
+                        }
+                    }
+                },
+                |found, writes| {
+                    let Some((mut c, mut a)) = found else {
+                        return Ok(None);
+                    };
+                    if decide::offer_planned(&mut c, &mut a, queue, now).is_err() {
+                        return Ok(None);
+                    }
+                    writes.put(&mut c, now)?;
+                    writes.put(&mut a, now)?;
+                    Ok(Some(a))
                 },
             )
             .await?;
-        if waiting.entities.is_empty() {
-            return Ok(None);
+        if made.is_some() {
+            self.offered(conversation, agent).await;
         }
-        let Some(queue) = self.store.find::<Queue>(queue_id).await? else {
-            return Ok(None);
-        };
-        let agents = self
-            .store
-            .list_all::<AgentState>(&Collection::OnlineAgents)
+        Ok(made)
+    }
+
+    /// A conversation and an agent as stored now, if both exist.
+    async fn pair(
+        &self,
+        conversation: Uuid,
+        agent: Uuid,
+    ) -> RoutingResult<Option<(Conversation, AgentState)>> {
+        let c = self.store.find::<Conversation>(conversation).await?;
+        let a = self.store.find::<AgentState>(agent).await?;
+        Ok(c.zip(a))
+    }
+
+    /// Ends a conversation that waited longer than its queue allows, and
+    /// tells the visitor: a message from the queue, then the `Disconnect`
+    /// presence a guest client takes as the end of the conversation (as when
+    /// an agent ends it), then the `ended` marker.
+    async fn give_up(
+        &self,
+        conversation: Uuid,
+        queue: &Queue,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<()> {
+        let ended = self
+            .read_modify_commit(
+                move || async move { self.existing_conversation(conversation).await },
+                |mut c, writes| {
+                    if decide::give_up(&mut c, queue, now).is_err() {
+                        return Ok(false);
+                    }
+                    writes.put(&mut c, now)?;
+                    Ok(true)
+                },
+            )
             .await?;
-        Ok(Some((waiting.entities, queue, agents)))
+        if !ended {
+            return Ok(());
+        }
+        tracing::info!(%conversation, queue = %queue.meta.id, "no agent within the queue's wait limit; the conversation ends");
+        let from = Participant {
+            role: ParticipantRole::System,
+            id: None,
+            name: queue.name.clone(),
+            authenticated: false,
+            first_name: None,
+            last_name: None,
+        };
+        let events = [
+            EventBody::text(MAX_WAIT_TEXT, None),
+            EventBody::presence(PresenceKind::Disconnect),
+            EventBody::Ended {
+                wrap_up: Some(decide::MAX_WAIT_WRAP_UP.to_owned()),
+            },
+        ];
+        for body in events {
+            let event = NewEvent { body, dedup: None };
+            self.append(conversation, from.clone(), event, now).await?;
+        }
+        self.notify(
+            &Channel::Conversation(conversation),
+            &Notice::Changed {
+                conversation_id: conversation,
+            },
+        )
+        .await;
+        Ok(())
     }
 
     /// Offers a conversation waiting in its queue to one agent directly (a

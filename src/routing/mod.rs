@@ -17,11 +17,16 @@
 //!   (`typing`, `revoked`);
 //! - `events`: the conversation logs and bus notices;
 //! - `agents`: an agent's presence, status and directory;
-//! - `assignment`: offers, and what agents do with a conversation;
-//! - `sweeper`: what no socket asks for (offer timeouts, lost agents), run
-//!   on every node without a leader.
+//! - `assignment`: what agents do with a conversation, and the batch pass
+//!   that offers a queue's waiting conversations to its agents;
+//! - `assigner`: who runs that pass: one node per queue at a time, holding
+//!   the queue's lease in the engine, woken by arrivals and agents freeing
+//!   up (never on the request that caused the wake);
+//! - `sweeper`: what no socket asks for (offer timeouts, lost agents,
+//!   queues nobody is assigning), run on every node without a leader.
 
 mod agents;
+mod assigner;
 mod assignment;
 mod commit;
 pub mod content;
@@ -36,6 +41,7 @@ mod tests;
 mod typing;
 pub mod visitor;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -72,6 +78,10 @@ pub struct RoutingConfig {
     pub agent_grace: Duration,
     /// How often the sweeper runs.
     pub sweep_interval: Duration,
+    /// How long a queue's assignment lease lasts unless its holder renews
+    /// it (a third of the way through): how long the queue goes unassigned
+    /// when the node holding it dies, before another node takes over.
+    pub assign_lease: Duration,
 }
 
 impl Default for RoutingConfig {
@@ -79,6 +89,7 @@ impl Default for RoutingConfig {
         Self {
             agent_grace: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
+            assign_lease: Duration::from_secs(5),
         }
     }
 }
@@ -133,11 +144,17 @@ pub struct NewEvent {
 pub struct Routing {
     store: Store,
     config: RoutingConfig,
+    /// This node's assigner tasks, shared by every clone.
+    assigners: Arc<assigner::Assigners>,
 }
 
 impl Routing {
     pub fn new(store: Store, config: RoutingConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            assigners: Arc::new(assigner::Assigners::new()),
+        }
     }
 
     fn engine(&self) -> &Engine {

@@ -127,9 +127,16 @@ pub struct Conversation {
     #[serde(flatten)]
     pub state: ConversationState,
     /// Agents who declined or let the offer time out; skipped when offering
-    /// again.
+    /// again until the queue's cool-down after `declined_at` has passed.
     #[serde(default)]
     pub declined: Vec<Uuid>,
+    /// When the last agent declined or let the offer time out. Declines
+    /// older than the queue's cool-down are forgotten, so a conversation
+    /// every agent turned down is offered again rather than waiting forever.
+    /// Records from before this field have none: their declines count as
+    /// forgotten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declined_at: Option<DateTime<Utc>>,
     /// Every agent who was connected, for supervisors and history.
     #[serde(default)]
     pub agents: Vec<Uuid>,
@@ -202,8 +209,18 @@ pub struct AgentState {
     pub org_id: OrgId,
     pub display_name: String,
     pub status: AgentStatus,
-    /// Queues the agent takes offers from.
+    /// Queues the agent takes offers from (with `all_queues`, those that
+    /// were its queues when it went available).
     pub queues: Vec<Uuid>,
+    /// The agent went available without naming queues: it takes offers
+    /// from every queue that is its own when the offer is made, including
+    /// queues created (or listing it) afterwards.
+    #[serde(default)]
+    pub all_queues: bool,
+    /// A staff member, whose queues are those listing it; an API client's
+    /// are every queue of its organization. Only read with `all_queues`.
+    #[serde(default)]
+    pub member: bool,
     /// Offered and connected conversations: the agent's load.
     pub conversations: Vec<Uuid>,
     /// Since when the agent has had nothing to do: longest idle first.

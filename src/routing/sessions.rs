@@ -147,8 +147,10 @@ impl Routing {
 
     /// Posts a visitor's event. Opens a conversation in the deployment's
     /// queue when the session has none (or its last one ended and the
-    /// configuration lets a new one start). Answers the conversation, the
-    /// event and whether it was a resend of one already logged.
+    /// configuration lets a new one start): it waits there, and its queue's
+    /// assigner is woken; the answer does not wait for an offer. Answers the
+    /// conversation, the event and whether it was a resend of one already
+    /// logged.
     pub async fn visitor_post(
         &self,
         session_id: Uuid,
@@ -188,14 +190,17 @@ impl Routing {
                 },
             )
             .await?;
-        if opened {
-            tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
-            self.wake_queue(conversation.queue_id).await;
-        }
         // As the conversation knows the visitor: signed in (with names) once
         // the session stepped up, whichever socket sends.
         let from = Participant::visitor(conversation.visitor.as_ref());
-        let (event, duplicate) = self.append(conversation.meta.id, from, event, now).await?;
+        let appended = self.append(conversation.meta.id, from, event, now).await;
+        if opened {
+            // Woken once the message is logged, so the agent's offer shows
+            // it; assigned in the background, never before the answer.
+            tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
+            self.wake_queue(conversation.queue_id);
+        }
+        let (event, duplicate) = appended?;
         Ok((conversation, event, duplicate))
     }
 

@@ -1,7 +1,8 @@
 //! The sweeper: what no socket asks for. It times offers out, notices agents
-//! whose sockets are gone (their heartbeat expired), and now and then routes
-//! every queue, in case a wake-up was lost with a node. Its work is
-//! idempotent, so every node runs it and none leads.
+//! whose sockets are gone (their heartbeat expired), and now and then wakes
+//! every queue where conversations wait and nobody holds the assignment
+//! lease, in case a wake-up was lost with a node. Its work is idempotent,
+//! so every node runs it and none leads.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -14,8 +15,8 @@ use crate::store::records::{Organization, Queue};
 use crate::store::types::OrgId;
 use crate::store::{PageRequest, Record, StoreError, collection_of};
 
-/// How many sweeps pass between two routings of every queue.
-const ROUTE_ALL_EVERY: u64 = 15;
+/// How many sweeps pass between two looks for queues nobody assigns.
+const WAKE_ALL_EVERY: u64 = 5;
 
 /// How many offers one sweep looks at, earliest deadline first.
 const OFFERS_PER_SWEEP: u64 = 50;
@@ -29,7 +30,12 @@ impl Routing {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => {
+                    // Leases go now, so other nodes take the queues over
+                    // without waiting for them to run out.
+                    self.assigners.close();
+                    return;
+                }
                 _ = tick.tick() => {}
             }
             rounds += 1;
@@ -40,10 +46,10 @@ impl Routing {
             if let Err(e) = self.sweep_agents(now).await {
                 tracing::warn!(error = %e, "sweeping agents failed");
             }
-            if rounds.is_multiple_of(ROUTE_ALL_EVERY)
-                && let Err(e) = self.route_all(now).await
+            if rounds.is_multiple_of(WAKE_ALL_EVERY)
+                && let Err(e) = self.wake_unassigned().await
             {
-                tracing::warn!(error = %e, "routing all queues failed");
+                tracing::warn!(error = %e, "looking for unassigned queues failed");
             }
         }
     }
@@ -80,7 +86,7 @@ impl Routing {
                     tracing::info!(conversation = %c.meta.id, agent = %agent_id, "offer timed out");
                     self.notify(&Channel::Agent(agent_id), &Notice::AgentChanged)
                         .await;
-                    self.wake_queue(c.queue_id).await;
+                    self.wake_queue(c.queue_id);
                 }
                 Err(RoutingError::NotAllowed(_)) => {}
                 Err(e) => return Err(e),
@@ -132,7 +138,7 @@ impl Routing {
                             .append_presence(conversation, &identity, PresenceKind::Leave, now)
                             .await;
                     }
-                    self.wake_queue(c.queue_id).await;
+                    self.wake_queue(c.queue_id);
                 }
                 Err(RoutingError::UnknownConversation) => {}
                 Err(e) => return Err(e),
@@ -156,7 +162,10 @@ impl Routing {
         Ok(beat.is_some())
     }
 
-    async fn route_all(&self, now: DateTime<Utc>) -> RoutingResult<()> {
+    /// Wakes every queue where conversations wait while no node holds its
+    /// lease: a wake lost with a node that died, a lease that ran out with
+    /// its holder. A queue with a holder is the holder's.
+    async fn wake_unassigned(&self) -> RoutingResult<()> {
         for org in self
             .store
             .list_all::<Organization>(&Collection::Organizations)
@@ -164,7 +173,28 @@ impl Routing {
         {
             let collection = collection_of(Queue::KIND, OrgId(org.meta.id));
             for queue in self.store.list_all::<Queue>(&collection).await? {
-                self.route(queue.meta.id, now).await;
+                let id = queue.meta.id;
+                if self.assigners.has(id) {
+                    continue;
+                }
+                let held = self
+                    .engine()
+                    .peek(Space::AssignLease, &id.to_string())
+                    .await
+                    .map_err(StoreError::from)?;
+                if held.is_some() {
+                    continue;
+                }
+                let waiting = self
+                    .store
+                    .list::<Conversation>(
+                        &Collection::Waiting(id),
+                        PageRequest { number: 1, size: 1 },
+                    )
+                    .await?;
+                if !waiting.entities.is_empty() {
+                    self.wake_queue(id);
+                }
             }
         }
         Ok(())

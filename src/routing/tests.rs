@@ -7,11 +7,15 @@ use std::cell::Cell;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use super::assigner::LeaseKeeper;
+use super::assignment::{MAX_WAIT_TEXT, PassOutcome};
+use super::decide::MAX_WAIT_WRAP_UP;
 use super::model::{
-    AgentState, AgentStatus, Conversation, ConversationState, EventBody, GuestSession, PresenceKind,
+    AgentState, AgentStatus, Conversation, ConversationState, EventBody, GuestSession,
+    ParticipantRole, PresenceKind,
 };
 use super::{AgentIdentity, NewEvent, Routing, RoutingConfig, RoutingError, TransferTarget};
-use crate::engine::{EmbeddedEngine, Engine, Space};
+use crate::engine::{BusMessage, Channel, EmbeddedEngine, Engine, Lease, Space};
 use crate::store::Store;
 use crate::store::records::{ConfigurationContent, ConfigurationRef, Deployment, Meta, Queue};
 use crate::store::types::{DeploymentStatus, OrgId};
@@ -40,6 +44,11 @@ impl Center {
     }
 
     async fn queue(&self, capacity: u32) -> Queue {
+        self.queue_with(capacity, |_| {}).await
+    }
+
+    /// A queue with `capacity`, as `change` sets it up.
+    async fn queue_with(&self, capacity: u32, change: impl FnOnce(&mut Queue)) -> Queue {
         let mut queue = Queue {
             meta: Meta::new(Utc::now()),
             org_id: self.org,
@@ -47,7 +56,10 @@ impl Center {
             offer_timeout_seconds: 30,
             agent_capacity: capacity,
             member_ids: Vec::new(),
+            decline_cooldown_seconds: 60,
+            max_wait_seconds: None,
         };
+        change(&mut queue);
         self.store.create(&mut queue).await.unwrap();
         queue
     }
@@ -67,11 +79,13 @@ impl Center {
             .set_status(&agent, AgentStatus::Available, vec![queue.meta.id], at)
             .await
             .unwrap();
+        self.routing.settled().await;
         agent
     }
 
     /// A guest's first message in a deployment of `queue`: opens its
-    /// session and a conversation, which is routed at once.
+    /// session and a conversation, answered once logged; the conversation
+    /// is offered by the queue's assigner, which this waits for.
     async fn visitor_writes(&self, queue: &Queue, now: DateTime<Utc>) -> Conversation {
         let deployment = deployment(self.org, queue.meta.id);
         let (session, created) = self
@@ -86,6 +100,12 @@ impl Center {
             .await
             .unwrap();
         assert_eq!((event.seq, duplicate), (1, false));
+        // Answered waiting: routing comes after.
+        assert!(matches!(
+            conversation.state,
+            ConversationState::Waiting { .. }
+        ));
+        self.routing.settled().await;
         conversation
     }
 
@@ -214,6 +234,7 @@ async fn decline_requeues_and_offers_the_next_agent() {
         .decline(&first, c.meta.id, now)
         .await
         .unwrap();
+    center.routing.settled().await;
     let c = center.conversation(c.meta.id).await;
     assert_eq!(offered_to(&c), Some(second.id));
     assert_eq!(c.declined, [first.id]);
@@ -224,6 +245,7 @@ async fn decline_requeues_and_offers_the_next_agent() {
         .decline(&second, c.meta.id, now)
         .await
         .unwrap();
+    center.routing.settled().await;
     let c = center.conversation(c.meta.id).await;
     assert!(matches!(c.state, ConversationState::Waiting { since } if since == now));
 }
@@ -275,6 +297,7 @@ async fn a_lost_agent_goes_offline_and_its_conversation_to_another() {
         .await
         .unwrap();
     center.routing.sweep_agents(now).await.unwrap();
+    center.routing.settled().await;
     let state = center.agent_state(&lost).await;
     assert_eq!(state.status, AgentStatus::Offline);
     assert!(state.conversations.is_empty());
@@ -306,6 +329,7 @@ async fn transfer_to_a_queue_offers_it_there() {
         .transfer(&agent, c.meta.id, target, now)
         .await
         .unwrap();
+    center.routing.settled().await;
     assert_eq!(c.queue_id, second.meta.id);
     let c = center.conversation(c.meta.id).await;
     assert_eq!(offered_to(&c), Some(specialist.id));
@@ -353,6 +377,7 @@ async fn capacity_holds_the_next_conversation_until_one_ends() {
         .end(&agent, one.meta.id, wrap_up.clone(), now)
         .await
         .unwrap();
+    center.routing.settled().await;
     assert!(matches!(ended.state, ConversationState::Ended { .. }));
     assert_eq!(
         center.log(one.meta.id).await[2..],
@@ -483,4 +508,265 @@ async fn touch(center: &Center, session: Uuid) {
         .unwrap();
     let read = s.meta.version;
     center.store.update(&mut s, read).await.unwrap();
+}
+
+/// Conversations in a queue, by state: (waiting, offered).
+async fn states(center: &Center, conversations: &[Conversation]) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for c in conversations {
+        match center.conversation(c.meta.id).await.state {
+            ConversationState::Waiting { .. } => counts.0 += 1,
+            ConversationState::Offered { .. } => counts.1 += 1,
+            other => panic!("unexpected state {other:?}"),
+        }
+    }
+    counts
+}
+
+/// A burst of first messages with nobody assigning: every one is answered
+/// from the log, waiting; then one assigner fills every agent to its
+/// capacity in one batch, longest waiting first, and no further.
+#[tokio::test]
+async fn a_burst_waits_answered_and_is_assigned_in_one_batch() {
+    let center = Center::new().await;
+    let queue = center.queue(2).await;
+    let now = Utc::now();
+    let mut burst = Vec::new();
+    for i in 0..10 {
+        burst.push(
+            center
+                .visitor_writes(&queue, now + Duration::milliseconds(i))
+                .await,
+        );
+    }
+    assert_eq!(states(&center, &burst).await, (10, 0));
+    let agents = [
+        center.agent(&queue, now - Duration::seconds(30)).await,
+        center.agent(&queue, now - Duration::seconds(20)).await,
+        center.agent(&queue, now - Duration::seconds(10)).await,
+    ];
+    assert_eq!(states(&center, &burst).await, (4, 6));
+    for agent in &agents {
+        assert_eq!(center.agent_state(agent).await.conversations.len(), 2);
+    }
+    // The six that waited longest.
+    for c in &burst[..6] {
+        assert!(offered_to(&center.conversation(c.meta.id).await).is_some());
+    }
+    // One ends: the next in line goes to the agent who freed up.
+    let first = center.conversation(burst[0].meta.id).await;
+    let holder = agents
+        .iter()
+        .find(|a| offered_to(&first) == Some(a.id))
+        .unwrap();
+    center
+        .routing
+        .accept(holder, first.meta.id, now)
+        .await
+        .unwrap();
+    center
+        .routing
+        .end(holder, first.meta.id, None, now)
+        .await
+        .unwrap();
+    center.routing.settled().await;
+    assert_eq!(
+        offered_to(&center.conversation(burst[6].meta.id).await),
+        Some(holder.id)
+    );
+}
+
+/// Declined by every agent, a conversation is not left waiting forever: once
+/// the queue's cool-down has passed the assigner offers it again.
+#[tokio::test]
+async fn declined_by_everyone_it_is_offered_again_after_the_cool_down() {
+    let center = Center::new().await;
+    let queue = center.queue(1).await;
+    let now = Utc::now();
+    let agent = center.agent(&queue, now).await;
+    let c = center.visitor_writes(&queue, now).await;
+    let declined_at = Utc::now();
+    center
+        .routing
+        .decline(&agent, c.meta.id, declined_at)
+        .await
+        .unwrap();
+    center.routing.settled().await;
+    let c = center.conversation(c.meta.id).await;
+    assert!(matches!(c.state, ConversationState::Waiting { .. }));
+
+    // The assigner's pass knows when to look again...
+    let mut lease = LeaseKeeper::none(queue.meta.id);
+    let outcome = center
+        .routing
+        .assign_pass(
+            queue.meta.id,
+            declined_at + Duration::seconds(1),
+            &mut lease,
+        )
+        .await
+        .unwrap();
+    let cooled = declined_at + Duration::seconds(60);
+    assert_eq!(
+        outcome,
+        Some(PassOutcome {
+            waiting: true,
+            next_due: Some(cooled),
+        })
+    );
+    // ...and then the same agent may have it again.
+    center
+        .routing
+        .assign_pass(queue.meta.id, cooled, &mut lease)
+        .await
+        .unwrap();
+    let c = center.conversation(c.meta.id).await;
+    assert_eq!(offered_to(&c), Some(agent.id));
+    assert!(c.declined.is_empty());
+}
+
+/// A conversation that waits longer than its queue allows ends, and the
+/// visitor is told in the log they read: the queue's message, then the
+/// `Disconnect` presence.
+#[tokio::test]
+async fn past_the_wait_limit_the_conversation_ends_and_the_visitor_is_told() {
+    let center = Center::new().await;
+    let queue = center
+        .queue_with(1, |q| q.max_wait_seconds = Some(120))
+        .await;
+    let now = Utc::now();
+    let c = center.visitor_writes(&queue, now).await;
+    let mut lease = LeaseKeeper::none(queue.meta.id);
+    let outcome = center
+        .routing
+        .assign_pass(queue.meta.id, now + Duration::seconds(119), &mut lease)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome.next_due, Some(now + Duration::seconds(120)));
+    assert!(matches!(
+        center.conversation(c.meta.id).await.state,
+        ConversationState::Waiting { .. }
+    ));
+
+    let late = now + Duration::seconds(120);
+    let outcome = center
+        .routing
+        .assign_pass(queue.meta.id, late, &mut lease)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Some(PassOutcome::default()));
+    assert_eq!(
+        center.conversation(c.meta.id).await.state,
+        ConversationState::Ended {
+            at: late,
+            wrap_up: Some(MAX_WAIT_WRAP_UP.to_owned()),
+        }
+    );
+    let events = center.routing.events_after(c.meta.id, 1, 10).await.unwrap();
+    let told: Vec<(ParticipantRole, EventBody)> = events
+        .into_iter()
+        .map(|e| (e.event.from.role, e.event.body))
+        .collect();
+    assert!(matches!(
+        &told[..],
+        [
+            (ParticipantRole::System, EventBody::Message { text: Some(text), .. }),
+            (ParticipantRole::System, EventBody::Presence { presence: PresenceKind::Disconnect, .. }),
+            (ParticipantRole::System, EventBody::Ended { .. }),
+        ] if text == MAX_WAIT_TEXT
+    ));
+}
+
+/// While another node holds the queue's lease, this one makes no offers;
+/// when that holder is gone (its lease runs out unrenewed), this node takes
+/// over and assigns what waited.
+#[tokio::test]
+async fn a_lease_that_runs_out_unrenewed_is_taken_over() {
+    let center = Center::new().await;
+    let queue = center.queue(1).await;
+    let now = Utc::now();
+    // Another node's lease, which it will never renew.
+    let engine = center.store.engine();
+    let id = queue.meta.id.to_string();
+    let dead = b"a node that died";
+    let ttl = std::time::Duration::from_secs(2);
+    assert_eq!(
+        engine
+            .lease(Space::AssignLease, &id, dead, ttl)
+            .await
+            .unwrap(),
+        Lease::Held
+    );
+    let agent = center.agent(&queue, now).await;
+    let mut offers = engine.subscribe(Channel::Agent(agent.id)).await.unwrap();
+    let c = center.visitor_writes(&queue, now).await;
+    // Handed over: this node stands by, the conversation waits.
+    assert!(matches!(
+        center.conversation(c.meta.id).await.state,
+        ConversationState::Waiting { .. }
+    ));
+    assert!(engine.peek(Space::AssignWake, &id).await.unwrap().is_some());
+
+    let offered = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(BusMessage::Payload(_)) = offers.recv().await
+                && let Some(agent_id) = offered_to(&center.conversation(c.meta.id).await)
+            {
+                return agent_id;
+            }
+        }
+    })
+    .await
+    .expect("taken over after the lease ran out");
+    assert_eq!(offered, agent.id);
+    // The lease is this node's now: the dead holder's renewal is refused.
+    assert!(matches!(
+        engine
+            .lease(Space::AssignLease, &id, dead, ttl)
+            .await
+            .unwrap(),
+        Lease::Busy { .. }
+    ));
+}
+
+/// Wakes coalesce: twenty arrivals while another node holds the lease make
+/// no pass here, and once this node holds it, one pass offers them all.
+#[tokio::test]
+async fn many_wakes_make_one_pass_that_drains_the_queue() {
+    use std::sync::atomic::Ordering;
+    let center = Center::new().await;
+    let queue = center.queue(50).await;
+    let now = Utc::now();
+    let engine = center.store.engine();
+    let id = queue.meta.id.to_string();
+    let other = b"another node";
+    let long = std::time::Duration::from_secs(60);
+    assert_eq!(
+        engine
+            .lease(Space::AssignLease, &id, other, long)
+            .await
+            .unwrap(),
+        Lease::Held
+    );
+    let mut burst = Vec::new();
+    for i in 0..20 {
+        burst.push(
+            center
+                .visitor_writes(&queue, now + Duration::milliseconds(i))
+                .await,
+        );
+    }
+    assert_eq!(center.routing.assigners.passes.load(Ordering::Relaxed), 0);
+    // The other node lets go; an agent going available wakes the queue.
+    assert!(
+        engine
+            .release(Space::AssignLease, &id, other)
+            .await
+            .unwrap()
+    );
+    let agent = center.agent(&queue, now).await;
+    assert_eq!(states(&center, &burst).await, (0, 20));
+    assert_eq!(center.agent_state(&agent).await.conversations.len(), 20);
+    assert_eq!(center.routing.assigners.passes.load(Ordering::Relaxed), 1);
 }

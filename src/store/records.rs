@@ -482,8 +482,25 @@ pub struct Queue {
     /// Conversations an agent of this queue handles at once.
     pub agent_capacity: u32,
     pub member_ids: Vec<Uuid>,
+    /// How long an agent's decline (or an offer it let time out) keeps the
+    /// conversation from that agent. After it the declines are forgotten,
+    /// so a conversation every agent turned down is offered again.
+    #[serde(default = "default_decline_cooldown")]
+    pub decline_cooldown_seconds: u32,
+    /// How long a conversation may wait for an agent. After it the
+    /// conversation ends and the visitor is told (a message and the
+    /// `Disconnect` presence); none waits as long as it takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_wait_seconds: Option<u32>,
 }
 record!(Queue, Kind::Queue);
+
+/// The cool-down of queues stored before it was a setting.
+pub const DEFAULT_DECLINE_COOLDOWN_SECONDS: u32 = 60;
+
+fn default_decline_cooldown() -> u32 {
+    DEFAULT_DECLINE_COOLDOWN_SECONDS
+}
 
 impl Record for Queue {
     const KIND: Kind = Kind::Queue;

@@ -19,6 +19,7 @@ mod loadtest;
 mod multi_node;
 mod oidc_attacks;
 mod public_and_ops;
+mod routing_burst;
 mod staff_sso;
 mod support;
 mod web_snippet;

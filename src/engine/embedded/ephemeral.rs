@@ -16,7 +16,7 @@ use redb::{Database, DatabaseError, ReadableTable};
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
 use super::{EmbeddedEngine, db_err};
-use crate::engine::{EngineError, EngineResult, Space, StashMode};
+use crate::engine::{EngineError, EngineResult, Lease, Space, StashMode};
 
 /// How often expired ephemeral values are deleted. Reads never see them
 /// anyway; this only reclaims space.
@@ -92,6 +92,45 @@ impl EmbeddedEngine {
                 .insert(key.as_str(), (expires, value.as_slice()))
                 .map_err(db_err)?;
             Ok(Some(old))
+        })
+        .await
+    }
+
+    pub async fn lease(
+        &self,
+        space: Space,
+        id: &str,
+        holder: &[u8],
+        ttl: Duration,
+    ) -> EngineResult<Lease> {
+        let key = ephemeral_key(space, id);
+        let holder = holder.to_vec();
+        self.write_ephemeral(move |table, now| {
+            if let Some((expires, held)) = read_live(table, &key, now)?
+                && held != holder
+            {
+                return Ok(Lease::Busy {
+                    remaining: Duration::from_millis(expires.saturating_sub(now)),
+                });
+            }
+            let expires = now.saturating_add(ttl_millis(ttl));
+            table
+                .insert(key.as_str(), (expires, holder.as_slice()))
+                .map_err(db_err)?;
+            Ok(Lease::Held)
+        })
+        .await
+    }
+
+    pub async fn release(&self, space: Space, id: &str, holder: &[u8]) -> EngineResult<bool> {
+        let key = ephemeral_key(space, id);
+        let holder = holder.to_vec();
+        self.write_ephemeral(move |table, now| {
+            let mine = read_live(table, &key, now)?.is_some_and(|(_, held)| held == holder);
+            if mine {
+                table.remove(key.as_str()).map_err(db_err)?;
+            }
+            Ok(mine)
         })
         .await
     }

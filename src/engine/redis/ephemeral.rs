@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{RedisEngine, keys, scripts, unavailable};
-use crate::engine::{EngineResult, Space, StashMode};
+use crate::engine::{EngineResult, Lease, Space, StashMode};
 
 /// The longest TTL sent to Redis (about 285,000 years): Redis refuses an
 /// expiry that overflows its clock, and nothing here needs more.
@@ -73,6 +73,42 @@ impl RedisEngine {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)
+    }
+
+    /// `lease.lua`: the holder check and the write in one atomic step.
+    pub async fn lease(
+        &self,
+        space: Space,
+        id: &str,
+        holder: &[u8],
+        ttl: Duration,
+    ) -> EngineResult<Lease> {
+        let mut conn = self.conn.clone();
+        let left: i64 = scripts::LEASE
+            .key(keys::ephemeral(&self.prefix, space, id))
+            .arg(holder)
+            .arg(ttl_millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match u64::try_from(left) {
+            Ok(left) => Lease::Busy {
+                remaining: Duration::from_millis(left),
+            },
+            Err(_) => Lease::Held,
+        })
+    }
+
+    /// `release.lua`: removes the lease only when `holder` holds it.
+    pub async fn release(&self, space: Space, id: &str, holder: &[u8]) -> EngineResult<bool> {
+        let mut conn = self.conn.clone();
+        let removed: i64 = scripts::RELEASE
+            .key(keys::ephemeral(&self.prefix, space, id))
+            .arg(holder)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(removed == 1)
     }
 
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {

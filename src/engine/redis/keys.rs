@@ -13,7 +13,7 @@
 //!   encoded key (ties therefore list by key);
 //! - `<p>{rec}:u:<claim>`: STRING, the encoded key of the claim's holder;
 //! - `<p>e:<space>:<id>`: STRING with a TTL, one ephemeral value (a decimal
-//!   integer for counters).
+//!   integer for counters, the holder's id for a lease).
 //!
 //! The `{rec}` hash tag puts every record key in the same Redis Cluster
 //! slot: the commit script touches keys it only discovers while running.

@@ -35,7 +35,15 @@ pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
 pub(super) static COUNT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("count.lua")));
 
+/// Takes or renews a lease: see `lease.lua`.
+pub(super) static LEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lease.lua")));
+
+/// Gives up a lease its holder holds: see `release.lua`.
+pub(super) static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("release.lua")));
+
 /// Every script, for loading at connect.
-pub(super) fn all() -> [&'static Script; 3] {
-    [&COMMIT, &APPEND, &COUNT]
+pub(super) fn all() -> [&'static Script; 5] {
+    [&COMMIT, &APPEND, &COUNT, &LEASE, &RELEASE]
 }

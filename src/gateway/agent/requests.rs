@@ -65,7 +65,13 @@ impl Agent {
                     }
                     RequestedStatus::Away => Vec::new(),
                 };
-                let agent = routing.set_status(&me, status.into(), queues, now).await?;
+                let agent = match status {
+                    // Named none: every queue of theirs, later ones too.
+                    RequestedStatus::Available if requested.is_empty() => {
+                        routing.set_available_everywhere(&me, queues, now).await?
+                    }
+                    _ => routing.set_status(&me, status.into(), queues, now).await?,
+                };
                 Ok(Some(Outcome::Presence {
                     status: agent.status,
                     queues: agent.queues,

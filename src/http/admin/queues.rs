@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::resource::{Resource, crud_routes, in_range, name};
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::store::records::{Meta, Queue};
+use crate::store::records::{DEFAULT_DECLINE_COOLDOWN_SECONDS, Meta, Queue};
 use crate::store::types::{OrgId, Role};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -20,6 +20,13 @@ pub struct QueueInput {
     agent_capacity: Option<u32>,
     #[serde(default)]
     member_ids: Vec<Uuid>,
+    /// Seconds a decline (or a lapsed offer) keeps a conversation from that
+    /// agent; after it every agent may be offered it again (1 to 3600,
+    /// default 60).
+    decline_cooldown_seconds: Option<u32>,
+    /// Seconds a conversation may wait for an agent before it ends and the
+    /// visitor is told (1 to 86400); none: no limit.
+    max_wait_seconds: Option<u32>,
     /// Required on update: the version read.
     version: Option<u64>,
 }
@@ -54,6 +61,17 @@ impl Resource for Queue {
             )?,
             agent_capacity: in_range("agentCapacity", input.agent_capacity.unwrap_or(3), 1..=50)?,
             member_ids,
+            decline_cooldown_seconds: in_range(
+                "declineCooldownSeconds",
+                input
+                    .decline_cooldown_seconds
+                    .unwrap_or(DEFAULT_DECLINE_COOLDOWN_SECONDS),
+                1..=3600,
+            )?,
+            max_wait_seconds: input
+                .max_wait_seconds
+                .map(|s| in_range("maxWaitSeconds", s, 1..=86_400))
+                .transpose()?,
         })
     }
 

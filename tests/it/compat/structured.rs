@@ -53,6 +53,8 @@ async fn structured_content_both_ways(kind: EngineKind) {
         .as_str()
         .unwrap()
         .to_owned();
+    // Offers are made after the answer, by the queue's assigner.
+    bot.offer_of(conversation.parse().unwrap()).await;
     bot.ok(json!({ "type": "accept", "conversationId": conversation }))
         .await;
     sdk.message().await; // the bot's Join

@@ -3,6 +3,7 @@
 //! must still see a value live.
 
 use super::*;
+use switchboard::engine::Lease;
 
 contract! {
     stash_then_peek => stash_then_peek_redis, stash_then_peek_embedded;
@@ -17,6 +18,9 @@ contract! {
     spaces_are_independent => spaces_are_independent_redis, spaces_are_independent_embedded;
     binary_ephemeral_values => binary_ephemeral_values_redis, binary_ephemeral_values_embedded;
     expired_value_is_invisible => expired_value_is_invisible_redis, expired_value_is_invisible_embedded;
+    a_lease_has_one_holder_who_renews_and_releases => a_lease_has_one_holder_who_renews_and_releases_redis, a_lease_has_one_holder_who_renews_and_releases_embedded;
+    an_unrenewed_lease_runs_out => an_unrenewed_lease_runs_out_redis, an_unrenewed_lease_runs_out_embedded;
+    concurrent_leases_one_holder => concurrent_leases_one_holder_redis, concurrent_leases_one_holder_embedded;
 }
 
 fn ms(n: u64) -> Duration {
@@ -339,4 +343,80 @@ async fn expired_value_is_invisible(engine: &Engine) {
     assert_eq!(take(engine, s, "b").await, None);
     assert!(stash(engine, s, "b", b"new", LONG, StashMode::IfAbsent).await);
     assert_eq!(take(engine, s, "b").await.as_deref(), Some(&b"new"[..]));
+}
+
+async fn lease(engine: &Engine, holder: &str, ttl: Duration) -> Lease {
+    engine
+        .lease(Space::AssignLease, "queue", holder.as_bytes(), ttl)
+        .await
+        .expect("lease")
+}
+
+async fn release(engine: &Engine, holder: &str) -> bool {
+    engine
+        .release(Space::AssignLease, "queue", holder.as_bytes())
+        .await
+        .expect("release")
+}
+
+async fn a_lease_has_one_holder_who_renews_and_releases(engine: &Engine) {
+    assert_eq!(lease(engine, "node-a", LONG).await, Lease::Held);
+    let Lease::Busy { remaining } = lease(engine, "node-b", ms(10)).await else {
+        panic!("a second holder while the first one's lease runs");
+    };
+    assert!(
+        remaining > LONG - Duration::from_secs(5) && remaining <= LONG,
+        "{remaining:?}"
+    );
+    // The holder renews, here to a short time.
+    assert_eq!(lease(engine, "node-a", ms(200)).await, Lease::Held);
+    let Lease::Busy { remaining } = lease(engine, "node-b", LONG).await else {
+        panic!("renewing keeps the lease");
+    };
+    assert!(remaining <= ms(200), "{remaining:?}");
+    // Only the holder lets go of it.
+    assert!(!release(engine, "node-b").await);
+    assert!(matches!(
+        lease(engine, "node-b", LONG).await,
+        Lease::Busy { .. }
+    ));
+    assert!(release(engine, "node-a").await);
+    assert!(!release(engine, "node-a").await, "released once");
+    assert_eq!(lease(engine, "node-b", LONG).await, Lease::Held);
+    // The lease lives beside other values of its space, not on them.
+    assert_eq!(
+        peek(engine, Space::AssignLease, "queue").await.as_deref(),
+        Some(&b"node-b"[..])
+    );
+    assert_eq!(peek(engine, Space::AssignLease, "other").await, None);
+}
+
+async fn an_unrenewed_lease_runs_out(engine: &Engine) {
+    assert_eq!(lease(engine, "dead-node", ms(100)).await, Lease::Held);
+    sleep_ms(200).await;
+    assert_eq!(
+        lease(engine, "live-node", LONG).await,
+        Lease::Held,
+        "taken over once it ran out"
+    );
+    // The old holder comes back too late: it is someone else's now.
+    assert!(matches!(
+        lease(engine, "dead-node", LONG).await,
+        Lease::Busy { .. }
+    ));
+    assert!(!release(engine, "dead-node").await);
+}
+
+async fn concurrent_leases_one_holder(engine: &Engine) {
+    let holders: Vec<String> = (0..RACERS).map(|i| format!("node-{i}")).collect();
+    let asks = holders
+        .iter()
+        .map(|h| engine.lease(Space::AssignLease, "queue", h.as_bytes(), LONG));
+    let results: Vec<Lease> = join_all(asks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("lease"))
+        .collect();
+    let held = results.iter().filter(|r| **r == Lease::Held).count();
+    assert_eq!(held, 1, "exactly one holder: {results:?}");
 }

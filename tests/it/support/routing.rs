@@ -48,6 +48,8 @@ impl TestApp {
             .set_status(&ada, AgentStatus::Available, vec![queue], Utc::now())
             .await
             .unwrap();
+        // Offers are made by the queue's assigner, after the call.
+        routing.settled().await;
         routing
             .accept(&ada, conversation, Utc::now())
             .await
