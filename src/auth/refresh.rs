@@ -182,13 +182,16 @@ pub async fn refresh(
     }
 }
 
-/// Checks `token` without spending it.
-async fn keep(
+/// The stored state of a presented token that may still be used: known,
+/// of `deployment` (a token of another deployment is unknown here; it stays
+/// usable where it belongs), its family not revoked, and not yet spent (a
+/// spent one presented again is a replay: the family is revoked).
+async fn usable(
     engine: &Engine,
     token: &SecretString,
     deployment: Uuid,
     now: DateTime<Utc>,
-) -> Result<(FamilyState, SecretString), RotateError> {
+) -> Result<(String, StoredToken), RotateError> {
     let id = crypto::digest(token.expose_secret());
     let stored = engine
         .peek(Space::RefreshToken, &id)
@@ -202,9 +205,19 @@ async fn keep(
         return Err(SessionError::RefreshRevoked.into());
     }
     if stored.rotated_at.is_some() {
-        // Spent while the integration rotated: a replay, as with rotation.
         return Err(reused(engine, stored.family, now).await);
     }
+    Ok((id, stored))
+}
+
+/// Checks `token` without spending it.
+async fn keep(
+    engine: &Engine,
+    token: &SecretString,
+    deployment: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(FamilyState, SecretString), RotateError> {
+    let (_, stored) = usable(engine, token, deployment, now).await?;
     // The stored token expires with its family; this covers a read racing
     // that expiry.
     if remaining(stored.family.family_expires_at, now).is_none() {
@@ -221,23 +234,7 @@ async fn rotate(
     deployment: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(FamilyState, SecretString), RotateError> {
-    let id = crypto::digest(token.expose_secret());
-    let stored = engine
-        .peek(Space::RefreshToken, &id)
-        .await?
-        .ok_or(SessionError::RefreshUnknown)?;
-    let stored = decode(&stored)?;
-    // A token of another deployment is unknown here; it stays usable where
-    // it belongs.
-    if stored.family.deployment != deployment {
-        return Err(SessionError::RefreshUnknown.into());
-    }
-    if family_revoked(engine, stored.family.family).await? {
-        return Err(SessionError::RefreshRevoked.into());
-    }
-    if stored.rotated_at.is_some() {
-        return Err(reused(engine, stored.family, now).await);
-    }
+    let (id, stored) = usable(engine, token, deployment, now).await?;
     let spent = encode(&StoredToken {
         family: stored.family.clone(),
         rotated_at: Some(now),

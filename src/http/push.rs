@@ -262,11 +262,7 @@ async fn register_inner(
         .await?;
     let read = match existing {
         Some(device) if device.live_at(now) => {
-            return Err(PushError::new(
-                StatusCode::CONFLICT,
-                "device.already.registered",
-                "a device is already registered for this session; update it",
-            ));
+            return Err(already_registered());
         }
         // An expired registration is replaced as if it were gone.
         Some(device) => Some(device.version),
@@ -288,13 +284,18 @@ async fn register_inner(
     match state.store.put_push_device(&device, read).await {
         Ok(()) => Ok(()),
         // Another request registered first.
-        Err(StoreError::Conflict(_) | StoreError::Stale { .. }) => Err(PushError::new(
-            StatusCode::CONFLICT,
-            "device.already.registered",
-            "a device is already registered for this session; update it",
-        )),
+        Err(StoreError::Conflict(_) | StoreError::Stale { .. }) => Err(already_registered()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The SDK's answer to a second registration: update instead.
+fn already_registered() -> PushError {
+    PushError::new(
+        StatusCode::CONFLICT,
+        "device.already.registered",
+        "a device is already registered for this session; update it",
+    )
 }
 
 /// Updates the session's device (a new device token or language).
