@@ -531,6 +531,33 @@ describe('an admin in the settings pages', () => {
     }
   });
 
+  test('sets a queue’s decline cool-down and wait limit, and lifts the limit again', async () => {
+    const billing = async () => (await records.call('GET', '/api/v2/routing/queues?pageSize=100')).entities.find((q) => q.name === 'Billing');
+    await page.getByRole('link', { name: 'Settings' }).click();
+    const sections = page.getByRole('navigation', { name: 'Settings sections' });
+    await sections.getByRole('link', { name: 'Queues' }).click();
+    await page.getByRole('button', { name: 'Edit Billing' }).click();
+    await page.getByLabel('Decline cool-down (seconds)').fill('30');
+    await page.getByLabel('Wait limit (seconds)').fill('600');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await eventually(async () => {
+      const queue = await billing();
+      assert.equal(queue.declineCooldownSeconds, 30);
+      assert.equal(queue.maxWaitSeconds, 600);
+    }, 'the queue settings saved');
+
+    // An empty wait limit is no limit; the cool-down stays as it was.
+    await page.getByRole('button', { name: 'Edit Billing' }).click();
+    assert.equal(await page.getByLabel('Wait limit (seconds)').inputValue(), '600');
+    await page.getByLabel('Wait limit (seconds)').fill('');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await eventually(async () => {
+      const queue = await billing();
+      assert.equal(queue.maxWaitSeconds ?? null, null);
+      assert.equal(queue.declineCooldownSeconds, 30);
+    }, 'the wait limit lifted');
+  });
+
   test('grants a role in Members and roles; the supervisor then reads queues, read-only', async () => {
     const sections = page.getByRole('navigation', { name: 'Settings sections' });
     await sections.getByRole('link', { name: 'Members and roles' }).click();

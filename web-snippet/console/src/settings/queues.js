@@ -44,6 +44,9 @@ export async function queuesSection(ctx) {
     const name = h('input', { type: 'text', value: record?.name ?? '', required: true, maxlength: '200', autocomplete: 'off' });
     const timeout = h('input', { type: 'number', min: '5', max: '600', step: '1', value: record?.offerTimeoutSeconds ?? 30, inputmode: 'numeric' });
     const capacity = h('input', { type: 'number', min: '1', max: '50', step: '1', value: record?.agentCapacity ?? 3, inputmode: 'numeric' });
+    const cooldown = h('input', { type: 'number', min: '1', max: '3600', step: '1', value: record?.declineCooldownSeconds ?? 60, inputmode: 'numeric' });
+    // Empty: no limit.
+    const maxWait = h('input', { type: 'number', min: '1', max: '86400', step: '1', value: record?.maxWaitSeconds ?? '', inputmode: 'numeric' });
     const chosen = new Set(record?.memberIds || []);
     const boxes = members.map((m) => {
       const box = h('input', { type: 'checkbox', value: m.id, checked: chosen.has(m.id) });
@@ -56,6 +59,9 @@ export async function queuesSection(ctx) {
           name: required(name, 'The name'),
           offerTimeoutSeconds: numberIn(timeout, 'The offer timeout', 5, 600),
           agentCapacity: numberIn(capacity, 'The capacity', 1, 50),
+          declineCooldownSeconds: numberIn(cooldown, 'The decline cool-down', 1, 3600),
+          // A whole-record save: an empty box is "no limit", not "unchanged".
+          maxWaitSeconds: maxWait.value.trim() === '' ? null : numberIn(maxWait, 'The wait limit', 1, 86400),
           // Only members this list knows: an id of a deleted member would
           // be refused.
           memberIds: boxes.filter((b) => b.box.checked).map((b) => b.id),
@@ -69,6 +75,8 @@ export async function queuesSection(ctx) {
         field('Name', name),
         hinted('Offer timeout (seconds)', timeout, 'How long an agent has to accept an offer before it goes to another (5 to 600).'),
         hinted('Capacity per agent', capacity, 'Conversations one agent of this queue handles at once (1 to 50).'),
+        hinted('Decline cool-down (seconds)', cooldown, 'After an agent declines or lets an offer lapse, how long before that agent is offered the conversation again (1 to 3600).'),
+        hinted('Wait limit (seconds)', maxWait, 'How long a visitor waits for an agent before the conversation ends and the visitor is told (1 to 86400; empty for no limit).'),
         group(
           'Members',
           null,
