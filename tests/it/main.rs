@@ -18,6 +18,7 @@ mod guest_ws;
 mod loadtest;
 mod multi_node;
 mod oidc_attacks;
+mod proxy;
 mod public_and_ops;
 mod routing_burst;
 mod staff_sso;
