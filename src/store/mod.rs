@@ -158,6 +158,8 @@ pub struct Listing<T> {
 pub struct Store {
     engine: Engine,
     metrics: Metrics,
+    /// Admissions shared by the guest sockets that hold them.
+    shared: std::sync::Arc<std::sync::Mutex<published::Shared>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -168,7 +170,11 @@ struct OwnerOnly {
 
 impl Store {
     pub fn new(engine: Engine, metrics: Metrics) -> Self {
-        Self { engine, metrics }
+        Self {
+            engine,
+            metrics,
+            shared: std::sync::Arc::default(),
+        }
     }
 
     pub fn engine(&self) -> &Engine {

@@ -4,6 +4,9 @@
 //! Versions are written once at publish time and never change, so they are
 //! read by key below the typed [`Record`](super::Record) machinery.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
 use uuid::Uuid;
 
 use super::records::{ConfigurationContent, ConfigurationVersion, Deployment};
@@ -11,12 +14,41 @@ use super::types::{DeploymentStatus, OrgId};
 use super::{Listing, PageRequest, Store, StoreError, StoreResult};
 use crate::engine::StoredRecord;
 
-/// An active deployment with the published configuration it runs.
+/// An active deployment with the published configuration it runs. Every
+/// guest socket holds one for its life, so equal ones are shared (see
+/// [`Shared`]) rather than held once per socket.
 #[derive(Debug)]
 pub struct Admitted {
-    pub deployment: Deployment,
-    pub content: ConfigurationContent,
+    pub deployment: Arc<Deployment>,
+    pub content: Arc<ConfigurationContent>,
     pub version: String,
+}
+
+/// The admissions live sockets hold, by what makes them equal: a
+/// deployment's id and record version, a configuration's id and published
+/// version (which never changes once published). Storage is still read on
+/// every admission; only the copy is shared. Entries go when no socket holds
+/// them any more.
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    deployments: HashMap<(Uuid, u64), Weak<Deployment>>,
+    contents: HashMap<(Uuid, String), Weak<ConfigurationContent>>,
+}
+
+impl Shared {
+    fn intern<K: std::hash::Hash + Eq, T>(
+        map: &mut HashMap<K, Weak<T>>,
+        key: K,
+        value: T,
+    ) -> Arc<T> {
+        if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+            return live;
+        }
+        map.retain(|_, held| held.strong_count() > 0);
+        let value = Arc::new(value);
+        map.insert(key, Arc::downgrade(&value));
+        value
+    }
 }
 
 /// Why a deployment takes no guests.
@@ -107,6 +139,20 @@ impl Store {
         if !content.messenger.enabled || !content.messenger.apps.conversations.enabled {
             return Err(Refused::Disabled);
         }
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let content = Shared::intern(
+            &mut shared.contents,
+            (published.id, published.version.clone()),
+            content,
+        );
+        let deployment = Shared::intern(
+            &mut shared.deployments,
+            (deployment.meta.id, deployment.meta.version),
+            deployment,
+        );
         Ok(Admitted {
             deployment,
             content,

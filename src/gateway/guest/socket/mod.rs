@@ -16,6 +16,7 @@ mod binding;
 mod delivery;
 mod requests;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -120,8 +121,8 @@ struct Conn {
     ws: WebSocket,
     /// This socket, so a notice can spare its sender.
     id: Uuid,
-    deployment: Deployment,
-    content: ConfigurationContent,
+    deployment: Arc<Deployment>,
+    content: Arc<ConfigurationContent>,
     config_version: String,
     bound: Option<Bound>,
     feeds: Feeds<Feed>,
