@@ -89,7 +89,44 @@ pub(super) async fn connect(
 }
 
 /// Runs one connected agent until the run stops.
-pub(super) fn spawn(ws: Ws, context: AgentContext) -> JoinHandle<AgentReport> {
+/// A run's agents, taking offers (and echoing, in steady chat) until told
+/// to stop.
+pub(super) struct Agents {
+    pub stop: watch::Sender<bool>,
+    pub tasks: Vec<JoinHandle<AgentReport>>,
+}
+
+/// Starts one task per agent socket; answers the agents and the stop
+/// signal the visitors watch too.
+pub(super) fn start(
+    sockets: Vec<Ws>,
+    clock: Clock,
+    slots: Arc<[Slot]>,
+    echo: bool,
+    errors: Arc<Mutex<Errors>>,
+) -> (Agents, watch::Receiver<bool>) {
+    let (stop_tx, stop) = watch::channel(false);
+    let context = AgentContext {
+        clock,
+        slots,
+        echo,
+        errors,
+        stop: stop.clone(),
+    };
+    let tasks = sockets
+        .into_iter()
+        .map(|ws| spawn(ws, context.clone()))
+        .collect();
+    (
+        Agents {
+            stop: stop_tx,
+            tasks,
+        },
+        stop,
+    )
+}
+
+fn spawn(ws: Ws, context: AgentContext) -> JoinHandle<AgentReport> {
     tokio::spawn(async move {
         let mut agent = Agent {
             context,

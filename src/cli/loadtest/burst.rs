@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::agents::{self, AgentContext};
+use super::agents;
 use super::frames::{self, GuestFrame};
 use super::net::{self, Incoming};
 use super::stats::{Clock, Latency, Slot, load, stamp_once};
@@ -99,18 +99,13 @@ pub(super) async fn run(args: &BurstArgs) -> Result<(Run, Outcome<Figures>), Loa
 
     let clock = Clock::new();
     let slots: Arc<[Slot]> = (0..v).map(|_| Slot::default()).collect();
-    let (stop_tx, stop) = watch::channel(false);
-    let context = AgentContext {
+    let (agents, stop) = agents::start(
+        agent_sockets,
         clock,
-        slots: slots.clone(),
-        echo: false,
-        errors: run.errors.clone(),
-        stop: stop.clone(),
-    };
-    let agent_tasks: Vec<_> = agent_sockets
-        .into_iter()
-        .map(|ws| agents::spawn(ws, context.clone()))
-        .collect();
+        slots.clone(),
+        false,
+        run.errors.clone(),
+    );
 
     // The arrivals: visitor i starts at i/V of the window.
     let run = Arc::new(run);
@@ -143,7 +138,7 @@ pub(super) async fn run(args: &BurstArgs) -> Result<(Run, Outcome<Figures>), Loa
     })
     .await
         && assigned.load(Ordering::Relaxed) >= v;
-    let _ = stop_tx.send(true);
+    let _ = agents.stop.send(true);
 
     let mut seen = Vec::with_capacity(v);
     for task in visitor_tasks {
@@ -151,7 +146,7 @@ pub(super) async fn run(args: &BurstArgs) -> Result<(Run, Outcome<Figures>), Loa
     }
     let mut offers: HashMap<u128, (u64, usize)> = HashMap::new();
     let mut accepted = 0;
-    for task in agent_tasks {
+    for task in agents.tasks {
         let report = task.await.unwrap_or_default();
         accepted += report.accepted;
         for (conversation, at) in report.offers {

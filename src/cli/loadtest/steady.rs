@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 
-use super::agents::{self, AgentContext};
+use super::agents;
 use super::frames::{self, GuestFrame};
 use super::net::{self, Incoming};
 use super::stats::{Clock, Latency, Slot, deliver, load, round3, stamp_once};
@@ -219,18 +219,13 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
     let clock = Clock::new();
     let rows: usize = steps.iter().map(|(_, m)| m * v).sum();
     let slots: Arc<[Slot]> = (0..rows).map(|_| Slot::default()).collect();
-    let (stop_tx, stop) = watch::channel(false);
-    let context = AgentContext {
+    let (agents, stop) = agents::start(
+        agent_sockets,
         clock,
-        slots: slots.clone(),
-        echo: true,
-        errors: run.errors.clone(),
-        stop: stop.clone(),
-    };
-    let agent_tasks: Vec<_> = agent_sockets
-        .into_iter()
-        .map(|ws| agents::spawn(ws, context.clone()))
-        .collect();
+        slots.clone(),
+        true,
+        run.errors.clone(),
+    );
 
     // Every visitor opens a conversation and waits for its agent (a few
     // at a time), then keeps reading its socket until the plan comes: a
@@ -298,12 +293,12 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
         || pending(&slots) == 0,
     )
     .await;
-    let _ = stop_tx.send(true);
+    let _ = agents.stop.send(true);
     let mut rate_limited = 0;
     for task in visitor_tasks {
         rate_limited += task.await.unwrap_or_default();
     }
-    for task in agent_tasks {
+    for task in agents.tasks {
         let _ = task.await;
     }
     let Shared { run, .. } = shared;
