@@ -20,9 +20,11 @@ use super::{BusMessage, Channel};
 /// How far one subscriber may fall behind its channel before it is told to
 /// resync instead: bounds the memory a stalled socket can pin. Every channel
 /// allocates its ring up front and most have one subscriber (a session, a
-/// conversation), so this is per-socket memory: 16 slots keep an idle socket
-/// at a few KiB, and a burst beyond them costs one log read, not a message.
-const CHANNEL_CAPACITY: usize = 16;
+/// conversation), so this is per-socket memory (64 bytes a slot): 8 slots
+/// hold the bursts a conversation sees (a message, its echo, a typing
+/// notice or two), and a burst beyond them costs one log read, not a
+/// message.
+const CHANNEL_CAPACITY: usize = 8;
 
 /// The channels this node has local subscribers for. Cheap to clone: clones
 /// share one table.

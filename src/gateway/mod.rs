@@ -31,9 +31,12 @@ use crate::app::AppState;
 /// small. Larger frames close the socket with 1009.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 
-/// Read buffer of a socket. tungstenite's default is 128 KiB per socket;
-/// an idle visitor needs a few KiB.
-pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// How much a socket reads at a time, and so the read buffer every socket
+/// keeps for its whole life. tungstenite's default is 128 KiB per socket;
+/// client frames are a few hundred bytes (a 4000-character text fits in a
+/// handful of reads), so 1 KiB keeps an idle visitor small without costing
+/// a chatty one more than an extra read now and then.
+pub const READ_BUFFER_BYTES: usize = 1024;
 
 /// How often the server pings, and how long a silent client is tolerated.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);

@@ -215,16 +215,23 @@ impl Conn {
         loop {
             let deadline = self.activity.deadline();
             let bound = self.bound.is_some();
+            // The handlers run boxed: an idle socket spends its life parked
+            // in this `select!`, and an unboxed handler would make every
+            // idle socket's task as large as the deepest request it might
+            // ever serve (about 5 KiB), instead of a box that exists only
+            // while a frame or notice is being handled.
             let flow = tokio::select! {
                 () = &mut shutdown => Flow::Close(close_code::GOING_AWAY, "going away"),
-                frame = self.ws.recv() => self.on_frame(frame).await,
+                frame = self.ws.recv() => Box::pin(self.on_frame(frame)).await,
                 Some((feed, message)) = self.feeds.next() => match feed {
-                    Feed::Session | Feed::Family => self.on_session_bus(message).await,
-                    Feed::Conversation => self.on_conversation_bus(message).await.into(),
+                    Feed::Session | Feed::Family => Box::pin(self.on_session_bus(message)).await,
+                    Feed::Conversation => Box::pin(self.on_conversation_bus(message)).await.into(),
                 },
-                revoked = recv_revocation(&mut self.revocations) => self.on_revocation(revoked).await,
-                _ = ping.tick() => self.on_ping().await,
-                () = tokio::time::sleep_until(deadline), if bound => self.on_expiry().await,
+                revoked = recv_revocation(&mut self.revocations) => {
+                    Box::pin(self.on_revocation(revoked)).await
+                }
+                _ = ping.tick() => Box::pin(self.on_ping()).await,
+                () = tokio::time::sleep_until(deadline), if bound => Box::pin(self.on_expiry()).await,
             };
             match flow {
                 Flow::Continue => {}
