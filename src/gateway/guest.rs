@@ -18,6 +18,7 @@ pub mod socket;
 
 use std::collections::HashMap;
 
+use tracing::Instrument;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -73,5 +74,9 @@ async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    crate::gateway::limited(upgrade).on_upgrade(move |ws| socket::run(state, ws, admitted))
+    // The socket's events carry the request's id: its task runs in the
+    // request's span.
+    let span = tracing::Span::current();
+    crate::gateway::limited(upgrade)
+        .on_upgrade(move |ws| socket::run(state, ws, admitted).instrument(span))
 }
