@@ -89,11 +89,11 @@ async fn main() -> ExitCode {
 
 /// Ends a command that is not `serve`: its error on stderr, as a terminal
 /// user expects.
-fn report(result: anyhow::Result<()>) -> ExitCode {
+fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            stderr_line(&format!("Error: {e:?}"));
+            stderr_line(&format!("Error: {:?}", e.into()));
             ExitCode::FAILURE
         }
     }

@@ -211,9 +211,10 @@ impl Drop for LineBuffer {
             return;
         }
         let line = std::mem::take(&mut self.line);
-        match self.queue.try_send(Out::Line(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => DROPPED.inc(),
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.queue.try_send(Out::Line(line))
+        {
+            DROPPED.inc();
         }
     }
 }
