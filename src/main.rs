@@ -104,7 +104,8 @@ fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
 fn refuse(format: LogFormat, message: &str) -> ExitCode {
     match format {
         LogFormat::Json => {
-            let line = telemetry::logging::json_line("ERROR", "cannot start", &[("error", message)]);
+            let line =
+                telemetry::logging::json_line("ERROR", "cannot start", &[("error", message)]);
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{line}");
             let _ = stdout.flush();
@@ -153,7 +154,9 @@ fn hand_out_bootstrap_token(token: &SecretString, format: LogFormat, output: Opt
             }
         }
     }
-    tracing::warn!("first start: the bootstrap token (admin of the default organization) is printed once on stderr; keep it, it is not shown again");
+    tracing::warn!(
+        "first start: the bootstrap token (admin of the default organization) is printed once on stderr; keep it, it is not shown again"
+    );
     match format {
         // A collector reads stdout as JSON lines: stderr gets the token
         // alone.

@@ -18,7 +18,6 @@ pub mod socket;
 
 use std::collections::HashMap;
 
-use tracing::Instrument;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -26,6 +25,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::app::AppState;

@@ -784,7 +784,12 @@ fn finish<T: IntoResponse>(
                 .map(|d| tracing::field::display(d.meta.id));
             let integration = scope.integration.map(tracing::field::display);
             if error.status == StatusCode::TOO_MANY_REQUESTS {
-                tracing::info!(endpoint, deployment, code = error.code, "guest token request refused");
+                tracing::info!(
+                    endpoint,
+                    deployment,
+                    code = error.code,
+                    "guest token request refused"
+                );
             } else {
                 tracing::warn!(
                     endpoint,

@@ -61,7 +61,8 @@ async fn metrics(
     headers: HeaderMap,
 ) -> Response {
     if config.telemetry.metrics_listen.is_some() {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response();
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            .into_response();
     }
     exposition(&metrics, &headers)
 }
@@ -75,11 +76,7 @@ pub fn metrics_router(metrics: Metrics) -> Router {
 }
 
 fn exposition(metrics: &Metrics, headers: &HeaderMap) -> Response {
-    let format = Format::negotiate(
-        headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     (
         [(header::CONTENT_TYPE, format.content_type())],
         metrics.render(format),

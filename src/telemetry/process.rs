@@ -64,7 +64,12 @@ impl Collector for ProcessCollector {
         for (name, help, value) in gauges {
             if let Some(v) = value {
                 let metric = ConstGauge::new(v);
-                metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)?;
+                metric.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    metric.metric_type(),
+                )?)?;
             }
         }
         Ok(())
@@ -106,7 +111,8 @@ fn parse_stat(stat: &str, system: &str, ticks: f64, page: i64) -> Sample {
             .zip(field(15))
             .map(|(user, system)| user.saturating_add(system) as f64 / ticks),
         virtual_bytes: field(23).map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
-        resident_bytes: field(24).map(|pages| i64::try_from(pages).unwrap_or(0).saturating_mul(page)),
+        resident_bytes: field(24)
+            .map(|pages| i64::try_from(pages).unwrap_or(0).saturating_mul(page)),
         start_time_seconds: field(22)
             .zip(boot)
             .map(|(start, boot)| boot as f64 + start as f64 / ticks),

@@ -106,7 +106,10 @@ async fn first_start_restart_and_logs_without_secrets() {
         let value: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         assert!(value.is_object(), "{line}");
-        assert!(!line.contains("Some("), "Debug syntax in a log line: {line}");
+        assert!(
+            !line.contains("Some("),
+            "Debug syntax in a log line: {line}"
+        );
     }
 
     // A restart on the same data keeps the records and the bootstrap token,

@@ -170,7 +170,10 @@ async fn metrics_logs_dashboard_and_alerts_an_operator_relies_on() {
 
     // The generated bootstrap token went to its file, owner-only, and
     // nowhere else.
-    let bootstrap = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+    let bootstrap = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
     assert!(bootstrap.starts_with("sbb_"), "{bootstrap}");
     #[cfg(unix)]
     {
@@ -216,7 +219,10 @@ async fn metrics_logs_dashboard_and_alerts_an_operator_relies_on() {
         .send()
         .await
         .unwrap();
-    let replaced_id = replaced.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let replaced_id = replaced.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(replaced_id, forged);
     assert!(uuid::Uuid::parse_str(&replaced_id).is_ok(), "{replaced_id}");
 
@@ -252,7 +258,7 @@ async fn metrics_logs_dashboard_and_alerts_an_operator_relies_on() {
         "process_open_fds ",
         "process_max_fds ",
         "process_start_time_seconds ",
-        r#"switchboard_engine_operation_duration_seconds_bucket{engine="embedded",op="append",le="#,
+        r#"switchboard_engine_operation_duration_seconds_count{engine="embedded",op="append"}"#,
         r#"switchboard_token_exchanges_total{endpoint="exchange",outcome="deployment_not_found"} 1"#,
         r#"switchboard_messages_accepted_total{side="guest"} 1"#,
         r#"switchboard_messages_accepted_total{side="agent"} 1"#,
@@ -349,10 +355,8 @@ async fn metrics_logs_dashboard_and_alerts_an_operator_relies_on() {
         "{socket_open}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l["message"] == "agent socket closed"
-                && l["request_id"] == socket_open["request_id"])
+        lines.iter().any(|l| l["message"] == "agent socket closed"
+            && l["request_id"] == socket_open["request_id"])
     );
 }
 
@@ -469,7 +473,10 @@ fn an_invalid_rust_log_is_refused_loudly() {
     assert_eq!(lines.len(), 1, "{stdout}");
     let line: Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(line["level"], "ERROR");
-    assert!(line["error"].as_str().unwrap().contains("RUST_LOG"), "{line}");
+    assert!(
+        line["error"].as_str().unwrap().contains("RUST_LOG"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -490,7 +497,10 @@ fn start_up_errors_are_json_lines_when_json_is_chosen() {
     // after.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let in_use = taken.local_addr().unwrap().to_string();
-    for (listen, expected) in [("no-port", "SWITCHBOARD_LISTEN"), (in_use.as_str(), &in_use)] {
+    for (listen, expected) in [
+        ("no-port", "SWITCHBOARD_LISTEN"),
+        (in_use.as_str(), &in_use),
+    ] {
         let output = run(listen);
         assert!(!output.status.success());
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -506,6 +516,10 @@ fn start_up_errors_are_json_lines_when_json_is_chosen() {
             error["error"].as_str().unwrap().contains(expected),
             "{error}"
         );
-        assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }

@@ -15,12 +15,12 @@ pub mod protocol;
 mod requests;
 mod socket;
 
-use tracing::Instrument;
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::credential::{BEARER_PROTOCOL, Via};

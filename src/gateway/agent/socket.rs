@@ -35,8 +35,8 @@ use crate::routing::RoutingResult;
 use crate::routing::model::{
     AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice,
 };
-use crate::telemetry::Metrics;
 use crate::store::StoreError;
+use crate::telemetry::Metrics;
 
 /// How much history a snapshot carries for a conversation the socket has
 /// not shown yet; older events are one `history` request away.
@@ -209,9 +209,7 @@ async fn flush(
     out: &mut Vec<ServerFrame>,
     metrics: &Metrics,
 ) -> Result<(), End> {
-    let is_message = |frame: &ServerFrame| {
-        matches!(frame, ServerFrame::Event(view) if matches!(view.event.body, EventBody::Message { .. }))
-    };
+    let is_message = |frame: &ServerFrame| matches!(frame, ServerFrame::Event(view) if matches!(view.event.body, EventBody::Message { .. }));
     let mut frames = out.drain(..);
     while let Some(frame) = frames.next() {
         let message = is_message(&frame);
