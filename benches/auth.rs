@@ -28,7 +28,6 @@ use switchboard::engine::{EmbeddedEngine, Engine};
 use switchboard::store::Store;
 use switchboard::store::records::{Meta, OidcIntegration};
 use switchboard::store::types::{Algorithm, OrgId};
-use switchboard::telemetry::Metrics;
 use uuid::Uuid;
 
 struct SigningKey {
@@ -163,7 +162,7 @@ fn bench(c: &mut Criterion) {
         HashMap::from([("SWITCHBOARD_DATA_DIR", data.path().display().to_string())]);
     let config = Config::load_with(None, |name| env.get(name).cloned()).unwrap();
     let master = MasterKey::generate();
-    let sessions = VisitorTokens::new(&config, &master, Store::new(engine, Metrics::new()));
+    let sessions = VisitorTokens::new(&config, &master, Store::new(engine));
     let grant = SessionGrant {
         deployment: Uuid::new_v4(),
         org: OrgId(Uuid::new_v4()),

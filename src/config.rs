@@ -11,6 +11,9 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+mod telemetry;
+pub use telemetry::{ENV_BOOTSTRAP_TOKEN_OUTPUT, ENV_METRICS_LISTEN, TelemetryConfig};
+
 pub const ENV_LISTEN: &str = "SWITCHBOARD_LISTEN";
 pub const ENV_PUBLIC_URL: &str = "SWITCHBOARD_PUBLIC_URL";
 pub const ENV_REDIS_URL: &str = "REDIS_URL";
@@ -49,6 +52,8 @@ pub struct Config {
     /// How long an agent without a live socket keeps its conversations
     /// before they go back to their queues.
     pub agent_grace: std::time::Duration,
+    /// Metrics listener and bootstrap token output.
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,6 +61,18 @@ pub enum LogFormat {
     #[default]
     Pretty,
     Json,
+}
+
+impl LogFormat {
+    /// The format the environment asks for, for the error of a
+    /// configuration that could not be loaded: a collector that expects
+    /// JSON gets that error as JSON too.
+    pub fn from_env_hint() -> Self {
+        match std::env::var(ENV_LOG_FORMAT) {
+            Ok(value) if value.trim() == "json" => Self::Json,
+            _ => Self::Pretty,
+        }
+    }
 }
 
 /// 32 bytes that encrypt secrets at rest.
@@ -133,6 +150,8 @@ struct FileConfig {
     log_format: Option<String>,
     oidc_allow_insecure: Option<bool>,
     agent_grace_seconds: Option<u64>,
+    metrics_listen: Option<String>,
+    bootstrap_token_output: Option<PathBuf>,
 }
 
 impl Config {
@@ -248,6 +267,9 @@ impl Config {
             ));
         }
 
+        let telemetry =
+            TelemetryConfig::load(&env, file.metrics_listen, file.bootstrap_token_output)?;
+
         Ok(Config {
             listen,
             public_url,
@@ -259,6 +281,7 @@ impl Config {
             log_format,
             oidc_allow_insecure,
             agent_grace: std::time::Duration::from_secs(agent_grace_seconds),
+            telemetry,
         })
     }
 }
@@ -275,13 +298,18 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
 }
 
 fn validate_listen(listen: &str) -> Result<(), ConfigError> {
+    validate_listen_of(ENV_LISTEN, listen)
+}
+
+/// `host:port`, or an error naming the setting `name`.
+fn validate_listen_of(name: &'static str, listen: &str) -> Result<(), ConfigError> {
     let port = listen
         .rsplit_once(':')
         .and_then(|(host, port)| (!host.is_empty()).then_some(port))
         .and_then(|port| port.parse::<u16>().ok());
     match port {
         Some(_) => Ok(()),
-        None => Err(ConfigError::invalid(ENV_LISTEN, "must be host:port")),
+        None => Err(ConfigError::invalid(name, "must be host:port")),
     }
 }
 
@@ -375,6 +403,7 @@ mod tests {
             (ENV_LOG_FORMAT, "xml"),
             (ENV_OIDC_ALLOW_INSECURE, "maybe"),
             (ENV_REDIS_PREFIX, "bad prefix"),
+            (ENV_METRICS_LISTEN, "no-port"),
         ] {
             let err = load(&[(name, value)]).unwrap_err();
             assert!(err.to_string().starts_with(name), "{err}");

@@ -34,7 +34,8 @@
 //! - [`engine`]: storage and fan-out, on Redis or embedded, with one
 //!   behaviour; the only place storage keys are spelled.
 //! - [`config`]: the TOML file and environment variables a node starts from.
-//! - [`telemetry`]: logging setup and the Prometheus metrics registry.
+//! - [`telemetry`]: the log pipeline (pretty or JSON lines, never
+//!   blocking) and the Prometheus metrics registry.
 //! - [`cli`]: the terminal clients `switchboard chat` (a visitor) and
 //!   `switchboard agent`, and the admin commands.
 //!
@@ -78,6 +79,11 @@ pub enum StartError {
     MasterKey { path: String, message: String },
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("{} {address}: cannot listen: {source}", config::ENV_METRICS_LISTEN)]
+    MetricsListen {
+        address: String,
+        source: std::io::Error,
+    },
 }
 
 /// A node, built and ready to serve.
@@ -85,6 +91,8 @@ pub enum StartError {
 pub struct Server {
     state: AppState,
     generated_bootstrap_token: Option<SecretString>,
+    /// The metrics' own listener, when they have one.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Server {
@@ -112,9 +120,18 @@ impl Server {
             Some(key) => key.clone(),
             None => load_or_create_master_key(&config.data_dir)?,
         };
+        let metrics_listener = match &config.telemetry.metrics_listen {
+            Some(address) => Some(TcpListener::bind(address).await.map_err(|source| {
+                StartError::MetricsListen {
+                    address: address.clone(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
         let metrics = Metrics::new();
         let oidc = auth::oidc::OidcClients::new(engine.clone(), config.oidc_allow_insecure);
-        let store = Store::new(engine, metrics.clone());
+        let store = Store::new(engine);
         let bootstrapped = Auth::bootstrap(&config, &master, store.clone()).await?;
         let visitor_tokens =
             auth::visitor_token::VisitorTokens::new(&config, &master, store.clone());
@@ -137,6 +154,7 @@ impl Server {
         Ok(Self {
             state,
             generated_bootstrap_token: bootstrapped.generated_bootstrap_token,
+            metrics_listener,
         })
     }
 
@@ -148,6 +166,13 @@ impl Server {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// Where the metrics' own listener listens, when they have one.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Serves on `listener` until `shutdown` resolves. Then sockets are told
@@ -165,6 +190,18 @@ impl Server {
                 .clone()
                 .sweep_until(sockets.clone().signalled()),
         );
+        let metrics = self.metrics_listener.map(|listener| {
+            let stop = sockets.clone().signalled();
+            let router = http::metrics_router(self.state.metrics.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         let app = app::router(self.state);
         let stop = async move {
             shutdown.await;
@@ -178,6 +215,9 @@ impl Server {
         .with_graceful_shutdown(stop)
         .await?;
         let _ = sweeper.await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         Ok(())
     }
 }

@@ -1,11 +1,13 @@
 //! The `switchboard` binary: parses arguments, sets up logging, binds, serves.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use secrecy::ExposeSecret;
-use switchboard::config::Config;
+use secrecy::{ExposeSecret, SecretString};
+use switchboard::config::{Config, LogFormat};
 use switchboard::{Server, telemetry};
 
 #[derive(Parser)]
@@ -42,51 +44,147 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The terminal clients talk to a server: they need none of its
     // configuration, and stdout is their screen, not a log.
     let command = match cli.command.unwrap_or(Command::Serve) {
-        Command::Chat(args) => return Ok(switchboard::cli::chat::run(args).await?),
-        Command::Agent(args) => return Ok(switchboard::cli::agent::run(args).await?),
-        Command::Loadtest(args) => return Ok(switchboard::cli::loadtest::run(args).await?),
+        Command::Chat(args) => return report(switchboard::cli::chat::run(args).await),
+        Command::Agent(args) => return report(switchboard::cli::agent::run(args).await),
+        Command::Loadtest(args) => return report(switchboard::cli::loadtest::run(args).await),
         command => command,
     };
-    let config = Config::load(cli.config.as_deref())?;
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        // The configuration chooses the log format; when it cannot be read,
+        // the environment still tells whether a collector expects JSON.
+        Err(e) => return refuse(LogFormat::from_env_hint(), &e.to_string()),
+    };
     // stdout is the member id, for scripts: no log lines there.
     if let Command::Members(command) = command {
-        return members(&config, command).await;
+        return report(members(&config, command).await);
     }
-    telemetry::init_logging(config.log_format);
-    match command {
+    let format = config.log_format;
+    let _flush_on_exit = match telemetry::init_logging(format) {
+        Ok(guard) => guard,
+        Err(e) => return refuse(format, &e.to_string()),
+    };
+    let result = match command {
         Command::Probe => probe(&config.listen).await,
         // `serve` (the terminal clients returned above).
         _ => serve(config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let message = format!("{e:#}");
+            match format {
+                LogFormat::Json => tracing::error!(error = %message, "cannot serve"),
+                LogFormat::Pretty => stderr_line(&format!("error: {message}")),
+            }
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// Ends a command that is not `serve`: its error on stderr, as a terminal
+/// user expects.
+fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            stderr_line(&format!("Error: {:?}", e.into()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Refuses to start before logging is set up: one JSON line on the log
+/// stream when JSON was chosen, one line on stderr otherwise.
+fn refuse(format: LogFormat, message: &str) -> ExitCode {
+    match format {
+        LogFormat::Json => {
+            let line =
+                telemetry::logging::json_line("ERROR", "cannot start", &[("error", message)]);
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{line}");
+            let _ = stdout.flush();
+        }
+        LogFormat::Pretty => stderr_line(&format!("error: {message}")),
+    }
+    ExitCode::FAILURE
+}
+
+/// A line on stderr; a closed stderr is no reason to panic.
+fn stderr_line(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let format = config.log_format;
+    let token_output = config.telemetry.bootstrap_token_output.clone();
     let server = Server::build(config).await?;
     if let Some(token) = server.generated_bootstrap_token() {
-        #[expect(
-            clippy::print_stdout,
-            reason = "shown once, on the terminal, not through the log pipeline"
-        )]
-        {
-            println!(
-                "\nFirst start: the bootstrap token (admin of the default organization) is\n\n    {}\n\n\
-                 It is shown only now; keep it, or set SWITCHBOARD_BOOTSTRAP_TOKEN.\n",
-                token.expose_secret()
-            );
-        }
+        hand_out_bootstrap_token(token, format, token_output.as_deref());
+    }
+    if let Some(address) = server.metrics_address() {
+        tracing::info!(%address, "metrics on their own listener");
     }
     tracing::info!(address = %listener.local_addr()?, public_url = %server.state().config.public_url, "listening");
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Gives the operator the bootstrap token a first start generated: written
+/// to the configured file, or printed once on stderr; never a log line.
+/// The log says where it went.
+fn hand_out_bootstrap_token(token: &SecretString, format: LogFormat, output: Option<&Path>) {
+    if let Some(path) = output {
+        match write_owner_only(path, token.expose_secret()) {
+            Ok(()) => {
+                tracing::warn!(path = %path.display(), "first start: the bootstrap token (admin of the default organization) was written to a file; keep it, it is not shown again");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "cannot write the bootstrap token to its file; printing it on stderr");
+            }
+        }
+    }
+    tracing::warn!(
+        "first start: the bootstrap token (admin of the default organization) is printed once on stderr; keep it, it is not shown again"
+    );
+    match format {
+        // A collector reads stdout as JSON lines: stderr gets the token
+        // alone.
+        LogFormat::Json => stderr_line(token.expose_secret()),
+        LogFormat::Pretty => stderr_line(&format!(
+            "\nFirst start: the bootstrap token (admin of the default organization) is\n\n    {}\n\n\
+             It is shown only now; keep it, or set SWITCHBOARD_BOOTSTRAP_TOKEN.\n",
+            token.expose_secret()
+        )),
+    }
+}
+
+fn write_owner_only(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{contents}")?;
+    file.sync_all()
 }
 
 async fn members(

@@ -15,7 +15,6 @@ use crate::config::Config;
 use crate::engine::{EmbeddedEngine, Engine, RedisEngine};
 use crate::store::Store;
 use crate::store::types::{OrgId, Role};
-use crate::telemetry::Metrics;
 
 #[derive(Debug, Subcommand)]
 pub enum MembersCommand {
@@ -79,7 +78,7 @@ pub struct Granted {
 pub async fn run(config: &Config, command: MembersCommand) -> Result<Granted, MembersError> {
     let MembersCommand::Grant(args) = command;
     let engine = open_engine(config).await?;
-    let store = Store::new(engine, Metrics::new());
+    let store = Store::new(engine);
     let (member, outcome) = staff::grant_member(
         &store,
         MemberGrant {

@@ -512,6 +512,14 @@ macro_rules! dispatch {
             Engine::Embedded($e) => $call,
         }
     };
+    // An operation that answers a result: timed and counted under `$op`
+    // (the `switchboard_engine_*` metrics).
+    ($self:ident, $op:literal, $e:ident => $call:expr) => {{
+        let started = std::time::Instant::now();
+        let result = dispatch!($self, $e => $call);
+        crate::telemetry::observe_engine($self.name(), $op, started.elapsed(), result.is_ok());
+        result
+    }};
 }
 
 impl Engine {
@@ -525,26 +533,26 @@ impl Engine {
 
     /// Whether storage answers right now; drives `/readyz`.
     pub async fn ping(&self) -> EngineResult<()> {
-        dispatch!(self, e => e.ping().await)
+        dispatch!(self, "ping", e => e.ping().await)
     }
 
     pub async fn get(&self, key: &RecordKey) -> EngineResult<Option<StoredRecord>> {
-        dispatch!(self, e => e.get(key).await)
+        dispatch!(self, "get", e => e.get(key).await)
     }
 
     /// Reads several records at once; the answer has one slot per key.
     pub async fn get_many(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
-        dispatch!(self, e => e.get_many(keys).await)
+        dispatch!(self, "get_many", e => e.get_many(keys).await)
     }
 
     /// The record holding a unique claim, if any.
     pub async fn lookup(&self, claim: &Claim) -> EngineResult<Option<StoredRecord>> {
-        dispatch!(self, e => e.lookup(claim).await)
+        dispatch!(self, "lookup", e => e.lookup(claim).await)
     }
 
     /// The records that reference `key`, in key order.
     pub async fn referrers(&self, key: &RecordKey) -> EngineResult<Vec<RecordKey>> {
-        dispatch!(self, e => e.referrers(key).await)
+        dispatch!(self, "referrers", e => e.referrers(key).await)
     }
 
     /// A page of a collection: `limit` records from position `offset`.
@@ -554,13 +562,13 @@ impl Engine {
         offset: u64,
         limit: u64,
     ) -> EngineResult<Page> {
-        dispatch!(self, e => e.list(collection, offset, limit).await)
+        dispatch!(self, "list", e => e.list(collection, offset, limit).await)
     }
 
     /// Applies all writes or none.
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
         validate_commit(&commit)?;
-        dispatch!(self, e => e.commit(commit).await)
+        dispatch!(self, "commit", e => e.commit(commit).await)
     }
 
     /// Stores an ephemeral value for `ttl`. Answers whether it was written
@@ -574,18 +582,18 @@ impl Engine {
         ttl: std::time::Duration,
         mode: StashMode,
     ) -> EngineResult<bool> {
-        dispatch!(self, e => e.stash(space, id, value, ttl, mode).await)
+        dispatch!(self, "stash", e => e.stash(space, id, value, ttl, mode).await)
     }
 
     /// The live value, if any.
     pub async fn peek(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
-        dispatch!(self, e => e.peek(space, id).await)
+        dispatch!(self, "peek", e => e.peek(space, id).await)
     }
 
     /// Removes and returns the live value atomically: of concurrent takers,
     /// exactly one gets it (single-use login transactions).
     pub async fn take(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
-        dispatch!(self, e => e.take(space, id).await)
+        dispatch!(self, "take", e => e.take(space, id).await)
     }
 
     /// Replaces a live value, keeping its expiry, and returns the previous
@@ -598,7 +606,7 @@ impl Engine {
         id: &str,
         value: &[u8],
     ) -> EngineResult<Option<Vec<u8>>> {
-        dispatch!(self, e => e.swap(space, id, value).await)
+        dispatch!(self, "swap", e => e.swap(space, id, value).await)
     }
 
     /// Takes a lease for `holder`, or renews the one it holds: when no live
@@ -614,19 +622,19 @@ impl Engine {
         holder: &[u8],
         ttl: std::time::Duration,
     ) -> EngineResult<Lease> {
-        dispatch!(self, e => e.lease(space, id, holder, ttl).await)
+        dispatch!(self, "lease", e => e.lease(space, id, holder, ttl).await)
     }
 
     /// Gives up a lease `holder` holds, so another node need not wait for it
     /// to expire. Never removes another holder's; answers whether `holder`
     /// held it.
     pub async fn release(&self, space: Space, id: &str, holder: &[u8]) -> EngineResult<bool> {
-        dispatch!(self, e => e.release(space, id, holder).await)
+        dispatch!(self, "release", e => e.release(space, id, holder).await)
     }
 
     /// Removes a value if present.
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
-        dispatch!(self, e => e.discard(space, id).await)
+        dispatch!(self, "discard", e => e.discard(space, id).await)
     }
 
     /// Appends an event to a conversation's log and answers its sequence.
@@ -638,7 +646,7 @@ impl Engine {
         body: &[u8],
         dedup: Option<&str>,
     ) -> EngineResult<Appended> {
-        dispatch!(self, e => e.append(log, body, dedup).await)
+        dispatch!(self, "append", e => e.append(log, body, dedup).await)
     }
 
     /// Up to `limit` entries with a sequence above `after`, ascending.
@@ -648,18 +656,18 @@ impl Engine {
         after: u64,
         limit: usize,
     ) -> EngineResult<Vec<LogEntry>> {
-        dispatch!(self, e => e.read_log(log, after, limit).await)
+        dispatch!(self, "read_log", e => e.read_log(log, after, limit).await)
     }
 
     /// The sequence of the newest entry, 0 for an empty or unknown log.
     pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
-        dispatch!(self, e => e.last_seq(log).await)
+        dispatch!(self, "last_seq", e => e.last_seq(log).await)
     }
 
     /// Tells every node's subscribers of `channel`. Delivery is best effort;
     /// correctness comes from the logs.
     pub async fn publish(&self, channel: &Channel, payload: &[u8]) -> EngineResult<()> {
-        dispatch!(self, e => e.publish(channel, payload).await)
+        dispatch!(self, "publish", e => e.publish(channel, payload).await)
     }
 
     /// Whether the bus delivers right now: on Redis, the subscription
@@ -673,7 +681,7 @@ impl Engine {
     /// Subscribes this node to `channel`. The subscription ends (and the node
     /// unsubscribes when no other local subscriber remains) when dropped.
     pub async fn subscribe(&self, channel: Channel) -> EngineResult<Subscription> {
-        dispatch!(self, e => e.subscribe(channel).await)
+        dispatch!(self, "subscribe", e => e.subscribe(channel).await)
     }
 
     /// Adds one to a counter and answers the new count. The first increment
@@ -684,7 +692,7 @@ impl Engine {
         id: &str,
         window: std::time::Duration,
     ) -> EngineResult<u64> {
-        dispatch!(self, e => e.count(space, id, window).await)
+        dispatch!(self, "count", e => e.count(space, id, window).await)
     }
 }
 

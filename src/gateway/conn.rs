@@ -16,6 +16,7 @@ use tokio_stream::{StreamExt, StreamMap};
 use super::PING_INTERVAL;
 use crate::app::{AppState, SocketGuard};
 use crate::engine::{BusMessage, Channel, Engine, EngineResult};
+use crate::telemetry::Metrics;
 
 /// A client that does not take a frame within this long is gone: one
 /// stalled socket must not pin memory or its task.
@@ -182,12 +183,16 @@ impl<K: Clone + Unpin + Eq + Hash> Feeds<K> {
 }
 
 /// Held by a socket's task while its socket is open: the node's shutdown
-/// waits for it, and the open-sockets gauge counts it, however the task
-/// ends.
+/// waits for it, the open-sockets gauge counts it, and its close is counted
+/// by the code sent, however the task ends.
 #[derive(Debug)]
 pub struct Open {
     _shutdown: SocketGuard,
     gauge: Gauge,
+    metrics: Metrics,
+    side: &'static str,
+    /// The close code sent; `None` when the connection ended without one.
+    code: Option<u16>,
 }
 
 impl Open {
@@ -197,13 +202,22 @@ impl Open {
         Self {
             _shutdown: state.shutdown.guard(),
             gauge,
+            metrics: state.metrics.clone(),
+            side,
+            code: None,
         }
+    }
+
+    /// Records how the socket ended: the close code sent, if any.
+    pub fn ended(&mut self, code: Option<u16>) {
+        self.code = code;
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         self.gauge.dec();
+        self.metrics.socket_closed(self.side, self.code);
     }
 }
 

@@ -25,6 +25,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -73,5 +74,9 @@ async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    crate::gateway::limited(upgrade).on_upgrade(move |ws| socket::run(state, ws, admitted))
+    // The socket's events carry the request's id: its task runs in the
+    // request's span.
+    let span = tracing::Span::current();
+    crate::gateway::limited(upgrade)
+        .on_upgrade(move |ws| socket::run(state, ws, admitted).instrument(span))
 }

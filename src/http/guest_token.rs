@@ -771,17 +771,30 @@ fn finish<T: IntoResponse>(
     endpoint: &'static str,
     result: Result<T, ApiError>,
 ) -> Response {
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(error) => error.code,
+    };
     let mut response = match result {
         Ok(value) => value.into_response(),
         Err(error) => {
-            let deployment = scope.deployment.as_ref().map(|d| d.meta.id);
+            let deployment = scope
+                .deployment
+                .as_ref()
+                .map(|d| tracing::field::display(d.meta.id));
+            let integration = scope.integration.map(tracing::field::display);
             if error.status == StatusCode::TOO_MANY_REQUESTS {
-                tracing::info!(endpoint, deployment = ?deployment, code = error.code, "guest token request refused");
+                tracing::info!(
+                    endpoint,
+                    deployment,
+                    code = error.code,
+                    "guest token request refused"
+                );
             } else {
                 tracing::warn!(
                     endpoint,
-                    deployment = ?deployment,
-                    integration = ?scope.integration,
+                    deployment,
+                    integration,
                     code = error.code,
                     reason = %error.message,
                     "guest token request refused"
@@ -790,6 +803,9 @@ fn finish<T: IntoResponse>(
             error.into_response()
         }
     };
+    response
+        .extensions_mut()
+        .insert(super::TokenOutcome { endpoint, outcome });
     let out = response.headers_mut();
     match &scope.deployment {
         Some(deployment) => {

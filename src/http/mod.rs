@@ -2,9 +2,10 @@
 //!
 //! Each admin resource owns its routes and request/response types in
 //! `admin/`; this module merges them with the public and operational routes
-//! and applies the layers every request passes: request ids, tracing without
-//! query strings or credentials, metrics by matched route, a body limit, and
-//! a panic guard that answers 500 instead of dropping the connection.
+//! and applies the layers every request passes: request ids, a span and an
+//! access log line per request (matched route, never the raw path, query
+//! string or credentials), metrics by matched route, a body limit, and a
+//! panic guard that answers 500 instead of dropping the connection.
 
 pub mod admin;
 mod cors;
@@ -13,6 +14,7 @@ pub mod extract;
 mod guest_token;
 mod history;
 mod ops;
+pub use ops::metrics_router;
 mod public;
 mod push;
 pub mod staff;
@@ -30,13 +32,13 @@ use axum::response::Response;
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tracing::Instrument;
 use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::store::{Listing, PageRequest};
-use crate::telemetry::{HttpLabels, Metrics};
+use crate::telemetry::{self, HttpLabels, Metrics};
 
 /// Admin and token request bodies are small; anything bigger is a mistake
 /// or an attack.
@@ -87,9 +89,11 @@ pub fn router() -> Router<AppState> {
 /// Puts `routes` behind the layers every request passes, and answers
 /// unknown routes and methods in the project's error format.
 pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(REQUEST_ID);
     routes
-        .fallback(|| async { error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint") })
+        .fallback(|| async {
+            error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -98,60 +102,110 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), observe))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(error::ApiError::internal())
         }))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                let id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                // The path only: query strings carry OAuth codes and state.
-                let path = loggable_path(request.uri().path());
-                tracing::info_span!("http", method = %request.method(), path = %path, request_id = %id)
-            }),
-        )
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            observe,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(state)
 }
 
-/// The request path as logs show it: a guest session token, which push
-/// device paths carry as their last segment, is cut off.
-fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    const PUSH_DEVICES: &str = "/pushdevices/";
-    match path.find(PUSH_DEVICES).and_then(|at| path.get(..at)) {
-        Some(before) => format!("{before}{PUSH_DEVICES}{{token}}").into(),
-        None => path.into(),
-    }
+/// The request id header: taken from the client (or the proxy in front)
+/// when it is a usable token, made up otherwise, and sent back.
+const REQUEST_ID: &str = "x-request-id";
+/// A request id longer than this is replaced.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// Whether a client's request id may be logged and echoed as it is: 1 to
+/// [`MAX_REQUEST_ID_CHARS`] ASCII letters, digits and `-_.:` (UUIDs, the
+/// hex ids of nginx and the ids of common tracers), nothing that could
+/// forge a log field or smuggle a secret-sized blob into every line.
+pub fn usable_request_id(value: &[u8]) -> bool {
+    (1..=MAX_REQUEST_ID_CHARS).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
 }
 
-/// Records request count and latency by matched route, and logs the
-/// internal cause of a failed request once.
+/// Removes a request id that is not [`usable_request_id`], so that the
+/// request-id layer makes a new one.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let headers = request.headers_mut();
+    let values = headers.get_all(REQUEST_ID);
+    let mut values = values.iter();
+    let usable = match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(one), None) => usable_request_id(one.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !usable {
+        headers.remove(REQUEST_ID);
+    }
+    request
+}
+
+/// The span of a request and its access log line; records request count
+/// and latency by method and matched route, logs the internal cause of a
+/// failed request once, and counts token endpoint outcomes.
+///
+/// Every event the request causes (a socket it opens included) happens in
+/// the `http` span and so carries its `request_id`. Labels come from closed
+/// sets: a made-up method is `other`, an unmatched path `unmatched`.
 async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = telemetry::method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    if let Some(cause) = response.extensions().get::<error::Cause>() {
-        cause.log(response.status().as_u16());
+        .unwrap_or_else(|| telemetry::UNMATCHED_ROUTE.to_owned());
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!("http", request_id = %request_id, method, route = %route);
+    async move {
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        if let Some(cause) = response.extensions().get::<error::Cause>() {
+            cause.log(status);
+        }
+        if let Some(outcome) = response.extensions().get::<TokenOutcome>() {
+            metrics.token_exchange(outcome.endpoint, outcome.outcome);
+        }
+        let elapsed = started.elapsed();
+        tracing::info!(
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+        metrics.observe_http(
+            HttpLabels {
+                method,
+                route,
+                status,
+            },
+            elapsed,
+        );
+        response
     }
-    metrics.observe_http(
-        HttpLabels {
-            method,
-            route,
-            status: response.status().as_u16(),
-        },
-        started.elapsed(),
-    );
-    response
+    .instrument(span)
+    .await
+}
+
+/// A token endpoint's outcome, left on its response for [`observe`] to
+/// count: `ok` or the answer's error code.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TokenOutcome {
+    pub endpoint: &'static str,
+    pub outcome: &'static str,
 }
 
 /// One page of a list, in the shape Genesys clients know.
@@ -194,17 +248,16 @@ impl<T> PagedList<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::loggable_path;
+    use super::usable_request_id;
 
     #[test]
-    fn session_tokens_in_paths_are_not_logged() {
-        assert_eq!(
-            loggable_path("/api/v2/webmessaging/deployments/d1/pushdevices/secret-token"),
-            "/api/v2/webmessaging/deployments/d1/pushdevices/{token}"
-        );
-        assert_eq!(
-            loggable_path("/api/v2/webmessaging/messages"),
-            "/api/v2/webmessaging/messages"
-        );
+    fn only_sane_request_ids_are_kept() {
+        assert!(usable_request_id(b"6f1c2d9e-3b1a-4c8e-9f00-0123456789ab"));
+        assert!(usable_request_id(b"0a1b2c3d4e5f"));
+        assert!(!usable_request_id(b""));
+        assert!(!usable_request_id("x".repeat(129).as_bytes()));
+        assert!(!usable_request_id(b"a b"));
+        assert!(!usable_request_id(b"id\"injected\":1"));
+        assert!(!usable_request_id("é".as_bytes()));
     }
 }

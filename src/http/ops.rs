@@ -4,14 +4,17 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::config::Config;
+use crate::http::error::ApiError;
 use crate::store::Store;
 use crate::telemetry::Metrics;
+use crate::telemetry::exposition::Format;
 
 pub(super) fn router(openapi: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
     Router::new()
@@ -50,13 +53,33 @@ async fn readyz(State(store): State<Store>) -> Response {
     }
 }
 
-async fn metrics(State(metrics): State<Metrics>) -> Response {
+/// The metrics on the main listener, unless they have a listener of their
+/// own (then they are not public here).
+async fn metrics(
+    State(config): State<Arc<Config>>,
+    State(metrics): State<Metrics>,
+    headers: HeaderMap,
+) -> Response {
+    if config.telemetry.metrics_listen.is_some() {
+        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+            .into_response();
+    }
+    exposition(&metrics, &headers)
+}
+
+/// The router of the separate metrics listener: `/metrics` alone.
+pub fn metrics_router(metrics: Metrics) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| async move { exposition(&metrics, &headers) }),
+    )
+}
+
+fn exposition(metrics: &Metrics, headers: &HeaderMap) -> Response {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        metrics.render(format),
     )
         .into_response()
 }

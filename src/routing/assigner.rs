@@ -411,7 +411,7 @@ impl Routing {
                     (true, Some(Utc::now() + RETRY))
                 }
             };
-            tracing::debug!(%queue, elapsed = ?started.elapsed(), waiting, "assignment pass");
+            tracing::debug!(%queue, elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, waiting, "assignment pass");
             let due = due.map(|at| {
                 let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
                 Instant::now() + wait

@@ -19,7 +19,6 @@ use crate::engine::{BusMessage, Channel, EmbeddedEngine, Engine, Lease, Space};
 use crate::store::Store;
 use crate::store::records::{ConfigurationContent, ConfigurationRef, Deployment, Meta, Queue};
 use crate::store::types::{DeploymentStatus, OrgId};
-use crate::telemetry::Metrics;
 
 /// One organization with routing on a fresh embedded engine.
 struct Center {
@@ -34,7 +33,7 @@ impl Center {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let engine = EmbeddedEngine::open(dir.path()).await.unwrap();
-        let store = Store::new(Engine::Embedded(engine), Metrics::new());
+        let store = Store::new(Engine::Embedded(engine));
         Self {
             routing: Routing::new(store.clone(), RoutingConfig::default()),
             store,

@@ -20,7 +20,6 @@ use uuid::Uuid;
 use crate::engine::{
     Claim, Collection, Commit, Engine, EngineError, Expect, Kind, Put, RecordKey, StoredRecord,
 };
-use crate::telemetry::Metrics;
 use records::Meta;
 use types::OrgId;
 
@@ -153,11 +152,10 @@ pub struct Listing<T> {
     pub entities: Vec<T>,
 }
 
-/// Typed record access with metering. Cheap to clone.
+/// Typed record access. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     engine: Engine,
-    metrics: Metrics,
     /// Admissions shared by the guest sockets that hold them.
     shared: std::sync::Arc<std::sync::Mutex<published::Shared>>,
 }
@@ -169,10 +167,9 @@ struct OwnerOnly {
 }
 
 impl Store {
-    pub fn new(engine: Engine, metrics: Metrics) -> Self {
+    pub fn new(engine: Engine) -> Self {
         Self {
             engine,
-            metrics,
             shared: std::sync::Arc::default(),
         }
     }
@@ -181,26 +178,16 @@ impl Store {
         &self.engine
     }
 
-    async fn metered<T>(
-        &self,
-        op: &'static str,
-        fut: impl Future<Output = Result<T, EngineError>>,
-    ) -> Result<T, EngineError> {
-        let result = fut.await;
-        self.metrics.observe_engine(op, result.is_ok());
-        result
-    }
-
     pub async fn ping(&self) -> StoreResult<()> {
-        Ok(self.metered("ping", self.engine.ping()).await?)
+        Ok(self.engine.ping().await?)
     }
 
     pub async fn raw_get(&self, key: &RecordKey) -> StoreResult<Option<StoredRecord>> {
-        Ok(self.metered("get", self.engine.get(key)).await?)
+        Ok(self.engine.get(key).await?)
     }
 
     pub async fn commit(&self, commit: Commit) -> StoreResult<()> {
-        Ok(self.metered("commit", self.engine.commit(commit)).await?)
+        Ok(self.engine.commit(commit).await?)
     }
 
     /// A record of the caller's organization, or [`StoreError::NotFound`].
@@ -220,7 +207,7 @@ impl Store {
 
     /// The record holding a unique claim.
     pub async fn lookup<T: Record>(&self, claim: &Claim) -> StoreResult<Option<T>> {
-        let found = self.metered("lookup", self.engine.lookup(claim)).await?;
+        let found = self.engine.lookup(claim).await?;
         found
             .filter(|r| r.key.kind == T::KIND)
             .map(decode::<T>)
@@ -234,9 +221,7 @@ impl Store {
         page: PageRequest,
     ) -> StoreResult<Listing<T>> {
         let offset = page.offset();
-        let found = self
-            .metered("list", self.engine.list(collection, offset, page.size))
-            .await?;
+        let found = self.engine.list(collection, offset, page.size).await?;
         let entities = found
             .records
             .into_iter()
@@ -300,7 +285,7 @@ impl Store {
         if refs.is_empty() {
             return Ok(());
         }
-        let found = self.metered("get_many", self.engine.get_many(refs)).await?;
+        let found = self.engine.get_many(refs).await?;
         for (key, record) in refs.iter().zip(found) {
             let owner = record
                 .and_then(|r| serde_json::from_slice::<OwnerOnly>(&r.body).ok())

@@ -93,10 +93,8 @@ impl Store {
     ) -> StoreResult<Listing<ConfigurationVersion>> {
         let collection = ConfigurationVersion::collection_of(id);
         let found = self
-            .metered(
-                "list",
-                self.engine.list(&collection, page.offset(), page.size),
-            )
+            .engine
+            .list(&collection, page.offset(), page.size)
             .await?;
         Ok(Listing {
             total: found.total,

@@ -17,6 +17,7 @@ mod guest_tokens;
 mod guest_ws;
 mod loadtest;
 mod multi_node;
+mod observability;
 mod oidc_attacks;
 mod proxy;
 mod public_and_ops;

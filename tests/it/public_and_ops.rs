@@ -183,10 +183,17 @@ async fn operational_endpoints(kind: EngineKind) {
             .text
             .contains("switchboard_http_request_duration_seconds_bucket")
     );
+    let engine = if kind == EngineKind::Redis {
+        "redis"
+    } else {
+        "embedded"
+    };
     assert!(
-        metrics
-            .text
-            .contains(r#"switchboard_engine_operations_total{op="list"}"#)
+        metrics.text.contains(&format!(
+            r#"switchboard_engine_operation_duration_seconds_count{{engine="{engine}",op="list"}}"#
+        )),
+        "{}",
+        metrics.text
     );
 
     // Every response carries a request id.

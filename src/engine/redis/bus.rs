@@ -377,7 +377,7 @@ impl Actor {
                     return Some(link);
                 }
                 Err(err) => {
-                    tracing::debug!(error = %err, retry_in = ?delay, "bus reconnection failed");
+                    tracing::debug!(error = %err, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "bus reconnection failed");
                     delay = delay.saturating_mul(2).min(MAX_BACKOFF);
                 }
             }

@@ -20,6 +20,7 @@ use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::auth::credential::{BEARER_PROTOCOL, Via};
@@ -62,7 +63,12 @@ async fn connect(State(state): State<AppState>, request: Request) -> Response {
         // Chosen only when the client offered it (it carried the token).
         .protocols([BEARER_PROTOCOL])
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "agent socket upgrade failed"))
-        .on_upgrade(move |ws| socket::run(ws, state, caller))
+        // The socket's events carry the request's id: its task runs in the
+        // request's span.
+        .on_upgrade({
+            let span = tracing::Span::current();
+            move |ws| socket::run(ws, state, caller).instrument(span)
+        })
 }
 
 /// Authenticates an agent socket: 401 without a valid credential, 403

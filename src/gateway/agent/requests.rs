@@ -112,11 +112,13 @@ impl Agent {
                     },
                     dedup,
                 };
-                let (event, duplicate) =
-                    routing.agent_post(&me, conversation_id, event, now).await?;
-                if !duplicate {
-                    self.state.metrics.messages("agent").inc();
+                let posted = routing.agent_post(&me, conversation_id, event, now).await;
+                match &posted {
+                    Ok((_, false)) => self.state.metrics.message_accepted("agent"),
+                    Ok((_, true)) => {}
+                    Err(_) => self.state.metrics.message_refused("agent"),
                 }
+                let (event, duplicate) = posted?;
                 Ok(Some(Outcome::Sent {
                     sequence: event.seq,
                     duplicate,

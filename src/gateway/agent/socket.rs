@@ -32,8 +32,11 @@ use crate::engine::{BusMessage, Channel};
 use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
 use crate::gateway::cursor::{Cursor, Step};
 use crate::routing::RoutingResult;
-use crate::routing::model::{AgentState, AgentStatus, Conversation, ConversationState, Notice};
+use crate::routing::model::{
+    AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice,
+};
 use crate::store::StoreError;
+use crate::telemetry::Metrics;
 
 /// How much history a snapshot carries for a conversation the socket has
 /// not shown yet; older events are one `history` request away.
@@ -97,12 +100,14 @@ impl From<Gone> for End {
 }
 
 pub(super) async fn run(socket: WebSocket, state: AppState, caller: AgentCaller) {
-    let _open = conn::Open::new(&state, "agent");
+    let mut open = conn::Open::new(&state, "agent");
     let span = tracing::info_span!("agent_socket", agent = %caller.identity.id, org = %caller.identity.org);
-    serve(socket, state, caller).instrument(span).await;
+    let code = serve(socket, state, caller).instrument(span).await;
+    open.ended(code);
 }
 
-async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
+/// Serves the socket until it ends; answers the close code sent, if any.
+async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) -> Option<u16> {
     let shutdown = state.shutdown.clone().signalled();
     tokio::pin!(shutdown);
     let heartbeat_every =
@@ -120,7 +125,7 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
     if let Err(e) = agent.start().await {
         tracing::warn!(error = %e, "agent socket could not start");
         conn::close(&mut socket, close_code::INTERNAL, "try again").await;
-        return;
+        return Some(close_code::INTERNAL);
     }
     let mut heartbeat = tokio::time::interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,7 +133,7 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
     let mut last_heard = Instant::now();
 
     let end = loop {
-        if let Err(end) = flush(&mut socket, &mut agent.out).await {
+        if let Err(end) = flush(&mut socket, &mut agent.out, &agent.state.metrics).await {
             break end;
         }
         tokio::select! {
@@ -187,17 +192,42 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) {
             tracing::warn!(error = %e, "agent socket could not refresh; retrying with the heartbeat");
         }
     };
-    if let End::Close(code, reason) = end {
-        conn::close(&mut socket, code, reason).await;
-    }
     tracing::info!("agent socket closed");
+    match end {
+        End::Close(code, reason) => {
+            conn::close(&mut socket, code, reason).await;
+            Some(code)
+        }
+        End::Gone => None,
+    }
 }
 
-async fn flush(socket: &mut WebSocket, out: &mut Vec<ServerFrame>) -> Result<(), End> {
-    for frame in out.drain(..) {
-        match serde_json::to_string(&frame) {
-            Ok(text) => conn::send_text(socket, text).await?,
-            Err(e) => tracing::error!(error = %e, "cannot encode an agent frame"),
+/// Sends the frames waiting in `out`, counting the conversation messages
+/// among them as delivered, or, once the socket is gone, as dropped.
+async fn flush(
+    socket: &mut WebSocket,
+    out: &mut Vec<ServerFrame>,
+    metrics: &Metrics,
+) -> Result<(), End> {
+    let is_message = |frame: &ServerFrame| matches!(frame, ServerFrame::Event(view) if matches!(view.event.body, EventBody::Message { .. }));
+    let mut frames = out.drain(..);
+    while let Some(frame) = frames.next() {
+        let message = is_message(&frame);
+        let sent = match serde_json::to_string(&frame) {
+            Ok(text) => conn::send_text(socket, text).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode an agent frame");
+                continue;
+            }
+        };
+        match sent {
+            Ok(()) if message => metrics.messages_delivered("agent", 1),
+            Ok(()) => {}
+            Err(gone) => {
+                let lost = u64::from(message) + frames.filter(|f| is_message(f)).count() as u64;
+                metrics.messages_dropped("agent", lost);
+                return Err(gone.into());
+            }
         }
     }
     Ok(())

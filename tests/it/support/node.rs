@@ -23,6 +23,9 @@ pub(crate) fn free_port() -> u16 {
 pub(crate) struct Node {
     child: Option<Child>,
     output: Arc<Mutex<Vec<String>>>,
+    /// Each stream's lines alone (`output` has both, in arrival order).
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
     /// The threads copying stdout and stderr into `output`; they end when
     /// the process has exited and the pipes are drained.
     readers: Vec<std::thread::JoinHandle<()>>,
@@ -53,15 +56,21 @@ impl Node {
         }
         let mut child = command.spawn().unwrap();
         let output = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers = [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
+            (
+                Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                stdout.clone(),
+            ),
+            (Box::new(child.stderr.take().unwrap()), stderr.clone()),
         ]
         .into_iter()
-        .map(|stream| {
+        .map(|(stream, own)| {
             let output = output.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    own.lock().unwrap().push(line.clone());
                     output.lock().unwrap().push(line);
                 }
             })
@@ -70,6 +79,8 @@ impl Node {
         Node {
             child: Some(child),
             output,
+            stdout,
+            stderr,
             readers,
             base: format!("http://127.0.0.1:{port}"),
             env: env.clone(),
@@ -109,12 +120,30 @@ impl Node {
         self.output.lock().unwrap().clone()
     }
 
+    /// The lines the node wrote to stderr.
+    pub(crate) fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The lines the node wrote to stdout (its log stream).
+    pub(crate) fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
     /// Dies at once, like a machine losing power.
     pub(crate) fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// As [`Node::terminate`], answering stdout's and stderr's lines apart.
+    pub(crate) fn terminate_split(self) -> (Vec<String>, Vec<String>) {
+        let (stdout, stderr) = (self.stdout.clone(), self.stderr.clone());
+        self.terminate();
+        let lines = |stream: Arc<Mutex<Vec<String>>>| stream.lock().unwrap().clone();
+        (lines(stdout), lines(stderr))
     }
 
     /// SIGTERM, then waits for a clean exit and answers the output.

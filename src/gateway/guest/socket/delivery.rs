@@ -52,10 +52,17 @@ impl Conn {
             // received, so the server does too.
             self.activity.touch(Instant::now());
         }
-        match messages::from_log(event, self.read_only_setting()) {
-            Some(message) => self.push("StructuredMessage", message).await,
-            None => Ok(()),
+        let Some(message) = messages::from_log(event, self.read_only_setting()) else {
+            return Ok(());
+        };
+        let sent = self.push("StructuredMessage", message).await;
+        if messages::is_message(event) {
+            match sent {
+                Ok(()) => self.state.metrics.messages_delivered("guest", 1),
+                Err(Gone) => self.state.metrics.messages_dropped("guest", 1),
+            }
         }
+        sent
     }
 
     /// Reads the current conversation's log after the last delivered

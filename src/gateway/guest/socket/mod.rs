@@ -133,7 +133,7 @@ struct Conn {
 }
 
 pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted) {
-    let _open = conn::Open::new(&state, "guest");
+    let mut open = conn::Open::new(&state, "guest");
     let now = Instant::now();
     let duration = binding::session_duration(&admitted.content);
     let revocations = Some(state.visitor_tokens.subscribe());
@@ -150,7 +150,8 @@ pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted) {
         last_seen: now,
         state,
     };
-    Box::pin(conn.serve()).await;
+    let code = Box::pin(conn.serve()).await;
+    open.ended(code);
 }
 
 async fn recv_revocation(
@@ -208,7 +209,8 @@ impl From<VisitorError> for Fail {
 }
 
 impl Conn {
-    async fn serve(&mut self) {
+    /// Serves the socket until it ends; answers the close code sent, if any.
+    async fn serve(&mut self) -> Option<u16> {
         let shutdown = self.state.shutdown.clone().signalled();
         tokio::pin!(shutdown);
         let mut ping = conn::ping_timer();
@@ -237,9 +239,9 @@ impl Conn {
                 Flow::Continue => {}
                 Flow::Close(code, reason) => {
                     conn::close(&mut self.ws, code, reason).await;
-                    break;
+                    return Some(code);
                 }
-                Flow::Gone => break,
+                Flow::Gone => return None,
             }
         }
     }

@@ -37,10 +37,15 @@ impl Conn {
         message: GuestMessage,
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
+        let is_message = matches!(message.kind, MessageKind::Message { .. });
         let session = self.session_for(token)?;
-        self.rate_limit(session).await?;
+        if let Err(refused) = self.rate_limit(session).await {
+            if is_message {
+                self.state.metrics.message_refused("guest");
+            }
+            return Err(refused.into());
+        }
         self.activity.touch(Instant::now());
-        self.state.metrics.messages("guest").inc();
         let GuestMessage {
             kind,
             client_id,
@@ -98,8 +103,12 @@ impl Conn {
         let routing = self.state.routing.clone();
         let posted = routing
             .visitor_send(&self.visitor()?, NewEvent { body, dedup }, Utc::now())
-            .await?;
-        self.answer_posted(posted, tracing_id).await
+            .await;
+        match &posted {
+            Ok(_) => self.state.metrics.message_accepted("guest"),
+            Err(_) => self.state.metrics.message_refused("guest"),
+        }
+        self.answer_posted(posted?, tracing_id).await
     }
 
     /// Answers a posted event, after delivering whatever came before it
