@@ -11,6 +11,12 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+mod retention;
+pub use retention::{
+    DEFAULT_RETENTION_DAYS, DEFAULT_SILENT_SESSION_HOURS, ENV_RETENTION_DAYS,
+    ENV_SILENT_SESSION_HOURS, MAX_RETENTION_DAYS, RetentionConfig,
+};
+
 pub const ENV_LISTEN: &str = "SWITCHBOARD_LISTEN";
 pub const ENV_PUBLIC_URL: &str = "SWITCHBOARD_PUBLIC_URL";
 pub const ENV_REDIS_URL: &str = "REDIS_URL";
@@ -49,6 +55,8 @@ pub struct Config {
     /// How long an agent without a live socket keeps its conversations
     /// before they go back to their queues.
     pub agent_grace: std::time::Duration,
+    /// How long visitors' data and audit entries are kept by default.
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,6 +141,8 @@ struct FileConfig {
     log_format: Option<String>,
     oidc_allow_insecure: Option<bool>,
     agent_grace_seconds: Option<u64>,
+    retention_days: Option<u32>,
+    silent_session_hours: Option<u32>,
 }
 
 impl Config {
@@ -248,6 +258,9 @@ impl Config {
             ));
         }
 
+        let retention =
+            RetentionConfig::load(&env, file.retention_days, file.silent_session_hours)?;
+
         Ok(Config {
             listen,
             public_url,
@@ -259,6 +272,7 @@ impl Config {
             log_format,
             oidc_allow_insecure,
             agent_grace: std::time::Duration::from_secs(agent_grace_seconds),
+            retention,
         })
     }
 }
