@@ -13,6 +13,11 @@ use url::Url;
 
 mod telemetry;
 pub use telemetry::{ENV_BOOTSTRAP_TOKEN_OUTPUT, ENV_METRICS_LISTEN, TelemetryConfig};
+mod retention;
+pub use retention::{
+    DEFAULT_RETENTION_DAYS, DEFAULT_SILENT_SESSION_HOURS, ENV_RETENTION_DAYS,
+    ENV_SILENT_SESSION_HOURS, MAX_RETENTION_DAYS, RetentionConfig,
+};
 
 pub const ENV_LISTEN: &str = "SWITCHBOARD_LISTEN";
 pub const ENV_PUBLIC_URL: &str = "SWITCHBOARD_PUBLIC_URL";
@@ -54,6 +59,8 @@ pub struct Config {
     pub agent_grace: std::time::Duration,
     /// Metrics listener and bootstrap token output.
     pub telemetry: TelemetryConfig,
+    /// How long visitors' data and audit entries are kept by default.
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -152,6 +159,8 @@ struct FileConfig {
     agent_grace_seconds: Option<u64>,
     metrics_listen: Option<String>,
     bootstrap_token_output: Option<PathBuf>,
+    retention_days: Option<u32>,
+    silent_session_hours: Option<u32>,
 }
 
 impl Config {
@@ -269,6 +278,8 @@ impl Config {
 
         let telemetry =
             TelemetryConfig::load(&env, file.metrics_listen, file.bootstrap_token_output)?;
+        let retention =
+            RetentionConfig::load(&env, file.retention_days, file.silent_session_hours)?;
 
         Ok(Config {
             listen,
@@ -282,6 +293,7 @@ impl Config {
             oidc_allow_insecure,
             agent_grace: std::time::Duration::from_secs(agent_grace_seconds),
             telemetry,
+            retention,
         })
     }
 }

@@ -138,6 +138,7 @@ impl Server {
         let store_for_routing = store.clone();
         let config_routing = routing::RoutingConfig {
             agent_grace: config.agent_grace,
+            retention: config.retention,
             ..routing::RoutingConfig::default()
         };
         let oidc = oidc.with_sealer(bootstrapped.auth.sealer().clone());

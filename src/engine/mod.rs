@@ -71,10 +71,13 @@ pub enum Kind {
     Conversation,
     /// An agent's presence and load.
     AgentState,
+    /// One entry of an organization's audit log: an admin change or a
+    /// staff sign-in.
+    AuditEntry,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Organization,
         Kind::OidcIntegration,
         Kind::Configuration,
@@ -88,6 +91,7 @@ impl Kind {
         Kind::Visitor,
         Kind::Conversation,
         Kind::AgentState,
+        Kind::AuditEntry,
     ];
 
     /// The short stable name used in storage keys. Never change one: stored
@@ -107,6 +111,7 @@ impl Kind {
             Kind::Visitor => "visitor",
             Kind::Conversation => "conv",
             Kind::AgentState => "agent",
+            Kind::AuditEntry => "audit",
         }
     }
 
@@ -145,10 +150,14 @@ pub enum Space {
     /// wakes the queue, taken by the lease holder before it reads the
     /// queue, so a wake that raced with the holder's last look is not lost.
     AssignWake,
+    /// The lease of the retention sweep (one id): the node holding it
+    /// deletes what is past its retention, so nodes do not repeat each
+    /// other's work.
+    RetentionLease,
 }
 
 impl Space {
-    pub const ALL: [Space; 11] = [
+    pub const ALL: [Space; 12] = [
         Space::LoginTransaction,
         Space::StaffLogin,
         Space::UsedNonce,
@@ -160,6 +169,7 @@ impl Space {
         Space::AgentAlive,
         Space::AssignLease,
         Space::AssignWake,
+        Space::RetentionLease,
     ];
 
     /// The short stable name used in storage keys.
@@ -176,6 +186,7 @@ impl Space {
             Space::AgentAlive => "alive",
             Space::AssignLease => "assign",
             Space::AssignWake => "assignwake",
+            Space::RetentionLease => "retention",
         }
     }
 }
@@ -213,6 +224,8 @@ pub enum Collection {
     OfflineAgents(uuid::Uuid),
     /// The push devices registered in one deployment.
     PushDevices(uuid::Uuid),
+    /// One organization's audit log, oldest first.
+    Audit(uuid::Uuid),
 }
 
 impl Collection {
@@ -233,6 +246,7 @@ impl Collection {
             Collection::OnlineAgents => "route/agents/online".to_owned(),
             Collection::OfflineAgents(org) => format!("route/org/{org}/agents/offline"),
             Collection::PushDevices(deployment) => format!("push/{deployment}"),
+            Collection::Audit(org) => format!("audit/org/{org}"),
         }
     }
 }
@@ -664,6 +678,14 @@ impl Engine {
         dispatch!(self, "last_seq", e => e.last_seq(log).await)
     }
 
+    /// Removes a conversation's log whole: its entries, its dedup ids and
+    /// its sequence counter (retention and erasure). Answers how many
+    /// entries it held; an unknown log holds none, so deleting twice is
+    /// harmless.
+    pub async fn delete_log(&self, log: uuid::Uuid) -> EngineResult<u64> {
+        dispatch!(self, e => e.delete_log(log).await)
+    }
+
     /// Tells every node's subscribers of `channel`. Delivery is best effort;
     /// correctness comes from the logs.
     pub async fn publish(&self, channel: &Channel, payload: &[u8]) -> EngineResult<()> {
@@ -761,6 +783,7 @@ mod tests {
                 format!("route/org/{s}/agents/offline"),
             ),
             (Collection::PushDevices(id), format!("push/{s}")),
+            (Collection::Audit(id), format!("audit/org/{s}")),
         ];
         for (collection, name) in names {
             assert_eq!(collection.name(), name);

@@ -242,5 +242,6 @@ pub fn kind_name(kind: crate::engine::Kind) -> &'static str {
         Kind::Visitor => "visitor",
         Kind::Conversation => "conversation",
         Kind::AgentState => "agent",
+        Kind::AuditEntry => "audit entry",
     }
 }

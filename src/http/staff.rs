@@ -35,6 +35,8 @@ use crate::auth::staff::{
     self, LOGIN_COOKIE, NewStaffLogin, SESSION_COOKIE, STAFF_LOGIN_TTL, STAFF_SESSION_TTL,
     StaffError,
 };
+use crate::engine::Kind;
+use crate::store::audit::{Actor, ActorKind, AuditAction, AuditEntry, AuditTarget, changes};
 use crate::store::records::{OidcIntegration, Organization};
 use crate::store::types::{OrgId, Role};
 
@@ -260,6 +262,26 @@ async fn callback(
         .await
         .map_err(ApiError::from)?;
     let member_id = member.meta.id;
+    // A member made by this sign-in is shown whole in its entry.
+    let made = if created {
+        changes(None, serde_json::to_value(&member).ok().as_ref())
+    } else {
+        Vec::new()
+    };
+    state
+        .store
+        .audit_alone(&AuditEntry::new(
+            org,
+            Actor {
+                kind: ActorKind::Member,
+                id: Some(member_id),
+            },
+            AuditAction::SignIn,
+            AuditTarget::new(Kind::Member, member_id),
+            made,
+            now,
+        ))
+        .await;
     let new = state
         .auth
         .start_staff_session(member, now)

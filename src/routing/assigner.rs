@@ -105,6 +105,11 @@ impl Assigners {
         }
     }
 
+    /// This node's name in the leases it holds (the retention sweep's too).
+    pub(super) fn holder(&self) -> &str {
+        &self.holder
+    }
+
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Slot>> {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -23,7 +23,9 @@
 //!   the queue's lease in the engine, woken by arrivals and agents freeing
 //!   up (never on the request that caused the wake);
 //! - `sweeper`: what no socket asks for (offer timeouts, lost agents,
-//!   queues nobody is assigning), run on every node without a leader.
+//!   queues nobody is assigning), run on every node without a leader;
+//! - `retention`: deleting what is past its retention (one node at a time,
+//!   under a lease) and erasing a conversation or a visitor on request.
 
 mod agents;
 mod assigner;
@@ -33,6 +35,7 @@ pub mod content;
 mod decide;
 mod events;
 pub mod model;
+mod retention;
 mod revoked;
 mod sessions;
 mod sweeper;
@@ -41,11 +44,14 @@ mod tests;
 mod typing;
 pub mod visitor;
 
+pub use retention::{Erased, Swept};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::config::RetentionConfig;
 use crate::engine::Engine;
 use crate::store::types::OrgId;
 use crate::store::{Store, StoreError};
@@ -82,6 +88,10 @@ pub struct RoutingConfig {
     /// it (a third of the way through): how long the queue goes unassigned
     /// when the node holding it dies, before another node takes over.
     pub assign_lease: Duration,
+    /// How long ended conversations, sessions, visitors' records and audit
+    /// entries are kept where an organization or deployment sets nothing,
+    /// and how soon a session without a conversation goes.
+    pub retention: RetentionConfig,
 }
 
 impl Default for RoutingConfig {
@@ -90,6 +100,7 @@ impl Default for RoutingConfig {
             agent_grace: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(1),
             assign_lease: Duration::from_secs(5),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -61,6 +61,12 @@ impl Record for GuestSession {
     fn collection(&self) -> Collection {
         Collection::DeploymentSessions(self.deployment_id)
     }
+    /// By last activity, so the retention sweep finds the sessions past it
+    /// at the front. (Sessions written before were listed by creation,
+    /// which is never later than their last activity.)
+    fn order(&self) -> i64 {
+        self.last_active.timestamp_millis()
+    }
 }
 
 /// An authenticated visitor across sessions and devices: the conversations

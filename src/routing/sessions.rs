@@ -35,6 +35,14 @@ impl Routing {
                     writes.put(&mut session, now)?;
                     Ok((session, true))
                 }
+                // A visitor who comes back keeps a session without a
+                // conversation from expiring; refreshed at most hourly, so
+                // reconnects cost no write.
+                Some(mut session) if now - session.last_active > chrono::Duration::hours(1) => {
+                    session.last_active = now;
+                    writes.put(&mut session, now)?;
+                    Ok((session, false))
+                }
                 Some(session) => Ok((session, false)),
                 None => {
                     let mut session = decide::new_session(id, deployment, now);

@@ -2,7 +2,8 @@
 //! whose sockets are gone (their heartbeat expired), and now and then wakes
 //! every queue where conversations wait and nobody holds the assignment
 //! lease, in case a wake-up was lost with a node. Its work is idempotent,
-//! so every node runs it and none leads.
+//! so every node runs it and none leads. Once a minute it also offers to
+//! run the retention sweep, which one node at a time does.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -17,6 +18,10 @@ use crate::store::{PageRequest, Record, StoreError, collection_of};
 
 /// How many sweeps pass between two looks for queues nobody assigns.
 const WAKE_ALL_EVERY: u64 = 5;
+
+/// How many sweeps pass between two retention sweeps (one node at a time
+/// runs it, under its lease; see `retention.rs`).
+const RETENTION_EVERY: u64 = 60;
 
 /// How many offers one sweep looks at, earliest deadline first.
 const OFFERS_PER_SWEEP: u64 = 50;
@@ -50,6 +55,11 @@ impl Routing {
                 && let Err(e) = self.wake_unassigned().await
             {
                 tracing::warn!(error = %e, "looking for unassigned queues failed");
+            }
+            if rounds.is_multiple_of(RETENTION_EVERY)
+                && let Err(e) = self.sweep_retention_once(now).await
+            {
+                tracing::warn!(error = %e, "the retention sweep failed; the next one goes on");
             }
         }
     }

@@ -145,6 +145,7 @@ fn deployment(org: OrgId, queue: Uuid) -> Deployment {
         allowed_app_redirect_schemes: Vec::new(),
         status: DeploymentStatus::Active,
         queue_id: queue,
+        retention_days: None,
     }
 }
 

@@ -60,6 +60,12 @@ pub struct Organization {
     /// integration cannot be deleted while it is used.
     #[serde(default)]
     pub staff_integration_id: Option<Uuid>,
+    /// Days ended conversations (with their logs), visitors' sessions and
+    /// records, and audit entries are kept; none: the node's default
+    /// (`SWITCHBOARD_RETENTION_DAYS`). A deployment may set its own for its
+    /// conversations and sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 record!(Organization, Kind::Organization);
 
@@ -412,6 +418,10 @@ pub struct Deployment {
     pub allowed_app_redirect_schemes: Vec<RedirectScheme>,
     pub status: DeploymentStatus,
     pub queue_id: Uuid,
+    /// Days this deployment's ended conversations and sessions are kept,
+    /// instead of its organization's retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 record!(Deployment, Kind::Deployment);
 

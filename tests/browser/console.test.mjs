@@ -587,6 +587,38 @@ describe('an admin in the settings pages', () => {
     }
   });
 
+  test('reads the audit log: who changed a role and who signed in; sets the retention', async () => {
+    const sections = page.getByRole('navigation', { name: 'Settings sections' });
+    await sections.getByRole('link', { name: 'Audit log' }).click();
+    const table = page.getByRole('table', { name: 'Audit log' });
+    // The role granted above, newest first, with what changed.
+    const granted = table.getByRole('row').filter({ hasText: grace.id }).filter({ hasText: 'Changed' }).first();
+    await granted.waitFor();
+    await granted.getByText('"supervisor"').first().waitFor();
+    await granted.getByText('Member', { exact: false }).first().waitFor();
+    assert.ok((await table.getByRole('row').filter({ hasText: 'Signed in' }).count()) >= 1);
+    // Narrowed to Grace's record: only entries about her.
+    await page.getByLabel('Record id').fill(grace.id);
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await eventually(async () => {
+      const rows = await table.getByRole('row').allTextContents();
+      // The header, then entries that all name her.
+      assert.ok(rows.length >= 2, rows.join('\n'));
+      for (const text of rows.slice(1)) assert.ok(text.includes(grace.id), text);
+    }, 'the log filtered by record');
+    // Secrets never show, not even the integration's.
+    assert.equal(await page.getByText(idp.clientSecret).count(), 0);
+
+    // The organization keeps its data 30 days.
+    await sections.getByRole('link', { name: 'Organization' }).click();
+    await page.getByLabel('Retention (days)').fill('30');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await eventually(async () => {
+      const org = await records.call('GET', '/api/v2/organizations/me');
+      assert.equal(org.retentionDays, 30);
+    }, 'the retention saved');
+  });
+
   test('signs out: the session is over on every node', async () => {
     // The cookie as it was: after signing out it must be worth nothing,
     // on either node, even to someone who kept a copy.

@@ -222,6 +222,9 @@ async fn operational_endpoints(kind: EngineKind) {
         "/api/v2/oauth/clients",
         "/api/v2/oauth/clients/{id}",
         "/api/v2/organizations",
+        "/api/v2/audit",
+        "/api/v2/conversations/{id}",
+        "/api/v2/visitors/erase",
         "/oauth/token",
         "/webdeployments/v1/deployments/{id}/config.json",
     ] {

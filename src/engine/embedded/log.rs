@@ -204,6 +204,41 @@ impl EmbeddedEngine {
         })
         .await
     }
+
+    /// The log's entries and dedup ids in one write transaction. The
+    /// sequence is the last entry's, so it goes with them.
+    pub async fn delete_log(&self, log: uuid::Uuid) -> EngineResult<u64> {
+        let log = log.as_u128();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            let removed = (|| {
+                let mut entries = txn.open_table(LOG).map_err(db_err)?;
+                let range = (log, 0)..=(log, u64::MAX);
+                let removed = entries.range(range.clone()).map_err(db_err)?.count() as u64;
+                entries.retain_in(range, |_, _| false).map_err(db_err)?;
+                let mut seen = txn.open_table(LOG_DEDUP).map_err(db_err)?;
+                // Dedup ids are strings: the log's range ends where the next
+                // conversation's begins.
+                let cleared = match log.checked_add(1) {
+                    Some(next) => seen.retain_in((log, "")..(next, ""), |_, _| false),
+                    None => seen.retain_in((log, "").., |_, _| false),
+                };
+                cleared.map_err(db_err)?;
+                Ok::<_, EngineError>(removed)
+            })();
+            match removed {
+                Ok(removed) => {
+                    txn.commit().map_err(db_err)?;
+                    Ok(removed)
+                }
+                Err(e) => {
+                    txn.abort().map_err(db_err)?;
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,26 @@ impl RedisEngine {
     }
 }
 
+impl RedisEngine {
+    /// The stream, its dedup hash and its counter in one `MULTI`: a reader
+    /// sees the whole log or none of it.
+    pub async fn delete_log(&self, log: uuid::Uuid) -> EngineResult<u64> {
+        let mut conn = self.conn.clone();
+        let (entries, _deleted): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("XLEN")
+            .arg(keys::conversation_log(&self.prefix, log))
+            .cmd("DEL")
+            .arg(keys::conversation_log(&self.prefix, log))
+            .arg(keys::conversation_dedup(&self.prefix, log))
+            .arg(keys::conversation_seq(&self.prefix, log))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(entries)
+    }
+}
+
 /// The sequence of a stream entry id `<seq>-1`.
 fn parse_seq(id: &str) -> EngineResult<u64> {
     id.split_once('-')

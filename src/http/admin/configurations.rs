@@ -19,12 +19,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::audit::{entry, shown};
 use super::resource::{self, Resource, in_range, name};
 use crate::app::AppState;
-use crate::engine::{Commit, Expect, Put};
+use crate::engine::{Commit, Expect, Kind, Put};
 use crate::http::PagedList;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Id, Json, JsonOut, Paging};
+use crate::store::audit::AuditAction;
 use crate::store::encode;
 use crate::store::records::{Configuration, ConfigurationContent, ConfigurationVersion, Meta};
 use crate::store::types::{OrgId, Role};
@@ -223,7 +225,15 @@ async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let principal = caller.require(Role::Admin)?;
     let configuration = state.store.get::<Configuration>(principal.org, id).await?;
-    let mut commit = Commit::new();
+    let audit = entry(
+        principal,
+        AuditAction::Delete,
+        Kind::Configuration,
+        id,
+        shown(&configuration).as_ref(),
+        None,
+    );
+    let mut commit = Commit::new().put(audit.put()?);
     for version in 1..=configuration.published_versions {
         commit = commit.delete(ConfigurationVersion::key_of(id, version), Expect::Any);
     }
@@ -285,6 +295,7 @@ async fn publish(
     let principal = caller.require(Role::Admin)?;
     let mut configuration = state.store.get::<Configuration>(principal.org, id).await?;
     let read_version = configuration.meta.version;
+    let read_latest = configuration.latest_version.clone();
     let number = configuration.published_versions + 1;
     let now = Utc::now();
     let published = ConfigurationVersion {
@@ -311,9 +322,17 @@ async fn publish(
         refs: bump.refs.clone(),
         unique: Vec::new(),
     };
+    let audit = entry(
+        principal,
+        AuditAction::Publish,
+        Kind::Configuration,
+        id,
+        Some(&serde_json::json!({ "latestVersion": read_latest })),
+        Some(&serde_json::json!({ "latestVersion": published.version })),
+    );
     state
         .store
-        .commit(Commit::new().put(bump).put(version_put))
+        .commit(Commit::new().put(bump).put(version_put).put(audit.put()?))
         .await?;
     Ok((StatusCode::CREATED, axum::Json(published)))
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::resource::{Resource, crud_routes, name};
+use super::resource::{Resource, crud_routes, name, present, retention_days};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::store::records::{ConfigurationRef, Deployment, Meta};
@@ -43,6 +43,13 @@ pub struct DeploymentInput {
     #[serde(default)]
     status: DeploymentStatus,
     queue_id: Uuid,
+    /// Days this deployment's ended conversations (with their logs) and
+    /// visitors' sessions are kept (1 to 36500); `null`: the
+    /// organization's retention. Omitted on update: the stored value is
+    /// kept.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    retention_days: Option<Option<u32>>,
     /// Required on update: the version read.
     version: Option<u64>,
 }
@@ -60,6 +67,8 @@ pub struct DeploymentView {
     allowed_app_redirect_schemes: Vec<RedirectScheme>,
     status: DeploymentStatus,
     queue_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retention_days: Option<u32>,
     /// What a site pastes into its pages.
     snippet: String,
     version: u64,
@@ -142,6 +151,10 @@ impl Resource for Deployment {
             allowed_app_redirect_schemes,
             status: input.status,
             queue_id: input.queue_id,
+            retention_days: retention_days(
+                input.retention_days,
+                existing.and_then(|d| d.retention_days),
+            )?,
         })
     }
 
@@ -159,6 +172,7 @@ impl Resource for Deployment {
             allowed_app_redirect_schemes: self.allowed_app_redirect_schemes,
             status: self.status,
             queue_id: self.queue_id,
+            retention_days: self.retention_days,
             version: self.meta.version,
             date_created: self.meta.date_created,
             date_modified: self.meta.date_modified,

@@ -1,9 +1,11 @@
 //! The admin API, one module per resource.
 
+pub mod audit;
 pub mod clients;
 pub mod configurations;
 pub mod deployments;
 pub mod diagnose;
+pub mod erasure;
 pub mod integrations;
 pub mod members;
 pub mod organizations;
@@ -17,6 +19,8 @@ use crate::app::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(organizations::router())
+        .merge(audit::router())
+        .merge(erasure::router())
         .merge(clients::router())
         .merge(integrations::router())
         .merge(diagnose::router())

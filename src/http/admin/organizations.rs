@@ -10,14 +10,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::audit::{actor, entry, shown};
 use super::clients::ApiClientView;
-use super::resource::{Resource, name};
+use super::resource::{Resource, name, present, retention_days};
 use crate::app::AppState;
 use crate::auth::new_api_client;
-use crate::engine::{Collection, Commit, Expect};
+use crate::engine::{Collection, Commit, Expect, Kind};
 use crate::http::PagedList;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Json, JsonOut, Paging};
+use crate::store::audit::{AuditAction, AuditEntry, AuditTarget, changes};
 use crate::store::records::{Meta, Organization};
 use crate::store::types::{OrgId, Role};
 
@@ -73,6 +75,7 @@ async fn create(
         name: name("name", &input.name)?,
         is_default: false,
         staff_integration_id: None,
+        retention_days: None,
     };
     let org = OrgId(organization.meta.id);
     let client = new_api_client(
@@ -81,9 +84,19 @@ async fn create(
         "Initial admin".to_owned(),
         vec![Role::Admin],
     );
+    // The new organization's log starts with its making.
+    let audit = AuditEntry::new(
+        org,
+        actor(caller.require_operator()?),
+        AuditAction::Create,
+        AuditTarget::new(Kind::Organization, org),
+        changes(None, shown(&organization).as_ref()),
+        now,
+    );
     let commit = Commit::new()
         .put(state.store.prepare(&organization, Expect::Absent).await?)
-        .put(state.store.prepare(&client, Expect::Absent).await?);
+        .put(state.store.prepare(&client, Expect::Absent).await?)
+        .put(audit.put()?);
     state.store.commit(commit).await?;
     let mut organization = organization;
     organization.meta.version = 1;
@@ -120,6 +133,14 @@ pub struct OrganizationUpdate {
     /// The OIDC integration (of this organization) staff sign in with at
     /// `/auth/login`; `null` turns staff SSO off.
     staff_integration_id: Option<uuid::Uuid>,
+    /// Days ended conversations (with their logs), visitors' sessions and
+    /// records, and audit entries are kept (1 to 36500); `null`: the
+    /// node's default (`SWITCHBOARD_RETENTION_DAYS`). Omitted: the stored
+    /// value is kept. Deployments may set their own for their
+    /// conversations and sessions.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    retention_days: Option<Option<u32>>,
     /// The version read.
     version: Option<u64>,
 }
@@ -144,10 +165,25 @@ async fn update_me(
         .store
         .get::<Organization>(principal.org, principal.org.0)
         .await?;
+    let before = shown(&org);
     org.name = name("name", &input.name)?;
     // The store checks that the integration belongs to this organization.
     org.staff_integration_id = input.staff_integration_id;
+    org.retention_days = retention_days(input.retention_days, org.retention_days)?;
     org.meta.date_modified = Utc::now();
-    state.store.update(&mut org, expected).await?;
+    let audit = entry(
+        principal,
+        AuditAction::Update,
+        Kind::Organization,
+        org.meta.id,
+        before.as_ref(),
+        shown(&org).as_ref(),
+    );
+    let put = state.store.prepare(&org, Expect::Version(expected)).await?;
+    state
+        .store
+        .commit(Commit::new().put(put).put(audit.put()?))
+        .await?;
+    org.meta.version = expected + 1;
     Ok(axum::Json(org))
 }

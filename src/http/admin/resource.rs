@@ -7,13 +7,17 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
+use serde::Deserialize as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::audit::{entry, shown};
 use crate::app::AppState;
+use crate::engine::{Commit, Expect};
 use crate::http::PagedList;
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, Id, Json, JsonOut, Paging};
+use crate::store::audit::AuditAction;
 use crate::store::records::Meta;
 use crate::store::types::{OrgId, Role};
 use crate::store::{Record, collection_of};
@@ -73,7 +77,21 @@ pub(crate) async fn create<R: Resource>(
 ) -> Result<(StatusCode, JsonOut<R::View>), ApiError> {
     let principal = caller.require(Role::Admin)?;
     let mut record = R::build(input, principal.org, Meta::new(Utc::now()), None, &state)?;
-    state.store.create(&mut record).await?;
+    let after = shown(&record.clone().view(&state));
+    let audit = entry(
+        principal,
+        AuditAction::Create,
+        R::KIND,
+        record.meta().id,
+        None,
+        after.as_ref(),
+    );
+    let put = state.store.prepare(&record, Expect::Absent).await?;
+    state
+        .store
+        .commit(Commit::new().put(put).put(audit.put()?))
+        .await?;
+    record.meta_mut().version = 1;
     Ok((StatusCode::CREATED, axum::Json(record.view(&state))))
 }
 
@@ -90,7 +108,25 @@ pub(crate) async fn update<R: Resource>(
     let mut meta = existing.meta().clone();
     meta.date_modified = Utc::now();
     let mut record = R::build(input, principal.org, meta, Some(&existing), &state)?;
-    state.store.update(&mut record, expected).await?;
+    let before = shown(&existing.view(&state));
+    let after = shown(&record.clone().view(&state));
+    let audit = entry(
+        principal,
+        AuditAction::Update,
+        R::KIND,
+        id,
+        before.as_ref(),
+        after.as_ref(),
+    );
+    let put = state
+        .store
+        .prepare(&record, Expect::Version(expected))
+        .await?;
+    state
+        .store
+        .commit(Commit::new().put(put).put(audit.put()?))
+        .await?;
+    record.meta_mut().version = expected + 1;
     Ok(axum::Json(record.view(&state)))
 }
 
@@ -101,7 +137,25 @@ pub(crate) async fn delete<R: Resource>(
 ) -> Result<StatusCode, ApiError> {
     let principal = caller.require(Role::Admin)?;
     let record = state.store.get::<R>(principal.org, id).await?;
-    state.store.delete(&record).await?;
+    let key = record.key();
+    let version = record.meta().version;
+    let before = shown(&record.view(&state));
+    let audit = entry(
+        principal,
+        AuditAction::Delete,
+        R::KIND,
+        id,
+        before.as_ref(),
+        None,
+    );
+    state
+        .store
+        .commit(
+            Commit::new()
+                .delete(key, Expect::Version(version))
+                .put(audit.put()?),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -226,5 +280,32 @@ pub(crate) fn in_range(
             range.start(),
             range.end()
         )))
+    }
+}
+
+/// For an optional field that an update may leave out: absent is `None`
+/// (keep what is stored), `null` is `Some(None)` (clear it), a value is
+/// `Some(Some(value))`. Use with `#[serde(default, deserialize_with =
+/// "present")]`.
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A retention in days as an admin sets it: kept when left out, cleared
+/// (back to the default) by `null`, else checked against its range.
+pub(crate) fn retention_days(
+    given: Option<Option<u32>>,
+    stored: Option<u32>,
+) -> Result<Option<u32>, ApiError> {
+    match given {
+        None => Ok(stored),
+        Some(None) => Ok(None),
+        Some(Some(days)) => {
+            in_range("retentionDays", days, 1..=crate::config::MAX_RETENTION_DAYS).map(Some)
+        }
     }
 }

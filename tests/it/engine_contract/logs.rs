@@ -11,6 +11,7 @@ contract! {
     concurrent_appends_are_gapless => concurrent_appends_are_gapless_redis, concurrent_appends_are_gapless_embedded;
     concurrent_duplicates_append_once => concurrent_duplicates_append_once_redis, concurrent_duplicates_append_once_embedded;
     logs_are_independent => logs_are_independent_redis, logs_are_independent_embedded;
+    delete_log_removes_everything_of_one_log => delete_log_removes_everything_of_one_log_redis, delete_log_removes_everything_of_one_log_embedded;
 }
 
 async fn append(engine: &Engine, log: Uuid, body: &[u8], dedup: Option<&str>) -> (u64, bool) {
@@ -203,4 +204,27 @@ async fn conversation_keys_redis() {
         assert!(!key.contains("dedup-id"), "{key} spells a dedup id");
     }
     assert!(keys.contains(&format!("{tag}log")), "{keys:?}");
+}
+
+/// Retention and erasure delete a log whole: entries, dedup ids and the
+/// sequence, so a later append starts afresh; a neighbour keeps its own.
+async fn delete_log_removes_everything_of_one_log(engine: &Engine) {
+    let log = Uuid::from_u128(Uuid::new_v4().as_u128() | 1);
+    let next = Uuid::from_u128(log.as_u128() + 1);
+    for i in 0..3 {
+        append(engine, log, b"x", Some(&format!("m{i}"))).await;
+    }
+    append(engine, next, b"kept", Some("m0")).await;
+    assert_eq!(engine.delete_log(log).await.expect("delete_log"), 3);
+    assert!(read(engine, log, 0, 10).await.is_empty());
+    assert_eq!(engine.last_seq(log).await.expect("last_seq"), 0);
+    // The dedup ids went too: a resend is a new first message.
+    assert_eq!(append(engine, log, b"again", Some("m1")).await, (1, false));
+    assert_eq!(read(engine, next, 0, 10).await, vec![entry(1, b"kept")]);
+    assert_eq!(append(engine, next, b"dup", Some("m0")).await, (1, true));
+    // Deleting what is gone is harmless.
+    let unknown = Uuid::new_v4();
+    assert_eq!(engine.delete_log(unknown).await.expect("delete_log"), 0);
+    assert_eq!(engine.delete_log(log).await.expect("delete_log"), 1);
+    assert_eq!(engine.delete_log(log).await.expect("delete_log"), 0);
 }

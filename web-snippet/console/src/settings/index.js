@@ -1,6 +1,7 @@
 // The console's settings: one page per kind of admin record (organization,
 // OIDC integrations, messenger configurations, queues, deployments,
-// members), each a list with a form to create or edit a record, all through
+// members), each a list with a form to create or edit a record, and the
+// audit log of those changes (admins only), all through
 // the admin API with the staff session. This module picks the page; each
 // page is a module of its own, built with the kit (kit.js, widgets.js).
 //
@@ -19,6 +20,7 @@ import { configurationsSection } from './configurations.js';
 import { queuesSection } from './queues.js';
 import { deploymentsSection } from './deployments.js';
 import { membersSection } from './members.js';
+import { auditSection } from './audit.js';
 
 export const SECTIONS = [
   { id: 'organization', title: 'Organization' },
@@ -27,6 +29,7 @@ export const SECTIONS = [
   { id: 'queues', title: 'Queues' },
   { id: 'deployments', title: 'Deployments' },
   { id: 'members', title: 'Members and roles' },
+  { id: 'audit', title: 'Audit log' },
 ];
 
 // What a supervisor may read (and only read); the rest is for admins.
@@ -39,6 +42,7 @@ const RENDER = {
   queues: queuesSection,
   deployments: deploymentsSection,
   members: membersSection,
+  audit: auditSection,
 };
 
 export function renderSettings(container, { api, session, section, notify }) {

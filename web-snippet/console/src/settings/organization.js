@@ -1,7 +1,7 @@
 // Organization: its name and the integration staff sign in with.
 
 import { h, mount, field, formatDateTime } from '../dom.js';
-import { PATHS, conflictText, formCard, frame, putFresh, required, showLoadFailure } from './kit.js';
+import { PATHS, conflictText, formCard, frame, numberIn, putFresh, required, showLoadFailure } from './kit.js';
 import { button, byName, copyText, hinted, mono, selectControl } from './widgets.js';
 
 export async function organizationSection(ctx) {
@@ -36,6 +36,8 @@ export async function organizationSection(ctx) {
       ],
       org.staffIntegrationId || '',
     );
+    // Empty: the node's default.
+    const retention = h('input', { type: 'number', min: '1', max: '36500', step: '1', value: org.retentionDays ?? '', inputmode: 'numeric' });
     const redirect = `${location.origin}/auth/callback`;
     const redirectBox = h('input', { type: 'text', readonly: true, value: redirect, class: 'st-mono', size: '40' });
     const signInLink = `${location.origin}/console?org=${org.id}`;
@@ -49,6 +51,7 @@ export async function organizationSection(ctx) {
         const body = {
           name: required(name, 'The name'),
           staffIntegrationId: staff.value || null,
+          retentionDays: retention.value.trim() === '' ? null : numberIn(retention, 'The retention', 1, 36500),
           version: org.version,
         };
         const before = integrations.find((i) => i.id === org.staffIntegrationId);
@@ -80,6 +83,11 @@ export async function organizationSection(ctx) {
           integrations.length
             ? 'The OIDC integration whose identity provider staff sign in with.'
             : h('span', null, 'There is no OIDC integration yet: ', h('a', { href: '#/settings/integrations' }, 'add one'), ' first.'),
+        ),
+        hinted(
+          'Retention (days)',
+          retention,
+          'How long ended conversations and their messages, visitors’ sessions and records, and audit entries are kept before they are deleted (1 to 36500; empty for the server’s default). A deployment may keep its conversations for less or longer.',
         ),
         h(
           'div',

@@ -1,0 +1,610 @@
+//! The data lifecycle: retention sweeps (driven with a chosen "now", never
+//! by waiting), erasure of a conversation and of a visitor, the audit log,
+//! and the keys anonymous requests leave on a real Redis.
+
+use chrono::{Duration, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use switchboard::routing::model::AgentStatus;
+use switchboard::routing::model::{GuestSession, VisitorIdentity, session_id};
+use switchboard::routing::{AgentIdentity, Swept};
+use switchboard::store::records::Deployment;
+use uuid::Uuid;
+
+use crate::on_both_engines;
+use crate::support::app::{EngineKind, TestApp};
+use crate::support::guest::{conversation_of, new_token};
+use crate::support::routing::{chat_content, text_event};
+
+/// A signed-in visitor as the IdP named them.
+fn visitor_identity(subject: &str) -> VisitorIdentity {
+    VisitorIdentity {
+        issuer: "https://idp.example.com/".to_owned(),
+        subject: subject.to_owned(),
+        email: Some("grace@example.com".to_owned()),
+        email_verified: Some(true),
+        name: Some("Grace Hopper".to_owned()),
+        given_name: None,
+        family_name: None,
+    }
+}
+
+async fn log_len(app: &TestApp, conversation: Uuid) -> usize {
+    app.state()
+        .store
+        .engine()
+        .read_log(conversation, 0, 1000)
+        .await
+        .unwrap()
+        .len()
+}
+
+async fn session(app: &TestApp, id: Uuid) -> Option<GuestSession> {
+    app.state().routing.session(id).await.unwrap()
+}
+
+/// An agent available on `queue`.
+async fn available_agent(app: &TestApp, queue: Uuid) -> AgentIdentity {
+    let routing = &app.state().routing;
+    let agent = app.agent_identity("Ada");
+    routing.heartbeat(&agent, Utc::now()).await.unwrap();
+    routing
+        .set_status(&agent, AgentStatus::Available, vec![queue], Utc::now())
+        .await
+        .unwrap();
+    routing.settled().await;
+    agent
+}
+
+/// A visitor's conversation that `agent` (the only one available) accepts
+/// and then ends at `ended`.
+async fn ended_conversation(
+    app: &TestApp,
+    deployment: &Deployment,
+    agent: &AgentIdentity,
+    ended: chrono::DateTime<Utc>,
+) -> Uuid {
+    let routing = &app.state().routing;
+    let conversation = app.visitor_opens(deployment, "hello", None).await;
+    routing.settled().await;
+    routing
+        .accept(agent, conversation, Utc::now())
+        .await
+        .unwrap();
+    routing.end(agent, conversation, None, ended).await.unwrap();
+    conversation
+}
+
+async fn retention_deletes_what_is_past_it(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let site = app.guest_site().await;
+    let deployment = app.deployment_record(site.deployment_id()).await;
+    let routing = &app.state().routing;
+    let now = Utc::now();
+    let agent = available_agent(&app, site.queue_id()).await;
+
+    // The node's default is 90 days: one conversation ended 100 days ago,
+    // one 10 days ago.
+    let old = ended_conversation(&app, &deployment, &agent, now - Duration::days(100)).await;
+    let recent = ended_conversation(&app, &deployment, &agent, now - Duration::days(10)).await;
+    let old_session = routing.conversation(old).await.unwrap().unwrap().session_id;
+    assert!(log_len(&app, old).await >= 3);
+    // A session that never spoke, idle for two days, and a fresh one.
+    let silent = session_id(&new_token());
+    routing
+        .open_session(silent, &deployment, now - Duration::days(2))
+        .await
+        .unwrap();
+    let fresh = session_id(&new_token());
+    routing.open_session(fresh, &deployment, now).await.unwrap();
+
+    let swept = routing.sweep_retention(now).await.unwrap();
+    assert_eq!(swept.conversations, 1, "{swept:?}");
+    assert!(swept.log_entries >= 3, "{swept:?}");
+    assert_eq!(swept.sessions, 1, "{swept:?}");
+    assert!(routing.conversation(old).await.unwrap().is_none());
+    assert_eq!(log_len(&app, old).await, 0);
+    assert!(routing.conversation(recent).await.unwrap().is_some());
+    assert!(log_len(&app, recent).await >= 3);
+    assert!(session(&app, silent).await.is_none());
+    assert!(session(&app, fresh).await.is_some());
+    // The erased conversation's session no longer names it; it goes once
+    // it has been silent past the expiry.
+    let left = session(&app, old_session).await.unwrap();
+    assert_eq!(left.conversation_id, None);
+
+    // Idempotent: nothing more is due.
+    assert_eq!(
+        routing.sweep_retention(now).await.unwrap(),
+        Swept::default()
+    );
+
+    // The deployment keeps its conversations 5 days: the recent one is due.
+    let path = format!("/api/v2/webdeployments/deployments/{}", site.deployment);
+    let mut body = app.get(&path, &site.admin).await.expect(StatusCode::OK);
+    body["retentionDays"] = json!(5);
+    let updated = app
+        .put(&path, &site.admin, body)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(updated["retentionDays"], 5);
+    let swept = routing.sweep_retention(now).await.unwrap();
+    assert_eq!(swept.conversations, 1, "{swept:?}");
+    assert!(routing.conversation(recent).await.unwrap().is_none());
+
+    // Two days on, the sessions left without a conversation go too.
+    let later = now + Duration::days(2);
+    let swept = routing.sweep_retention(later).await.unwrap();
+    assert!(swept.sessions >= 2, "{swept:?}");
+    assert!(session(&app, old_session).await.is_none());
+
+    // The organization keeps its audit entries 30 days: they go after it.
+    let org = app
+        .get("/api/v2/organizations/me", &site.admin)
+        .await
+        .expect(StatusCode::OK);
+    let update = json!({ "name": org["name"], "retentionDays": 30, "version": org["version"] });
+    let org = app
+        .put("/api/v2/organizations/me", &site.admin, update)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(org["retentionDays"], 30);
+    let audit = app
+        .get("/api/v2/audit", &site.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert!(audit["total"].as_u64().unwrap() > 0);
+    let swept = routing
+        .sweep_retention(now + Duration::days(31))
+        .await
+        .unwrap();
+    assert!(swept.audit_entries > 0, "{swept:?}");
+    let audit = app
+        .get("/api/v2/audit", &site.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(audit["total"], 0, "{audit}");
+
+    // Out-of-range retentions are refused, naming the field.
+    let update = json!({ "name": org["name"], "retentionDays": 0, "version": org["version"] });
+    let refused = app
+        .put("/api/v2/organizations/me", &site.admin, update)
+        .await
+        .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("retentionDays")
+    );
+}
+on_both_engines!(retention_deletes_what_is_past_it);
+
+/// One node sweeps at a time: while another holds the lease, a node
+/// leaves the sweep to it.
+async fn one_node_sweeps_at_a_time(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let site = app.guest_site().await;
+    let deployment = app.deployment_record(site.deployment_id()).await;
+    let now = Utc::now();
+    let agent = available_agent(&app, site.queue_id()).await;
+    let old = ended_conversation(&app, &deployment, &agent, now - Duration::days(100)).await;
+    let engine = app.state().store.engine();
+    let other = b"another-node";
+    let lease = engine
+        .lease(
+            switchboard::engine::Space::RetentionLease,
+            "sweep",
+            other,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(lease, switchboard::engine::Lease::Held);
+    let routing = &app.state().routing;
+    assert_eq!(routing.sweep_retention_once(now).await.unwrap(), None);
+    assert!(routing.conversation(old).await.unwrap().is_some());
+    engine
+        .release(switchboard::engine::Space::RetentionLease, "sweep", other)
+        .await
+        .unwrap();
+    let swept = routing.sweep_retention_once(now).await.unwrap().unwrap();
+    assert_eq!(swept.conversations, 1);
+    assert!(routing.conversation(old).await.unwrap().is_none());
+}
+on_both_engines!(one_node_sweeps_at_a_time);
+
+async fn erasing_a_conversation_removes_it_everywhere(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let site = app.guest_site().await;
+    let routing = &app.state().routing;
+
+    // A guest on a real socket, talking to an agent who holds the
+    // conversation.
+    let mut guest = app.configured_guest(&site.deployment, &new_token()).await;
+    let answer = guest.say("my card number is 4111").await;
+    let conversation = conversation_of(&answer);
+    let jwt = guest.jwt().await;
+    let agent = app.agent_accepts(site.queue_id(), conversation).await;
+    let history = app
+        .get("/api/v2/webmessaging/messages", &jwt)
+        .await
+        .expect(StatusCode::OK);
+    assert!(history.to_string().contains("4111"), "{history}");
+
+    // Another organization cannot see it, let alone erase it.
+    let stranger = app.other_organization("Elsewhere").await;
+    app.delete(&format!("/api/v2/conversations/{conversation}"), &stranger)
+        .await
+        .expect(StatusCode::NOT_FOUND);
+
+    let erased = app
+        .delete(
+            &format!("/api/v2/conversations/{conversation}"),
+            &site.admin,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(erased["conversations"], json!([conversation.to_string()]));
+    assert!(erased["logEntries"].as_u64().unwrap() >= 2, "{erased}");
+
+    assert!(routing.conversation(conversation).await.unwrap().is_none());
+    assert_eq!(log_len(&app, conversation).await, 0);
+    let held = routing.agent_state(agent.id).await.unwrap().unwrap();
+    assert!(!held.conversations.contains(&conversation));
+    let history = app
+        .get("/api/v2/webmessaging/messages", &jwt)
+        .await
+        .expect(StatusCode::OK);
+    assert!(!history.to_string().contains("4111"), "{history}");
+
+    // Gone: a second erasure finds nothing.
+    app.delete(
+        &format!("/api/v2/conversations/{conversation}"),
+        &site.admin,
+    )
+    .await
+    .expect(StatusCode::NOT_FOUND);
+    // The audit log says who erased what, by id only.
+    let audit = app
+        .get(
+            &format!("/api/v2/audit?recordId={conversation}"),
+            &site.admin,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(audit["total"], 1, "{audit}");
+    assert_eq!(audit["entities"][0]["action"], "erase");
+    assert_eq!(audit["entities"][0]["record"]["kind"], "conversation");
+}
+on_both_engines!(erasing_a_conversation_removes_it_everywhere);
+
+async fn erasing_a_visitor_removes_everything_about_them(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let site = app.guest_site().await;
+    let deployment = app.deployment_record(site.deployment_id()).await;
+    let state = app.state();
+    let routing = &state.routing;
+    let org = state.auth.default_org();
+    let identity = visitor_identity("grace-1906");
+    let visitor = state
+        .visitor_tokens
+        .visitor_subject(org, &identity.issuer, &identity.subject);
+    let now = Utc::now();
+
+    // Two conversations of one signed-in session, and another visitor's.
+    let session = session_id(&new_token());
+    routing
+        .open_session(session, &deployment, now)
+        .await
+        .unwrap();
+    routing
+        .update_session(session, |s| {
+            s.identity = Some(identity.clone());
+            s.visitor_id = Some(visitor);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut conversations = Vec::new();
+    for text in ["first", "second"] {
+        let (c, _, _) = routing
+            .visitor_post(session, &deployment, &chat_content(), text_event(text), now)
+            .await
+            .unwrap();
+        conversations.push(c.meta.id);
+        routing.start_new(session).await.unwrap();
+    }
+    assert_eq!(
+        routing.visitor_conversations(visitor).await.unwrap(),
+        conversations
+    );
+    let bystander = app
+        .visitor_opens(
+            &deployment,
+            "not me",
+            Some(visitor_identity("someone-else")),
+        )
+        .await;
+
+    // Neither or both ways of naming the visitor is refused.
+    for body in [
+        json!({}),
+        json!({ "visitorId": visitor, "issuer": identity.issuer, "subject": identity.subject }),
+        json!({ "issuer": identity.issuer }),
+    ] {
+        app.post("/api/v2/visitors/erase", &site.admin, body)
+            .await
+            .expect(StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    // Admins only.
+    let agent = app.client_token(&site.admin, &["agent"]).await;
+    app.post(
+        "/api/v2/visitors/erase",
+        &agent,
+        json!({ "visitorId": visitor }),
+    )
+    .await
+    .expect(StatusCode::FORBIDDEN);
+
+    let erased = app
+        .post(
+            "/api/v2/visitors/erase",
+            &site.admin,
+            json!({ "issuer": identity.issuer, "subject": identity.subject }),
+        )
+        .await
+        .expect(StatusCode::OK);
+    let mut listed: Vec<String> = erased["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = conversations.iter().map(Uuid::to_string).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "{erased}");
+    assert_eq!(erased["sessions"], 1, "{erased}");
+    assert_eq!(erased["visitors"], 1, "{erased}");
+    assert!(erased["logEntries"].as_u64().unwrap() >= 2);
+    for c in &conversations {
+        assert!(routing.conversation(*c).await.unwrap().is_none());
+        assert_eq!(log_len(&app, *c).await, 0);
+    }
+    assert!(
+        routing
+            .visitor_conversations(visitor)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(self::session(&app, session).await.is_none());
+    assert!(routing.conversation(bystander).await.unwrap().is_some());
+
+    // By id, again: nothing is left.
+    let again = app
+        .post(
+            "/api/v2/visitors/erase",
+            &site.admin,
+            json!({ "visitorId": visitor }),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        again,
+        json!({ "conversations": [], "logEntries": 0, "sessions": 0, "visitors": 0 })
+    );
+    // The audit log names the visitor id, never the IdP subject.
+    let audit = app
+        .get(&format!("/api/v2/audit?recordId={visitor}"), &site.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(audit["total"], 2, "{audit}");
+    let all = app
+        .get("/api/v2/audit?pageSize=100", &site.admin)
+        .await
+        .expect(StatusCode::OK);
+    assert!(!all.to_string().contains("grace-1906"), "{all}");
+}
+on_both_engines!(erasing_a_visitor_removes_everything_about_them);
+
+fn actions(page: &Value) -> Vec<(String, String)> {
+    page["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["record"]["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn the_audit_log_records_admin_changes_without_secrets(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let admin_token = app.admin().await;
+    let (admin_id, admin) = app.client(&admin_token, "auditor", &["admin"]).await;
+
+    let integration = app
+        .post(
+            "/api/v2/integrations/oidc",
+            &admin,
+            json!({ "name": "Shop IdP", "issuer": "https://login.shop.example.com/",
+                "clientId": "web", "clientSecret": "s3cr3t-first", "scopes": ["openid"] }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let integration_id = integration["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v2/integrations/oidc/{integration_id}");
+    let mut update = integration;
+    update["clientSecret"] = json!("s3cr3t-second");
+    update["name"] = json!("Shop IdP (new)");
+    app.put(&path, &admin, update).await.expect(StatusCode::OK);
+    let (client_id, _) = app.client(&admin, "bot", &["agent"]).await;
+    app.delete(&path, &admin)
+        .await
+        .expect(StatusCode::NO_CONTENT);
+
+    let page = app
+        .get(&format!("/api/v2/audit?actorId={admin_id}"), &admin)
+        .await
+        .expect(StatusCode::OK);
+    // Newest first.
+    assert_eq!(
+        actions(&page),
+        [
+            ("delete".to_owned(), "oidcIntegration".to_owned()),
+            ("create".to_owned(), "apiClient".to_owned()),
+            ("update".to_owned(), "oidcIntegration".to_owned()),
+            ("create".to_owned(), "oidcIntegration".to_owned()),
+        ],
+        "{page}"
+    );
+    let text = page.to_string();
+    for secret in ["s3cr3t-first", "s3cr3t-second", "secretDigest"] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    let updated = &page["entities"][2];
+    assert_eq!(
+        updated["actor"],
+        json!({ "kind": "apiClient", "id": admin_id })
+    );
+    assert!(updated["time"].is_string());
+    let changes = updated["changes"].as_array().unwrap();
+    let name = changes.iter().find(|c| c["field"] == "name").unwrap();
+    assert_eq!(name["before"], "Shop IdP");
+    assert_eq!(name["after"], "Shop IdP (new)");
+    assert!(
+        changes.iter().all(|c| c["field"] != "version"),
+        "bookkeeping is not a change: {updated}"
+    );
+    // The new client's secret, shown once at creation, is named only.
+    let created = &page["entities"][1];
+    assert_eq!(created["record"]["id"], client_id.to_string());
+    if let Some(secret) = created["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "secret")
+    {
+        assert!(secret.get("after").is_none(), "{secret}");
+    }
+
+    // Narrowed by record; paged.
+    let by_record = app
+        .get(&format!("/api/v2/audit?recordId={integration_id}"), &admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(by_record["total"], 3, "{by_record}");
+    let second = app
+        .get(
+            &format!("/api/v2/audit?recordId={integration_id}&pageSize=2&pageNumber=2"),
+            &admin,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(
+        actions(&second),
+        [("create".to_owned(), "oidcIntegration".to_owned())]
+    );
+    let unfiltered = app
+        .get("/api/v2/audit?pageSize=1", &admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(unfiltered["entities"][0]["action"], "delete");
+
+    // Admins only; bad filters are refused; other organizations see none.
+    let agent = app.client_token(&admin, &["agent", "supervisor"]).await;
+    app.get("/api/v2/audit", &agent)
+        .await
+        .expect(StatusCode::FORBIDDEN);
+    app.get("/api/v2/audit?actorId=nope", &admin)
+        .await
+        .expect(StatusCode::BAD_REQUEST);
+    let stranger = app.other_organization("Elsewhere").await;
+    let theirs = app
+        .get(
+            &format!("/api/v2/audit?recordId={integration_id}"),
+            &stranger,
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(theirs["total"], 0);
+}
+on_both_engines!(the_audit_log_records_admin_changes_without_secrets);
+
+/// Every key an anonymous visitor's requests create on Redis either
+/// expires by itself or is deleted by the retention sweep once it is due:
+/// nothing they leave grows forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_keys_expire_or_are_swept_redis() {
+    let app = TestApp::spawn(EngineKind::Redis).await;
+    let site = app.guest_site().await;
+    let prefix = app.setup.env[switchboard::config::ENV_REDIS_PREFIX].clone();
+    let url = crate::support::redis::shared().url();
+    let mut redis = ::redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys = |mut conn: ::redis::aio::MultiplexedConnection| {
+        let pattern = format!("{prefix}*");
+        async move {
+            let mut found: Vec<String> = ::redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            found.sort();
+            found
+        }
+    };
+    let before = keys(redis.clone()).await;
+
+    // The anonymous surface: the public configuration, sockets that
+    // configure and say something (and one that only configures), history.
+    app.public_config(&site.deployment).await;
+    let mut talker = app.configured_guest(&site.deployment, &new_token()).await;
+    let jwt = talker.jwt().await;
+    talker.say("hello").await;
+    app.get("/api/v2/webmessaging/messages", &jwt)
+        .await
+        .expect(StatusCode::OK);
+    let _silent = app.configured_guest(&site.deployment, &new_token()).await;
+    for _ in 0..3 {
+        talker.say("more").await;
+    }
+    drop(talker);
+
+    let after = keys(redis.clone()).await;
+    let created: Vec<&String> = after.iter().filter(|k| !before.contains(k)).collect();
+    assert!(!created.is_empty());
+    let mut lasting = Vec::new();
+    for key in created {
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        match ttl {
+            // Gone meanwhile (expired or taken).
+            -2 => {}
+            -1 => lasting.push(key.clone()),
+            _ => assert!(ttl > 0),
+        }
+    }
+    assert!(
+        lasting.iter().any(|k| k.ends_with(":log")),
+        "the conversation's log lasts until its retention: {lasting:?}"
+    );
+
+    // Past every retention, the sweep deletes each lasting key.
+    let far = Utc::now() + Duration::days(i64::from(switchboard::config::MAX_RETENTION_DAYS) + 1);
+    app.state().routing.sweep_retention(far).await.unwrap();
+    let left = keys(redis.clone()).await;
+    let stuck: Vec<&String> = lasting.iter().filter(|k| left.contains(k)).collect();
+    assert!(stuck.is_empty(), "keys without a bound: {stuck:?}");
+}
