@@ -277,7 +277,7 @@ impl Config {
         }
 
         let telemetry =
-            TelemetryConfig::load(&env, file.metrics_listen, file.bootstrap_token_output)?;
+            TelemetryConfig::load(env, file.metrics_listen, file.bootstrap_token_output)?;
         let retention =
             RetentionConfig::load(&env, file.retention_days, file.silent_session_hours)?;
 
