@@ -124,7 +124,8 @@ pub enum Space {
     LoginTransaction,
     /// A staff member's console login in progress.
     StaffLogin,
-    /// An ID-token nonce already accepted, kept until the token expires.
+    /// An ID-token nonce, or an ID token presented directly, already
+    /// accepted: kept until the token expires (plus the clock leeway).
     UsedNonce,
     /// A refresh token (by digest) and its state in its family.
     RefreshToken,

@@ -248,7 +248,7 @@ async fn exchange_inner(
     let identity = match (oauth.id_token, oauth.code) {
         (Some(id_token), None) => state
             .oidc
-            .verify_id_token(
+            .redeem_id_token(
                 integration,
                 id_token.expose_secret(),
                 oauth.nonce.as_ref().map(|n| n.expose_secret()),

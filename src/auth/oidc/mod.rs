@@ -336,6 +336,29 @@ impl OidcClients {
         .await
     }
 
+    /// Verifies an ID token presented by a caller (not one switchboard
+    /// redeemed a code for) and accepts it once: the token itself is
+    /// recorded as used until it expires, so presenting it again, with its
+    /// nonce or without one, is a replay. The nonce, when sent, is consumed
+    /// as well.
+    #[tracing::instrument(name = "oidc_redeem_id_token", skip_all, fields(integration = %integration.meta.id))]
+    pub async fn redeem_id_token(
+        &self,
+        integration: &OidcIntegration,
+        id_token: &str,
+        expected_nonce: Option<&str>,
+    ) -> Result<VerifiedIdentity, OidcError> {
+        let identity = self
+            .verify_id_token(integration, id_token, expected_nonce)
+            .await?;
+        let id = crypto::digest(&format!("token\n{}\n{}", identity.issuer, id_token));
+        if self.record_used(&id, &identity).await? {
+            Ok(identity)
+        } else {
+            Err(OidcError::TokenReplayed)
+        }
+    }
+
     /// The authorize URL of a login switchboard runs: `response_type=code`,
     /// the integration's scopes and extra parameters, `state`, `nonce` and
     /// the S256 `code_challenge`.
@@ -561,22 +584,30 @@ impl OidcClients {
         nonce: &str,
     ) -> Result<(), OidcError> {
         let id = crypto::digest(&format!("{}\n{}", identity.issuer, nonce));
-        let remaining = (identity.expires_at - Utc::now()).num_seconds() + verify::LEEWAY_SECONDS;
-        let ttl = Duration::from_secs(u64::try_from(remaining).unwrap_or(0).max(60))
-            .min(MAX_NONCE_MEMORY);
-        match self
-            .inner
-            .engine
-            .stash(Space::UsedNonce, &id, b"1", ttl, StashMode::IfAbsent)
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(OidcError::NonceReplayed),
-            Err(error) => {
-                tracing::warn!(%error, "recording a used nonce failed");
-                Err(OidcError::Unavailable)
-            }
+        if self.record_used(&id, identity).await? {
+            Ok(())
+        } else {
+            Err(OidcError::NonceReplayed)
         }
+    }
+
+    /// Records `id` (a digest) as used for as long as `identity`'s token
+    /// could still be accepted: until it expires, plus the clock leeway.
+    /// Nothing outlives the token, so the records an anonymous caller can
+    /// create stay bounded by the tokens the IdP issued. Answers whether
+    /// this call was the first.
+    async fn record_used(&self, id: &str, identity: &VerifiedIdentity) -> Result<bool, OidcError> {
+        let remaining = (identity.expires_at - Utc::now()).num_seconds() + verify::LEEWAY_SECONDS;
+        let ttl = Duration::from_secs(u64::try_from(remaining).unwrap_or(0).max(1))
+            .min(MAX_NONCE_MEMORY);
+        self.inner
+            .engine
+            .stash(Space::UsedNonce, id, b"1", ttl, StashMode::IfAbsent)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "recording a used nonce or ID token failed");
+                OidcError::Unavailable
+            })
     }
 
     /// The client secret to use: the caller's, else the stored one if this
