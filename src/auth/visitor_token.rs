@@ -472,6 +472,12 @@ impl VisitorTokens {
         }))
     }
 
+    /// Whether a session (a refresh-token family, the session JWT's `sid`)
+    /// was ended: logout, refresh-token reuse, or its integration changed.
+    pub async fn family_revoked(&self, sid: Uuid) -> Result<bool, SessionError> {
+        refresh::family_revoked(self.inner.store.engine(), sid).await
+    }
+
     /// Starts a refresh-token family (a new session) and answers its id and
     /// first refresh token.
     pub async fn start_family(

@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use uuid::Uuid;
 
 use super::cors;
 use super::error::ApiError;
@@ -21,7 +20,7 @@ use super::extract::Paging;
 use crate::app::AppState;
 use crate::auth::credential::bearer;
 use crate::gateway::guest::messages::{self, StructuredMessage};
-use crate::gateway::guest::socket::HISTORY_AUDIENCE;
+use crate::gateway::guest::socket::{HISTORY_AUDIENCE, parse_history_subject};
 use crate::http::PagedList;
 use crate::routing::Routing;
 use crate::store::PageRequest;
@@ -62,11 +61,11 @@ async fn answer(
     let token = bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("a bearer token from getJwt is required"))?;
     let token = token.expose_secret();
-    let session = state
+    let (session, family) = state
         .auth
         .verify_scoped(HISTORY_AUDIENCE, token)
         .ok()
-        .and_then(|subject| Uuid::parse_str(&subject).ok())
+        .and_then(|subject| parse_history_subject(&subject))
         .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
     let session = state
         .routing
@@ -74,6 +73,22 @@ async fn answer(
         .await
         .map_err(|_| ApiError::unavailable())?
         .ok_or_else(|| ApiError::unauthorized("the session no longer exists"))?;
+    // A signed-in session's history is readable only while the sign-in the
+    // token was issued under lasts (the session's current one for a token
+    // issued before it signed in): logout, or a reused refresh token, ends
+    // it at once, not when the token expires.
+    if let Some(sign_in) = family.or(session.token_family) {
+        let revoked = state
+            .visitor_tokens
+            .family_revoked(sign_in)
+            .await
+            .map_err(|_| ApiError::unavailable())?;
+        if revoked {
+            return Err(ApiError::unauthorized(
+                "the session was signed out; sign in again",
+            ));
+        }
+    }
     let deployment = state
         .store
         .find::<Deployment>(session.deployment_id)
