@@ -279,7 +279,10 @@ pub(super) fn parse(text: &str) -> Result<(Option<String>, Request), (Option<Str
     let value: Value = serde_json::from_str(text).map_err(|e| {
         (
             None,
-            ErrorBody::bad_request(format!("the frame is not JSON: {e}")),
+            ErrorBody::bad_request(format!(
+                "the frame is not JSON: {}",
+                crate::http::body::redact(&e.to_string())
+            )),
         )
     })?;
     let request_id = match value.get("requestId") {
@@ -298,6 +301,9 @@ pub(super) fn parse(text: &str) -> Result<(Option<String>, Request), (Option<Str
     };
     match serde_json::from_value::<Request>(value) {
         Ok(request) => Ok((request_id, request)),
-        Err(e) => Err((request_id, ErrorBody::bad_request(e.to_string()))),
+        Err(e) => Err((
+            request_id,
+            ErrorBody::bad_request(crate::http::body::redact(&e.to_string())),
+        )),
     }
 }
