@@ -431,7 +431,7 @@ impl Deployment {
         if self.allow_all_domains {
             return origin.contains("://") || origin == "null";
         }
-        self.allowed_domains.iter().any(|o| o.as_str() == origin)
+        self.allowed_domains.iter().any(|o| o.matches(origin))
     }
 
     /// Whether `origin` is one of the app hosts the deployment lists.
