@@ -62,6 +62,8 @@ struct Inner {
     /// Open WebSocket connections, by side.
     sockets: Family<SocketLabels, Gauge>,
     messages: Family<SocketLabels, Counter>,
+    /// Log entries read to answer history requests: what a page costs.
+    history_entries_read: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -88,6 +90,7 @@ impl Metrics {
         let engine_errors = Family::<EngineLabels, Counter>::default();
         let sockets = Family::<SocketLabels, Gauge>::default();
         let messages = Family::<SocketLabels, Counter>::default();
+        let history_entries_read = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -118,6 +121,11 @@ impl Metrics {
             "Conversation messages handled",
             messages.clone(),
         );
+        registry.register(
+            "history_log_entries_read",
+            "Conversation log entries read to answer history requests",
+            history_entries_read.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -127,6 +135,7 @@ impl Metrics {
                 engine_errors,
                 sockets,
                 messages,
+                history_entries_read,
             }),
         }
     }
@@ -159,6 +168,13 @@ impl Metrics {
             .messages
             .get_or_create(&SocketLabels { side })
             .clone()
+    }
+
+    /// Counts log entries read for a history answer.
+    pub fn history_entries_read(&self, entries: usize) {
+        self.inner
+            .history_entries_read
+            .inc_by(u64::try_from(entries).unwrap_or(u64::MAX));
     }
 
     /// The Prometheus text exposition of every metric.

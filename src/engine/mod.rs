@@ -652,6 +652,18 @@ impl Engine {
         dispatch!(self, e => e.read_log(log, after, limit).await)
     }
 
+    /// Up to `limit` entries with a sequence below `before`, newest first:
+    /// reading a log backwards one page at a time, so a reader that wants
+    /// the newest few entries never loads the rest.
+    pub async fn read_log_before(
+        &self,
+        log: uuid::Uuid,
+        before: u64,
+        limit: usize,
+    ) -> EngineResult<Vec<LogEntry>> {
+        dispatch!(self, e => e.read_log_before(log, before, limit).await)
+    }
+
     /// The sequence of the newest entry, 0 for an empty or unknown log.
     pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
         dispatch!(self, e => e.last_seq(log).await)

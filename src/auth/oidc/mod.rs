@@ -424,9 +424,12 @@ impl OidcClients {
     }
 
     /// Tests an integration against its IdP as it is now: discovery, the
-    /// issuer, the key set, the algorithms. Never uses or fills the cache.
+    /// issuer, the key set, the algorithms, and whether the token endpoint
+    /// accepts the client id and stored secret. Never uses or fills the
+    /// cache.
     pub async fn diagnose(&self, integration: &OidcIntegration) -> Diagnosis {
-        diagnose::run(&self.inner.http, integration).await
+        let secret = self.secret_for(integration, None);
+        diagnose::run(&self.inner.http, integration, secret.as_ref()).await
     }
 
     /// The cache slot of this version of the integration, new when the

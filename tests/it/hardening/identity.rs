@@ -1,0 +1,1 @@
+//! Identity claims as the IdP verified them.
