@@ -251,6 +251,9 @@ pub enum Claim {
     /// A member's identity at its IdP, within one organization. Kept as a
     /// digest of issuer and subject, so IdP strings never become key names.
     MemberIdentity { org: uuid::Uuid, digest: [u8; 32] },
+    /// A member pre-provisioned by email and not yet claimed, within one
+    /// organization: a digest of the lowercased address.
+    MemberInvite { org: uuid::Uuid, digest: [u8; 32] },
 }
 
 impl Claim {
@@ -264,12 +267,26 @@ impl Claim {
         }
     }
 
+    /// The claim on a pending member's email address in an organization.
+    /// Addresses compare without regard to case.
+    pub fn member_invite(org: uuid::Uuid, email: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(email.trim().to_lowercase().as_bytes());
+        Claim::MemberInvite {
+            org,
+            digest: digest.into(),
+        }
+    }
+
     /// The stable name inside the engine. Never change one: stored claims
     /// are addressed by it.
     pub fn name(&self) -> String {
         match self {
             Claim::MemberIdentity { org, digest } => {
                 format!("member/{org}/{}", hex::encode(digest))
+            }
+            Claim::MemberInvite { org, digest } => {
+                format!("member-invite/{org}/{}", hex::encode(digest))
             }
         }
     }

@@ -1,1 +1,0 @@
-//! The sign-in popup's callback page.
