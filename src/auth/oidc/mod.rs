@@ -108,6 +108,37 @@ impl VerifiedIdentity {
     }
 }
 
+/// Verifies an untrusted ID token against the key set `jwks` (a JWKS
+/// document, also untrusted) for `issuer` and `client_id`, exactly as a
+/// presented token is verified, with the default algorithms and HS256 keyed
+/// by `hmac_secret`: how the fuzz harness (tests/fuzz) drives hostile
+/// tokens and key sets through the verifier without an IdP. Answers the
+/// subject, or the refusal's code.
+#[doc(hidden)]
+pub fn verify_untrusted(
+    jwks: &[u8],
+    issuer: &str,
+    client_id: &str,
+    hmac_secret: &SecretString,
+    token: &str,
+    nonce: Option<&str>,
+) -> Result<String, &'static str> {
+    let keys = discovery::parse_keys(jwks).map_err(|_| "jwks_invalid")?;
+    let mut allowed = crate::store::types::Algorithm::default_allowed();
+    allowed.push(crate::store::types::Algorithm::HS256);
+    let expect = Expectations {
+        issuer,
+        client_id,
+        allowed: &allowed,
+        hmac_secret: Some(hmac_secret),
+        nonce,
+        now: Utc::now(),
+    };
+    verify::verify(token, &keys, &expect)
+        .map(|identity| identity.subject)
+        .map_err(|refusal| refusal.into_error().code())
+}
+
 /// A fresh PKCE pair (RFC 7636): a verifier of 32 random bytes (43
 /// characters) and its S256 challenge.
 pub fn pkce_pair() -> (SecretString, String) {

@@ -275,7 +275,7 @@ fn conversation_outcome(c: &Conversation) -> Outcome {
 
 /// Parses a request. A frame that does not parse is answered with the
 /// `requestId` it carried, when it carried a usable one.
-pub(super) fn parse(text: &str) -> Result<(Option<String>, Request), (Option<String>, ErrorBody)> {
+pub fn parse(text: &str) -> Result<(Option<String>, Request), (Option<String>, ErrorBody)> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         (
             None,
