@@ -26,7 +26,7 @@ pub struct BodyError {
 /// Parses `body` as JSON into `T`.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut deserializer)
+    let value: T = serde_path_to_error::deserialize(&mut deserializer)
         .map_err(|e| describe(e.path(), e.inner()))?;
     deserializer.end().map_err(|e| describe_syntax(&e))?;
     Ok(value)

@@ -404,6 +404,12 @@ fn structured_token(rng: &mut Rng) -> Vec<u8> {
     token.into_bytes()
 }
 
+/// Bytes that break JSON and JWTs in interesting places.
+const WORDS: &[&[u8]] = &[
+    b"\"", b"\\", b"\\u0000", b"\\ud800", b"{", b"}", b"[", b"]", b",", b":", b"null",
+    b"1e999", b"-0", b"18446744073709551616", b".", b"=", b"\xff\xfe", b"\xc3\x28",
+];
+
 /// A byte-level mutation of `input`, splicing from `others`.
 fn mutate(rng: &mut Rng, input: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
     let mut out = input.to_vec();
@@ -440,11 +446,7 @@ fn mutate(rng: &mut Rng, input: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
                 }
             }
             5 => {
-                let word: &[u8] = rng.pick(&[
-                    &b"\""[..], b"\\", b"\\u0000", b"\\ud800", b"{", b"}", b"[", b"]", b",",
-                    b":", b"null", b"1e999", b"-0", b"18446744073709551616", b".", b"=",
-                    b"\xff\xfe", b"\xc3\x28",
-                ]);
+                let word: &[u8] = rng.pick(WORDS);
                 let to = rng.below(len + 1);
                 out.splice(to..to, word.iter().copied());
             }
@@ -554,7 +556,10 @@ fn main() -> ExitCode {
         let mut runs = 0u64;
         while Instant::now() < deadline {
             let input = match rng.below(3) {
-                0 if !inputs.is_empty() => mutate(&mut rng, rng_pick(&mut rng, &inputs), &inputs),
+                0 if !inputs.is_empty() => {
+                    let seed_input = rng.pick(&inputs).clone();
+                    mutate(&mut rng, &seed_input, &inputs)
+                }
                 1 if target.is_token() => structured_token(&mut rng),
                 1 => structured_frame(&mut rng, target),
                 _ if target.is_token() => {
@@ -590,8 +595,4 @@ fn main() -> ExitCode {
         }
         ExitCode::FAILURE
     }
-}
-
-fn rng_pick<'a>(rng: &mut Rng, inputs: &'a [Vec<u8>]) -> &'a [u8] {
-    rng.pick(inputs)
 }

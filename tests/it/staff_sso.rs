@@ -679,3 +679,89 @@ async fn pre_provisioned_members_are_claimed_by_verified_email_only(kind: Engine
     idp.stop();
 }
 on_both_engines!(pre_provisioned_members_are_claimed_by_verified_email_only);
+
+/// The same with the hostile IdP, which signs whatever claims it likes:
+/// `email_verified` false, missing, or `"false"` never claims a
+/// pre-provisioned member; `true` does.
+async fn pre_provisioned_members_need_email_verified_from_a_hostile_idp(kind: EngineKind) {
+    use crate::support::hostile_idp::{HostileIdp, TokenAnswer};
+    const CLIENT: &str = "switchboard-web";
+    let app = TestApp::spawn(kind).await;
+    let boot = app.bootstrap.clone();
+    let idp = HostileIdp::start().await;
+    let integration = app
+        .create(
+            "/api/v2/integrations/oidc",
+            &boot,
+            json!({ "name": "Hostile staff IdP", "issuer": idp.issuer, "clientId": CLIENT,
+                    "clientSecret": "hostile-idp-client-secret-0123456789" }),
+        )
+        .await;
+    let org = app
+        .get("/api/v2/organizations/me", &boot)
+        .await
+        .expect(StatusCode::OK);
+    app.put(
+        "/api/v2/organizations/me",
+        &boot,
+        json!({ "name": org["name"], "staffIntegrationId": integration, "version": org["version"] }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let pending = app
+        .create(
+            "/api/v2/members",
+            &boot,
+            json!({ "displayName": "Erin", "email": "erin@example.com", "roles": ["admin"] }),
+        )
+        .await;
+
+    // Signs in with the hostile IdP's ID token for `sub`, whose
+    // `email_verified` is `verified` (left out when null); answers the
+    // session.
+    let sign_in_as = |sub: &'static str, verified: serde_json::Value| {
+        let app = &app;
+        let idp = &idp;
+        async move {
+            let browser = browser();
+            let started = begin(app, &browser, "/console").await;
+            let authorize = Url::parse(&location(&started)).unwrap();
+            let query: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+            let mut claims = idp.claims(CLIENT);
+            claims["sub"] = json!(sub);
+            claims["nonce"] = json!(query["nonce"]);
+            claims["email"] = json!("erin@example.com");
+            if verified.is_null() {
+                claims.as_object_mut().unwrap().remove("email_verified");
+            } else {
+                claims["email_verified"] = verified;
+            }
+            idp.set_token_answer(TokenAnswer::IdToken(idp.sign(&claims)));
+            let mut callback = Url::parse(&app.url("/auth/callback")).unwrap();
+            callback
+                .query_pairs_mut()
+                .append_pair("code", "hostile-code")
+                .append_pair("state", &query["state"]);
+            let done = send(browser.get(callback)).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            send(browser.get(app.url("/auth/session")))
+                .await
+                .expect(StatusCode::OK)
+        }
+    };
+
+    for (sub, verified) in [
+        ("impostor-1", json!(false)),
+        ("impostor-2", serde_json::Value::Null),
+        ("impostor-3", json!("false")),
+        ("impostor-4", json!(1)),
+    ] {
+        let session = sign_in_as(sub, verified.clone()).await;
+        assert_ne!(session["memberId"], pending.as_str(), "{verified}");
+        assert_eq!(session["roles"], json!(["agent"]), "{verified}");
+    }
+    let session = sign_in_as("erin", json!(true)).await;
+    assert_eq!(session["memberId"], pending.as_str());
+    assert_eq!(session["roles"], json!(["admin"]));
+}
+on_both_engines!(pre_provisioned_members_need_email_verified_from_a_hostile_idp);
