@@ -377,7 +377,9 @@ impl Auth {
                 tracing::info!(%org, member = %member.meta.id, "a pre-provisioned member was claimed by its verified email");
                 Ok(Some(member))
             }
-            Err(StoreError::Conflict(_) | StoreError::Duplicate(_) | StoreError::Stale { .. }) => Ok(None),
+            Err(StoreError::Conflict(_) | StoreError::Duplicate(_) | StoreError::Stale { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

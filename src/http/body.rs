@@ -38,7 +38,11 @@ fn describe(path: &serde_path_to_error::Path, error: &serde_json::Error) -> Body
     }
     let text = error.to_string();
     let message = text
-        .strip_suffix(&format!(" at line {} column {}", error.line(), error.column()))
+        .strip_suffix(&format!(
+            " at line {} column {}",
+            error.line(),
+            error.column()
+        ))
         .unwrap_or(&text);
     let message = redact(message);
     let shown = shown_path(path);

@@ -24,9 +24,9 @@ use crate::gateway::guest::socket::{HISTORY_AUDIENCE, parse_history_subject};
 use crate::http::PagedList;
 use crate::routing::Routing;
 use crate::store::PageRequest;
-use uuid::Uuid;
 use crate::store::records::Deployment;
 use secrecy::ExposeSecret;
+use uuid::Uuid;
 
 pub(super) const HISTORY_PATH: &str = "/api/v2/webmessaging/messages";
 /// The most conversations one history answer looks at: a bound on the
@@ -196,7 +196,10 @@ async fn read_page(
             let Some(oldest) = oldest else {
                 break;
             };
-            for message in events.iter().filter_map(|e| messages::from_log(e, read_only)) {
+            for message in events
+                .iter()
+                .filter_map(|e| messages::from_log(e, read_only))
+            {
                 if seen >= skip && seen < wanted {
                     entities.push(message);
                 }

@@ -343,7 +343,11 @@ mod tests {
         let wildcard = Origin::parse("https://*.Example.com").unwrap();
         assert_eq!(wildcard.as_str(), "https://*.example.com");
         assert!(wildcard.is_wildcard());
-        for yes in ["https://shop.example.com", "https://a.b.example.com", "https://x-1.example.com"] {
+        for yes in [
+            "https://shop.example.com",
+            "https://a.b.example.com",
+            "https://x-1.example.com",
+        ] {
             assert!(wildcard.matches(yes), "{yes}");
         }
         for no in [

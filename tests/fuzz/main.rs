@@ -186,10 +186,8 @@ impl Bench {
             }
             Target::HistoryToken => {
                 let auth = &self.state.auth;
-                let _ = auth.verify_scoped(
-                    switchboard::gateway::guest::socket::HISTORY_AUDIENCE,
-                    &text,
-                );
+                let _ = auth
+                    .verify_scoped(switchboard::gateway::guest::socket::HISTORY_AUDIENCE, &text);
                 if let Ok(subject) = auth.verify_scoped("switchboard:history", &text) {
                     let _ = switchboard::gateway::guest::socket::parse_history_subject(&subject);
                 }
@@ -274,20 +272,69 @@ const AGENT_TYPES: &[&str] = &[
     "",
 ];
 const KEYS: &[&str] = &[
-    "action", "type", "token", "tracingId", "requestId", "deploymentId", "message", "text",
-    "content", "metadata", "contentType", "quickReply", "buttonResponse", "events", "data",
-    "code", "startNew", "lastSequence", "conversationId", "status", "queueIds", "id",
-    "wrapUp", "targetQueueId", "targetAgentId", "payload", "attachment", "fileName",
-    "fileType", "fileSize", "closeAllConnections", "card", "cards", "actions", "url",
-    "defaultAction", "originatingMessageId", "customAttributes", "__proto__",
+    "action",
+    "type",
+    "token",
+    "tracingId",
+    "requestId",
+    "deploymentId",
+    "message",
+    "text",
+    "content",
+    "metadata",
+    "contentType",
+    "quickReply",
+    "buttonResponse",
+    "events",
+    "data",
+    "code",
+    "startNew",
+    "lastSequence",
+    "conversationId",
+    "status",
+    "queueIds",
+    "id",
+    "wrapUp",
+    "targetQueueId",
+    "targetAgentId",
+    "payload",
+    "attachment",
+    "fileName",
+    "fileType",
+    "fileSize",
+    "closeAllConnections",
+    "card",
+    "cards",
+    "actions",
+    "url",
+    "defaultAction",
+    "originatingMessageId",
+    "customAttributes",
+    "__proto__",
 ];
 const ALGS: &[&str] = &[
     "RS256", "ES256", "PS256", "HS256", "none", "None", "RS512", "ES512", "EdDSA", "HS512",
     "rs256", "",
 ];
 const CLAIMS: &[&str] = &[
-    "iss", "sub", "aud", "exp", "iat", "nbf", "nonce", "azp", "email", "email_verified", "name",
-    "given_name", "family_name", "auth_time", "sid", "jti", "org", "identity",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "nonce",
+    "azp",
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "auth_time",
+    "sid",
+    "jti",
+    "org",
+    "identity",
 ];
 
 fn random_string(rng: &mut Rng) -> String {
@@ -318,7 +365,11 @@ fn random_json(rng: &mut Rng, depth: usize) -> serde_json::Value {
         };
     }
     if rng.chance(3) {
-        Value::Array((0..rng.below(6)).map(|_| random_json(rng, depth + 1)).collect())
+        Value::Array(
+            (0..rng.below(6))
+                .map(|_| random_json(rng, depth + 1))
+                .collect(),
+        )
     } else {
         let mut map = serde_json::Map::new();
         for _ in 0..rng.below(8) {
@@ -373,7 +424,15 @@ fn structured_token(rng: &mut Rng) -> Vec<u8> {
     if rng.chance(2) {
         header.insert(
             "kid".to_owned(),
-            (*rng.pick(&["rsa-1", "ec-1", "sym", "../../etc/passwd", "' OR 1=1 --", ""])).into(),
+            (*rng.pick(&[
+                "rsa-1",
+                "ec-1",
+                "sym",
+                "../../etc/passwd",
+                "' OR 1=1 --",
+                "",
+            ]))
+            .into(),
         );
     }
     if rng.chance(4) {
@@ -406,8 +465,24 @@ fn structured_token(rng: &mut Rng) -> Vec<u8> {
 
 /// Bytes that break JSON and JWTs in interesting places.
 const WORDS: &[&[u8]] = &[
-    b"\"", b"\\", b"\\u0000", b"\\ud800", b"{", b"}", b"[", b"]", b",", b":", b"null",
-    b"1e999", b"-0", b"18446744073709551616", b".", b"=", b"\xff\xfe", b"\xc3\x28",
+    b"\"",
+    b"\\",
+    b"\\u0000",
+    b"\\ud800",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b",",
+    b":",
+    b"null",
+    b"1e999",
+    b"-0",
+    b"18446744073709551616",
+    b".",
+    b"=",
+    b"\xff\xfe",
+    b"\xc3\x28",
 ];
 
 /// A byte-level mutation of `input`, splicing from `others`.
@@ -446,7 +521,7 @@ fn mutate(rng: &mut Rng, input: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
                 }
             }
             5 => {
-                let word: &[u8] = rng.pick(WORDS);
+                let word: &[u8] = *rng.pick(WORDS);
                 let to = rng.below(len + 1);
                 out.splice(to..to, word.iter().copied());
             }
@@ -515,7 +590,10 @@ fn attempt(bench: &Bench, target: Target, input: &[u8]) -> Result<(), PathBuf> {
 fn main() -> ExitCode {
     // `cargo test -- <filter>` passes arguments; run only when asked for
     // by name or unfiltered (the harness has no test names of its own).
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if !args.is_empty() && !args.iter().any(|a| "fuzz".contains(a.as_str())) {
         return ExitCode::SUCCESS;
     }

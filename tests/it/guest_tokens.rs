@@ -357,7 +357,9 @@ async fn idp_tokens(idp: &TestIdp, login: &ClientLogin) -> Value {
 async fn presented_id_token_is_accepted_once_nonce_or_not(kind: EngineKind) {
     let (idp, app, site) = shop(kind).await;
     let body = |token: &str, nonce: Option<&str>| match nonce {
-        Some(nonce) => json!({ "deploymentId": site.deployment, "oauth": { "idToken": token, "nonce": nonce } }),
+        Some(nonce) => {
+            json!({ "deploymentId": site.deployment, "oauth": { "idToken": token, "nonce": nonce } })
+        }
         None => json!({ "deploymentId": site.deployment, "oauth": { "idToken": token } }),
     };
 

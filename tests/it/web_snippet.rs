@@ -300,7 +300,13 @@ async fn the_callback_page_posts_only_to_the_origin_that_started_the_login(kind:
     let idp = idp::shared();
     let app = TestApp::spawn(kind).await;
     let token = app.admin().await;
-    let site = deployment(&app, &token, &[SHOP_ORIGIN, "https://*.brand.example.com"], true).await;
+    let site = deployment(
+        &app,
+        &token,
+        &[SHOP_ORIGIN, "https://*.brand.example.com"],
+        true,
+    )
+    .await;
     assert!(site.get("warnings").is_none(), "{site}");
     let id = site["id"].as_str().unwrap().to_owned();
     let start = |origin: Option<&'static str>| {
@@ -324,11 +330,14 @@ async fn the_callback_page_posts_only_to_the_origin_that_started_the_login(kind:
     let callback_targets = |state: String| {
         let app = &app;
         async move {
-            let page = get(app, &format!("/web-snippet/callback?code=c0de&state={state}"))
-                .await
-                .text()
-                .await
-                .unwrap();
+            let page = get(
+                app,
+                &format!("/web-snippet/callback?code=c0de&state={state}"),
+            )
+            .await
+            .text()
+            .await
+            .unwrap();
             targets(&page)
         }
     };

@@ -632,8 +632,8 @@ impl OidcClients {
     /// this call was the first.
     async fn record_used(&self, id: &str, identity: &VerifiedIdentity) -> Result<bool, OidcError> {
         let remaining = (identity.expires_at - Utc::now()).num_seconds() + verify::LEEWAY_SECONDS;
-        let ttl = Duration::from_secs(u64::try_from(remaining).unwrap_or(0).max(1))
-            .min(MAX_NONCE_MEMORY);
+        let ttl =
+            Duration::from_secs(u64::try_from(remaining).unwrap_or(0).max(1)).min(MAX_NONCE_MEMORY);
         self.inner
             .engine
             .stash(Space::UsedNonce, id, b"1", ttl, StashMode::IfAbsent)

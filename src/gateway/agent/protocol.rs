@@ -304,9 +304,7 @@ impl From<&Conversation> for VisitorView {
             email: identity
                 .as_ref()
                 .and_then(|i| i.verified_email().map(str::to_owned)),
-            email_verified: identity
-                .as_ref()
-                .map(|i| i.verified_email().is_some()),
+            email_verified: identity.as_ref().map(|i| i.verified_email().is_some()),
             unverified_email: identity
                 .as_ref()
                 .filter(|i| i.verified_email().is_none())

@@ -52,12 +52,19 @@ async fn a_page_of_one_reads_one_entry_not_the_log(kind: EngineKind) {
 
     let before = entries_read(&app).await;
     let page = app
-        .get("/api/v2/webmessaging/messages?pageNumber=1&pageSize=1", &jwt)
+        .get(
+            "/api/v2/webmessaging/messages?pageNumber=1&pageSize=1",
+            &jwt,
+        )
         .await
         .expect(StatusCode::OK);
     assert_eq!(page["entities"].as_array().unwrap().len(), 1);
     assert_eq!(page["entities"][0]["text"], last.as_str());
-    assert_eq!(entries_read(&app).await - before, 1, "a page of 1 reads 1 entry");
+    assert_eq!(
+        entries_read(&app).await - before,
+        1,
+        "a page of 1 reads 1 entry"
+    );
     // More pages are announced: the client keeps paging.
     assert!(page["total"].as_u64().unwrap() > LARGE_MESSAGES as u64);
 
@@ -65,7 +72,10 @@ async fn a_page_of_one_reads_one_entry_not_the_log(kind: EngineKind) {
     // 24 and more of the log.
     let before = entries_read(&app).await;
     let page = app
-        .get("/api/v2/webmessaging/messages?pageNumber=3&pageSize=5", &jwt)
+        .get(
+            "/api/v2/webmessaging/messages?pageNumber=3&pageSize=5",
+            &jwt,
+        )
         .await
         .expect(StatusCode::OK);
     let texts: Vec<&str> = page["entities"]
@@ -78,7 +88,10 @@ async fn a_page_of_one_reads_one_entry_not_the_log(kind: EngineKind) {
     let expected: Vec<String> = (10..15).map(|i| format!("{:04}", newest - i)).collect();
     assert_eq!(texts, expected);
     let read = entries_read(&app).await - before;
-    assert!((15..=20).contains(&read), "{read} entries read for messages 11 to 15");
+    assert!(
+        (15..=20).contains(&read),
+        "{read} entries read for messages 11 to 15"
+    );
 
     // The whole history, page after page, is every message once, and the
     // last page's total is exact.

@@ -102,7 +102,11 @@ async fn wildcard_origins_admit_subdomains_only(kind: EngineKind) {
         .site(&SiteSpec::new().origins(&["https://*.shop.example.com"]))
         .await;
     let upgrade = app
-        .guest_from(&only.deployment, &new_token(), Some("https://shop.example.com"))
+        .guest_from(
+            &only.deployment,
+            &new_token(),
+            Some("https://shop.example.com"),
+        )
         .await;
     assert_eq!(refused(upgrade), StatusCode::FORBIDDEN);
 
@@ -122,7 +126,10 @@ async fn wildcard_origins_admit_subdomains_only(kind: EngineKind) {
             .await
             .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
         assert!(
-            error["message"].as_str().unwrap().contains("allowedDomains"),
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("allowedDomains"),
             "{bad}: {error}"
         );
     }
@@ -161,7 +168,11 @@ async fn the_integration_test_tells_a_wrong_client_secret() {
     };
 
     let good = app
-        .create("/api/v2/integrations/oidc", &admin, idp_integration_body(idp))
+        .create(
+            "/api/v2/integrations/oidc",
+            &admin,
+            idp_integration_body(idp),
+        )
         .await;
     let report = test(good).await;
     assert_eq!(report["ok"], true, "{report}");

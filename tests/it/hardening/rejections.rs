@@ -9,9 +9,13 @@ use serde_json::json;
 
 use crate::support::node::Node;
 
-const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ3cm9uZy1zaGFwZS1zZWNyZXQifQ.c2lnbmF0dXJlLXNlY3JldA";
+const TOKEN: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ3cm9uZy1zaGFwZS1zZWNyZXQifQ.c2lnbmF0dXJlLXNlY3JldA";
 /// Parts of [`TOKEN`] that must not appear anywhere.
-const TELLTALES: [&str; 2] = ["wrong-shape-secret", "eyJzdWIiOiJ3cm9uZy1zaGFwZS1zZWNyZXQifQ"];
+const TELLTALES: [&str; 2] = [
+    "wrong-shape-secret",
+    "eyJzdWIiOiJ3cm9uZy1zaGFwZS1zZWNyZXQifQ",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_in_the_wrong_shape_reach_no_answer_and_no_log() {
@@ -33,12 +37,27 @@ async fn tokens_in_the_wrong_shape_reach_no_answer_and_no_log() {
     let deployment = uuid::Uuid::new_v4().to_string();
 
     let wrong_shapes = [
-        (exchange, json!({ "deploymentId": deployment, "oauth": TOKEN })),
-        (exchange, json!({ "deploymentId": deployment, "oauth": { "idToken": [TOKEN] } })),
-        (exchange, json!({ "deploymentId": deployment, "oauth": { "idToken": { "t": TOKEN } } })),
-        (exchange, json!({ "deploymentId": deployment, "oauth": { "maxAge": TOKEN } })),
+        (
+            exchange,
+            json!({ "deploymentId": deployment, "oauth": TOKEN }),
+        ),
+        (
+            exchange,
+            json!({ "deploymentId": deployment, "oauth": { "idToken": [TOKEN] } }),
+        ),
+        (
+            exchange,
+            json!({ "deploymentId": deployment, "oauth": { "idToken": { "t": TOKEN } } }),
+        ),
+        (
+            exchange,
+            json!({ "deploymentId": deployment, "oauth": { "maxAge": TOKEN } }),
+        ),
         (exchange, json!({ "deploymentId": [TOKEN], "oauth": {} })),
-        (exchange, json!({ "deploymentId": { TOKEN: 1 }, "oauth": {} })),
+        (
+            exchange,
+            json!({ "deploymentId": { TOKEN: 1 }, "oauth": {} }),
+        ),
         (
             "/api/v2/webdeployments/token/refresh",
             json!({ "deploymentId": deployment, "refreshToken": { "value": TOKEN } }),
@@ -50,9 +69,17 @@ async fn tokens_in_the_wrong_shape_reach_no_answer_and_no_log() {
     ];
     for (path, body) in wrong_shapes {
         let reply = api.call(Method::POST, path, None, Some(body.clone())).await;
-        assert!(reply.status.is_client_error(), "{path} {body}: {}", reply.status);
+        assert!(
+            reply.status.is_client_error(),
+            "{path} {body}: {}",
+            reply.status
+        );
         for telltale in TELLTALES {
-            assert!(!reply.text.contains(telltale), "{path} {body}: {}", reply.text);
+            assert!(
+                !reply.text.contains(telltale),
+                "{path} {body}: {}",
+                reply.text
+            );
         }
     }
     // An admin body too: a client secret in the wrong shape.
@@ -63,8 +90,17 @@ async fn tokens_in_the_wrong_shape_reach_no_answer_and_no_log() {
             json!({ "name": "IdP", "issuer": "https://idp.example.com", "clientId": "web", "clientSecret": [TOKEN] }),
         )
         .await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", reply.text);
-    assert!(reply.text.contains("clientSecret"), "the field is named: {}", reply.text);
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert!(
+        reply.text.contains("clientSecret"),
+        "the field is named: {}",
+        reply.text
+    );
     for telltale in TELLTALES {
         assert!(!reply.text.contains(telltale), "{}", reply.text);
     }
@@ -85,12 +121,17 @@ async fn tokens_in_the_wrong_shape_reach_no_answer_and_no_log() {
 
     let lines = node.terminate();
     assert!(
-        lines.iter().any(|l| l.contains("guest token request refused")),
+        lines
+            .iter()
+            .any(|l| l.contains("guest token request refused")),
         "the refusals were logged: {lines:?}"
     );
     for line in &lines {
         for telltale in TELLTALES {
-            assert!(!line.contains(telltale), "the token reached a log line: {line}");
+            assert!(
+                !line.contains(telltale),
+                "the token reached a log line: {line}"
+            );
         }
     }
 }

@@ -202,13 +202,12 @@ fn parse_action(
 /// Deserializes the frame into an action's shape; a field of the wrong type
 /// is a 400 naming what was expected.
 fn shape<T: DeserializeOwned>(object: Value) -> Result<T, GuestError> {
-    serde_json::from_value(object)
-        .map_err(|e| {
-            GuestError::bad_request(format!(
-                "invalid request: {}",
-                crate::http::body::redact(&e.to_string())
-            ))
-        })
+    serde_json::from_value(object).map_err(|e| {
+        GuestError::bad_request(format!(
+            "invalid request: {}",
+            crate::http::body::redact(&e.to_string())
+        ))
+    })
 }
 
 fn required_token(token: Option<&str>) -> Result<SecretString, GuestError> {

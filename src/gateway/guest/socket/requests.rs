@@ -212,12 +212,7 @@ impl Conn {
         let (jwt, expires) = self
             .state
             .auth
-            .issue_scoped(
-                HISTORY_AUDIENCE,
-                &subject,
-                HISTORY_TOKEN_TTL,
-                Utc::now(),
-            )
+            .issue_scoped(HISTORY_AUDIENCE, &subject, HISTORY_TOKEN_TTL, Utc::now())
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot issue a history token");
                 GuestError::try_again()
