@@ -4,6 +4,7 @@
 //! both engines). Deeper pages read down to their own end and no further.
 
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, TestApp};
@@ -39,7 +40,10 @@ async fn a_page_of_one_reads_one_entry_not_the_log(kind: EngineKind) {
     let conversation = agent.accept_first_offer().await;
     let large = "x".repeat(3990);
     for i in 0..LARGE_MESSAGES {
-        agent.say(&conversation, &format!("{i:04}{large}")).await;
+        agent
+            .ok(json!({ "type": "send", "conversationId": conversation,
+                        "text": format!("{i:04}{large}"), "id": format!("m{i}") }))
+            .await;
     }
     let last = format!("{:04}{large}", LARGE_MESSAGES - 1);
     let logged = app
@@ -113,8 +117,14 @@ async fn a_page_of_one_reads_one_entry_not_the_log(kind: EngineKind) {
         all.extend(entities);
         number += 1;
     };
-    assert_eq!(all.len(), LARGE_MESSAGES + 1);
-    assert_eq!(total, LARGE_MESSAGES as u64 + 1);
+    // The visitor's message, the agent's join (an event message, as
+    // Genesys sends presence) and the agent's messages, each once.
+    assert_eq!(all.len(), LARGE_MESSAGES + 2);
+    assert_eq!(total, LARGE_MESSAGES as u64 + 2);
+    let mut ids: Vec<&str> = all.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len());
     assert_eq!(all.last().unwrap()["text"], "hello");
 }
 on_both_engines!(a_page_of_one_reads_one_entry_not_the_log);

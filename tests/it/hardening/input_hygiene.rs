@@ -19,11 +19,11 @@ async fn names_with_control_characters_are_refused(kind: EngineKind) {
     let admin = app.admin().await;
     for name in [
         "Support\nlevel=ERROR msg=\"forged\"",
-        "Support\r",
+        "Sup\rport",
         "bell\u{7}",
         "\u{1b}[31mred",
         "nul\u{0}",
-        "c1\u{85}",
+        "c1\u{85}x",
         "tab\tbed",
         "\u{202e}gnp.exe",
         "isolate\u{2066}",

@@ -29,6 +29,10 @@ async fn tokens_in_the_wrong_shape_reach_no_answer_and_no_log() {
             "RUST_LOG".to_owned(),
             "trace,h2=info,hyper=info,reqwest=info".to_owned(),
         ),
+        (
+            "SWITCHBOARD_BOOTSTRAP_TOKEN".to_owned(),
+            format!("sbb_test_{}", uuid::Uuid::new_v4().simple()),
+        ),
     ]);
     let node = Node::start(&env).ready().await;
     let api = node.api();
