@@ -195,11 +195,9 @@ async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
         && let Ok(Some(deployment)) = state.store.find::<Deployment>(id).await
     {
         match origin {
-            Some(origin) => {
-                if deployment.allows_origin(&origin) {
-                    targets.push(origin);
-                }
-            }
+            Some(origin) if deployment.allows_origin(&origin) => targets.push(origin),
+            // Started on an origin the deployment no longer allows.
+            Some(_) => {}
             None if !deployment.allow_all_domains => targets.extend(
                 deployment
                     .allowed_domains
