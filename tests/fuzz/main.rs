@@ -14,7 +14,9 @@
 #![expect(
     clippy::expect_used,
     clippy::indexing_slicing,
-    reason = "a harness that cannot set up should stop loudly; indexes are in bounds by construction"
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a harness that cannot set up should stop loudly; indexes are in bounds by construction; its report is its output"
 )]
 
 use std::collections::HashMap;
@@ -521,7 +523,7 @@ fn mutate(rng: &mut Rng, input: &[u8], others: &[Vec<u8>]) -> Vec<u8> {
                 }
             }
             5 => {
-                let word: &[u8] = *rng.pick(WORDS);
+                let word: &&[u8] = rng.pick(WORDS);
                 let to = rng.below(len + 1);
                 out.splice(to..to, word.iter().copied());
             }
