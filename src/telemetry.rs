@@ -148,6 +148,8 @@ struct Inner {
     messages_refused: Family<SocketLabels, Counter>,
     messages_delivered: Family<SocketLabels, Counter>,
     messages_dropped: Family<SocketLabels, Counter>,
+    /// Log entries read to answer history requests: what a page costs.
+    history_entries_read: Counter,
 }
 
 impl Default for Metrics {
@@ -181,6 +183,7 @@ impl Metrics {
         let messages_refused = Family::<SocketLabels, Counter>::default();
         let messages_delivered = Family::<SocketLabels, Counter>::default();
         let messages_dropped = Family::<SocketLabels, Counter>::default();
+        let history_entries_read = Counter::default();
         registry.register(
             "http_requests",
             "HTTP requests by method, matched route and status",
@@ -241,6 +244,11 @@ impl Metrics {
             "Log lines dropped because the log output did not keep up",
             logging::dropped_lines(),
         );
+        registry.register(
+            "history_log_entries_read",
+            "Conversation log entries read to answer history requests",
+            history_entries_read.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry: root,
@@ -253,6 +261,7 @@ impl Metrics {
                 messages_refused,
                 messages_delivered,
                 messages_dropped,
+                history_entries_read,
             }),
         }
     }
@@ -310,6 +319,13 @@ impl Metrics {
         if n > 0 {
             family.get_or_create(&SocketLabels { side }).inc_by(n);
         }
+    }
+
+    /// Counts log entries read for a history answer.
+    pub fn history_entries_read(&self, entries: usize) {
+        self.inner
+            .history_entries_read
+            .inc_by(u64::try_from(entries).unwrap_or(u64::MAX));
     }
 
     /// The exposition of every metric in `format`.

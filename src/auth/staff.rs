@@ -304,9 +304,13 @@ impl Auth {
     }
 
     /// The member a verified identity signs in as in `org`: found by
-    /// (organization, issuer, subject), or created with the agent role on
-    /// first sign-in, named from the ID token. Answers whether it was
-    /// created.
+    /// (organization, issuer, subject); else the member an admin
+    /// pre-provisioned with the identity's email, claimed (bound to the
+    /// identity, roles kept) only when the IdP asserts `email_verified`;
+    /// else created with the agent role, named from the ID token. An email
+    /// the IdP did not verify is never matched nor stored: on an IdP where
+    /// users register themselves, anyone can claim any address. Answers
+    /// whether the member is new to this identity.
     pub async fn member_for_sign_in(
         &self,
         org: OrgId,
@@ -318,16 +322,22 @@ impl Auth {
         if let Some(member) = store.lookup::<Member>(&claim).await? {
             return Ok((member, false));
         }
+        let verified_email = identity
+            .email
+            .clone()
+            .filter(|e| identity.email_verified == Some(true) && e.contains('@') && e.len() <= 254);
+        if let Some(email) = &verified_email
+            && let Some(claimed) = self.claim_invite(org, identity, email).await?
+        {
+            return Ok((claimed, true));
+        }
         let mut member = Member {
             meta: Meta::new(now),
             org_id: org,
             issuer: identity.issuer.clone(),
             subject: identity.subject.clone(),
             display_name: display_name(identity),
-            email: identity
-                .email
-                .clone()
-                .filter(|e| e.contains('@') && e.len() <= 254),
+            email: verified_email,
             roles: vec![Role::Agent],
         };
         match store.create(&mut member).await {
@@ -338,6 +348,38 @@ impl Auth {
                 .await?
                 .map(|m| (m, false))
                 .ok_or_else(|| StoreError::Conflict("the new member vanished".to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Binds the member pre-provisioned with `email` in `org` to
+    /// `identity`, if there is one. A concurrent sign-in that claimed it
+    /// first wins: then `None` (this identity gets a member of its own).
+    async fn claim_invite(
+        &self,
+        org: OrgId,
+        identity: &VerifiedIdentity,
+        email: &str,
+    ) -> Result<Option<Member>, StoreError> {
+        let store = &self.inner.store;
+        let Some(mut member) = store
+            .lookup::<Member>(&Member::invite_claim(org, email))
+            .await?
+            .filter(|m| m.org_id == org && m.is_pending())
+        else {
+            return Ok(None);
+        };
+        let version = member.meta.version;
+        member.issuer = identity.issuer.clone();
+        member.subject = identity.subject.clone();
+        match store.update(&mut member, version).await {
+            Ok(()) => {
+                tracing::info!(%org, member = %member.meta.id, "a pre-provisioned member was claimed by its verified email");
+                Ok(Some(member))
+            }
+            Err(StoreError::Conflict(_) | StoreError::Duplicate(_) | StoreError::Stale { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

@@ -162,7 +162,9 @@ pub struct VisitorIdentity {
 }
 
 impl VisitorIdentity {
-    /// What agents call the visitor.
+    /// What agents call the visitor. The email stands in for a missing name
+    /// only when the IdP verified it: an unverified address is whatever the
+    /// visitor typed at registration.
     pub fn display_name(&self) -> String {
         if let Some(name) = &self.name {
             return name.clone();
@@ -170,8 +172,20 @@ impl VisitorIdentity {
         match (&self.given_name, &self.family_name) {
             (Some(g), Some(f)) => format!("{g} {f}"),
             (Some(g), None) => g.clone(),
-            _ => self.email.clone().unwrap_or_else(|| GUEST_NAME.to_owned()),
+            _ => self
+                .verified_email()
+                .map(str::to_owned)
+                .unwrap_or_else(|| GUEST_NAME.to_owned()),
         }
+    }
+
+    /// The email, when the IdP asserted `email_verified: true`. An email
+    /// without that assertion proves nothing about who the visitor is (on
+    /// an IdP with self-registration anyone can type anyone's address).
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email
+            .as_deref()
+            .filter(|_| self.email_verified == Some(true))
     }
 }
 
@@ -470,6 +484,12 @@ impl VisitorTokens {
             deployment: claims.aud,
             sid: claims.sid,
         }))
+    }
+
+    /// Whether a session (a refresh-token family, the session JWT's `sid`)
+    /// was ended: logout, refresh-token reuse, or its integration changed.
+    pub async fn family_revoked(&self, sid: Uuid) -> Result<bool, SessionError> {
+        refresh::family_revoked(self.inner.store.engine(), sid).await
     }
 
     /// Starts a refresh-token family (a new session) and answers its id and

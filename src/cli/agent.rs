@@ -430,6 +430,8 @@ fn identity(visitor: &Value) -> String {
     let mut parts = vec!["verified".to_owned()];
     if let Some(email) = at(visitor, "/email").as_str() {
         parts.push(email.to_owned());
+    } else if let Some(email) = at(visitor, "/unverifiedEmail").as_str() {
+        parts.push(format!("{email} (email not verified by the IdP)"));
     }
     if let (Some(issuer), Some(subject)) = (
         at(visitor, "/issuer").as_str(),

@@ -129,7 +129,8 @@ pub enum Space {
     LoginTransaction,
     /// A staff member's console login in progress.
     StaffLogin,
-    /// An ID-token nonce already accepted, kept until the token expires.
+    /// An ID-token nonce, or an ID token presented directly, already
+    /// accepted: kept until the token expires (plus the clock leeway).
     UsedNonce,
     /// A refresh token (by digest) and its state in its family.
     RefreshToken,
@@ -264,6 +265,9 @@ pub enum Claim {
     /// A member's identity at its IdP, within one organization. Kept as a
     /// digest of issuer and subject, so IdP strings never become key names.
     MemberIdentity { org: uuid::Uuid, digest: [u8; 32] },
+    /// A member pre-provisioned by email and not yet claimed, within one
+    /// organization: a digest of the lowercased address.
+    MemberInvite { org: uuid::Uuid, digest: [u8; 32] },
 }
 
 impl Claim {
@@ -277,12 +281,26 @@ impl Claim {
         }
     }
 
+    /// The claim on a pending member's email address in an organization.
+    /// Addresses compare without regard to case.
+    pub fn member_invite(org: uuid::Uuid, email: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(email.trim().to_lowercase().as_bytes());
+        Claim::MemberInvite {
+            org,
+            digest: digest.into(),
+        }
+    }
+
     /// The stable name inside the engine. Never change one: stored claims
     /// are addressed by it.
     pub fn name(&self) -> String {
         match self {
             Claim::MemberIdentity { org, digest } => {
                 format!("member/{org}/{}", hex::encode(digest))
+            }
+            Claim::MemberInvite { org, digest } => {
+                format!("member-invite/{org}/{}", hex::encode(digest))
             }
         }
     }
@@ -671,6 +689,18 @@ impl Engine {
         limit: usize,
     ) -> EngineResult<Vec<LogEntry>> {
         dispatch!(self, "read_log", e => e.read_log(log, after, limit).await)
+    }
+
+    /// Up to `limit` entries with a sequence below `before`, newest first:
+    /// reading a log backwards one page at a time, so a reader that wants
+    /// the newest few entries never loads the rest.
+    pub async fn read_log_before(
+        &self,
+        log: uuid::Uuid,
+        before: u64,
+        limit: usize,
+    ) -> EngineResult<Vec<LogEntry>> {
+        dispatch!(self, e => e.read_log_before(log, before, limit).await)
     }
 
     /// The sequence of the newest entry, 0 for an empty or unknown log.

@@ -1,14 +1,16 @@
 //! Extractors that parse requests into typed values or refuse them with the
 //! project's error format.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::body;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -17,7 +19,8 @@ use crate::store::PageRequest;
 use crate::store::types::Role;
 
 /// A JSON body. Malformed JSON is 400 `malformed_json`; JSON of the wrong
-/// shape is 422 `invalid` naming the field; an oversized body is 413.
+/// shape is 422 `invalid` naming the field; an oversized body is 413. No
+/// refusal quotes the body (see [`super::body`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -29,30 +32,55 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
         }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        body::parse(&bytes).map(Json).map_err(|e| {
+            if e.malformed {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.message)
+            } else {
+                ApiError::invalid(e.message)
+            }
+        })
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::invalid(e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.body_text())
-        }
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "expected Content-Type: application/json",
-        ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+/// `application/json` or any `application/*+json`, as axum's own extractor.
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             "the request body is too large",
-        ),
-        other => ApiError::bad_request(other.body_text()),
+        )
+    } else {
+        ApiError::bad_request("the request body could not be read")
     }
 }
 
@@ -140,7 +168,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Query(raw) = Query::<RawPaging>::from_request_parts(parts, state)
             .await
-            .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text()))?;
+            .map_err(|e: QueryRejection| ApiError::bad_request(body::redact(&e.body_text())))?;
         let number = raw.page_number.unwrap_or(1);
         let size = raw.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
         if number == 0 {

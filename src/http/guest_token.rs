@@ -172,6 +172,11 @@ struct LoginTransaction {
     deployment: Uuid,
     integration: Uuid,
     redirect_uri: String,
+    /// The web origin of the page that started the login (its `Origin`):
+    /// the sign-in popup hands the authorization response to this origin
+    /// only. `None` for a start without one (an app, a server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
     sealed_nonce: String,
     sealed_verifier: String,
 }
@@ -248,7 +253,7 @@ async fn exchange_inner(
     let identity = match (oauth.id_token, oauth.code) {
         (Some(id_token), None) => state
             .oidc
-            .verify_id_token(
+            .redeem_id_token(
                 integration,
                 id_token.expose_secret(),
                 oauth.nonce.as_ref().map(|n| n.expose_secret()),
@@ -398,10 +403,18 @@ async fn login_start_inner(
                 ApiError::internal()
             })
     };
+    // `prepare` admitted the origin for the deployment; only a web origin
+    // can receive the popup's message.
+    let origin = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| o.contains("://") && target.deployment.allows_origin(o))
+        .map(str::to_owned);
     let transaction = LoginTransaction {
         deployment: target.deployment.meta.id,
         integration: target.integration.meta.id,
         redirect_uri: body.redirect_uri,
+        origin,
         sealed_nonce: seal(&SecretString::from(nonce), "nonce")?,
         sealed_verifier: seal(&verifier, "verifier")?,
     };
@@ -510,9 +523,13 @@ async fn login_complete_inner(
 }
 
 /// The deployment a pending backend-owned login (named by its `state`) is
-/// for, without using the login up: the widget's callback page hands the
-/// authorization response only to that deployment's origins.
-pub(super) async fn login_deployment(state: &AppState, login_state: &str) -> Option<Uuid> {
+/// for, and the origin that started it, without using the login up: the
+/// widget's callback page hands the authorization response only to that
+/// origin.
+pub(super) async fn login_origin(
+    state: &AppState,
+    login_state: &str,
+) -> Option<(Uuid, Option<String>)> {
     let id = crypto::digest(login_state);
     let value = state
         .store
@@ -522,7 +539,7 @@ pub(super) async fn login_deployment(state: &AppState, login_state: &str) -> Opt
         .ok()??;
     serde_json::from_slice::<LoginTransaction>(&value)
         .ok()
-        .map(|t| t.deployment)
+        .map(|t| (t.deployment, t.origin))
 }
 
 /// The public keys of session JWTs (RFC 7517), for anyone who verifies them.

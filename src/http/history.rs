@@ -13,7 +13,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use uuid::Uuid;
 
 use super::cors;
 use super::error::ApiError;
@@ -21,19 +20,23 @@ use super::extract::Paging;
 use crate::app::AppState;
 use crate::auth::credential::bearer;
 use crate::gateway::guest::messages::{self, StructuredMessage};
-use crate::gateway::guest::socket::HISTORY_AUDIENCE;
+use crate::gateway::guest::socket::{HISTORY_AUDIENCE, parse_history_subject};
 use crate::http::PagedList;
 use crate::routing::Routing;
 use crate::store::PageRequest;
 use crate::store::records::Deployment;
 use secrecy::ExposeSecret;
+use uuid::Uuid;
 
 pub(super) const HISTORY_PATH: &str = "/api/v2/webmessaging/messages";
-/// The most conversations and events one history answer looks at: a bound
-/// on the work one request can cause.
+/// The most conversations one history answer looks at: a bound on the
+/// work one request can cause.
 const MAX_CONVERSATIONS: usize = 50;
-const MAX_EVENTS: usize = 10_000;
-const READ_BATCH: usize = 500;
+/// The most log entries read at once while looking for a page.
+const READ_BATCH: usize = 100;
+/// The deepest message a page reaches (newest first): pages beyond it are
+/// empty, so no request reads more than this many messages' entries.
+const MAX_REACH: u64 = 10_000;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route(
@@ -62,11 +65,11 @@ async fn answer(
     let token = bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("a bearer token from getJwt is required"))?;
     let token = token.expose_secret();
-    let session = state
+    let (session, family) = state
         .auth
         .verify_scoped(HISTORY_AUDIENCE, token)
         .ok()
-        .and_then(|subject| Uuid::parse_str(&subject).ok())
+        .and_then(|subject| parse_history_subject(&subject))
         .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
     let session = state
         .routing
@@ -74,6 +77,22 @@ async fn answer(
         .await
         .map_err(|_| ApiError::unavailable())?
         .ok_or_else(|| ApiError::unauthorized("the session no longer exists"))?;
+    // A signed-in session's history is readable only while the sign-in the
+    // token was issued under lasts (the session's current one for a token
+    // issued before it signed in): logout, or a reused refresh token, ends
+    // it at once, not when the token expires.
+    if let Some(sign_in) = family.or(session.token_family) {
+        let revoked = state
+            .visitor_tokens
+            .family_revoked(sign_in)
+            .await
+            .map_err(|_| ApiError::unavailable())?;
+        if revoked {
+            return Err(ApiError::unauthorized(
+                "the session was signed out; sign in again",
+            ));
+        }
+    }
     let deployment = state
         .store
         .find::<Deployment>(session.deployment_id)
@@ -122,42 +141,87 @@ async fn answer(
         conversations.push(current);
     }
     let skip = conversations.len().saturating_sub(MAX_CONVERSATIONS);
-    let mut entities: Vec<StructuredMessage> = Vec::new();
-    // Newest conversations first, so the bound drops the oldest events.
-    'conversations: for conversation in conversations.into_iter().skip(skip).rev() {
-        let mut events = Vec::new();
-        let mut after = 0;
-        loop {
-            let batch = state
-                .routing
-                .events_after(conversation, after, READ_BATCH)
-                .await
-                .map_err(|_| ApiError::unavailable())?;
-            let Some(last) = batch.last().map(|e| e.seq) else {
-                break;
-            };
-            after = last;
-            let full = batch.len() == READ_BATCH;
-            events.extend(
-                batch
-                    .iter()
-                    .filter_map(|e| messages::from_log(e, read_only)),
-            );
-            if !full {
-                break;
-            }
-            if events.len() + entities.len() >= MAX_EVENTS {
-                break;
-            }
-        }
-        entities.extend(events.into_iter().rev());
-        if entities.len() >= MAX_EVENTS {
-            entities.truncate(MAX_EVENTS);
-            break 'conversations;
-        }
-    }
-    let body = PagedList::of_all(entities, page);
+    let newest_first: Vec<Uuid> = conversations.into_iter().skip(skip).rev().collect();
+    let (body, read) = read_page(state, &newest_first, page, read_only).await?;
+    state.metrics.history_entries_read(read);
     let mut response = axum::Json(body).into_response();
     cors::allow_deployment_origin(&deployment, headers, response.headers_mut());
     Ok(response)
+}
+
+/// Reads one page of messages, newest first, walking the conversations'
+/// logs backwards from their newest entry and stopping as soon as the page
+/// is full: entries older than the page are never read, and entries newer
+/// than it are counted, not kept. Answers the page and how many log entries
+/// were read.
+///
+/// `total` is exact when the walk reached the oldest entry of every
+/// conversation; otherwise it counts the messages seen plus every entry not
+/// read (events that are not messages included), an upper bound that
+/// becomes exact on the page that reaches the start. A client that pages
+/// until it has `total` messages therefore sees them all.
+async fn read_page(
+    state: &AppState,
+    newest_first: &[Uuid],
+    page: PageRequest,
+    read_only: bool,
+) -> Result<(PagedList<StructuredMessage>, usize), ApiError> {
+    let skip = page.offset();
+    let wanted = skip.saturating_add(page.size).min(MAX_REACH);
+    let mut seen: u64 = 0;
+    let mut unread: u64 = 0;
+    let mut read = 0;
+    let mut entities: Vec<StructuredMessage> = Vec::new();
+    for &conversation in newest_first {
+        if seen >= wanted {
+            // Full: what this conversation holds is only counted.
+            unread = unread.saturating_add(
+                state
+                    .routing
+                    .last_seq(conversation)
+                    .await
+                    .map_err(|_| ApiError::unavailable())?,
+            );
+            continue;
+        }
+        let mut before = u64::MAX;
+        loop {
+            let missing = usize::try_from(wanted - seen).unwrap_or(usize::MAX);
+            let (events, got, oldest) = state
+                .routing
+                .events_before(conversation, before, missing.clamp(1, READ_BATCH))
+                .await
+                .map_err(|_| ApiError::unavailable())?;
+            read += got;
+            let Some(oldest) = oldest else {
+                break;
+            };
+            for message in events
+                .iter()
+                .filter_map(|e| messages::from_log(e, read_only))
+            {
+                if seen >= skip && seen < wanted {
+                    entities.push(message);
+                }
+                seen += 1;
+            }
+            before = oldest;
+            if seen >= wanted {
+                // Sequences are gapless from 1: what is below is unread.
+                unread = unread.saturating_add(oldest.saturating_sub(1));
+                break;
+            }
+        }
+    }
+    let total = seen.saturating_add(unread);
+    Ok((
+        PagedList {
+            entities,
+            page_number: page.number,
+            page_size: page.size,
+            total,
+            page_count: total.div_ceil(page.size.max(1)),
+        },
+        read,
+    ))
 }

@@ -8,6 +8,7 @@
 //! panic guard that answers 500 instead of dropping the connection.
 
 pub mod admin;
+pub mod body;
 mod cors;
 pub mod error;
 pub mod extract;

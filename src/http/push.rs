@@ -204,12 +204,11 @@ fn parse_body<T: DeserializeOwned>(
     missing_code: &'static str,
 ) -> Result<T, PushError> {
     let body = body.map_err(|e| PushError::new(e.status(), "bad.request", e.body_text()))?;
-    serde_json::from_slice(&body).map_err(|e| {
-        let message = e.to_string();
-        if message.starts_with("missing field") {
-            PushError::new(StatusCode::BAD_REQUEST, missing_code, message)
+    crate::http::body::parse(&body).map_err(|e| {
+        if e.missing_field {
+            PushError::new(StatusCode::BAD_REQUEST, missing_code, e.message)
         } else {
-            PushError::new(StatusCode::BAD_REQUEST, "bad.request", message)
+            PushError::new(StatusCode::BAD_REQUEST, "bad.request", e.message)
         }
     })
 }

@@ -180,26 +180,32 @@ fn asset(
 
 /// The sign-in popup's landing page. It posts the authorization response
 /// (`code`, `state`, `iss`, or `error`) to the window that opened it, and
-/// only to the origins of the deployment the login was started for (found
-/// by its `state`; any origin when the deployment allows all domains), so a
-/// page that is not one of them cannot obtain a code by opening the popup
-/// itself. The page strips the code from its address.
+/// only to the origin of the page that started the login (bound to the
+/// login's `state` at start, and still one the deployment allows), never to
+/// any origin: a page that opens the popup for someone else's login gets
+/// nothing, even when the deployment allows all domains. A login started
+/// without an `Origin` (by a server) is posted to the deployment's listed
+/// origins, and to none with "allow all". The page strips the code from its
+/// address.
 async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
     let login_state = query.as_deref().and_then(|q| param(q, "state"));
     let mut targets: Vec<String> = Vec::new();
     if let Some(login_state) = login_state
-        && let Some(id) = super::guest_token::login_deployment(&state, &login_state).await
+        && let Some((id, origin)) = super::guest_token::login_origin(&state, &login_state).await
         && let Ok(Some(deployment)) = state.store.find::<Deployment>(id).await
     {
-        if deployment.allow_all_domains {
-            targets.push("*".to_owned());
-        } else {
-            targets.extend(
+        match origin {
+            Some(origin) if deployment.allows_origin(&origin) => targets.push(origin),
+            // Started on an origin the deployment no longer allows.
+            Some(_) => {}
+            None if !deployment.allow_all_domains => targets.extend(
                 deployment
                     .allowed_domains
                     .iter()
+                    .filter(|o| !o.is_wildcard())
                     .map(|o| o.as_str().to_owned()),
-            );
+            ),
+            None => {}
         }
     }
     let nonce = Uuid::new_v4().simple().to_string();

@@ -96,6 +96,39 @@ impl Routing {
             .collect())
     }
 
+    /// Up to `limit` log entries of a conversation below `before`, newest
+    /// first, decoded (an unreadable entry is logged and skipped). Answers
+    /// the events, how many entries were read (skipped ones included) and
+    /// the sequence of the oldest, where the next page starts.
+    pub async fn events_before(
+        &self,
+        conversation: Uuid,
+        before: u64,
+        limit: usize,
+    ) -> RoutingResult<(Vec<SequencedEvent>, usize, Option<u64>)> {
+        let entries = self
+            .engine()
+            .read_log_before(conversation, before, limit)
+            .await
+            .map_err(StoreError::from)?;
+        let read = entries.len();
+        let oldest = entries.last().map(|e| e.seq);
+        let events = entries
+            .into_iter()
+            .filter_map(|entry| {
+                let event = serde_json::from_slice::<LogEvent>(&entry.body)
+                    .map_err(|e| tracing::error!(%conversation, seq = entry.seq, error = %e, "unreadable log entry"))
+                    .ok()?;
+                Some(SequencedEvent {
+                    conversation_id: conversation,
+                    seq: entry.seq,
+                    event,
+                })
+            })
+            .collect();
+        Ok((events, read, oldest))
+    }
+
     pub async fn last_seq(&self, conversation: Uuid) -> RoutingResult<u64> {
         Ok(self
             .engine()

@@ -441,7 +441,7 @@ impl Deployment {
         if self.allow_all_domains {
             return origin.contains("://") || origin == "null";
         }
-        self.allowed_domains.iter().any(|o| o.as_str() == origin)
+        self.allowed_domains.iter().any(|o| o.matches(origin))
     }
 
     /// Whether `origin` is one of the app hosts the deployment lists.
@@ -525,7 +525,10 @@ impl Record for Queue {
 }
 
 /// A staff identity, keyed by the (issuer, subject) pair of its IdP, never
-/// by email or subject alone.
+/// by email or subject alone. A member an admin pre-provisioned by email
+/// has no identity yet (`issuer` and `subject` empty, `pending`): the first
+/// staff sign-in whose IdP asserts that email as verified claims it, roles
+/// and all.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
@@ -533,7 +536,9 @@ pub struct Member {
     pub meta: Meta,
     #[schema(value_type = String, format = Uuid)]
     pub org_id: OrgId,
+    /// Empty while the member is pending.
     pub issuer: String,
+    /// Empty while the member is pending.
     pub subject: String,
     pub display_name: String,
     pub email: Option<String>,
@@ -546,17 +551,34 @@ impl Member {
     pub fn identity_claim(org: OrgId, issuer: &str, subject: &str) -> Claim {
         Claim::member_identity(org.0, issuer, subject)
     }
+
+    /// The unique claim of a pending member on its email address.
+    pub fn invite_claim(org: OrgId, email: &str) -> Claim {
+        Claim::member_invite(org.0, email)
+    }
+
+    /// Pre-provisioned by email, not signed in yet.
+    pub fn is_pending(&self) -> bool {
+        self.issuer.is_empty() && self.subject.is_empty()
+    }
 }
 
 impl Record for Member {
     const KIND: Kind = Kind::Member;
     crate::store::record_basics!();
     fn claims(&self) -> Vec<Claim> {
-        vec![Member::identity_claim(
-            self.org_id,
-            &self.issuer,
-            &self.subject,
-        )]
+        if self.is_pending() {
+            self.email
+                .iter()
+                .map(|email| Member::invite_claim(self.org_id, email))
+                .collect()
+        } else {
+            vec![Member::identity_claim(
+                self.org_id,
+                &self.issuer,
+                &self.subject,
+            )]
+        }
     }
 }
 

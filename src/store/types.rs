@@ -33,8 +33,13 @@ pub enum Role {
 }
 
 /// A web origin (`https://shop.example.com[:port]`): scheme, host and port
-/// only. Deployments list the origins their snippet may run on; the browser's
-/// `Origin` header is compared with these exactly.
+/// only; or a wildcard over the subdomains of a domain
+/// (`https://*.example.com[:port]`). Deployments list the origins their
+/// snippet may run on; the browser's `Origin` header is compared with these
+/// exactly, or for a wildcard: same scheme and port, and a host that is a
+/// subdomain at any depth. The wildcard never covers the domain itself (list
+/// it too), a name that merely ends the same way (`evilexample.com`), or a
+/// domain of one label (`https://*.com` is refused).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, example = "https://shop.example.com")]
@@ -42,6 +47,11 @@ pub struct Origin(String);
 
 impl Origin {
     pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some((scheme, rest)) = text.split_once("://")
+            && let Some(domain) = rest.strip_prefix("*.")
+        {
+            return Self::parse_wildcard(text, scheme, domain);
+        }
         let url = Url::parse(text)
             .map_err(|_| format!("{text:?} is not an origin like https://example.com"))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -55,13 +65,76 @@ impl Origin {
                 "{text:?} is an origin only: no path, query or fragment"
             ));
         }
+        if url.host_str().is_some_and(|h| h.contains('*')) {
+            return Err(format!(
+                "{text:?}: a wildcard is a whole first label only, as in https://*.example.com"
+            ));
+        }
         // Url normalizes case and default ports; the origin form drops the
         // trailing slash, as browsers send it.
         Ok(Self(url.origin().ascii_serialization()))
     }
 
+    /// `scheme://*.` + `domain`: the domain is parsed as an origin of its
+    /// own, and must be a DNS name of two labels or more.
+    fn parse_wildcard(text: &str, scheme: &str, domain: &str) -> Result<Self, String> {
+        if domain.contains('*') {
+            return Err(format!(
+                "{text:?}: a wildcard is a whole first label only, as in https://*.example.com"
+            ));
+        }
+        let base = Self::parse(&format!("{scheme}://{domain}"))
+            .map_err(|_| format!("{text:?} is not a wildcard origin like https://*.example.com"))?;
+        let url = Url::parse(&base.0).map_err(|_| format!("{text:?} is not an origin"))?;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Err(format!(
+                "{text:?}: a wildcard covers the subdomains of a domain name, not of an address"
+            ));
+        };
+        if !host.contains('.') || !host.split('.').all(|label| !label.is_empty()) {
+            return Err(format!(
+                "{text:?}: a wildcard needs a domain of two labels or more (https://*.example.com)"
+            ));
+        }
+        let (scheme, rest) = base
+            .0
+            .split_once("://")
+            .ok_or_else(|| format!("{text:?} is not an origin"))?;
+        Ok(Self(format!("{scheme}://*.{rest}")))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is a wildcard (`https://*.example.com`).
+    pub fn is_wildcard(&self) -> bool {
+        self.0.contains("://*.")
+    }
+
+    /// Whether a browser's `Origin` header value is this origin, or for a
+    /// wildcard one of the subdomains it covers. Only the serialized form
+    /// browsers send matches a wildcard (lowercase, no default port).
+    pub fn matches(&self, origin: &str) -> bool {
+        let Some((scheme, suffix)) = self.0.split_once("://*") else {
+            return self.0 == origin;
+        };
+        // `suffix` is `.example.com[:port]`.
+        let Some(host_port) = origin
+            .strip_prefix(scheme)
+            .and_then(|rest| rest.strip_prefix("://"))
+        else {
+            return false;
+        };
+        let Some(sub) = host_port.strip_suffix(suffix) else {
+            return false;
+        };
+        !sub.is_empty()
+            && !sub.ends_with('.')
+            && sub
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && Url::parse(origin).is_ok_and(|u| u.origin().ascii_serialization() == origin)
     }
 }
 
@@ -263,6 +336,64 @@ mod tests {
         ] {
             assert!(Origin::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn wildcard_origins_cover_subdomains_only() {
+        let wildcard = Origin::parse("https://*.Example.com").unwrap();
+        assert_eq!(wildcard.as_str(), "https://*.example.com");
+        assert!(wildcard.is_wildcard());
+        for yes in [
+            "https://shop.example.com",
+            "https://a.b.example.com",
+            "https://x-1.example.com",
+        ] {
+            assert!(wildcard.matches(yes), "{yes}");
+        }
+        for no in [
+            "https://example.com",
+            "https://evilexample.com",
+            "https://example.com.evil.com",
+            "https://shop.example.com.evil.com",
+            "http://shop.example.com",
+            "https://shop.example.com:8443",
+            "https://SHOP.example.com",
+            "https://.example.com",
+            "https://a..example.com",
+            "https://shop.example.com/",
+            "https://user@shop.example.com",
+            "null",
+            "shop.example.com",
+        ] {
+            assert!(!wildcard.matches(no), "{no}");
+        }
+        let ported = Origin::parse("https://*.example.com:8443").unwrap();
+        assert!(ported.matches("https://a.example.com:8443"));
+        assert!(!ported.matches("https://a.example.com"));
+        assert_eq!(
+            Origin::parse("https://*.example.com:443").unwrap().as_str(),
+            "https://*.example.com"
+        );
+        for bad in [
+            "https://*.com",
+            "https://*.localhost",
+            "https://*",
+            "https://*.",
+            "https://*.*.example.com",
+            "https://a.*.example.com",
+            "https://a*.example.com",
+            "https://*example.com",
+            "https://*.example.com/path",
+            "https://*.10.0.0.1",
+            "https://*.[::1]",
+            "ftp://*.example.com",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+        let plain = Origin::parse("https://shop.example.com").unwrap();
+        assert!(!plain.is_wildcard());
+        assert!(plain.matches("https://shop.example.com"));
+        assert!(!plain.matches("https://a.shop.example.com"));
     }
 
     #[test]

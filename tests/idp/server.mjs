@@ -14,7 +14,7 @@
 //
 // The first stdout line is the port it listens on. Then:
 // - any login succeeds at the development login form, and `findAccount`
-//   answers claims derived from the login name;
+//   answers claims derived from the login name (see `claimsOf`);
 // - grants are pre-approved (no consent page), PKCE is required;
 // - `POST /__rotate` replaces the signing keys with a fresh key set behind the
 //   same port (the Provider is recreated; sessions, interactions and codes
@@ -43,13 +43,19 @@ function freshSigningKey() {
   return { ...jwk, kid: `k-${randomBytes(8).toString('hex')}`, alg: 'RS256', use: 'sig' };
 }
 
+// A login `name` has the email `name@example.com`, verified. A login
+// `name|address` has the email `address`, and `name|address|unverified`
+// that email with `email_verified: false` (an IdP where users register
+// themselves and type any address).
 function claimsOf(login) {
-  const name = String(login).trim() || 'visitor';
+  const [first, address, verified] = String(login).split('|');
+  const name = first.trim() || 'visitor';
   const given = name.charAt(0).toUpperCase() + name.slice(1);
   return {
-    sub: name,
-    email: `${name}@example.com`,
-    email_verified: true,
+    // The account id as the login form gave it, as oidc-provider expects.
+    sub: address ? String(login) : name,
+    email: address || `${name}@example.com`,
+    email_verified: verified !== 'unverified',
     given_name: given,
     family_name: 'Tester',
     name: `${given} Tester`,

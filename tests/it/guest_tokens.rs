@@ -328,6 +328,104 @@ async fn id_token_presented_directly(kind: EngineKind) {
 }
 on_both_engines!(id_token_presented_directly);
 
+/// The IdP's token answer for `login` (as an app that runs the code flow
+/// itself gets it).
+async fn idp_tokens(idp: &TestIdp, login: &ClientLogin) -> Value {
+    reqwest::Client::new()
+        .post(format!("{}/token", idp.issuer))
+        .basic_auth(&idp.client_id, Some(&idp.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", login.code.as_str()),
+            ("redirect_uri", idp.redirect_uri.as_str()),
+            ("code_verifier", login.verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A presented ID token is accepted once, with its nonce or without one:
+/// leaving the nonce out of a replay does not skip the check, also after
+/// the token was first exchanged with its nonce. The replay records expire
+/// with the token (inspected on Redis).
+async fn presented_id_token_is_accepted_once_nonce_or_not(kind: EngineKind) {
+    let (idp, app, site) = shop(kind).await;
+    let body = |token: &str, nonce: Option<&str>| match nonce {
+        Some(nonce) => {
+            json!({ "deploymentId": site.deployment, "oauth": { "idToken": token, "nonce": nonce } })
+        }
+        None => json!({ "deploymentId": site.deployment, "oauth": { "idToken": token } }),
+    };
+
+    // Exchanged once with its nonce; replayed without it.
+    let login = client_login(idp, "pia").await;
+    let tokens = idp_tokens(idp, &login).await;
+    let first = tokens["id_token"].as_str().unwrap();
+    post(&app, EXCHANGE, body(first, Some(&login.nonce)))
+        .await
+        .expect(StatusCode::OK);
+    post(&app, EXCHANGE, body(first, None))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "token_replayed");
+    post(&app, EXCHANGE, body(first, Some(&login.nonce)))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "nonce_replayed");
+
+    // Exchanged once without a nonce; replayed without one, then with it.
+    let login = client_login(idp, "quinn").await;
+    let tokens = idp_tokens(idp, &login).await;
+    let second = tokens["id_token"].as_str().unwrap();
+    post(&app, EXCHANGE, body(second, None))
+        .await
+        .expect(StatusCode::OK);
+    post(&app, EXCHANGE, body(second, None))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "token_replayed");
+    post(&app, EXCHANGE, body(second, Some(&login.nonce)))
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "token_replayed");
+
+    if kind == EngineKind::Redis {
+        // Every replay record lives no longer than its token (+ leeway).
+        let exp = |token: &str| -> i64 {
+            let claims: Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(token.split('.').nth(1).unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            claims["exp"].as_i64().unwrap()
+        };
+        let latest = exp(first).max(exp(second));
+        let bound_ms = (latest - Utc::now().timestamp() + 60 + 1) * 1000;
+        let prefix = &app.setup.env[switchboard::config::ENV_REDIS_PREFIX];
+        let client = ::redis::Client::open(crate::support::redis::shared().url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg(format!("{prefix}e:nonce:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // Two nonces and two tokens.
+        assert_eq!(keys.len(), 4, "{keys:?}");
+        for key in keys {
+            let ttl: i64 = ::redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ttl > 0 && ttl <= bound_ms, "{key}: {ttl} ms");
+        }
+    }
+}
+on_both_engines!(presented_id_token_is_accepted_once_nonce_or_not);
+
 async fn tampered_and_foreign_session_jwts_are_refused(kind: EngineKind) {
     let (idp, app, site) = shop(kind).await;
     let other = deployment_next_to(&app, &site, true).await;

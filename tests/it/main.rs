@@ -16,6 +16,7 @@ mod engine_contract;
 mod guest_tokens;
 mod guest_ws;
 mod lifecycle;
+mod hardening;
 mod loadtest;
 mod multi_node;
 mod observability;

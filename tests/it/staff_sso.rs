@@ -581,3 +581,187 @@ async fn staff_sign_in_logs_no_secrets() {
         }
     }
 }
+
+/// A member pre-provisioned by email, with roles, is claimed by the first
+/// staff sign-in whose IdP asserts that email as verified, and never by one
+/// whose IdP does not (on an IdP where users register themselves, anyone
+/// can type anyone's address).
+async fn pre_provisioned_members_are_claimed_by_verified_email_only(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let boot = app.bootstrap.clone();
+    let idp = idp_for(&app);
+    configure_staff_sso(&app, &idp).await;
+
+    // One pending member per address; issuer and subject go together.
+    let pending = app
+        .post(
+            "/api/v2/members",
+            &boot,
+            json!({ "displayName": "Dana (supervisor)", "email": "Dana@Example.com", "roles": ["supervisor"] }),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let pending_id = pending["id"].as_str().unwrap().to_owned();
+    assert_eq!(pending["issuer"], "");
+    app.post(
+        "/api/v2/members",
+        &boot,
+        json!({ "displayName": "Dana again", "email": "dana@example.com" }),
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "duplicate");
+    app.post(
+        "/api/v2/members",
+        &boot,
+        json!({ "displayName": "Half", "issuer": idp.issuer, "email": "half@example.com" }),
+    )
+    .await
+    .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    // Someone who registered dana's address without verifying it signs in:
+    // a member of their own, an agent, without the unverified email.
+    let mallory = browser();
+    let (_, done) = sign_in(&app, &idp, &mallory, "mallory|dana@example.com|unverified").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let session = send(mallory.get(app.url("/auth/session")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(session["roles"], json!(["agent"]));
+    assert_ne!(session["memberId"], pending_id.as_str());
+    let me = send(mallory.get(app.url("/api/v2/members/me")))
+        .await
+        .expect(StatusCode::OK);
+    assert!(me["email"].is_null(), "{me}");
+    let still = app
+        .get(&format!("/api/v2/members/{pending_id}"), &boot)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(still["issuer"], "", "{still}");
+
+    // Dana, with the address verified, claims the pending member and its
+    // roles; the next sign-in finds it by identity.
+    let dana = browser();
+    let (_, done) = sign_in(&app, &idp, &dana, "dana|DANA@example.com").await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+    let session = send(dana.get(app.url("/auth/session")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(session["memberId"], pending_id.as_str());
+    assert_eq!(session["roles"], json!(["supervisor"]));
+    assert_eq!(session["displayName"], "Dana (supervisor)");
+    let claimed = app
+        .get(&format!("/api/v2/members/{pending_id}"), &boot)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(claimed["issuer"], idp.issuer.as_str());
+    assert_eq!(claimed["subject"], "dana|DANA@example.com");
+    let again = browser();
+    sign_in(&app, &idp, &again, "dana|DANA@example.com").await;
+    let session = send(again.get(app.url("/auth/session")))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(session["memberId"], pending_id.as_str());
+    // Claimed: the address is free for another pending member, and a
+    // signed-in member cannot be turned back into a pending one.
+    app.post(
+        "/api/v2/members",
+        &boot,
+        json!({ "displayName": "Dana's twin", "email": "dana@example.com" }),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    let mut record = claimed.clone();
+    record.as_object_mut().unwrap().remove("issuer");
+    record.as_object_mut().unwrap().remove("subject");
+    app.put(&format!("/api/v2/members/{pending_id}"), &boot, record)
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    idp.stop();
+}
+on_both_engines!(pre_provisioned_members_are_claimed_by_verified_email_only);
+
+/// The same with the hostile IdP, which signs whatever claims it likes:
+/// `email_verified` false, missing, or `"false"` never claims a
+/// pre-provisioned member; `true` does.
+async fn pre_provisioned_members_need_email_verified_from_a_hostile_idp(kind: EngineKind) {
+    use crate::support::hostile_idp::{HostileIdp, TokenAnswer};
+    const CLIENT: &str = "switchboard-web";
+    let app = TestApp::spawn(kind).await;
+    let boot = app.bootstrap.clone();
+    let idp = HostileIdp::start().await;
+    let integration = app
+        .create(
+            "/api/v2/integrations/oidc",
+            &boot,
+            json!({ "name": "Hostile staff IdP", "issuer": idp.issuer, "clientId": CLIENT,
+                    "clientSecret": "hostile-idp-client-secret-0123456789" }),
+        )
+        .await;
+    let org = app
+        .get("/api/v2/organizations/me", &boot)
+        .await
+        .expect(StatusCode::OK);
+    app.put(
+        "/api/v2/organizations/me",
+        &boot,
+        json!({ "name": org["name"], "staffIntegrationId": integration, "version": org["version"] }),
+    )
+    .await
+    .expect(StatusCode::OK);
+    let pending = app
+        .create(
+            "/api/v2/members",
+            &boot,
+            json!({ "displayName": "Erin", "email": "erin@example.com", "roles": ["admin"] }),
+        )
+        .await;
+
+    // Signs in with the hostile IdP's ID token for `sub`, whose
+    // `email_verified` is `verified` (left out when null); answers the
+    // session.
+    let sign_in_as = |sub: &'static str, verified: serde_json::Value| {
+        let app = &app;
+        let idp = &idp;
+        async move {
+            let browser = browser();
+            let started = begin(app, &browser, "/console").await;
+            let authorize = Url::parse(&location(&started)).unwrap();
+            let query: HashMap<String, String> = authorize.query_pairs().into_owned().collect();
+            let mut claims = idp.claims(CLIENT);
+            claims["sub"] = json!(sub);
+            claims["nonce"] = json!(query["nonce"]);
+            claims["email"] = json!("erin@example.com");
+            if verified.is_null() {
+                claims.as_object_mut().unwrap().remove("email_verified");
+            } else {
+                claims["email_verified"] = verified;
+            }
+            idp.set_token_answer(TokenAnswer::IdToken(idp.sign(&claims)));
+            let mut callback = Url::parse(&app.url("/auth/callback")).unwrap();
+            callback
+                .query_pairs_mut()
+                .append_pair("code", "hostile-code")
+                .append_pair("state", &query["state"]);
+            let done = send(browser.get(callback)).await;
+            assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text);
+            send(browser.get(app.url("/auth/session")))
+                .await
+                .expect(StatusCode::OK)
+        }
+    };
+
+    for (sub, verified) in [
+        ("impostor-1", json!(false)),
+        ("impostor-2", serde_json::Value::Null),
+        ("impostor-3", json!("false")),
+        ("impostor-4", json!(1)),
+    ] {
+        let session = sign_in_as(sub, verified.clone()).await;
+        assert_ne!(session["memberId"], pending.as_str(), "{verified}");
+        assert_eq!(session["roles"], json!(["agent"]), "{verified}");
+    }
+    let session = sign_in_as("erin", json!(true)).await;
+    assert_eq!(session["memberId"], pending.as_str());
+    assert_eq!(session["roles"], json!(["admin"]));
+}
+on_both_engines!(pre_provisioned_members_need_email_verified_from_a_hostile_idp);

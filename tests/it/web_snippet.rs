@@ -290,3 +290,84 @@ async fn the_callback_page_hands_the_code_only_to_the_deployments_origins(kind: 
     .expect(StatusCode::OK);
 }
 on_both_engines!(the_callback_page_hands_the_code_only_to_the_deployments_origins);
+
+/// The popup posts the IdP's answer only to the origin of the page that
+/// started the login (bound to the login at start): another allowed origin
+/// gets nothing, and with "allow all domains" the answer never goes to
+/// `"*"` (a site that opens the popup for another site's login gets
+/// nothing). The deployment answer warns the admin about "allow all".
+async fn the_callback_page_posts_only_to_the_origin_that_started_the_login(kind: EngineKind) {
+    let idp = idp::shared();
+    let app = TestApp::spawn(kind).await;
+    let token = app.admin().await;
+    let site = deployment(
+        &app,
+        &token,
+        &[SHOP_ORIGIN, "https://*.brand.example.com"],
+        true,
+    )
+    .await;
+    assert!(site.get("warnings").is_none(), "{site}");
+    let id = site["id"].as_str().unwrap().to_owned();
+    let start = |origin: Option<&'static str>| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let mut request = app
+                .http
+                .post(app.url("/api/v2/webdeployments/token/oauth/start"))
+                .json(&json!({ "deploymentId": id, "redirectUri": idp.redirect_uri }));
+            if let Some(origin) = origin {
+                request = request.header(header::ORIGIN, origin);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["state"].as_str().unwrap().to_owned()
+        }
+    };
+    let callback_targets = |state: String| {
+        let app = &app;
+        async move {
+            let page = get(
+                app,
+                &format!("/web-snippet/callback?code=c0de&state={state}"),
+            )
+            .await
+            .text()
+            .await
+            .unwrap();
+            targets(&page)
+        }
+    };
+
+    let state = start(Some(SHOP_ORIGIN)).await;
+    assert_eq!(callback_targets(state).await, [SHOP_ORIGIN]);
+    let state = start(Some("https://chat.brand.example.com")).await;
+    assert_eq!(
+        callback_targets(state).await,
+        ["https://chat.brand.example.com"]
+    );
+
+    // "Allow all": warned, and still bound to the starting origin.
+    let path = format!("/api/v2/webdeployments/deployments/{id}");
+    let mut record = app.get(&path, &token).await.expect(StatusCode::OK);
+    record["allowedDomains"] = json!([]);
+    record["allowAllDomains"] = json!(true);
+    let updated = app.put(&path, &token, record).await.expect(StatusCode::OK);
+    let warnings = updated["warnings"].as_array().unwrap();
+    assert!(
+        warnings[0].as_str().unwrap().contains("allowAllDomains"),
+        "{updated}"
+    );
+    let state = start(Some("https://anywhere.example.org")).await;
+    assert_eq!(
+        callback_targets(state).await,
+        ["https://anywhere.example.org"]
+    );
+    // Started without an Origin (not a browser page): nobody, never "*".
+    let state = start(None).await;
+    assert!(callback_targets(state).await.is_empty());
+}
+on_both_engines!(the_callback_page_posts_only_to_the_origin_that_started_the_login);

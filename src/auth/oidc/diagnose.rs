@@ -2,12 +2,16 @@
 //! switchboard takes before it can verify a token, and the first that fails
 //! with the machine code and a message that says what to change.
 
+use openidconnect::core::CoreErrorResponseType;
+use openidconnect::{AuthorizationCode, ClientId, ClientSecret, RedirectUrl, RequestTokenError};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::discovery::{self, algorithm_name};
+use super::discovery::{self, Discovered, algorithm_name};
 use super::error::OidcError;
 use super::http::{IdpHttp, display_url};
+use super::rp::RpClient;
 use crate::store::records::OidcIntegration;
 
 /// What testing an integration found. `ok` is true when every step passed.
@@ -28,7 +32,8 @@ pub struct Diagnosis {
     pub problem: Option<Problem>,
 }
 
-/// One step: `discovery`, `issuer`, `jwks` or `algorithms`.
+/// One step: `discovery`, `issuer`, `jwks`, `algorithms` or `client` (the
+/// token endpoint accepts the client id and secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DiagnosisStep {
     pub name: String,
@@ -69,7 +74,11 @@ impl Diagnosis {
 
 /// Runs every step against the IdP as it is now: nothing comes from, or
 /// goes into, the cache verification uses.
-pub(super) async fn run(http: &IdpHttp, integration: &OidcIntegration) -> Diagnosis {
+pub(super) async fn run(
+    http: &IdpHttp,
+    integration: &OidcIntegration,
+    secret: Option<&SecretString>,
+) -> Diagnosis {
     let mut report = Diagnosis {
         ok: true,
         steps: Vec::new(),
@@ -163,5 +172,71 @@ pub(super) async fn run(http: &IdpHttp, integration: &OidcIntegration) -> Diagno
         "algorithms",
         format!("ID tokens can be verified with {}", usable.join(", ")),
     );
+
+    match client_check(http, integration, &discovered, secret).await {
+        Ok(detail) => report.step("client", detail),
+        Err(e) => return report.fail("client", &e),
+    }
     report
 }
+
+/// Whether the token endpoint accepts the client id and secret: a token
+/// request with a code that cannot exist. An IdP authenticates the client
+/// before it looks at the code (RFC 6749 5.2), so `invalid_grant` means the
+/// credentials were accepted and `invalid_client` that they were not; no
+/// code is redeemed either way.
+async fn client_check(
+    http: &IdpHttp,
+    integration: &OidcIntegration,
+    discovered: &Discovered,
+    secret: Option<&SecretString>,
+) -> Result<String, OidcError> {
+    if discovered.token_endpoint.is_none() {
+        return Err(OidcError::DiscoveryInvalid(
+            "the discovery document names no token_endpoint".to_owned(),
+        ));
+    }
+    let Some(secret) = secret else {
+        return Ok(if integration.sealed_client_secret.is_some() {
+            "the client secret cannot be opened on this node: not tested".to_owned()
+        } else {
+            "no client secret set (a public client): not tested".to_owned()
+        });
+    };
+    let client = RpClient::from_provider_metadata(
+        discovered.metadata.clone(),
+        ClientId::new(integration.client_id.clone()),
+        Some(ClientSecret::new(secret.expose_secret().to_owned())),
+    );
+    let redirect = RedirectUrl::new(TEST_REDIRECT_URI.to_owned())
+        .map_err(|_| OidcError::InvalidRequest("the test redirect URI is not a URL"))?;
+    let request = client
+        .exchange_code(AuthorizationCode::new(super::random_state()))
+        .map_err(|_| {
+            OidcError::DiscoveryInvalid("the discovery document names no token_endpoint".to_owned())
+        })?
+        .set_redirect_uri(std::borrow::Cow::Owned(redirect));
+    match request.request_async(http).await {
+        Ok(_) => Ok("the token endpoint accepted the client (and, oddly, a made-up code)".to_owned()),
+        Err(RequestTokenError::ServerResponse(response)) => match response.error() {
+            CoreErrorResponseType::InvalidClient => Err(OidcError::IdpError(
+                "the token endpoint refused the client (invalid_client): check the client id and secret".to_owned(),
+            )),
+            CoreErrorResponseType::InvalidGrant => Ok(
+                "the token endpoint accepted the client id and secret (a made-up code was refused as invalid_grant)".to_owned(),
+            ),
+            other => Ok(format!(
+                "the token endpoint answered {} to a made-up code: the client secret could not be confirmed",
+                super::rp::printable(other.as_ref())
+            )),
+        },
+        Err(RequestTokenError::Request(error)) => Err(error),
+        Err(_) => Err(OidcError::IdpError(
+            "the token endpoint's answer is not an OAuth answer".to_owned(),
+        )),
+    }
+}
+
+/// Where the made-up code of [`client_check`] claims to have been sent;
+/// never visited.
+const TEST_REDIRECT_URI: &str = "https://switchboard.invalid/integration-test";

@@ -53,6 +53,10 @@ pub enum OidcError {
     NonceMismatch,
     #[error("the ID token's nonce was already used")]
     NonceReplayed,
+    /// A presented ID token is accepted once, whether or not it came with
+    /// its nonce.
+    #[error("this ID token was already presented")]
+    TokenReplayed,
     #[error("the ID token is malformed: {0}")]
     MalformedToken(&'static str),
     #[error("the IdP's UserInfo answer is about another subject than the ID token")]
@@ -94,6 +98,7 @@ impl OidcError {
             OidcError::NonceMissing => "nonce_missing",
             OidcError::NonceMismatch => "nonce_mismatch",
             OidcError::NonceReplayed => "nonce_replayed",
+            OidcError::TokenReplayed => "token_replayed",
             OidcError::MalformedToken(_) => "malformed_token",
             OidcError::UserinfoSubjectMismatch => "userinfo_subject_mismatch",
             OidcError::IntegrationInactive => "integration_inactive",
@@ -125,6 +130,7 @@ impl OidcError {
             | OidcError::NonceMissing
             | OidcError::NonceMismatch
             | OidcError::NonceReplayed
+            | OidcError::TokenReplayed
             | OidcError::MalformedToken(_)
             | OidcError::UserinfoSubjectMismatch => StatusCode::UNAUTHORIZED,
             OidcError::IntegrationInactive => StatusCode::FORBIDDEN,

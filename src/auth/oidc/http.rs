@@ -307,8 +307,17 @@ fn is_refused_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = embedded_v4(ip) {
         return is_refused_v4(v4);
     }
-    let first = ip.segments().first().copied().unwrap_or(0);
-    ip.is_loopback()
+    let segments = ip.segments();
+    let first = segments.first().copied().unwrap_or(0);
+    let second = segments.get(1).copied().unwrap_or(0);
+    let third = segments.get(2).copied().unwrap_or(0);
+    // Teredo 2001::/32 tunnels to an IPv4 host through a relay, and the
+    // local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215) translates into a
+    // private network with the IPv4 address anywhere in it: neither is
+    // where an IdP is.
+    (first == 0x2001 && second == 0)
+        || (first == 0x64 && second == 0xff9b && third == 1)
+        || ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // ULA fc00::/7, with fd00:ec2::254
@@ -316,9 +325,10 @@ fn is_refused_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
 }
 
-/// The IPv4 address inside IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible,
-/// NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`) addresses: each reaches the
-/// IPv4 host, so it is judged as that host.
+/// The IPv4 address inside IPv4-mapped (`::ffff:0:0/96`), IPv4-translated
+/// (`::ffff:0:0:0/96`), IPv4-compatible, NAT64 (`64:ff9b::/96`) and 6to4
+/// (`2002::/16`) addresses: each reaches the IPv4 host, so it is judged as
+/// that host.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return Some(v4);
@@ -333,6 +343,7 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     match s {
         // IPv4-compatible ::a.b.c.d (not :: and ::1, judged as IPv6).
         [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => tail(12),
+        [0, 0, 0, 0, 0xffff, 0, _, _] => tail(12),
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => tail(12),
         [0x2002, _, _, _, _, _, _, _] => tail(2),
         _ => None,
@@ -378,7 +389,17 @@ mod tests {
             "::ffff:169.254.169.254",
             "::10.0.0.1",
             "64:ff9b::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1.1.1.1",
+            "64:ff9b:1:a00::1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:a9fe:a9fe",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001::1",
             "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2002:0a00:0001::",
         ] {
             assert!(refused(ip), "{ip} must be refused");
         }

@@ -108,6 +108,37 @@ impl VerifiedIdentity {
     }
 }
 
+/// Verifies an untrusted ID token against the key set `jwks` (a JWKS
+/// document, also untrusted) for `issuer` and `client_id`, exactly as a
+/// presented token is verified, with the default algorithms and HS256 keyed
+/// by `hmac_secret`: how the fuzz harness (tests/fuzz) drives hostile
+/// tokens and key sets through the verifier without an IdP. Answers the
+/// subject, or the refusal's code.
+#[doc(hidden)]
+pub fn verify_untrusted(
+    jwks: &[u8],
+    issuer: &str,
+    client_id: &str,
+    hmac_secret: &SecretString,
+    token: &str,
+    nonce: Option<&str>,
+) -> Result<String, &'static str> {
+    let keys = discovery::parse_keys(jwks).map_err(|_| "jwks_invalid")?;
+    let mut allowed = crate::store::types::Algorithm::default_allowed();
+    allowed.push(crate::store::types::Algorithm::HS256);
+    let expect = Expectations {
+        issuer,
+        client_id,
+        allowed: &allowed,
+        hmac_secret: Some(hmac_secret),
+        nonce,
+        now: Utc::now(),
+    };
+    verify::verify(token, &keys, &expect)
+        .map(|identity| identity.subject)
+        .map_err(|refusal| refusal.into_error().code())
+}
+
 /// A fresh PKCE pair (RFC 7636): a verifier of 32 random bytes (43
 /// characters) and its S256 challenge.
 pub fn pkce_pair() -> (SecretString, String) {
@@ -336,6 +367,29 @@ impl OidcClients {
         .await
     }
 
+    /// Verifies an ID token presented by a caller (not one switchboard
+    /// redeemed a code for) and accepts it once: the token itself is
+    /// recorded as used until it expires, so presenting it again, with its
+    /// nonce or without one, is a replay. The nonce, when sent, is consumed
+    /// as well.
+    #[tracing::instrument(name = "oidc_redeem_id_token", skip_all, fields(integration = %integration.meta.id))]
+    pub async fn redeem_id_token(
+        &self,
+        integration: &OidcIntegration,
+        id_token: &str,
+        expected_nonce: Option<&str>,
+    ) -> Result<VerifiedIdentity, OidcError> {
+        let identity = self
+            .verify_id_token(integration, id_token, expected_nonce)
+            .await?;
+        let id = crypto::digest(&format!("token\n{}\n{}", identity.issuer, id_token));
+        if self.record_used(&id, &identity).await? {
+            Ok(identity)
+        } else {
+            Err(OidcError::TokenReplayed)
+        }
+    }
+
     /// The authorize URL of a login switchboard runs: `response_type=code`,
     /// the integration's scopes and extra parameters, `state`, `nonce` and
     /// the S256 `code_challenge`.
@@ -401,9 +455,12 @@ impl OidcClients {
     }
 
     /// Tests an integration against its IdP as it is now: discovery, the
-    /// issuer, the key set, the algorithms. Never uses or fills the cache.
+    /// issuer, the key set, the algorithms, and whether the token endpoint
+    /// accepts the client id and stored secret. Never uses or fills the
+    /// cache.
     pub async fn diagnose(&self, integration: &OidcIntegration) -> Diagnosis {
-        diagnose::run(&self.inner.http, integration).await
+        let secret = self.secret_for(integration, None);
+        diagnose::run(&self.inner.http, integration, secret.as_ref()).await
     }
 
     /// The cache slot of this version of the integration, new when the
@@ -561,22 +618,30 @@ impl OidcClients {
         nonce: &str,
     ) -> Result<(), OidcError> {
         let id = crypto::digest(&format!("{}\n{}", identity.issuer, nonce));
-        let remaining = (identity.expires_at - Utc::now()).num_seconds() + verify::LEEWAY_SECONDS;
-        let ttl = Duration::from_secs(u64::try_from(remaining).unwrap_or(0).max(60))
-            .min(MAX_NONCE_MEMORY);
-        match self
-            .inner
-            .engine
-            .stash(Space::UsedNonce, &id, b"1", ttl, StashMode::IfAbsent)
-            .await
-        {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(OidcError::NonceReplayed),
-            Err(error) => {
-                tracing::warn!(%error, "recording a used nonce failed");
-                Err(OidcError::Unavailable)
-            }
+        if self.record_used(&id, identity).await? {
+            Ok(())
+        } else {
+            Err(OidcError::NonceReplayed)
         }
+    }
+
+    /// Records `id` (a digest) as used for as long as `identity`'s token
+    /// could still be accepted: until it expires, plus the clock leeway.
+    /// Nothing outlives the token, so the records an anonymous caller can
+    /// create stay bounded by the tokens the IdP issued. Answers whether
+    /// this call was the first.
+    async fn record_used(&self, id: &str, identity: &VerifiedIdentity) -> Result<bool, OidcError> {
+        let remaining = (identity.expires_at - Utc::now()).num_seconds() + verify::LEEWAY_SECONDS;
+        let ttl =
+            Duration::from_secs(u64::try_from(remaining).unwrap_or(0).max(1)).min(MAX_NONCE_MEMORY);
+        self.inner
+            .engine
+            .stash(Space::UsedNonce, id, b"1", ttl, StashMode::IfAbsent)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "recording a used nonce or ID token failed");
+                OidcError::Unavailable
+            })
     }
 
     /// The client secret to use: the caller's, else the stored one if this

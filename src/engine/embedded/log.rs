@@ -195,6 +195,36 @@ impl EmbeddedEngine {
         .await
     }
 
+    pub async fn read_log_before(
+        &self,
+        log: uuid::Uuid,
+        before: u64,
+        limit: usize,
+    ) -> EngineResult<Vec<LogEntry>> {
+        let log = log.as_u128();
+        let Some(last) = before.checked_sub(1).filter(|last| *last > 0) else {
+            return Ok(Vec::new());
+        };
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(db_err)?;
+            let entries = txn.open_table(LOG).map_err(db_err)?;
+            entries
+                .range((log, 1)..=(log, last))
+                .map_err(db_err)?
+                .rev()
+                .take(limit)
+                .map(|entry| {
+                    let (key, body) = entry.map_err(db_err)?;
+                    Ok(LogEntry {
+                        seq: key.value().1,
+                        body: body.value().to_vec(),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
     pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
         let log = log.as_u128();
         self.blocking(move |db| {

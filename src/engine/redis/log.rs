@@ -73,6 +73,41 @@ impl RedisEngine {
 
     /// The counter, not the stream: one `GET`, and it is written in the same
     /// script step as the newest entry.
+    pub async fn read_log_before(
+        &self,
+        log: uuid::Uuid,
+        before: u64,
+        limit: usize,
+    ) -> EngineResult<Vec<LogEntry>> {
+        let Some(last) = before.checked_sub(1).filter(|last| *last > 0) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        // An id without its sequence part means "any entry of that
+        // sequence" as the upper end of a range.
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
+            .arg(keys::conversation_log(&self.prefix, log))
+            .arg(last.to_string())
+            .arg("-")
+            .arg("COUNT")
+            .arg(i64::try_from(limit).unwrap_or(i64::MAX))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        entries
+            .into_iter()
+            .map(|(id, fields)| {
+                Ok(LogEntry {
+                    seq: parse_seq(&id)?,
+                    body: event_body(fields),
+                })
+            })
+            .collect()
+    }
+
     pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
         let mut conn = self.conn.clone();
         let seq: Option<u64> = redis::cmd("GET")

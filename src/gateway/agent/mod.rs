@@ -15,6 +15,12 @@ pub mod protocol;
 mod requests;
 mod socket;
 
+/// Parses one agent frame as the socket does: the request (with its
+/// `requestId`), or the error answer (with the `requestId` it carried).
+/// Public for the fuzz harness (tests/fuzz).
+#[doc(hidden)]
+pub use self::requests::parse as parse_frame;
+
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State, WebSocketUpgrade};
 use axum::http::request::Parts;

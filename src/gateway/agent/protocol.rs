@@ -260,7 +260,11 @@ pub struct ConversationView {
 }
 
 /// The visitor's verified identity (or `authenticated: false` and nothing
-/// else for a guest), and what to call them.
+/// else for a guest), and what to call them. `issuer` and `subject` are
+/// what the IdP proved; `email` appears only when the IdP verified it
+/// (`emailVerified: true`); an address the IdP did not verify is
+/// `unverifiedEmail`, so no client can take it for a verified one. Names
+/// are what the IdP's profile says, never verified.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VisitorView {
@@ -270,8 +274,16 @@ pub struct VisitorView {
     pub issuer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Verified by the IdP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Whether the IdP verified the visitor's email: present for a
+    /// signed-in visitor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// An email the IdP sent without verifying it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unverified_email: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -289,7 +301,14 @@ impl From<&Conversation> for VisitorView {
             display_name: c.visitor_name(),
             issuer: identity.as_ref().map(|i| i.issuer.clone()),
             subject: identity.as_ref().map(|i| i.subject.clone()),
-            email: identity.as_ref().and_then(|i| i.email.clone()),
+            email: identity
+                .as_ref()
+                .and_then(|i| i.verified_email().map(str::to_owned)),
+            email_verified: identity.as_ref().map(|i| i.verified_email().is_some()),
+            unverified_email: identity
+                .as_ref()
+                .filter(|i| i.verified_email().is_none())
+                .and_then(|i| i.email.clone()),
             name: identity.as_ref().and_then(|i| i.name.clone()),
             given_name: identity.as_ref().and_then(|i| i.given_name.clone()),
             family_name: identity.and_then(|i| i.family_name),

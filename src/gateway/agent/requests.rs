@@ -277,11 +277,14 @@ fn conversation_outcome(c: &Conversation) -> Outcome {
 
 /// Parses a request. A frame that does not parse is answered with the
 /// `requestId` it carried, when it carried a usable one.
-pub(super) fn parse(text: &str) -> Result<(Option<String>, Request), (Option<String>, ErrorBody)> {
+pub fn parse(text: &str) -> Result<(Option<String>, Request), (Option<String>, ErrorBody)> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         (
             None,
-            ErrorBody::bad_request(format!("the frame is not JSON: {e}")),
+            ErrorBody::bad_request(format!(
+                "the frame is not JSON: {}",
+                crate::http::body::redact(&e.to_string())
+            )),
         )
     })?;
     let request_id = match value.get("requestId") {
@@ -300,6 +303,9 @@ pub(super) fn parse(text: &str) -> Result<(Option<String>, Request), (Option<Str
     };
     match serde_json::from_value::<Request>(value) {
         Ok(request) => Ok((request_id, request)),
-        Err(e) => Err((request_id, ErrorBody::bad_request(e.to_string()))),
+        Err(e) => Err((
+            request_id,
+            ErrorBody::bad_request(crate::http::body::redact(&e.to_string())),
+        )),
     }
 }

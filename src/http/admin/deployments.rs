@@ -71,11 +71,24 @@ pub struct DeploymentView {
     retention_days: Option<u32>,
     /// What a site pastes into its pages.
     snippet: String,
+    /// Settings that work but put visitors at risk, in words for the admin
+    /// (see [`ALLOW_ALL_WARNING`]). Absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
     version: u64,
     date_created: DateTime<Utc>,
     date_modified: DateTime<Utc>,
     self_uri: String,
 }
+
+/// Said of every deployment that allows all domains. Any website can then
+/// embed the messenger, and if its configuration signs visitors in, any
+/// website can run a visitor's sign-in and receive the session it yields
+/// (the sign-in popup answers only the page that started the login, so one
+/// site cannot take another's). Allowed, for demos and catch-all widgets
+/// without sign-in; warned, so an admin who turns on sign-in knows to list
+/// the origins instead.
+pub const ALLOW_ALL_WARNING: &str = "allowAllDomains: any website can embed this messenger. If its configuration signs visitors in, any website can start a visitor's sign-in and receive their session: list the sites in allowedDomains instead (wildcards like https://*.example.com are allowed).";
 
 /// The HTML a site pastes: a tiny loader that queues calls made before the
 /// widget arrives, then loads the widget from this service.
@@ -161,6 +174,11 @@ impl Resource for Deployment {
     fn view(self, state: &AppState) -> DeploymentView {
         DeploymentView {
             snippet: snippet(&state.config.public_url, self.meta.id),
+            warnings: if self.allow_all_domains {
+                vec![ALLOW_ALL_WARNING.to_owned()]
+            } else {
+                Vec::new()
+            },
             self_uri: format!("/api/v2/webdeployments/deployments/{}", self.meta.id),
             id: self.meta.id,
             name: self.name,

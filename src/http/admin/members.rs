@@ -12,11 +12,18 @@ use crate::store::types::{OrgId, Role};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberInput {
-    /// The IdP's issuer, exactly as in its ID tokens.
-    issuer: String,
-    /// The IdP's `sub` for this person.
-    subject: String,
+    /// The IdP's issuer, exactly as in its ID tokens. Left out (with
+    /// `subject`) to pre-provision a member by `email`.
+    #[serde(default)]
+    issuer: Option<String>,
+    /// The IdP's `sub` for this person. Left out (with `issuer`) to
+    /// pre-provision a member by `email`.
+    #[serde(default)]
+    subject: Option<String>,
     display_name: String,
+    /// Without `issuer` and `subject`: the address the member is claimed
+    /// by, at the first staff sign-in whose IdP asserts it as verified
+    /// (`email_verified`). One pending member per address.
     email: Option<String>,
     #[serde(default)]
     roles: Vec<Role>,
@@ -37,29 +44,52 @@ impl Resource for Member {
         input: MemberInput,
         org: OrgId,
         meta: Meta,
-        _: Option<&Member>,
+        existing: Option<&Member>,
         _: &AppState,
     ) -> Result<Member, ApiError> {
-        let issuer = input.issuer.trim();
-        if url::Url::parse(issuer).is_err() {
-            return Err(ApiError::invalid("issuer must be the IdP's issuer URL"));
-        }
-        if input.subject.is_empty() || input.subject.len() > 255 {
-            return Err(ApiError::invalid("subject must be 1 to 255 characters"));
-        }
         if let Some(email) = &input.email
-            && (!email.contains('@') || email.len() > 254)
+            && (!email.contains('@') || email.len() > 254 || email.chars().any(char::is_whitespace))
         {
             return Err(ApiError::invalid("email is not an email address"));
         }
+        let (issuer, subject) = match (input.issuer, input.subject) {
+            (Some(issuer), Some(subject)) => {
+                let issuer = issuer.trim().to_owned();
+                if url::Url::parse(&issuer).is_err() {
+                    return Err(ApiError::invalid("issuer must be the IdP's issuer URL"));
+                }
+                if subject.is_empty() || subject.len() > 255 {
+                    return Err(ApiError::invalid("subject must be 1 to 255 characters"));
+                }
+                (issuer, subject)
+            }
+            (None, None) => {
+                if existing.is_some_and(|m| !m.is_pending()) {
+                    return Err(ApiError::invalid(
+                        "issuer and subject of a member who signed in stay: send them unchanged",
+                    ));
+                }
+                if input.email.is_none() {
+                    return Err(ApiError::invalid(
+                        "a member is named by issuer and subject, or pre-provisioned by email",
+                    ));
+                }
+                (String::new(), String::new())
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "issuer and subject go together (or both are left out to pre-provision by email)",
+                ));
+            }
+        };
         let mut roles = input.roles;
         roles.sort();
         roles.dedup();
         Ok(Member {
             meta,
             org_id: org,
-            issuer: issuer.to_owned(),
-            subject: input.subject,
+            issuer,
+            subject,
             display_name: name("displayName", &input.display_name)?,
             email: input.email,
             roles,

@@ -252,11 +252,20 @@ macro_rules! crud_routes {
 }
 pub(crate) use crud_routes;
 
-/// Checks a display name: present, trimmed, not too long.
+/// Checks a display name: present, trimmed, not too long, and one line of
+/// plain text: names are shown to agents and admins and written to logs,
+/// where a control character (a newline forging a log line, an escape
+/// sequence for a terminal) or a bidirectional override (text that reads
+/// differently from what it is) would be an attack, never a name.
 pub(crate) fn name(field: &str, value: &str) -> Result<String, ApiError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
         return Err(ApiError::invalid(format!("{field} must not be empty")));
+    }
+    if trimmed.chars().any(is_hostile_char) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not contain control characters, line breaks or bidirectional overrides"
+        )));
     }
     if trimmed.chars().count() > 200 {
         return Err(ApiError::invalid(format!(
@@ -264,6 +273,14 @@ pub(crate) fn name(field: &str, value: &str) -> Result<String, ApiError> {
         )));
     }
     Ok(trimmed.to_owned())
+}
+
+/// C0 and C1 controls (with tab and newline), the Unicode line and
+/// paragraph separators, and the bidirectional embeddings, overrides and
+/// isolates.
+fn is_hostile_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Checks an integer setting against its range.

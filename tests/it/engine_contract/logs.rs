@@ -6,6 +6,7 @@ use super::*;
 contract! {
     appends_number_from_one => appends_number_from_one_redis, appends_number_from_one_embedded;
     read_log_after_and_limit => read_log_after_and_limit_redis, read_log_after_and_limit_embedded;
+    read_log_before_reads_backwards => read_log_before_reads_backwards_redis, read_log_before_reads_backwards_embedded;
     unknown_log_is_empty => unknown_log_is_empty_redis, unknown_log_is_empty_embedded;
     dedup_returns_first_seq => dedup_returns_first_seq_redis, dedup_returns_first_seq_embedded;
     concurrent_appends_are_gapless => concurrent_appends_are_gapless_redis, concurrent_appends_are_gapless_embedded;
@@ -64,6 +65,39 @@ async fn read_log_after_and_limit(engine: &Engine) {
     assert!(read(engine, log, 0, 0).await.is_empty());
     assert!(read(engine, log, u64::MAX, 5).await.is_empty());
     assert_eq!(read(engine, log, 0, usize::MAX).await.len(), 10);
+}
+
+async fn read_log_before_reads_backwards(engine: &Engine) {
+    let log = Uuid::new_v4();
+    let neighbour = Uuid::new_v4();
+    append(engine, neighbour, b"other", None).await;
+    for i in 1..=10u64 {
+        append(engine, log, format!("e{i}").as_bytes(), None).await;
+    }
+    let before = |before: u64, limit: usize| async move {
+        engine
+            .read_log_before(log, before, limit)
+            .await
+            .expect("read_log_before")
+    };
+    let newest = before(u64::MAX, 3).await;
+    assert_eq!(seqs(&newest), vec![10, 9, 8]);
+    assert_eq!(newest[0], entry(10, b"e10"));
+    assert_eq!(seqs(&before(8, 2).await), vec![7, 6]);
+    assert_eq!(seqs(&before(3, 10).await), vec![2, 1]);
+    assert_eq!(seqs(&before(11, 1).await), vec![10]);
+    assert_eq!(seqs(&before(500, 1).await), vec![10]);
+    assert!(before(1, 5).await.is_empty());
+    assert!(before(0, 5).await.is_empty());
+    assert!(before(5, 0).await.is_empty());
+    assert_eq!(before(u64::MAX, usize::MAX).await.len(), 10);
+    assert!(
+        engine
+            .read_log_before(Uuid::new_v4(), u64::MAX, 5)
+            .await
+            .expect("read_log_before")
+            .is_empty()
+    );
 }
 
 async fn unknown_log_is_empty(engine: &Engine) {

@@ -364,6 +364,8 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
         conversation.to_string()
     );
 
+    let phone_history = phone.jwt().await;
+
     // Logout: every socket of the session hears LogoutEvent and is closed.
     let revoked = app
         .state()
@@ -376,6 +378,14 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     assert_eq!(guest.closed().await, 1000);
     // The phone's JWT is of another family: it stays.
     phone.fence().await;
+    // The history token of the signed-out session stops working at once;
+    // the phone's still works.
+    app.get("/api/v2/webmessaging/messages", &jwt_history)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.get("/api/v2/webmessaging/messages", &phone_history)
+        .await
+        .expect(StatusCode::OK);
 }
 on_both_engines!(authentication_required_downgrade_and_logout);
 

@@ -47,7 +47,7 @@ async fn the_test_endpoint_reports_a_good_idp() {
     let id = create_integration(&app, &token, &idp.issuer).await;
     let report = diagnose(&app, &token, &id).await;
     assert_eq!(report["ok"], true, "{report}");
-    for name in ["discovery", "issuer", "jwks", "algorithms"] {
+    for name in ["discovery", "issuer", "jwks", "algorithms", "client"] {
         assert_eq!(step(&report, name)["ok"], true, "{report}");
     }
     assert_eq!(report["issuer"], idp.issuer);

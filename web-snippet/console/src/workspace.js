@@ -312,7 +312,10 @@ class Card {
           'dl',
           { class: 'identity', 'aria-label': 'Verified identity' },
           ...fact('Name', v.name),
-          ...fact('Email', v.email),
+          ...fact('Email (verified)', v.email),
+          // Whatever the visitor typed at an IdP that did not check it:
+          // shown as such, never as who they are.
+          ...fact('Email (not verified by the IdP)', v.unverifiedEmail),
           ...fact('Issuer', v.issuer),
           ...fact('Subject', v.subject),
         )

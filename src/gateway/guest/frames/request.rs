@@ -84,7 +84,10 @@ pub struct Configure {
 pub fn parse(text: &str) -> Result<Parsed, Rejected> {
     let value: Value = serde_json::from_str(text).map_err(|e| Rejected {
         tracing_id: None,
-        error: GuestError::bad_request(format!("malformed JSON: {e}")),
+        error: GuestError::bad_request(format!(
+            "malformed JSON: {}",
+            crate::http::body::redact(&e.to_string())
+        )),
     })?;
     let Value::Object(object) = value else {
         return Err(Rejected {
@@ -199,8 +202,12 @@ fn parse_action(
 /// Deserializes the frame into an action's shape; a field of the wrong type
 /// is a 400 naming what was expected.
 fn shape<T: DeserializeOwned>(object: Value) -> Result<T, GuestError> {
-    serde_json::from_value(object)
-        .map_err(|e| GuestError::bad_request(format!("invalid request: {e}")))
+    serde_json::from_value(object).map_err(|e| {
+        GuestError::bad_request(format!(
+            "invalid request: {}",
+            crate::http::body::redact(&e.to_string())
+        ))
+    })
 }
 
 fn required_token(token: Option<&str>) -> Result<SecretString, GuestError> {

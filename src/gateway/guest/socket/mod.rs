@@ -45,6 +45,27 @@ pub const MESSAGES_PER_WINDOW: u64 = 2;
 pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Audience of the `getJwt` token, which only the history endpoint takes.
 pub const HISTORY_AUDIENCE: &str = "switchboard:history";
+
+/// The subject of a history token: the guest session, and for a signed-in
+/// session the sign-in it was issued under (`<session>/<sid>`).
+pub fn history_subject(session: Uuid, family: Option<Uuid>) -> String {
+    match family {
+        Some(family) => format!("{session}/{family}"),
+        None => session.to_string(),
+    }
+}
+
+/// The guest session and sign-in a history token's subject names; `None`
+/// for a subject that is neither form.
+pub fn parse_history_subject(subject: &str) -> Option<(Uuid, Option<Uuid>)> {
+    match subject.split_once('/') {
+        Some((session, family)) => Some((
+            Uuid::parse_str(session).ok()?,
+            Some(Uuid::parse_str(family).ok()?),
+        )),
+        None => Some((Uuid::parse_str(subject).ok()?, None)),
+    }
+}
 pub const HISTORY_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// What the loop does after one event.

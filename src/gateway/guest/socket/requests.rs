@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{
     Conn, Fail, Flow, HISTORY_AUDIENCE, HISTORY_TOKEN_TTL, MESSAGES_PER_WINDOW, RATE_WINDOW,
+    history_subject,
 };
 use crate::engine::Space;
 use crate::gateway::MAX_CLIENT_MESSAGE_BYTES;
@@ -214,15 +215,13 @@ impl Conn {
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
         let session = self.session_for(token)?;
+        // A signed-in session's history token names its sign-in (the
+        // session JWT's `sid`), so it stops working at logout.
+        let subject = history_subject(session, self.bound.as_ref().and_then(|b| b.family));
         let (jwt, expires) = self
             .state
             .auth
-            .issue_scoped(
-                HISTORY_AUDIENCE,
-                &session.to_string(),
-                HISTORY_TOKEN_TTL,
-                Utc::now(),
-            )
+            .issue_scoped(HISTORY_AUDIENCE, &subject, HISTORY_TOKEN_TTL, Utc::now())
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot issue a history token");
                 GuestError::try_again()
