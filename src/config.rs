@@ -49,6 +49,9 @@ pub struct Config {
     /// How long an agent without a live socket keeps its conversations
     /// before they go back to their queues.
     pub agent_grace: std::time::Duration,
+    /// Rates, sizes and caps, and the trusted proxies (see
+    /// [`crate::limits`]).
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -133,6 +136,7 @@ struct FileConfig {
     log_format: Option<String>,
     oidc_allow_insecure: Option<bool>,
     agent_grace_seconds: Option<u64>,
+    limits: Option<crate::limits::LimitsFile>,
 }
 
 impl Config {
@@ -248,7 +252,10 @@ impl Config {
             ));
         }
 
+        let limits = crate::limits::Limits::load(file.limits.unwrap_or_default(), &env)?;
+
         Ok(Config {
+            limits,
             listen,
             public_url,
             redis_url: redis_url.map(SecretString::from),

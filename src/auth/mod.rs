@@ -370,6 +370,7 @@ async fn ensure_default_org(store: &Store) -> Result<OrgId, StoreError> {
         name: "Default".to_owned(),
         is_default: true,
         staff_integration_id: None,
+        limits: Default::default(),
     };
     org.meta.version = 1;
     let id = OrgId(org.meta.id);

@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
+use crate::http::extract::ClientIp;
 use crate::store::Refused;
 
 pub fn router() -> Router<AppState> {
@@ -39,6 +40,7 @@ pub fn router() -> Router<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -73,5 +75,7 @@ async fn upgrade(
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
     };
-    crate::gateway::limited(upgrade).on_upgrade(move |ws| socket::run(state, ws, admitted))
+    let max_frame = state.limits.current().max_frame_bytes;
+    crate::gateway::limited(upgrade, max_frame)
+        .on_upgrade(move |ws| socket::run(state, ws, admitted, client))
 }

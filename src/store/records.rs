@@ -60,6 +60,10 @@ pub struct Organization {
     /// integration cannot be deleted while it is used.
     #[serde(default)]
     pub staff_integration_id: Option<Uuid>,
+    /// What the organization overrides of the node's rates (see
+    /// [`crate::limits::OrgLimits`]); set through its own endpoint.
+    #[serde(default, skip_serializing_if = "crate::limits::OrgLimits::is_empty")]
+    pub limits: crate::limits::OrgLimits,
 }
 record!(Organization, Kind::Organization);
 

@@ -15,6 +15,7 @@ mod compat;
 mod engine_contract;
 mod guest_tokens;
 mod guest_ws;
+mod limits;
 mod loadtest;
 mod multi_node;
 mod oidc_attacks;
