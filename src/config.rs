@@ -252,7 +252,7 @@ impl Config {
             ));
         }
 
-        let limits = crate::limits::Limits::load(file.limits.unwrap_or_default(), &env)?;
+        let limits = crate::limits::Limits::load(file.limits.unwrap_or_default(), env)?;
 
         Ok(Config {
             limits,
