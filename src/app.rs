@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::auth::oidc::OidcClients;
 use crate::auth::visitor_token::VisitorTokens;
 use crate::config::Config;
+use crate::limits::Limiter;
 use crate::routing::Routing;
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub visitor_tokens: VisitorTokens,
     /// Conversations, queues and agents.
     pub routing: Routing,
+    /// Rates, sizes and caps in force, and the buckets behind rates.
+    pub limits: Limiter,
     /// Tells sockets the node is shutting down, and counts them out.
     pub shutdown: Shutdown,
 }
@@ -64,6 +67,7 @@ substate!(
     oidc: OidcClients,
     visitor_tokens: VisitorTokens,
     routing: Routing,
+    limits: Limiter,
 );
 
 /// The node's shutdown as sockets see it: a signal to close (with 1001, so

@@ -61,6 +61,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// How long visitors' data and audit entries are kept by default.
     pub retention: RetentionConfig,
+    /// Rates, sizes and caps, and the trusted proxies (see
+    /// [`crate::limits`]).
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -161,6 +164,7 @@ struct FileConfig {
     bootstrap_token_output: Option<PathBuf>,
     retention_days: Option<u32>,
     silent_session_hours: Option<u32>,
+    limits: Option<crate::limits::LimitsFile>,
 }
 
 impl Config {
@@ -280,8 +284,10 @@ impl Config {
             TelemetryConfig::load(env, file.metrics_listen, file.bootstrap_token_output)?;
         let retention =
             RetentionConfig::load(&env, file.retention_days, file.silent_session_hours)?;
+        let limits = crate::limits::Limits::load(file.limits.unwrap_or_default(), env)?;
 
         Ok(Config {
+            limits,
             listen,
             public_url,
             redis_url: redis_url.map(SecretString::from),

@@ -33,6 +33,10 @@
 //!   the published configuration a deployment runs.
 //! - [`engine`]: storage and fan-out, on Redis or embedded, with one
 //!   behaviour; the only place storage keys are spelled.
+//! - [`limits`]: every rate, size and cap as a setting (per organization
+//!   where a tenant's own traffic is concerned), the token buckets that
+//!   enforce rates on every node alike, and the client address behind
+//!   trusted proxies.
 //! - [`config`]: the TOML file and environment variables a node starts from.
 //! - [`telemetry`]: the log pipeline (pretty or JSON lines, never
 //!   blocking) and the Prometheus metrics registry.
@@ -50,6 +54,7 @@ pub mod config;
 pub mod engine;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod routing;
 pub mod store;
 pub mod telemetry;
@@ -142,14 +147,23 @@ impl Server {
             ..routing::RoutingConfig::default()
         };
         let oidc = oidc.with_sealer(bootstrapped.auth.sealer().clone());
+        let limiter = limits::Limiter::new(store.clone(), config.limits.clone());
+        if !config.limits.trusted_proxies.is_empty() {
+            tracing::info!(
+                proxies = %config.limits.trusted_proxies.describe(),
+                header = %config.limits.trusted_proxies.header(),
+                "client addresses are read from trusted proxies' forwarding header"
+            );
+        }
         let state = AppState {
+            limits: limiter.clone(),
             config: Arc::new(config),
             store,
             auth: bootstrapped.auth,
             metrics,
             oidc,
             visitor_tokens,
-            routing: routing::Routing::new(store_for_routing, config_routing),
+            routing: routing::Routing::new(store_for_routing, config_routing).with_limiter(limiter),
             shutdown: Shutdown::new(),
         };
         Ok(Self {

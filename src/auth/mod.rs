@@ -371,6 +371,7 @@ async fn ensure_default_org(store: &Store) -> Result<OrgId, StoreError> {
         is_default: true,
         staff_integration_id: None,
         retention_days: None,
+        limits: Default::default(),
     };
     org.meta.version = 1;
     let id = OrgId(org.meta.id);

@@ -144,6 +144,9 @@ pub enum Space {
     RateLimit,
     /// An agent's heartbeat: present while one of its sockets lives.
     AgentAlive,
+    /// The conversations one client address opened in one deployment that
+    /// may still be waiting for an agent: what bounds how many it queues.
+    QueuedByAddress,
     /// The lease of a queue's assigner (by queue id): the node that holds it
     /// makes the queue's offers, so nodes do not race for the same agents.
     AssignLease,
@@ -158,7 +161,7 @@ pub enum Space {
 }
 
 impl Space {
-    pub const ALL: [Space; 12] = [
+    pub const ALL: [Space; 13] = [
         Space::LoginTransaction,
         Space::StaffLogin,
         Space::UsedNonce,
@@ -168,6 +171,7 @@ impl Space {
         Space::StaffSession,
         Space::RateLimit,
         Space::AgentAlive,
+        Space::QueuedByAddress,
         Space::AssignLease,
         Space::AssignWake,
         Space::RetentionLease,
@@ -185,6 +189,7 @@ impl Space {
             Space::StaffSession => "staff",
             Space::RateLimit => "rate",
             Space::AgentAlive => "alive",
+            Space::QueuedByAddress => "queued",
             Space::AssignLease => "assign",
             Space::AssignWake => "assignwake",
             Space::RetentionLease => "retention",
@@ -384,6 +389,49 @@ pub enum Lease {
     Held,
     /// Another holder has it for about this much longer (unless it renews).
     Busy { remaining: std::time::Duration },
+}
+
+/// A token bucket, kept as GCRA (the generic cell rate algorithm): one
+/// number per bucket, the theoretical arrival time of the next event. An
+/// event is admitted when, after it, the bucket would be at most `burst`
+/// events ahead of the clock; the stored time then expires by itself when
+/// the bucket is full again, so an idle bucket costs nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// One event's share of time: the unit divided by the count.
+    pub interval_micros: u64,
+    /// How many events may come at once (at least 1).
+    pub burst: u32,
+}
+
+/// What [`Engine::throttle`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Allowed,
+    /// The bucket is empty; one event more fits after `retry_after`.
+    Refused {
+        retry_after: std::time::Duration,
+    },
+}
+
+/// The bucket's step at `now` (microseconds) given its stored arrival time:
+/// the decision and, when admitted, the new time to store and for how long
+/// (microseconds). The embedded engine runs this; `throttle.lua` is the
+/// same on Redis.
+pub(crate) fn gcra(
+    stored: Option<u64>,
+    now: u64,
+    bucket: Bucket,
+) -> (Admission, Option<(u64, u64)>) {
+    let interval = bucket.interval_micros.max(1);
+    let tolerance = interval.saturating_mul(u64::from(bucket.burst.max(1)));
+    let next = stored.unwrap_or(now).max(now).saturating_add(interval);
+    let ahead = next - now;
+    if ahead > tolerance {
+        let retry_after = std::time::Duration::from_micros(ahead - tolerance);
+        return (Admission::Refused { retry_after }, None);
+    }
+    (Admission::Allowed, Some((next, ahead)))
 }
 
 /// The address of one record: its kind and its id. Ids are UUIDs or other
@@ -736,6 +784,18 @@ impl Engine {
         dispatch!(self, "subscribe", e => e.subscribe(channel).await)
     }
 
+    /// Takes one event from the token bucket `id` (see [`Bucket`]), in one
+    /// atomic step on the engine's clock, so every node counts against the
+    /// same budget.
+    pub async fn throttle(
+        &self,
+        space: Space,
+        id: &str,
+        bucket: Bucket,
+    ) -> EngineResult<Admission> {
+        dispatch!(self, e => e.throttle(space, id, bucket).await)
+    }
+
     /// Adds one to a counter and answers the new count. The first increment
     /// starts a window of `window`; when it ends, counting starts again at 1.
     pub async fn count(
@@ -774,6 +834,37 @@ fn validate_commit(commit: &Commit) -> EngineResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_admits_its_rate_forever_and_its_burst_at_once() {
+        let bucket = Bucket {
+            interval_micros: 500_000,
+            burst: 3,
+        };
+        // Exactly at the rate: never refused.
+        let mut stored = None;
+        for i in 0..100u64 {
+            let (admission, next) = gcra(stored, 1_000_000_000 + i * 500_000, bucket);
+            assert_eq!(admission, Admission::Allowed, "event {i}");
+            stored = next.map(|(tat, _)| tat);
+        }
+        // All at once: the burst, then a wait of one interval.
+        let (now, mut stored) = (5_000_000_000u64, None);
+        for _ in 0..3 {
+            let (admission, next) = gcra(stored, now, bucket);
+            assert_eq!(admission, Admission::Allowed);
+            stored = next.map(|(tat, _)| tat);
+        }
+        let (refused, none) = gcra(stored, now, bucket);
+        assert_eq!(
+            refused,
+            Admission::Refused {
+                retry_after: std::time::Duration::from_micros(500_000)
+            }
+        );
+        assert_eq!(none, None);
+        assert_eq!(gcra(stored, now + 500_000, bucket).0, Admission::Allowed);
+    }
 
     /// Stored data is addressed by these names: a change here would orphan
     /// every list and claim already stored.

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::http::error::ApiError;
+use crate::http::extract::ClientIp;
 use crate::store::Refused;
 
 pub fn router() -> Router<AppState> {
@@ -40,6 +41,7 @@ pub fn router() -> Router<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -77,6 +79,7 @@ async fn upgrade(
     // The socket's events carry the request's id: its task runs in the
     // request's span.
     let span = tracing::Span::current();
-    crate::gateway::limited(upgrade)
-        .on_upgrade(move |ws| socket::run(state, ws, admitted).instrument(span))
+    let max_frame = state.limits.current().max_frame_bytes;
+    crate::gateway::limited(upgrade, max_frame)
+        .on_upgrade(move |ws| socket::run(state, ws, admitted, client).instrument(span))
 }

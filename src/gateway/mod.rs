@@ -26,9 +26,10 @@ use axum::extract::ws::WebSocketUpgrade;
 
 use crate::app::AppState;
 
-/// Largest frame or message a client may send. A guest text is at most
-/// 4000 characters and custom attributes 2 KiB; the JSON around them is
-/// small. Larger frames close the socket with 1009.
+/// Largest frame or message a client may send by default
+/// (`SWITCHBOARD_LIMIT_MAX_FRAME_BYTES`). A guest text is at most 4000
+/// characters and custom attributes 2 KiB; the JSON around them is small.
+/// Larger frames close the socket with 1009.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// How much a socket reads at a time, and so the read buffer every socket
@@ -41,15 +42,16 @@ pub const READ_BUFFER_BYTES: usize = 1024;
 /// How often the server pings, and how long a silent client is tolerated.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 
-/// Applies the gateway's memory and size limits to an upgrade.
-pub fn limited(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+/// Applies the gateway's memory and size limits to an upgrade: frames and
+/// messages of at most `max_frame_bytes`.
+pub fn limited(upgrade: WebSocketUpgrade, max_frame_bytes: usize) -> WebSocketUpgrade {
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         // Write straight through: no per-socket write buffer to keep.
         .write_buffer_size(0)
-        .max_write_buffer_size(MAX_CLIENT_MESSAGE_BYTES * 4)
-        .max_message_size(MAX_CLIENT_MESSAGE_BYTES)
-        .max_frame_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_write_buffer_size(max_frame_bytes.max(MAX_CLIENT_MESSAGE_BYTES) * 4)
+        .max_message_size(max_frame_bytes)
+        .max_frame_size(max_frame_bytes)
 }
 
 pub fn router() -> Router<AppState> {

@@ -84,6 +84,31 @@ fn bytes_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
+/// The client's address: the TCP peer, or what trusted proxies say it is
+/// (see [`crate::limits::address`]). A router driven without connect info
+/// (a test's `oneshot`) counts every caller as one.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let limits = state.limits.current();
+        Ok(ClientIp(
+            limits.trusted_proxies.client(peer, &parts.headers),
+        ))
+    }
+}
+
 /// Answers a JSON value.
 pub type JsonOut<T> = axum::Json<T>;
 

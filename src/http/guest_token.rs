@@ -21,14 +21,13 @@
 //! arguments skipped, and those values are held in `SecretString`s.
 //!
 //! The endpoints are rate-limited per client address, deployment and
-//! endpoint group ([`RATE_LIMIT`] per [`RATE_WINDOW`]); the address is the
-//! peer's (switchboard behind a proxy sees the proxy's).
+//! endpoint group (`SWITCHBOARD_LIMIT_TOKEN_REQUESTS`); the address is the
+//! peer's, or what a trusted proxy says it is.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::options;
@@ -42,7 +41,7 @@ use uuid::Uuid;
 
 use super::cors;
 use super::error::{ApiError, ErrorBody};
-use super::extract::Json;
+use super::extract::{ClientIp, Json};
 use crate::app::AppState;
 use crate::auth::credential::bearer;
 use crate::auth::crypto;
@@ -52,14 +51,12 @@ use crate::auth::visitor_token::{
     JwkSet, SessionError, SessionGrant, VisitorIdentity, VisitorTokens,
 };
 use crate::engine::{Space, StashMode};
+use crate::limits::Key;
 use crate::store::StoreError;
 use crate::store::records::{Deployment, OidcIntegration};
 
 mod refresh;
 
-/// Requests per client address, deployment and endpoint group per window.
-pub(super) const RATE_LIMIT: u64 = 30;
-pub(super) const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// How long a backend-owned login may take between start and complete.
 pub(super) const LOGIN_TRANSACTION_TTL: Duration = Duration::from_secs(10 * 60);
 
@@ -179,25 +176,6 @@ struct LoginTransaction {
     origin: Option<String>,
     sealed_nonce: String,
     sealed_verifier: String,
-}
-
-/// The client's address, from the connection (the server runs with connect
-/// info). A router driven without it counts every caller as one.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct ClientIp(pub(super) IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip())
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        ))
-    }
 }
 
 /// What a request got to know before it succeeded or failed: the CORS
@@ -613,31 +591,28 @@ async fn prepare(
     })
 }
 
-/// Counts a request of `group` from `ip` for `deployment`; refuses past
-/// [`RATE_LIMIT`] in the window.
+/// Counts a request of `group` from `ip` for `deployment`; refuses it when
+/// the bucket is empty.
 async fn rate_limit(
     state: &AppState,
     group: &'static str,
     ip: IpAddr,
     deployment: Option<Uuid>,
 ) -> Result<(), ApiError> {
-    let deployment = deployment.map_or_else(|| "-".to_owned(), |d| d.to_string());
-    let id = format!("guest-token/{group}/{ip}/{deployment}");
-    let count = state
-        .store
-        .engine()
-        .count(Space::RateLimit, &id, RATE_WINDOW)
-        .await
-        .map_err(|e| ApiError::from(StoreError::from(e)))?;
-    if count > RATE_LIMIT {
-        return Err(ApiError::new(
+    let rate = state.limits.current().token_requests;
+    let key = Key::TokenRequests {
+        group,
+        address: ip,
+        deployment,
+    };
+    state.limits.admit(key, rate).await.map_err(|refused| {
+        ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("more than {RATE_LIMIT} requests a minute from this address; try again later"),
+            format!("more than {rate} requests from this address; try again later"),
         )
-        .retry_after(RATE_WINDOW.as_secs()));
-    }
-    Ok(())
+        .retry_after(refused.retry_after_seconds())
+    })
 }
 
 /// A browser request from an origin the deployment does not allow is

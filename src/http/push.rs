@@ -22,7 +22,6 @@
 //! session belongs to another deployment.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -37,18 +36,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::guest_token::ClientIp;
+use super::extract::ClientIp;
 use crate::app::AppState;
-use crate::engine::Space;
+use crate::limits::Key;
 use crate::routing::model::{GuestSession, session_id};
 use crate::store::StoreError;
 use crate::store::push_devices::{DeviceToken, DeviceType, Language, PushDevice, PushProvider};
 use crate::store::records::{ConfigurationContent, Deployment};
 
-/// Requests per client address and deployment per window. The SDK syncs
-/// once per session, so this is generous for apps behind one carrier NAT.
-pub(super) const RATE_LIMIT: u64 = 60;
-pub(super) const RATE_WINDOW: Duration = Duration::from_secs(60);
 /// As on the socket: a session token is at most 2048 characters.
 const MAX_SESSION_TOKEN_CHARS: usize = 2048;
 /// The message the SDK matches exactly to report `DeploymentIdMismatch`.
@@ -416,23 +411,21 @@ fn respond(result: Result<(), PushError>, headers: &HeaderMap) -> Response {
     }
 }
 
-/// Counts a request from `ip` for `deployment`; refuses past
-/// [`RATE_LIMIT`] in the window.
+/// Counts a request from `ip` for `deployment`; refuses it when the bucket
+/// is empty.
 async fn rate_limit(state: &AppState, ip: IpAddr, deployment: Uuid) -> Result<(), PushError> {
-    let id = format!("push/{ip}/{deployment}");
-    let count = state
-        .store
-        .engine()
-        .count(Space::RateLimit, &id, RATE_WINDOW)
-        .await
-        .map_err(StoreError::from)?;
-    if count > RATE_LIMIT {
+    let rate = state.limits.current().push_requests;
+    let key = Key::PushRequests {
+        address: ip,
+        deployment,
+    };
+    if let Err(refused) = state.limits.admit(key, rate).await {
         let mut error = PushError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too.many.requests.retry.after",
-            format!("more than {RATE_LIMIT} requests a minute from this address; try again later"),
+            format!("more than {rate} requests from this address; try again later"),
         );
-        error.retry_after = Some(RATE_WINDOW.as_secs());
+        error.retry_after = Some(refused.retry_after_seconds());
         return Err(error);
     }
     Ok(())

@@ -27,6 +27,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::ClientIp;
 use crate::app::AppState;
 use crate::auth::AuthError;
 use crate::auth::credential::{check_csrf, cookie_value};
@@ -36,6 +37,7 @@ use crate::auth::staff::{
     StaffError,
 };
 use crate::engine::Kind;
+use crate::limits::Key;
 use crate::store::audit::{Actor, ActorKind, AuditAction, AuditEntry, AuditTarget, changes};
 use crate::store::records::{OidcIntegration, Organization};
 use crate::store::types::{OrgId, Role};
@@ -100,13 +102,30 @@ pub struct SessionView {
         (status = 400, body = ErrorBody, description = "invalid_return_to, bad_request"),
         (status = 403, body = ErrorBody, description = "integration_inactive"),
         (status = 404, body = ErrorBody, description = "not_found (organization), staff_sso_not_configured"),
+        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After: too many sign-ins started from this address"),
         (status = 502, body = ErrorBody, description = "the IdP is unreachable or misconfigured"),
     ))]
 #[tracing::instrument(name = "staff_login", skip_all)]
 async fn login(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    // Each start stores a login transaction: anonymous storage, so it is
+    // counted per address before anything else.
+    let rate = state.limits.current().staff_logins;
+    state
+        .limits
+        .admit(Key::StaffLogins { address: ip }, rate)
+        .await
+        .map_err(|refused| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("more than {rate} sign-ins started from this address; try again later"),
+            )
+            .retry_after(refused.retry_after_seconds())
+        })?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let return_to = query.return_to.unwrap_or_else(|| "/".to_owned());
     if !staff::is_local_path(&return_to) {

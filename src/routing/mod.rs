@@ -8,6 +8,9 @@
 //! decide again. Events go to the conversation's log first and are announced
 //! on the bus second; a message counts as sent once it is in the log.
 //!
+//! - `admission`: limits on what visitors' traffic creates (new
+//!   conversations per address and deployment, conversations waiting per
+//!   address);
 //! - `content`: what a message carries besides text (structured content,
 //!   custom attributes), validated where it enters;
 //! - `decide`: the decisions, as pure functions over the records;
@@ -27,6 +30,7 @@
 //! - `retention`: deleting what is past its retention (one node at a time,
 //!   under a lease) and erasing a conversation or a visitor on request.
 
+mod admission;
 mod agents;
 mod assigner;
 mod assignment;
@@ -53,6 +57,7 @@ use uuid::Uuid;
 
 use crate::config::RetentionConfig;
 use crate::engine::Engine;
+use crate::limits::Limiter;
 use crate::store::types::OrgId;
 use crate::store::{Store, StoreError};
 use model::{AgentStatus, EventBody};
@@ -71,6 +76,12 @@ pub enum RoutingError {
     ReadOnly,
     #[error("too much contention, try again")]
     Contended,
+    /// A limit refused it (see [`crate::limits`]): too many of `what`.
+    #[error("too many {what}; try again later")]
+    Limited {
+        what: &'static str,
+        retry_after: Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -157,15 +168,29 @@ pub struct Routing {
     config: RoutingConfig,
     /// This node's assigner tasks, shared by every clone.
     assigners: Arc<assigner::Assigners>,
+    /// Rates on new conversations and the bound on queued ones.
+    limiter: Limiter,
 }
 
 impl Routing {
+    /// Routing with the default limits; see [`Routing::with_limiter`].
     pub fn new(store: Store, config: RoutingConfig) -> Self {
         Self {
+            limiter: Limiter::new(store.clone(), crate::limits::Limits::default()),
             store,
             config,
             assigners: Arc::new(assigner::Assigners::new()),
         }
+    }
+
+    /// Routing under the node's limiter (shared with the gateway).
+    pub fn with_limiter(mut self, limiter: Limiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     fn engine(&self) -> &Engine {

@@ -1,6 +1,8 @@
 //! Guest sessions and what a visitor's messages open: the session a token
 //! names, the conversation a message goes to, the visitor's history.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -167,12 +169,37 @@ impl Routing {
         event: NewEvent,
         now: DateTime<Utc>,
     ) -> RoutingResult<(Conversation, SequencedEvent, bool)> {
+        self.visitor_post_from(None, session_id, deployment, content, event, now)
+            .await
+    }
+
+    /// [`Routing::visitor_post`] from a visitor at `client`: a conversation
+    /// it would open must be admitted first (see `admission`), counted
+    /// against the address when known and the deployment always.
+    pub async fn visitor_post_from(
+        &self,
+        client: Option<IpAddr>,
+        session_id: Uuid,
+        deployment: &Deployment,
+        content: &ConfigurationContent,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<(Conversation, SequencedEvent, bool)> {
         let read_only = Self::read_only_after_end(
             &content.messenger.apps.conversations.conversation_disconnect,
         );
         let (conversation, opened) = self
             .read_modify_commit(
-                move || self.read_posting(session_id, read_only),
+                move || async move {
+                    let read = self.read_posting(session_id, read_only).await?;
+                    // Admitted before it is decided, on what was read: a
+                    // post that only adds to a live conversation costs
+                    // nothing here.
+                    if matches!(decide::target(read.1.as_ref(), read_only), Target::New) {
+                        self.admit_conversation(client, deployment).await?;
+                    }
+                    Ok::<_, RoutingError>(read)
+                },
                 |(mut session, current, visitor), writes| {
                     match decide::target(current.as_ref(), read_only) {
                         Target::Current(c) => return Ok((c.clone(), false)),
@@ -206,6 +233,8 @@ impl Routing {
             // Woken once the message is logged, so the agent's offer shows
             // it; assigned in the background, never before the answer.
             tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
+            self.record_queued(client, deployment.meta.id, conversation.meta.id)
+                .await;
             self.wake_queue(conversation.queue_id);
         }
         let (event, duplicate) = appended?;

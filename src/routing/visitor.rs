@@ -27,6 +27,8 @@ pub struct VisitorSocket<'a> {
     pub following: Option<Uuid>,
     pub deployment: &'a Deployment,
     pub content: &'a ConfigurationContent,
+    /// The visitor's address, which limits on new conversations count.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Why a visitor's request is refused.
@@ -305,7 +307,7 @@ impl Routing {
         now: DateTime<Utc>,
     ) -> RoutingResult<Posted> {
         let (conversation, event, _duplicate) = self
-            .visitor_post(at.session, at.deployment, at.content, event, now)
+            .visitor_post_from(at.client, at.session, at.deployment, at.content, event, now)
             .await?;
         let conversation = conversation.meta.id;
         let switched = at.following != Some(conversation);

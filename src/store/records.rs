@@ -66,6 +66,10 @@ pub struct Organization {
     /// conversations and sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// What the organization overrides of the node's rates (see
+    /// [`crate::limits::OrgLimits`]); set through its own endpoint.
+    #[serde(default, skip_serializing_if = "crate::limits::OrgLimits::is_empty")]
+    pub limits: crate::limits::OrgLimits,
 }
 record!(Organization, Kind::Organization);
 

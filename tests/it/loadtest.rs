@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::support::app::{EngineKind, TestApp};
+use crate::support::app::{EngineKind, Setup, TestApp};
 
 /// Runs the load tool (the real binary, in its own process) and answers
 /// its JSON summary; panics with its stderr when it failed.
@@ -192,4 +192,53 @@ async fn idle_holds_sockets_and_reads_node_memory() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_take_nothing_from_the_honest_ones() {
+    // The per-address limits at their defaults: the hostile clients come
+    // from 127.0.1.x, the honest ones from 127.0.0.x.
+    let app = TestApp::spawn_with(Setup::new(EngineKind::Embedded).address_limits()).await;
+    let summary = loadtest(
+        &app,
+        &[
+            "hostile",
+            "--visitors",
+            "4",
+            "--agents",
+            "2",
+            "--messages",
+            "6",
+            "--rate",
+            "1",
+            "--deadline-ms",
+            "30000",
+            "--flooders",
+            "1",
+            "--session-spammers",
+            "1",
+            "--conversation-spammers",
+            "1",
+            "--oversized",
+            "1",
+            "--oversized-bytes",
+            "200000",
+        ],
+    )
+    .await;
+    assert_eq!(summary["scenario"], "hostile");
+    let honest = &summary["honest"];
+    assert_eq!(honest["conversations"], 4, "{summary}");
+    assert_eq!(honest["sent"], 24, "{summary}");
+    assert_eq!(honest["lost_visitor_to_agent"], 0, "{summary}");
+    assert_eq!(honest["lost_agent_to_visitor"], 0, "{summary}");
+    let hostile = &summary["hostile"];
+    let count = |name: &str| hostile[name].as_u64().unwrap();
+    // The flood and the session spam met their limits; oversized frames
+    // closed their sockets; conversations waiting from the hostile
+    // addresses stayed within the bound (20 per address, 4 addresses).
+    assert!(count("flood_refused") > 0, "{summary}");
+    assert!(count("sessions_refused") > 0, "{summary}");
+    assert!(count("oversized_closed") > 0, "{summary}");
+    assert!(count("conversations_opened") <= 4 * 20, "{summary}");
 }

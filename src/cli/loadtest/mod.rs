@@ -9,6 +9,9 @@
 //!   carry with nothing lost or late.
 //! - `idle`: many configured guest sockets held open; the node's resident
 //!   memory per socket.
+//! - `hostile`: `steady`'s honest traffic beside hostile clients (floods,
+//!   session and conversation spam, oversized frames); the honest sessions
+//!   must lose nothing, and the node's memory is read before and after.
 //!
 //! The tool sets up its own organization data through the admin API with
 //! the bootstrap token, or takes an existing deployment and agent tokens
@@ -28,6 +31,7 @@
 mod agents;
 mod burst;
 mod frames;
+mod hostile;
 mod idle;
 mod net;
 mod setup;
@@ -45,6 +49,7 @@ use self::net::Target;
 use self::stats::Errors;
 
 pub use self::burst::BurstArgs;
+pub use self::hostile::HostileArgs;
 pub use self::idle::IdleArgs;
 pub use self::steady::SteadyArgs;
 
@@ -63,6 +68,9 @@ pub enum Scenario {
     Steady(SteadyArgs),
     /// Configured guest sockets held open; node memory per socket.
     Idle(IdleArgs),
+    /// Steady honest traffic beside hostile clients; nothing lost, memory
+    /// flat.
+    Hostile(HostileArgs),
 }
 
 /// What every scenario takes.
@@ -270,12 +278,14 @@ pub async fn run(args: LoadtestArgs) -> Result<(), LoadError> {
         Scenario::Burst(a) => ("burst", a.common.timeout_seconds),
         Scenario::Steady(a) => ("steady", a.common.timeout_seconds),
         Scenario::Idle(a) => ("idle", a.common.timeout_seconds),
+        Scenario::Hostile(a) => ("hostile", a.steady.common.timeout_seconds),
     };
     let scenario = async {
         match args.scenario {
             Scenario::Burst(a) => report(name, started, burst::run(&a).await?),
             Scenario::Steady(a) => report(name, started, steady::run(&a).await?),
             Scenario::Idle(a) => report(name, started, idle::run(&a).await?),
+            Scenario::Hostile(a) => report(name, started, hostile::run(&a).await?),
         }
     };
     tokio::time::timeout(Duration::from_secs(timeout), scenario)

@@ -44,6 +44,25 @@ impl Target {
     /// Parses `--url`; refuses anything that is not on this machine's
     /// loopback: a load test never sends traffic elsewhere.
     pub fn new(url: &str, source_addresses: u8) -> Result<Self, LoadError> {
+        Self::with(url, |ip| match ip {
+            // 127.0.0.0/8 is all loopback on Linux.
+            IpAddr::V4(_) => (1..=source_addresses.max(1))
+                .map(|x| IpAddr::V4(Ipv4Addr::new(127, 0, 0, x)))
+                .collect(),
+            IpAddr::V6(v6) => vec![IpAddr::V6(v6)],
+        })
+    }
+
+    /// As [`Target::new`], with client sockets from `sources` (IPv4
+    /// targets; an IPv6 one uses its own address).
+    pub fn with_sources(url: &str, sources: Vec<IpAddr>) -> Result<Self, LoadError> {
+        Self::with(url, |ip| match ip {
+            IpAddr::V4(_) => sources,
+            IpAddr::V6(v6) => vec![IpAddr::V6(v6)],
+        })
+    }
+
+    fn with(url: &str, sources: impl FnOnce(IpAddr) -> Vec<IpAddr>) -> Result<Self, LoadError> {
         let parsed = Url::parse(url).map_err(|e| LoadError::Usage(format!("--url {url}: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "ws") {
             return Err(LoadError::Usage(format!(
@@ -69,13 +88,7 @@ impl Target {
             )));
         }
         let address = SocketAddr::new(ip, port);
-        let sources = match ip {
-            // 127.0.0.0/8 is all loopback on Linux.
-            IpAddr::V4(_) => (1..=source_addresses.max(1))
-                .map(|x| IpAddr::V4(Ipv4Addr::new(127, 0, 0, x)))
-                .collect(),
-            IpAddr::V6(v6) => vec![IpAddr::V6(v6)],
-        };
+        let sources = sources(ip);
         let config = WebSocketConfig::default()
             // Thousands of client sockets: 4 KiB each rather than 128 KiB.
             .read_buffer_size(4096)

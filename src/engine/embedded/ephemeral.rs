@@ -16,7 +16,7 @@ use redb::{Database, DatabaseError, ReadableTable};
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
 use super::{EmbeddedEngine, db_err};
-use crate::engine::{EngineError, EngineResult, Lease, Space, StashMode};
+use crate::engine::{Admission, Bucket, EngineError, EngineResult, Lease, Space, StashMode, gcra};
 
 /// How often expired ephemeral values are deleted. Reads never see them
 /// anyway; this only reclaims space.
@@ -173,6 +173,36 @@ impl EmbeddedEngine {
         .await
     }
 
+    /// A token bucket (see [`gcra`]): the arrival time is stored as decimal
+    /// microseconds, expiring when the bucket is full again. Not durable,
+    /// like a count: losing it in a crash only refills a bucket.
+    pub async fn throttle(
+        &self,
+        space: Space,
+        id: &str,
+        bucket: Bucket,
+    ) -> EngineResult<Admission> {
+        let key = ephemeral_key(space, id);
+        self.write_ephemeral_as(Durability::None, move |table, now_ms| {
+            let now = now_micros().max(now_ms.saturating_mul(1000));
+            let stored = read_live(table, &key, now_ms)?.and_then(|(_, value)| {
+                std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok())
+            });
+            let (admission, next) = gcra(stored, now, bucket);
+            if let Some((tat, ahead)) = next {
+                let expires = now_ms.saturating_add(ahead / 1000 + 1);
+                let text = tat.to_string();
+                table
+                    .insert(key.as_str(), (expires, text.as_bytes()))
+                    .map_err(db_err)?;
+            }
+            Ok(admission)
+        })
+        .await
+    }
+
     /// Runs `work` on the `ephemeral` table in one write transaction, with
     /// the time read once the transaction holds the write lock. Commits when
     /// `work` succeeds (also when it wrote nothing, which costs little and
@@ -224,6 +254,15 @@ fn now_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
             u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
+/// Now, in Unix microseconds, for token buckets.
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
         })
 }
 

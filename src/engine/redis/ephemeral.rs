@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{RedisEngine, keys, scripts, unavailable};
-use crate::engine::{EngineResult, Lease, Space, StashMode};
+use crate::engine::{Admission, Bucket, EngineResult, Lease, Space, StashMode};
 
 /// The longest TTL sent to Redis (about 285,000 years): Redis refuses an
 /// expiry that overflows its clock, and nothing here needs more.
@@ -130,6 +130,33 @@ impl RedisEngine {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)
+    }
+}
+
+impl RedisEngine {
+    /// `throttle.lua`: the bucket's read, decision and write in one atomic
+    /// step, on Redis's clock, which every node shares.
+    pub async fn throttle(
+        &self,
+        space: Space,
+        id: &str,
+        bucket: Bucket,
+    ) -> EngineResult<Admission> {
+        let mut conn = self.conn.clone();
+        let interval = bucket.interval_micros.max(1);
+        let wait: i64 = scripts::THROTTLE
+            .key(keys::ephemeral(&self.prefix, space, id))
+            .arg(interval)
+            .arg(interval.saturating_mul(u64::from(bucket.burst.max(1))))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match u64::try_from(wait) {
+            Ok(wait) if wait > 0 => Admission::Refused {
+                retry_after: Duration::from_micros(wait),
+            },
+            _ => Admission::Allowed,
+        })
     }
 }
 

@@ -35,6 +35,10 @@ pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
 pub(super) static COUNT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("count.lua")));
 
+/// Takes from a token bucket: see `throttle.lua`.
+pub(super) static THROTTLE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("throttle.lua")));
+
 /// Takes or renews a lease: see `lease.lua`.
 pub(super) static LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lease.lua")));
@@ -44,6 +48,6 @@ pub(super) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("release.lua")));
 
 /// Every script, for loading at connect.
-pub(super) fn all() -> [&'static Script; 5] {
-    [&COMMIT, &APPEND, &COUNT, &LEASE, &RELEASE]
+pub(super) fn all() -> [&'static Script; 6] {
+    [&COMMIT, &APPEND, &COUNT, &THROTTLE, &LEASE, &RELEASE]
 }

@@ -65,7 +65,8 @@ async fn connect(State(state): State<AppState>, request: Request) -> Response {
             .into_response();
         }
     };
-    crate::gateway::limited(upgrade)
+    let max_frame = state.limits.current().max_frame_bytes;
+    crate::gateway::limited(upgrade, max_frame)
         // Chosen only when the client offered it (it carried the token).
         .protocols([BEARER_PROTOCOL])
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "agent socket upgrade failed"))

@@ -12,6 +12,7 @@ use super::protocol::{
     RequestedStatus,
 };
 use super::socket::Agent;
+use crate::limits::{Key, Refused};
 use crate::routing::content::{self, Sender};
 use crate::routing::model::{
     ContentItem, Conversation, ConversationState, EventBody, MessageMetadata, MessageType,
@@ -21,7 +22,6 @@ use crate::store::StoreError;
 use crate::store::records::Queue;
 
 const DEFAULT_HISTORY_PAGE: usize = 100;
-const MAX_HISTORY_PAGE: usize = 500;
 /// An agent's typing is announced at most this often per conversation.
 const TYPING_EVERY: Duration = Duration::from_secs(1);
 
@@ -34,6 +34,9 @@ impl From<RoutingError> for ErrorBody {
             RoutingError::NotAllowed(message) => ErrorBody::new("not_allowed", message),
             RoutingError::ReadOnly => ErrorBody::new("not_allowed", "the conversation has ended"),
             RoutingError::Contended => ErrorBody::new("busy", "too much contention, try again"),
+            RoutingError::Limited { what, .. } => {
+                ErrorBody::new("rate_limited", format!("too many {what}; try again later"))
+            }
             RoutingError::Store(e) => {
                 tracing::error!(error = %e, "agent request failed in storage");
                 ErrorBody::new("unavailable", "storage is unavailable, try again")
@@ -99,6 +102,7 @@ impl Agent {
                         "id must be 1 to {MAX_ID_CHARS} characters"
                     )));
                 }
+                self.rate_limit().await?;
                 // Client ids are the agent's own: they never collide with
                 // the visitor's or another agent's.
                 let dedup = id.as_ref().map(|id| format!("agent:{}:{id}", me.id));
@@ -204,7 +208,7 @@ impl Agent {
                 }
                 let limit = limit
                     .unwrap_or(DEFAULT_HISTORY_PAGE)
-                    .clamp(1, MAX_HISTORY_PAGE);
+                    .clamp(1, self.state.limits.current().agent_history_page);
                 let mut events = routing
                     .events_after(
                         conversation_id,
@@ -239,6 +243,38 @@ impl Agent {
             return Ok(queues.contains(&c.queue_id));
         }
         Ok(false)
+    }
+}
+
+impl Agent {
+    /// One message from the agent's bucket and one from its
+    /// organization's, at the organization's rates: an agent (or a bot
+    /// with an agent's credential) cannot flood a conversation, and one
+    /// tenant's agents together cannot flood the shared storage.
+    async fn rate_limit(&self) -> Result<(), ErrorBody> {
+        let me = &self.caller.identity;
+        let limiter = &self.state.limits;
+        let rates = limiter.org(me.org).await;
+        let refused = |what: &str, refused: Refused| {
+            ErrorBody::new(
+                "rate_limited",
+                format!(
+                    "too many messages {what}; try again in {} s",
+                    refused.retry_after_seconds()
+                ),
+            )
+        };
+        limiter
+            .admit(Key::AgentMessages { agent: me.id }, rates.agent_messages)
+            .await
+            .map_err(|r| refused("from this agent", r))?;
+        limiter
+            .admit(
+                Key::OrgAgentMessages { org: me.org.0 },
+                rates.org_agent_messages,
+            )
+            .await
+            .map_err(|r| refused("from this organization's agents", r))
     }
 }
 

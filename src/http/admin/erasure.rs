@@ -141,8 +141,9 @@ fn routing_error(e: RoutingError) -> ApiError {
         RoutingError::Contended => {
             ApiError::conflict("busy", "the records changed while erasing them; try again")
         }
-        e @ (RoutingError::NotAllowed(_) | RoutingError::ReadOnly) => {
-            ApiError::internal().caused_by(true, e.to_string())
-        }
+        // Erasure creates nothing, so no limit applies to it.
+        e @ (RoutingError::NotAllowed(_)
+        | RoutingError::ReadOnly
+        | RoutingError::Limited { .. }) => ApiError::internal().caused_by(true, e.to_string()),
     }
 }

@@ -2,7 +2,7 @@
 //! token's holder) adds them; each new one comes with a first admin API
 //! client, whose secret is in the answer once.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use crate::engine::{Collection, Commit, Expect, Kind};
 use crate::http::PagedList;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Json, JsonOut, Paging};
+use crate::limits::{OrgLimits, OrgRates, Rate};
 use crate::store::audit::{AuditAction, AuditEntry, AuditTarget, changes};
 use crate::store::records::{Meta, Organization};
 use crate::store::types::{OrgId, Role};
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(me, update_me))
+        .routes(routes!(get_limits, put_limits))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -76,6 +78,7 @@ async fn create(
         is_default: false,
         staff_integration_id: None,
         retention_days: None,
+        limits: Default::default(),
     };
     let org = OrgId(organization.meta.id);
     let client = new_api_client(
@@ -186,4 +189,175 @@ async fn update_me(
         .await?;
     org.meta.version = expected + 1;
     Ok(axum::Json(org))
+}
+
+/// An organization's limits: what it overrides, and the rates in force
+/// (the node's defaults where it overrides nothing).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsView {
+    overrides: OrgLimits,
+    effective: EffectiveLimits,
+    /// The organization record's version, for the next update.
+    version: u64,
+}
+
+/// Every rate of an organization, as in force.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveLimits {
+    #[schema(value_type = String)]
+    guest_messages: Rate,
+    #[schema(value_type = String)]
+    agent_messages: Rate,
+    #[schema(value_type = String)]
+    org_agent_messages: Rate,
+    #[schema(value_type = String)]
+    sessions_per_address: Rate,
+    #[schema(value_type = String)]
+    sessions_per_deployment: Rate,
+    #[schema(value_type = String)]
+    conversations_per_address: Rate,
+    #[schema(value_type = String)]
+    conversations_per_deployment: Rate,
+    queued_per_address: u32,
+}
+
+impl From<OrgRates> for EffectiveLimits {
+    fn from(r: OrgRates) -> Self {
+        Self {
+            guest_messages: r.guest_messages,
+            agent_messages: r.agent_messages,
+            org_agent_messages: r.org_agent_messages,
+            sessions_per_address: r.sessions_per_address,
+            sessions_per_deployment: r.sessions_per_deployment,
+            conversations_per_address: r.conversations_per_address,
+            conversations_per_deployment: r.conversations_per_deployment,
+            queued_per_address: r.queued_per_address,
+        }
+    }
+}
+
+/// New overrides: the whole set (a field left out returns to the node's
+/// default), with the version read.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LimitsUpdate {
+    #[serde(default)]
+    overrides: OrgLimitsInput,
+    version: Option<u64>,
+}
+
+/// Overrides as sent: rates as text (`"2/s burst 5"`), each checked.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrgLimitsInput {
+    guest_messages: Option<String>,
+    agent_messages: Option<String>,
+    org_agent_messages: Option<String>,
+    sessions_per_address: Option<String>,
+    sessions_per_deployment: Option<String>,
+    conversations_per_address: Option<String>,
+    conversations_per_deployment: Option<String>,
+    queued_per_address: Option<u32>,
+}
+
+impl OrgLimitsInput {
+    fn parse(self) -> Result<OrgLimits, ApiError> {
+        let rate = |field: &str, text: Option<String>| {
+            text.map(|t| {
+                t.parse::<Rate>()
+                    .map_err(|e| ApiError::invalid(format!("overrides.{field} {e}")))
+            })
+            .transpose()
+        };
+        Ok(OrgLimits {
+            guest_messages: rate("guestMessages", self.guest_messages)?,
+            agent_messages: rate("agentMessages", self.agent_messages)?,
+            org_agent_messages: rate("orgAgentMessages", self.org_agent_messages)?,
+            sessions_per_address: rate("sessionsPerAddress", self.sessions_per_address)?,
+            sessions_per_deployment: rate("sessionsPerDeployment", self.sessions_per_deployment)?,
+            conversations_per_address: rate(
+                "conversationsPerAddress",
+                self.conversations_per_address,
+            )?,
+            conversations_per_deployment: rate(
+                "conversationsPerDeployment",
+                self.conversations_per_deployment,
+            )?,
+            queued_per_address: self.queued_per_address,
+        })
+    }
+}
+
+/// The organization `id` as the caller may see its limits: the operator
+/// any, an admin its own (another's is 404, as for every record).
+async fn limits_target(
+    state: &AppState,
+    caller: &Caller,
+    id: uuid::Uuid,
+) -> Result<Organization, ApiError> {
+    let org = if caller.0.is_operator() {
+        OrgId(id)
+    } else {
+        let principal = caller.require(Role::Admin)?;
+        if principal.org.0 != id {
+            return Err(ApiError::not_found());
+        }
+        principal.org
+    };
+    Ok(state.store.get::<Organization>(org, id).await?)
+}
+
+fn limits_view(state: &AppState, org: &Organization) -> LimitsView {
+    LimitsView {
+        overrides: org.limits,
+        effective: org.limits.apply(&state.limits.current().org).into(),
+        version: org.meta.version,
+    }
+}
+
+/// An organization's limits (its admin, or the operator).
+#[utoipa::path(get, path = "/api/v2/organizations/{id}/limits", tag = "organizations", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = LimitsView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<uuid::Uuid>,
+) -> Result<JsonOut<LimitsView>, ApiError> {
+    let org = limits_target(&state, &caller, id).await?;
+    Ok(axum::Json(limits_view(&state, &org)))
+}
+
+/// Replaces an organization's overrides. Its admin may only tighten the
+/// node's defaults; the operator may set any valid value. Every node
+/// applies the change within seconds.
+#[utoipa::path(put, path = "/api/v2/organizations/{id}/limits", tag = "organizations", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    request_body = LimitsUpdate,
+    responses((status = 200, body = LimitsView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "stale version"),
+        (status = 422, body = ErrorBody, description = "a malformed rate, a value out of range, an admin raising a limit, a missing version")))]
+async fn put_limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<uuid::Uuid>,
+    Json(input): Json<LimitsUpdate>,
+) -> Result<JsonOut<LimitsView>, ApiError> {
+    let mut org = limits_target(&state, &caller, id).await?;
+    let expected = input
+        .version
+        .ok_or_else(|| ApiError::invalid("version is required: send the version you read"))?;
+    let overrides = input.overrides.parse()?;
+    overrides
+        .check(&state.limits.current().org, caller.0.is_operator())
+        .map_err(|(field, message)| ApiError::invalid(format!("overrides.{field} {message}")))?;
+    org.limits = overrides;
+    org.meta.date_modified = Utc::now();
+    state.store.update(&mut org, expected).await?;
+    state.limits.forget(OrgId(id));
+    Ok(axum::Json(limits_view(&state, &org)))
 }

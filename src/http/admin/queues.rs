@@ -45,8 +45,9 @@ impl Resource for Queue {
         org: OrgId,
         meta: Meta,
         _: Option<&Queue>,
-        _: &AppState,
+        state: &AppState,
     ) -> Result<Queue, ApiError> {
+        let most = state.limits.current().agent_capacity;
         let mut member_ids = input.member_ids;
         member_ids.sort();
         member_ids.dedup();
@@ -59,7 +60,11 @@ impl Resource for Queue {
                 input.offer_timeout_seconds.unwrap_or(30),
                 5..=600,
             )?,
-            agent_capacity: in_range("agentCapacity", input.agent_capacity.unwrap_or(3), 1..=50)?,
+            agent_capacity: in_range(
+                "agentCapacity",
+                input.agent_capacity.unwrap_or(3.min(most)),
+                1..=most,
+            )?,
             member_ids,
             decline_cooldown_seconds: in_range(
                 "declineCooldownSeconds",

@@ -19,11 +19,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{ClientIp, Scope, TokenPair, finish, prepare, rate_limit};
+use super::{Scope, TokenPair, finish, prepare, rate_limit};
 use crate::app::AppState;
 use crate::auth::refresh::Mode;
 use crate::auth::visitor_token::{Rotation, SessionError, SessionGrant};
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::ClientIp;
 use crate::http::extract::Json;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {

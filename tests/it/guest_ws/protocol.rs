@@ -8,7 +8,9 @@ use switchboard::routing::model::session_id;
 use uuid::Uuid;
 
 use crate::on_both_engines;
-use crate::support::app::{EngineKind, TestApp};
+use switchboard::limits;
+
+use crate::support::app::{EngineKind, Setup, TestApp};
 use crate::support::guest::{assert_error, assert_session, assert_too_many, new_token, seq};
 use crate::support::idp::SHOP_ORIGIN;
 use crate::support::ws::refused;
@@ -286,7 +288,10 @@ async fn every_action_and_error_code(kind: EngineKind) {
 on_both_engines!(every_action_and_error_code);
 
 async fn rate_limit_answers_4029_with_retry_after(kind: EngineKind) {
-    let app = TestApp::spawn(kind).await;
+    // A bucket that refills once a minute: what is refused does not depend
+    // on how fast this machine sends.
+    let setup = Setup::new(kind).set(limits::ENV_GUEST_MESSAGES, "1/min burst 3");
+    let app = TestApp::spawn_with(setup).await;
     let site = app.guest_site().await;
     let t = new_token();
     let mut guest = app.configured_guest(&site.deployment, &t).await;

@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchboard::Server;
 use switchboard::config::{self, Config, MasterKey};
+use switchboard::limits;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -22,6 +23,12 @@ pub(crate) enum EngineKind {
     Redis,
     Embedded,
 }
+
+/// The rates per client address that [`Setup::new`] lifts.
+pub(crate) const PER_ADDRESS_LIMITS: [&str; 2] = [
+    limits::ENV_SESSIONS_PER_ADDRESS,
+    limits::ENV_CONVERSATIONS_PER_ADDRESS,
+];
 
 /// Settings that survive a restart: the same data, keys and prefix.
 #[derive(Clone, Debug)]
@@ -51,6 +58,16 @@ impl Setup {
             config::ENV_OIDC_ALLOW_INSECURE.to_owned(),
             "true".to_owned(),
         );
+        // Every test's visitors come from 127.0.0.1: the limits per client
+        // address would otherwise turn one test's many sessions into an
+        // abuse. The tests of those limits unset these.
+        for name in PER_ADDRESS_LIMITS {
+            env.insert(name.to_owned(), "1000000/s".to_owned());
+        }
+        env.insert(
+            limits::ENV_QUEUED_PER_ADDRESS.to_owned(),
+            "10000".to_owned(),
+        );
         if kind == EngineKind::Redis {
             env.insert(config::ENV_REDIS_URL.to_owned(), redis::shared().url());
             env.insert(config::ENV_REDIS_PREFIX.to_owned(), super::unique_prefix());
@@ -65,6 +82,16 @@ impl Setup {
 
     pub(crate) fn unset(mut self, name: &str) -> Self {
         self.env.remove(name);
+        self
+    }
+
+    /// With the limits per client address at their defaults (see
+    /// [`Setup::new`]).
+    pub(crate) fn address_limits(mut self) -> Self {
+        for name in PER_ADDRESS_LIMITS {
+            self.env.remove(name);
+        }
+        self.env.remove(limits::ENV_QUEUED_PER_ADDRESS);
         self
     }
 

@@ -45,6 +45,28 @@ impl Api {
         guest
     }
 
+    /// A guest socket from the shop's origin whose upgrade carries
+    /// `X-Forwarded-For: <forwarded_for>`, as a proxy in front would add.
+    pub(crate) async fn guest_forwarded(
+        &self,
+        deployment: &str,
+        token: &str,
+        forwarded_for: &str,
+    ) -> Guest {
+        let url = self.ws_url(&format!("/v1?deploymentId={deployment}&application=test"));
+        let headers = [
+            ("Origin", SHOP_ORIGIN.to_owned()),
+            ("X-Forwarded-For", forwarded_for.to_owned()),
+        ];
+        let (socket, _) = Socket::open(&url, &headers).await.unwrap();
+        Guest {
+            socket,
+            token: token.to_owned(),
+            deployment: deployment.to_owned(),
+            seen: Vec::new(),
+        }
+    }
+
     /// Opens a guest socket from `origin` (`None`: a native app, which
     /// sends no Origin); answers the refusal when the upgrade is refused.
     pub(crate) async fn guest_from(

@@ -41,6 +41,8 @@ pub const MAX_TRACING_ID_CHARS: usize = 256;
 pub struct GuestError {
     pub code: u16,
     pub message: Cow<'static, str>,
+    /// For 4029: how long the client should wait, when a limit knows.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl GuestError {
@@ -48,6 +50,7 @@ impl GuestError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -94,6 +97,17 @@ impl GuestError {
 
     pub fn too_many() -> Self {
         Self::new(4029, "Message rate too high for this session")
+    }
+
+    /// 4029 from a limit that knows when the client may try again.
+    pub fn too_many_for(
+        message: impl Into<Cow<'static, str>>,
+        retry_after: std::time::Duration,
+    ) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(4029, message)
+        }
     }
 
     /// Storage is unavailable or too contended. 503, not Genesys's 5000:

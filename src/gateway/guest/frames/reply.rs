@@ -64,7 +64,11 @@ pub fn error(error: &GuestError, tracing_id: Option<&str>) -> String {
             "TooManyRequestsErrorMessage",
             429,
             TooManyRequests {
-                retry_after: RATE_RETRY_AFTER_SECONDS,
+                retry_after: error.retry_after.map_or(RATE_RETRY_AFTER_SECONDS, |wait| {
+                    u64::try_from(wait.as_micros().div_ceil(1_000_000))
+                        .unwrap_or(u64::MAX)
+                        .max(1)
+                }),
                 error_code: 4029,
                 error_message: &error.message,
             },
@@ -80,7 +84,8 @@ pub fn error(error: &GuestError, tracing_id: Option<&str>) -> String {
     )
 }
 
-/// What a client told 4029 waits, in seconds: the rate window.
+/// What a client told 4029 waits, in seconds, when the refusal does not
+/// say: one message's share of the default guest rate, rounded up.
 pub const RATE_RETRY_AFTER_SECONDS: u64 = 1;
 
 #[derive(Serialize)]

@@ -16,6 +16,7 @@ use crate::gateway::guest::frames::{
     AllowedMedia, BLOCKED_EXTENSIONS, Configure, GuestError, MAX_CUSTOM_DATA_BYTES, SessionResponse,
 };
 use crate::gateway::guest::messages::{self, GuestPresence};
+use crate::limits::{self, Key};
 use crate::routing::Routing;
 use crate::routing::model::{self, GuestSession, Participant};
 use crate::routing::visitor::{Opened, StepUp, VisitorSocket};
@@ -115,6 +116,9 @@ impl Conn {
         // the same session later.
         let settings = &self.content.authentication_settings;
         let required = settings.enabled && !settings.allow_session_upgrade;
+        if !required {
+            self.admit_session(model::session_id(token)).await?;
+        }
         let opened = self
             .state
             .routing
@@ -126,6 +130,43 @@ impl Conn {
             )
             .await?;
         self.bind(opened, None, &configure, tracing_id).await
+    }
+
+    /// A session this configure would create (or start afresh) must be
+    /// admitted: per client address and per deployment. One that exists
+    /// costs nothing, so reconnects and resumes are never refused.
+    async fn admit_session(&mut self, session: Uuid) -> Result<(), GuestError> {
+        let routing = self.state.routing.clone();
+        match routing.session(session).await {
+            Ok(Some(existing)) if !existing.cleared => return Ok(()),
+            Ok(_) => {}
+            // The configure itself will say what storage does.
+            Err(_) => return Ok(()),
+        }
+        let limiter = &self.state.limits;
+        let rates = limiter.org(self.deployment.org_id).await;
+        let deployment = self.deployment.meta.id;
+        let refused = |what: &str, refused: limits::Refused| {
+            tracing::info!(%deployment, what, "new guest session refused by a rate limit");
+            GuestError::too_many_for(format!("Too many {what}"), refused.retry_after)
+        };
+        limiter
+            .admit(
+                Key::SessionsPerAddress {
+                    address: self.client,
+                    deployment,
+                },
+                rates.sessions_per_address,
+            )
+            .await
+            .map_err(|r| refused("new sessions from this address", r))?;
+        limiter
+            .admit(
+                Key::SessionsPerDeployment { deployment },
+                rates.sessions_per_deployment,
+            )
+            .await
+            .map_err(|r| refused("new sessions in this deployment", r))
     }
 
     pub(super) async fn configure_authenticated(
@@ -164,6 +205,7 @@ impl Conn {
             following: self.following(),
             deployment: &self.deployment,
             content: &self.content,
+            client: Some(self.client),
         };
         // The guest session this socket was bound to: the Transport SDK
         // steps up with a new token, on the same socket.

@@ -16,6 +16,7 @@ mod binding;
 mod delivery;
 mod requests;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,6 @@ use self::binding::Activity;
 use super::frames::{self, GuestError, Request};
 use crate::app::AppState;
 use crate::auth::visitor_token::RevokedSession;
-use crate::gateway::MAX_CLIENT_MESSAGE_BYTES;
 use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
 use crate::gateway::cursor::Cursor;
 use crate::routing::RoutingError;
@@ -39,10 +39,6 @@ use crate::store::Admitted;
 use crate::store::records::{ConfigurationContent, Deployment};
 use secrecy::ExposeSecret;
 
-/// Messages a session may send per [`RATE_WINDOW`], across its sockets and
-/// nodes.
-pub const MESSAGES_PER_WINDOW: u64 = 2;
-pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Audience of the `getJwt` token, which only the history endpoint takes.
 pub const HISTORY_AUDIENCE: &str = "switchboard:history";
 
@@ -151,9 +147,12 @@ struct Conn {
     activity: Activity,
     /// When the client last sent anything (a pong included).
     last_seen: Instant,
+    /// The client's address, which limits on new sessions and
+    /// conversations count.
+    client: IpAddr,
 }
 
-pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted) {
+pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted, client: IpAddr) {
     let mut open = conn::Open::new(&state, "guest");
     let now = Instant::now();
     let duration = binding::session_duration(&admitted.content);
@@ -169,6 +168,7 @@ pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted) {
         revocations,
         activity: Activity::new(now, duration),
         last_seen: now,
+        client,
         state,
     };
     let code = Box::pin(conn.serve()).await;
@@ -191,6 +191,9 @@ fn routing_error(e: RoutingError) -> GuestError {
         RoutingError::ReadOnly => GuestError::forbidden("conversation is read only"),
         RoutingError::UnknownSession => GuestError::not_configured(),
         RoutingError::NotAllowed(message) => GuestError::forbidden(message),
+        RoutingError::Limited { what, retry_after } => {
+            GuestError::too_many_for(format!("Too many {what}"), retry_after)
+        }
         e @ (RoutingError::UnknownConversation
         | RoutingError::Contended
         | RoutingError::Store(_)) => {
@@ -277,6 +280,7 @@ impl Conn {
             following: self.following(),
             deployment: &self.deployment,
             content: &self.content,
+            client: Some(self.client),
         })
     }
 
@@ -349,7 +353,7 @@ impl Conn {
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {
-        if text.len() > MAX_CLIENT_MESSAGE_BYTES {
+        if text.len() > self.state.limits.current().max_frame_bytes {
             return Flow::Close(close_code::TOO_BIG, "frame too large");
         }
         let parsed = match frames::parse(text) {

@@ -10,12 +10,7 @@ use secrecy::ExposeSecret;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{
-    Conn, Fail, Flow, HISTORY_AUDIENCE, HISTORY_TOKEN_TTL, MESSAGES_PER_WINDOW, RATE_WINDOW,
-    history_subject,
-};
-use crate::engine::Space;
-use crate::gateway::MAX_CLIENT_MESSAGE_BYTES;
+use super::{Conn, Fail, Flow, HISTORY_AUDIENCE, HISTORY_TOKEN_TTL, history_subject};
 use crate::gateway::conn::close_code;
 use crate::gateway::guest::frames::{
     AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, GuestError,
@@ -23,6 +18,7 @@ use crate::gateway::guest::frames::{
     SessionResponse,
 };
 use crate::gateway::guest::messages::{self, GuestPresence};
+use crate::limits::Key;
 use crate::routing::NewEvent;
 use crate::routing::model::{EventBody, MessageMetadata};
 use crate::routing::visitor::{Posted, PresenceOutcome};
@@ -74,24 +70,20 @@ impl Conn {
         self.post(body, client_id, tracing_id).await
     }
 
+    /// One event from the session's bucket (across its sockets and nodes),
+    /// at its organization's guest rate.
     async fn rate_limit(&mut self, session: Uuid) -> Result<(), GuestError> {
-        let key = format!("guest-messages:{session}");
-        match self
-            .state
-            .store
-            .engine()
-            .count(Space::RateLimit, &key, RATE_WINDOW)
+        let limiter = &self.state.limits;
+        let rate = limiter.org(self.deployment.org_id).await.guest_messages;
+        limiter
+            .admit(Key::GuestMessages { session }, rate)
             .await
-        {
-            Ok(count) if count > MESSAGES_PER_WINDOW => Err(GuestError::too_many()),
-            Ok(_) => Ok(()),
-            // Counting is a guard, not a gate: the post itself will say
-            // whether storage is there.
-            Err(e) => {
-                tracing::warn!(error = %e, "guest rate limit unavailable");
-                Ok(())
-            }
-        }
+            .map_err(|refused| {
+                GuestError::too_many_for(
+                    "Message rate too high for this session",
+                    refused.retry_after,
+                )
+            })
     }
 
     /// Posts a visitor event and answers it with its sequence.
@@ -243,6 +235,15 @@ impl Conn {
             self.check_deployment(id).await?;
         }
         let conversations = &self.content.messenger.apps.conversations;
+        let guest_rate = self
+            .state
+            .limits
+            .org(self.deployment.org_id)
+            .await
+            .guest_messages;
+        // Whole messages a second, as the field always was; a rate slower
+        // than one a second reads as 1.
+        let messages_per_second = (guest_rate.per_second().floor() as u64).max(1);
         let answer = ConfigurationResponse {
             deployment_id: self.deployment.meta.id,
             configuration_version: self.config_version.clone(),
@@ -250,8 +251,8 @@ impl Conn {
             allow_session_upgrade: self.content.authentication_settings.allow_session_upgrade,
             max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
             max_text_length: MAX_TEXT_CHARS,
-            messages_per_second: MESSAGES_PER_WINDOW,
-            max_frame_bytes: MAX_CLIENT_MESSAGE_BYTES,
+            messages_per_second,
+            max_frame_bytes: self.state.limits.current().max_frame_bytes,
             allowed_media: AllowedMedia::none(),
             blocked_extensions: BLOCKED_EXTENSIONS,
             session_duration_seconds: conversations.session_duration_seconds,
