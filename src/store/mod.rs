@@ -6,6 +6,7 @@
 //! (a deployment's queue, say) are checked the same way before the engine
 //! makes them binding.
 
+pub mod migrations;
 mod published;
 pub mod push_devices;
 pub mod records;

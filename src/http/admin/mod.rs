@@ -1,5 +1,6 @@
 //! The admin API, one module per resource.
 
+pub mod backup;
 pub mod clients;
 pub mod configurations;
 pub mod deployments;
@@ -18,6 +19,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(organizations::router())
         .merge(clients::router())
+        .merge(clients::rotate_router())
+        .merge(backup::router())
         .merge(integrations::router())
         .merge(diagnose::router())
         .merge(configurations::router())
