@@ -7,8 +7,9 @@
 //! The rules follow the layers every request passes: a secured operation
 //! can answer 401 and 403; one that takes a JSON body 400 (malformed),
 //! 413 (too large), 415 (not JSON) and 422 (invalid); one with a path
-//! parameter 404; one that reads the engine 503; the guest token and push
-//! endpoints, which are rate limited, 429.
+//! parameter 404 (and 400 for a malformed one), one with query parameters
+//! 400; one that reads the engine 503; the guest token and push endpoints,
+//! which are rate limited, 429.
 
 use serde_json::{Map, Value, json};
 
@@ -78,7 +79,17 @@ fn add_errors(path: &str, operation: &mut Map<String, Value>) {
         .and_then(|b| b.get("content"))
         .and_then(Value::as_object)
         .is_some_and(|c| c.contains_key("application/json"));
+    let query = operation
+        .get("parameters")
+        .and_then(Value::as_array)
+        .is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p.get("in").and_then(Value::as_str) == Some("query"))
+        });
     let mut add = Vec::new();
+    if query {
+        add.push(("400", "a query parameter is malformed"));
+    }
     if secured {
         add.push(("401", "no credential, or one that is not valid"));
         add.push(("403", "the credential lacks the role this needs"));
