@@ -36,6 +36,7 @@ describe('first run', () => {
     // The console's Sign in leads to setup on a fresh install.
     await page.goto(`${sb.base}/console`);
     await page.getByRole('link', { name: 'Sign in' }).click();
+    await page.getByRole('link', { name: 'Set up staff sign-in' }).click();
     await page.waitForURL(`${sb.base}/setup`);
     await page.getByRole('heading', { name: 'Set up switchboard' }).waitFor();
     assert.equal(await page.locator('#callback').textContent(), `${sb.base}/auth/callback`);
