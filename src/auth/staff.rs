@@ -60,7 +60,7 @@ const MAX_NAME_CHARS: usize = 200;
 pub const FIRST_ADMIN_SETTING: &str = "first-admin";
 
 fn first_admin_key(org: OrgId) -> RecordKey {
-    RecordKey::new(Kind::Setting, &format!("{FIRST_ADMIN_SETTING}:{}", org.0))
+    RecordKey::new(Kind::Setting, format!("{FIRST_ADMIN_SETTING}:{}", org.0))
 }
 
 #[derive(Serialize, Deserialize)]

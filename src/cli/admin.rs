@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::at;
 use crate::config::Config;
 use crate::store::types::Role;
 
@@ -158,8 +159,8 @@ impl AdminApi {
         }
         Err(AdminError::Refused {
             status: status.as_u16(),
-            code: value["code"].as_str().unwrap_or("").to_owned(),
-            message: value["message"]
+            code: at(&value, "/code").as_str().unwrap_or("").to_owned(),
+            message: at(&value, "/message")
                 .as_str()
                 .map(str::to_owned)
                 .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned()),
@@ -177,8 +178,12 @@ impl AdminApi {
                     None,
                 )
                 .await?;
-            let entities = answer["entities"].as_array().cloned().unwrap_or_default();
-            let last = entities.is_empty() || page >= answer["pageCount"].as_u64().unwrap_or(1);
+            let entities = at(&answer, "/entities")
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let last =
+                entities.is_empty() || page >= at(&answer, "/pageCount").as_u64().unwrap_or(1);
             all.extend(entities);
             if last {
                 break;
@@ -219,7 +224,7 @@ impl Output {
 }
 
 fn roles_of(value: &Value) -> String {
-    value["roles"]
+    at(value, "/roles")
         .as_array()
         .map(|roles| {
             roles
@@ -234,14 +239,14 @@ fn roles_of(value: &Value) -> String {
 fn client_line(client: &Value) -> String {
     format!(
         "{}  {}  roles: {}",
-        client["id"].as_str().unwrap_or(""),
-        client["name"].as_str().unwrap_or(""),
+        at(client, "/id").as_str().unwrap_or(""),
+        at(client, "/name").as_str().unwrap_or(""),
         roles_of(client)
     )
 }
 
 fn secret_line(client: &Value) -> Option<String> {
-    client["secret"]
+    at(client, "/secret")
         .as_str()
         .map(|secret| format!("secret (shown only now): {secret}"))
 }
@@ -256,9 +261,9 @@ pub async fn orgs(config: &Config, command: OrgsCommand) -> Result<Output, Admin
                 .map(|org| {
                     format!(
                         "{}  {}{}",
-                        org["id"].as_str().unwrap_or(""),
-                        org["name"].as_str().unwrap_or(""),
-                        if org["isDefault"] == true {
+                        at(org, "/id").as_str().unwrap_or(""),
+                        at(org, "/name").as_str().unwrap_or(""),
+                        if at(org, "/isDefault") == true {
                             "  (default)"
                         } else {
                             ""
@@ -282,11 +287,14 @@ pub async fn orgs(config: &Config, command: OrgsCommand) -> Result<Output, Admin
                 .await?;
             let mut lines = vec![format!(
                 "organization {}  {}",
-                created["organization"]["id"].as_str().unwrap_or(""),
-                created["organization"]["name"].as_str().unwrap_or("")
+                at(&created, "/organization/id").as_str().unwrap_or(""),
+                at(&created, "/organization/name").as_str().unwrap_or("")
             )];
-            lines.push(format!("admin client {}", client_line(&created["client"])));
-            lines.extend(secret_line(&created["client"]));
+            lines.push(format!(
+                "admin client {}",
+                client_line(at(&created, "/client"))
+            ));
+            lines.extend(secret_line(at(&created, "/client")));
             Ok(Output::new(api_args.json, created, lines))
         }
     }
@@ -344,10 +352,10 @@ pub async fn clients(config: &Config, command: ClientsCommand) -> Result<Output,
 fn member_line(member: &Value) -> String {
     format!(
         "{}  {}  {} {}  roles: {}",
-        member["id"].as_str().unwrap_or(""),
-        member["displayName"].as_str().unwrap_or(""),
-        member["issuer"].as_str().unwrap_or(""),
-        member["subject"].as_str().unwrap_or(""),
+        at(member, "/id").as_str().unwrap_or(""),
+        at(member, "/displayName").as_str().unwrap_or(""),
+        at(member, "/issuer").as_str().unwrap_or(""),
+        at(member, "/subject").as_str().unwrap_or(""),
         roles_of(member)
     )
 }
@@ -385,7 +393,7 @@ pub async fn revoke_member(
         ));
     }
     let revoked: Vec<String> = roles.into_iter().map(role_name).collect();
-    let kept: Vec<Value> = member["roles"]
+    let kept: Vec<Value> = at(&member, "/roles")
         .as_array()
         .into_iter()
         .flatten()

@@ -99,7 +99,11 @@ pub async fn backup(config: &Config, args: BackupArgs) -> Result<BackedUp, Backu
         let body = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            })
             .unwrap_or(body);
         return Err(BackupError::Refused {
             status: status.as_u16(),

@@ -241,7 +241,7 @@ fn add_unannotated(document: &mut Value) {
         "/readyz".to_owned(),
         json!({ "get": { "tags": ["operations"], "operationId": "getReadiness",
             "summary": "The node can serve: its engine answers (readiness)",
-            "responses": { "200": readiness.clone(), "503": readiness } } }),
+            "responses": { "200": readiness, "503": readiness } } }),
     );
     paths.insert(
         "/metrics".to_owned(),
