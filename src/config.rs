@@ -126,12 +126,12 @@ impl fmt::Debug for MasterKey {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("SWITCHBOARD_CONFIG (--config) {}: cannot read: {source}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path} is not valid: {message}")]
+    #[error("SWITCHBOARD_CONFIG (--config) {}: not valid: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("{name} {message}")]
     Invalid { name: &'static str, message: String },

@@ -78,10 +78,28 @@ use telemetry::Metrics;
 pub enum StartError {
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
+    /// Redis did not answer: names the setting and the address (never the
+    /// password a URL may carry).
+    #[error("{} {address}: {message}", config::ENV_REDIS_URL)]
+    Redis { address: String, message: String },
+    /// The embedded database could not be opened.
+    #[error("{} {dir}: {message}", config::ENV_DATA_DIR)]
+    DataDir { dir: String, message: String },
     #[error("records: {0}")]
     Store(#[from] StoreError),
+    #[error("records: {0}")]
+    Migration(#[from] store::migrations::MigrationError),
     #[error("master key file {path}: {message}")]
     MasterKey { path: String, message: String },
+    /// The master key is not the one the stored secrets were sealed with.
+    #[error(
+        "{source_name} {message}: start with the master key this data was written with \
+         (the stored secrets cannot be opened with another)"
+    )]
+    MasterKeyMismatch {
+        source_name: String,
+        message: String,
+    },
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
     #[error("{} {address}: cannot listen: {source}", config::ENV_METRICS_LISTEN)]
@@ -107,13 +125,22 @@ impl Server {
         let engine = match &config.redis_url {
             Some(url) => {
                 use secrecy::ExposeSecret;
-                let engine =
-                    RedisEngine::connect(url.expose_secret(), &config.redis_prefix).await?;
+                let engine = RedisEngine::connect(url.expose_secret(), &config.redis_prefix)
+                    .await
+                    .map_err(|e| StartError::Redis {
+                        address: redis_address(url.expose_secret()),
+                        message: e.to_string(),
+                    })?;
                 tracing::info!(prefix = %config.redis_prefix, "engine: redis; nodes sharing this Redis serve one contact center");
                 Engine::Redis(engine)
             }
             None => {
-                let engine = EmbeddedEngine::open(&config.data_dir).await?;
+                let engine = EmbeddedEngine::open(&config.data_dir).await.map_err(|e| {
+                    StartError::DataDir {
+                        dir: config.data_dir.display().to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
                 tracing::info!(
                     data_dir = %config.data_dir.display(),
                     "engine: embedded (no REDIS_URL); this node alone serves, keeping its data in the data directory"
@@ -137,9 +164,18 @@ impl Server {
         let metrics = Metrics::new();
         let oidc = auth::oidc::OidcClients::new(engine.clone(), config.oidc_allow_insecure);
         let store = Store::new(engine);
+        let migrated = store::migrations::migrate(&store).await?;
+        if !migrated.ran.is_empty() {
+            tracing::info!(
+                from = migrated.from,
+                to = migrated.to,
+                "records migrated to this build's schema"
+            );
+        }
         let bootstrapped = Auth::bootstrap(&config, &master, store.clone()).await?;
         let visitor_tokens =
             auth::visitor_token::VisitorTokens::new(&config, &master, store.clone());
+        check_master_key(&config, &store, bootstrapped.auth.sealer(), &visitor_tokens).await?;
         let store_for_routing = store.clone();
         let config_routing = routing::RoutingConfig {
             agent_grace: config.agent_grace,
@@ -234,6 +270,60 @@ impl Server {
             let _ = metrics.await;
         }
         Ok(())
+    }
+}
+
+/// Refuses to start when the master key does not open the stored secrets:
+/// the visitors' signing keys (which also creates them on a new store), then
+/// the check value of [`auth::key_check`].
+async fn check_master_key(
+    config: &Config,
+    store: &Store,
+    sealer: &auth::crypto::Sealer,
+    visitor_tokens: &auth::visitor_token::VisitorTokens,
+) -> Result<(), StartError> {
+    let source_name = match config.master_key {
+        Some(_) => config::ENV_MASTER_KEY.to_owned(),
+        None => format!(
+            "the master key file {}",
+            config.data_dir.join("master.key").display()
+        ),
+    };
+    let mismatch = |message: String| StartError::MasterKeyMismatch {
+        source_name: source_name.clone(),
+        message,
+    };
+    match visitor_tokens.jwks().await {
+        Ok(_) => {}
+        Err(auth::visitor_token::SessionError::Corrupt(message)) => {
+            return Err(mismatch(format!(
+                "does not open the data already stored ({message})"
+            )));
+        }
+        Err(other) => {
+            return Err(StartError::Store(StoreError::Unavailable(
+                other.to_string(),
+            )));
+        }
+    }
+    auth::key_check::verify(store, sealer)
+        .await
+        .map_err(|e| match e {
+            auth::key_check::KeyCheckError::Mismatch(_) => mismatch(e.to_string()),
+            auth::key_check::KeyCheckError::Store(e) => StartError::Store(e),
+        })
+}
+
+/// `host:port` of a Redis URL, for messages: never its credentials.
+pub fn redis_address(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) if parsed.scheme().contains("unix") => parsed.path().to_owned(),
+        Ok(parsed) => format!(
+            "{}:{}",
+            parsed.host_str().unwrap_or("?"),
+            parsed.port().unwrap_or(6379)
+        ),
+        Err(_) => "(unparsable URL)".to_owned(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
-use switchboard::config::{Config, LogFormat};
+use switchboard::config::{self, Config, LogFormat};
 use switchboard::{Server, telemetry};
 
 #[derive(Parser)]
@@ -31,14 +31,37 @@ enum Command {
     /// Exit 0 when the node on SWITCHBOARD_LISTEN reports ready: a container
     /// health check that needs no curl in the image.
     Probe,
+    /// The version of this binary and of the records it writes.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate the configuration (file and environment) without starting;
+    /// exits non-zero with one line naming the setting that is wrong.
+    CheckConfig {
+        #[arg(long)]
+        json: bool,
+    },
     /// Chat as a website visitor from the terminal (the guest protocol).
     Chat(switchboard::cli::chat::ChatArgs),
     /// Answer conversations as an agent from the terminal.
     Agent(switchboard::cli::agent::AgentArgs),
-    /// Staff members and their roles, on the configured engine (with the
-    /// embedded engine, while the service is stopped).
+    /// Staff members and their roles: `grant` on the configured engine
+    /// (with the embedded engine, while the service is stopped), `list` and
+    /// `revoke` through the admin API.
     #[command(subcommand)]
     Members(switchboard::cli::members::MembersCommand),
+    /// Organizations, through the admin API (the bootstrap token).
+    #[command(subcommand)]
+    Orgs(switchboard::cli::admin::OrgsCommand),
+    /// API clients (machine credentials), through the admin API.
+    #[command(subcommand)]
+    Clients(switchboard::cli::admin::ClientsCommand),
+    /// Copy the running node's embedded database (consistent while it
+    /// serves) and its master key into a directory.
+    Backup(switchboard::cli::backup::BackupArgs),
+    /// Put a backup into an empty data directory (the node stopped).
+    Restore(switchboard::cli::backup::RestoreArgs),
     /// Real traffic against running nodes: burst, steady, idle.
     Loadtest(switchboard::cli::loadtest::LoadtestArgs),
 }
@@ -49,20 +72,54 @@ async fn main() -> ExitCode {
     // The terminal clients talk to a server: they need none of its
     // configuration, and stdout is their screen, not a log.
     let command = match cli.command.unwrap_or(Command::Serve) {
-        Command::Chat(args) => return report(switchboard::cli::chat::run(args).await),
-        Command::Agent(args) => return report(switchboard::cli::agent::run(args).await),
+        // The terminal clients read stdin on a thread of their own that
+        // would hold the runtime open until another line came: they end the
+        // process as soon as they are done.
+        Command::Chat(args) => exit_now(report(switchboard::cli::chat::run(args).await)),
+        Command::Agent(args) => exit_now(report(switchboard::cli::agent::run(args).await)),
         Command::Loadtest(args) => return report(switchboard::cli::loadtest::run(args).await),
+        Command::Version { json } => {
+            answer(&version(json));
+            return ExitCode::SUCCESS;
+        }
         command => command,
     };
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
-        // The configuration chooses the log format; when it cannot be read,
-        // the environment still tells whether a collector expects JSON.
-        Err(e) => return refuse(LogFormat::from_env_hint(), &e.to_string()),
+        Err(e) => {
+            if let Command::CheckConfig { json: true } = command {
+                answer(&serde_json::json!({ "ok": false, "error": e.to_string() }).to_string());
+            }
+            // The configuration chooses the log format; when it cannot be
+            // read, the environment still tells whether a collector expects
+            // JSON.
+            return refuse(LogFormat::from_env_hint(), &e.to_string());
+        }
     };
-    // stdout is the member id, for scripts: no log lines there.
-    if let Command::Members(command) = command {
-        return report(members(&config, command).await);
+    // stdout is the commands' answer, for scripts: no log lines there.
+    match command {
+        Command::CheckConfig { json } => {
+            answer(&check_config(&config, json));
+            return ExitCode::SUCCESS;
+        }
+        Command::Members(command) => return report(members(&config, command).await),
+        Command::Orgs(command) => {
+            return report(
+                switchboard::cli::admin::orgs(&config, command)
+                    .await
+                    .map(|done| answer(&done.render())),
+            );
+        }
+        Command::Clients(command) => {
+            return report(
+                switchboard::cli::admin::clients(&config, command)
+                    .await
+                    .map(|done| answer(&done.render())),
+            );
+        }
+        Command::Backup(args) => return report(backup(&config, args).await),
+        Command::Restore(args) => return report(restore(&config, args).await),
+        _ => {}
     }
     let format = config.log_format;
     let _flush_on_exit = match telemetry::init_logging(format) {
@@ -71,13 +128,13 @@ async fn main() -> ExitCode {
     };
     let result = match command {
         Command::Probe => probe(&config.listen).await,
-        // `serve` (the terminal clients returned above).
+        // `serve` (every other command returned above).
         _ => serve(config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = one_line(&e);
             match format {
                 LogFormat::Json => tracing::error!(error = %message, "cannot serve"),
                 LogFormat::Pretty => stderr_line(&format!("error: {message}")),
@@ -93,10 +150,66 @@ fn report<E: Into<anyhow::Error>>(result: Result<(), E>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            stderr_line(&format!("Error: {:?}", e.into()));
+            stderr_line(&format!("switchboard: {}", one_line(&e.into())));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ends the process with `code` at once (see the terminal clients above).
+fn exit_now(code: ExitCode) -> ! {
+    std::process::exit(if code == ExitCode::SUCCESS { 0 } else { 1 })
+}
+
+/// An error and its causes on one line, each cause once: what an operator
+/// reads first, and what a log collector keeps as one entry.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn backup(config: &Config, args: switchboard::cli::backup::BackupArgs) -> anyhow::Result<()> {
+    let done = switchboard::cli::backup::backup(config, args).await?;
+    eprintln!(
+        "backed up {} bytes to {}",
+        done.bytes,
+        done.database.display()
+    );
+    match &done.master_key {
+        Some(key) => eprintln!("master key copied to {}", key.display()),
+        None => eprintln!(
+            "the master key comes from {}: keep that value with this backup",
+            config::ENV_MASTER_KEY
+        ),
+    }
+    Ok(())
+}
+
+async fn restore(
+    config: &Config,
+    args: switchboard::cli::backup::RestoreArgs,
+) -> anyhow::Result<()> {
+    let done = switchboard::cli::backup::restore(config, args).await?;
+    eprintln!(
+        "restored into {}{}; start the node on it",
+        done.data_dir.display(),
+        if done.master_key {
+            " with its master key"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 /// Refuses to start before logging is set up: one JSON line on the log
@@ -120,10 +233,66 @@ fn stderr_line(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// Prints a command's answer on stdout.
+fn answer(text: &str) {
+    #[expect(clippy::print_stdout, reason = "the command's answer, for scripts")]
+    {
+        println!("{text}");
+    }
+}
+
+fn version(json: bool) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let schema = switchboard::store::migrations::SCHEMA_VERSION;
+    if json {
+        serde_json::json!({ "version": version, "schemaVersion": schema }).to_string()
+    } else {
+        format!("switchboard {version} (record schema {schema})")
+    }
+}
+
+/// What a valid configuration amounts to; never a secret.
+fn check_config(config: &Config, json: bool) -> String {
+    let (engine, store) = match &config.redis_url {
+        Some(url) => (
+            "redis",
+            format!(
+                "{} (prefix {})",
+                switchboard::redis_address(url.expose_secret()),
+                config.redis_prefix
+            ),
+        ),
+        None => ("embedded", config.data_dir.display().to_string()),
+    };
+    let master_key = match &config.master_key {
+        Some(_) => config::ENV_MASTER_KEY.to_owned(),
+        None => config.data_dir.join("master.key").display().to_string(),
+    };
+    if json {
+        serde_json::json!({
+            "ok": true,
+            "listen": config.listen,
+            "publicUrl": config.public_url.as_str(),
+            "engine": engine,
+            "store": store,
+            "masterKey": master_key,
+            "bootstrapTokenSet": config.bootstrap_token.is_some(),
+            "logFormat": match config.log_format { LogFormat::Json => "json", LogFormat::Pretty => "pretty" },
+            "oidcAllowInsecure": config.oidc_allow_insecure,
+        })
+        .to_string()
+    } else {
+        format!(
+            "configuration is valid\n  listen: {}\n  public URL: {}\n  engine: {engine} ({store})\n  master key: {master_key}",
+            config.listen, config.public_url
+        )
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("{} {}: cannot listen", config::ENV_LISTEN, config.listen))?;
     let format = config.log_format;
     let token_output = config.telemetry.bootstrap_token_output.clone();
     let server = Server::build(config).await?;
@@ -191,7 +360,28 @@ async fn members(
     config: &Config,
     command: switchboard::cli::members::MembersCommand,
 ) -> anyhow::Result<()> {
-    let granted = switchboard::cli::members::run(config, command).await?;
+    use switchboard::cli::members::MembersCommand;
+    let args = match command {
+        MembersCommand::Grant(args) => args,
+        MembersCommand::List(api) => {
+            answer(
+                &switchboard::cli::admin::list_members(config, api)
+                    .await?
+                    .render(),
+            );
+            return Ok(());
+        }
+        MembersCommand::Revoke { id, roles, api } => {
+            answer(
+                &switchboard::cli::admin::revoke_member(config, id, roles, api)
+                    .await?
+                    .render(),
+            );
+            return Ok(());
+        }
+    };
+    let json = args.json;
+    let granted = switchboard::cli::members::run(config, args).await?;
     let roles: Vec<String> = granted
         .roles
         .iter()
@@ -203,24 +393,25 @@ async fn members(
         switchboard::auth::staff::GrantOutcome::Updated => "updated",
         switchboard::auth::staff::GrantOutcome::Unchanged => "unchanged",
     };
+    if json {
+        answer(
+            &serde_json::json!({ "memberId": granted.member_id, "outcome": done, "roles": roles })
+                .to_string(),
+        );
+        return Ok(());
+    }
     eprintln!(
         "member {} {done}; roles: {}",
         granted.member_id,
         roles.join(", ")
     );
-    #[expect(clippy::print_stdout, reason = "the command's answer, for scripts")]
-    {
-        println!("{}", granted.member_id);
-    }
+    answer(&granted.member_id.to_string());
     Ok(())
 }
 
 async fn probe(listen: &str) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // A wildcard bind address is reached on loopback.
-    let address = listen
-        .replace("0.0.0.0", "127.0.0.1")
-        .replace("[::]", "[::1]");
+    let address = switchboard::cli::admin::local_address(listen);
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(&address).await?;
         stream

@@ -9,6 +9,7 @@
 
 pub mod credential;
 pub mod crypto;
+pub mod key_check;
 pub mod oidc;
 pub mod refresh;
 pub mod staff;
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, MasterKey};
 use crate::engine::{Collection, Commit, Expect, Kind, Put, RecordKey};
-use crate::store::records::{ApiClient, Meta, Organization};
+use crate::store::records::{ApiClient, Member, Meta, Organization};
 use crate::store::types::{OrgId, Role};
 use crate::store::{Store, StoreError};
 use crypto::Sealer;
@@ -88,12 +89,20 @@ pub enum AuthError {
 struct AccessClaims {
     iss: String,
     aud: String,
+    /// The API client's id, or the member's (see `kind`).
     sub: Uuid,
     org: OrgId,
     iat: i64,
     exp: i64,
     jti: Uuid,
+    /// `member` for a token a staff member got with the JWT-bearer grant;
+    /// absent for an API client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
 }
+
+/// The `kind` claim of a member's access token.
+const MEMBER_TOKEN_KIND: &str = "member";
 
 /// An access token as handed to the client.
 #[derive(Debug)]
@@ -199,6 +208,25 @@ impl Auth {
             });
         }
         let claims = self.decode_access_token(token)?;
+        if claims.kind.as_deref() == Some(MEMBER_TOKEN_KIND) {
+            // The member must still exist, with its current roles: removing
+            // a member or a role takes effect on its next request.
+            let member = self
+                .inner
+                .store
+                .find::<Member>(claims.sub)
+                .await?
+                .filter(|m| m.org_id == claims.org)
+                .ok_or(AuthError::Invalid)?;
+            return Ok(Principal {
+                org: member.org_id,
+                roles: member.roles,
+                kind: PrincipalKind::Member { id: member.meta.id },
+            });
+        }
+        if claims.kind.is_some() {
+            return Err(AuthError::Invalid);
+        }
         // The client must still exist: deleting it revokes its tokens, and
         // its current roles apply, not those it had when the token was minted.
         let client = self
@@ -244,14 +272,41 @@ impl Auth {
         if !crypto::digest_matches(secret.expose_secret(), &client.secret_digest) {
             return Err(AuthError::Invalid);
         }
+        self.mint(client.meta.id, client.org_id, None, now)
+    }
+
+    /// An access token for a staff member, who proved who they are with an
+    /// ID token from the organization's staff IdP (the JWT-bearer grant):
+    /// scripts run as the person, with the member's roles at each request.
+    pub fn member_access_token(
+        &self,
+        member: &Member,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken, AuthError> {
+        self.mint(
+            member.meta.id,
+            member.org_id,
+            Some(MEMBER_TOKEN_KIND.to_owned()),
+            now,
+        )
+    }
+
+    fn mint(
+        &self,
+        sub: Uuid,
+        org: OrgId,
+        kind: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<AccessToken, AuthError> {
         let claims = AccessClaims {
             iss: self.inner.issuer.clone(),
             aud: ACCESS_TOKEN_AUDIENCE.to_owned(),
-            sub: client.meta.id,
-            org: client.org_id,
+            sub,
+            org,
             iat: now.timestamp(),
             exp: now.timestamp() + ACCESS_TOKEN_TTL.as_secs() as i64,
             jti: Uuid::new_v4(),
+            kind,
         };
         let token = jsonwebtoken::encode(
             &Header::new(JwtAlgorithm::HS256),
@@ -330,7 +385,7 @@ pub fn new_api_client(org: OrgId, meta: Meta, name: String, roles: Vec<Role>) ->
     }
 }
 
-fn setting_put(id: &str, body: Vec<u8>) -> Put {
+pub(crate) fn setting_put(id: &str, body: Vec<u8>) -> Put {
     Put {
         key: RecordKey::new(Kind::Setting, id),
         expect: Expect::Absent,
@@ -342,7 +397,7 @@ fn setting_put(id: &str, body: Vec<u8>) -> Put {
     }
 }
 
-async fn read_setting<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_setting<T: serde::de::DeserializeOwned>(
     store: &Store,
     id: &str,
 ) -> Result<Option<T>, StoreError> {

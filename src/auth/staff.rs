@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use super::oidc::{self, VerifiedIdentity};
 use super::{Auth, AuthError, Principal, PrincipalKind, crypto};
-use crate::engine::{Space, StashMode};
+use crate::engine::{Collection, Commit, Expect, Kind, Put, RecordKey, Space, StashMode};
 use crate::store::records::{Member, Meta, Organization};
 use crate::store::types::{OrgId, Role};
 use crate::store::{Store, StoreError};
@@ -53,6 +53,21 @@ const SESSION_PREFIX: &str = "sbc_";
 const LOGIN_PREFIX: &str = "sbl_";
 /// Longest display name a member gets from an ID token.
 const MAX_NAME_CHARS: usize = 200;
+
+/// The setting that marks an organization whose next new staff member is
+/// its first admin: written by first-run setup, deleted by the sign-in that
+/// uses it. Suffixed with the organization's id.
+pub const FIRST_ADMIN_SETTING: &str = "first-admin";
+
+fn first_admin_key(org: OrgId) -> RecordKey {
+    RecordKey::new(Kind::Setting, format!("{FIRST_ADMIN_SETTING}:{}", org.0))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FirstAdmin {
+    integration_id: Uuid,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StaffError {
@@ -340,6 +355,33 @@ impl Auth {
             email: verified_email,
             roles: vec![Role::Agent],
         };
+        if let Some(armed) = store.raw_get(&first_admin_key(org)).await? {
+            // The first sign-in after setup: this member is the admin, and
+            // the mark goes in the same commit, so only one person gets it.
+            member.roles = vec![Role::Admin, Role::Agent];
+            let put = store.prepare(&member, Expect::Absent).await?;
+            let commit = Commit::new()
+                .put(put)
+                .delete(first_admin_key(org), Expect::Version(armed.version));
+            match store.commit(commit).await {
+                Ok(()) => {
+                    member.meta.version = 1;
+                    tracing::info!(%org, member = %member.meta.id, "the first admin signed in");
+                    return Ok((member, true));
+                }
+                // Someone else took it (or the same person raced): sign in
+                // as anyone would.
+                Err(
+                    StoreError::Conflict(_) | StoreError::Duplicate(_) | StoreError::Stale { .. },
+                ) => {
+                    member.roles = vec![Role::Agent];
+                    if let Some(existing) = store.lookup::<Member>(&claim).await? {
+                        return Ok((existing, false));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
         match store.create(&mut member).await {
             Ok(()) => Ok((member, true)),
             // A concurrent first sign-in of the same person won.
@@ -380,6 +422,27 @@ impl Auth {
             Err(StoreError::Conflict(_) | StoreError::Duplicate(_) | StoreError::Stale { .. }) => {
                 Ok(None)
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Arms the first sign-in of `org`: the next member created by a staff
+    /// sign-in gets the admin role, once (see `http/setup`).
+    pub async fn arm_first_admin(&self, org: OrgId, integration: Uuid) -> Result<(), StoreError> {
+        let body = crate::store::encode(&FirstAdmin {
+            integration_id: integration,
+        })?;
+        let put = Put {
+            key: first_admin_key(org),
+            expect: Expect::Absent,
+            body,
+            collection: Collection::Settings,
+            order: 0,
+            refs: Vec::new(),
+            unique: Vec::new(),
+        };
+        match self.inner.store.commit(Commit::new().put(put)).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -60,6 +60,7 @@ pub async fn run(args: AgentArgs) -> Result<(), ClientError> {
         // agent holds; the terminal prints only what it had not printed.
         match terminal.session(socket, &mut input, &args.queues).await {
             Ended::Quit => return Ok(()),
+            Ended::Refused(error) => return Err(error),
             Ended::Lost => servers.lost().await,
         }
     }

@@ -68,6 +68,7 @@ pub async fn run(args: ChatArgs) -> Result<(), ClientError> {
         servers.connected();
         match visitor.session(socket, &args, &mut input).await {
             Ended::Quit => return Ok(()),
+            Ended::Refused(error) => return Err(error),
             Ended::Lost => servers.lost().await,
         }
     }
@@ -249,6 +250,11 @@ fn show(frame: &Value) -> Option<Ended> {
             "(slow down: retry after {} s)",
             at(body, "/retryAfter").as_u64().unwrap_or(1)
         )),
+        // Said once, and the client stops: every further line would only
+        // be refused the same way.
+        _ if code == 401 => {
+            return Some(Ended::Refused(ClientError::SignInRequired(text(body))));
+        }
         _ if code >= 400 => say(format!("error {code}: {}", text(body))),
         _ => {}
     }

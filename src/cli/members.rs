@@ -1,5 +1,6 @@
 //! `switchboard members grant`: names an organization's first admin (or any
-//! member's roles) before anyone can sign in, by (issuer, subject).
+//! member's roles) before anyone can sign in, by (issuer, subject). `list`
+//! and `revoke` speak the admin API (`cli::admin`).
 //!
 //! It opens the engine the service would open, with the same configuration.
 //! With the embedded engine that means the database file itself, which one
@@ -10,6 +11,7 @@ use clap::{Args, Subcommand};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
+use super::admin::{ApiArgs, parse_role};
 use crate::auth::staff::{self, GrantOutcome, MemberGrant, StaffError};
 use crate::config::Config;
 use crate::engine::{EmbeddedEngine, Engine, RedisEngine};
@@ -19,8 +21,22 @@ use crate::store::types::{OrgId, Role};
 #[derive(Debug, Subcommand)]
 pub enum MembersCommand {
     /// Creates the member (issuer, subject) if missing and adds the roles;
-    /// prints the member id.
+    /// prints the member id. Works on the engine, so it can name the first
+    /// admin before anyone can sign in.
     Grant(GrantArgs),
+    /// The organization's members (through the admin API).
+    List(ApiArgs),
+    /// Takes the named roles from a member, or without --role removes the
+    /// member, who then cannot sign in (through the admin API).
+    Revoke {
+        /// The member's id.
+        id: Uuid,
+        /// A role to take away. Repeatable; none removes the member.
+        #[arg(long = "role", value_parser = parse_role)]
+        roles: Vec<Role>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -41,15 +57,9 @@ pub struct GrantArgs {
     /// The display name (of a new member; renames an existing one).
     #[arg(long)]
     pub name: Option<String>,
-}
-
-fn parse_role(text: &str) -> Result<Role, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "admin" => Ok(Role::Admin),
-        "supervisor" => Ok(Role::Supervisor),
-        "agent" => Ok(Role::Agent),
-        _ => Err("expected admin, supervisor or agent".to_owned()),
-    }
+    /// Print `{memberId, outcome, roles}` as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +84,8 @@ pub struct Granted {
     pub roles: Vec<Role>,
 }
 
-/// Runs a `members` subcommand against the configured engine.
-pub async fn run(config: &Config, command: MembersCommand) -> Result<Granted, MembersError> {
-    let MembersCommand::Grant(args) = command;
+/// Runs `members grant` against the configured engine.
+pub async fn run(config: &Config, args: GrantArgs) -> Result<Granted, MembersError> {
     let engine = open_engine(config).await?;
     let store = Store::new(engine);
     let (member, outcome) = staff::grant_member(

@@ -7,7 +7,9 @@
 //! stdout, and reconnect when the server goes away (a node shutting down
 //! closes its sockets with 1001; the conversation continues on another).
 
+pub mod admin;
 pub mod agent;
+pub mod backup;
 pub mod chat;
 pub mod loadtest;
 pub mod members;
@@ -32,6 +34,13 @@ pub enum ClientError {
     Refused { status: u16, body: String },
     #[error("cannot connect: {0}")]
     Connect(Box<tungstenite::Error>),
+    /// The deployment wants a signed-in visitor (or the session token sent
+    /// was refused): retrying the same way cannot help.
+    #[error(
+        "the server answered 401 ({0}): this deployment lets only signed-in visitors chat; \
+         pass --jwt with a session token from its sign-in"
+    )]
+    SignInRequired(String),
 }
 
 impl From<tungstenite::Error> for ClientError {
@@ -177,6 +186,8 @@ enum Ended {
     Quit,
     /// The connection was lost or closed by the server: reconnect.
     Lost,
+    /// The server refused the session for good: stop, saying why.
+    Refused(ClientError),
 }
 
 /// Sends one JSON frame. A failure means the connection is gone.

@@ -15,6 +15,8 @@
 //! - [`cursor`]: delivery in sequence order, without gaps or duplicates.
 
 pub mod agent;
+#[cfg(test)]
+mod asyncapi;
 pub mod conn;
 pub mod cursor;
 pub mod guest;

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod body;
 mod cors;
+mod describe;
 pub mod error;
 pub mod extract;
 mod guest_token;
@@ -18,6 +19,7 @@ mod ops;
 pub use ops::metrics_router;
 mod public;
 mod push;
+mod setup;
 pub mod staff;
 mod token;
 mod web;
@@ -79,12 +81,16 @@ pub fn router() -> Router<AppState> {
         .merge(public::router())
         .merge(push::router())
         .merge(staff::router())
+        .merge(setup::router())
         .split_for_parts();
+    let mut document = serde_json::to_value(&openapi).unwrap_or_default();
+    describe::finish(&mut document);
     Router::new()
         .merge(api)
-        .merge(ops::router(Arc::new(openapi)))
+        .merge(ops::router(Arc::new(document)))
         .merge(web::router())
         .merge(history::router())
+        .merge(setup::pages())
 }
 
 /// Puts `routes` behind the layers every request passes, and answers

@@ -99,6 +99,7 @@ pub struct SessionView {
     ),
     responses(
         (status = 302, description = "to the IdP's authorize URL; sets the sb_login cookie"),
+        (status = 303, description = "to /setup: a browser on an organization without staff sign-in"),
         (status = 400, body = ErrorBody, description = "invalid_return_to, bad_request"),
         (status = 403, body = ErrorBody, description = "integration_inactive"),
         (status = 404, body = ErrorBody, description = "not_found (organization), staff_sso_not_configured"),
@@ -109,6 +110,7 @@ pub struct SessionView {
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     // Each start stores a login transaction: anonymous storage, so it is
@@ -142,7 +144,18 @@ async fn login(
                 .map_err(|_| ApiError::bad_request("org must be an organization id"))?,
         ),
     };
-    let integration = staff_integration(&state, org).await?;
+    let integration = match staff_integration(&state, org).await {
+        Ok(integration) => integration,
+        // A fresh install, in a browser: the first-run page is the way on.
+        Err(e) if e.code == "staff_sso_not_configured" && wants_html(&headers) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            response
+                .headers_mut()
+                .insert(header::LOCATION, HeaderValue::from_static("/setup"));
+            return Ok(response);
+        }
+        Err(e) => return Err(e),
+    };
     let login = NewStaffLogin::generate();
     let url = state
         .oidc
@@ -176,6 +189,15 @@ async fn login(
     );
     tracing::info!(%org, integration = %integration.meta.id, "staff sign-in started");
     Ok(response)
+}
+
+/// Whether a browser navigated here (it accepts HTML), rather than a
+/// script that wants the JSON error.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
 /// Where the IdP sends the browser back: redeems the code, signs the member
@@ -435,7 +457,10 @@ fn header_value(text: &str) -> Result<HeaderValue, ApiError> {
 }
 
 /// The organization's staff integration, or why there is none.
-async fn staff_integration(state: &AppState, org: OrgId) -> Result<OidcIntegration, ApiError> {
+pub(super) async fn staff_integration(
+    state: &AppState,
+    org: OrgId,
+) -> Result<OidcIntegration, ApiError> {
     let organization = state.store.get::<Organization>(org, org.0).await?;
     let id = organization.staff_integration_id.ok_or_else(|| {
         ApiError::new(

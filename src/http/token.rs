@@ -1,4 +1,5 @@
-//! `POST /oauth/token`: the client-credentials grant for API clients.
+//! `POST /oauth/token`: the client-credentials grant for API clients, and
+//! the JWT-bearer grant (RFC 7523) for staff members' tools.
 //!
 //! Error codes are those of RFC 6749 section 5.2 (`invalid_client`,
 //! `unsupported_grant_type`, `invalid_request`) in the project's
@@ -21,10 +22,20 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(token))
 }
 
+/// The JWT-bearer grant type of RFC 7523.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
 #[derive(Deserialize, ToSchema)]
 pub(super) struct TokenRequest {
-    /// Only `client_credentials`.
+    /// `client_credentials`, or `urn:ietf:params:oauth:grant-type:jwt-bearer`.
     grant_type: Option<String>,
+    /// The jwt-bearer grant's assertion: an ID token from the
+    /// organization's staff IdP, issued to its staff integration's client.
+    #[schema(value_type = Option<String>)]
+    assertion: Option<SecretString>,
+    /// The jwt-bearer grant's organization (its id); the default
+    /// organization when absent.
+    organization: Option<String>,
     /// Alternative to HTTP Basic (RFC 6749 2.3.1).
     client_id: Option<String>,
     #[schema(value_type = Option<String>)]
@@ -60,7 +71,7 @@ impl std::fmt::Debug for TokenResponse {
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, body = ErrorBody, description = "unsupported_grant_type or invalid_request"),
+        (status = 400, body = ErrorBody, description = "unsupported_grant_type, invalid_request, or invalid_grant (the jwt-bearer assertion is not a valid staff ID token of a member)"),
         (status = 401, body = ErrorBody, description = "invalid_client"),
     )
 )]
@@ -72,12 +83,16 @@ async fn token(
 ) -> Result<axum::Json<TokenResponse>, ApiError> {
     let Form(form) =
         form.map_err(|e| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", &e.body_text()))?;
-    if form.grant_type.as_deref() != Some("client_credentials") {
-        return Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "grant_type must be client_credentials",
-        ));
+    match form.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(JWT_BEARER) => return jwt_bearer(&state, form).await,
+        _ => {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant_type must be client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer",
+            ));
+        }
     }
     let (client_id, secret) = match basic_credentials(&headers) {
         Some(pair) => pair,
@@ -104,6 +119,87 @@ async fn token(
                 "unknown client or wrong secret",
             ),
         })?;
+    Ok(axum::Json(TokenResponse {
+        access_token: issued.token.expose_secret().to_owned(),
+        token_type: "bearer",
+        expires_in: issued.expires_in.as_secs(),
+    }))
+}
+
+/// RFC 7523: a staff member trades an ID token from the organization's
+/// staff IdP for an access token carrying the member's roles. The token
+/// must verify against the staff integration (issuer, signature, audience
+/// its client id, expiry), and its (issuer, subject) must be a member of
+/// the organization already: unlike the console's sign-in, this grant
+/// creates nobody.
+async fn jwt_bearer(
+    state: &AppState,
+    form: TokenRequest,
+) -> Result<axum::Json<TokenResponse>, ApiError> {
+    let invalid_grant =
+        |message: &str| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", message);
+    let Some(assertion) = form.assertion else {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "assertion is required: an ID token from the organization's staff IdP",
+        ));
+    };
+    let org = match form.organization.as_deref().map(str::trim) {
+        None | Some("") => state.auth.default_org(),
+        Some(text) => uuid::Uuid::parse_str(text)
+            .map(crate::store::types::OrgId)
+            .map_err(|_| {
+                oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "organization must be an organization's id",
+                )
+            })?,
+    };
+    let integration = match super::staff::staff_integration(state, org).await {
+        Ok(integration) => integration,
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            return Err(invalid_grant(
+                "the organization has no staff sign-in integration",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let identity = match state
+        .oidc
+        .verify_id_token(&integration, assertion.expose_secret(), None)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            return Err(ApiError::new(e.status(), e.code(), e.to_string()).retry_after(1));
+        }
+        Err(e) => {
+            tracing::warn!(code = e.code(), %org, integration = %integration.meta.id, "jwt-bearer grant refused");
+            return Err(invalid_grant(&format!(
+                "the assertion is not a valid ID token of the organization's staff IdP ({})",
+                e.code()
+            )));
+        }
+    };
+    let claim =
+        crate::store::records::Member::identity_claim(org, &identity.issuer, &identity.subject);
+    let Some(member) = state
+        .store
+        .lookup::<crate::store::records::Member>(&claim)
+        .await?
+    else {
+        tracing::warn!(code = "not_a_member", %org, "jwt-bearer grant refused");
+        return Err(invalid_grant(
+            "the assertion's subject is not a member of the organization",
+        ));
+    };
+    let issued = state
+        .auth
+        .member_access_token(&member, chrono::Utc::now())
+        .map_err(|_| ApiError::internal())?;
+    tracing::info!(%org, member = %member.meta.id, "member access token issued");
     Ok(axum::Json(TokenResponse {
         access_token: issued.token.expose_secret().to_owned(),
         token_type: "bearer",

@@ -7,6 +7,7 @@
 //! makes them binding.
 
 pub mod audit;
+pub mod migrations;
 mod published;
 pub mod push_devices;
 pub mod records;

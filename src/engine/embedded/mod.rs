@@ -8,6 +8,7 @@
 //! Every write is one redb write transaction, and redb runs those one at a
 //! time, so each operation is atomic by construction.
 
+mod backup;
 mod ephemeral;
 mod log;
 mod records;
@@ -68,6 +69,9 @@ impl EmbeddedEngine {
                 .unwrap_or_else(|_| dir.clone())
                 .join(tables::FILE_NAME);
             let db = ephemeral::create_database(&file, &canonical)?;
+            // The records hold sealed secrets and visitors' messages: owner
+            // only, like the master key beside them.
+            restrict(&file)?;
             let txn = db.begin_write().map_err(db_err)?;
             tables::create_all(&txn)?;
             txn.commit().map_err(db_err)?;
@@ -119,10 +123,35 @@ impl EmbeddedEngine {
         Ok(self.hub.subscribe(channel))
     }
 
+    /// Writes a consistent copy of the whole database to `dest`, a file
+    /// that must not exist yet, while the node goes on serving.
+    pub async fn backup_to(&self, dest: PathBuf) -> EngineResult<()> {
+        self.blocking(move |db| backup::copy_to(db, &dest)).await
+    }
+
+    /// The database file, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Always: there is no connection that could be down.
     pub fn bus_healthy(&self) -> bool {
         true
     }
+}
+
+/// Makes a database file readable and writable by its owner only.
+pub(crate) fn restrict(file: &Path) -> EngineResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+            EngineError::Unavailable(format!("cannot restrict {}: {e}", file.display()))
+        })?;
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -148,5 +177,18 @@ mod tests {
             .ping()
             .await
             .unwrap();
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_database_and_its_backup_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EmbeddedEngine::open(dir.path()).await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(engine.path()), 0o600);
+        let copy = dir.path().join("copy.redb");
+        engine.backup_to(copy.clone()).await.unwrap();
+        assert_eq!(mode(&copy), 0o600);
     }
 }

@@ -101,6 +101,41 @@ impl Resource for ApiClient {
     }
 }
 
+/// `POST /api/v2/oauth/clients/{id}/secret`, beside the generated routes.
+pub fn rotate_router() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(rotate_secret))
+}
+
+/// Gives the client a new secret, shown once in the answer; the old one
+/// stops working at once (tokens it minted live out their hour).
+#[utoipa::path(post, path = "/api/v2/oauth/clients/{id}/secret", tag = "credentials",
+    operation_id = "rotateApiClientSecret", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = ApiClientView),
+        (status = 401, body = crate::http::error::ErrorBody),
+        (status = 403, body = crate::http::error::ErrorBody),
+        (status = 404, body = crate::http::error::ErrorBody),
+        (status = 409, body = crate::http::error::ErrorBody, description = "changed meanwhile")))]
+async fn rotate_secret(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: crate::http::extract::Caller,
+    crate::http::extract::Id(id): crate::http::extract::Id,
+) -> Result<axum::Json<ApiClientView>, ApiError> {
+    let principal = caller.require(Role::Admin)?;
+    let existing = state.store.get::<ApiClient>(principal.org, id).await?;
+    let expected = existing.meta.version;
+    let mut meta = existing.meta.clone();
+    meta.date_modified = Utc::now();
+    let mut client = new_api_client(
+        existing.org_id,
+        meta,
+        existing.name.clone(),
+        existing.roles.clone(),
+    );
+    state.store.update(&mut client, expected).await?;
+    Ok(axum::Json(client.view(&state)))
+}
+
 crud_routes! {
     resource = ApiClient,
     input = ApiClientInput,

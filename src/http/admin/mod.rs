@@ -1,6 +1,7 @@
 //! The admin API, one module per resource.
 
 pub mod audit;
+pub mod backup;
 pub mod clients;
 pub mod configurations;
 pub mod deployments;
@@ -22,6 +23,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(erasure::router())
         .merge(clients::router())
+        .merge(clients::rotate_router())
+        .merge(backup::router())
         .merge(integrations::router())
         .merge(diagnose::router())
         .merge(configurations::router())

@@ -47,10 +47,16 @@ function signInPage(reason) {
         return;
       }
       const body = await r.json().catch(() => ({}));
-      problem.textContent =
-        body.code === 'staff_sso_not_configured'
-          ? 'Staff sign-in is not set up for this organization yet: an admin chooses its staff integration (PUT /api/v2/organizations/me, staffIntegrationId).'
-          : `Sign-in cannot start: ${body.message || `HTTP ${r.status}`}`;
+      if (body.code === 'staff_sso_not_configured') {
+        // A fresh install: the operator names the staff IdP on the
+        // one-time setup page (with the bootstrap token).
+        problem.replaceChildren(
+          'Staff sign-in is not set up for this organization yet. ',
+          h('a', { href: '/setup' }, 'Set up staff sign-in'),
+        );
+      } else {
+        problem.textContent = `Sign-in cannot start: ${body.message || `HTTP ${r.status}`}`;
+      }
       problem.hidden = false;
     } catch (e) {
       problem.textContent = `switchboard cannot be reached: ${e.message}`;
