@@ -33,6 +33,9 @@
 //!   the published configuration a deployment runs.
 //! - [`engine`]: storage and fan-out, on Redis or embedded, with one
 //!   behaviour; the only place storage keys are spelled.
+//! - [`serve`]: the accept loop (timeouts, the per-address cap, shutdown
+//!   that does not wait for idle clients), native TLS with certificate
+//!   reload, and the registry of what SIGHUP reloads.
 //! - [`config`]: the TOML file and environment variables a node starts from.
 //! - [`telemetry`]: logging setup and the Prometheus metrics registry.
 //! - [`cli`]: the terminal clients `switchboard chat` (a visitor) and
@@ -40,7 +43,8 @@
 //!
 //! [`Server::build`] turns a [`config::Config`] into a ready service;
 //! [`Server::serve`] runs it on a bound listener until a shutdown future
-//! resolves. `main` only parses arguments, sets up logging and calls these.
+//! resolves, then drains and closes. `main` only parses arguments, sets up
+//! logging, binds, wires signals and calls these.
 
 pub mod app;
 pub mod auth;
@@ -50,13 +54,13 @@ pub mod engine;
 pub mod gateway;
 pub mod http;
 pub mod routing;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
@@ -78,6 +82,8 @@ pub enum StartError {
     MasterKey { path: String, message: String },
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("TLS ({}, {}): {0}", config::serve::ENV_TLS_CERT_FILE, config::serve::ENV_TLS_KEY_FILE)]
+    Tls(#[from] serve::tls::TlsError),
 }
 
 /// A node, built and ready to serve.
@@ -85,6 +91,8 @@ pub enum StartError {
 pub struct Server {
     state: AppState,
     generated_bootstrap_token: Option<SecretString>,
+    /// Native TLS, when configured.
+    tls: Option<Arc<serve::Tls>>,
 }
 
 impl Server {
@@ -124,6 +132,21 @@ impl Server {
             ..routing::RoutingConfig::default()
         };
         let oidc = oidc.with_sealer(bootstrapped.auth.sealer().clone());
+        let tls = match &config.serve.tls {
+            Some(files) => {
+                let tls = serve::Tls::load(files.clone())?;
+                tracing::info!(cert = %files.cert.display(), fingerprint = %tls.fingerprint(), "serving native TLS");
+                Some(tls)
+            }
+            None => None,
+        };
+        let reloads = serve::Reloads::default();
+        if let Some(tls) = &tls {
+            let tls = tls.clone();
+            reloads.register("TLS certificate", move |_| {
+                tls.reload().map_err(|e| e.to_string())
+            });
+        }
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -133,10 +156,12 @@ impl Server {
             visitor_tokens,
             routing: routing::Routing::new(store_for_routing, config_routing),
             shutdown: Shutdown::new(),
+            reloads,
         };
         Ok(Self {
             state,
             generated_bootstrap_token: bootstrapped.generated_bootstrap_token,
+            tls,
         })
     }
 
@@ -150,9 +175,16 @@ impl Server {
         &self.state
     }
 
-    /// Serves on `listener` until `shutdown` resolves. Then sockets are told
-    /// to close (1001, so clients reconnect to another node), HTTP requests
-    /// in flight finish, and the routing sweeper stops.
+    /// What SIGHUP reloads; register more with [`serve::Reloads::register`].
+    pub fn reloads(&self) -> &serve::Reloads {
+        &self.state.reloads
+    }
+
+    /// Serves on `listener` until `shutdown` resolves. Then readiness turns
+    /// 503 for the drain period (load balancers take the node out while it
+    /// still serves), sockets are told to close (1001, so clients reconnect
+    /// to another node), idle and half-sent connections close at once, HTTP
+    /// requests in flight finish, and the routing sweeper stops.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -165,29 +197,32 @@ impl Server {
                 .clone()
                 .sweep_until(sockets.clone().signalled()),
         );
+        let tls_watch = self
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(tls.watch(sockets.clone().signalled())));
+        let settings = self.state.config.serve.clone();
+        let drain = settings.drain;
         let app = app::router(self.state);
         let stop = async move {
             shutdown.await;
+            sockets.begin_drain();
+            if !drain.is_zero() {
+                tracing::info!(
+                    seconds = drain.as_secs(),
+                    "draining: readiness answers 503 while the node still serves"
+                );
+                tokio::time::sleep(drain).await;
+            }
             sockets.begin();
             sockets.drained().await;
         };
-        axum::serve(
-            listener.tap_io(no_delay),
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await?;
+        serve::accept_loop(listener, app, &settings, self.tls, stop).await;
         let _ = sweeper.await;
+        if let Some(watch) = tls_watch {
+            let _ = watch.await;
+        }
         Ok(())
-    }
-}
-
-/// Frames go out as soon as they are written: without `TCP_NODELAY`, a
-/// small frame that follows another (an answer, then its event) waits for
-/// the peer's delayed ACK, some 40 ms.
-fn no_delay(stream: &mut tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
     }
 }
 
@@ -224,22 +259,4 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::serve::Listener;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_send_without_delay() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut listener = listener.tap_io(no_delay);
-        let client = tokio::net::TcpStream::connect(address).await.unwrap();
-        let (accepted, _) = listener.accept().await;
-        assert!(accepted.nodelay().unwrap());
-        drop(client);
-    }
 }

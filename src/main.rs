@@ -57,15 +57,23 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Members(command) = command {
         return members(&config, command).await;
     }
-    telemetry::init_logging(config.log_format);
+    let log_level = telemetry::init_logging(config.log_format, &config.log_level);
     match command {
         Command::Probe => probe(&config.listen).await,
         // `serve` (the terminal clients returned above).
-        _ => serve(config).await,
+        _ => serve(config, cli.config, log_level).await,
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    log_level: telemetry::LogLevel,
+) -> anyhow::Result<()> {
+    // From here on SIGHUP reloads instead of ending the process.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -83,6 +91,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             );
         }
     }
+    let reloads = server.reloads().clone();
+    reloads.register("log level", move |config| log_level.set(&config.log_level));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(hangups, reloads, config_path));
+    #[cfg(not(unix))]
+    let _ = (reloads, config_path);
     tracing::info!(address = %listener.local_addr()?, public_url = %server.state().config.public_url, "listening");
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -137,6 +151,28 @@ async fn probe(listen: &str) -> anyhow::Result<()> {
         .context("no answer in 2 s")??;
     anyhow::ensure!(head.ends_with(b" 200"), "not ready");
     Ok(())
+}
+
+/// On every SIGHUP: reads the configuration again (file and environment)
+/// and hands it to what can change while running. An invalid file changes
+/// nothing.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloads: switchboard::serve::Reloads,
+    config_path: Option<PathBuf>,
+) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        match Config::load(config_path.as_deref()) {
+            Ok(config) => {
+                reloads.reload_and_log(&config);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the configuration is not valid; nothing changed");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or ctrl-c.

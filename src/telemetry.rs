@@ -17,19 +17,75 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG` refines the default level.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info,redb=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over
+/// `level` (the `SWITCHBOARD_LOG_LEVEL` setting). The answer changes the
+/// filter of the running process (SIGHUP).
+pub fn init_logging(format: LogFormat, level: &str) -> LogLevel {
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter_for(level));
+    let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests start many servers in one process) is harmless.
     let _ = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init(),
     };
+    LogLevel {
+        handle,
+        current: Arc::new(std::sync::Mutex::new(level.to_owned())),
+    }
+}
+
+/// `RUST_LOG` when set and not empty (as with every setting, empty is
+/// unset).
+fn rust_log() -> Option<String> {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn filter_for(level: &str) -> EnvFilter {
+    rust_log()
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .or_else(|| EnvFilter::try_new(level).ok())
+        .unwrap_or_else(|| EnvFilter::new(crate::config::DEFAULT_LOG_LEVEL))
+}
+
+/// The running process's log filter, changed on SIGHUP.
+#[derive(Clone)]
+pub struct LogLevel {
+    handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    current: Arc<std::sync::Mutex<String>>,
+}
+
+impl std::fmt::Debug for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLevel").finish_non_exhaustive()
+    }
+}
+
+impl LogLevel {
+    /// Applies `level` (unless `RUST_LOG` is set, which wins). Answers what
+    /// changed, or `None` when it is the filter already in force.
+    pub fn set(&self, level: &str) -> Result<Option<String>, String> {
+        if rust_log().is_some() {
+            return Ok(None);
+        }
+        let mut current = self.current.lock().map_err(|_| "poisoned".to_owned())?;
+        if *current == level {
+            return Ok(None);
+        }
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        self.handle.reload(filter).map_err(|e| e.to_string())?;
+        let change = format!("{} -> {level}", *current);
+        *current = level.to_owned();
+        Ok(Some(change))
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -21,6 +21,7 @@ mod oidc_attacks;
 mod proxy;
 mod public_and_ops;
 mod routing_burst;
+mod serving;
 mod staff_sso;
 mod support;
 mod web_snippet;

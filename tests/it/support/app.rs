@@ -51,6 +51,11 @@ impl Setup {
             config::ENV_OIDC_ALLOW_INSECURE.to_owned(),
             "true".to_owned(),
         );
+        // Stopping a test's node need not wait for a load balancer.
+        env.insert(
+            config::serve::ENV_DRAIN_SECONDS.to_owned(),
+            "0".to_owned(),
+        );
         if kind == EngineKind::Redis {
             env.insert(config::ENV_REDIS_URL.to_owned(), redis::shared().url());
             env.insert(config::ENV_REDIS_PREFIX.to_owned(), super::unique_prefix());
