@@ -486,10 +486,10 @@ mod tests {
         // Both forms at once is a mistake; a missing file names its variable.
         for name in SECRET_SETTINGS {
             let file_name = format!("{name}_FILE");
-            let err = load(&[(name, "x"), (&file_name, token_file.to_str().unwrap())])
+            let err = load(&[(name, "x"), (file_name.as_str(), token_file.to_str().unwrap())])
                 .unwrap_err();
             assert!(err.to_string().starts_with(name), "{err}");
-            let err = load(&[(&file_name, "/nonexistent/secret")]).unwrap_err();
+            let err = load(&[(file_name.as_str(), "/nonexistent/secret")]).unwrap_err();
             assert!(err.to_string().starts_with(&file_name), "{err}");
         }
     }

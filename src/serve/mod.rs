@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -38,6 +38,12 @@ use crate::config::ServeSettings;
 /// After the listener closed, how long requests in flight may take to
 /// finish before their connections are dropped.
 const FINISH_REQUESTS: Duration = Duration::from_secs(10);
+
+/// At shutdown, how long a connection without a request in flight may
+/// take to finish writing its last answer before it is dropped. Such a
+/// connection is idle, or its client has not sent a whole request head:
+/// neither may hold the node up.
+const FLUSH: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` until `stop` resolves; then stops accepting,
 /// closes idle and half-sent connections, lets requests in flight finish
@@ -77,11 +83,14 @@ pub async fn accept_loop(
                     idle_timeout: settings.idle_timeout,
                     close: close.clone(),
                 };
-                let tls = tls.as_ref().and_then(|t| t.acceptor());
-                connections.spawn(async move {
-                    connection.run(stream, tls).await;
-                    drop(slot);
-                });
+                let tls = match &tls {
+                    Some(tls) => match tls.acceptor() {
+                        Some(acceptor) => Some(acceptor),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                connections.spawn(connection.run(stream, slot, tls));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -131,8 +140,11 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
-        let stream = Watched::new(stream);
+    /// The slot travels with the stream: a connection upgraded to a
+    /// WebSocket keeps counting against its address until the socket
+    /// closes.
+    async fn run(self, stream: TcpStream, slot: Slot, tls: Option<tokio_rustls::TlsAcceptor>) {
+        let stream = Watched::new(stream, slot);
         let activity = stream.activity.clone();
         match tls {
             None => self.serve(stream, activity).await,
@@ -154,10 +166,17 @@ impl Connection {
     {
         let app = self.app.clone();
         let peer = self.peer;
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let requests = in_flight.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request)
+            let busy = Busy::new(requests.clone());
+            let app = app.clone();
+            async move {
+                let _busy = busy;
+                app.oneshot(request).await
+            }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -176,13 +195,18 @@ impl Connection {
                     }
                     return;
                 }
-                // Shutdown: an idle connection, or one that has not sent a
-                // whole request head yet, closes now; one with a request in
-                // flight closes after its answer.
+                // Shutdown: a connection with a request in flight closes
+                // after its answer; one without (idle, or a request head
+                // not yet whole) closes now, once its last answer is out.
                 changed = self.close.wait_for(|closing| *closing), if !closing => {
                     closing = true;
                     if changed.is_ok() {
                         connection.as_mut().graceful_shutdown();
+                    }
+                }
+                () = tokio::time::sleep(FLUSH), if closing => {
+                    if in_flight.load(Ordering::SeqCst) == 0 {
+                        return;
                     }
                 }
                 () = activity.idle(self.idle_timeout) => {
@@ -191,6 +215,22 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Counts a request in flight on its connection until dropped.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -272,20 +312,22 @@ impl Activity {
     }
 }
 
-/// A stream that records its activity.
+/// A stream that records its activity, and holds its address's slot.
 struct Watched<S> {
     inner: S,
     activity: Arc<Activity>,
+    _slot: Slot,
 }
 
 impl<S> Watched<S> {
-    fn new(inner: S) -> Self {
+    fn new(inner: S, slot: Slot) -> Self {
         Self {
             inner,
             activity: Arc::new(Activity {
                 since: Instant::now(),
                 last: AtomicU64::new(0),
             }),
+            _slot: slot,
         }
     }
 }

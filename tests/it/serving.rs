@@ -46,10 +46,13 @@ async fn half_sent(app: &TestApp) -> TcpStream {
 
 /// One request on `stream`, kept alive: answers the status line.
 async fn request(stream: &mut TcpStream) -> String {
-    stream
+    if stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: switchboard\r\n\r\n")
         .await
-        .unwrap();
+        .is_err()
+    {
+        return String::new();
+    }
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     tokio::time::timeout(PATIENCE, async {
@@ -303,11 +306,12 @@ async fn served_certificate(addr: std::net::SocketAddr) -> Vec<u8> {
         .tls_info(true)
         .build()
         .unwrap();
-    let response = client
-        .get(format!("https://{addr}/healthz"))
-        .send()
-        .await
-        .unwrap();
+    // A moment between two renames may pair a new key with an old
+    // certificate; the node keeps serving the old pair then, but a client
+    // may catch the swap itself: it asks again.
+    let Ok(response) = client.get(format!("https://{addr}/healthz")).send().await else {
+        return Vec::new();
+    };
     assert_eq!(response.status(), StatusCode::OK);
     let info = response
         .extensions()
