@@ -470,7 +470,10 @@ mod tests {
         std::fs::write(&redis_file, "redis://:pw@127.0.0.1:6379\n").unwrap();
         let config = load(&[
             ("SWITCHBOARD_MASTER_KEY_FILE", key_file.to_str().unwrap()),
-            ("SWITCHBOARD_BOOTSTRAP_TOKEN_FILE", token_file.to_str().unwrap()),
+            (
+                "SWITCHBOARD_BOOTSTRAP_TOKEN_FILE",
+                token_file.to_str().unwrap(),
+            ),
             ("REDIS_URL_FILE", redis_file.to_str().unwrap()),
         ])
         .unwrap();
@@ -486,8 +489,11 @@ mod tests {
         // Both forms at once is a mistake; a missing file names its variable.
         for name in SECRET_SETTINGS {
             let file_name = format!("{name}_FILE");
-            let err = load(&[(name, "x"), (file_name.as_str(), token_file.to_str().unwrap())])
-                .unwrap_err();
+            let err = load(&[
+                (name, "x"),
+                (file_name.as_str(), token_file.to_str().unwrap()),
+            ])
+            .unwrap_err();
             assert!(err.to_string().starts_with(name), "{err}");
             let err = load(&[(file_name.as_str(), "/nonexistent/secret")]).unwrap_err();
             assert!(err.to_string().starts_with(&file_name), "{err}");

@@ -104,12 +104,8 @@ impl Cidr {
             v4 => v4,
         };
         match (self.network, address) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                prefix_match(&n.octets(), &a.octets(), self.prefix)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                prefix_match(&n.octets(), &a.octets(), self.prefix)
-            }
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_match(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_match(&n.octets(), &a.octets(), self.prefix),
             _ => false,
         }
     }
@@ -139,7 +135,9 @@ impl ServeSettings {
         let cert = env(ENV_TLS_CERT_FILE)
             .map(PathBuf::from)
             .or(file.tls_cert_file);
-        let key = env(ENV_TLS_KEY_FILE).map(PathBuf::from).or(file.tls_key_file);
+        let key = env(ENV_TLS_KEY_FILE)
+            .map(PathBuf::from)
+            .or(file.tls_key_file);
         let tls = match (cert, key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -324,7 +322,11 @@ mod tests {
         let v6 = Cidr::parse("2001:db8::/33").unwrap();
         assert!(v6.contains("2001:db8:7fff::1".parse().unwrap()));
         assert!(!v6.contains("2001:db8:8000::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("203.0.113.1".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("203.0.113.1".parse().unwrap())
+        );
         let none = load(&[(ENV_UNCAPPED_ADDRESSES, "none")]).unwrap();
         assert!(none.capped("127.0.0.1".parse().unwrap()));
         let off = load(&[(ENV_MAX_CONNECTIONS_PER_ADDRESS, "0")]).unwrap();

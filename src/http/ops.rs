@@ -37,7 +37,9 @@ async fn readyz(State(store): State<Store>, State(shutdown): State<Shutdown>) ->
     if shutdown.is_draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({ "ready": false, "engine": engine, "reason": "the node is shutting down" })),
+            axum::Json(
+                json!({ "ready": false, "engine": engine, "reason": "the node is shutting down" }),
+            ),
         )
             .into_response();
     }

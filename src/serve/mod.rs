@@ -98,7 +98,10 @@ pub async fn accept_loop(
     drop(listener);
     closing.send_replace(true);
     let finished = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(FINISH_REQUESTS, finished).await.is_err() {
+    if tokio::time::timeout(FINISH_REQUESTS, finished)
+        .await
+        .is_err()
+    {
         tracing::info!(
             connections = connections.len(),
             "closing connections whose requests did not finish in time"
@@ -414,8 +417,14 @@ mod tests {
         let first = addresses.admit(a).unwrap();
         let _second = addresses.admit(a).unwrap();
         assert!(addresses.admit(a).is_none(), "the third from one address");
-        assert!(addresses.admit(b).is_some(), "another address is counted apart");
+        assert!(
+            addresses.admit(b).is_some(),
+            "another address is counted apart"
+        );
         drop(first);
-        assert!(addresses.admit(a).is_some(), "a closed connection frees its slot");
+        assert!(
+            addresses.admit(a).is_some(),
+            "a closed connection frees its slot"
+        );
     }
 }

@@ -106,7 +106,10 @@ mod tests {
         let report = reloads.reload(&config);
         assert_eq!(report.changed, ["limits: messages 2/s -> 4/s"]);
         assert_eq!(report.unchanged, ["log level"]);
-        assert_eq!(report.failed, [("TLS certificate", "no such file".to_owned())]);
+        assert_eq!(
+            report.failed,
+            [("TLS certificate", "no such file".to_owned())]
+        );
         reloads.clone().reload(&config);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }

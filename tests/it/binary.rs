@@ -175,10 +175,16 @@ async fn sigterm_drains_then_exits_cleanly() {
 
     node.signal("TERM");
     let api = node.api();
-    api.await_status("/readyz", StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(30))
-        .await;
+    api.await_status(
+        "/readyz",
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(30),
+    )
+    .await;
     // Still serving while the load balancer takes it out.
-    let health = reqwest::get(format!("{}/healthz", node.base)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", node.base))
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let (exit, lines) = tokio::task::spawn_blocking(move || node.wait_exit())
         .await
@@ -198,10 +204,7 @@ async fn sighup_reloads_and_keeps_serving() {
     let mut env = embedded_env(data.path());
     // The setting, not RUST_LOG, decides the level (empty is unset).
     env.insert("RUST_LOG".to_owned(), String::new());
-    env.insert(
-        "SWITCHBOARD_CONFIG".to_owned(),
-        file.display().to_string(),
-    );
+    env.insert("SWITCHBOARD_CONFIG".to_owned(), file.display().to_string());
     let node = Node::start(&env).ready().await;
 
     std::fs::write(&file, "log_level = \"debug\"\n").unwrap();
@@ -210,7 +213,9 @@ async fn sighup_reloads_and_keeps_serving() {
         .await_line(Duration::from_secs(30), |l| l.contains("\"reloaded\""))
         .await;
     assert!(line.contains("log level: info -> debug"), "{line}");
-    let health = reqwest::get(format!("{}/healthz", node.base)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", node.base))
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
 
     // An invalid file changes nothing and does not stop the node.
@@ -218,7 +223,9 @@ async fn sighup_reloads_and_keeps_serving() {
     node.signal("HUP");
     node.await_line(Duration::from_secs(30), |l| l.contains("nothing changed"))
         .await;
-    let health = reqwest::get(format!("{}/healthz", node.base)).await.unwrap();
+    let health = reqwest::get(format!("{}/healthz", node.base))
+        .await
+        .unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     node.terminate();
 }

@@ -296,8 +296,7 @@ async fn committed_caddyfile_carries_a_conversation_across_two_nodes() {
     let port = crate::support::node::free_port();
     let proxy_base = format!("http://127.0.0.1:{port}");
     // Two nodes on one Redis, one public URL: the proxy's.
-    let setup = Setup::new(EngineKind::Redis)
-        .set(switchboard::config::ENV_PUBLIC_URL, &proxy_base);
+    let setup = Setup::new(EngineKind::Redis).set(switchboard::config::ENV_PUBLIC_URL, &proxy_base);
     let a = TestApp::spawn_with(setup.clone()).await;
     let b = TestApp::spawn_with(setup).await;
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +310,10 @@ async fn committed_caddyfile_carries_a_conversation_across_two_nodes() {
         format!("api.{DOMAIN}"),
         format!("webmessaging.{DOMAIN}"),
     ] {
-        let client = reqwest::Client::builder().resolve(&host, addr).build().unwrap();
+        let client = reqwest::Client::builder()
+            .resolve(&host, addr)
+            .build()
+            .unwrap();
         let config = client
             .get(format!(
                 "http://{host}:{port}/webdeployments/v1/deployments/{}/config.json",

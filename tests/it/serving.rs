@@ -78,8 +78,7 @@ async fn request(stream: &mut TcpStream) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_finishes_its_headers_is_closed() {
-    let setup =
-        Setup::new(EngineKind::Embedded).set(settings::ENV_HEADER_TIMEOUT_SECONDS, "1");
+    let setup = Setup::new(EngineKind::Embedded).set(settings::ENV_HEADER_TIMEOUT_SECONDS, "1");
     let app = TestApp::spawn_with(setup).await;
     let mut slow = half_sent(&app).await;
     let answer = closed_by_server(&mut slow).await;
@@ -113,8 +112,7 @@ async fn a_request_body_that_stops_coming_is_cut_off_when_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_half_sent_requests() {
     // Headers may take an hour: only the shutdown can close these.
-    let setup =
-        Setup::new(EngineKind::Embedded).set(settings::ENV_HEADER_TIMEOUT_SECONDS, "3600");
+    let setup = Setup::new(EngineKind::Embedded).set(settings::ENV_HEADER_TIMEOUT_SECONDS, "3600");
     let mut app = TestApp::spawn_with(setup).await;
     let mut slow = half_sent(&app).await;
     let mut idle = TcpStream::connect(app.addr).await.unwrap();
@@ -170,8 +168,10 @@ fn asset_urls(page: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn assets_are_compressed_and_cached_and_the_demo_runs_under_a_strict_policy() {
-    let setup = Setup::new(EngineKind::Embedded)
-        .set(switchboard::config::ENV_PUBLIC_URL, "https://chat.example.com");
+    let setup = Setup::new(EngineKind::Embedded).set(
+        switchboard::config::ENV_PUBLIC_URL,
+        "https://chat.example.com",
+    );
     let app = TestApp::spawn_with(setup).await;
     let http = reqwest::Client::new();
 
@@ -194,7 +194,11 @@ async fn assets_are_compressed_and_cached_and_the_demo_runs_under_a_strict_polic
         assert_eq!(response.headers()["content-encoding"], encoding, "{accept}");
         assert_eq!(response.headers()["cache-control"], "public, max-age=300");
         let body = response.bytes().await.unwrap();
-        assert!(body.len() * 2 < plain_len, "{accept}: {} of {plain_len}", body.len());
+        assert!(
+            body.len() * 2 < plain_len,
+            "{accept}: {} of {plain_len}",
+            body.len()
+        );
         if encoding == "gzip" {
             assert_eq!(&body[..2], &[0x1f, 0x8b]);
         }
@@ -246,7 +250,10 @@ async fn assets_are_compressed_and_cached_and_the_demo_runs_under_a_strict_polic
         .unwrap();
     assert_eq!(demo.status(), StatusCode::OK);
     let headers = demo.headers().clone();
-    let csp = headers["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     for directive in [
         "default-src 'none'",
         "script-src 'self' https://chat.example.com",
@@ -255,7 +262,10 @@ async fn assets_are_compressed_and_cached_and_the_demo_runs_under_a_strict_polic
     ] {
         assert!(csp.contains(directive), "{directive} in {csp}");
     }
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("nonce-"), "{csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("nonce-"),
+        "{csp}"
+    );
     assert_eq!(headers["x-frame-options"], "DENY");
     assert_eq!(headers["strict-transport-security"], "max-age=31536000");
     let body = demo.text().await.unwrap();
@@ -272,13 +282,25 @@ async fn assets_are_compressed_and_cached_and_the_demo_runs_under_a_strict_polic
 async fn no_hsts_over_plain_http() {
     let app = TestApp::spawn(EngineKind::Embedded).await;
     let response = reqwest::get(app.url("/healthz")).await.unwrap();
-    assert!(response.headers().get("strict-transport-security").is_none());
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
 }
 
 /// A self-signed certificate for 127.0.0.1 into `cert` and `key`.
 pub(crate) fn certificate(cert: &Path, key: &Path, name: &str) {
     let status = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "1", "-subj", &format!("/CN={name}")])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .arg("-keyout")

@@ -52,10 +52,7 @@ impl Setup {
             "true".to_owned(),
         );
         // Stopping a test's node need not wait for a load balancer.
-        env.insert(
-            config::serve::ENV_DRAIN_SECONDS.to_owned(),
-            "0".to_owned(),
-        );
+        env.insert(config::serve::ENV_DRAIN_SECONDS.to_owned(), "0".to_owned());
         if kind == EngineKind::Redis {
             env.insert(config::ENV_REDIS_URL.to_owned(), redis::shared().url());
             env.insert(config::ENV_REDIS_PREFIX.to_owned(), super::unique_prefix());

@@ -141,7 +141,11 @@ impl Node {
     }
 
     /// Waits until a line of output satisfies `matches`, up to `within`.
-    pub(crate) async fn await_line(&self, within: Duration, matches: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn await_line(
+        &self,
+        within: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             if let Some(line) = self.lines().into_iter().find(|l| matches(l)) {
