@@ -82,11 +82,7 @@ pub enum StartError {
     MasterKey { path: String, message: String },
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
-    #[error(
-        "TLS ({}, {}): {0}",
-        config::serve::ENV_TLS_CERT_FILE,
-        config::serve::ENV_TLS_KEY_FILE
-    )]
+    #[error("TLS (SWITCHBOARD_TLS_CERT_FILE, SWITCHBOARD_TLS_KEY_FILE): {0}")]
     Tls(#[from] serve::tls::TlsError),
 }
 
