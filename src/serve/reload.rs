@@ -110,7 +110,9 @@ mod tests {
             report.failed,
             [("TLS certificate", "no such file".to_owned())]
         );
-        reloads.clone().reload(&config);
+        let shared = reloads.clone();
+        shared.reload(&config);
+        drop(reloads);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }
