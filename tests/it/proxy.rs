@@ -253,8 +253,8 @@ async fn start_caddy(dir: &Path, port: u16, upstreams: [SocketAddr; 2]) -> (Cadd
         "reverse_proxy 127.0.0.1:8080 127.0.0.1:8081 {",
         &format!("reverse_proxy {} {} {{", upstreams[0], upstreams[1]),
     );
-    // No admin endpoint (tests run side by side), nothing kept.
-    let conf = format!("{{\n\tadmin off\n\tpersist_config off\n}}\n\n{conf}");
+    // No admin endpoint: tests run side by side.
+    let conf = format!("{{\n\tadmin off\n}}\n\n{conf}");
     let file = dir.join("Caddyfile");
     std::fs::write(&file, conf).unwrap();
     let child = Command::new("caddy")
