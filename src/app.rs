@@ -40,12 +40,19 @@ pub struct AppState {
     pub limits: Limiter,
     /// Tells sockets the node is shutting down, and counts them out.
     pub shutdown: Shutdown,
+    /// What SIGHUP reloads: each part of the node that can change while
+    /// running registers itself here.
+    pub reloads: crate::serve::Reloads,
 }
 
 /// The node's router: the HTTP surface and the gateway's sockets, behind
 /// the layers every request passes.
 pub fn router(state: AppState) -> Router {
-    let routes = crate::http::router().merge(crate::gateway::router());
+    // Compression for the HTTP answers only: a WebSocket upgrade has no
+    // body to compress.
+    let routes = crate::http::router()
+        .layer(crate::http::compression())
+        .merge(crate::gateway::router());
     crate::http::layered(routes, state)
 }
 
@@ -68,12 +75,15 @@ substate!(
     visitor_tokens: VisitorTokens,
     routing: Routing,
     limits: Limiter,
+    shutdown: Shutdown,
 );
 
 /// The node's shutdown as sockets see it: a signal to close (with 1001, so
 /// clients reconnect elsewhere) and a count of sockets still open.
 #[derive(Clone, Debug)]
 pub struct Shutdown {
+    /// Set on SIGTERM: readiness answers 503 while the node still serves.
+    draining: Arc<std::sync::atomic::AtomicBool>,
     signal: Arc<watch::Sender<bool>>,
     open: Arc<(AtomicUsize, Notify)>,
 }
@@ -87,13 +97,26 @@ impl Default for Shutdown {
 impl Shutdown {
     pub fn new() -> Self {
         Self {
+            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             signal: Arc::new(watch::channel(false).0),
             open: Arc::new((AtomicUsize::new(0), Notify::new())),
         }
     }
 
+    /// The drain before closing: readiness turns 503, so load balancers
+    /// stop sending new clients, while everything still works.
+    pub fn begin_drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the node is draining or closing.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst) || *self.signal.borrow()
+    }
+
     /// Tells every socket to close.
     pub fn begin(&self) {
+        self.begin_drain();
         self.signal.send_replace(true);
     }
 

@@ -18,6 +18,9 @@ pub use retention::{
     DEFAULT_RETENTION_DAYS, DEFAULT_SILENT_SESSION_HOURS, ENV_RETENTION_DAYS,
     ENV_SILENT_SESSION_HOURS, MAX_RETENTION_DAYS, RetentionConfig,
 };
+pub mod serve;
+
+pub use serve::ServeSettings;
 
 pub const ENV_LISTEN: &str = "SWITCHBOARD_LISTEN";
 pub const ENV_PUBLIC_URL: &str = "SWITCHBOARD_PUBLIC_URL";
@@ -27,12 +30,20 @@ pub const ENV_MASTER_KEY: &str = "SWITCHBOARD_MASTER_KEY";
 pub const ENV_DATA_DIR: &str = "SWITCHBOARD_DATA_DIR";
 pub const ENV_BOOTSTRAP_TOKEN: &str = "SWITCHBOARD_BOOTSTRAP_TOKEN";
 pub const ENV_LOG_FORMAT: &str = "SWITCHBOARD_LOG_FORMAT";
+pub const ENV_LOG_LEVEL: &str = "SWITCHBOARD_LOG_LEVEL";
 pub const ENV_OIDC_ALLOW_INSECURE: &str = "SWITCHBOARD_OIDC_ALLOW_INSECURE";
 pub const ENV_AGENT_GRACE_SECONDS: &str = "SWITCHBOARD_AGENT_GRACE_SECONDS";
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_REDIS_PREFIX: &str = "sb:";
 const DEFAULT_DATA_DIR: &str = "./switchboard-data";
+/// The log filter when neither `RUST_LOG` nor the setting names one.
+pub const DEFAULT_LOG_LEVEL: &str = "info,tower_http=info,redb=warn";
+
+/// The settings that hold secrets. Each can instead be read from a file
+/// named by the same variable with `_FILE` appended (Docker and systemd
+/// credentials, Kubernetes secrets mounted as files).
+pub const SECRET_SETTINGS: [&str; 3] = [ENV_REDIS_URL, ENV_MASTER_KEY, ENV_BOOTSTRAP_TOKEN];
 
 /// Everything a node needs to start, validated.
 #[derive(Debug, Clone)]
@@ -52,6 +63,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub bootstrap_token: Option<SecretString>,
     pub log_format: LogFormat,
+    /// A `tracing` filter (`info`, `warn,switchboard=debug`), re-read from
+    /// the config file on SIGHUP. `RUST_LOG`, when set, wins.
+    pub log_level: String,
     /// Lets http and loopback/private IdPs through. For local testing only.
     pub oidc_allow_insecure: bool,
     /// How long an agent without a live socket keeps its conversations
@@ -64,6 +78,8 @@ pub struct Config {
     /// Rates, sizes and caps, and the trusted proxies (see
     /// [`crate::limits`]).
     pub limits: crate::limits::Limits,
+    /// TLS, the shutdown drain, connection timeouts and caps.
+    pub serve: ServeSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,10 +151,16 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{name} {message}")]
     Invalid { name: &'static str, message: String },
+    #[error("{name}_FILE: cannot read {path}: {source}")]
+    SecretFile {
+        name: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl ConfigError {
-    fn invalid(name: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(name: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             name,
             message: message.into(),
@@ -158,6 +180,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     bootstrap_token: Option<String>,
     log_format: Option<String>,
+    log_level: Option<String>,
     oidc_allow_insecure: Option<bool>,
     agent_grace_seconds: Option<u64>,
     metrics_listen: Option<String>,
@@ -165,6 +188,8 @@ struct FileConfig {
     retention_days: Option<u32>,
     silent_session_hours: Option<u32>,
     limits: Option<crate::limits::LimitsFile>,
+    #[serde(default)]
+    serve: serve::ServeFile,
 }
 
 impl Config {
@@ -185,6 +210,31 @@ impl Config {
         // An empty variable counts as unset: compose files often declare
         // `REDIS_URL=` to mean "not configured".
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        // A secret from its variable or from the file its `_FILE` names.
+        let secret = |name: &'static str| -> Result<Option<String>, ConfigError> {
+            let file_name = format!("{name}_FILE");
+            match (env(name), env(&file_name)) {
+                (Some(_), Some(_)) => Err(ConfigError::invalid(
+                    name,
+                    format!("and {file_name} are both set: set one"),
+                )),
+                (Some(value), None) => Ok(Some(value)),
+                (None, Some(path)) => {
+                    let path = PathBuf::from(path);
+                    let text = std::fs::read_to_string(&path).map_err(|source| {
+                        ConfigError::SecretFile {
+                            name,
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    // Files usually end with a newline; the secret does not.
+                    let value = text.trim_end_matches(['\r', '\n']).to_owned();
+                    Ok((!value.trim().is_empty()).then_some(value))
+                }
+                (None, None) => Ok(None),
+            }
+        };
 
         let listen = env(ENV_LISTEN)
             .or(file.listen)
@@ -196,7 +246,7 @@ impl Config {
             None => parse_public_url(&format!("http://{listen}"))?,
         };
 
-        let redis_url = env(ENV_REDIS_URL).or(file.redis_url);
+        let redis_url = secret(ENV_REDIS_URL)?.or(file.redis_url);
         if let Some(url) = &redis_url {
             let parsed =
                 Url::parse(url).map_err(|_| ConfigError::invalid(ENV_REDIS_URL, "is not a URL"))?;
@@ -222,7 +272,7 @@ impl Config {
             ));
         }
 
-        let master_key = env(ENV_MASTER_KEY)
+        let master_key = secret(ENV_MASTER_KEY)?
             .or(file.master_key)
             .map(|text| MasterKey::from_base64(&text))
             .transpose()?;
@@ -239,7 +289,7 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
 
-        let bootstrap_token = env(ENV_BOOTSTRAP_TOKEN).or(file.bootstrap_token);
+        let bootstrap_token = secret(ENV_BOOTSTRAP_TOKEN)?.or(file.bootstrap_token);
         if let Some(token) = &bootstrap_token
             && token.len() < 16
         {
@@ -259,6 +309,19 @@ impl Config {
                 ));
             }
         };
+
+        let log_level = env(ENV_LOG_LEVEL)
+            .or(file.log_level)
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned());
+        if tracing_subscriber::EnvFilter::builder()
+            .parse(&log_level)
+            .is_err()
+        {
+            return Err(ConfigError::invalid(
+                ENV_LOG_LEVEL,
+                "is not a log filter (such as info, or warn,switchboard=debug)",
+            ));
+        }
 
         let oidc_allow_insecure = match env(ENV_OIDC_ALLOW_INSECURE) {
             Some(text) => parse_bool(&text).ok_or_else(|| {
@@ -300,6 +363,8 @@ impl Config {
             agent_grace: std::time::Duration::from_secs(agent_grace_seconds),
             telemetry,
             retention,
+            log_level,
+            serve: ServeSettings::load(file.serve, &env)?,
         })
     }
 }
@@ -437,6 +502,57 @@ mod tests {
             Config::load_with(Some(&path), |_| None),
             Err(ConfigError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn secrets_can_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::generate().to_base64();
+        let key_file = dir.path().join("master.key");
+        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        let token_file = dir.path().join("bootstrap");
+        std::fs::write(&token_file, "sbb_from_a_file_0123456789\n").unwrap();
+        let redis_file = dir.path().join("redis");
+        std::fs::write(&redis_file, "redis://:pw@127.0.0.1:6379\n").unwrap();
+        let config = load(&[
+            ("SWITCHBOARD_MASTER_KEY_FILE", key_file.to_str().unwrap()),
+            (
+                "SWITCHBOARD_BOOTSTRAP_TOKEN_FILE",
+                token_file.to_str().unwrap(),
+            ),
+            ("REDIS_URL_FILE", redis_file.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(config.master_key.unwrap().to_base64(), key);
+        assert_eq!(
+            config.bootstrap_token.unwrap().expose_secret(),
+            "sbb_from_a_file_0123456789"
+        );
+        assert_eq!(
+            config.redis_url.unwrap().expose_secret(),
+            "redis://:pw@127.0.0.1:6379"
+        );
+        // Both forms at once is a mistake; a missing file names its variable.
+        for name in SECRET_SETTINGS {
+            let file_name = format!("{name}_FILE");
+            let err = load(&[
+                (name, "x"),
+                (file_name.as_str(), token_file.to_str().unwrap()),
+            ])
+            .unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+            let err = load(&[(file_name.as_str(), "/nonexistent/secret")]).unwrap_err();
+            assert!(err.to_string().starts_with(&file_name), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_log_level_is_a_filter() {
+        assert_eq!(load(&[]).unwrap().log_level, DEFAULT_LOG_LEVEL);
+        let config = load(&[(ENV_LOG_LEVEL, "warn,switchboard=debug")]).unwrap();
+        assert_eq!(config.log_level, "warn,switchboard=debug");
+        let err = load(&[(ENV_LOG_LEVEL, "info,[=")]).unwrap_err();
+        assert!(err.to_string().starts_with(ENV_LOG_LEVEL), "{err}");
     }
 
     #[test]

@@ -37,6 +37,9 @@
 //!   where a tenant's own traffic is concerned), the token buckets that
 //!   enforce rates on every node alike, and the client address behind
 //!   trusted proxies.
+//! - [`serve`]: the accept loop (timeouts, the per-address cap, shutdown
+//!   that does not wait for idle clients), native TLS with certificate
+//!   reload, and the registry of what SIGHUP reloads.
 //! - [`config`]: the TOML file and environment variables a node starts from.
 //! - [`telemetry`]: the log pipeline (pretty or JSON lines, never
 //!   blocking) and the Prometheus metrics registry.
@@ -45,7 +48,8 @@
 //!
 //! [`Server::build`] turns a [`config::Config`] into a ready service;
 //! [`Server::serve`] runs it on a bound listener until a shutdown future
-//! resolves. `main` only parses arguments, sets up logging and calls these.
+//! resolves, then drains and closes. `main` only parses arguments, sets up
+//! logging, binds, wires signals and calls these.
 
 pub mod app;
 pub mod auth;
@@ -56,13 +60,13 @@ pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod routing;
+pub mod serve;
 pub mod store;
 pub mod telemetry;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 
@@ -107,6 +111,8 @@ pub enum StartError {
         address: String,
         source: std::io::Error,
     },
+    #[error("TLS (SWITCHBOARD_TLS_CERT_FILE, SWITCHBOARD_TLS_KEY_FILE): {0}")]
+    Tls(#[from] serve::tls::TlsError),
 }
 
 /// A node, built and ready to serve.
@@ -116,6 +122,8 @@ pub struct Server {
     generated_bootstrap_token: Option<SecretString>,
     /// The metrics' own listener, when they have one.
     metrics_listener: Option<TcpListener>,
+    /// Native TLS, when configured.
+    tls: Option<Arc<serve::Tls>>,
 }
 
 impl Server {
@@ -191,6 +199,21 @@ impl Server {
                 "client addresses are read from trusted proxies' forwarding header"
             );
         }
+        let tls = match &config.serve.tls {
+            Some(files) => {
+                let tls = serve::Tls::load(files.clone())?;
+                tracing::info!(cert = %files.cert.display(), fingerprint = %tls.fingerprint(), "serving native TLS");
+                Some(tls)
+            }
+            None => None,
+        };
+        let reloads = serve::Reloads::default();
+        if let Some(tls) = &tls {
+            let tls = tls.clone();
+            reloads.register("TLS certificate", move |_| {
+                tls.reload().map_err(|e| e.to_string())
+            });
+        }
         let state = AppState {
             limits: limiter.clone(),
             config: Arc::new(config),
@@ -201,11 +224,13 @@ impl Server {
             visitor_tokens,
             routing: routing::Routing::new(store_for_routing, config_routing).with_limiter(limiter),
             shutdown: Shutdown::new(),
+            reloads,
         };
         Ok(Self {
             state,
             generated_bootstrap_token: bootstrapped.generated_bootstrap_token,
             metrics_listener,
+            tls,
         })
     }
 
@@ -226,9 +251,16 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
     }
 
-    /// Serves on `listener` until `shutdown` resolves. Then sockets are told
-    /// to close (1001, so clients reconnect to another node), HTTP requests
-    /// in flight finish, and the routing sweeper stops.
+    /// What SIGHUP reloads; register more with [`serve::Reloads::register`].
+    pub fn reloads(&self) -> &serve::Reloads {
+        &self.state.reloads
+    }
+
+    /// Serves on `listener` until `shutdown` resolves. Then readiness turns
+    /// 503 for the drain period (load balancers take the node out while it
+    /// still serves), sockets are told to close (1001, so clients reconnect
+    /// to another node), idle and half-sent connections close at once, HTTP
+    /// requests in flight finish, and the routing sweeper stops.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -253,21 +285,33 @@ impl Server {
                 }
             })
         });
+        let tls_watch = self
+            .tls
+            .clone()
+            .map(|tls| tokio::spawn(tls.watch(sockets.clone().signalled())));
+        let settings = self.state.config.serve.clone();
+        let drain = settings.drain;
         let app = app::router(self.state);
         let stop = async move {
             shutdown.await;
+            sockets.begin_drain();
+            if !drain.is_zero() {
+                tracing::info!(
+                    seconds = drain.as_secs(),
+                    "draining: readiness answers 503 while the node still serves"
+                );
+                tokio::time::sleep(drain).await;
+            }
             sockets.begin();
             sockets.drained().await;
         };
-        axum::serve(
-            listener.tap_io(no_delay),
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop)
-        .await?;
+        serve::accept_loop(listener, app, &settings, self.tls, stop).await;
         let _ = sweeper.await;
         if let Some(metrics) = metrics {
             let _ = metrics.await;
+        }
+        if let Some(watch) = tls_watch {
+            let _ = watch.await;
         }
         Ok(())
     }
@@ -327,15 +371,6 @@ pub fn redis_address(url: &str) -> String {
     }
 }
 
-/// Frames go out as soon as they are written: without `TCP_NODELAY`, a
-/// small frame that follows another (an answer, then its event) waits for
-/// the peer's delayed ACK, some 40 ms.
-fn no_delay(stream: &mut tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY on an accepted connection");
-    }
-}
-
 /// The embedded engine's master key lives beside its data, created on first
 /// start with owner-only permissions. Losing it loses the sealed secrets.
 fn load_or_create_master_key(data_dir: &Path) -> Result<MasterKey, StartError> {
@@ -369,22 +404,4 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::serve::Listener;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_send_without_delay() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut listener = listener.tap_io(no_delay);
-        let client = tokio::net::TcpStream::connect(address).await.unwrap();
-        let (accepted, _) = listener.accept().await;
-        assert!(accepted.nodelay().unwrap());
-        drop(client);
-    }
 }

@@ -122,14 +122,14 @@ async fn main() -> ExitCode {
         _ => {}
     }
     let format = config.log_format;
-    let _flush_on_exit = match telemetry::init_logging(format) {
-        Ok(guard) => guard,
+    let (_flush_on_exit, log_level) = match telemetry::init_logging(format, &config.log_level) {
+        Ok(logging) => logging,
         Err(e) => return refuse(format, &e.to_string()),
     };
     let result = match command {
         Command::Probe => probe(&config.listen).await,
         // `serve` (every other command returned above).
-        _ => serve(config).await,
+        _ => serve(config, cli.config, log_level).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -289,7 +289,15 @@ fn check_config(config: &Config, json: bool) -> String {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    config_path: Option<PathBuf>,
+    log_level: telemetry::LogLevel,
+) -> anyhow::Result<()> {
+    // From here on SIGHUP reloads instead of ending the process.
+    #[cfg(unix)]
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot handle SIGHUP")?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("{} {}: cannot listen", config::ENV_LISTEN, config.listen))?;
@@ -302,6 +310,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(address) = server.metrics_address() {
         tracing::info!(%address, "metrics on their own listener");
     }
+    let reloads = server.reloads().clone();
+    reloads.register("log level", move |config| log_level.set(&config.log_level));
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(hangups, reloads, config_path));
+    #[cfg(not(unix))]
+    let _ = (reloads, config_path);
     tracing::info!(address = %listener.local_addr()?, public_url = %server.state().config.public_url, "listening");
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
@@ -449,4 +463,26 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+/// On every SIGHUP: reads the configuration again (file and environment)
+/// and hands it to what can change while running. An invalid file changes
+/// nothing.
+#[cfg(unix)]
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reloads: switchboard::serve::Reloads,
+    config_path: Option<PathBuf>,
+) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        match Config::load(config_path.as_deref()) {
+            Ok(config) => {
+                reloads.reload_and_log(&config);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the configuration is not valid; nothing changed");
+            }
+        }
+    }
 }

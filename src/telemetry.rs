@@ -29,7 +29,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-pub use logging::{LogError, LogGuard, init_logging};
+pub use logging::{LogError, LogGuard, LogLevel, init_logging};
 
 /// Latency buckets in seconds, from a cache hit to a slow IdP.
 const LATENCY_BUCKETS: [f64; 12] = [

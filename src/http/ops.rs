@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::app::{AppState, Shutdown};
 use crate::config::Config;
 use crate::http::error::ApiError;
 use crate::store::Store;
@@ -35,8 +35,17 @@ async fn healthz() -> &'static str {
 
 /// The node can serve: its engine answers. A load balancer takes a node out
 /// while this is 503.
-async fn readyz(State(store): State<Store>) -> Response {
+async fn readyz(State(store): State<Store>, State(shutdown): State<Shutdown>) -> Response {
     let engine = store.engine().name();
+    if shutdown.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(
+                json!({ "ready": false, "engine": engine, "reason": "the node is shutting down" }),
+            ),
+        )
+            .into_response();
+    }
     let bus = store.engine().bus_healthy();
     match store.ping().await {
         Ok(()) if bus => axum::Json(json!({ "ready": true, "engine": engine })).into_response(),

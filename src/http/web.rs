@@ -31,6 +31,8 @@ const CONSOLE_PAGE: &str = include_str!("../../web-snippet/console/index.html");
 const LOADER: &str = include_str!("../../web-snippet/loader.html");
 const CALLBACK_PAGE: &str = include_str!("../../web-snippet/callback.html");
 const DEMO_PAGE: &str = include_str!("../../web-snippet/demo.html");
+const DEMO_JS: &[u8] = include_bytes!("../../web-snippet/demo.js");
+const DEMO_CSS: &[u8] = include_bytes!("../../web-snippet/demo.css");
 
 /// Where the IdP sends the widget's sign-in popup back (relative to the
 /// public URL); the IdP client must list it as a redirect URI.
@@ -40,16 +42,28 @@ pub(super) const CALLBACK_PATH: &str = "/web-snippet/callback";
 static WIDGET_ETAG: LazyLock<String> = LazyLock::new(|| etag(WIDGET_JS));
 static CONSOLE_JS_ETAG: LazyLock<String> = LazyLock::new(|| etag(CONSOLE_JS));
 static CONSOLE_CSS_ETAG: LazyLock<String> = LazyLock::new(|| etag(CONSOLE_CSS));
+static DEMO_JS_ETAG: LazyLock<String> = LazyLock::new(|| etag(DEMO_JS));
+static DEMO_CSS_ETAG: LazyLock<String> = LazyLock::new(|| etag(DEMO_CSS));
 
-/// The console page names its script and stylesheet with a digest of both,
-/// so a new build is never mixed with a cached old one.
-static CONSOLE_HTML: LazyLock<String> = LazyLock::new(|| {
+/// A digest of the console's script and stylesheet, which the page puts in
+/// their URLs (`?v=`), so a new build is never mixed with a cached old one
+/// and a URL with it can be cached for good.
+static CONSOLE_VERSION: LazyLock<String> = LazyLock::new(|| {
     let mut digest = Sha256::new();
     digest.update(CONSOLE_JS);
     digest.update(CONSOLE_CSS);
     let version = hex::encode(digest.finalize());
-    CONSOLE_PAGE.replace("{{VERSION}}", version.get(..16).unwrap_or(&version))
+    version.get(..16).unwrap_or(&version).to_owned()
 });
+
+static CONSOLE_HTML: LazyLock<String> =
+    LazyLock::new(|| CONSOLE_PAGE.replace("{{VERSION}}", &CONSOLE_VERSION));
+
+/// How long caches keep a file whose URL does not change with its content
+/// (the widget: sites paste its URL), revalidating with the ETag after.
+const REVALIDATE: &str = "public, max-age=300";
+/// A file whose URL names its content's digest never changes.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// What the console page may load and do: its own script, stylesheet, API
 /// and socket, nothing inline, and no framing (clickjacking).
@@ -62,6 +76,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/web-snippet/widget.js", get(widget_js))
         .route(CALLBACK_PATH, get(callback))
         .route("/demo", get(demo))
+        .route("/demo/demo.js", get(demo_js))
+        .route("/demo/demo.css", get(demo_css))
         .route("/console", get(console_page))
         .route("/console/", get(console_page))
         .route("/console/console.js", get(console_js))
@@ -91,6 +107,7 @@ async fn widget_js(headers: HeaderMap) -> Response {
         WIDGET_JS,
         &WIDGET_ETAG,
         "text/javascript; charset=utf-8",
+        REVALIDATE,
     );
     let out = response.headers_mut();
     out.insert(
@@ -104,23 +121,54 @@ async fn widget_js(headers: HeaderMap) -> Response {
     response
 }
 
-/// The console's script and stylesheet: the page names them with a digest,
-/// but they are revalidated like the widget all the same.
-async fn console_js(headers: HeaderMap) -> Response {
+/// The console's script and stylesheet: cached for good under the URL
+/// the page names them by (with the current digest), revalidated like the
+/// widget under any other.
+async fn console_js(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     asset(
         &headers,
         CONSOLE_JS,
         &CONSOLE_JS_ETAG,
         "text/javascript; charset=utf-8",
+        console_caching(query.as_deref()),
     )
 }
 
-async fn console_css(headers: HeaderMap) -> Response {
+async fn console_css(headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     asset(
         &headers,
         CONSOLE_CSS,
         &CONSOLE_CSS_ETAG,
         "text/css; charset=utf-8",
+        console_caching(query.as_deref()),
+    )
+}
+
+fn console_caching(query: Option<&str>) -> &'static str {
+    match query.and_then(|q| param(q, "v")) {
+        Some(v) if v == *CONSOLE_VERSION => IMMUTABLE,
+        _ => REVALIDATE,
+    }
+}
+
+/// The demo page's script and stylesheet (the page has none inline).
+async fn demo_js(headers: HeaderMap) -> Response {
+    asset(
+        &headers,
+        DEMO_JS,
+        &DEMO_JS_ETAG,
+        "text/javascript; charset=utf-8",
+        REVALIDATE,
+    )
+}
+
+async fn demo_css(headers: HeaderMap) -> Response {
+    asset(
+        &headers,
+        DEMO_CSS,
+        &DEMO_CSS_ETAG,
+        "text/css; charset=utf-8",
+        REVALIDATE,
     )
 }
 
@@ -149,6 +197,7 @@ fn asset(
     body: &'static [u8],
     etag: &str,
     content_type: &'static str,
+    cache_control: &'static str,
 ) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
@@ -166,7 +215,7 @@ fn asset(
     out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     out.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=300"),
+        HeaderValue::from_static(cache_control),
     );
     if let Ok(value) = HeaderValue::from_str(etag) {
         out.insert(header::ETAG, value);
@@ -292,13 +341,35 @@ async fn demo(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
         .replace("{{DEPLOYMENT_ID}}", &id.to_string())
         .replace("{{WARNING}}", &warning)
         .replace("{{SNIPPET_TEXT}}", &escape_html(&snippet))
-        .replace("{{CONFIG_URL}}", &js_string_content(&config_url))
-        .replace("{{SNIPPET}}", &snippet);
+        .replace("{{CONFIG_URL}}", &escape_html(&config_url))
+        .replace("{{ENDPOINT}}", &escape_html(base));
     let mut response = html(status, page);
+    let out = response.headers_mut();
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&demo_csp(public_url)) {
+        out.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    out.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    out.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
     response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+}
+
+/// What the demo page may load and do: its own script and stylesheet and
+/// the widget's, from switchboard's public origin (which may differ from
+/// the address the page was opened at); the widget's calls and socket to
+/// that origin; images anywhere over https (structured messages carry
+/// them). Nothing inline, and no framing (clickjacking).
+fn demo_csp(public_url: &url::Url) -> String {
+    let origin = public_url.origin().ascii_serialization();
+    let socket = origin.replacen("http", "ws", 1);
+    format!(
+        "default-src 'none'; script-src 'self' {origin}; style-src 'self' {origin}; \
+         img-src 'self' {origin} data: https:; connect-src 'self' {origin} {socket}; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
 }
 
 fn html(status: StatusCode, body: String) -> Response {

@@ -14,8 +14,8 @@
 //! or the shutdown.
 
 use std::io::Write;
-use std::sync::LazyLock;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -68,8 +68,11 @@ pub fn filter_from(value: Option<&str>) -> Result<EnvFilter, LogError> {
 }
 
 /// Installs the global subscriber. Keep the guard until the process ends:
-/// dropping it waits (briefly) for queued lines to be written.
-pub fn init_logging(format: LogFormat) -> Result<LogGuard, LogError> {
+/// dropping it waits (briefly) for queued lines to be written. `RUST_LOG`,
+/// when set and not empty, wins over `level` (the `SWITCHBOARD_LOG_LEVEL`
+/// setting); the [`LogLevel`] answered changes the filter of the running
+/// process (SIGHUP).
+pub fn init_logging(format: LogFormat, level: &str) -> Result<(LogGuard, LogLevel), LogError> {
     let value = match std::env::var(ENV_RUST_LOG) {
         Ok(value) => Some(value),
         Err(std::env::VarError::NotPresent) => None,
@@ -77,7 +80,11 @@ pub fn init_logging(format: LogFormat) -> Result<LogGuard, LogError> {
             return Err(LogError::InvalidFilter("it is not UTF-8".to_owned()));
         }
     };
-    let filter = filter_from(value.as_deref())?;
+    let filter = match value.as_deref().map(str::trim) {
+        Some(directives) if !directives.is_empty() => filter_from(Some(directives))?,
+        _ => filter_from(Some(level))?,
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let (writer, guard) = non_blocking();
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests start many servers in one process) is harmless.
@@ -94,7 +101,51 @@ pub fn init_logging(format: LogFormat) -> Result<LogGuard, LogError> {
             )
             .try_init(),
     };
-    Ok(guard)
+    let level = LogLevel {
+        handle,
+        current: Arc::new(std::sync::Mutex::new(level.to_owned())),
+    };
+    Ok((guard, level))
+}
+
+/// `RUST_LOG` when set and not empty (as with every setting, empty is
+/// unset).
+fn rust_log() -> Option<String> {
+    std::env::var(ENV_RUST_LOG)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// The running process's log filter, changed on SIGHUP.
+#[derive(Clone)]
+pub struct LogLevel {
+    handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    current: Arc<std::sync::Mutex<String>>,
+}
+
+impl std::fmt::Debug for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogLevel").finish_non_exhaustive()
+    }
+}
+
+impl LogLevel {
+    /// Applies `level` (unless `RUST_LOG` is set, which wins). Answers what
+    /// changed, or `None` when it is the filter already in force.
+    pub fn set(&self, level: &str) -> Result<Option<String>, String> {
+        if rust_log().is_some() {
+            return Ok(None);
+        }
+        let mut current = self.current.lock().map_err(|_| "poisoned".to_owned())?;
+        if *current == level {
+            return Ok(None);
+        }
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        self.handle.reload(filter).map_err(|e| e.to_string())?;
+        let change = format!("{} -> {level}", *current);
+        *current = level.to_owned();
+        Ok(Some(change))
+    }
 }
 
 /// One JSON log line written straight to stdout, for what happens before

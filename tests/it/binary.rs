@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -144,4 +145,83 @@ fn bad_configuration_is_refused_with_its_name() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("SWITCHBOARD_MASTER_KEY"), "{stderr}");
+}
+
+/// SIGTERM: readiness turns 503 for the drain period while the node still
+/// serves, then the node closes and exits 0; a connection that never sends
+/// its headers does not hold it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_exits_cleanly() {
+    use tokio::io::AsyncWriteExt;
+    let data = tempfile::tempdir().unwrap();
+    let mut env = embedded_env(data.path());
+    env.insert("RUST_LOG".to_owned(), "info".to_owned());
+    env.insert("SWITCHBOARD_DRAIN_SECONDS".to_owned(), "5".to_owned());
+    env.insert(
+        "SWITCHBOARD_HEADER_TIMEOUT_SECONDS".to_owned(),
+        "3600".to_owned(),
+    );
+    let node = Node::start(&env).ready().await;
+    let address = node.base.trim_start_matches("http://").to_owned();
+    let mut half_sent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    half_sent
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+
+    node.signal("TERM");
+    let api = node.api();
+    api.await_status(
+        "/readyz",
+        StatusCode::SERVICE_UNAVAILABLE,
+        Duration::from_secs(30),
+    )
+    .await;
+    // Still serving while the load balancer takes it out.
+    let health = reqwest::get(format!("{}/healthz", node.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let (exit, lines) = tokio::task::spawn_blocking(move || node.wait_exit())
+        .await
+        .unwrap();
+    assert!(exit.success(), "exit status {exit:?}: {lines:?}");
+    assert!(lines.iter().any(|l| l.contains("draining")), "{lines:?}");
+    drop(half_sent);
+}
+
+/// SIGHUP reloads what can change (here the log level from the config
+/// file), says so, and the node stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_keeps_serving() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("switchboard.toml");
+    std::fs::write(&file, "log_level = \"info\"\n").unwrap();
+    let mut env = embedded_env(data.path());
+    // The setting, not RUST_LOG, decides the level (empty is unset).
+    env.insert("RUST_LOG".to_owned(), String::new());
+    env.insert("SWITCHBOARD_CONFIG".to_owned(), file.display().to_string());
+    let node = Node::start(&env).ready().await;
+
+    std::fs::write(&file, "log_level = \"debug\"\n").unwrap();
+    node.signal("HUP");
+    let line = node
+        .await_line(Duration::from_secs(30), |l| l.contains("\"reloaded\""))
+        .await;
+    assert!(line.contains("log level: info -> debug"), "{line}");
+    let health = reqwest::get(format!("{}/healthz", node.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // An invalid file changes nothing and does not stop the node.
+    std::fs::write(&file, "log_level = \"info,[=\"\n").unwrap();
+    node.signal("HUP");
+    node.await_line(Duration::from_secs(30), |l| l.contains("nothing changed"))
+        .await;
+    let health = reqwest::get(format!("{}/healthz", node.base))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    node.terminate();
 }

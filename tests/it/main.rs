@@ -27,6 +27,7 @@ mod operate;
 mod proxy;
 mod public_and_ops;
 mod routing_burst;
+mod serving;
 mod staff_sso;
 mod support;
 mod web_snippet;

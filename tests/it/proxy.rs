@@ -1,6 +1,8 @@
-//! The committed nginx config (`deployments/nginx/switchboard.conf`) in
-//! front of a node: a real nginx with TLS, the three Genesys host names
-//! resolved to it, and config.json, history and a guest socket through it.
+//! The committed proxy configurations in front of nodes: nginx
+//! (`deployments/nginx/switchboard.conf`) with TLS before one node, the
+//! three Genesys host names resolved to it, and config.json, history and a
+//! guest socket through it; Caddy (`deployments/caddy/Caddyfile`) before
+//! two nodes on Redis, a visitor on one and an agent on the other.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -219,4 +221,137 @@ async fn committed_nginx_config_serves_the_three_host_names() {
     };
     let session = assert_session(&answer);
     assert_eq!(session["connected"], true, "{answer}");
+}
+
+const CADDYFILE: &str = include_str!("../../deployments/caddy/Caddyfile");
+
+/// A `caddy run` process, stopped when dropped.
+struct Caddy(Child);
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Caddy on the committed Caddyfile, with only the site addresses
+/// (plain http on `port`, plus 127.0.0.1 for the test's own clients) and
+/// the upstreams changed, and waits for its port.
+async fn start_caddy(dir: &Path, port: u16, upstreams: [SocketAddr; 2]) -> (Caddy, SocketAddr) {
+    let sites = format!(
+        "http://webmessaging.{DOMAIN}:{port}, http://api.{DOMAIN}:{port}, \
+         http://api-cdn.{DOMAIN}:{port}, http://127.0.0.1:{port} {{"
+    );
+    let conf = substitute(
+        CADDYFILE,
+        &format!("webmessaging.{DOMAIN}, api.{DOMAIN}, api-cdn.{DOMAIN} {{"),
+        &sites,
+    );
+    let conf = substitute(
+        &conf,
+        "reverse_proxy 127.0.0.1:8080 127.0.0.1:8081 {",
+        &format!("reverse_proxy {} {} {{", upstreams[0], upstreams[1]),
+    );
+    // No admin endpoint: tests run side by side.
+    let conf = format!("{{\n\tadmin off\n}}\n\n{conf}");
+    let file = dir.join("Caddyfile");
+    std::fs::write(&file, conf).unwrap();
+    let child = Command::new("caddy")
+        .arg("run")
+        .arg("--config")
+        .arg(&file)
+        .args(["--adapter", "caddyfile"])
+        .env("HOME", dir)
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut caddy = Caddy(child);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return (caddy, addr);
+        }
+        if let Some(status) = caddy.0.try_wait().unwrap() {
+            panic!("caddy exited with {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("caddy did not listen on {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_caddyfile_carries_a_conversation_across_two_nodes() {
+    use crate::support::app::{Api, Setup};
+    use crate::support::site::SiteSpec;
+
+    if !installed("caddy") {
+        eprintln!("SKIPPED: caddy is not installed (scripts/test installs it)");
+        return;
+    }
+    let port = crate::support::node::free_port();
+    let proxy_base = format!("http://127.0.0.1:{port}");
+    // Two nodes on one Redis, one public URL: the proxy's.
+    let setup = Setup::new(EngineKind::Redis).set(switchboard::config::ENV_PUBLIC_URL, &proxy_base);
+    let a = TestApp::spawn_with(setup.clone()).await;
+    let b = TestApp::spawn_with(setup).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_caddy, addr) = start_caddy(dir.path(), port, [a.addr, b.addr]).await;
+
+    // The three host names reach the nodes (config.json on api-cdn).
+    let proxy = Api::new(proxy_base);
+    let site = proxy.site_as(&a.bootstrap, &SiteSpec::new()).await;
+    for host in [
+        format!("api-cdn.{DOMAIN}"),
+        format!("api.{DOMAIN}"),
+        format!("webmessaging.{DOMAIN}"),
+    ] {
+        let client = reqwest::Client::builder()
+            .resolve(&host, addr)
+            .build()
+            .unwrap();
+        let config = client
+            .get(format!(
+                "http://{host}:{port}/webdeployments/v1/deployments/{}/config.json",
+                site.deployment
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(config.status(), StatusCode::OK, "{host}");
+    }
+
+    // The agent's socket lands on one node...
+    let (_, agent_token) = proxy.client(&a.bootstrap, "Grace", &["agent"]).await;
+    let (mut agent, _) = proxy.agent(&agent_token).await;
+    agent.available().await;
+    let sockets = |app: &TestApp| app.state().shutdown.open_sockets();
+    let agent_on_a = sockets(&a) == 1;
+    assert_eq!(sockets(&a) + sockets(&b), 1);
+    let other = if agent_on_a { &b } else { &a };
+
+    // ...and the visitor's, through the same proxy, on the other (the
+    // proxy balances; a visitor that lands beside the agent tries again).
+    let mut visitor = None;
+    for _ in 0..20 {
+        let mut guest = proxy.guest(&site.deployment, &new_token()).await;
+        assert_session(&guest.configure().await);
+        if sockets(other) == 1 {
+            visitor = Some(guest);
+            break;
+        }
+        drop(guest);
+    }
+    let mut visitor = visitor.expect("the proxy never sent a visitor to the other node");
+
+    visitor.deliver("hello through the proxy", "p1").await;
+    let conversation = agent.accept_first_offer().await;
+    agent.find_text("hello through the proxy").await;
+    agent.say(&conversation, "hello from the other node").await;
+    let reply = visitor.until_text("hello from the other node").await;
+    assert_eq!(reply["body"]["direction"], "Outbound");
 }

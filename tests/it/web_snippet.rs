@@ -222,10 +222,20 @@ async fn the_demo_page_hosts_the_snippet_and_says_what_is_wrong() {
     .await
     .unwrap();
     assert!(!page.contains("class=\"problem\" role=\"alert\""), "{page}");
-    assert!(page.contains(here["snippet"].as_str().unwrap()), "{page}");
+    // The snippet is shown, and run from the page's script (no inline
+    // script), which checks config.json and reports an unreachable one.
+    let id = here["id"].as_str().unwrap();
+    assert!(page.contains("Switchboard"), "{page}");
     assert!(
-        page.contains("config.json") && page.contains("cannot be read"),
+        page.contains(&format!("data-deployment-id=\"{id}\""))
+            && page.contains(&format!("data-endpoint=\"{}\"", app.base))
+            && page.contains("config.json"),
         "{page}"
+    );
+    let script = get(&app, "/demo/demo.js").await.text().await.unwrap();
+    assert!(
+        script.contains("cannot be read") && script.contains("/web-snippet/widget.js"),
+        "{script}"
     );
 }
 

@@ -51,8 +51,19 @@ export class UI {
     this.host = h('div', { 'data-switchboard': '' });
     const root = this.host.attachShadow({ mode: 'open' });
     this.shadow = root;
-    const style = h('style');
-    style.textContent = STYLES;
+    // A constructed stylesheet where the browser has them: a page whose
+    // Content-Security-Policy allows no inline style (switchboard's own
+    // demo page) still styles the widget. A <style> element otherwise.
+    let style = null;
+    if (root.adoptedStyleSheets !== undefined && typeof CSSStyleSheet === 'function'
+      && typeof CSSStyleSheet.prototype.replaceSync === 'function') {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLES);
+      root.adoptedStyleSheets = [sheet];
+    } else {
+      style = h('style');
+      style.textContent = STYLES;
+    }
 
     this.badge = h('span', { class: 'badge', 'aria-hidden': 'true', hidden: true });
     this.launcher = h('button', {
@@ -148,7 +159,7 @@ export class UI {
       this.readOnly,
       this.form,
     );
-    root.append(style, h('div', { class: 'root' }, this.panel, this.launcher));
+    root.append(...(style ? [style] : []), h('div', { class: 'root' }, this.panel, this.launcher));
   }
 
   mount(colors) {

@@ -68,6 +68,8 @@ impl Setup {
             limits::ENV_QUEUED_PER_ADDRESS.to_owned(),
             "10000".to_owned(),
         );
+        // Stopping a test's node need not wait for a load balancer.
+        env.insert(config::serve::ENV_DRAIN_SECONDS.to_owned(), "0".to_owned());
         if kind == EngineKind::Redis {
             env.insert(config::ENV_REDIS_URL.to_owned(), redis::shared().url());
             env.insert(config::ENV_REDIS_PREFIX.to_owned(), super::unique_prefix());

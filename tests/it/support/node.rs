@@ -48,6 +48,8 @@ impl Node {
             .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}"))
             .env("SWITCHBOARD_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // Stopping a test's node need not wait for a load balancer.
+            .env("SWITCHBOARD_DRAIN_SECONDS", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -144,6 +146,47 @@ impl Node {
         self.terminate();
         let lines = |stream: Arc<Mutex<Vec<String>>>| stream.lock().unwrap().clone();
         (lines(stdout), lines(stderr))
+    }
+
+    /// Sends `signal` (`TERM`, `HUP`) and returns at once.
+    pub(crate) fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the node was stopped");
+        let status = Command::new("kill")
+            .args(["-s", signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the process exits (after a signal sent with
+    /// [`Node::signal`]) and answers its exit status and output.
+    pub(crate) fn wait_exit(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let mut child = self.child.take().expect("the node was stopped");
+        let exit = child.wait().unwrap();
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        (exit, self.lines())
+    }
+
+    /// Waits until a line of output satisfies `matches`, up to `within`.
+    pub(crate) async fn await_line(
+        &self,
+        within: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| matches(l)) {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no such line in the output: {:?}",
+                self.lines()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// SIGTERM, then waits for a clean exit and answers the output.
