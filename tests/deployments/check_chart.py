@@ -27,7 +27,7 @@ def main(folder: Path) -> None:
         if not ok:
             failures.append(f"{form}: {rule}")
 
-    for form in ("single", "sentinel", "cluster", "embedded"):
+    for form in ("single", "embedded"):
         kinds = objects(folder, form)
         deployment = kinds["Deployment"]
         pod = deployment["spec"]["template"]["spec"]
@@ -40,7 +40,7 @@ def main(folder: Path) -> None:
         check(form, pod["securityContext"]["runAsNonRoot"] is True, "runs as non-root")
         check(form, "Service" in kinds, "has a Service")
         embedded = form == "embedded"
-        check(form, ("HorizontalPodAutoscaler" in kinds) == (not embedded and form != "cluster"), "autoscaler as configured")
+        check(form, ("HorizontalPodAutoscaler" in kinds) == (not embedded), "autoscaler as configured")
         check(form, ("PodDisruptionBudget" in kinds) != embedded, "disruption budget only when nodes scale out")
         if embedded:
             check(form, deployment["spec"]["replicas"] == 1, "embedded engine runs exactly one node")
@@ -53,14 +53,6 @@ def main(folder: Path) -> None:
     ingress = objects(folder, "single")["Ingress"]
     check("single", ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600", "WebSocket read timeout on the Ingress")
     check("single", ingress["spec"]["tls"][0]["secretName"] == "chat-tls", "Ingress TLS")
-    sentinel = env(objects(folder, "sentinel")["Deployment"])
-    check("sentinel", "SWITCHBOARD_REDIS_SENTINELS" in sentinel and "SWITCHBOARD_REDIS_SENTINEL_MASTER" in sentinel, "sentinel settings")
-    check("sentinel", sentinel.get("SWITCHBOARD_REDIS_WAIT_REPLICAS", {}).get("value") == "1", "wait for one replica")
-    check("sentinel", "Secret" not in objects(folder, "sentinel"), "existing Secret used, none created")
-    cluster = objects(folder, "cluster")
-    check("cluster", "SWITCHBOARD_REDIS_CLUSTER_NODES" in env(cluster["Deployment"]), "cluster seed nodes")
-    check("cluster", cluster["Deployment"]["spec"]["replicas"] == 3, "fixed replicas without the autoscaler")
-
     if failures:
         print("\n".join(failures))
         sys.exit(1)
