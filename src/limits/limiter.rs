@@ -198,12 +198,18 @@ impl Limiter {
     /// empty. When storage cannot count, lets the event through: a limit is
     /// a guard, not a gate, and whatever the event does next fails on its
     /// own if storage is gone.
+    ///
+    /// A bucket is kept per rate: when an operator changes a rate, the
+    /// counting starts afresh at the new one, instead of a client staying
+    /// refused for as long as the old (slower) rate's debt says.
     pub async fn admit(&self, key: Key, rate: Rate) -> Result<(), Refused> {
+        let bucket = rate.bucket();
+        let id = format!("{}:{}x{}", key.id(), bucket.interval_micros, bucket.burst);
         match self
             .inner
             .store
             .engine()
-            .throttle(Space::RateLimit, &key.id(), rate.bucket())
+            .throttle(Space::RateLimit, &id, bucket)
             .await
         {
             Ok(Admission::Allowed) => Ok(()),

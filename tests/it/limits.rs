@@ -443,7 +443,7 @@ on_both_engines!(staff_sign_in_starts_are_rate_limited);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn organization_limits_are_validated_and_take_effect() {
-    let app = TestApp::spawn(EngineKind::Embedded).await;
+    let app = TestApp::spawn_with(Setup::new(EngineKind::Embedded).shipped_limits()).await;
     let site = app.guest_site().await;
     let admin = &site.admin;
     let org = app.get("/api/v2/organizations/me", admin).await;

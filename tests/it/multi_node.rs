@@ -18,7 +18,10 @@ use crate::support::site::SiteSpec;
 use crate::support::ws::WAIT;
 
 pub(crate) fn cluster_env(redis: &RedisServer) -> HashMap<String, String> {
-    HashMap::from([
+    let lifted = crate::support::app::lifted_limits()
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()));
+    let mut env = HashMap::from([
         ("REDIS_URL".to_owned(), redis.url()),
         (
             "SWITCHBOARD_REDIS_PREFIX".to_owned(),
@@ -42,7 +45,9 @@ pub(crate) fn cluster_env(redis: &RedisServer) -> HashMap<String, String> {
             "SWITCHBOARD_PUBLIC_URL".to_owned(),
             "http://switchboard.test".to_owned(),
         ),
-    ])
+    ]);
+    env.extend(lifted);
+    env
 }
 
 /// A guest site (no sign-in) made through the bootstrap token, and the

@@ -30,6 +30,21 @@ pub(crate) const PER_ADDRESS_LIMITS: [&str; 2] = [
     limits::ENV_CONVERSATIONS_PER_ADDRESS,
 ];
 
+/// Limits every test node runs with unless a test asks for the shipped
+/// ones: all of a test's visitors come from 127.0.0.1 and its agents answer
+/// as fast as the machine lets them, which the defaults would (rightly)
+/// take for abuse. The tests of those limits set or restore them.
+pub(crate) fn lifted_limits() -> Vec<(&'static str, &'static str)> {
+    let mut lifted: Vec<(&str, &str)> = PER_ADDRESS_LIMITS
+        .iter()
+        .map(|name| (*name, "1000000/s"))
+        .collect();
+    lifted.push((limits::ENV_QUEUED_PER_ADDRESS, "10000"));
+    lifted.push((limits::ENV_AGENT_MESSAGES, "1000000/s"));
+    lifted.push((limits::ENV_ORG_AGENT_MESSAGES, "1000000/s"));
+    lifted
+}
+
 /// Settings that survive a restart: the same data, keys and prefix.
 #[derive(Clone, Debug)]
 pub(crate) struct Setup {
@@ -61,13 +76,9 @@ impl Setup {
         // Every test's visitors come from 127.0.0.1: the limits per client
         // address would otherwise turn one test's many sessions into an
         // abuse. The tests of those limits unset these.
-        for name in PER_ADDRESS_LIMITS {
-            env.insert(name.to_owned(), "1000000/s".to_owned());
+        for (name, value) in lifted_limits() {
+            env.insert(name.to_owned(), value.to_owned());
         }
-        env.insert(
-            limits::ENV_QUEUED_PER_ADDRESS.to_owned(),
-            "10000".to_owned(),
-        );
         // Stopping a test's node need not wait for a load balancer.
         env.insert(config::serve::ENV_DRAIN_SECONDS.to_owned(), "0".to_owned());
         if kind == EngineKind::Redis {
@@ -89,6 +100,14 @@ impl Setup {
 
     /// With the limits per client address at their defaults (see
     /// [`Setup::new`]).
+    /// Every limit as shipped (see [`lifted_limits`]).
+    pub(crate) fn shipped_limits(mut self) -> Self {
+        for (name, _) in lifted_limits() {
+            self.env.remove(name);
+        }
+        self
+    }
+
     pub(crate) fn address_limits(mut self) -> Self {
         for name in PER_ADDRESS_LIMITS {
             self.env.remove(name);
