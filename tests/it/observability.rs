@@ -195,6 +195,10 @@ async fn metrics_logs_dashboard_and_alerts_an_operator_relies_on() {
     let conversation = agent.accept_first_offer().await;
     agent.say(&conversation, "hi there").await;
     visitor.until_text("hi there").await;
+    // A message the agent receives live (not in a snapshot) is counted as
+    // delivered to it once its frame is sent: wait for it before leaving.
+    visitor.deliver("thanks", "m2").await;
+    agent.find_text("thanks").await;
     drop(visitor);
     drop(agent);
 
@@ -260,7 +264,7 @@ async fn metrics_logs_dashboard_and_alerts_an_operator_relies_on() {
         "process_start_time_seconds ",
         r#"switchboard_engine_operation_duration_seconds_count{engine="embedded",op="append"}"#,
         r#"switchboard_token_exchanges_total{endpoint="exchange",outcome="deployment_not_found"} 1"#,
-        r#"switchboard_messages_accepted_total{side="guest"} 1"#,
+        r#"switchboard_messages_accepted_total{side="guest"} 2"#,
         r#"switchboard_messages_accepted_total{side="agent"} 1"#,
         r#"switchboard_messages_delivered_total{side="guest"}"#,
         r#"switchboard_messages_delivered_total{side="agent"}"#,
