@@ -12,7 +12,10 @@ use serde::Deserialize;
 use url::Url;
 
 mod telemetry;
-pub use telemetry::{ENV_BOOTSTRAP_TOKEN_OUTPUT, ENV_METRICS_LISTEN, TelemetryConfig};
+pub use telemetry::{
+    ENV_BOOTSTRAP_TOKEN_OUTPUT, ENV_METRICS_LISTEN, ENV_OTLP_ENDPOINT, OtlpProtocol,
+    TelemetryConfig, TraceConfig,
+};
 mod retention;
 pub use retention::{
     DEFAULT_RETENTION_DAYS, DEFAULT_SILENT_SESSION_HOURS, ENV_RETENTION_DAYS,
@@ -185,6 +188,9 @@ struct FileConfig {
     agent_grace_seconds: Option<u64>,
     metrics_listen: Option<String>,
     bootstrap_token_output: Option<PathBuf>,
+    otlp_endpoint: Option<String>,
+    otlp_protocol: Option<String>,
+    trace_sample_ratio: Option<f64>,
     retention_days: Option<u32>,
     silent_session_hours: Option<u32>,
     limits: Option<crate::limits::LimitsFile>,
@@ -343,8 +349,16 @@ impl Config {
             ));
         }
 
-        let telemetry =
-            TelemetryConfig::load(env, file.metrics_listen, file.bootstrap_token_output)?;
+        let telemetry = TelemetryConfig::load(
+            env,
+            file.metrics_listen,
+            file.bootstrap_token_output,
+            telemetry::TraceFile {
+                otlp_endpoint: file.otlp_endpoint,
+                otlp_protocol: file.otlp_protocol,
+                trace_sample_ratio: file.trace_sample_ratio,
+            },
+        )?;
         let retention =
             RetentionConfig::load(&env, file.retention_days, file.silent_session_hours)?;
         let limits = crate::limits::Limits::load(file.limits.unwrap_or_default(), env)?;

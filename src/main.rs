@@ -122,15 +122,22 @@ async fn main() -> ExitCode {
         _ => {}
     }
     let format = config.log_format;
-    let (_flush_on_exit, log_level) = match telemetry::init_logging(format, &config.log_level) {
-        Ok(logging) => logging,
-        Err(e) => return refuse(format, &e.to_string()),
+    // Only `serve` exports traces: a probe is not worth a span.
+    let traces = match command {
+        Command::Probe => None,
+        _ => config.telemetry.traces.clone(),
     };
+    let (mut flush_on_exit, log_level) =
+        match telemetry::init_logging(format, &config.log_level, traces.as_ref()) {
+            Ok(logging) => logging,
+            Err(e) => return refuse(format, &e.to_string()),
+        };
     let result = match command {
         Command::Probe => probe(&config.listen).await,
         // `serve` (every other command returned above).
         _ => serve(config, cli.config, log_level).await,
     };
+    flush_on_exit.finish().await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -16,6 +16,7 @@
 pub mod exposition;
 pub mod logging;
 mod process;
+pub mod traces;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;

@@ -206,10 +206,27 @@ async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let span = tracing::info_span!("http", request_id = %request_id, method, route = %route);
+    let span = tracing::info_span!(
+        "http",
+        request_id = %request_id,
+        method,
+        route = %route,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    telemetry::traces::adopt_request(&span, || format!("{method} {route}"), request.headers());
     async move {
         let response = next.run(request).await;
         let status = response.status().as_u16();
+        if telemetry::traces::exporting() {
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         if let Some(cause) = response.extensions().get::<error::Cause>() {
             cause.log(status);
         }

@@ -23,14 +23,15 @@ use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::config::LogFormat;
+use super::traces::{TraceError, Traces};
+use crate::config::{LogFormat, TraceConfig};
 
 /// The variable that refines the log level.
 pub const ENV_RUST_LOG: &str = "RUST_LOG";
@@ -50,6 +51,8 @@ pub(crate) fn dropped_lines() -> Counter {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    #[error(transparent)]
+    Traces(#[from] TraceError),
     #[error(
         "RUST_LOG is not a valid log filter ({0}); use a level such as info, or directives such as info,switchboard=debug"
     )]
@@ -68,11 +71,17 @@ pub fn filter_from(value: Option<&str>) -> Result<EnvFilter, LogError> {
 }
 
 /// Installs the global subscriber. Keep the guard until the process ends:
-/// dropping it waits (briefly) for queued lines to be written. `RUST_LOG`,
-/// when set and not empty, wins over `level` (the `SWITCHBOARD_LOG_LEVEL`
-/// setting); the [`LogLevel`] answered changes the filter of the running
-/// process (SIGHUP).
-pub fn init_logging(format: LogFormat, level: &str) -> Result<(LogGuard, LogLevel), LogError> {
+/// dropping it waits (briefly) for queued lines to be written, and
+/// [`LogGuard::finish`] also sends the last spans. `RUST_LOG`, when set and
+/// not empty, wins over `level` (the `SWITCHBOARD_LOG_LEVEL` setting); the
+/// [`LogLevel`] answered changes the filter of the running process
+/// (SIGHUP). With `traces`, spans also go to an OTLP collector, filtered on
+/// their own: the log level does not decide what is traced.
+pub fn init_logging(
+    format: LogFormat,
+    level: &str,
+    traces: Option<&TraceConfig>,
+) -> Result<(LogGuard, LogLevel), LogError> {
     let value = match std::env::var(ENV_RUST_LOG) {
         Ok(value) => Some(value),
         Err(std::env::VarError::NotPresent) => None,
@@ -85,22 +94,34 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(LogGuard, LogLeve
         _ => filter_from(Some(level))?,
     };
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let (writer, guard) = non_blocking();
-    let registry = tracing_subscriber::registry().with(filter);
-    // A second init (tests start many servers in one process) is harmless.
-    let _ = match format {
-        LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(writer))
-            .try_init(),
-        LogFormat::Json => registry
-            .with(SpanFieldsLayer)
-            .with(
+    let (writer, mut guard) = non_blocking();
+    let logs: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Json => SpanFieldsLayer
+            .and_then(
                 tracing_subscriber::fmt::layer()
                     .event_format(JsonLines)
                     .with_writer(writer),
             )
-            .try_init(),
+            .with_filter(filter)
+            .boxed(),
     };
+    let spans = match traces {
+        Some(config) => {
+            let (layer, traces) = super::traces::layer(config)?;
+            guard.traces = Some(traces);
+            Some(layer)
+        }
+        None => None,
+    };
+    // A second init (tests start many servers in one process) is harmless.
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(spans)
+        .try_init();
     let level = LogLevel {
         handle,
         current: Arc::new(std::sync::Mutex::new(level.to_owned())),
@@ -119,7 +140,7 @@ fn rust_log() -> Option<String> {
 /// The running process's log filter, changed on SIGHUP.
 #[derive(Clone)]
 pub struct LogLevel {
-    handle: tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    handle: tracing_subscriber::reload::Handle<EnvFilter, Registry>,
     current: Arc<std::sync::Mutex<String>>,
 }
 
@@ -183,6 +204,17 @@ struct NonBlocking {
 #[derive(Debug)]
 pub struct LogGuard {
     queue: SyncSender<Out>,
+    traces: Option<Traces>,
+}
+
+impl LogGuard {
+    /// Sends the spans still queued, if traces are on; call it before the
+    /// runtime ends.
+    pub async fn finish(&mut self) {
+        if let Some(traces) = self.traces.take() {
+            traces.shutdown().await;
+        }
+    }
 }
 
 fn non_blocking() -> (NonBlocking, LogGuard) {
@@ -214,7 +246,10 @@ fn non_blocking() -> (NonBlocking, LogGuard) {
         NonBlocking {
             queue: queue.clone(),
         },
-        LogGuard { queue },
+        LogGuard {
+            queue,
+            traces: None,
+        },
     )
 }
 
@@ -279,7 +314,7 @@ struct SpanFields(Map<String, Value>);
 
 struct SpanFieldsLayer;
 
-impl<S> tracing_subscriber::Layer<S> for SpanFieldsLayer
+impl<S> Layer<S> for SpanFieldsLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -329,7 +364,9 @@ where
             Some(Value::String(target)) => target,
             _ => event.metadata().target().to_owned(),
         };
-        map.retain(|k, _| !k.starts_with("log."));
+        // `log.*` came from the `log` bridge; `otel.*` names spans for the
+        // trace collector.
+        map.retain(|k, _| !k.starts_with("log.") && !k.starts_with("otel."));
         map.insert("timestamp".to_owned(), Value::from(timestamp()));
         map.insert(
             "level".to_owned(),

@@ -30,4 +30,5 @@ mod routing_burst;
 mod serving;
 mod staff_sso;
 mod support;
+mod traces;
 mod web_snippet;

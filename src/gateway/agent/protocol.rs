@@ -82,6 +82,24 @@ pub enum Request {
     Ping,
 }
 
+impl Request {
+    /// The request's `type`, as the client spelled it: the name of its span.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::SetPresence { .. } => "setPresence",
+            Request::Accept { .. } => "accept",
+            Request::Decline { .. } => "decline",
+            Request::Send { .. } => "send",
+            Request::Typing { .. } => "typing",
+            Request::Transfer { .. } => "transfer",
+            Request::End { .. } => "end",
+            Request::History { .. } => "history",
+            Request::Directory => "directory",
+            Request::Ping => "ping",
+        }
+    }
+}
+
 /// What an agent may set itself to; offline is what the server decides when
 /// every socket is gone.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

@@ -37,6 +37,7 @@ use crate::routing::model::{
 };
 use crate::store::StoreError;
 use crate::telemetry::Metrics;
+use crate::telemetry::traces::MESSAGE_TARGET;
 
 /// How much history a snapshot carries for a conversation the socket has
 /// not shown yet; older events are one `history` request away.
@@ -282,10 +283,19 @@ impl Agent {
 
     async fn on_text(&mut self, text: &str) {
         let frame = match super::requests::parse(text) {
-            Ok((request_id, request)) => match self.handle(request).await {
-                Ok(result) => ServerFrame::ok(request_id, result),
-                Err(error) => ServerFrame::error(request_id, error),
-            },
+            Ok((request_id, request)) => {
+                let kind = request.kind();
+                let span = tracing::debug_span!(
+                    target: MESSAGE_TARGET,
+                    "agent message",
+                    otel.name = %format_args!("agent {kind}"),
+                    kind,
+                );
+                match self.handle(request).instrument(span).await {
+                    Ok(result) => ServerFrame::ok(request_id, result),
+                    Err(error) => ServerFrame::error(request_id, error),
+                }
+            }
             Err((request_id, error)) => ServerFrame::error(request_id, error),
         };
         self.out.push(frame);

@@ -24,6 +24,7 @@ use axum::extract::ws::{Message, WebSocket};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use self::binding::Activity;
@@ -37,6 +38,7 @@ use crate::routing::model::Participant;
 use crate::routing::visitor::{VisitorError, VisitorSocket};
 use crate::store::Admitted;
 use crate::store::records::{ConfigurationContent, Deployment};
+use crate::telemetry::traces::MESSAGE_TARGET;
 use secrecy::ExposeSecret;
 
 /// Audience of the `getJwt` token, which only the history endpoint takes.
@@ -371,25 +373,35 @@ impl Conn {
             .map(ExposeSecret::expose_secret)
             .unwrap_or_default();
         let action = parsed.request.action();
-        let result = match parsed.request {
-            Request::ConfigureSession(configure) => {
-                self.configure_session(token, configure, tracing_id).await
+        let span = tracing::debug_span!(
+            target: MESSAGE_TARGET,
+            "guest message",
+            otel.name = %format_args!("guest {action}"),
+            action,
+        );
+        let result = async {
+            match parsed.request {
+                Request::ConfigureSession(configure) => {
+                    self.configure_session(token, configure, tracing_id).await
+                }
+                Request::ConfigureAuthenticatedSession { configure, code } => {
+                    self.configure_authenticated(token, configure, code.expose_secret(), tracing_id)
+                        .await
+                }
+                Request::OnMessage(message) => self.on_message(token, *message, tracing_id).await,
+                Request::Echo { text, metadata } => self.echo(text, metadata, tracing_id).await,
+                Request::GetJwt => self.get_jwt(token, tracing_id).await,
+                Request::GetConfiguration { deployment_id } => {
+                    self.get_configuration(deployment_id.as_deref(), tracing_id)
+                        .await
+                }
+                Request::CloseSession { close_all } => {
+                    self.close_session(token, close_all, tracing_id).await
+                }
             }
-            Request::ConfigureAuthenticatedSession { configure, code } => {
-                self.configure_authenticated(token, configure, code.expose_secret(), tracing_id)
-                    .await
-            }
-            Request::OnMessage(message) => self.on_message(token, *message, tracing_id).await,
-            Request::Echo { text, metadata } => self.echo(text, metadata, tracing_id).await,
-            Request::GetJwt => self.get_jwt(token, tracing_id).await,
-            Request::GetConfiguration { deployment_id } => {
-                self.get_configuration(deployment_id.as_deref(), tracing_id)
-                    .await
-            }
-            Request::CloseSession { close_all } => {
-                self.close_session(token, close_all, tracing_id).await
-            }
-        };
+        }
+        .instrument(span)
+        .await;
         match result {
             Ok(flow) => flow,
             Err(Fail::Gone) => Flow::Gone,
