@@ -38,6 +38,8 @@ pub struct AppState {
     pub routing: Routing,
     /// Rates, sizes and caps in force, and the buckets behind rates.
     pub limits: Limiter,
+    /// Notifications to apps whose visitor is away.
+    pub push: crate::push::Pusher,
     /// Tells sockets the node is shutting down, and counts them out.
     pub shutdown: Shutdown,
     /// What SIGHUP reloads: each part of the node that can change while

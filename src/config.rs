@@ -16,7 +16,9 @@ pub use telemetry::{
     ENV_BOOTSTRAP_TOKEN_OUTPUT, ENV_METRICS_LISTEN, ENV_OTLP_ENDPOINT, OtlpProtocol,
     TelemetryConfig, TraceConfig,
 };
+mod push;
 mod retention;
+pub use push::{ApnsConfig, FcmConfig, PushConfig};
 pub use retention::{
     DEFAULT_RETENTION_DAYS, DEFAULT_SILENT_SESSION_HOURS, ENV_RETENTION_DAYS,
     ENV_SILENT_SESSION_HOURS, MAX_RETENTION_DAYS, RetentionConfig,
@@ -83,6 +85,8 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// TLS, the shutdown drain, connection timeouts and caps.
     pub serve: ServeSettings,
+    /// The push services agent messages reach apps through.
+    pub push: PushConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -361,6 +365,7 @@ impl Config {
         )?;
         let retention =
             RetentionConfig::load(&env, file.retention_days, file.silent_session_hours)?;
+        let push = PushConfig::load(&env)?;
         let limits = crate::limits::Limits::load(file.limits.unwrap_or_default(), env)?;
 
         Ok(Config {
@@ -379,6 +384,7 @@ impl Config {
             retention,
             log_level,
             serve: ServeSettings::load(file.serve, &env)?,
+            push,
         })
     }
 }

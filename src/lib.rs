@@ -40,6 +40,8 @@
 //! - [`serve`]: the accept loop (timeouts, the per-address cap, shutdown
 //!   that does not wait for idle clients), native TLS with certificate
 //!   reload, and the registry of what SIGHUP reloads.
+//! - [`push`]: notifications to apps in the background (FCM, APNs) from an
+//!   outbox in the engine, sent by one node at a time.
 //! - [`config`]: the TOML file and environment variables a node starts from.
 //! - [`telemetry`]: the log pipeline (pretty or JSON lines, never
 //!   blocking) and the Prometheus metrics registry.
@@ -59,6 +61,7 @@ pub mod engine;
 pub mod gateway;
 pub mod http;
 pub mod limits;
+pub mod push;
 pub mod routing;
 pub mod serve;
 pub mod store;
@@ -106,6 +109,8 @@ pub enum StartError {
     },
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
+    #[error(transparent)]
+    Push(#[from] push::PushError),
     #[error("{} {address}: cannot listen: {source}", config::ENV_METRICS_LISTEN)]
     MetricsListen {
         address: String,
@@ -214,7 +219,16 @@ impl Server {
                 tls.reload().map_err(|e| e.to_string())
             });
         }
+        let push = push::Pusher::new(store.clone(), &config.push)?;
+        if push.enabled() {
+            tracing::info!(
+                fcm = config.push.fcm.is_some(),
+                apns = config.push.apns.is_some(),
+                "push notifications to apps in the background"
+            );
+        }
         let state = AppState {
+            push,
             limits: limiter.clone(),
             config: Arc::new(config),
             store,
@@ -273,6 +287,12 @@ impl Server {
                 .clone()
                 .sweep_until(sockets.clone().signalled()),
         );
+        let pushes = tokio::spawn(
+            self.state
+                .push
+                .clone()
+                .deliver_until(sockets.clone().signalled()),
+        );
         let metrics = self.metrics_listener.map(|listener| {
             let stop = sockets.clone().signalled();
             let router = http::metrics_router(self.state.metrics.clone());
@@ -307,6 +327,7 @@ impl Server {
         };
         serve::accept_loop(listener, app, &settings, self.tls, stop).await;
         let _ = sweeper.await;
+        let _ = pushes.await;
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

@@ -162,10 +162,17 @@ pub enum Space {
     /// deletes what is past its retention, so nodes do not repeat each
     /// other's work.
     RetentionLease,
+    /// A guest session whose deployment sends push notifications, while
+    /// one of its sockets is open (refreshed with the socket's pings): a
+    /// visitor who is here is not pushed to.
+    GuestOnline,
+    /// The lease of the push outbox (one id): the node holding it sends
+    /// the notifications, so no push goes out twice.
+    PushLease,
 }
 
 impl Space {
-    pub const ALL: [Space; 13] = [
+    pub const ALL: [Space; 15] = [
         Space::LoginTransaction,
         Space::StaffLogin,
         Space::UsedNonce,
@@ -179,6 +186,8 @@ impl Space {
         Space::AssignLease,
         Space::AssignWake,
         Space::RetentionLease,
+        Space::GuestOnline,
+        Space::PushLease,
     ];
 
     /// The short stable name used in storage keys.
@@ -197,6 +206,8 @@ impl Space {
             Space::AssignLease => "assign",
             Space::AssignWake => "assignwake",
             Space::RetentionLease => "retention",
+            Space::GuestOnline => "online",
+            Space::PushLease => "pushlease",
         }
     }
 }
@@ -234,6 +245,9 @@ pub enum Collection {
     OfflineAgents(uuid::Uuid),
     /// The push devices registered in one deployment.
     PushDevices(uuid::Uuid),
+    /// Notifications waiting to be sent, across organizations, by when
+    /// they are due.
+    PushOutbox,
     /// One organization's audit log, oldest first.
     Audit(uuid::Uuid),
 }
@@ -256,6 +270,7 @@ impl Collection {
             Collection::OnlineAgents => "route/agents/online".to_owned(),
             Collection::OfflineAgents(org) => format!("route/org/{org}/agents/offline"),
             Collection::PushDevices(deployment) => format!("push/{deployment}"),
+            Collection::PushOutbox => "push-outbox".to_owned(),
             Collection::Audit(org) => format!("audit/org/{org}"),
         }
     }
@@ -865,6 +880,7 @@ mod tests {
                 format!("route/org/{s}/agents/offline"),
             ),
             (Collection::PushDevices(id), format!("push/{s}")),
+            (Collection::PushOutbox, "push-outbox".to_owned()),
             (Collection::Audit(id), format!("audit/org/{s}")),
         ];
         for (collection, name) in names {

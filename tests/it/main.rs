@@ -26,6 +26,7 @@ mod oidc_attacks;
 mod operate;
 mod proxy;
 mod public_and_ops;
+mod push;
 mod routing_burst;
 mod serving;
 mod staff_sso;

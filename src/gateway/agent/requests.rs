@@ -123,6 +123,18 @@ impl Agent {
                     Err(_) => self.state.metrics.message_refused("agent"),
                 }
                 let (event, duplicate) = posted?;
+                if !duplicate && self.state.push.enabled() {
+                    let conversation = match self.held.get(&conversation_id) {
+                        Some(held) => Some(held.conversation.clone()),
+                        None => routing.conversation(conversation_id).await?,
+                    };
+                    if let Some(conversation) = conversation {
+                        self.state
+                            .push
+                            .agent_message(&conversation, event.seq)
+                            .await;
+                    }
+                }
                 Ok(Some(Outcome::Sent {
                     sequence: event.seq,
                     duplicate,

@@ -269,6 +269,9 @@ impl Conn {
             following: None,
         });
         self.feeds.remove(&Feed::Conversation);
+        if let Some(session) = self.watched_session() {
+            self.state.push.online(session).await;
+        }
         // Re-read: another socket may have opened a conversation meanwhile.
         let session: GuestSession = routing.session(id).await?.unwrap_or(session);
         let mut read_only = false;

@@ -174,6 +174,9 @@ pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted, clie
         state,
     };
     let code = Box::pin(conn.serve()).await;
+    if let Some(session) = conn.watched_session() {
+        conn.state.push.offline(session).await;
+    }
     open.ended(code);
 }
 
@@ -425,7 +428,20 @@ impl Conn {
         if flow != Flow::Continue {
             return flow;
         }
+        if let Some(session) = self.watched_session() {
+            self.state.push.online(session).await;
+        }
         conn::ping(&mut self.ws).await.into()
+    }
+
+    /// The bound session, when its presence matters: the node sends push
+    /// notifications and the deployment's apps receive them. Such a
+    /// session is marked online while this socket lives, so its visitor is
+    /// not pushed what the socket shows.
+    fn watched_session(&self) -> Option<Uuid> {
+        let notifications = self.content.messenger.apps.conversations.notifications;
+        let bound = self.bound.as_ref()?;
+        (self.state.push.enabled() && notifications.enabled).then_some(bound.session)
     }
 
     async fn on_expiry(&mut self) -> Flow {
