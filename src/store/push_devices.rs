@@ -7,7 +7,7 @@
 //! [`PUSH_DEVICE_TTL`] from its last registration or update: the SDK
 //! updates at least every 30 days while the app is used, and a device not
 //! heard of for longer is treated as gone (and replaced or removed on the
-//! next call that meets it). Delivering notifications is not done here.
+//! next call that meets it). Notifications are sent by [`crate::push`].
 //!
 //! The devices are records of the engine's setting kind, under
 //! `push/<deployment>/<session>` and listed per deployment; read by key

@@ -225,7 +225,8 @@ pub struct ConversationsApp {
     pub session_duration_seconds: u32,
     /// Apps may register their device for push notifications (the
     /// Transport SDK syncs its device token on every session when this is
-    /// on). Registration only: delivering pushes is not implemented yet.
+    /// on), and agents' messages reach it while the visitor is away
+    /// (see [`crate::push`]).
     pub notifications: Notifications,
 }
 
