@@ -66,6 +66,18 @@ const MAX_KEYS: usize = 4;
 const KEYS_SETTING: &str = "session-signing-keys";
 /// Room for revocation notices this node's sockets have not read yet.
 const REVOCATION_CHANNEL_CAPACITY: usize = 1024;
+/// The most refresh-token families a visitor's list keeps (the newest);
+/// the token endpoints' rate limits make more within a family's lifetime
+/// take a determined effort.
+const MAX_INDEXED_FAMILIES: usize = 1000;
+
+/// The id of a visitor's lists (their sessions, their refresh-token
+/// families): visitor ids are derived per organization, and naming the
+/// organization keeps one organization's admin from reaching another's
+/// lists with an id they learnt.
+pub fn visitor_lists_key(org: OrgId, visitor: Uuid) -> String {
+    format!("{org}:{visitor}")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -494,12 +506,71 @@ impl VisitorTokens {
 
     /// Starts a refresh-token family (a new session) and answers its id and
     /// first refresh token.
+    ///
+    /// The family is noted in the visitor's list of families
+    /// ([`Space::VisitorFamilies`], kept as long as a family can live), so
+    /// that erasing the visitor revokes it without a scan.
     pub async fn start_family(
         &self,
         family: NewFamily,
         now: DateTime<Utc>,
     ) -> Result<(Uuid, SecretString), SessionError> {
-        refresh::start(self.inner.store.engine(), family, now).await
+        let visitor = self.visitor_subject(
+            family.org,
+            &family.identity.issuer,
+            &family.identity.subject,
+        );
+        let (org, deployment) = (family.org, family.deployment);
+        let engine = self.inner.store.engine();
+        let (id, token) = refresh::start(engine, family, now).await?;
+        engine
+            .remember(
+                Space::VisitorFamilies,
+                &visitor_lists_key(org, visitor),
+                &format!("{deployment}/{id}"),
+                refresh::MAX_FAMILY_LIFETIME,
+                MAX_INDEXED_FAMILIES,
+            )
+            .await?;
+        Ok((id, token))
+    }
+
+    /// Revokes every refresh-token family of `visitor` of `org` (their
+    /// exchanges noted them; `more` adds the (deployment, family) of
+    /// sessions found signed in as them): refresh tokens and session JWTs
+    /// of those families stop working at once. Answers what was revoked,
+    /// for routing to log the families' sockets out on every node.
+    pub async fn revoke_visitor(
+        &self,
+        org: OrgId,
+        visitor: Uuid,
+        more: &[(Uuid, Uuid)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RevokedSession>, SessionError> {
+        let engine = self.inner.store.engine();
+        let key = visitor_lists_key(org, visitor);
+        let mut families: Vec<(Uuid, Uuid)> = engine
+            .recall(Space::VisitorFamilies, &key)
+            .await?
+            .iter()
+            .filter_map(|entry| {
+                let (deployment, family) = entry.split_once('/')?;
+                Some((deployment.parse().ok()?, family.parse().ok()?))
+            })
+            .collect();
+        families.extend_from_slice(more);
+        families.sort();
+        families.dedup();
+        let mut revoked = Vec::with_capacity(families.len());
+        for (deployment, family) in families {
+            refresh::revoke_family(engine, family, None, now).await?;
+            revoked.push(self.announce(RevokedSession {
+                deployment,
+                sid: family,
+            }));
+        }
+        engine.discard(Space::VisitorFamilies, &key).await?;
+        Ok(revoked)
     }
 
     /// The family a refresh token belongs to, without using it up.

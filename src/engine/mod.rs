@@ -78,10 +78,13 @@ pub enum Kind {
     /// One entry of an organization's audit log: an admin change or a
     /// staff sign-in.
     AuditEntry,
+    /// A deployment that was deleted, until the retention sweep has
+    /// deleted the guest sessions it left.
+    DeletedDeployment,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Organization,
         Kind::OidcIntegration,
         Kind::Configuration,
@@ -96,6 +99,7 @@ impl Kind {
         Kind::Conversation,
         Kind::AgentState,
         Kind::AuditEntry,
+        Kind::DeletedDeployment,
     ];
 
     /// The short stable name used in storage keys. Never change one: stored
@@ -116,6 +120,7 @@ impl Kind {
             Kind::Conversation => "conv",
             Kind::AgentState => "agent",
             Kind::AuditEntry => "audit",
+            Kind::DeletedDeployment => "depgone",
         }
     }
 
@@ -169,10 +174,17 @@ pub enum Space {
     /// The lease of the push outbox (one id): the node holding it sends
     /// the notifications, so no push goes out twice.
     PushLease,
+    /// The guest sessions a visitor signed in to (by visitor id): where an
+    /// erasure finds the sessions that have no conversation to lead to
+    /// them. A list ([`Engine::remember`]) each sign-in extends.
+    VisitorSessions,
+    /// The refresh-token families a visitor's exchanges started (by
+    /// visitor id, as `deployment/family`): what an erasure revokes.
+    VisitorFamilies,
 }
 
 impl Space {
-    pub const ALL: [Space; 15] = [
+    pub const ALL: [Space; 17] = [
         Space::LoginTransaction,
         Space::StaffLogin,
         Space::UsedNonce,
@@ -188,6 +200,8 @@ impl Space {
         Space::RetentionLease,
         Space::GuestOnline,
         Space::PushLease,
+        Space::VisitorSessions,
+        Space::VisitorFamilies,
     ];
 
     /// The short stable name used in storage keys.
@@ -208,6 +222,8 @@ impl Space {
             Space::RetentionLease => "retention",
             Space::GuestOnline => "online",
             Space::PushLease => "pushlease",
+            Space::VisitorSessions => "vsessions",
+            Space::VisitorFamilies => "vfamilies",
         }
     }
 }
@@ -688,6 +704,30 @@ impl Engine {
         dispatch!(self, "release", e => e.release(space, id, holder).await)
     }
 
+    /// Adds `item` (an id without a newline) to the list of ids kept under
+    /// (`space`, `id`): once (an id already there moves to the end), at
+    /// most the last `cap` of them, and the whole list now expires `ttl`
+    /// from now. One atomic step, so concurrent additions all land. An
+    /// index kept beside records (a visitor's sessions, say): bounded in
+    /// length and in time, like every ephemeral value.
+    pub async fn remember(
+        &self,
+        space: Space,
+        id: &str,
+        item: &str,
+        ttl: std::time::Duration,
+        cap: usize,
+    ) -> EngineResult<()> {
+        dispatch!(self, "remember", e => e.remember(space, id, item, ttl, cap).await)
+    }
+
+    /// The ids [`Engine::remember`] kept under (`space`, `id`), oldest
+    /// first; none when the list expired or was never written.
+    pub async fn recall(&self, space: Space, id: &str) -> EngineResult<Vec<String>> {
+        let value = self.peek(space, id).await?;
+        Ok(remembered(value.as_deref()))
+    }
+
     /// Removes a value if present.
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
         dispatch!(self, "discard", e => e.discard(space, id).await)
@@ -805,6 +845,31 @@ fn validate_commit(commit: &Commit) -> EngineResult<()> {
         }
     }
     Ok(())
+}
+
+/// The ids of a list [`Engine::remember`] keeps: newline-separated text.
+fn remembered(value: Option<&[u8]>) -> Vec<String> {
+    value
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .map(|text| {
+            text.split('\n')
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The list `current` with `item` added as `remember.lua` adds it: once, at
+/// the end, keeping the last `cap`.
+pub(crate) fn remembered_with(current: Option<&[u8]>, item: &str, cap: usize) -> String {
+    let mut ids: Vec<String> = remembered(current)
+        .into_iter()
+        .filter(|id| id != item)
+        .collect();
+    ids.push(item.to_owned());
+    let skip = ids.len().saturating_sub(cap.max(1));
+    ids.into_iter().skip(skip).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]

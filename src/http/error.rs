@@ -243,5 +243,6 @@ pub fn kind_name(kind: crate::engine::Kind) -> &'static str {
         Kind::Conversation => "conversation",
         Kind::AgentState => "agent",
         Kind::AuditEntry => "audit entry",
+        Kind::DeletedDeployment => "deleted deployment",
     }
 }

@@ -191,19 +191,45 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Query(raw) = Query::<RawPaging>::from_request_parts(parts, state)
-            .await
-            .map_err(|e: QueryRejection| ApiError::bad_request(body::redact(&e.body_text())))?;
-        let number = raw.page_number.unwrap_or(1);
-        let size = raw.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if number == 0 {
-            return Err(ApiError::bad_request("pageNumber starts at 1"));
-        }
-        if size == 0 || size > MAX_PAGE_SIZE {
-            return Err(ApiError::bad_request(format!(
-                "pageSize must be 1 to {MAX_PAGE_SIZE}"
-            )));
-        }
-        Ok(Paging(PageRequest { number, size }))
+        page_request(parts, state, MAX_PAGE_SIZE).await.map(Paging)
     }
+}
+
+/// `?pageNumber=&pageSize=` of the guest history endpoint: pages of 1 to
+/// the node's `SWITCHBOARD_LIMIT_HISTORY_PAGE` (25 by default, or that
+/// limit when it is lower).
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryPaging(pub PageRequest);
+
+impl FromRequestParts<AppState> for HistoryPaging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let most = state.limits.current().history.page_size;
+        page_request(parts, state, most).await.map(HistoryPaging)
+    }
+}
+
+async fn page_request<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+    most: u64,
+) -> Result<PageRequest, ApiError> {
+    let Query(raw) = Query::<RawPaging>::from_request_parts(parts, state)
+        .await
+        .map_err(|e: QueryRejection| ApiError::bad_request(body::redact(&e.body_text())))?;
+    let number = raw.page_number.unwrap_or(1);
+    let size = raw.page_size.unwrap_or(DEFAULT_PAGE_SIZE.min(most));
+    if number == 0 {
+        return Err(ApiError::bad_request("pageNumber starts at 1"));
+    }
+    if size == 0 || size > most {
+        return Err(ApiError::bad_request(format!(
+            "pageSize must be 1 to {most}"
+        )));
+    }
+    Ok(PageRequest { number, size })
 }

@@ -16,7 +16,7 @@ use axum::routing::get;
 
 use super::cors;
 use super::error::ApiError;
-use super::extract::Paging;
+use super::extract::HistoryPaging;
 use crate::app::AppState;
 use crate::auth::credential::bearer;
 use crate::gateway::guest::messages::{self, StructuredMessage};
@@ -29,14 +29,8 @@ use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 pub(super) const HISTORY_PATH: &str = "/api/v2/webmessaging/messages";
-/// The most conversations one history answer looks at: a bound on the
-/// work one request can cause.
-const MAX_CONVERSATIONS: usize = 50;
 /// The most log entries read at once while looking for a page.
 const READ_BATCH: usize = 100;
-/// The deepest message a page reaches (newest first): pages beyond it are
-/// empty, so no request reads more than this many messages' entries.
-const MAX_REACH: u64 = 10_000;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route(
@@ -48,7 +42,7 @@ pub(super) fn router() -> Router<AppState> {
 
 async fn history(
     State(state): State<AppState>,
-    Paging(page): Paging,
+    HistoryPaging(page): HistoryPaging,
     headers: HeaderMap,
 ) -> Response {
     match answer(&state, page, &headers).await {
@@ -140,9 +134,12 @@ async fn answer(
         conversations.retain(|c| *c != current);
         conversations.push(current);
     }
-    let skip = conversations.len().saturating_sub(MAX_CONVERSATIONS);
+    // The most conversations one answer looks at, the newest: a bound on
+    // the work one request can cause (SWITCHBOARD_LIMIT_HISTORY_CONVERSATIONS).
+    let bounds = state.limits.current().history;
+    let skip = conversations.len().saturating_sub(bounds.conversations);
     let newest_first: Vec<Uuid> = conversations.into_iter().skip(skip).rev().collect();
-    let (body, read) = read_page(state, &newest_first, page, read_only).await?;
+    let (body, read) = read_page(state, &newest_first, page, bounds.depth, read_only).await?;
     state.metrics.history_entries_read(read);
     let mut response = axum::Json(body).into_response();
     cors::allow_deployment_origin(&deployment, headers, response.headers_mut());
@@ -164,10 +161,14 @@ async fn read_page(
     state: &AppState,
     newest_first: &[Uuid],
     page: PageRequest,
+    depth: u64,
     read_only: bool,
 ) -> Result<(PagedList<StructuredMessage>, usize), ApiError> {
     let skip = page.offset();
-    let wanted = skip.saturating_add(page.size).min(MAX_REACH);
+    // The deepest message a page reaches (newest first): pages beyond it
+    // are empty, so no request reads more than this many messages' entries
+    // (SWITCHBOARD_LIMIT_HISTORY_DEPTH).
+    let wanted = skip.saturating_add(page.size).min(depth);
     let mut seen: u64 = 0;
     let mut unread: u64 = 0;
     let mut read = 0;

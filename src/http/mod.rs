@@ -43,10 +43,6 @@ use crate::app::AppState;
 use crate::store::{Listing, PageRequest};
 use crate::telemetry::{self, HttpLabels, Metrics};
 
-/// Admin and token request bodies are small; anything bigger is a mistake
-/// or an attack.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -115,6 +111,10 @@ fn hsts(state: &AppState) -> Option<HeaderValue> {
 pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     let hsts = hsts(&state);
+    // Admin and token request bodies are small; anything bigger is a
+    // mistake or an attack (SWITCHBOARD_LIMIT_MAX_BODY_BYTES, read here
+    // once, when the node starts).
+    let max_body = state.limits.current().max_body_bytes;
     routes
         .fallback(|| async {
             error::ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -126,7 +126,7 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::map_response(move |mut response: Response| {
             let hsts = hsts.clone();
             async move {

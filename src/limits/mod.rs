@@ -19,6 +19,7 @@
 pub mod address;
 mod limiter;
 pub mod rate;
+mod sizes;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -26,6 +27,7 @@ use utoipa::ToSchema;
 pub use self::address::{ForwardedHeader, TrustedProxies};
 pub use self::limiter::{Key, Limiter, Refused, address_key};
 pub use self::rate::{Rate, RateError, Unit};
+pub use self::sizes::{HistoryLimits, MessageLimits};
 use crate::config::ConfigError;
 
 pub const ENV_TRUSTED_PROXIES: &str = "SWITCHBOARD_TRUSTED_PROXIES";
@@ -44,6 +46,20 @@ pub const ENV_STAFF_LOGINS: &str = "SWITCHBOARD_LIMIT_STAFF_LOGINS";
 pub const ENV_MAX_FRAME_BYTES: &str = "SWITCHBOARD_LIMIT_MAX_FRAME_BYTES";
 pub const ENV_AGENT_HISTORY_PAGE: &str = "SWITCHBOARD_LIMIT_AGENT_HISTORY_PAGE";
 pub const ENV_AGENT_CAPACITY: &str = "SWITCHBOARD_LIMIT_AGENT_CAPACITY";
+pub const ENV_MAX_BODY_BYTES: &str = "SWITCHBOARD_LIMIT_MAX_BODY_BYTES";
+pub const ENV_TEXT_CHARS: &str = "SWITCHBOARD_LIMIT_TEXT_CHARS";
+pub const ENV_CUSTOM_DATA_BYTES: &str = "SWITCHBOARD_LIMIT_CUSTOM_DATA_BYTES";
+pub const ENV_QUICK_REPLIES: &str = "SWITCHBOARD_LIMIT_QUICK_REPLIES";
+pub const ENV_CARD_ACTIONS: &str = "SWITCHBOARD_LIMIT_CARD_ACTIONS";
+pub const ENV_CAROUSEL_CARDS: &str = "SWITCHBOARD_LIMIT_CAROUSEL_CARDS";
+pub const ENV_HISTORY_PAGE: &str = "SWITCHBOARD_LIMIT_HISTORY_PAGE";
+pub const ENV_HISTORY_CONVERSATIONS: &str = "SWITCHBOARD_LIMIT_HISTORY_CONVERSATIONS";
+pub const ENV_HISTORY_DEPTH: &str = "SWITCHBOARD_LIMIT_HISTORY_DEPTH";
+
+/// What a guest request frame holds besides its text and custom
+/// attributes (action, token, ids, the JSON around them), kept free in a
+/// frame when checking that the largest message fits.
+pub const FRAME_OVERHEAD_BYTES: usize = 4 * 1024;
 
 /// The most conversations from one address that may wait in a queue at
 /// once, as far as any setting may raise it.
@@ -71,6 +87,13 @@ pub struct Limits {
     pub agent_history_page: usize,
     /// The highest `agentCapacity` a queue may be given.
     pub agent_capacity: u32,
+    /// The largest HTTP request body (413 past it). Read when the node
+    /// starts.
+    pub max_body_bytes: usize,
+    /// What one message may carry.
+    pub message: MessageLimits,
+    /// What one guest history request may read.
+    pub history: HistoryLimits,
     /// Whose forwarding header names the client.
     pub trusted_proxies: TrustedProxies,
 }
@@ -123,6 +146,9 @@ impl Default for Limits {
             max_frame_bytes: 64 * 1024,
             agent_history_page: 500,
             agent_capacity: 50,
+            max_body_bytes: 64 * 1024,
+            message: MessageLimits::default(),
+            history: HistoryLimits::default(),
             trusted_proxies: TrustedProxies::default(),
         }
     }
@@ -274,6 +300,15 @@ pub struct LimitsFile {
     max_frame_bytes: Option<u64>,
     agent_history_page: Option<u64>,
     agent_capacity: Option<u64>,
+    max_body_bytes: Option<u64>,
+    text_chars: Option<u64>,
+    custom_data_bytes: Option<u64>,
+    quick_replies: Option<u64>,
+    card_actions: Option<u64>,
+    carousel_cards: Option<u64>,
+    history_page: Option<u64>,
+    history_conversations: Option<u64>,
+    history_depth: Option<u64>,
     trusted_proxies: Option<Vec<String>>,
     forwarded_header: Option<String>,
 }
@@ -364,6 +399,88 @@ impl Limits {
             .unwrap_or_default();
         let trusted_proxies = TrustedProxies::parse(&proxies, header)
             .map_err(|message| invalid(ENV_TRUSTED_PROXIES, message))?;
+        let message = MessageLimits {
+            text_chars: to_usize(number(
+                ENV_TEXT_CHARS,
+                file.text_chars,
+                to_u64(defaults.message.text_chars),
+                1,
+                1_000_000,
+            )?),
+            custom_data_bytes: to_usize(number(
+                ENV_CUSTOM_DATA_BYTES,
+                file.custom_data_bytes,
+                to_u64(defaults.message.custom_data_bytes),
+                1,
+                1024 * 1024,
+            )?),
+            quick_replies: to_usize(number(
+                ENV_QUICK_REPLIES,
+                file.quick_replies,
+                to_u64(defaults.message.quick_replies),
+                1,
+                100,
+            )?),
+            card_actions: to_usize(number(
+                ENV_CARD_ACTIONS,
+                file.card_actions,
+                to_u64(defaults.message.card_actions),
+                1,
+                100,
+            )?),
+            carousel_cards: to_usize(number(
+                ENV_CAROUSEL_CARDS,
+                file.carousel_cards,
+                to_u64(defaults.message.carousel_cards),
+                1,
+                100,
+            )?),
+        };
+        let history = HistoryLimits {
+            page_size: number(
+                ENV_HISTORY_PAGE,
+                file.history_page,
+                defaults.history.page_size,
+                1,
+                10_000,
+            )?,
+            conversations: to_usize(number(
+                ENV_HISTORY_CONVERSATIONS,
+                file.history_conversations,
+                to_u64(defaults.history.conversations),
+                1,
+                10_000,
+            )?),
+            depth: number(
+                ENV_HISTORY_DEPTH,
+                file.history_depth,
+                defaults.history.depth,
+                1,
+                1_000_000,
+            )?,
+        };
+        let max_frame_bytes = to_usize(number(
+            ENV_MAX_FRAME_BYTES,
+            file.max_frame_bytes,
+            to_u64(defaults.max_frame_bytes),
+            4 * 1024,
+            16 * 1024 * 1024,
+        )?);
+        // A message at the largest sizes must fit in one frame, or the
+        // sizes promise what the socket closes with 1009.
+        let fits = message
+            .text_chars
+            .saturating_add(message.custom_data_bytes)
+            .saturating_add(FRAME_OVERHEAD_BYTES);
+        if fits > max_frame_bytes {
+            return Err(invalid(
+                ENV_TEXT_CHARS,
+                format!(
+                    "{} characters of text and {} bytes of custom attributes do not fit in a frame of {ENV_MAX_FRAME_BYTES} ({max_frame_bytes} bytes, {FRAME_OVERHEAD_BYTES} of them kept for the request around them); raise that or lower these",
+                    message.text_chars, message.custom_data_bytes
+                ),
+            ));
+        }
         Ok(Limits {
             org,
             token_requests: rate(
@@ -377,13 +494,7 @@ impl Limits {
                 defaults.push_requests,
             )?,
             staff_logins: rate(ENV_STAFF_LOGINS, file.staff_logins, defaults.staff_logins)?,
-            max_frame_bytes: to_usize(number(
-                ENV_MAX_FRAME_BYTES,
-                file.max_frame_bytes,
-                to_u64(defaults.max_frame_bytes),
-                4 * 1024,
-                16 * 1024 * 1024,
-            )?),
+            max_frame_bytes,
             agent_history_page: to_usize(number(
                 ENV_AGENT_HISTORY_PAGE,
                 file.agent_history_page,
@@ -398,6 +509,15 @@ impl Limits {
                 1,
                 1_000,
             )?),
+            max_body_bytes: to_usize(number(
+                ENV_MAX_BODY_BYTES,
+                file.max_body_bytes,
+                to_u64(defaults.max_body_bytes),
+                4 * 1024,
+                16 * 1024 * 1024,
+            )?),
+            message,
+            history,
             trusted_proxies,
         })
     }
@@ -473,14 +593,58 @@ mod tests {
     }
 
     #[test]
+    fn sizes_are_settings_and_a_message_must_fit_a_frame() {
+        let defaults = load(&[]).unwrap();
+        assert_eq!(defaults.message.text_chars, 4000);
+        assert_eq!(defaults.message.custom_data_bytes, 2048);
+        assert_eq!(defaults.message.quick_replies, 11);
+        assert_eq!(defaults.history.page_size, 100);
+        assert_eq!(defaults.history.conversations, 50);
+        assert_eq!(defaults.history.depth, 10_000);
+        assert_eq!(defaults.max_body_bytes, 65_536);
+        let limits = load(&[
+            (ENV_TEXT_CHARS, "12000"),
+            (ENV_CUSTOM_DATA_BYTES, "4096"),
+            (ENV_CAROUSEL_CARDS, "4"),
+            (ENV_HISTORY_PAGE, "20"),
+        ])
+        .unwrap();
+        assert_eq!(limits.message.text_chars, 12_000);
+        assert_eq!(limits.message.custom_data_bytes, 4096);
+        assert_eq!(limits.message.carousel_cards, 4);
+        assert_eq!(limits.history.page_size, 20);
+        // Text that cannot fit in a frame is refused, naming both settings.
+        let err = load(&[(ENV_TEXT_CHARS, "70000")]).unwrap_err().to_string();
+        assert!(err.starts_with(ENV_TEXT_CHARS), "{err}");
+        assert!(err.contains(ENV_MAX_FRAME_BYTES), "{err}");
+        let raised = load(&[(ENV_TEXT_CHARS, "70000"), (ENV_MAX_FRAME_BYTES, "131072")]).unwrap();
+        assert_eq!(raised.message.text_chars, 70_000);
+        for (name, value) in [
+            (ENV_TEXT_CHARS, "0"),
+            (ENV_CUSTOM_DATA_BYTES, "lots"),
+            (ENV_QUICK_REPLIES, "101"),
+            (ENV_CARD_ACTIONS, "0"),
+            (ENV_HISTORY_PAGE, "0"),
+            (ENV_HISTORY_CONVERSATIONS, "-1"),
+            (ENV_HISTORY_DEPTH, "0"),
+            (ENV_MAX_BODY_BYTES, "100"),
+        ] {
+            let err = load(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
     fn the_file_table_is_read_and_unknown_keys_refused() {
         let file: LimitsFile = toml::from_str(
-            "guest_messages = \"1/s\"\nagent_capacity = 9\ntrusted_proxies = [\"192.168.0.0/16\"]\n",
+            "guest_messages = \"1/s\"\nagent_capacity = 9\ntext_chars = 500\nhistory_depth = 200\ntrusted_proxies = [\"192.168.0.0/16\"]\n",
         )
         .unwrap();
         let limits = Limits::load(file, |_| None).unwrap();
         assert_eq!(limits.org.guest_messages, Rate::new(1, Unit::Second, 1));
         assert_eq!(limits.agent_capacity, 9);
+        assert_eq!(limits.message.text_chars, 500);
+        assert_eq!(limits.history.depth, 200);
         assert!(
             limits
                 .trusted_proxies

@@ -16,12 +16,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Most quick replies one message offers.
-pub const MAX_QUICK_REPLIES: usize = 11;
-/// Most buttons on one card.
-pub const MAX_CARD_ACTIONS: usize = 3;
-/// Most cards in one carousel.
-pub const MAX_CAROUSEL_CARDS: usize = 10;
+use crate::limits::MessageLimits;
+
 /// Longest label: a quick reply's or a button's text, a card's title.
 pub const MAX_LABEL_CHARS: usize = 256;
 /// Longest card description.
@@ -33,9 +29,6 @@ pub const MAX_URL_CHARS: usize = 2048;
 /// Longest id of the message a visitor's button response answers, and of a
 /// quick reply's `action`.
 pub const MAX_REFERENCE_CHARS: usize = 256;
-/// Largest custom attributes, counted as the SDK counts them: the UTF-8
-/// bytes of every key and value, without any JSON around them.
-pub const MAX_CUSTOM_DATA_BYTES: usize = 2048;
 
 /// One item of a message's `content`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,23 +140,33 @@ fn refuse<T>(at: &str, rule: impl std::fmt::Display) -> Result<T, ContentError> 
     Err(ContentError(format!("{at} {rule}")))
 }
 
-/// Parses and validates the `content` of a message sent by `sender`.
-pub fn parse(values: &[Value], sender: Sender) -> Result<Vec<ContentItem>, ContentError> {
+/// Parses and validates the `content` of a message sent by `sender`, within
+/// the node's `limits` (how many quick replies, cards and buttons; the
+/// lengths of labels, payloads and URLs are the protocol's own).
+pub fn parse(
+    values: &[Value],
+    sender: Sender,
+    limits: &MessageLimits,
+) -> Result<Vec<ContentItem>, ContentError> {
     let mut items = Vec::with_capacity(values.len());
     for (i, value) in values.iter().enumerate() {
         let at = format!("content[{i}]");
         let item: ContentItem = serde_json::from_value(value.clone())
             .map_err(|e| ContentError(format!("{at}: {e}")))?;
-        item.validate(&at)?;
+        item.validate(&at, limits)?;
         items.push(item);
     }
-    check_combination(&items, sender)?;
+    check_combination(&items, sender, limits.quick_replies)?;
     Ok(items)
 }
 
 /// Which items may travel together: what the SDK turns into one kind of
 /// message (quick replies, cards, a button response) without ambiguity.
-fn check_combination(items: &[ContentItem], sender: Sender) -> Result<(), ContentError> {
+fn check_combination(
+    items: &[ContentItem],
+    sender: Sender,
+    max_quick_replies: usize,
+) -> Result<(), ContentError> {
     let count = |f: fn(&ContentItem) -> bool| items.iter().filter(|i| f(i)).count();
     let quick = count(|i| matches!(i, ContentItem::QuickReply { .. }));
     let cards = count(|i| matches!(i, ContentItem::Card { .. } | ContentItem::Carousel { .. }));
@@ -192,10 +195,10 @@ fn check_combination(items: &[ContentItem], sender: Sender) -> Result<(), Conten
             }
         }
     }
-    if quick > MAX_QUICK_REPLIES {
+    if quick > max_quick_replies {
         return refuse(
             "content",
-            format!("holds at most {MAX_QUICK_REPLIES} quick replies"),
+            format!("holds at most {max_quick_replies} quick replies"),
         );
     }
     Ok(())
@@ -222,7 +225,7 @@ fn check_url(at: &str, url: &str) -> Result<(), ContentError> {
 }
 
 impl ContentItem {
-    fn validate(&self, at: &str) -> Result<(), ContentError> {
+    fn validate(&self, at: &str, limits: &MessageLimits) -> Result<(), ContentError> {
         match self {
             ContentItem::QuickReply { quick_reply } => {
                 check_text(
@@ -247,17 +250,17 @@ impl ContentItem {
                 }
                 Ok(())
             }
-            ContentItem::Card { card } => card.validate(&format!("{at}.card")),
+            ContentItem::Card { card } => card.validate(&format!("{at}.card"), limits.card_actions),
             ContentItem::Carousel { carousel } => {
                 let n = carousel.cards.len();
-                if n == 0 || n > MAX_CAROUSEL_CARDS {
+                if n == 0 || n > limits.carousel_cards {
                     return refuse(
                         &format!("{at}.carousel.cards"),
-                        format!("must hold 1 to {MAX_CAROUSEL_CARDS} cards"),
+                        format!("must hold 1 to {} cards", limits.carousel_cards),
                     );
                 }
                 for (i, card) in carousel.cards.iter().enumerate() {
-                    card.validate(&format!("{at}.carousel.cards[{i}]"))?;
+                    card.validate(&format!("{at}.carousel.cards[{i}]"), limits.card_actions)?;
                 }
                 Ok(())
             }
@@ -306,7 +309,7 @@ impl ContentItem {
 }
 
 impl Card {
-    fn validate(&self, at: &str) -> Result<(), ContentError> {
+    fn validate(&self, at: &str, max_actions: usize) -> Result<(), ContentError> {
         check_text(&format!("{at}.title"), &self.title, 1, MAX_LABEL_CHARS)?;
         check_text(
             &format!("{at}.description"),
@@ -324,10 +327,10 @@ impl Card {
             }
             action.validate(&at)?;
         }
-        if self.actions.len() > MAX_CARD_ACTIONS {
+        if self.actions.len() > max_actions {
             return refuse(
                 &format!("{at}.actions"),
-                format!("holds at most {MAX_CARD_ACTIONS} actions"),
+                format!("holds at most {max_actions} actions"),
             );
         }
         for (i, action) in self.actions.iter().enumerate() {
@@ -463,11 +466,19 @@ mod tests {
     use super::*;
 
     fn agent(content: Value) -> Result<Vec<ContentItem>, ContentError> {
-        parse(content.as_array().unwrap(), Sender::Agent)
+        parse(
+            content.as_array().unwrap(),
+            Sender::Agent,
+            &MessageLimits::default(),
+        )
     }
 
     fn visitor(content: Value) -> Result<Vec<ContentItem>, ContentError> {
-        parse(content.as_array().unwrap(), Sender::Visitor)
+        parse(
+            content.as_array().unwrap(),
+            Sender::Visitor,
+            &MessageLimits::default(),
+        )
     }
 
     fn card(actions: Value) -> Value {
@@ -576,10 +587,28 @@ mod tests {
             let error = agent(content.clone()).expect_err(&content.to_string());
             assert!(error.0.contains(expected), "{content}: {error}");
         }
-        let many: Vec<Value> = (0..=MAX_QUICK_REPLIES)
-            .map(|i| json!({"contentType":"QuickReply","quickReply":{"text":format!("{i}"),"payload":"p"}}))
-            .collect();
-        assert!(agent(Value::Array(many)).is_err());
+        let quick = |n: usize| -> Vec<Value> {
+            (0..n)
+                .map(|i| json!({"contentType":"QuickReply","quickReply":{"text":format!("{i}"),"payload":"p"}}))
+                .collect()
+        };
+        assert!(agent(Value::Array(quick(11))).is_ok());
+        assert!(agent(Value::Array(quick(12))).is_err());
+        // The counts are the node's settings.
+        let fewer = MessageLimits {
+            quick_replies: 2,
+            carousel_cards: 1,
+            card_actions: 1,
+            ..MessageLimits::default()
+        };
+        assert!(parse(&quick(2), Sender::Agent, &fewer).is_ok());
+        assert!(parse(&quick(3), Sender::Agent, &fewer).is_err());
+        let two_buttons = json!([{"contentType":"Card","card":card(json!([
+            {"type":"Link","text":"a","url":"https://example.com/a"},
+            {"type":"Link","text":"b","url":"https://example.com/b"}]))}]);
+        assert!(agent(two_buttons.clone()).is_ok());
+        let refused = parse(two_buttons.as_array().unwrap(), Sender::Agent, &fewer).unwrap_err();
+        assert!(refused.0.contains("at most 1 actions"), "{refused}");
     }
 
     #[test]
@@ -638,7 +667,10 @@ mod tests {
         );
         // 100 × (5 + 10): 1500 bytes of data, 2101 of JSON.
         assert_eq!(attributes.data_bytes(), 1500);
-        assert!(serde_json::to_vec(&attributes).unwrap().len() > MAX_CUSTOM_DATA_BYTES);
+        assert!(
+            serde_json::to_vec(&attributes).unwrap().len()
+                > MessageLimits::default().custom_data_bytes
+        );
         let accented = CustomAttributes([("é".to_owned(), "ü".to_owned())].into());
         assert_eq!(accented.data_bytes(), 4);
     }

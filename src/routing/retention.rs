@@ -32,10 +32,11 @@ use uuid::Uuid;
 
 use super::model::{AgentState, Conversation, ConversationState, GuestSession, Notice, Visitor};
 use super::{Routing, RoutingError, RoutingResult};
+use crate::auth::visitor_token::visitor_lists_key;
 use crate::engine::{Channel, Collection, Commit, Expect, Kind, Lease, Space};
 use crate::store::audit::AuditEntry;
 use crate::store::push_devices::PushDevice;
-use crate::store::records::{Deployment, Organization, Queue};
+use crate::store::records::{DeletedDeployment, Deployment, Organization, Queue};
 use crate::store::types::OrgId;
 use crate::store::{Record, StoreError, StoreResult, collection_of, decode, put_for};
 
@@ -54,6 +55,11 @@ const MAX_ATTEMPTS: usize = 8;
 /// The id of the retention sweep's one lease.
 const LEASE_ID: &str = "sweep";
 
+/// The most sessions a visitor's list keeps (the newest): an erasure finds
+/// older ones through their conversations, and those without one have long
+/// expired.
+const MAX_INDEXED_SESSIONS: usize = 1000;
+
 /// How long the retention sweep's lease lasts: longer than any sweep, so
 /// that two nodes never sweep at once; a node that dies holding it delays
 /// the next sweep by this much at most.
@@ -71,6 +77,14 @@ pub struct Erased {
     pub sessions: u64,
     /// Visitor records deleted (0 or 1).
     pub visitors: u64,
+    /// Refresh-token families revoked: every sign-in of the visitor's
+    /// (their refresh tokens and session tokens stop working, and their
+    /// sockets are logged out).
+    pub token_families: u64,
+    /// The (deployment, family) of each session deleted, for the caller to
+    /// revoke with the visitor's other families.
+    #[serde(skip)]
+    pub session_families: Vec<(Uuid, Uuid)>,
 }
 
 /// What one retention sweep deleted.
@@ -170,6 +184,13 @@ impl Routing {
             }
             for deployment in &deployments {
                 swept.sessions += self.sweep_sessions(deployment.meta.id, now).await?;
+            }
+            for gone in self
+                .store
+                .list_all::<DeletedDeployment>(&collection_of(Kind::DeletedDeployment, org_id))
+                .await?
+            {
+                swept.sessions += self.sweep_deleted_deployment(&gone).await?;
             }
             swept.audit_entries += self.sweep_audit(org_id, now - days(org_days)).await?;
         }
@@ -279,6 +300,55 @@ impl Routing {
         }
     }
 
+    /// Everything a deleted deployment left: its guest sessions (whatever
+    /// their age: nobody can use them any more) and its push devices, at
+    /// most [`MAX_PER_SWEEP`] records a sweep; then its tombstone. Its
+    /// conversations are the organization's and go with its retention.
+    /// Answers how many sessions were deleted.
+    async fn sweep_deleted_deployment(&self, gone: &DeletedDeployment) -> RoutingResult<u64> {
+        let id = gone.meta.id;
+        let mut sessions = 0;
+        let mut deleted = 0;
+        for collection in [
+            Collection::DeploymentSessions(id),
+            PushDevice::collection_of(id),
+        ] {
+            loop {
+                let page = self
+                    .engine()
+                    .list(&collection, 0, BATCH)
+                    .await
+                    .map_err(StoreError::from)?;
+                if page.records.is_empty() {
+                    break;
+                }
+                let is_sessions = matches!(collection, Collection::DeploymentSessions(_));
+                let mut commit = Commit::new();
+                for record in &page.records {
+                    commit = commit.delete(record.key.clone(), Expect::Any);
+                    if is_sessions && let Ok(session) = record.key.id.parse::<Uuid>() {
+                        commit = commit.delete(PushDevice::key_of(id, session), Expect::Any);
+                    }
+                }
+                self.store.commit(commit).await?;
+                let n = page.records.len() as u64;
+                deleted += n;
+                if is_sessions {
+                    sessions += n;
+                }
+                if deleted >= MAX_PER_SWEEP {
+                    // The rest, and the tombstone, at the next sweep.
+                    return Ok(sessions);
+                }
+            }
+        }
+        self.store
+            .commit(Commit::new().delete(gone.key(), Expect::Version(gone.meta.version)))
+            .await?;
+        tracing::info!(deployment = %id, sessions, "retention: a deleted deployment's sessions are gone");
+        Ok(sessions)
+    }
+
     /// Audit entries of `org` older than `cutoff`.
     async fn sweep_audit(&self, org: OrgId, cutoff: DateTime<Utc>) -> RoutingResult<u64> {
         let collection = Collection::Audit(org.0);
@@ -386,9 +456,44 @@ impl Routing {
         Ok(found.then_some(entries))
     }
 
+    /// Notes that `visitor` of `org` signed in to `session`, in the
+    /// visitor's list of sessions ([`Space::VisitorSessions`]), which an
+    /// erasure reads instead of every session of the organization. The list
+    /// lasts as long as a signed-in session without a conversation can (the
+    /// silent-session expiry after its last sign-in, every reconnect being
+    /// one) or its refresh-token family (whichever is longer); a session
+    /// with a conversation is found through it.
+    pub(super) async fn index_visitor_session(
+        &self,
+        org: OrgId,
+        visitor: Uuid,
+        session: Uuid,
+    ) -> RoutingResult<()> {
+        let ttl = self
+            .config
+            .retention
+            .silent_session
+            .max(crate::auth::refresh::MAX_FAMILY_LIFETIME);
+        self.engine()
+            .remember(
+                Space::VisitorSessions,
+                &visitor_lists_key(org, visitor),
+                &session.to_string(),
+                ttl,
+                MAX_INDEXED_SESSIONS,
+            )
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
+    }
+
     /// Erases everything about one signed-in visitor of `org`: their
     /// conversations (with logs), every session signed in as them (and the
-    /// conversations those sessions had), and their record.
+    /// conversations those sessions had; their sockets are told to close),
+    /// and their record. The sessions are the ones their list names and the
+    /// ones their conversations were had in: no scan of the organization's
+    /// sessions. What the caller must still revoke, the refresh-token
+    /// families of those sessions, is in [`Erased::session_families`].
     pub async fn erase_visitor(
         &self,
         org: OrgId,
@@ -405,18 +510,30 @@ impl Routing {
             .as_ref()
             .map(|v| v.conversations.clone())
             .unwrap_or_default();
+        let index = visitor_lists_key(org, visitor);
+        let mut session_ids: Vec<Uuid> = self
+            .engine()
+            .recall(Space::VisitorSessions, &index)
+            .await
+            .map_err(StoreError::from)?
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        for id in &conversations {
+            if let Some(c) = self.conversation(*id).await? {
+                session_ids.push(c.session_id);
+            }
+        }
+        session_ids.sort();
+        session_ids.dedup();
         let mut sessions = Vec::new();
-        for deployment in self
-            .store
-            .list_all::<Deployment>(&collection_of(Kind::Deployment, org))
-            .await?
-        {
-            let collection = Collection::DeploymentSessions(deployment.meta.id);
-            for session in self.store.list_all::<GuestSession>(&collection).await? {
-                if session.visitor_id == Some(visitor) {
-                    conversations.extend(session.conversation_id);
-                    sessions.push(session);
-                }
+        for id in session_ids {
+            if let Some(session) = self.store.find::<GuestSession>(id).await?
+                && session.visitor_id == Some(visitor)
+                && session.org_id == org
+            {
+                conversations.extend(session.conversation_id);
+                sessions.push(session);
             }
         }
         conversations.sort();
@@ -434,6 +551,11 @@ impl Routing {
             }
         }
         for session in sessions {
+            if let Some(family) = session.token_family {
+                erased
+                    .session_families
+                    .push((session.deployment_id, family));
+            }
             self.store
                 .commit(Commit::new().delete(session.key(), Expect::Any).delete(
                     PushDevice::key_of(session.deployment_id, session.meta.id),
@@ -457,6 +579,10 @@ impl Routing {
                 .await?;
             erased.visitors = 1;
         }
+        self.engine()
+            .discard(Space::VisitorSessions, &index)
+            .await
+            .map_err(StoreError::from)?;
         tracing::info!(%org, conversations = erased.conversations.len(), sessions = erased.sessions, "visitor erased");
         Ok(erased)
     }

@@ -195,6 +195,8 @@ impl Routing {
                 RoutingError::NotAllowed(_) => VisitorError::OtherVisitor,
                 e => e.into(),
             })?;
+        self.index_visitor_session(at.deployment.org_id, visitor_id, session.meta.id)
+            .await?;
         let mut step_up = None;
         if stepped_up {
             let logged = match session.conversation_id {

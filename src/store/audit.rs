@@ -103,6 +103,7 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Conversation => "conversation",
         Kind::AgentState => "agent",
         Kind::AuditEntry => "auditEntry",
+        Kind::DeletedDeployment => "deletedDeployment",
     }
 }
 

@@ -469,6 +469,38 @@ impl Deployment {
     }
 }
 
+/// What a deleted deployment leaves for the retention sweep: its guest
+/// sessions (and their push devices) are listed under its id, which no
+/// longer names a deployment the sweep would walk. Written with the
+/// deletion, in the same commit; removed by the sweep once nothing is left.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedDeployment {
+    /// The deleted deployment's id.
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub org_id: OrgId,
+}
+
+impl DeletedDeployment {
+    pub fn of(deployment: &Deployment, now: DateTime<Utc>) -> Self {
+        Self {
+            meta: Meta {
+                id: deployment.meta.id,
+                version: 0,
+                date_created: now,
+                date_modified: now,
+            },
+            org_id: deployment.org_id,
+        }
+    }
+}
+
+impl Record for DeletedDeployment {
+    const KIND: Kind = Kind::DeletedDeployment;
+    crate::store::record_basics!();
+}
+
 impl Record for Deployment {
     const KIND: Kind = Kind::Deployment;
     crate::store::record_basics!();

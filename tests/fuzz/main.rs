@@ -165,7 +165,10 @@ impl Bench {
         let text = String::from_utf8_lossy(input);
         match target {
             Target::GuestFrame => {
-                let _ = switchboard::gateway::guest::frames::parse(&text);
+                let _ = switchboard::gateway::guest::frames::parse(
+                    &text,
+                    &switchboard::limits::MessageLimits::default(),
+                );
             }
             Target::AgentFrame => {
                 let _ = switchboard::gateway::agent::parse_frame(&text);

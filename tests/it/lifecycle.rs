@@ -4,7 +4,11 @@
 
 use chrono::{Duration, Utc};
 use reqwest::StatusCode;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use switchboard::auth::refresh::NewFamily;
+use switchboard::auth::visitor_token::SessionGrant;
+use switchboard::engine::Space;
 use switchboard::routing::model::AgentStatus;
 use switchboard::routing::model::{GuestSession, VisitorIdentity, session_id};
 use switchboard::routing::{AgentIdentity, Swept};
@@ -15,6 +19,7 @@ use crate::on_both_engines;
 use crate::support::app::{EngineKind, TestApp};
 use crate::support::guest::{conversation_of, new_token};
 use crate::support::routing::{chat_content, text_event};
+use crate::support::site::{SiteSpec, integration_body};
 
 /// A signed-in visitor as the IdP named them.
 fn visitor_identity(subject: &str) -> VisitorIdentity {
@@ -193,7 +198,7 @@ async fn one_node_sweeps_at_a_time(kind: EngineKind) {
     let other = b"another-node";
     let lease = engine
         .lease(
-            switchboard::engine::Space::RetentionLease,
+            Space::RetentionLease,
             "sweep",
             other,
             std::time::Duration::from_secs(60),
@@ -205,7 +210,7 @@ async fn one_node_sweeps_at_a_time(kind: EngineKind) {
     assert_eq!(routing.sweep_retention_once(now).await.unwrap(), None);
     assert!(routing.conversation(old).await.unwrap().is_some());
     engine
-        .release(switchboard::engine::Space::RetentionLease, "sweep", other)
+        .release(Space::RetentionLease, "sweep", other)
         .await
         .unwrap();
     let swept = routing.sweep_retention_once(now).await.unwrap().unwrap();
@@ -213,6 +218,100 @@ async fn one_node_sweeps_at_a_time(kind: EngineKind) {
     assert!(routing.conversation(old).await.unwrap().is_none());
 }
 on_both_engines!(one_node_sweeps_at_a_time);
+
+/// The keys on this app's Redis that mention `id`, with their TTLs (ms);
+/// nothing on the embedded engine.
+async fn redis_keys_naming(app: &TestApp, id: Uuid) -> Vec<(String, i64)> {
+    let Some(prefix) = app.setup.env.get(switchboard::config::ENV_REDIS_PREFIX) else {
+        return Vec::new();
+    };
+    let mut conn = ::redis::Client::open(crate::support::redis::shared().url().as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{prefix}*{id}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut found = Vec::new();
+    for key in keys {
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        found.push((key, ttl));
+    }
+    found
+}
+
+async fn a_deleted_deployments_sessions_are_swept(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let site = app.guest_site().await;
+    let deployment = app.deployment_record(site.deployment_id()).await;
+    let routing = &app.state().routing;
+    let now = Utc::now();
+    // A session that never spoke and one with a conversation, both fresh:
+    // past nothing's retention while the deployment lives.
+    let silent = session_id(&new_token());
+    routing
+        .open_session(silent, &deployment, now)
+        .await
+        .unwrap();
+    let conversation = app.visitor_opens(&deployment, "hello", None).await;
+    let talker = routing
+        .conversation(conversation)
+        .await
+        .unwrap()
+        .unwrap()
+        .session_id;
+    assert_eq!(routing.sweep_retention(now).await.unwrap().sessions, 0);
+    let before = redis_keys_naming(&app, talker).await;
+    assert!(kind != EngineKind::Redis || !before.is_empty());
+
+    app.delete(
+        &format!("/api/v2/webdeployments/deployments/{}", site.deployment),
+        &site.admin,
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+    let swept = routing.sweep_retention(now).await.unwrap();
+    assert_eq!(swept.sessions, 2, "{swept:?}");
+    assert!(session(&app, silent).await.is_none());
+    assert!(session(&app, talker).await.is_none());
+    let listed = app
+        .state()
+        .store
+        .engine()
+        .list(
+            &switchboard::engine::Collection::DeploymentSessions(deployment.meta.id),
+            0,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.total, 0);
+    // The conversation is the organization's, kept for its retention.
+    assert!(routing.conversation(conversation).await.unwrap().is_some());
+    // Done: the tombstone went too, and the next sweep has nothing to do.
+    assert_eq!(
+        routing.sweep_retention(now).await.unwrap(),
+        Swept::default()
+    );
+    // On Redis, nothing lasting names the sessions or the deployment (its
+    // rate buckets expire by themselves).
+    for id in [silent, talker, deployment.meta.id] {
+        let lasting: Vec<_> = redis_keys_naming(&app, id)
+            .await
+            .into_iter()
+            .filter(|(_, ttl)| *ttl < 0)
+            .collect();
+        assert!(lasting.is_empty(), "{id}: {lasting:?}");
+    }
+}
+on_both_engines!(a_deleted_deployments_sessions_are_swept);
 
 async fn erasing_a_conversation_removes_it_everywhere(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
@@ -393,7 +492,8 @@ async fn erasing_a_visitor_removes_everything_about_them(kind: EngineKind) {
         .expect(StatusCode::OK);
     assert_eq!(
         again,
-        json!({ "conversations": [], "logEntries": 0, "sessions": 0, "visitors": 0 })
+        json!({ "conversations": [], "logEntries": 0, "sessions": 0, "visitors": 0,
+                "tokenFamilies": 0 })
     );
     // The audit log names the visitor id, never the IdP subject.
     let audit = app
@@ -408,6 +508,126 @@ async fn erasing_a_visitor_removes_everything_about_them(kind: EngineKind) {
     assert!(!all.to_string().contains("grace-1906"), "{all}");
 }
 on_both_engines!(erasing_a_visitor_removes_everything_about_them);
+
+/// A signed-in sign-in as the exchange makes it: a refresh-token family
+/// started for `identity`, and a session JWT of that family.
+async fn sign_in(app: &TestApp, deployment: Uuid, identity: &VisitorIdentity) -> (Uuid, String) {
+    let tokens = &app.state().visitor_tokens;
+    let org = app.state().auth.default_org();
+    let now = Utc::now();
+    let (family, _refresh) = tokens
+        .start_family(
+            NewFamily {
+                deployment,
+                org,
+                integration: Uuid::new_v4(),
+                identity: identity.clone(),
+                lifetime: std::time::Duration::from_secs(3600),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let issued = tokens
+        .issue(
+            &SessionGrant {
+                deployment,
+                org,
+                identity: identity.clone(),
+                sid: family,
+                not_after: now + Duration::hours(1),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    (family, issued.jwt.expose_secret().to_owned())
+}
+
+async fn erasing_a_visitor_ends_their_sign_ins(kind: EngineKind) {
+    let app = TestApp::spawn(kind).await;
+    let spec = SiteSpec::new()
+        .integration(integration_body("Shop IdP"))
+        .sign_in(true)
+        .session_upgrade(false);
+    let site = app.site(&spec).await;
+    let deployment = site.deployment_id();
+    let state = app.state();
+    let org = state.auth.default_org();
+    let identity = visitor_identity("ada-1815");
+    let visitor = state
+        .visitor_tokens
+        .visitor_subject(org, &identity.issuer, &identity.subject);
+
+    // Two devices signed in, neither has spoken: only the visitor's lists
+    // lead to them. A third sign-in was exchanged but never connected.
+    let mut sockets = Vec::new();
+    let mut families = Vec::new();
+    for _ in 0..2 {
+        let (family, jwt) = sign_in(&app, deployment, &identity).await;
+        let mut guest = app.guest(&site.deployment, &new_token()).await;
+        crate::support::guest::assert_session(&guest.authenticate(&jwt).await);
+        sockets.push(guest);
+        families.push(family);
+    }
+    let (unused, _) = sign_in(&app, deployment, &identity).await;
+    families.push(unused);
+    // Someone else, signed in too, is left alone.
+    let (bystander_family, bystander_jwt) =
+        sign_in(&app, deployment, &visitor_identity("someone-else")).await;
+    let mut bystander = app.guest(&site.deployment, &new_token()).await;
+    crate::support::guest::assert_session(&bystander.authenticate(&bystander_jwt).await);
+
+    let erased = app
+        .post(
+            "/api/v2/visitors/erase",
+            &site.admin,
+            json!({ "visitorId": visitor }),
+        )
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(erased["sessions"], 2, "{erased}");
+    assert_eq!(erased["tokenFamilies"], 3, "{erased}");
+    // Their sockets are closed; every family is revoked, so neither a
+    // refresh nor a session token of theirs works any more.
+    for mut socket in sockets {
+        socket.closed_after_frames().await;
+    }
+    for family in families {
+        assert!(state.visitor_tokens.family_revoked(family).await.unwrap());
+    }
+    assert!(
+        !state
+            .visitor_tokens
+            .family_revoked(bystander_family)
+            .await
+            .unwrap()
+    );
+    let still = bystander.say("still here").await;
+    assert_eq!(still["class"], "StructuredMessage", "{still}");
+    // The lists went with them.
+    let key = switchboard::auth::visitor_token::visitor_lists_key(org, visitor);
+    let engine = state.store.engine();
+    for space in [Space::VisitorSessions, Space::VisitorFamilies] {
+        assert!(engine.recall(space, &key).await.unwrap().is_empty());
+    }
+    // On Redis, the bystander's lists expire.
+    if kind == EngineKind::Redis {
+        let other = state
+            .visitor_tokens
+            .visitor_subject(org, &identity.issuer, "someone-else");
+        let lists: Vec<_> = redis_keys_naming(&app, other)
+            .await
+            .into_iter()
+            .filter(|(key, _)| key.contains(":e:v"))
+            .collect();
+        assert_eq!(lists.len(), 2, "{lists:?}");
+        for (key, ttl) in lists {
+            assert!(ttl > 0, "{key} does not expire");
+        }
+    }
+}
+on_both_engines!(erasing_a_visitor_ends_their_sign_ins);
 
 fn actions(page: &Value) -> Vec<(String, String)> {
     page["entities"]

@@ -199,10 +199,16 @@ async fn hostile_clients_take_nothing_from_the_honest_ones() {
     // The per-address limits at their defaults: the hostile clients come
     // from 127.0.1.x, the honest ones from 127.0.0.x.
     let app = TestApp::spawn_with(Setup::new(EngineKind::Embedded).address_limits()).await;
+    // The node runs in this process: its memory is this process's.
+    let pid = std::process::id().to_string();
     let summary = loadtest(
         &app,
         &[
             "hostile",
+            "--node-pid",
+            &pid,
+            "--rss-interval-seconds",
+            "1",
             "--visitors",
             "4",
             "--agents",
@@ -241,4 +247,20 @@ async fn hostile_clients_take_nothing_from_the_honest_ones() {
     assert!(count("sessions_refused") > 0, "{summary}");
     assert!(count("oversized_closed") > 0, "{summary}");
     assert!(count("conversations_opened") <= 4 * 20, "{summary}");
+    // The honest sessions' loss is reported on its own, and the node's
+    // memory over the run: a sample at the start, at the end, and between.
+    assert_eq!(summary["honest_loss"]["lost"], 0, "{summary}");
+    assert_eq!(summary["honest_loss"]["duplicated"], 0, "{summary}");
+    let node = &summary["node"];
+    let samples = node["samples"].as_array().unwrap();
+    assert!(samples.len() >= 2, "{summary}");
+    assert!(
+        samples
+            .windows(2)
+            .all(|w| w[0]["at_s"].as_f64() <= w[1]["at_s"].as_f64()),
+        "{summary}"
+    );
+    let peak = node["peak_kib"].as_u64().unwrap();
+    assert!(samples.iter().all(|s| s["kib"].as_u64().unwrap() <= peak));
+    assert!(node["start_kib"].as_u64().unwrap() > 0, "{summary}");
 }

@@ -18,6 +18,7 @@ mod guest_ws;
 mod hardening;
 mod jwt_bearer;
 mod lifecycle;
+mod limit_settings;
 mod limits;
 mod loadtest;
 mod multi_node;

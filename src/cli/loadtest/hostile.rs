@@ -8,9 +8,12 @@
 //! connect from other loopback addresses (127.0.1.x) than the honest ones,
 //! so what they cause stays theirs: the run passes only when the honest
 //! sessions lose nothing and get nothing twice, whatever the limits refuse
-//! the hostile ones. With `--node-pid`, the node's resident memory is read
-//! before the hostile clients start and after they stop: a node whose
-//! limits hold stays flat, however long the run.
+//! the hostile ones; the report says what the honest sessions lost and got
+//! twice. With `--node-pid`, the node's resident memory is sampled from
+//! before the hostile clients start until after they stop, every
+//! `--rss-interval-seconds`: a node whose limits hold stays flat, however
+//! long the run, and the samples show it over time rather than at two
+//! points.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -54,6 +57,9 @@ pub struct HostileArgs {
     /// The node's process id, to read its resident memory.
     #[arg(long)]
     pub node_pid: Option<u32>,
+    /// How often the node's resident memory is sampled (with --node-pid).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rss_interval_seconds: u64,
 }
 
 /// What the hostile clients tried, and what became of it.
@@ -120,11 +126,32 @@ pub(super) struct Memory {
     start_kib: Option<u64>,
     end_kib: Option<u64>,
     growth_kib: Option<i64>,
+    /// The most the node held at any sample.
+    peak_kib: Option<u64>,
+    /// The node's resident memory over the run.
+    samples: Vec<RssSample>,
+}
+
+/// The node's resident memory at one moment of the run.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(super) struct RssSample {
+    /// Seconds since the hostile clients started.
+    at_s: f64,
+    kib: u64,
+}
+
+/// What the honest sessions running beside the hostile clients suffered:
+/// the run is clean only when all of it is zero.
+#[derive(Debug, Serialize)]
+pub(super) struct HonestLoss {
+    lost: u64,
+    duplicated: u64,
 }
 
 #[derive(Debug, Serialize)]
 pub(super) struct Figures {
     honest: steady::Figures,
+    honest_loss: HonestLoss,
     hostile: Hostile,
     node: Memory,
 }
@@ -166,6 +193,16 @@ pub(super) async fn run(args: &HostileArgs) -> Result<(Run, Outcome<Figures>), L
     });
     let node_rss = || args.node_pid.and_then(rss_kib);
     let start_kib = node_rss();
+    let started = tokio::time::Instant::now();
+    let (sampling_tx, sampling) = watch::channel(false);
+    let sampler = args.node_pid.map(|pid| {
+        tokio::spawn(sample_rss(
+            pid,
+            Duration::from_secs(args.rss_interval_seconds),
+            started,
+            sampling,
+        ))
+    });
 
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -191,6 +228,18 @@ pub(super) async fn run(args: &HostileArgs) -> Result<(Run, Outcome<Figures>), L
         let _ = task.await;
     }
     let end_kib = node_rss();
+    let _ = sampling_tx.send(true);
+    let mut samples = match sampler {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if let Some(kib) = end_kib {
+        samples.push(RssSample {
+            at_s: super::stats::round3(started.elapsed().as_secs_f64()),
+            kib,
+        });
+    }
+    let peak_kib = samples.iter().map(|s| s.kib).max();
     let (run, outcome) = honest?;
     let hostile = Hostile::from(&arena.counters);
     let mut lines = outcome.lines;
@@ -211,17 +260,39 @@ pub(super) async fn run(args: &HostileArgs) -> Result<(Run, Outcome<Figures>), L
         }
         _ => None,
     };
+    lines.push(format!(
+        "honest sessions beside them: {} lost, {} duplicated",
+        outcome.lost, outcome.duplicated
+    ));
     if let (Some(s), Some(e)) = (start_kib, end_kib) {
-        lines.push(format!("node memory: {s} KiB before, {e} KiB after"));
+        let peak = peak_kib.unwrap_or(e);
+        lines.push(format!(
+            "node memory: {s} KiB before, {peak} KiB at most, {e} KiB after ({} samples)",
+            samples.len()
+        ));
+        let over_time: Vec<String> = samples
+            .iter()
+            .map(|s| format!("{:.0}s {}", s.at_s, s.kib))
+            .collect();
+        lines.push(format!(
+            "node memory over time (KiB): {}",
+            over_time.join(", ")
+        ));
     }
     let outcome = Outcome {
         figures: Figures {
             honest: outcome.figures,
+            honest_loss: HonestLoss {
+                lost: outcome.lost,
+                duplicated: outcome.duplicated,
+            },
             hostile,
             node: Memory {
                 start_kib,
                 end_kib,
                 growth_kib,
+                peak_kib,
+                samples,
             },
         },
         lost: outcome.lost,
@@ -230,6 +301,33 @@ pub(super) async fn run(args: &HostileArgs) -> Result<(Run, Outcome<Figures>), L
         lines,
     };
     Ok((run, outcome))
+}
+
+/// Samples the node's resident memory every `interval` from `started`
+/// (the first at once) until `done`; a sample that cannot be read (the
+/// node went) is skipped.
+async fn sample_rss(
+    pid: u32,
+    interval: Duration,
+    started: tokio::time::Instant,
+    mut done: watch::Receiver<bool>,
+) -> Vec<RssSample> {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Some(kib) = rss_kib(pid) {
+                    samples.push(RssSample {
+                        at_s: super::stats::round3(started.elapsed().as_secs_f64()),
+                        kib,
+                    });
+                }
+            }
+            () = stopped(&mut done) => return samples,
+        }
+    }
 }
 
 impl Arena {

@@ -135,6 +135,30 @@ impl EmbeddedEngine {
         .await
     }
 
+    /// The same list as Redis keeps (newline-separated ids), changed in one
+    /// write transaction.
+    pub async fn remember(
+        &self,
+        space: Space,
+        id: &str,
+        item: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> EngineResult<()> {
+        let key = ephemeral_key(space, id);
+        let item = item.to_owned();
+        self.write_ephemeral(move |table, now| {
+            let current = read_live(table, &key, now)?.map(|(_, value)| value);
+            let text = crate::engine::remembered_with(current.as_deref(), &item, cap);
+            let expires = now.saturating_add(ttl_millis(ttl));
+            table
+                .insert(key.as_str(), (expires, text.as_bytes()))
+                .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
         let key = ephemeral_key(space, id);
         self.write_ephemeral(move |table, _| {

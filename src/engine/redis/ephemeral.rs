@@ -111,6 +111,28 @@ impl RedisEngine {
         Ok(removed == 1)
     }
 
+    /// `remember.lua`: the read, the change and the write in one atomic
+    /// step, so concurrent additions all land.
+    pub async fn remember(
+        &self,
+        space: Space,
+        id: &str,
+        item: &str,
+        ttl: Duration,
+        cap: usize,
+    ) -> EngineResult<()> {
+        let mut conn = self.conn.clone();
+        scripts::REMEMBER
+            .key(keys::ephemeral(&self.prefix, space, id))
+            .arg(item)
+            .arg(ttl_millis(ttl))
+            .arg(cap.max(1))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("DEL")

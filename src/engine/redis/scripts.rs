@@ -47,7 +47,13 @@ pub(super) static LEASE: LazyLock<Script> =
 pub(super) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("release.lua")));
 
+/// Adds an id to a capped list: see `remember.lua`.
+pub(super) static REMEMBER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("remember.lua")));
+
 /// Every script, for loading at connect.
-pub(super) fn all() -> [&'static Script; 6] {
-    [&COMMIT, &APPEND, &COUNT, &THROTTLE, &LEASE, &RELEASE]
+pub(super) fn all() -> [&'static Script; 7] {
+    [
+        &COMMIT, &APPEND, &COUNT, &THROTTLE, &LEASE, &RELEASE, &REMEMBER,
+    ]
 }

@@ -10,8 +10,6 @@ use crate::routing::model::{
     AgentState, AgentStatus, Conversation, ConversationState, LogEvent, Participant, SequencedEvent,
 };
 
-/// Longest text an agent may send, as for visitors.
-pub const MAX_TEXT_CHARS: usize = 4000;
 /// Longest client message id, request id and wrap-up code.
 pub const MAX_ID_CHARS: usize = 128;
 

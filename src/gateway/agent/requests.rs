@@ -8,11 +8,10 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::protocol::{
-    ConversationView, ErrorBody, EventView, MAX_ID_CHARS, MAX_TEXT_CHARS, Outcome, Request,
-    RequestedStatus,
+    ConversationView, ErrorBody, EventView, MAX_ID_CHARS, Outcome, Request, RequestedStatus,
 };
 use super::socket::Agent;
-use crate::limits::{Key, Refused};
+use crate::limits::{Key, MessageLimits, Refused};
 use crate::routing::content::{self, Sender};
 use crate::routing::model::{
     ContentItem, Conversation, ConversationState, EventBody, MessageMetadata, MessageType,
@@ -94,7 +93,8 @@ impl Agent {
                 content,
                 id,
             } => {
-                let (message_type, text, content) = agent_message(text, content)?;
+                let (message_type, text, content) =
+                    agent_message(text, content, &self.state.limits.current().message)?;
                 if let Some(id) = &id
                     && (id.is_empty() || id.chars().count() > MAX_ID_CHARS)
                 {
@@ -290,24 +290,26 @@ impl Agent {
     }
 }
 
-/// An agent's message, checked: text alone (1 to [`MAX_TEXT_CHARS`]), or
-/// content with optional text. Content breaking a rule is
-/// `invalid_content`, its message naming the item and the rule.
+/// An agent's message, checked: text alone (1 to the node's text limit,
+/// the same as visitors'), or content with optional text. Content breaking
+/// a rule is `invalid_content`, its message naming the item and the rule.
 fn agent_message(
     text: Option<String>,
     content: Option<Vec<Value>>,
+    limits: &MessageLimits,
 ) -> Result<(MessageType, Option<String>, Vec<ContentItem>), ErrorBody> {
     let content = match content.as_deref() {
         None | Some([]) => Vec::new(),
-        Some(values) => content::parse(values, Sender::Agent)
+        Some(values) => content::parse(values, Sender::Agent, limits)
             .map_err(|e| ErrorBody::new("invalid_content", e.0))?,
     };
     let text = text.filter(|t| !t.trim().is_empty());
     if let Some(text) = &text
-        && text.chars().count() > MAX_TEXT_CHARS
+        && text.chars().count() > limits.text_chars
     {
         return Err(ErrorBody::bad_request(format!(
-            "text is longer than {MAX_TEXT_CHARS} characters"
+            "text is longer than {} characters",
+            limits.text_chars
         )));
     }
     if content.is_empty() {

@@ -10,9 +10,11 @@ use uuid::Uuid;
 
 use super::resource::{Resource, crud_routes, name, present, retention_days};
 use crate::app::AppState;
+use crate::engine::{Expect, Put};
 use crate::http::error::ApiError;
-use crate::store::records::{ConfigurationRef, Deployment, Meta};
+use crate::store::records::{ConfigurationRef, DeletedDeployment, Deployment, Meta};
 use crate::store::types::{AppHost, DeploymentStatus, OrgId, Origin, RedirectScheme, Role};
+use crate::store::{StoreError, put_for};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -169,6 +171,15 @@ impl Resource for Deployment {
                 existing.and_then(|d| d.retention_days),
             )?,
         })
+    }
+
+    /// A deleted deployment leaves its guest sessions behind: a tombstone
+    /// tells the retention sweep where to find them.
+    fn left_behind(&self, now: DateTime<Utc>) -> Result<Vec<Put>, StoreError> {
+        Ok(vec![put_for(
+            &DeletedDeployment::of(self, now),
+            Expect::Absent,
+        )?])
     }
 
     fn view(self, state: &AppState) -> DeploymentView {

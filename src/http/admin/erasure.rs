@@ -85,7 +85,8 @@ pub struct VisitorErasure {
 
 /// Erases everything about one signed-in visitor of the caller's
 /// organization: every conversation they had (with its log), every session
-/// signed in as them (its sockets are closed) and their record. Answers
+/// signed in as them (its sockets are closed), their record, and every
+/// refresh-token family of theirs (revoked: they must sign in again). Answers
 /// what was deleted; erasing someone who left nothing answers zeros. The
 /// audit entry names the visitor id only, never the issuer or subject.
 #[utoipa::path(post, path = "/api/v2/visitors/erase", tag = "erasure", security(("bearer" = [])),
@@ -116,11 +117,22 @@ async fn erase_visitor(
             ));
         }
     };
-    let erased = state
+    let now = Utc::now();
+    let mut erased = state
         .routing
-        .erase_visitor(principal.org, visitor, Utc::now())
+        .erase_visitor(principal.org, visitor, now)
         .await
         .map_err(routing_error)?;
+    // Every sign-in of theirs ends too: refresh tokens and session tokens
+    // stop working, and the families' sockets are logged out everywhere.
+    let revoked = state
+        .visitor_tokens
+        .revoke_visitor(principal.org, visitor, &erased.session_families, now)
+        .await?;
+    erased.token_families = revoked.len() as u64;
+    for revoked in revoked {
+        state.routing.session_revoked(revoked).await;
+    }
     let audit = entry(
         principal,
         AuditAction::Erase,

@@ -6,21 +6,21 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Deserialize as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::audit::{entry, shown};
 use crate::app::AppState;
-use crate::engine::{Commit, Expect};
+use crate::engine::{Commit, Expect, Put};
 use crate::http::PagedList;
 use crate::http::error::ApiError;
 use crate::http::extract::{Caller, Id, Json, JsonOut, Paging};
 use crate::store::audit::AuditAction;
 use crate::store::records::Meta;
 use crate::store::types::{OrgId, Role};
-use crate::store::{Record, collection_of};
+use crate::store::{Record, StoreError, collection_of};
 
 pub(crate) trait Resource: Record + Clone + 'static {
     type Input: DeserializeOwned + Send + 'static;
@@ -43,6 +43,12 @@ pub(crate) trait Resource: Record + Clone + 'static {
     ) -> Result<Self, ApiError>;
 
     fn view(self, state: &AppState) -> Self::View;
+
+    /// Records written in the same commit as this one's deletion: what the
+    /// retention sweep needs to find what the record leaves behind.
+    fn left_behind(&self, _now: DateTime<Utc>) -> Result<Vec<Put>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 pub(crate) async fn list<R: Resource>(
@@ -139,6 +145,7 @@ pub(crate) async fn delete<R: Resource>(
     let record = state.store.get::<R>(principal.org, id).await?;
     let key = record.key();
     let version = record.meta().version;
+    let left = record.left_behind(Utc::now())?;
     let before = shown(&record.view(&state));
     let audit = entry(
         principal,
@@ -148,14 +155,13 @@ pub(crate) async fn delete<R: Resource>(
         before.as_ref(),
         None,
     );
-    state
-        .store
-        .commit(
-            Commit::new()
-                .delete(key, Expect::Version(version))
-                .put(audit.put()?),
-        )
-        .await?;
+    let commit = left.into_iter().fold(
+        Commit::new()
+            .delete(key, Expect::Version(version))
+            .put(audit.put()?),
+        Commit::put,
+    );
+    state.store.commit(commit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

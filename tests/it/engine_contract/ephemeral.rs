@@ -21,6 +21,8 @@ contract! {
     a_lease_has_one_holder_who_renews_and_releases => a_lease_has_one_holder_who_renews_and_releases_redis, a_lease_has_one_holder_who_renews_and_releases_embedded;
     an_unrenewed_lease_runs_out => an_unrenewed_lease_runs_out_redis, an_unrenewed_lease_runs_out_embedded;
     concurrent_leases_one_holder => concurrent_leases_one_holder_redis, concurrent_leases_one_holder_embedded;
+    a_remembered_list_keeps_each_id_once_the_newest_and_expires => a_remembered_list_keeps_each_id_once_the_newest_and_expires_redis, a_remembered_list_keeps_each_id_once_the_newest_and_expires_embedded;
+    concurrent_remembers_all_land => concurrent_remembers_all_land_redis, concurrent_remembers_all_land_embedded;
 }
 
 fn ms(n: u64) -> Duration {
@@ -419,4 +421,41 @@ async fn concurrent_leases_one_holder(engine: &Engine) {
         .collect();
     let held = results.iter().filter(|r| **r == Lease::Held).count();
     assert_eq!(held, 1, "exactly one holder: {results:?}");
+}
+
+async fn a_remembered_list_keeps_each_id_once_the_newest_and_expires(engine: &Engine) {
+    let s = Space::VisitorSessions;
+    assert!(engine.recall(s, "v").await.unwrap().is_empty());
+    for id in ["a", "b", "c", "a"] {
+        engine.remember(s, "v", id, LONG, 3).await.unwrap();
+    }
+    // Once each; a repeated id moves to the end.
+    assert_eq!(engine.recall(s, "v").await.unwrap(), ["b", "c", "a"]);
+    // Past the cap, the oldest go.
+    engine.remember(s, "v", "d", LONG, 3).await.unwrap();
+    assert_eq!(engine.recall(s, "v").await.unwrap(), ["c", "a", "d"]);
+    // Another list is another list.
+    assert!(engine.recall(s, "w").await.unwrap().is_empty());
+    // Each addition sets the expiry afresh.
+    engine.remember(s, "short", "x", ms(50), 3).await.unwrap();
+    sleep_ms(120).await;
+    assert!(engine.recall(s, "short").await.unwrap().is_empty());
+    engine.remember(s, "short", "y", LONG, 3).await.unwrap();
+    assert_eq!(engine.recall(s, "short").await.unwrap(), ["y"]);
+    engine.discard(s, "v").await.unwrap();
+    assert!(engine.recall(s, "v").await.unwrap().is_empty());
+}
+
+async fn concurrent_remembers_all_land(engine: &Engine) {
+    let s = Space::VisitorFamilies;
+    let ids: Vec<String> = (0..RACERS).map(|i| format!("family-{i}")).collect();
+    let adds = ids.iter().map(|id| engine.remember(s, "v", id, LONG, 1000));
+    for added in join_all(adds).await {
+        added.unwrap();
+    }
+    let mut listed = engine.recall(s, "v").await.unwrap();
+    listed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(listed, expected);
 }

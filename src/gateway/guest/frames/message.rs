@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::request::too_long;
-use super::{GuestError, MAX_CLIENT_ID_CHARS, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS};
+use super::{GuestError, MAX_CLIENT_ID_CHARS};
 use crate::gateway::guest::messages::GuestPresence;
+use crate::limits::MessageLimits;
 use crate::routing::content::{self, Sender};
 use crate::routing::model::{ContentItem, CustomAttributes, MessageMetadata, MessageType};
 
@@ -41,7 +42,10 @@ pub enum GuestEvent {
     Presence(GuestPresence),
 }
 
-pub(super) fn guest_message(raw: RawOnMessage) -> Result<GuestMessage, GuestError> {
+pub(super) fn guest_message(
+    raw: RawOnMessage,
+    limits: &MessageLimits,
+) -> Result<GuestMessage, GuestError> {
     let RawOnMessage {
         message,
         message_id: top_level_id,
@@ -63,13 +67,13 @@ pub(super) fn guest_message(raw: RawOnMessage) -> Result<GuestMessage, GuestErro
         return Err(GuestError::unavailable("attachments are not supported"));
     }
     if let Some(text) = &raw.text
-        && text.chars().count() > MAX_TEXT_CHARS
+        && text.chars().count() > limits.text_chars
     {
-        return Err(too_long());
+        return Err(too_long(limits.text_chars));
     }
     let kind = match kind {
         "Text" | "Structured" => {
-            let content = content::parse(&content, Sender::Visitor)
+            let content = content::parse(&content, Sender::Visitor, limits)
                 .map_err(|e| GuestError::bad_request(format!("message.{e}")))?;
             let text = raw.text.filter(|t| !t.is_empty());
             let message_type = if kind == "Text" {
@@ -104,6 +108,7 @@ pub(super) fn guest_message(raw: RawOnMessage) -> Result<GuestMessage, GuestErro
         _ => return Err(GuestError::bad_request("unknown message type")),
     };
     let metadata = message_metadata(
+        limits.custom_data_bytes,
         raw.metadata,
         [
             (
@@ -147,6 +152,7 @@ pub(super) fn guest_message(raw: RawOnMessage) -> Result<GuestMessage, GuestErro
 /// may hold custom attributes too. The attributes' limit is the SDK's:
 /// the UTF-8 bytes of keys and values.
 fn message_metadata(
+    max_bytes: usize,
     metadata: Option<Value>,
     placements: [(&str, Option<Value>); 3],
 ) -> Result<MessageMetadata, GuestError> {
@@ -169,15 +175,13 @@ fn message_metadata(
             "message.metadata.customAttributes",
         )?);
     }
-    if attributes.data_bytes() > MAX_CUSTOM_DATA_BYTES {
+    if attributes.data_bytes() > max_bytes {
         return Err(GuestError::new(
             4013,
-            format!(
-                "Custom Attributes in channel metadata is larger than {MAX_CUSTOM_DATA_BYTES} bytes"
-            ),
+            format!("Custom Attributes in channel metadata is larger than {max_bytes} bytes"),
         ));
     }
-    let extra = string_metadata(Some(&Value::Object(extra)))?;
+    let extra = string_metadata(Some(&Value::Object(extra)), max_bytes)?;
     Ok(MessageMetadata {
         custom_attributes: attributes,
         extra,
@@ -206,6 +210,7 @@ fn custom_attributes(value: Option<Value>, at: &str) -> Result<CustomAttributes,
 /// within the size custom attributes have.
 pub(super) fn string_metadata(
     value: Option<&Value>,
+    max_bytes: usize,
 ) -> Result<BTreeMap<String, String>, GuestError> {
     let fields = match value {
         None | Some(Value::Null) => return Ok(BTreeMap::new()),
@@ -227,9 +232,9 @@ pub(super) fn string_metadata(
         bytes = bytes.saturating_add(key.len() + value.len());
         metadata.insert(key.clone(), value.clone());
     }
-    if bytes > MAX_CUSTOM_DATA_BYTES {
+    if bytes > max_bytes {
         return Err(GuestError::bad_request(format!(
-            "message.metadata is larger than {MAX_CUSTOM_DATA_BYTES} bytes"
+            "message.metadata is larger than {max_bytes} bytes"
         )));
     }
     Ok(metadata)
@@ -312,7 +317,8 @@ struct RawChannelMetadata {
 
 #[cfg(test)]
 mod tests {
-    use super::super::request::{Parsed, Rejected, Request, parse};
+    use super::super::defaults::{MAX_CUSTOM_DATA_BYTES, parse};
+    use super::super::request::{Parsed, Rejected, Request};
     use super::*;
 
     fn err(text: &str) -> Rejected {

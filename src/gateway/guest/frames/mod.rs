@@ -26,15 +26,29 @@ pub use self::request::{Configure, Parsed, Rejected, Request, parse};
 
 /// Longest session token a client may present.
 pub const MAX_TOKEN_CHARS: usize = 2048;
-/// Longest text of one message, in characters.
-pub const MAX_TEXT_CHARS: usize = 4000;
-/// Largest custom attributes, in UTF-8 bytes of keys and values (the
-/// SDK's measure, advertised as `maxCustomDataBytes`).
-pub use crate::routing::content::MAX_CUSTOM_DATA_BYTES;
 /// Longest client message id (it becomes a dedup key).
 pub const MAX_CLIENT_ID_CHARS: usize = 256;
 /// Longest `tracingId` echoed back; a longer one is not echoed.
 pub const MAX_TRACING_ID_CHARS: usize = 256;
+
+/// The default limits' text length and custom attribute size, and a parse
+/// within the default limits, for the parsers' tests.
+#[cfg(test)]
+mod defaults {
+    use crate::limits::MessageLimits;
+
+    pub(super) const MAX_TEXT_CHARS: usize = 4000;
+    pub(super) const MAX_CUSTOM_DATA_BYTES: usize = 2048;
+
+    pub(super) fn parse(text: &str) -> Result<super::Parsed, super::Rejected> {
+        assert_eq!(MessageLimits::default().text_chars, MAX_TEXT_CHARS);
+        assert_eq!(
+            MessageLimits::default().custom_data_bytes,
+            MAX_CUSTOM_DATA_BYTES
+        );
+        super::parse(text, &MessageLimits::default())
+    }
+}
 
 /// An error answered on the socket, which stays usable.
 #[derive(Clone, Debug, PartialEq, Eq)]

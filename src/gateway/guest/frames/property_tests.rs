@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use crate::routing::model::{ContentItem, MessageType};
 
+use super::defaults::{MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, parse};
 use super::{
-    GuestMessage, MAX_CLIENT_ID_CHARS, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, MAX_TOKEN_CHARS,
-    MAX_TRACING_ID_CHARS, MessageKind, Request, error, parse,
+    GuestMessage, MAX_CLIENT_ID_CHARS, MAX_TOKEN_CHARS, MAX_TRACING_ID_CHARS, MessageKind, Request,
+    error,
 };
 
 const ACTIONS: [&str; 8] = [

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{GuestError, MAX_CUSTOM_DATA_BYTES};
+use super::GuestError;
 
 #[derive(Serialize)]
 struct Frame<'a, B: Serialize> {
@@ -253,13 +253,13 @@ impl SessionResponse {
     /// conversation ended read-only, which is when the Transport SDK closes
     /// a session (`startNewChat`); only `connected: false, readOnly: true`
     /// makes it configure again with `startNew`.
-    pub fn disconnected(read_only: bool) -> Self {
+    pub fn disconnected(read_only: bool, max_custom_data_bytes: usize) -> Self {
         Self {
             connected: false,
             new_session: false,
             read_only,
             cleared_existing_session: false,
-            max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
+            max_custom_data_bytes,
             allowed_media: None,
             blocked_extensions: BLOCKED_EXTENSIONS,
             duration_seconds: None,

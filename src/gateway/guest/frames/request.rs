@@ -9,7 +9,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::message::{GuestMessage, RawOnMessage, guest_message, string_metadata};
-use super::{GuestError, MAX_TEXT_CHARS, MAX_TOKEN_CHARS, MAX_TRACING_ID_CHARS};
+use super::{GuestError, MAX_TOKEN_CHARS, MAX_TRACING_ID_CHARS};
+use crate::limits::MessageLimits;
 use secrecy::SecretString;
 
 /// A request frame, parsed.
@@ -80,8 +81,8 @@ pub struct Configure {
     pub conversation_id: Option<Uuid>,
 }
 
-/// Parses one text frame.
-pub fn parse(text: &str) -> Result<Parsed, Rejected> {
+/// Parses one text frame, within the node's message `limits`.
+pub fn parse(text: &str, limits: &MessageLimits) -> Result<Parsed, Rejected> {
     let value: Value = serde_json::from_str(text).map_err(|e| Rejected {
         tracing_id: None,
         error: GuestError::bad_request(format!(
@@ -110,7 +111,7 @@ pub fn parse(text: &str) -> Result<Parsed, Rejected> {
         Some(_) => return Err(reject(GuestError::bad_request("action must be a string"))),
     };
     let object = Value::Object(object);
-    let (token, request) = parse_action(&action, object).map_err(reject)?;
+    let (token, request) = parse_action(&action, object, limits).map_err(reject)?;
     Ok(Parsed {
         tracing_id,
         token,
@@ -121,6 +122,7 @@ pub fn parse(text: &str) -> Result<Parsed, Rejected> {
 fn parse_action(
     action: &str,
     object: Value,
+    limits: &MessageLimits,
 ) -> Result<(Option<SecretString>, Request), GuestError> {
     match action {
         "configureSession" => {
@@ -146,7 +148,7 @@ fn parse_action(
         "onMessage" => {
             let raw: RawOnMessage = shape(object)?;
             let token = required_token(raw.token.as_deref())?;
-            let message = guest_message(raw)?;
+            let message = guest_message(raw, limits)?;
             Ok((Some(token), Request::OnMessage(Box::new(message))))
         }
         "echo" => {
@@ -154,11 +156,11 @@ fn parse_action(
             let token = required_token(raw.token.as_deref())?;
             let message = raw.message.ok_or_else(|| GuestError::missing("message"))?;
             if let Some(text) = &message.text
-                && text.chars().count() > MAX_TEXT_CHARS
+                && text.chars().count() > limits.text_chars
             {
-                return Err(too_long());
+                return Err(too_long(limits.text_chars));
             }
-            let metadata = string_metadata(message.metadata.as_ref())?;
+            let metadata = string_metadata(message.metadata.as_ref(), limits.custom_data_bytes)?;
             Ok((
                 Some(token),
                 Request::Echo {
@@ -220,10 +222,10 @@ fn required_token(token: Option<&str>) -> Result<SecretString, GuestError> {
     }
 }
 
-pub(super) fn too_long() -> GuestError {
+pub(super) fn too_long(max_chars: usize) -> GuestError {
     GuestError::new(
         4011,
-        format!("message too long: at most {MAX_TEXT_CHARS} characters"),
+        format!("message too long: at most {max_chars} characters"),
     )
 }
 
@@ -289,6 +291,7 @@ mod tests {
 
     use super::super::message::{GuestEvent, MessageKind};
     use super::*;
+    use crate::gateway::guest::frames::defaults::{MAX_TEXT_CHARS, parse};
     use crate::gateway::guest::messages::GuestPresence;
 
     fn err(text: &str) -> Rejected {

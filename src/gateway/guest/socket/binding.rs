@@ -13,7 +13,7 @@ use crate::auth::visitor_token::SessionError;
 use crate::engine::Channel;
 use crate::gateway::cursor::Cursor;
 use crate::gateway::guest::frames::{
-    AllowedMedia, BLOCKED_EXTENSIONS, Configure, GuestError, MAX_CUSTOM_DATA_BYTES, SessionResponse,
+    AllowedMedia, BLOCKED_EXTENSIONS, Configure, GuestError, SessionResponse,
 };
 use crate::gateway::guest::messages::{self, GuestPresence};
 use crate::limits::{self, Key};
@@ -133,8 +133,9 @@ impl Conn {
     }
 
     /// A session this configure would create (or start afresh) must be
-    /// admitted: per client address and per deployment. One that exists
-    /// costs nothing, so reconnects and resumes are never refused.
+    /// admitted: per client address and per deployment, guest or signed in
+    /// alike. One that exists costs nothing, so reconnects and resumes are
+    /// never refused.
     async fn admit_session(&mut self, session: Uuid) -> Result<(), GuestError> {
         let routing = self.state.routing.clone();
         match routing.session(session).await {
@@ -196,6 +197,10 @@ impl Conn {
                 return Err(session_refused(&e).into());
             }
         };
+        // A signed-in session is stored like a guest one: a new one counts
+        // against the same limits (a valid session JWT is no proof the
+        // caller is not making sessions by the thousand with it).
+        self.admit_session(model::session_id(token)).await?;
         let identity = claims.identity.clone();
         let visitor = Participant::visitor(Some(&identity));
         let at = VisitorSocket {
@@ -302,7 +307,7 @@ impl Conn {
             new_session: new,
             read_only,
             cleared_existing_session: cleared,
-            max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
+            max_custom_data_bytes: self.state.limits.current().message.custom_data_bytes,
             allowed_media: Some(AllowedMedia::none()),
             blocked_extensions: BLOCKED_EXTENSIONS,
             duration_seconds: Some(duration.as_secs()),

@@ -358,10 +358,11 @@ impl Conn {
     }
 
     async fn on_text(&mut self, text: &str) -> Flow {
-        if text.len() > self.state.limits.current().max_frame_bytes {
+        let limits = self.state.limits.current();
+        if text.len() > limits.max_frame_bytes {
             return Flow::Close(close_code::TOO_BIG, "frame too large");
         }
-        let parsed = match frames::parse(text) {
+        let parsed = match frames::parse(text, &limits.message) {
             Ok(parsed) => parsed,
             Err(rejected) => {
                 return self

@@ -14,8 +14,7 @@ use super::{Conn, Fail, Flow, HISTORY_AUDIENCE, HISTORY_TOKEN_TTL, history_subje
 use crate::gateway::conn::close_code;
 use crate::gateway::guest::frames::{
     AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, GuestError,
-    GuestEvent, GuestMessage, JwtResponse, MAX_CUSTOM_DATA_BYTES, MAX_TEXT_CHARS, MessageKind,
-    SessionResponse,
+    GuestEvent, GuestMessage, JwtResponse, MessageKind, SessionResponse,
 };
 use crate::gateway::guest::messages::{self, GuestPresence};
 use crate::limits::Key;
@@ -244,15 +243,16 @@ impl Conn {
         // Whole messages a second, as the field always was; a rate slower
         // than one a second reads as 1.
         let messages_per_second = (guest_rate.per_second().floor() as u64).max(1);
+        let limits = self.state.limits.current();
         let answer = ConfigurationResponse {
             deployment_id: self.deployment.meta.id,
             configuration_version: self.config_version.clone(),
             authentication_required: self.content.authentication_settings.enabled,
             allow_session_upgrade: self.content.authentication_settings.allow_session_upgrade,
-            max_custom_data_bytes: MAX_CUSTOM_DATA_BYTES,
-            max_text_length: MAX_TEXT_CHARS,
+            max_custom_data_bytes: limits.message.custom_data_bytes,
+            max_text_length: limits.message.text_chars,
             messages_per_second,
-            max_frame_bytes: self.state.limits.current().max_frame_bytes,
+            max_frame_bytes: limits.max_frame_bytes,
             allowed_media: AllowedMedia::none(),
             blocked_extensions: BLOCKED_EXTENSIONS,
             session_duration_seconds: conversations.session_duration_seconds,
@@ -281,7 +281,10 @@ impl Conn {
         self.unbind();
         self.respond(
             "SessionResponse",
-            SessionResponse::disconnected(read_only),
+            SessionResponse::disconnected(
+                read_only,
+                self.state.limits.current().message.custom_data_bytes,
+            ),
             tracing_id,
         )
         .await?;
