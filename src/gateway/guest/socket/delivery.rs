@@ -210,10 +210,19 @@ impl Conn {
     }
 
     /// Follows a conversation another socket of the session opened, from
-    /// its start.
+    /// its start. The notice may be older than what this socket did since
+    /// (a sign-in that started the session over, a new chat): it is
+    /// followed only while it is still the session's conversation.
     async fn switch_to(&mut self, conversation: Uuid) -> Result<(), Gone> {
-        if self.bound.is_none() || self.following() == Some(conversation) {
+        let Some(session) = self.bound.as_ref().map(|b| b.session) else {
             return Ok(());
+        };
+        if self.following() == Some(conversation) {
+            return Ok(());
+        }
+        match self.state.routing.session(session).await {
+            Ok(Some(current)) if current.conversation_id == Some(conversation) => {}
+            _ => return Ok(()),
         }
         if self.follow(conversation).await.is_err() {
             return Ok(());
