@@ -17,6 +17,12 @@ pub use telemetry::{
     TelemetryConfig, TraceConfig,
 };
 mod push;
+mod redis;
+pub use redis::{
+    ENV_REDIS_CLUSTER_NODES, ENV_REDIS_PASSWORD, ENV_REDIS_SENTINEL_MASTER, ENV_REDIS_SENTINELS,
+    ENV_REDIS_TLS_CA_FILE, ENV_REDIS_URL, ENV_REDIS_USERNAME, ENV_REDIS_WAIT_REPLICAS,
+    ENV_REDIS_WAIT_TIMEOUT_MS,
+};
 mod retention;
 pub use push::{ApnsConfig, FcmConfig, PushConfig};
 pub use retention::{
@@ -29,7 +35,6 @@ pub use serve::ServeSettings;
 
 pub const ENV_LISTEN: &str = "SWITCHBOARD_LISTEN";
 pub const ENV_PUBLIC_URL: &str = "SWITCHBOARD_PUBLIC_URL";
-pub const ENV_REDIS_URL: &str = "REDIS_URL";
 pub const ENV_REDIS_PREFIX: &str = "SWITCHBOARD_REDIS_PREFIX";
 pub const ENV_MASTER_KEY: &str = "SWITCHBOARD_MASTER_KEY";
 pub const ENV_DATA_DIR: &str = "SWITCHBOARD_DATA_DIR";
@@ -48,7 +53,12 @@ pub const DEFAULT_LOG_LEVEL: &str = "info,tower_http=info,redb=warn";
 /// The settings that hold secrets. Each can instead be read from a file
 /// named by the same variable with `_FILE` appended (Docker and systemd
 /// credentials, Kubernetes secrets mounted as files).
-pub const SECRET_SETTINGS: [&str; 3] = [ENV_REDIS_URL, ENV_MASTER_KEY, ENV_BOOTSTRAP_TOKEN];
+pub const SECRET_SETTINGS: [&str; 4] = [
+    ENV_REDIS_URL,
+    ENV_REDIS_PASSWORD,
+    ENV_MASTER_KEY,
+    ENV_BOOTSTRAP_TOKEN,
+];
 
 /// Everything a node needs to start, validated.
 #[derive(Debug, Clone)]
@@ -58,9 +68,10 @@ pub struct Config {
     /// The URL visitors and agents reach this service at: issuer of session
     /// tokens, base of the snippet and of OAuth redirect URIs.
     pub public_url: Url,
-    /// Selects the Redis engine; absent means the embedded engine. Secret
-    /// because it may carry a password.
-    pub redis_url: Option<SecretString>,
+    /// Selects the Redis engine and how to reach it (one server, a
+    /// cluster, Sentinel); absent means the embedded engine. Its `Debug`
+    /// prints no credential.
+    pub redis: Option<crate::engine::RedisTarget>,
     pub redis_prefix: String,
     /// Encrypts secrets at rest. Absent is only allowed on the embedded
     /// engine, which then generates one in the data directory.
@@ -182,6 +193,14 @@ struct FileConfig {
     listen: Option<String>,
     public_url: Option<String>,
     redis_url: Option<String>,
+    redis_cluster_nodes: Option<String>,
+    redis_sentinels: Option<String>,
+    redis_sentinel_master: Option<String>,
+    redis_username: Option<String>,
+    redis_password: Option<String>,
+    redis_tls_ca_file: Option<PathBuf>,
+    redis_wait_replicas: Option<u32>,
+    redis_wait_timeout_ms: Option<u64>,
     redis_prefix: Option<String>,
     master_key: Option<String>,
     data_dir: Option<PathBuf>,
@@ -256,17 +275,22 @@ impl Config {
             None => parse_public_url(&format!("http://{listen}"))?,
         };
 
-        let redis_url = secret(ENV_REDIS_URL)?.or(file.redis_url);
-        if let Some(url) = &redis_url {
-            let parsed =
-                Url::parse(url).map_err(|_| ConfigError::invalid(ENV_REDIS_URL, "is not a URL"))?;
-            if !matches!(parsed.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
-                return Err(ConfigError::invalid(
-                    ENV_REDIS_URL,
-                    "must be a redis:// or rediss:// URL",
-                ));
-            }
+        let redis = redis::RedisSettings {
+            url: secret(ENV_REDIS_URL)?.or(file.redis_url),
+            cluster_nodes: env(ENV_REDIS_CLUSTER_NODES).or(file.redis_cluster_nodes),
+            sentinels: env(ENV_REDIS_SENTINELS).or(file.redis_sentinels),
+            sentinel_master: env(ENV_REDIS_SENTINEL_MASTER).or(file.redis_sentinel_master),
+            username: env(ENV_REDIS_USERNAME).or(file.redis_username),
+            password: secret(ENV_REDIS_PASSWORD)?.or(file.redis_password),
+            tls_ca_file: env(ENV_REDIS_TLS_CA_FILE)
+                .map(PathBuf::from)
+                .or(file.redis_tls_ca_file),
+            wait_replicas: env(ENV_REDIS_WAIT_REPLICAS)
+                .or(file.redis_wait_replicas.map(|n| n.to_string())),
+            wait_timeout_ms: env(ENV_REDIS_WAIT_TIMEOUT_MS)
+                .or(file.redis_wait_timeout_ms.map(|n| n.to_string())),
         }
+        .target()?;
 
         let redis_prefix = env(ENV_REDIS_PREFIX)
             .or(file.redis_prefix)
@@ -286,7 +310,7 @@ impl Config {
             .or(file.master_key)
             .map(|text| MasterKey::from_base64(&text))
             .transpose()?;
-        if redis_url.is_some() && master_key.is_none() {
+        if redis.is_some() && master_key.is_none() {
             return Err(ConfigError::invalid(
                 ENV_MASTER_KEY,
                 "is required with Redis: every node must encrypt and decrypt with the same key \
@@ -372,7 +396,7 @@ impl Config {
             limits,
             listen,
             public_url,
-            redis_url: redis_url.map(SecretString::from),
+            redis,
             redis_prefix,
             master_key,
             data_dir,
@@ -461,7 +485,7 @@ mod tests {
         let config = load(&[]).unwrap();
         assert_eq!(config.listen, "127.0.0.1:8080");
         assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
-        assert!(config.redis_url.is_none());
+        assert!(config.redis.is_none());
         assert!(config.master_key.is_none());
         assert_eq!(config.redis_prefix, "sb:");
         assert!(!config.oidc_allow_insecure);
@@ -513,6 +537,103 @@ mod tests {
         }
     }
 
+    /// Every Redis form, and each mistake answered with the setting that
+    /// is wrong at the start of the line.
+    #[test]
+    fn redis_forms_and_their_mistakes() {
+        let key = MasterKey::generate().to_base64();
+        let with_key = |vars: &[(&str, &str)]| {
+            let mut all = vars.to_vec();
+            all.push((ENV_MASTER_KEY, key.as_str()));
+            load(&all)
+        };
+        let cluster = with_key(&[
+            (ENV_REDIS_CLUSTER_NODES, "10.0.0.1:7000,10.0.0.2:7000"),
+            (ENV_REDIS_USERNAME, "switchboard"),
+            (ENV_REDIS_PASSWORD, "pw"),
+        ])
+        .unwrap()
+        .redis
+        .unwrap();
+        assert_eq!(cluster.form(), "cluster");
+        assert!(!format!("{cluster:?}").contains("pw"));
+        let sentinel = with_key(&[
+            (ENV_REDIS_SENTINELS, "s1,s2,s3"),
+            (ENV_REDIS_SENTINEL_MASTER, "mymaster"),
+        ])
+        .unwrap()
+        .redis
+        .unwrap();
+        assert_eq!(sentinel.form(), "sentinel");
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "nothing").unwrap();
+        let not_pem = not_pem.to_str().unwrap();
+        for (vars, setting) in [
+            (
+                vec![
+                    (ENV_REDIS_URL, "redis://a"),
+                    (ENV_REDIS_CLUSTER_NODES, "b:1"),
+                ],
+                ENV_REDIS_URL,
+            ),
+            (
+                vec![(ENV_REDIS_CLUSTER_NODES, " , ")],
+                ENV_REDIS_CLUSTER_NODES,
+            ),
+            (vec![(ENV_REDIS_SENTINELS, "s1")], ENV_REDIS_SENTINEL_MASTER),
+            (
+                vec![
+                    (ENV_REDIS_SENTINELS, "s1"),
+                    (ENV_REDIS_SENTINEL_MASTER, "a b"),
+                ],
+                ENV_REDIS_SENTINEL_MASTER,
+            ),
+            (
+                vec![
+                    (ENV_REDIS_SENTINELS, "ftp://s1"),
+                    (ENV_REDIS_SENTINEL_MASTER, "m"),
+                ],
+                ENV_REDIS_SENTINELS,
+            ),
+            (
+                vec![(ENV_REDIS_SENTINEL_MASTER, "m")],
+                ENV_REDIS_SENTINEL_MASTER,
+            ),
+            (vec![(ENV_REDIS_PASSWORD, "pw")], ENV_REDIS_PASSWORD),
+            (
+                vec![(ENV_REDIS_URL, "redis://:pw@a"), (ENV_REDIS_PASSWORD, "pw")],
+                ENV_REDIS_PASSWORD,
+            ),
+            (
+                vec![
+                    (ENV_REDIS_URL, "redis://a"),
+                    (ENV_REDIS_TLS_CA_FILE, not_pem),
+                ],
+                ENV_REDIS_TLS_CA_FILE,
+            ),
+            (
+                vec![
+                    (ENV_REDIS_URL, "rediss://a"),
+                    (ENV_REDIS_TLS_CA_FILE, not_pem),
+                ],
+                ENV_REDIS_TLS_CA_FILE,
+            ),
+            (
+                vec![
+                    (ENV_REDIS_URL, "rediss://a"),
+                    (ENV_REDIS_TLS_CA_FILE, "/nonexistent/ca.pem"),
+                ],
+                ENV_REDIS_TLS_CA_FILE,
+            ),
+        ] {
+            let err = with_key(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(setting), "{vars:?}: {err}");
+            assert!(!err.contains("pw"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
     #[test]
     fn unknown_file_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -548,10 +669,7 @@ mod tests {
             config.bootstrap_token.unwrap().expose_secret(),
             "sbb_from_a_file_0123456789"
         );
-        assert_eq!(
-            config.redis_url.unwrap().expose_secret(),
-            "redis://:pw@127.0.0.1:6379"
-        );
+        assert_eq!(config.redis.unwrap().describe(), "127.0.0.1:6379");
         // Both forms at once is a mistake; a missing file names its variable.
         for name in SECRET_SETTINGS {
             let file_name = format!("{name}_FILE");

@@ -87,8 +87,13 @@ pub enum StartError {
     Engine(#[from] EngineError),
     /// Redis did not answer: names the setting and the address (never the
     /// password a URL may carry).
-    #[error("{} {address}: {message}", config::ENV_REDIS_URL)]
-    Redis { address: String, message: String },
+    #[error("{setting} {address}: {message}")]
+    Redis {
+        /// The setting that chose this Redis form.
+        setting: &'static str,
+        address: String,
+        message: String,
+    },
     /// The embedded database could not be opened.
     #[error("{} {dir}: {message}", config::ENV_DATA_DIR)]
     DataDir { dir: String, message: String },
@@ -135,16 +140,16 @@ impl Server {
     /// Opens the engine, prepares the master key, the default organization
     /// and the bootstrap credential.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let engine = match &config.redis_url {
-            Some(url) => {
-                use secrecy::ExposeSecret;
-                let engine = RedisEngine::connect(url.expose_secret(), &config.redis_prefix)
+        let engine = match &config.redis {
+            Some(target) => {
+                let engine = RedisEngine::open(target, &config.redis_prefix)
                     .await
                     .map_err(|e| StartError::Redis {
-                        address: redis_address(url.expose_secret()),
+                        setting: redis_setting(target),
+                        address: target.describe(),
                         message: e.to_string(),
                     })?;
-                tracing::info!(prefix = %config.redis_prefix, "engine: redis; nodes sharing this Redis serve one contact center");
+                tracing::info!(prefix = %config.redis_prefix, redis = %target.describe(), form = target.form(), "engine: redis; nodes sharing this Redis serve one contact center");
                 Engine::Redis(engine)
             }
             None => {
@@ -389,6 +394,15 @@ pub fn redis_address(url: &str) -> String {
             parsed.port().unwrap_or(6379)
         ),
         Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
+/// The setting that chose `target`'s form, for errors that name it.
+pub fn redis_setting(target: &engine::RedisTarget) -> &'static str {
+    match target.form() {
+        "cluster" => config::ENV_REDIS_CLUSTER_NODES,
+        "sentinel" => config::ENV_REDIS_SENTINELS,
+        _ => config::ENV_REDIS_URL,
     }
 }
 

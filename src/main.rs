@@ -260,12 +260,13 @@ fn version(json: bool) -> String {
 
 /// What a valid configuration amounts to; never a secret.
 fn check_config(config: &Config, json: bool) -> String {
-    let (engine, store) = match &config.redis_url {
-        Some(url) => (
+    let (engine, store) = match &config.redis {
+        Some(target) => (
             "redis",
             format!(
-                "{} (prefix {})",
-                switchboard::redis_address(url.expose_secret()),
+                "{} {} (prefix {})",
+                target.form(),
+                target.describe(),
                 config.redis_prefix
             ),
         ),

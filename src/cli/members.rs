@@ -8,7 +8,6 @@
 //! `POST /api/v2/members` with the bootstrap token while it runs).
 
 use clap::{Args, Subcommand};
-use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use super::admin::{ApiArgs, parse_role};
@@ -107,8 +106,8 @@ pub async fn run(config: &Config, args: GrantArgs) -> Result<Granted, MembersErr
 }
 
 async fn open_engine(config: &Config) -> Result<Engine, MembersError> {
-    match &config.redis_url {
-        Some(url) => RedisEngine::connect(url.expose_secret(), &config.redis_prefix)
+    match &config.redis {
+        Some(target) => RedisEngine::open(target, &config.redis_prefix)
             .await
             .map(Engine::Redis)
             .map_err(|e| MembersError::Redis(e.to_string())),

@@ -50,7 +50,7 @@ use std::fmt;
 
 pub use self::bus::Subscription;
 pub use self::embedded::EmbeddedEngine;
-pub use self::redis::RedisEngine;
+pub use self::redis::{RedisEngine, RedisTarget, TargetError};
 
 /// Which kind of record a key addresses. A closed set: the engine spells keys
 /// from it, so arbitrary strings from outside never become key names.

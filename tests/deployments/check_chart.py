@@ -27,7 +27,7 @@ def main(folder: Path) -> None:
         if not ok:
             failures.append(f"{form}: {rule}")
 
-    for form in ("single", "embedded"):
+    for form in ("single", "sentinel", "cluster", "embedded"):
         kinds = objects(folder, form)
         deployment = kinds["Deployment"]
         pod = deployment["spec"]["template"]["spec"]
@@ -50,6 +50,21 @@ def main(folder: Path) -> None:
 
     single = env(objects(folder, "single")["Deployment"])
     check("single", "REDIS_URL" in single, "REDIS_URL set")
+    forms = {"single": "REDIS_URL", "sentinel": "SWITCHBOARD_REDIS_SENTINELS", "cluster": "SWITCHBOARD_REDIS_CLUSTER_NODES"}
+    for form, setting in forms.items():
+        variables = env(objects(folder, form)["Deployment"])
+        others = [name for name in forms.values() if name != setting and name in variables]
+        check(form, setting in variables and not others, f"{setting} set and no other Redis form")
+    sentinel = env(objects(folder, "sentinel")["Deployment"])
+    check("sentinel", sentinel["SWITCHBOARD_REDIS_SENTINEL_MASTER"]["value"] == "mymaster", "the master's name set")
+    check("sentinel", sentinel["SWITCHBOARD_REDIS_WAIT_REPLICAS"]["value"] == "1", "waits for a replica")
+    check("sentinel", "secretKeyRef" in sentinel["SWITCHBOARD_REDIS_PASSWORD"]["valueFrom"], "Redis password from the Secret")
+    cluster_deployment = objects(folder, "cluster")["Deployment"]
+    cluster = env(cluster_deployment)
+    check("cluster", cluster["SWITCHBOARD_REDIS_USERNAME"]["value"] == "switchboard", "ACL user set")
+    ca = cluster.get("SWITCHBOARD_REDIS_TLS_CA_FILE", {}).get("value", "")
+    mounts = cluster_deployment["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    check("cluster", any(ca.startswith(m["mountPath"] + "/") for m in mounts), "the Redis CA file is mounted")
     ingress = objects(folder, "single")["Ingress"]
     check("single", ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600", "WebSocket read timeout on the Ingress")
     check("single", ingress["spec"]["tls"][0]["secretName"] == "chat-tls", "Ingress TLS")

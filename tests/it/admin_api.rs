@@ -1,12 +1,13 @@
 //! The admin API end to end: every resource, every class of bad input, roles
-//! and organizations, on both engines.
+//! and organizations, on both engines (the walk-through on every Redis form
+//! too: one server, a cluster, Sentinel).
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::on_both_engines;
 use crate::support::app::{EngineKind, TestApp};
 use crate::support::site::{SiteSpec, configuration_body, deployment_body, integration_body};
+use crate::{on_both_engines, on_every_engine};
 
 async fn walkthrough_survives_a_restart(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
@@ -43,7 +44,7 @@ async fn walkthrough_survives_a_restart(kind: EngineKind) {
         .expect(StatusCode::OK);
     assert_eq!(config["id"], f.deployment);
 }
-on_both_engines!(walkthrough_survives_a_restart);
+on_every_engine!(walkthrough_survives_a_restart);
 
 async fn every_resource_round_trips(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;

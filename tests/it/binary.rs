@@ -225,3 +225,66 @@ async fn sighup_reloads_and_keeps_serving() {
     assert_eq!(health.status(), StatusCode::OK);
     node.terminate();
 }
+
+/// `check-config` takes each Redis form and refuses a wrong one with one
+/// line that starts with the setting to fix.
+#[test]
+fn check_config_names_the_wrong_redis_setting() {
+    let check = |vars: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
+            .arg("check-config")
+            .env_clear()
+            .env(
+                "SWITCHBOARD_MASTER_KEY",
+                switchboard::config::MasterKey::generate().to_base64(),
+            )
+            .stdin(Stdio::null());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    let ok = check(&[
+        (
+            "SWITCHBOARD_REDIS_CLUSTER_NODES",
+            "10.0.0.1:7000,10.0.0.2:7000",
+        ),
+        ("SWITCHBOARD_REDIS_PASSWORD", "s3cr3t-pw"),
+    ]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("cluster via 10.0.0.1:7000,10.0.0.2:7000"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("s3cr3t"), "{stdout}");
+    let ok = check(&[
+        ("SWITCHBOARD_REDIS_SENTINELS", "s1:26379,s2:26379,s3:26379"),
+        ("SWITCHBOARD_REDIS_SENTINEL_MASTER", "mymaster"),
+    ]);
+    assert!(ok.status.success());
+    for (vars, setting) in [
+        (
+            vec![("SWITCHBOARD_REDIS_SENTINELS", "s1:26379")],
+            "SWITCHBOARD_REDIS_SENTINEL_MASTER",
+        ),
+        (
+            vec![("SWITCHBOARD_REDIS_CLUSTER_NODES", "redis://u:s3cr3t-pw@a:1")],
+            "SWITCHBOARD_REDIS_CLUSTER_NODES",
+        ),
+        (
+            vec![
+                ("REDIS_URL", "redis://a"),
+                ("SWITCHBOARD_REDIS_TLS_CA_FILE", "/nonexistent"),
+            ],
+            "SWITCHBOARD_REDIS_TLS_CA_FILE",
+        ),
+    ] {
+        let output = check(&vars);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(setting), "{stderr}");
+        assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    }
+}

@@ -13,6 +13,7 @@ mod binary;
 mod bus_redis;
 mod compat;
 mod engine_contract;
+mod failover;
 mod guest_tokens;
 mod guest_ws;
 mod hardening;

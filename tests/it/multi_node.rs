@@ -1,5 +1,5 @@
 //! Many nodes on one Redis, as separate processes: a visitor on one node
-//! chats with an agent on another; a node killed with SIGKILL loses nothing;
+//! chats with an agent on another (on one server, a cluster and Sentinel); a node killed with SIGKILL loses nothing;
 //! Redis restarting under running nodes; a node shutting down sends its
 //! sockets away with 1001.
 
@@ -11,6 +11,7 @@ use serde_json::json;
 use switchboard::config::MasterKey;
 
 use crate::support::agent::Agent;
+use crate::support::app::{EngineKind, redis_env};
 use crate::support::guest::{Guest, new_token};
 use crate::support::node::Node;
 use crate::support::redis::RedisServer;
@@ -18,15 +19,19 @@ use crate::support::site::SiteSpec;
 use crate::support::ws::WAIT;
 
 pub(crate) fn cluster_env(redis: &RedisServer) -> HashMap<String, String> {
+    nodes_env(vec![
+        ("REDIS_URL", redis.url()),
+        ("SWITCHBOARD_REDIS_PREFIX", crate::support::unique_prefix()),
+    ])
+}
+
+/// The settings of nodes that share the Redis `form` names (see
+/// [`crate::support::app::redis_env`]).
+pub(crate) fn nodes_env(form: Vec<(&'static str, String)>) -> HashMap<String, String> {
     let lifted = crate::support::app::lifted_limits()
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value.to_owned()));
     let mut env = HashMap::from([
-        ("REDIS_URL".to_owned(), redis.url()),
-        (
-            "SWITCHBOARD_REDIS_PREFIX".to_owned(),
-            crate::support::unique_prefix(),
-        ),
         (
             "SWITCHBOARD_MASTER_KEY".to_owned(),
             MasterKey::generate().to_base64(),
@@ -47,6 +52,10 @@ pub(crate) fn cluster_env(redis: &RedisServer) -> HashMap<String, String> {
         ),
     ]);
     env.extend(lifted);
+    env.extend(
+        form.into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
     env
 }
 
@@ -96,6 +105,47 @@ fn assert_gapless(visitor: &Guest) {
     let seqs: Vec<u64> = visitor.seen.iter().map(|(s, _)| *s).collect();
     let expected: Vec<u64> = (1..=visitor.last_seq()).collect();
     assert_eq!(seqs, expected, "sequences seen by the visitor");
+}
+
+/// Two nodes on the Redis form `kind` names: a visitor on node A and an
+/// agent on node B talk both ways, and nothing is lost or shown twice.
+async fn visitor_on_one_node_agent_on_another(kind: EngineKind) {
+    let env = nodes_env(redis_env(kind));
+    let a = Node::start(&env).ready().await;
+    let b = Node::start(&env).ready().await;
+    let (deployment, agent_token) = set_up(&a).await;
+    let token = new_token();
+    let mut agent = available_agent(&b, &agent_token).await;
+    let mut visitor = visitor_on(&a, &deployment, &token, None).await;
+    visitor.deliver("hello from node A", "v1").await;
+    let conversation = agent.accept_first_offer().await;
+    agent.find_text("hello from node A").await;
+    for n in 1..=5 {
+        agent.say(&conversation, &format!("from B {n}")).await;
+        visitor
+            .deliver(&format!("from A {n}"), &format!("a{n}"))
+            .await;
+    }
+    visitor.until_text("from B 5").await;
+    agent.find_text("from A 5").await;
+    // A resend is answered with its first sequence, not logged again.
+    let last = visitor.last_seq();
+    assert!(visitor.deliver("from A 5", "a5").await <= last);
+    assert_gapless(&visitor);
+}
+
+mod two_nodes {
+    use crate::support::app::EngineKind;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_cluster() {
+        super::visitor_on_one_node_agent_on_another(EngineKind::Cluster).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_sentinel() {
+        super::visitor_on_one_node_agent_on_another(EngineKind::Sentinel).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,7 @@ async fn client_secrets_are_sealed_at_rest(kind: EngineKind) {
         EngineKind::Embedded => {
             Engine::Embedded(EmbeddedEngine::open(&setup.data_path()).await.unwrap())
         }
+        EngineKind::Cluster | EngineKind::Sentinel => panic!("runs on both engines only"),
     };
     let stored = engine
         .get(&RecordKey::new(Kind::OidcIntegration, id.clone()))

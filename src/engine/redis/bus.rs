@@ -25,8 +25,19 @@
 //!
 //! The task holds the hub weakly and ends when the engine's last clone is
 //! dropped (its request channel closes), closing its connection.
+//!
+//! On a Redis Cluster the same task runs sharded PUB/SUB (Redis 7):
+//! notices go out by `SPUBLISH` on a channel carrying their conversation's
+//! hash tag, so they travel through the shard that owns the conversation
+//! instead of being broadcast to every shard, and the subscription
+//! connection is the cluster client's, which `SSUBSCRIBE`s each channel on
+//! its shard's master. The probe then runs per shard: one probe channel
+//! hashed into each master's slots, each expected back. A shard that fails
+//! over, a slot that moves (Redis answers with an `sunsubscribe` the node
+//! did not ask for), or a lost node connection is handled like a lost
+//! connection: everything is subscribed afresh and every subscriber resyncs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,12 +45,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
-use redis::{Msg, RedisError};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::cluster_async::ClusterConnection;
+use redis::{PushInfo, PushKind, RedisError, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{CONNECT_TIMEOUT, RedisEngine, keys, unavailable};
+use super::conn::{Conn, SentinelConn};
+use super::{CONNECT_TIMEOUT, RESPONSE_TIMEOUT, RedisEngine, RedisTarget, keys, unavailable};
 use crate::engine::bus::{LocalHub, WeakHub};
 use crate::engine::{BusMessage, Channel, EngineError, EngineResult, Subscription};
 
@@ -68,6 +81,10 @@ pub(super) enum BusError {
     ProbeLost(Duration),
     #[error("Redis knows no subscriber of the probe channel")]
     ProbeUnheard,
+    #[error("a shard dropped a subscription (slot moved or failover)")]
+    Moved,
+    #[error("the cluster has no master for some slots")]
+    Uncovered,
     #[error("the subscription is being re-established")]
     Reconnecting,
     #[error("the bus task has stopped")]
@@ -101,24 +118,24 @@ impl RedisBus {
     /// Opens the subscription connection (so a Redis that refuses it fails
     /// start-up) and starts the task that owns it.
     pub(super) async fn start(
-        client: redis::Client,
-        conn: ConnectionManager,
+        source: Source,
+        conn: Conn,
         prefix: &str,
         probe_interval: Duration,
     ) -> Result<Self, BusError> {
         let prefix: Arc<str> = prefix.into();
         // Unique per engine, so every engine probes its own subscription
         // even when several share a process and a prefix.
-        let probe_channel = keys::bus_probe(&prefix, uuid::Uuid::new_v4());
-        let link = open_link(client.clone(), &prefix, &probe_channel, Vec::new()).await?;
+        let node = uuid::Uuid::new_v4();
+        let link = open_link(&source, &conn, &prefix, node, Vec::new()).await?;
         let (hub, forgotten) = LocalHub::with_forget_hook();
         let (requests, request_rx) = mpsc::unbounded_channel();
         let healthy = Arc::new(AtomicBool::new(true));
         let actor = Actor {
-            client,
+            source,
             conn,
             prefix,
-            probe_channel,
+            node,
             interval: probe_interval.max(MIN_PROBE_INTERVAL),
             hub: hub.downgrade(),
             healthy: Arc::clone(&healthy),
@@ -152,7 +169,8 @@ impl RedisEngine {
         let mut conn = self.conn.clone();
         // The answer is how many nodes listen; none is fine, the log holds
         // the event for whoever comes later.
-        let _receivers: u64 = redis::cmd("PUBLISH")
+        let verb = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
+        let _receivers: u64 = redis::cmd(verb)
             .arg(keys::bus_channel(&self.prefix, channel))
             .arg(payload)
             .query_async(&mut conn)
@@ -171,13 +189,134 @@ impl RedisEngine {
     }
 }
 
+/// Where the bus opens its subscription connections.
+#[derive(Clone)]
+pub(super) enum Source {
+    /// One server: a dedicated PUB/SUB connection.
+    Plain(Box<redis::Client>),
+    /// The master the Sentinels name, asked afresh at every (re)connection.
+    Sentinel(SentinelConn),
+    /// A cluster: a RESP3 cluster connection whose push messages carry the
+    /// sharded notices.
+    Sharded(Box<RedisTarget>),
+}
+
 /// One subscription connection and what it is subscribed to.
 struct Link {
-    sink: PubSubSink,
-    stream: PubSubStream,
+    wire: Wire,
     /// Redis channel name → bus channel, for the channels subscribed on this
-    /// connection (the probe channel aside).
+    /// connection (the probe channels aside).
     channels: HashMap<String, Channel>,
+    /// The probe channels: one on a single server, one per shard on a
+    /// cluster (each hashed into a slot of its shard's master).
+    probes: Vec<String>,
+}
+
+enum Wire {
+    Plain {
+        sink: PubSubSink,
+        stream: PubSubStream,
+    },
+    Sharded {
+        conn: ClusterConnection,
+        pushes: mpsc::UnboundedReceiver<PushInfo>,
+    },
+}
+
+/// What a link delivered.
+enum Incoming {
+    Message(String, Vec<u8>),
+    Lost(BusError),
+    /// A confirmation or other push that needs no action.
+    Nothing,
+}
+
+impl Link {
+    fn sharded(&self) -> bool {
+        matches!(self.wire, Wire::Sharded { .. })
+    }
+
+    async fn next(&mut self) -> Incoming {
+        match &mut self.wire {
+            Wire::Plain { stream, .. } => match stream.next().await {
+                Some(message) => Incoming::Message(
+                    message.get_channel_name().to_owned(),
+                    message.get_payload_bytes().to_vec(),
+                ),
+                None => Incoming::Lost(BusError::Closed),
+            },
+            Wire::Sharded { pushes, .. } => match pushes.recv().await {
+                Some(push) => self.on_push(push),
+                None => Incoming::Lost(BusError::Closed),
+            },
+        }
+    }
+
+    /// What is buffered already, without waiting.
+    fn next_now(&mut self) -> Option<Incoming> {
+        match &mut self.wire {
+            Wire::Plain { stream, .. } => stream.next().now_or_never().map(|m| match m {
+                Some(message) => Incoming::Message(
+                    message.get_channel_name().to_owned(),
+                    message.get_payload_bytes().to_vec(),
+                ),
+                None => Incoming::Lost(BusError::Closed),
+            }),
+            Wire::Sharded { pushes, .. } => match pushes.try_recv() {
+                Ok(push) => Some(self.on_push(push)),
+                Err(mpsc::error::TryRecvError::Empty) => None,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    Some(Incoming::Lost(BusError::Closed))
+                }
+            },
+        }
+    }
+
+    fn on_push(&self, push: PushInfo) -> Incoming {
+        let mut data = push.data.into_iter();
+        let name = match data.next() {
+            Some(Value::BulkString(bytes)) => String::from_utf8(bytes).ok(),
+            _ => None,
+        };
+        match push.kind {
+            PushKind::SMessage | PushKind::Message => match (name, data.next()) {
+                (Some(name), Some(Value::BulkString(payload))) => Incoming::Message(name, payload),
+                _ => Incoming::Nothing,
+            },
+            PushKind::Disconnection => Incoming::Lost(BusError::Closed),
+            // Redis drops a shard channel's subscribers when its slot moves
+            // away; one still wanted means notices may have been missed.
+            PushKind::SUnsubscribe
+                if name.as_ref().is_some_and(|name| {
+                    self.channels.contains_key(name) || self.probes.contains(name)
+                }) =>
+            {
+                Incoming::Lost(BusError::Moved)
+            }
+            _ => Incoming::Nothing,
+        }
+    }
+
+    async fn subscribe(&mut self, names: Vec<String>) -> Result<(), BusError> {
+        match &mut self.wire {
+            Wire::Plain { sink, .. } => confirm("SUBSCRIBE", sink.subscribe(names)).await,
+            // One command per channel: a command's channels must share a slot.
+            Wire::Sharded { conn, .. } => {
+                let each = names.into_iter().map(|name| {
+                    let mut conn = conn.clone();
+                    async move { confirm("SSUBSCRIBE", conn.ssubscribe(name)).await }
+                });
+                futures::future::try_join_all(each).await.map(|_| ())
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, name: &str) -> Result<(), BusError> {
+        match &mut self.wire {
+            Wire::Plain { sink, .. } => confirm("UNSUBSCRIBE", sink.unsubscribe(name)).await,
+            Wire::Sharded { conn, .. } => confirm("SUNSUBSCRIBE", conn.sunsubscribe(name)).await,
+        }
+    }
 }
 
 /// Why [`Actor::serve`] stopped.
@@ -188,12 +327,13 @@ enum Ended {
 
 /// The task owning the subscription connection; see the module docs.
 struct Actor {
-    client: redis::Client,
+    source: Source,
     /// For the probe's PUBLISH: the probe then follows the same path as
     /// every other node's publishes.
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: Arc<str>,
-    probe_channel: String,
+    /// This engine's id, in its probe channels' names.
+    node: uuid::Uuid,
     interval: Duration,
     hub: WeakHub,
     healthy: Arc<AtomicBool>,
@@ -230,13 +370,17 @@ impl Actor {
         let mut ticker = tokio::time::interval_at(Instant::now() + self.interval, self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut sent: u64 = 0;
-        // The token of the probe on its way, if any.
-        let mut awaiting: Option<String> = None;
+        // The token of the probe on its way, and the probe channels it has
+        // not come back on yet.
+        let mut awaiting: Option<(String, HashSet<String>)> = None;
         loop {
             tokio::select! {
-                message = link.stream.next() => match message {
-                    Some(message) => self.on_message(link, &mut awaiting, &message),
-                    None => return Ended::Lost(BusError::Closed),
+                incoming = link.next() => match incoming {
+                    Incoming::Message(name, payload) => {
+                        self.on_message(link, &mut awaiting, &name, payload);
+                    }
+                    Incoming::Lost(err) => return Ended::Lost(err),
+                    Incoming::Nothing => {}
                 },
                 request = self.requests.recv() => {
                     let Some(request) = request else {
@@ -261,9 +405,12 @@ impl Actor {
                 _ = ticker.tick() => {
                     // The probe may be waiting in the buffer behind the tick.
                     while awaiting.is_some() {
-                        match link.stream.next().now_or_never() {
-                            Some(Some(message)) => self.on_message(link, &mut awaiting, &message),
-                            Some(None) => return Ended::Lost(BusError::Closed),
+                        match link.next_now() {
+                            Some(Incoming::Message(name, payload)) => {
+                                self.on_message(link, &mut awaiting, &name, payload);
+                            }
+                            Some(Incoming::Lost(err)) => return Ended::Lost(err),
+                            Some(Incoming::Nothing) => {}
                             None => break,
                         }
                     }
@@ -272,45 +419,60 @@ impl Actor {
                     }
                     sent = sent.wrapping_add(1);
                     let token = sent.to_string();
-                    if let Err(err) = self.send_probe(&token).await {
+                    if let Err(err) = self.send_probe(link, &token).await {
                         return Ended::Lost(err);
                     }
-                    awaiting = Some(token);
+                    awaiting = Some((token, link.probes.iter().cloned().collect()));
                 }
             }
         }
     }
 
-    fn on_message(&self, link: &Link, awaiting: &mut Option<String>, message: &Msg) {
-        let name = message.get_channel_name();
-        let payload = message.get_payload_bytes();
-        if name == self.probe_channel {
-            if awaiting.as_deref().map(str::as_bytes) == Some(payload) {
-                *awaiting = None;
+    fn on_message(
+        &self,
+        link: &Link,
+        awaiting: &mut Option<(String, HashSet<String>)>,
+        name: &str,
+        payload: Vec<u8>,
+    ) {
+        if link.probes.iter().any(|probe| probe == name) {
+            if let Some((token, pending)) = awaiting
+                && token.as_bytes() == payload.as_slice()
+            {
+                pending.remove(name);
+                if pending.is_empty() {
+                    *awaiting = None;
+                }
             }
             return;
         }
         if let Some(channel) = link.channels.get(name)
             && let Some(hub) = self.hub.upgrade()
         {
-            hub.deliver(
-                channel,
-                BusMessage::Payload(Bytes::copy_from_slice(payload)),
-            );
+            hub.deliver(channel, BusMessage::Payload(Bytes::from(payload)));
         }
     }
 
-    async fn send_probe(&self, token: &str) -> Result<(), BusError> {
-        let mut conn = self.conn.clone();
-        let mut publish = redis::cmd("PUBLISH");
-        publish.arg(&self.probe_channel).arg(token);
-        let publish = publish.query_async::<u64>(&mut conn);
-        let receivers = tokio::time::timeout(self.interval, publish)
-            .await
-            .map_err(|_| BusError::Timeout("the probe's PUBLISH", self.interval))??;
-        // Nobody subscribed: Redis forgot this connection's subscriptions.
-        if receivers == 0 {
-            return Err(BusError::ProbeUnheard);
+    /// Publishes `token` on every probe channel, through the engine's own
+    /// connection (on a cluster, each to its shard).
+    async fn send_probe(&self, link: &Link, token: &str) -> Result<(), BusError> {
+        let verb = if link.sharded() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        for probe in &link.probes {
+            let mut conn = self.conn.clone();
+            let mut publish = redis::cmd(verb);
+            publish.arg(probe).arg(token);
+            let publish = publish.query_async::<u64>(&mut conn);
+            let receivers = tokio::time::timeout(self.interval, publish)
+                .await
+                .map_err(|_| BusError::Timeout("the probe's PUBLISH", self.interval))??;
+            // Nobody subscribed: Redis forgot this connection's subscriptions.
+            if receivers == 0 {
+                return Err(BusError::ProbeUnheard);
+            }
         }
         Ok(())
     }
@@ -326,7 +488,7 @@ impl Actor {
         if link.channels.contains_key(&name) || !self.wanted(&channel) {
             return Ok(());
         }
-        confirm("SUBSCRIBE", link.sink.subscribe(&name)).await?;
+        link.subscribe(vec![name.clone()]).await?;
         link.channels.insert(name, channel);
         Ok(())
     }
@@ -338,7 +500,7 @@ impl Actor {
         }
         let name = keys::bus_channel(&self.prefix, channel);
         if link.channels.remove(&name).is_some() {
-            confirm("UNSUBSCRIBE", link.sink.unsubscribe(&name)).await?;
+            link.unsubscribe(&name).await?;
         }
         Ok(())
     }
@@ -365,8 +527,9 @@ impl Actor {
         loop {
             self.refusing(tokio::time::sleep(delay)).await?;
             let wanted = self.hub.upgrade()?.channels();
-            let (prefix, probe_channel) = (Arc::clone(&self.prefix), self.probe_channel.clone());
-            let attempt = open_link(self.client.clone(), &prefix, &probe_channel, wanted);
+            let prefix = Arc::clone(&self.prefix);
+            let (source, conn) = (self.source.clone(), self.conn.clone());
+            let attempt = open_link(&source, &conn, &prefix, self.node, wanted);
             let result = match self.refusing(attempt).await? {
                 Ok(mut link) => self.prune(&mut link).await.map(|()| link),
                 Err(err) => Err(err),
@@ -404,30 +567,106 @@ impl Actor {
     }
 }
 
-/// Connects and subscribes the probe channel and `channels` in one command.
+/// Connects and subscribes the probe channels and `channels`.
 async fn open_link(
-    client: redis::Client,
+    source: &Source,
+    conn: &Conn,
     prefix: &str,
-    probe_channel: &str,
+    node: uuid::Uuid,
     channels: Vec<Channel>,
 ) -> Result<Link, BusError> {
-    let pubsub = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub())
+    let connect = async {
+        match source {
+            Source::Plain(client) => {
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                Ok(Wire::Plain { sink, stream })
+            }
+            Source::Sentinel(sentinel) => {
+                let client = sentinel.master_client().await?;
+                let (sink, stream) = client.get_async_pubsub().await?.split();
+                Ok(Wire::Plain { sink, stream })
+            }
+            Source::Sharded(target) => {
+                let super::target::Topology::Cluster(nodes) = &target.topology else {
+                    return Err(BusError::Uncovered);
+                };
+                let (sender, pushes) = mpsc::unbounded_channel();
+                let client = target.cluster_client(
+                    nodes,
+                    Some(sender),
+                    (CONNECT_TIMEOUT, RESPONSE_TIMEOUT),
+                )?;
+                let conn = client.get_async_connection().await?;
+                Ok(Wire::Sharded { conn, pushes })
+            }
+        }
+    };
+    let wire = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| BusError::Timeout("the connection", CONNECT_TIMEOUT))??;
-    let (mut sink, stream) = pubsub.split();
+    let probes = match wire {
+        Wire::Plain { .. } => vec![keys::bus_probe(prefix, node)],
+        Wire::Sharded { .. } => shard_probes(conn, prefix, node).await?,
+    };
     let channels: HashMap<String, Channel> = channels
         .into_iter()
         .map(|channel| (keys::bus_channel(prefix, &channel), channel))
         .collect();
-    let names: Vec<&str> = std::iter::once(probe_channel)
-        .chain(channels.keys().map(String::as_str))
-        .collect();
-    confirm("SUBSCRIBE", sink.subscribe(names)).await?;
-    Ok(Link {
-        sink,
-        stream,
+    let mut link = Link {
+        wire,
         channels,
-    })
+        probes,
+    };
+    let names: Vec<String> = link
+        .probes
+        .iter()
+        .chain(link.channels.keys())
+        .cloned()
+        .collect();
+    link.subscribe(names).await?;
+    Ok(link)
+}
+
+/// One probe channel per master of the cluster, each hashed into a slot
+/// that master serves, so that every shard's subscription is probed.
+async fn shard_probes(
+    conn: &Conn,
+    prefix: &str,
+    node: uuid::Uuid,
+) -> Result<Vec<String>, BusError> {
+    let mut conn = conn.clone();
+    let slots: Vec<Vec<Value>> = tokio::time::timeout(
+        CONFIRM_TIMEOUT,
+        redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut conn),
+    )
+    .await
+    .map_err(|_| BusError::Timeout("CLUSTER SLOTS", CONFIRM_TIMEOUT))??;
+    // Master address → the slot ranges it serves.
+    let mut masters: HashMap<String, Vec<(u16, u16)>> = HashMap::new();
+    let mut covered: u32 = 0;
+    for range in &slots {
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (range.first(), range.get(1), range.get(2))
+        else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u16::try_from(*start), u16::try_from(*end)) else {
+            continue;
+        };
+        let addr = format!("{:?}:{:?}", master.first(), master.get(1));
+        covered += u32::from(end.saturating_sub(start)) + 1;
+        masters.entry(addr).or_default().push((start, end));
+    }
+    if covered < u32::from(keys::SLOTS) || masters.is_empty() {
+        return Err(BusError::Uncovered);
+    }
+    let mut probes = Vec::new();
+    for ranges in masters.values() {
+        let tag = keys::tag_in_slots(ranges).ok_or(BusError::Uncovered)?;
+        probes.push(keys::bus_shard_probe(prefix, node, &tag));
+    }
+    probes.sort();
+    Ok(probes)
 }
 
 /// Awaits a subscription command's confirmation, for at most

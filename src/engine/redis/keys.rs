@@ -92,15 +92,68 @@ pub(super) fn conversation_seq(prefix: &str, log: uuid::Uuid) -> String {
 /// The field of a conversation stream entry holding the event body.
 pub(super) const EVENT_BODY: &str = "b";
 
-/// `<p>bus:<name>`: the PUB/SUB channel of a bus [`crate::engine::Channel`].
+/// The PUB/SUB channel of a bus [`crate::engine::Channel`]: `<p>bus:<name>`,
+/// except a conversation's, `<p>{c:<uuid>}:bus`, which carries the
+/// conversation's hash tag so that on a cluster its notices go through the
+/// shard that owns its log (sharded PUB/SUB hashes channel names like keys).
 pub(super) fn bus_channel(prefix: &str, channel: &crate::engine::Channel) -> String {
-    format!("{prefix}bus:{}", channel.name())
+    match channel {
+        crate::engine::Channel::Conversation(id) => format!("{prefix}{{c:{id}}}:bus"),
+        other => format!("{prefix}bus:{}", other.name()),
+    }
 }
 
 /// `<p>bus:probe:<node>`: one node's liveness-probe channel. Channel names
 /// all start with their kind (`conv:`, `agent:`...), so none is `probe:`.
 pub(super) fn bus_probe(prefix: &str, node: uuid::Uuid) -> String {
     format!("{prefix}bus:probe:{node}")
+}
+
+/// `<p>bus:probe:<node>:{<tag>}`: one node's probe channel for the shard
+/// that owns the slot of `tag` (see [`tag_in_slots`]).
+pub(super) fn bus_shard_probe(prefix: &str, node: uuid::Uuid, tag: &str) -> String {
+    format!("{prefix}bus:probe:{node}:{{{tag}}}")
+}
+
+/// How many slots a Redis Cluster has.
+pub(super) const SLOTS: u16 = 16384;
+
+/// The cluster slot of a key or sharded channel name: CRC16 (XMODEM) of its
+/// hash tag (the first non-empty `{...}`), or of the whole name, modulo
+/// [`SLOTS`]. Redis's own rule, so names can be aimed at a shard.
+pub(super) fn key_slot(name: &[u8]) -> u16 {
+    let hashed = name
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = name.get(open + 1..)?;
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| rest.get(..close)).flatten()
+        })
+        .unwrap_or(name);
+    let mut crc: u16 = 0;
+    for &byte in hashed {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % SLOTS
+}
+
+/// A short tag whose slot falls in one of `ranges` (inclusive), found by
+/// counting up; `None` only if the ranges are empty or absurdly thin.
+pub(super) fn tag_in_slots(ranges: &[(u16, u16)]) -> Option<String> {
+    (0u32..1_000_000).map(|n| n.to_string()).find(|tag| {
+        let slot = key_slot(tag.as_bytes());
+        ranges
+            .iter()
+            .any(|&(start, end)| (start..=end).contains(&slot))
+    })
 }
 
 /// Lua definitions of the log's field name, for the append script.
@@ -154,6 +207,30 @@ mod tests {
         ] {
             assert!(name.starts_with("sb:{rec}:"), "{name}");
         }
+    }
+
+    /// The slots Redis's own `CLUSTER KEYSLOT` answers.
+    #[test]
+    fn slots_follow_redis() {
+        assert_eq!(key_slot(b"123456789"), 12739);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_eq!(key_slot(b"{}x"), key_slot(b"{}x"));
+        let tag = tag_in_slots(&[(100, 100)]).unwrap();
+        assert_eq!(key_slot(tag.as_bytes()), 100);
+        let probe = bus_shard_probe("sb:", uuid::Uuid::nil(), &tag);
+        assert_eq!(key_slot(probe.as_bytes()), 100);
+    }
+
+    #[test]
+    fn a_conversation_channel_shares_its_log_slot() {
+        let id = uuid::Uuid::new_v4();
+        let channel = bus_channel("sb:", &crate::engine::Channel::Conversation(id));
+        assert_eq!(
+            key_slot(channel.as_bytes()),
+            key_slot(conversation_log("sb:", id).as_bytes())
+        );
     }
 
     #[test]

@@ -31,6 +31,21 @@ impl RedisEngine {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        // A resend waits too: the first attempt may have failed here.
+        if let Some((replicas, timeout)) = self.wait {
+            let key = keys::conversation_log(&self.prefix, log);
+            let acknowledged = self
+                .conn
+                .wait_replicas(&key, replicas, timeout)
+                .await
+                .map_err(unavailable)?;
+            if acknowledged < u64::from(replicas) {
+                return Err(EngineError::Unavailable(format!(
+                    "{acknowledged} of {replicas} Redis replicas acknowledged the append within {}ms",
+                    timeout.as_millis()
+                )));
+            }
+        }
         Ok(Appended {
             seq,
             duplicate: duplicate != 0,

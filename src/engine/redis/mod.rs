@@ -6,19 +6,22 @@
 //! PUB/SUB fan-out. What must be atomic runs as one Lua script ([`scripts`]).
 
 mod bus;
+mod conn;
 mod ephemeral;
 mod keys;
 mod log;
 mod records;
 mod scripts;
+mod target;
+
+pub use target::{RedisTarget, TargetError};
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use redis::{
-    RedisError,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::RedisError;
 
+use self::conn::{Conn, SentinelConn};
+use self::target::Topology;
 use super::{EngineError, EngineResult};
 
 /// How long one attempt to open a TCP connection may take.
@@ -36,8 +39,14 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct RedisEngine {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: Arc<str>,
+    /// On a cluster, notices go by sharded PUB/SUB (`SPUBLISH`), through
+    /// the shard that owns their conversation; elsewhere by `PUBLISH`.
+    sharded: bool,
+    /// `SWITCHBOARD_REDIS_WAIT_REPLICAS`: replicas to wait for after an
+    /// append, and for how long.
+    wait: Option<(u32, Duration)>,
     /// The subscription side of the bus (see [`bus`]).
     bus: bus::RedisBus,
 }
@@ -48,15 +57,24 @@ impl fmt::Debug for RedisEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisEngine")
             .field("prefix", &self.prefix)
+            .field("sharded", &self.sharded)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisEngine {
-    /// Connects to `url` and checks that Redis answers. Every key the engine
-    /// uses starts with `prefix`, so several installations can share a Redis.
+    /// Connects to the single server at `url` and checks that Redis
+    /// answers. Every key the engine uses starts with `prefix`, so several
+    /// installations can share a Redis.
     pub async fn connect(url: &str, prefix: &str) -> EngineResult<Self> {
-        Self::connect_with_probe_interval(url, prefix, bus::DEFAULT_PROBE_INTERVAL).await
+        let target = RedisTarget::single(url)
+            .map_err(|e| EngineError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        Self::open(&target, prefix).await
+    }
+
+    /// Connects to `target` (one server, a cluster, or Sentinel's master).
+    pub async fn open(target: &RedisTarget, prefix: &str) -> EngineResult<Self> {
+        Self::open_with_probe_interval(target, prefix, bus::DEFAULT_PROBE_INTERVAL).await
     }
 
     /// [`Self::connect`] with another bus liveness-probe interval, for tests
@@ -67,28 +85,34 @@ impl RedisEngine {
         prefix: &str,
         probe_interval: Duration,
     ) -> EngineResult<Self> {
-        let client = redis::Client::open(url).map_err(|e| {
-            EngineError::Unavailable(redact(url, format!("invalid Redis URL: {e}")))
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_max_delay(MAX_RECONNECT_DELAY);
+        let target = RedisTarget::single(url)
+            .map_err(|e| EngineError::Unavailable(format!("invalid Redis URL: {e}")))?;
+        Self::open_with_probe_interval(&target, prefix, probe_interval).await
+    }
+
+    /// [`Self::open`] with another bus liveness-probe interval.
+    #[doc(hidden)]
+    pub async fn open_with_probe_interval(
+        target: &RedisTarget,
+        prefix: &str,
+        probe_interval: Duration,
+    ) -> EngineResult<Self> {
+        let redact = |message: String| redact_target(target, message);
         let setup = async {
-            let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            let (conn, source) = open_conn(target).await?;
+            let mut probe = conn.clone();
+            redis::cmd("PING").query_async::<String>(&mut probe).await?;
             for script in scripts::all() {
-                script.load_async(&mut conn).await?;
+                script.load_async(&mut probe).await?;
             }
-            Ok::<_, RedisError>(conn)
+            Ok::<_, RedisError>((conn, source))
         };
-        let conn = match tokio::time::timeout(CONNECT_DEADLINE, setup).await {
-            Ok(Ok(conn)) => conn,
+        let (conn, source) = match tokio::time::timeout(CONNECT_DEADLINE, setup).await {
+            Ok(Ok(opened)) => opened,
             Ok(Err(e)) => {
-                return Err(EngineError::Unavailable(redact(
-                    url,
-                    format!("cannot connect to Redis: {e}"),
-                )));
+                return Err(EngineError::Unavailable(redact(format!(
+                    "cannot connect to Redis: {e}"
+                ))));
             }
             Err(_) => {
                 return Err(EngineError::Unavailable(format!(
@@ -97,14 +121,14 @@ impl RedisEngine {
                 )));
             }
         };
-        let bus = bus::RedisBus::start(client, conn.clone(), prefix, probe_interval)
+        let bus = bus::RedisBus::start(source, conn.clone(), prefix, probe_interval)
             .await
-            .map_err(|e| {
-                EngineError::Unavailable(redact(url, format!("cannot open the bus: {e}")))
-            })?;
+            .map_err(|e| EngineError::Unavailable(redact(format!("cannot open the bus: {e}"))))?;
         Ok(Self {
             conn,
             prefix: prefix.into(),
+            sharded: target.sharded(),
+            wait: target.wait,
             bus,
         })
     }
@@ -119,6 +143,33 @@ impl RedisEngine {
     }
 }
 
+/// The data connection for `target`, and where the bus opens its
+/// subscription connections.
+async fn open_conn(target: &RedisTarget) -> Result<(Conn, bus::Source), RedisError> {
+    let config = conn::manager_config(CONNECT_TIMEOUT, RESPONSE_TIMEOUT, MAX_RECONNECT_DELAY);
+    match &target.topology {
+        Topology::Single(url) => {
+            let client = target.single_client(url)?;
+            let conn =
+                redis::aio::ConnectionManager::new_with_config(client.clone(), config).await?;
+            Ok((Conn::Single(conn), bus::Source::Plain(Box::new(client))))
+        }
+        Topology::Cluster(nodes) => {
+            let client = target.cluster_client(nodes, None, (CONNECT_TIMEOUT, RESPONSE_TIMEOUT))?;
+            let conn = client.get_async_connection().await?;
+            Ok((
+                Conn::Cluster(conn),
+                bus::Source::Sharded(Box::new(target.clone())),
+            ))
+        }
+        Topology::Sentinel { sentinels, master } => {
+            let sentinel = target.sentinel_client(sentinels, master)?;
+            let conn = SentinelConn::connect(sentinel, config).await?;
+            Ok((Conn::Sentinel(conn.clone()), bus::Source::Sentinel(conn)))
+        }
+    }
+}
+
 /// Redis errors name the failure, never the URL, so they can be passed on.
 #[expect(
     clippy::needless_pass_by_value,
@@ -128,16 +179,24 @@ fn unavailable(e: RedisError) -> EngineError {
     EngineError::Unavailable(format!("Redis: {e}"))
 }
 
-/// Removes the URL's password from a message, in case a connection error
-/// quotes the URL.
-fn redact(url: &str, message: String) -> String {
-    match url::Url::parse(url) {
-        Ok(parsed) => match parsed.password() {
-            Some(password) if !password.is_empty() => message.replace(password, "***"),
-            _ => message,
-        },
-        Err(_) => message,
+/// Removes the target's password from a message, in case a connection
+/// error quotes a URL.
+fn redact_target(target: &RedisTarget, message: String) -> String {
+    use secrecy::ExposeSecret;
+    let mut message = message;
+    if let Some(password) = &target.password
+        && !password.expose_secret().is_empty()
+    {
+        message = message.replace(password.expose_secret(), "***");
     }
+    if let Topology::Single(url) = &target.topology
+        && let Ok(parsed) = url::Url::parse(url.expose_secret())
+        && let Some(password) = parsed.password()
+        && !password.is_empty()
+    {
+        message = message.replace(password, "***");
+    }
+    message
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 use super::*;
 
 contract! {
-    publish_subscribe_round_trip => publish_subscribe_round_trip_redis, publish_subscribe_round_trip_embedded;
-    two_subscribers_both_receive => two_subscribers_both_receive_redis, two_subscribers_both_receive_embedded;
-    resubscribe_after_drop => resubscribe_after_drop_redis, resubscribe_after_drop_embedded;
-    publish_without_subscriber_is_fine => publish_without_subscriber_is_fine_redis, publish_without_subscriber_is_fine_embedded;
-    channels_are_independent => channels_are_independent_redis, channels_are_independent_embedded;
+    publish_subscribe_round_trip => publish_subscribe_round_trip_redis, publish_subscribe_round_trip_embedded, publish_subscribe_round_trip_cluster, publish_subscribe_round_trip_sentinel;
+    two_subscribers_both_receive => two_subscribers_both_receive_redis, two_subscribers_both_receive_embedded, two_subscribers_both_receive_cluster, two_subscribers_both_receive_sentinel;
+    resubscribe_after_drop => resubscribe_after_drop_redis, resubscribe_after_drop_embedded, resubscribe_after_drop_cluster, resubscribe_after_drop_sentinel;
+    publish_without_subscriber_is_fine => publish_without_subscriber_is_fine_redis, publish_without_subscriber_is_fine_embedded, publish_without_subscriber_is_fine_cluster, publish_without_subscriber_is_fine_sentinel;
+    channels_are_independent => channels_are_independent_redis, channels_are_independent_embedded, channels_are_independent_cluster, channels_are_independent_sentinel;
 }
 
 /// How long a published message may take to arrive.

@@ -3,14 +3,14 @@
 use super::*;
 
 contract! {
-    failing_commit_changes_nothing => failing_commit_changes_nothing_redis, failing_commit_changes_nothing_embedded;
-    successful_multi_write_commit => successful_multi_write_commit_redis, successful_multi_write_commit_embedded;
-    invalid_commit_refused => invalid_commit_refused_redis, invalid_commit_refused_embedded;
-    delete_any_of_missing_is_noop => delete_any_of_missing_is_noop_redis, delete_any_of_missing_is_noop_embedded;
-    concurrent_creates_one_wins => concurrent_creates_one_wins_redis, concurrent_creates_one_wins_embedded;
-    concurrent_updates_one_wins => concurrent_updates_one_wins_redis, concurrent_updates_one_wins_embedded;
-    concurrent_claims_one_holder => concurrent_claims_one_holder_redis, concurrent_claims_one_holder_embedded;
-    concurrent_delete_vs_reference => concurrent_delete_vs_reference_redis, concurrent_delete_vs_reference_embedded;
+    failing_commit_changes_nothing => failing_commit_changes_nothing_redis, failing_commit_changes_nothing_embedded, failing_commit_changes_nothing_cluster, failing_commit_changes_nothing_sentinel;
+    successful_multi_write_commit => successful_multi_write_commit_redis, successful_multi_write_commit_embedded, successful_multi_write_commit_cluster, successful_multi_write_commit_sentinel;
+    invalid_commit_refused => invalid_commit_refused_redis, invalid_commit_refused_embedded, invalid_commit_refused_cluster, invalid_commit_refused_sentinel;
+    delete_any_of_missing_is_noop => delete_any_of_missing_is_noop_redis, delete_any_of_missing_is_noop_embedded, delete_any_of_missing_is_noop_cluster, delete_any_of_missing_is_noop_sentinel;
+    concurrent_creates_one_wins => concurrent_creates_one_wins_redis, concurrent_creates_one_wins_embedded, concurrent_creates_one_wins_cluster, concurrent_creates_one_wins_sentinel;
+    concurrent_updates_one_wins => concurrent_updates_one_wins_redis, concurrent_updates_one_wins_embedded, concurrent_updates_one_wins_cluster, concurrent_updates_one_wins_sentinel;
+    concurrent_claims_one_holder => concurrent_claims_one_holder_redis, concurrent_claims_one_holder_embedded, concurrent_claims_one_holder_cluster, concurrent_claims_one_holder_sentinel;
+    concurrent_delete_vs_reference => concurrent_delete_vs_reference_redis, concurrent_delete_vs_reference_embedded, concurrent_delete_vs_reference_cluster, concurrent_delete_vs_reference_sentinel;
 }
 
 async fn failing_commit_changes_nothing(engine: &Engine) {

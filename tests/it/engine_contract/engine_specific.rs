@@ -287,3 +287,45 @@ async fn count_gives_a_counter_without_expiry_one_redis() {
         .expect("PTTL");
     assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
 }
+
+// ---- Redis over TLS -----------------------------------------------------------
+
+/// `rediss://` with a private CA: records and the bus work over TLS; without
+/// the CA the server's certificate is refused rather than trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_with_a_private_ca() {
+    let server = support::redis::tls::TlsRedis::start();
+    let url = format!("rediss://127.0.0.1:{}", server.tls_port);
+    let ca = std::fs::read(server.ca_file()).expect("CA file");
+    let target = switchboard::engine::RedisTarget::single(&url)
+        .and_then(|t| t.with_ca_pem(ca))
+        .expect("TLS target");
+    let engine = Engine::Redis(
+        RedisEngine::open(&target, &support::unique_prefix())
+            .await
+            .expect("connect over TLS"),
+    );
+    let a = dep("a");
+    apply_put(&engine, put(&a)).await;
+    assert_eq!(version(&engine, &a).await, Some(1));
+    let channel = Channel::Conversation(Uuid::new_v4());
+    let mut subscription = engine.subscribe(channel.clone()).await.expect("subscribe");
+    engine
+        .publish(&channel, b"over tls")
+        .await
+        .expect("publish");
+    let message = tokio::time::timeout(Duration::from_secs(10), subscription.recv())
+        .await
+        .expect("a message within 10 s");
+    assert_eq!(
+        message,
+        Some(BusMessage::Payload(Bytes::from_static(b"over tls")))
+    );
+
+    // The same server without its CA: the system's roots do not know it.
+    let untrusted = switchboard::engine::RedisTarget::single(&url).expect("target");
+    let err = RedisEngine::open(&untrusted, &support::unique_prefix())
+        .await
+        .expect_err("an unknown CA is refused");
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
+}

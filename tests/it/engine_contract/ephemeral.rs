@@ -6,23 +6,23 @@ use super::*;
 use switchboard::engine::Lease;
 
 contract! {
-    stash_then_peek => stash_then_peek_redis, stash_then_peek_embedded;
-    stash_if_absent_refuses_live_value => stash_if_absent_refuses_live_value_redis, stash_if_absent_refuses_live_value_embedded;
-    stash_replace_resets_value_and_expiry => stash_replace_resets_value_and_expiry_redis, stash_replace_resets_value_and_expiry_embedded;
-    take_returns_once => take_returns_once_redis, take_returns_once_embedded;
-    swap_of_absent_writes_nothing => swap_of_absent_writes_nothing_redis, swap_of_absent_writes_nothing_embedded;
-    swap_keeps_expiry => swap_keeps_expiry_redis, swap_keeps_expiry_embedded;
-    concurrent_swaps_one_sees_original => concurrent_swaps_one_sees_original_redis, concurrent_swaps_one_sees_original_embedded;
-    discard_removes => discard_removes_redis, discard_removes_embedded;
-    count_restarts_after_window => count_restarts_after_window_redis, count_restarts_after_window_embedded;
-    spaces_are_independent => spaces_are_independent_redis, spaces_are_independent_embedded;
-    binary_ephemeral_values => binary_ephemeral_values_redis, binary_ephemeral_values_embedded;
-    expired_value_is_invisible => expired_value_is_invisible_redis, expired_value_is_invisible_embedded;
-    a_lease_has_one_holder_who_renews_and_releases => a_lease_has_one_holder_who_renews_and_releases_redis, a_lease_has_one_holder_who_renews_and_releases_embedded;
-    an_unrenewed_lease_runs_out => an_unrenewed_lease_runs_out_redis, an_unrenewed_lease_runs_out_embedded;
-    concurrent_leases_one_holder => concurrent_leases_one_holder_redis, concurrent_leases_one_holder_embedded;
-    a_remembered_list_keeps_each_id_once_the_newest_and_expires => a_remembered_list_keeps_each_id_once_the_newest_and_expires_redis, a_remembered_list_keeps_each_id_once_the_newest_and_expires_embedded;
-    concurrent_remembers_all_land => concurrent_remembers_all_land_redis, concurrent_remembers_all_land_embedded;
+    stash_then_peek => stash_then_peek_redis, stash_then_peek_embedded, stash_then_peek_cluster, stash_then_peek_sentinel;
+    stash_if_absent_refuses_live_value => stash_if_absent_refuses_live_value_redis, stash_if_absent_refuses_live_value_embedded, stash_if_absent_refuses_live_value_cluster, stash_if_absent_refuses_live_value_sentinel;
+    stash_replace_resets_value_and_expiry => stash_replace_resets_value_and_expiry_redis, stash_replace_resets_value_and_expiry_embedded, stash_replace_resets_value_and_expiry_cluster, stash_replace_resets_value_and_expiry_sentinel;
+    take_returns_once => take_returns_once_redis, take_returns_once_embedded, take_returns_once_cluster, take_returns_once_sentinel;
+    swap_of_absent_writes_nothing => swap_of_absent_writes_nothing_redis, swap_of_absent_writes_nothing_embedded, swap_of_absent_writes_nothing_cluster, swap_of_absent_writes_nothing_sentinel;
+    swap_keeps_expiry => swap_keeps_expiry_redis, swap_keeps_expiry_embedded, swap_keeps_expiry_cluster, swap_keeps_expiry_sentinel;
+    concurrent_swaps_one_sees_original => concurrent_swaps_one_sees_original_redis, concurrent_swaps_one_sees_original_embedded, concurrent_swaps_one_sees_original_cluster, concurrent_swaps_one_sees_original_sentinel;
+    discard_removes => discard_removes_redis, discard_removes_embedded, discard_removes_cluster, discard_removes_sentinel;
+    count_restarts_after_window => count_restarts_after_window_redis, count_restarts_after_window_embedded, count_restarts_after_window_cluster, count_restarts_after_window_sentinel;
+    spaces_are_independent => spaces_are_independent_redis, spaces_are_independent_embedded, spaces_are_independent_cluster, spaces_are_independent_sentinel;
+    binary_ephemeral_values => binary_ephemeral_values_redis, binary_ephemeral_values_embedded, binary_ephemeral_values_cluster, binary_ephemeral_values_sentinel;
+    expired_value_is_invisible => expired_value_is_invisible_redis, expired_value_is_invisible_embedded, expired_value_is_invisible_cluster, expired_value_is_invisible_sentinel;
+    a_lease_has_one_holder_who_renews_and_releases => a_lease_has_one_holder_who_renews_and_releases_redis, a_lease_has_one_holder_who_renews_and_releases_embedded, a_lease_has_one_holder_who_renews_and_releases_cluster, a_lease_has_one_holder_who_renews_and_releases_sentinel;
+    an_unrenewed_lease_runs_out => an_unrenewed_lease_runs_out_redis, an_unrenewed_lease_runs_out_embedded, an_unrenewed_lease_runs_out_cluster, an_unrenewed_lease_runs_out_sentinel;
+    concurrent_leases_one_holder => concurrent_leases_one_holder_redis, concurrent_leases_one_holder_embedded, concurrent_leases_one_holder_cluster, concurrent_leases_one_holder_sentinel;
+    a_remembered_list_keeps_each_id_once_the_newest_and_expires => a_remembered_list_keeps_each_id_once_the_newest_and_expires_redis, a_remembered_list_keeps_each_id_once_the_newest_and_expires_embedded, a_remembered_list_keeps_each_id_once_the_newest_and_expires_cluster, a_remembered_list_keeps_each_id_once_the_newest_and_expires_sentinel;
+    concurrent_remembers_all_land => concurrent_remembers_all_land_redis, concurrent_remembers_all_land_embedded, concurrent_remembers_all_land_cluster, concurrent_remembers_all_land_sentinel;
 }
 
 fn ms(n: u64) -> Duration {

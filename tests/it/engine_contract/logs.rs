@@ -4,15 +4,15 @@
 use super::*;
 
 contract! {
-    appends_number_from_one => appends_number_from_one_redis, appends_number_from_one_embedded;
-    read_log_after_and_limit => read_log_after_and_limit_redis, read_log_after_and_limit_embedded;
-    read_log_before_reads_backwards => read_log_before_reads_backwards_redis, read_log_before_reads_backwards_embedded;
-    unknown_log_is_empty => unknown_log_is_empty_redis, unknown_log_is_empty_embedded;
-    dedup_returns_first_seq => dedup_returns_first_seq_redis, dedup_returns_first_seq_embedded;
-    concurrent_appends_are_gapless => concurrent_appends_are_gapless_redis, concurrent_appends_are_gapless_embedded;
-    concurrent_duplicates_append_once => concurrent_duplicates_append_once_redis, concurrent_duplicates_append_once_embedded;
-    logs_are_independent => logs_are_independent_redis, logs_are_independent_embedded;
-    delete_log_removes_everything_of_one_log => delete_log_removes_everything_of_one_log_redis, delete_log_removes_everything_of_one_log_embedded;
+    appends_number_from_one => appends_number_from_one_redis, appends_number_from_one_embedded, appends_number_from_one_cluster, appends_number_from_one_sentinel;
+    read_log_after_and_limit => read_log_after_and_limit_redis, read_log_after_and_limit_embedded, read_log_after_and_limit_cluster, read_log_after_and_limit_sentinel;
+    read_log_before_reads_backwards => read_log_before_reads_backwards_redis, read_log_before_reads_backwards_embedded, read_log_before_reads_backwards_cluster, read_log_before_reads_backwards_sentinel;
+    unknown_log_is_empty => unknown_log_is_empty_redis, unknown_log_is_empty_embedded, unknown_log_is_empty_cluster, unknown_log_is_empty_sentinel;
+    dedup_returns_first_seq => dedup_returns_first_seq_redis, dedup_returns_first_seq_embedded, dedup_returns_first_seq_cluster, dedup_returns_first_seq_sentinel;
+    concurrent_appends_are_gapless => concurrent_appends_are_gapless_redis, concurrent_appends_are_gapless_embedded, concurrent_appends_are_gapless_cluster, concurrent_appends_are_gapless_sentinel;
+    concurrent_duplicates_append_once => concurrent_duplicates_append_once_redis, concurrent_duplicates_append_once_embedded, concurrent_duplicates_append_once_cluster, concurrent_duplicates_append_once_sentinel;
+    logs_are_independent => logs_are_independent_redis, logs_are_independent_embedded, logs_are_independent_cluster, logs_are_independent_sentinel;
+    delete_log_removes_everything_of_one_log => delete_log_removes_everything_of_one_log_redis, delete_log_removes_everything_of_one_log_embedded, delete_log_removes_everything_of_one_log_cluster, delete_log_removes_everything_of_one_log_sentinel;
 }
 
 async fn append(engine: &Engine, log: Uuid, body: &[u8], dedup: Option<&str>) -> (u64, bool) {

@@ -1,8 +1,10 @@
 //! The engine contract: one suite, both engines.
 //!
 //! Every case is an `async fn(&Engine)` written once; [`contract!`] runs it as
-//! `<case>_redis` (a fresh key prefix on the shared throwaway Redis) and
-//! `<case>_embedded` (a fresh temporary directory). The cases are grouped
+//! `<case>_redis` (a fresh key prefix on the shared throwaway Redis),
+//! `<case>_embedded` (a fresh temporary directory), `<case>_cluster` (a
+//! fresh prefix on the shared 3-master Redis Cluster) and `<case>_sentinel`
+//! (a fresh prefix on the master of the shared Sentinel set). The cases are grouped
 //! by topic: records and collections, references and claims, commits,
 //! ephemeral values, logs and the bus; the few that only make sense for
 //! one engine are in [`engine_specific`].
@@ -40,9 +42,39 @@ async fn embedded_engine(dir: &Path) -> Engine {
     Engine::Embedded(engine)
 }
 
-/// `contract! { case => case_redis, case_embedded; ... }`
+/// On the shared 3-master cluster, a fresh prefix.
+async fn cluster_engine() -> Engine {
+    let target = support::redis::cluster::shared().target();
+    let engine = RedisEngine::open(&target, &support::unique_prefix())
+        .await
+        .unwrap_or_else(|e| panic!("RedisEngine::open(cluster): {e}"));
+    Engine::Redis(engine)
+}
+
+/// On the shared Sentinel set's master, a fresh prefix.
+async fn sentinel_engine() -> Engine {
+    let target = support::redis::sentinel::shared().target();
+    let engine = RedisEngine::open(&target, &support::unique_prefix())
+        .await
+        .unwrap_or_else(|e| panic!("RedisEngine::open(sentinel): {e}"));
+    Engine::Redis(engine)
+}
+
+/// `contract! { case => case_redis, case_embedded, case_cluster, case_sentinel; ... }`
 macro_rules! contract {
-    ($($case:ident => $redis:ident, $embedded:ident;)*) => {$(
+    ($($case:ident => $redis:ident, $embedded:ident, $cluster:ident, $sentinel:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $cluster() {
+            let engine = cluster_engine().await;
+            $case(&engine).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sentinel() {
+            let engine = sentinel_engine().await;
+            $case(&engine).await;
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $redis() {
             let engine = redis_engine().await;

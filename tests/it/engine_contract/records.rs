@@ -3,22 +3,22 @@
 use super::*;
 
 contract! {
-    ping_answers => ping_answers_redis, ping_answers_embedded;
-    create_then_get => create_then_get_redis, create_then_get_embedded;
-    binary_and_large_bodies => binary_and_large_bodies_redis, binary_and_large_bodies_embedded;
-    update_with_right_version => update_with_right_version_redis, update_with_right_version_embedded;
-    stale_version_conflicts => stale_version_conflicts_redis, stale_version_conflicts_embedded;
-    create_twice_conflicts => create_twice_conflicts_redis, create_twice_conflicts_embedded;
-    update_of_missing_conflicts => update_of_missing_conflicts_redis, update_of_missing_conflicts_embedded;
-    delete_checks_version => delete_checks_version_redis, delete_checks_version_embedded;
-    put_expect_any => put_expect_any_redis, put_expect_any_embedded;
-    get_many_mixed => get_many_mixed_redis, get_many_mixed_embedded;
-    list_orders_by_order_then_key => list_orders_by_order_then_key_redis, list_orders_by_order_then_key_embedded;
-    list_order_extremes => list_order_extremes_redis, list_order_extremes_embedded;
-    list_paging => list_paging_redis, list_paging_embedded;
-    list_limit_zero => list_limit_zero_redis, list_limit_zero_embedded;
-    list_move_to_other_collection => list_move_to_other_collection_redis, list_move_to_other_collection_embedded;
-    list_delete_removes => list_delete_removes_redis, list_delete_removes_embedded;
+    ping_answers => ping_answers_redis, ping_answers_embedded, ping_answers_cluster, ping_answers_sentinel;
+    create_then_get => create_then_get_redis, create_then_get_embedded, create_then_get_cluster, create_then_get_sentinel;
+    binary_and_large_bodies => binary_and_large_bodies_redis, binary_and_large_bodies_embedded, binary_and_large_bodies_cluster, binary_and_large_bodies_sentinel;
+    update_with_right_version => update_with_right_version_redis, update_with_right_version_embedded, update_with_right_version_cluster, update_with_right_version_sentinel;
+    stale_version_conflicts => stale_version_conflicts_redis, stale_version_conflicts_embedded, stale_version_conflicts_cluster, stale_version_conflicts_sentinel;
+    create_twice_conflicts => create_twice_conflicts_redis, create_twice_conflicts_embedded, create_twice_conflicts_cluster, create_twice_conflicts_sentinel;
+    update_of_missing_conflicts => update_of_missing_conflicts_redis, update_of_missing_conflicts_embedded, update_of_missing_conflicts_cluster, update_of_missing_conflicts_sentinel;
+    delete_checks_version => delete_checks_version_redis, delete_checks_version_embedded, delete_checks_version_cluster, delete_checks_version_sentinel;
+    put_expect_any => put_expect_any_redis, put_expect_any_embedded, put_expect_any_cluster, put_expect_any_sentinel;
+    get_many_mixed => get_many_mixed_redis, get_many_mixed_embedded, get_many_mixed_cluster, get_many_mixed_sentinel;
+    list_orders_by_order_then_key => list_orders_by_order_then_key_redis, list_orders_by_order_then_key_embedded, list_orders_by_order_then_key_cluster, list_orders_by_order_then_key_sentinel;
+    list_order_extremes => list_order_extremes_redis, list_order_extremes_embedded, list_order_extremes_cluster, list_order_extremes_sentinel;
+    list_paging => list_paging_redis, list_paging_embedded, list_paging_cluster, list_paging_sentinel;
+    list_limit_zero => list_limit_zero_redis, list_limit_zero_embedded, list_limit_zero_cluster, list_limit_zero_sentinel;
+    list_move_to_other_collection => list_move_to_other_collection_redis, list_move_to_other_collection_embedded, list_move_to_other_collection_cluster, list_move_to_other_collection_sentinel;
+    list_delete_removes => list_delete_removes_redis, list_delete_removes_embedded, list_delete_removes_cluster, list_delete_removes_sentinel;
 }
 
 async fn ping_answers(engine: &Engine) {

@@ -3,20 +3,20 @@
 use super::*;
 
 contract! {
-    ref_to_missing_refused => ref_to_missing_refused_redis, ref_to_missing_refused_embedded;
-    ref_to_record_put_in_same_commit => ref_to_record_put_in_same_commit_redis, ref_to_record_put_in_same_commit_embedded;
-    ref_to_record_deleted_in_same_commit => ref_to_record_deleted_in_same_commit_redis, ref_to_record_deleted_in_same_commit_embedded;
-    delete_referenced_in_use => delete_referenced_in_use_redis, delete_referenced_in_use_embedded;
-    delete_referrer_and_referenced_together => delete_referrer_and_referenced_together_redis, delete_referrer_and_referenced_together_embedded;
-    reput_without_ref_frees => reput_without_ref_frees_redis, reput_without_ref_frees_embedded;
-    reput_keeping_ref_blocks_delete => reput_keeping_ref_blocks_delete_redis, reput_keeping_ref_blocks_delete_embedded;
-    deleting_referrer_frees => deleting_referrer_frees_redis, deleting_referrer_frees_embedded;
-    unique_duplicate_refused => unique_duplicate_refused_redis, unique_duplicate_refused_embedded;
-    unique_released_on_delete => unique_released_on_delete_redis, unique_released_on_delete_embedded;
-    unique_released_on_reput => unique_released_on_reput_redis, unique_released_on_reput_embedded;
-    unique_handover_in_one_commit => unique_handover_in_one_commit_redis, unique_handover_in_one_commit_embedded;
-    unique_same_claim_twice_in_commit => unique_same_claim_twice_in_commit_redis, unique_same_claim_twice_in_commit_embedded;
-    lookup_finds_holder => lookup_finds_holder_redis, lookup_finds_holder_embedded;
+    ref_to_missing_refused => ref_to_missing_refused_redis, ref_to_missing_refused_embedded, ref_to_missing_refused_cluster, ref_to_missing_refused_sentinel;
+    ref_to_record_put_in_same_commit => ref_to_record_put_in_same_commit_redis, ref_to_record_put_in_same_commit_embedded, ref_to_record_put_in_same_commit_cluster, ref_to_record_put_in_same_commit_sentinel;
+    ref_to_record_deleted_in_same_commit => ref_to_record_deleted_in_same_commit_redis, ref_to_record_deleted_in_same_commit_embedded, ref_to_record_deleted_in_same_commit_cluster, ref_to_record_deleted_in_same_commit_sentinel;
+    delete_referenced_in_use => delete_referenced_in_use_redis, delete_referenced_in_use_embedded, delete_referenced_in_use_cluster, delete_referenced_in_use_sentinel;
+    delete_referrer_and_referenced_together => delete_referrer_and_referenced_together_redis, delete_referrer_and_referenced_together_embedded, delete_referrer_and_referenced_together_cluster, delete_referrer_and_referenced_together_sentinel;
+    reput_without_ref_frees => reput_without_ref_frees_redis, reput_without_ref_frees_embedded, reput_without_ref_frees_cluster, reput_without_ref_frees_sentinel;
+    reput_keeping_ref_blocks_delete => reput_keeping_ref_blocks_delete_redis, reput_keeping_ref_blocks_delete_embedded, reput_keeping_ref_blocks_delete_cluster, reput_keeping_ref_blocks_delete_sentinel;
+    deleting_referrer_frees => deleting_referrer_frees_redis, deleting_referrer_frees_embedded, deleting_referrer_frees_cluster, deleting_referrer_frees_sentinel;
+    unique_duplicate_refused => unique_duplicate_refused_redis, unique_duplicate_refused_embedded, unique_duplicate_refused_cluster, unique_duplicate_refused_sentinel;
+    unique_released_on_delete => unique_released_on_delete_redis, unique_released_on_delete_embedded, unique_released_on_delete_cluster, unique_released_on_delete_sentinel;
+    unique_released_on_reput => unique_released_on_reput_redis, unique_released_on_reput_embedded, unique_released_on_reput_cluster, unique_released_on_reput_sentinel;
+    unique_handover_in_one_commit => unique_handover_in_one_commit_redis, unique_handover_in_one_commit_embedded, unique_handover_in_one_commit_cluster, unique_handover_in_one_commit_sentinel;
+    unique_same_claim_twice_in_commit => unique_same_claim_twice_in_commit_redis, unique_same_claim_twice_in_commit_embedded, unique_same_claim_twice_in_commit_cluster, unique_same_claim_twice_in_commit_sentinel;
+    lookup_finds_holder => lookup_finds_holder_redis, lookup_finds_holder_embedded, lookup_finds_holder_cluster, lookup_finds_holder_sentinel;
 }
 
 async fn ref_to_missing_refused(engine: &Engine) {

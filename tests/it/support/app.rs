@@ -22,6 +22,36 @@ use super::redis;
 pub(crate) enum EngineKind {
     Redis,
     Embedded,
+    /// The shared 3-master Redis Cluster ([`redis::cluster::shared`]).
+    Cluster,
+    /// The shared Sentinel set ([`redis::sentinel::shared`]).
+    Sentinel,
+}
+
+/// The settings that point a node at `kind`'s Redis form, and a fresh
+/// prefix; none for the embedded engine.
+pub(crate) fn redis_env(kind: EngineKind) -> Vec<(&'static str, String)> {
+    let form = match kind {
+        EngineKind::Embedded => return Vec::new(),
+        EngineKind::Redis => vec![(config::ENV_REDIS_URL, redis::shared().url())],
+        EngineKind::Cluster => vec![(
+            config::ENV_REDIS_CLUSTER_NODES,
+            redis::cluster::shared().seeds(),
+        )],
+        EngineKind::Sentinel => vec![
+            (
+                config::ENV_REDIS_SENTINELS,
+                redis::sentinel::shared().sentinels(),
+            ),
+            (
+                config::ENV_REDIS_SENTINEL_MASTER,
+                redis::sentinel::MASTER_NAME.to_owned(),
+            ),
+        ],
+    };
+    let mut env = form;
+    env.push((config::ENV_REDIS_PREFIX, super::unique_prefix()));
+    env
 }
 
 /// The rates per client address that [`Setup::new`] lifts.
@@ -81,9 +111,8 @@ impl Setup {
         }
         // Stopping a test's node need not wait for a load balancer.
         env.insert(config::serve::ENV_DRAIN_SECONDS.to_owned(), "0".to_owned());
-        if kind == EngineKind::Redis {
-            env.insert(config::ENV_REDIS_URL.to_owned(), redis::shared().url());
-            env.insert(config::ENV_REDIS_PREFIX.to_owned(), super::unique_prefix());
+        for (name, value) in redis_env(kind) {
+            env.insert(name.to_owned(), value);
         }
         Self { env, data_dir }
     }
@@ -195,7 +224,7 @@ impl TestApp {
         }
         if let Some(handle) = self.handle.take() {
             handle.await.unwrap();
-            if !self.setup.env.contains_key(config::ENV_REDIS_URL) {
+            if !self.setup.env.contains_key(config::ENV_REDIS_PREFIX) {
                 self.await_embedded_closed().await;
             }
         }
@@ -467,6 +496,35 @@ impl std::ops::Index<&str> for Reply {
     fn index(&self, key: &str) -> &Value {
         &self.json[key]
     }
+}
+
+/// Runs one async test body against both engines and the other Redis
+/// forms: a 3-master cluster and a Sentinel set.
+#[macro_export]
+macro_rules! on_every_engine {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name($crate::support::app::EngineKind::Redis).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$name($crate::support::app::EngineKind::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$name($crate::support::app::EngineKind::Cluster).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sentinel() {
+                super::$name($crate::support::app::EngineKind::Sentinel).await;
+            }
+        }
+    };
 }
 
 /// Runs one async test body against both engines.

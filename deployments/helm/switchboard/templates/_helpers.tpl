@@ -33,11 +33,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (has .Values.redis.mode $modes) -}}
 {{- fail (printf "redis.mode must be one of %s, not %q" (join ", " $modes) .Values.redis.mode) -}}
 {{- end -}}
-{{- if has .Values.redis.mode (list "sentinel" "cluster") -}}
-{{- fail (printf "redis.mode=%s: switchboard does not connect through Sentinel or to a Redis Cluster yet; use redis.mode=single (one Redis, redis:// or rediss://) or none" .Values.redis.mode) -}}
-{{- end -}}
 {{- if and (eq .Values.redis.mode "sentinel") (not .Values.redis.sentinels) -}}
 {{- fail "redis.mode=sentinel needs redis.sentinels (host:port,host:port,...)" -}}
+{{- end -}}
+{{- if and (eq .Values.redis.mode "sentinel") (not .Values.redis.masterName) -}}
+{{- fail "redis.mode=sentinel needs redis.masterName (the name the Sentinels monitor the master by)" -}}
 {{- end -}}
 {{- if and (eq .Values.redis.mode "cluster") (not .Values.redis.nodes) -}}
 {{- fail "redis.mode=cluster needs redis.nodes (seed node URLs)" -}}

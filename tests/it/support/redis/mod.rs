@@ -18,10 +18,14 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub(crate) mod cluster;
+pub(crate) mod sentinel;
+pub(crate) mod tls;
+
 /// How long a server may take to answer PING after being spawned.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between readiness probes.
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
+pub(crate) const POLL_INTERVAL: Duration = Duration::from_millis(25);
 /// Attempts at finding a free port when a fresh server is started (another
 /// process may grab the port between our probe and Redis binding it).
 const START_ATTEMPTS: usize = 5;
@@ -150,14 +154,14 @@ impl Drop for RedisServer {
     }
 }
 
-fn kill(mut child: Child) {
+pub(crate) fn kill(mut child: Child) {
     // Fails only if it already exited; wait() reaps it either way.
     let _ = child.kill();
     let _ = child.wait();
 }
 
 /// A port nothing listens on right now (the OS picks it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
@@ -169,22 +173,76 @@ fn spawn_ready(port: u16, persist: Option<&std::path::Path>) -> Result<Child, St
         Some(dir) => ("yes", dir.to_owned()),
         None => ("no", std::env::temp_dir()),
     };
+    let args = base_args(port, appendonly, &dir);
+    spawn_args_ready(port, &args)
+}
+
+/// The command line of a plain test server on `port`, keeping its files
+/// in `dir`.
+pub(crate) fn base_args(
+    port: u16,
+    appendonly: &str,
+    dir: &std::path::Path,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        appendonly,
+        "--appendfsync",
+        "always",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--loglevel",
+        "warning",
+        "--dir",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    args.push(dir.into());
+    args
+}
+
+/// Runs `redis-cli -p <port> <args>` and answers its output (empty if it
+/// could not run).
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Polls `check` until it holds, panicking with `what` after `timeout`.
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Spawns `redis-server` with `args` under the watchdog and waits until
+/// `port` answers PING. On failure the child is killed and the reason
+/// returned.
+pub(crate) fn spawn_args_ready(port: u16, args: &[std::ffi::OsString]) -> Result<Child, String> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(WATCHDOG_SCRIPT)
         .arg("switchboard-test-redis") // $0
         .arg(std::process::id().to_string()) // $1: the pid to watch
         .arg("redis-server")
-        .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1"])
-        .args(["--save", ""])
-        .args(["--appendonly", appendonly])
-        .args(["--appendfsync", "always"])
-        .args(["--daemonize", "no"])
-        .args(["--protected-mode", "yes"])
-        .args(["--loglevel", "warning"])
-        .arg("--dir")
-        .arg(dir)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
