@@ -45,7 +45,9 @@ async fn conversation(a: &Node, b: &Node) -> (Guest, Agent, String, String, Vec<
     let conversation = agent.accept_first_offer().await;
     agent.find_text("before 1").await;
     agent.say(&conversation, "before 2").await;
-    visitor.until_text("before 2").await;
+    if !visitor.seen.iter().any(|(_, e)| e["text"] == "before 2") {
+        visitor.until_text("before 2").await;
+    }
     visitor.deliver("before 3", "b3").await;
     agent.find_text("before 3").await;
     let acknowledged = ["before 1", "before 2", "before 3"]
@@ -79,7 +81,9 @@ async fn after_failover(
     acknowledged.push("during".into());
     agent.find_text("during").await;
     agent.say(conversation, "after 1").await;
-    visitor.until_text("after 1").await;
+    if !visitor.seen.iter().any(|(_, e)| e["text"] == "after 1") {
+        visitor.until_text("after 1").await;
+    }
     visitor.deliver("after 2", "a2").await;
     agent.find_text("after 2").await;
     acknowledged.extend(["after 1", "after 2"].map(String::from));

@@ -126,12 +126,15 @@ async fn visitor_on_one_node_agent_on_another(kind: EngineKind) {
             .deliver(&format!("from A {n}"), &format!("a{n}"))
             .await;
     }
-    visitor.until_text("from B 5").await;
+    // The visitor's own answers may have read past the agent's last one.
+    if !visitor.seen.iter().any(|(_, e)| e["text"] == "from B 5") {
+        visitor.until_text("from B 5").await;
+    }
     agent.find_text("from A 5").await;
+    assert_gapless(&visitor);
     // A resend is answered with its first sequence, not logged again.
     let last = visitor.last_seq();
     assert!(visitor.deliver("from A 5", "a5").await <= last);
-    assert_gapless(&visitor);
 }
 
 mod two_nodes {
