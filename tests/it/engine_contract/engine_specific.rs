@@ -329,3 +329,35 @@ async fn redis_over_tls_with_a_private_ca() {
         .expect_err("an unknown CA is refused");
     assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
 }
+
+/// `SWITCHBOARD_REDIS_WAIT_REPLICAS`: an append waits for its replicas, and
+/// is refused (to be resent) when fewer acknowledge in time; the resend is
+/// recognised, not logged twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_for_replicas() {
+    let set = support::redis::sentinel::shared();
+    let prefix = support::unique_prefix();
+    let one = set.target().with_wait_replicas(1, Duration::from_secs(5));
+    let engine = Engine::Redis(RedisEngine::open(&one, &prefix).await.expect("open"));
+    let log = Uuid::new_v4();
+    let first = engine
+        .append(log, b"hi", Some("m1"))
+        .await
+        .expect("one replica");
+    assert_eq!((first.seq, first.duplicate), (1, false));
+
+    // More replicas than the set has: refused after the timeout, though
+    // the master holds the entry; the resend answers its first sequence.
+    let two = set
+        .target()
+        .with_wait_replicas(2, Duration::from_millis(100));
+    let strict = Engine::Redis(RedisEngine::open(&two, &prefix).await.expect("open"));
+    let err = strict.append(log, b"again", Some("m2")).await.unwrap_err();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
+    let resent = engine
+        .append(log, b"again", Some("m2"))
+        .await
+        .expect("resend");
+    assert_eq!((resent.seq, resent.duplicate), (2, true));
+    assert_eq!(engine.last_seq(log).await.expect("last"), 2);
+}
