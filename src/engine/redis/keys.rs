@@ -22,7 +22,9 @@
 //! Conversations ([`conversation_log`] and its siblings) have a tag per
 //! conversation instead, `{c:<uuid>}`, so the append script's keys share a
 //! slot while conversations spread over the cluster. Bus channels
-//! ([`bus_channel`], [`bus_probe`]) are PUB/SUB channel names, not keys.
+//! ([`bus_channel`], [`bus_probe`], [`bus_shard_probe`]) are PUB/SUB channel
+//! names, not keys; a conversation's carries its tag too, because sharded
+//! PUB/SUB on a cluster hashes channel names into slots like keys.
 
 use crate::engine::{Claim, Collection, RecordKey, Space};
 

@@ -1,9 +1,14 @@
-//! The Redis engine: records shared by every node on one Redis.
+//! The Redis engine: records shared by every node on one Redis, which may
+//! be one server, a Redis Cluster or the master a set of Sentinels names
+//! ([`target`] parses the form, [`conn`] is the one connection type the
+//! rest sends commands on, whatever the form).
 //!
 //! The same parts as the embedded engine, one file each: [`keys`] spells
 //! every key name, `records` keeps the versioned records, `ephemeral` the
 //! values with a time to live, `log` the conversation logs and `bus` the
-//! PUB/SUB fan-out. What must be atomic runs as one Lua script ([`scripts`]).
+//! PUB/SUB fan-out (sharded on a cluster). What must be atomic runs as one
+//! Lua script ([`scripts`]) whose keys share one hash tag, so it runs on
+//! one cluster slot.
 
 mod bus;
 mod conn;
