@@ -10,14 +10,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Mutex;
 
 use super::fcm::retry_after;
-use super::{Note, PushError, Sent};
+use super::{Credential, Note, PushError, Sent, service_client};
 use crate::config::ApnsConfig;
 
 const TOKEN_LIFE: Duration = Duration::from_secs(40 * 60);
-const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long APNs keeps trying a device that is offline.
 const EXPIRATION_SECONDS: i64 = 24 * 3600;
 
@@ -25,7 +23,7 @@ pub(super) struct Apns {
     config: ApnsConfig,
     key: EncodingKey,
     client: reqwest::Client,
-    token: Mutex<Option<(SecretString, Instant)>>,
+    token: Credential,
 }
 
 impl std::fmt::Debug for Apns {
@@ -52,39 +50,29 @@ impl Apns {
     pub(super) fn new(config: ApnsConfig) -> Result<Self, PushError> {
         let key = EncodingKey::from_ec_pem(config.key.expose_secret().as_bytes())
             .map_err(|e| PushError::Setup(format!("APNs key: {e}")))?;
-        // APNs speaks HTTP/2 only.
-        let client = reqwest::Client::builder()
-            .http2_prior_knowledge()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PushError::Setup(e.to_string()))?;
         Ok(Self {
             config,
             key,
-            client,
-            token: Mutex::new(None),
+            // APNs speaks HTTP/2 only.
+            client: service_client(true)?,
+            token: Credential::default(),
         })
     }
 
     async fn provider_token(&self) -> Result<SecretString, Sent> {
-        let mut cached = self.token.lock().await;
-        if let Some((token, made)) = cached.as_ref()
-            && made.elapsed() < TOKEN_LIFE
-        {
-            return Ok(token.clone());
-        }
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.config.key_id.clone());
-        let claims = Claims {
-            iss: &self.config.team_id,
-            iat: chrono::Utc::now().timestamp(),
-        };
-        let signed = jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| Sent::Rejected(format!("cannot sign the APNs token: {e}")))?;
-        let token = SecretString::from(signed);
-        *cached = Some((token.clone(), Instant::now()));
-        Ok(token)
+        self.token
+            .get(|| async {
+                let mut header = Header::new(Algorithm::ES256);
+                header.kid = Some(self.config.key_id.clone());
+                let claims = Claims {
+                    iss: &self.config.team_id,
+                    iat: chrono::Utc::now().timestamp(),
+                };
+                let signed = jsonwebtoken::encode(&header, &claims, &self.key)
+                    .map_err(|e| Sent::Rejected(format!("cannot sign the APNs token: {e}")))?;
+                Ok((SecretString::from(signed), Instant::now() + TOKEN_LIFE))
+            })
+            .await
     }
 
     pub(super) async fn send(&self, device: &str, note: &Note) -> Sent {
@@ -138,7 +126,7 @@ impl Apns {
         match (status.as_u16(), reason.as_str()) {
             (410, _) | (400, "BadDeviceToken" | "DeviceTokenNotForTopic") => Sent::Unregistered,
             (403, "ExpiredProviderToken" | "InvalidProviderToken") => {
-                *self.token.lock().await = None;
+                self.token.forget().await;
                 Sent::Retry(Some(Duration::from_secs(1)), why)
             }
             (429 | 500..=599, _) => Sent::Retry(after, why),

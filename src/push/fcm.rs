@@ -9,9 +9,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Mutex;
 
-use super::{Note, PushError, Sent};
+use super::{Credential, Note, PushError, Sent, service_client};
 use crate::config::FcmConfig;
 
 /// The scope FCM's send API asks for.
@@ -21,13 +20,12 @@ const GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const ASSERTION_SECONDS: i64 = 3600;
 /// An access token is replaced this long before it expires.
 const RENEW_MARGIN: Duration = Duration::from_secs(300);
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) struct Fcm {
     config: FcmConfig,
     key: EncodingKey,
     client: reqwest::Client,
-    token: Mutex<Option<(SecretString, Instant)>>,
+    token: Credential,
 }
 
 impl std::fmt::Debug for Fcm {
@@ -72,28 +70,21 @@ impl Fcm {
     pub(super) fn new(config: FcmConfig) -> Result<Self, PushError> {
         let key = EncodingKey::from_rsa_pem(config.private_key.expose_secret().as_bytes())
             .map_err(|e| PushError::Setup(format!("FCM service account key: {e}")))?;
-        let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| PushError::Setup(e.to_string()))?;
         Ok(Self {
             config,
             key,
-            client,
-            token: Mutex::new(None),
+            client: service_client(false)?,
+            token: Credential::default(),
         })
     }
 
     /// A live access token: the cached one, or a new one from the token
     /// endpoint.
     async fn access_token(&self) -> Result<SecretString, Sent> {
-        let mut cached = self.token.lock().await;
-        if let Some((token, renew_at)) = cached.as_ref()
-            && Instant::now() < *renew_at
-        {
-            return Ok(token.clone());
-        }
+        self.token.get(|| self.new_access_token()).await
+    }
+
+    async fn new_access_token(&self) -> Result<(SecretString, Instant), Sent> {
         let now = chrono::Utc::now().timestamp();
         let assertion = Assertion {
             iss: &self.config.client_email,
@@ -128,9 +119,7 @@ impl Fcm {
             .map_err(|e| Sent::Retry(None, format!("FCM token answer: {e}")))?;
         let life = Duration::from_secs(token.expires_in.unwrap_or(3600));
         let renew_at = Instant::now() + life.saturating_sub(RENEW_MARGIN);
-        let token = SecretString::from(token.access_token);
-        *cached = Some((token.clone(), renew_at));
-        Ok(token)
+        Ok((SecretString::from(token.access_token), renew_at))
     }
 
     pub(super) async fn send(&self, device: &str, note: &Note) -> Sent {
@@ -190,7 +179,7 @@ impl Fcm {
             _ if code == "UNREGISTERED" => Sent::Unregistered,
             401 => {
                 // The access token was refused: forget it.
-                *self.token.lock().await = None;
+                self.token.forget().await;
                 Sent::Retry(Some(Duration::from_secs(1)), why)
             }
             429 | 500..=599 => Sent::Retry(after, why),

@@ -57,6 +57,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How long a deployment's notifications setting is believed.
 const SETTING_TTL: Duration = Duration::from_secs(30);
+/// How long one request to a push service may take.
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest message text a notification carries.
 const MAX_BODY_CHARS: usize = 180;
 /// The notification of a message whose text it may not show.
@@ -458,6 +460,47 @@ impl Inner {
             _ => None,
         })
     }
+}
+
+/// A service credential (an access token, a provider token), reused
+/// until it is due for renewal.
+#[derive(Debug, Default)]
+struct Credential(tokio::sync::Mutex<Option<(secrecy::SecretString, Instant)>>);
+
+impl Credential {
+    /// The held credential while it is good, else a new one from `make`,
+    /// which answers it and when to renew it. Callers queue behind one
+    /// renewal rather than each making their own.
+    async fn get<F>(&self, make: impl FnOnce() -> F) -> Result<secrecy::SecretString, Sent>
+    where
+        F: Future<Output = Result<(secrecy::SecretString, Instant), Sent>>,
+    {
+        let mut held = self.0.lock().await;
+        if let Some((credential, renew_at)) = held.as_ref()
+            && Instant::now() < *renew_at
+        {
+            return Ok(credential.clone());
+        }
+        let (credential, renew_at) = make().await?;
+        *held = Some((credential.clone(), renew_at));
+        Ok(credential)
+    }
+
+    /// Drops the held credential: the service refused it.
+    async fn forget(&self) {
+        *self.0.lock().await = None;
+    }
+}
+
+/// An HTTP client for a push service: bounded in time, no redirects.
+fn service_client(http2_only: bool) -> Result<reqwest::Client, PushError> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(SERVICE_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none());
+    if http2_only {
+        builder = builder.http2_prior_knowledge();
+    }
+    builder.build().map_err(|e| PushError::Setup(e.to_string()))
 }
 
 fn backoff(attempts: u32) -> Duration {
