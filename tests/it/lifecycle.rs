@@ -222,29 +222,7 @@ on_both_engines!(one_node_sweeps_at_a_time);
 /// The keys on this app's Redis that mention `id`, with their TTLs (ms);
 /// nothing on the embedded engine.
 async fn redis_keys_naming(app: &TestApp, id: Uuid) -> Vec<(String, i64)> {
-    let Some(prefix) = app.setup.env.get(switchboard::config::ENV_REDIS_PREFIX) else {
-        return Vec::new();
-    };
-    let mut conn = ::redis::Client::open(crate::support::redis::shared().url().as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = ::redis::cmd("KEYS")
-        .arg(format!("{prefix}*{id}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut found = Vec::new();
-    for key in keys {
-        let ttl: i64 = ::redis::cmd("PTTL")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        found.push((key, ttl));
-    }
-    found
+    crate::limits::redis_ttls(app, &format!("*{id}*")).await
 }
 
 async fn a_deleted_deployments_sessions_are_swept(kind: EngineKind) {

@@ -20,7 +20,7 @@ use crate::support::redis;
 
 /// The TTL (ms) of every key of this app's engine matching `pattern`
 /// after the prefix; nothing on the embedded engine.
-async fn redis_ttls(app: &TestApp, pattern: &str) -> Vec<(String, i64)> {
+pub(crate) async fn redis_ttls(app: &TestApp, pattern: &str) -> Vec<(String, i64)> {
     let Some(prefix) = app.setup.env.get(config::ENV_REDIS_PREFIX) else {
         return Vec::new();
     };
