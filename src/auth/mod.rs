@@ -214,9 +214,8 @@ impl Auth {
             let member = self
                 .inner
                 .store
-                .find::<Member>(claims.sub)
+                .find::<Member>(claims.org, claims.sub)
                 .await?
-                .filter(|m| m.org_id == claims.org)
                 .ok_or(AuthError::Invalid)?;
             return Ok(Principal {
                 org: member.org_id,
@@ -232,9 +231,8 @@ impl Auth {
         let client = self
             .inner
             .store
-            .find::<ApiClient>(claims.sub)
+            .find::<ApiClient>(claims.org, claims.sub)
             .await?
-            .filter(|c| c.org_id == claims.org)
             .ok_or(AuthError::Invalid)?;
         Ok(Principal {
             org: client.org_id,
@@ -266,7 +264,7 @@ impl Auth {
         let client = self
             .inner
             .store
-            .find::<ApiClient>(id)
+            .locate::<ApiClient>(id)
             .await?
             .ok_or(AuthError::Invalid)?;
         if !crypto::digest_matches(secret.expose_secret(), &client.secret_digest) {
@@ -387,7 +385,7 @@ pub fn new_api_client(org: OrgId, meta: Meta, name: String, roles: Vec<Role>) ->
 
 pub(crate) fn setting_put(id: &str, body: Vec<u8>) -> Put {
     Put {
-        key: RecordKey::new(Kind::Setting, id),
+        key: RecordKey::installation(Kind::Setting, id),
         expect: Expect::Absent,
         body,
         collection: Collection::Settings,
@@ -401,7 +399,7 @@ pub(crate) async fn read_setting<T: serde::de::DeserializeOwned>(
     store: &Store,
     id: &str,
 ) -> Result<Option<T>, StoreError> {
-    let key = RecordKey::new(Kind::Setting, id);
+    let key = RecordKey::installation(Kind::Setting, id);
     match store.raw_get(&key).await? {
         None => Ok(None),
         Some(record) => {
@@ -428,24 +426,31 @@ async fn ensure_default_org(store: &Store) -> Result<OrgId, StoreError> {
         retention_days: None,
         limits: Default::default(),
     };
-    org.meta.version = 1;
     let id = OrgId(org.meta.id);
+    // The organization in its own home first, then, in one installation-
+    // wide step, the setting naming it and its entry in the list of
+    // organizations: of nodes starting together exactly one names its own.
     let org_put = store.prepare(&org, Expect::Absent).await?;
+    store.commit(Commit::new().put(org_put)).await?;
+    org.meta.version = 1;
     let setting = crate::store::encode(&DefaultOrgSetting { org_id: id })?;
-    match store
-        .commit(
-            Commit::new()
-                .put(setting_put(SETTING, setting))
-                .put(org_put),
-        )
-        .await
-    {
+    let mut named = Commit::new().put(setting_put(SETTING, setting));
+    if let Some(entry) = store.directory_put(&org)? {
+        named = named.put(entry);
+    }
+    match store.commit(named).await {
         Ok(()) => Ok(id),
-        // Another node created it first.
-        Err(StoreError::Conflict(_)) => read_setting::<DefaultOrgSetting>(store, SETTING)
-            .await?
-            .map(|s| s.org_id)
-            .ok_or_else(|| StoreError::Conflict("default organization vanished".to_owned())),
+        // Another node created it first: its organization is the default,
+        // and this one's goes (it was never listed or named).
+        Err(StoreError::Conflict(_)) => {
+            let _ = store
+                .commit(Commit::new().delete(crate::store::Record::key(&org), Expect::Any))
+                .await;
+            read_setting::<DefaultOrgSetting>(store, SETTING)
+                .await?
+                .map(|s| s.org_id)
+                .ok_or_else(|| StoreError::Conflict("default organization vanished".to_owned()))
+        }
         Err(e) => Err(e),
     }
 }

@@ -60,7 +60,7 @@ const MAX_NAME_CHARS: usize = 200;
 pub const FIRST_ADMIN_SETTING: &str = "first-admin";
 
 fn first_admin_key(org: OrgId) -> RecordKey {
-    RecordKey::new(Kind::Setting, format!("{FIRST_ADMIN_SETTING}:{}", org.0))
+    RecordKey::installation(Kind::Setting, format!("{FIRST_ADMIN_SETTING}:{}", org.0))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -520,9 +520,8 @@ impl Auth {
         let member = self
             .inner
             .store
-            .find::<Member>(stored.member)
-            .await?
-            .filter(|m| m.org_id == stored.org);
+            .find::<Member>(stored.org, stored.member)
+            .await?;
         let Some(member) = member else {
             // The member was deleted: its sessions end with it.
             let _ = engine.discard(Space::StaffSession, &id).await;
@@ -632,7 +631,7 @@ pub async fn grant_member(
         Some(org) => org,
         None => super::ensure_default_org(store).await?,
     };
-    if store.find::<Organization>(org.0).await?.is_none() {
+    if store.find::<Organization>(org, org.0).await?.is_none() {
         return Err(StaffError::UnknownOrg(org));
     }
     let claim = Member::identity_claim(org, &issuer, &grant.subject);

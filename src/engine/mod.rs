@@ -40,6 +40,7 @@
 
 mod bus;
 mod embedded;
+mod homes;
 mod redis;
 mod throttle;
 
@@ -240,32 +241,53 @@ pub enum Collection {
     /// Installation-wide settings.
     Settings,
     /// The published versions of one configuration.
-    ConfigurationVersions(uuid::Uuid),
+    ConfigurationVersions {
+        org: uuid::Uuid,
+        configuration: uuid::Uuid,
+    },
     /// The guest sessions of one deployment.
-    DeploymentSessions(uuid::Uuid),
+    DeploymentSessions {
+        org: uuid::Uuid,
+        deployment: uuid::Uuid,
+    },
     /// One organization's authenticated visitors.
     Visitors(uuid::Uuid),
     /// The conversations waiting in one queue, by when they began to wait.
-    Waiting(uuid::Uuid),
-    /// The conversations offered to an agent, across organizations, by
-    /// deadline: what the sweeper walks to time offers out.
-    Offered,
+    Waiting { org: uuid::Uuid, queue: uuid::Uuid },
+    /// One organization's conversations offered to an agent, by deadline:
+    /// what the sweeper walks to time offers out.
+    Offered(uuid::Uuid),
     /// One organization's conversations an agent is answering.
     Connected(uuid::Uuid),
     /// One organization's ended conversations.
     Ended(uuid::Uuid),
-    /// The agents that are not offline, across organizations: what the
-    /// sweeper checks for lost connections.
-    OnlineAgents,
+    /// One organization's agents that are not offline: what the sweeper
+    /// checks for lost connections.
+    OnlineAgents(uuid::Uuid),
     /// One organization's offline agents.
     OfflineAgents(uuid::Uuid),
     /// The push devices registered in one deployment.
-    PushDevices(uuid::Uuid),
-    /// Notifications waiting to be sent, across organizations, by when
-    /// they are due.
-    PushOutbox,
+    PushDevices {
+        org: uuid::Uuid,
+        deployment: uuid::Uuid,
+    },
+    /// One organization's notifications waiting to be sent, by when they
+    /// are due.
+    PushOutbox(uuid::Uuid),
     /// One organization's audit log, oldest first.
     Audit(uuid::Uuid),
+    /// A list earlier versions kept across organizations, read only by the
+    /// migration that moves its entries to their organizations' lists.
+    Retired(Retired),
+}
+
+/// The cross-organization lists of schema version 1, gone since records
+/// live in their organization's [`Home`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Retired {
+    Offered,
+    OnlineAgents,
+    PushOutbox,
 }
 
 impl Collection {
@@ -276,18 +298,47 @@ impl Collection {
             Collection::Organizations => "orgs".to_owned(),
             Collection::Org { org, kind } => format!("org/{org}/{}", kind.as_str()),
             Collection::Settings => "settings".to_owned(),
-            Collection::ConfigurationVersions(id) => format!("cfg/{id}/versions"),
-            Collection::DeploymentSessions(id) => format!("route/deployment/{id}/sessions"),
+            Collection::ConfigurationVersions { configuration, .. } => {
+                format!("cfg/{configuration}/versions")
+            }
+            Collection::DeploymentSessions { deployment, .. } => {
+                format!("route/deployment/{deployment}/sessions")
+            }
             Collection::Visitors(org) => format!("route/org/{org}/visitors"),
-            Collection::Waiting(queue) => format!("route/queue/{queue}/waiting"),
-            Collection::Offered => "route/offered".to_owned(),
+            Collection::Waiting { queue, .. } => format!("route/queue/{queue}/waiting"),
+            Collection::Offered(org) => format!("route/org/{org}/offered"),
             Collection::Connected(org) => format!("route/org/{org}/connected"),
             Collection::Ended(org) => format!("route/org/{org}/ended"),
-            Collection::OnlineAgents => "route/agents/online".to_owned(),
+            Collection::OnlineAgents(org) => format!("route/org/{org}/agents/online"),
             Collection::OfflineAgents(org) => format!("route/org/{org}/agents/offline"),
-            Collection::PushDevices(deployment) => format!("push/{deployment}"),
-            Collection::PushOutbox => "push-outbox".to_owned(),
+            Collection::PushDevices { deployment, .. } => format!("push/{deployment}"),
+            Collection::PushOutbox(org) => format!("push-outbox/{org}"),
             Collection::Audit(org) => format!("audit/org/{org}"),
+            Collection::Retired(Retired::Offered) => "route/offered".to_owned(),
+            Collection::Retired(Retired::OnlineAgents) => "route/agents/online".to_owned(),
+            Collection::Retired(Retired::PushOutbox) => "push-outbox".to_owned(),
+        }
+    }
+
+    /// Where the list and the records in it live.
+    pub fn home(&self) -> Home {
+        match *self {
+            Collection::Organizations | Collection::Settings | Collection::Retired(_) => {
+                Home::Installation
+            }
+            Collection::Org { org, .. }
+            | Collection::ConfigurationVersions { org, .. }
+            | Collection::DeploymentSessions { org, .. }
+            | Collection::Visitors(org)
+            | Collection::Waiting { org, .. }
+            | Collection::Offered(org)
+            | Collection::Connected(org)
+            | Collection::Ended(org)
+            | Collection::OnlineAgents(org)
+            | Collection::OfflineAgents(org)
+            | Collection::PushDevices { org, .. }
+            | Collection::PushOutbox(org)
+            | Collection::Audit(org) => Home::Org(org),
         }
     }
 }
@@ -342,6 +393,13 @@ impl Claim {
             Claim::MemberInvite { org, digest } => {
                 format!("member-invite/{org}/{}", hex::encode(digest))
             }
+        }
+    }
+
+    /// Where the claim lives: with the records that may hold it.
+    pub fn home(&self) -> Home {
+        match *self {
+            Claim::MemberIdentity { org, .. } | Claim::MemberInvite { org, .. } => Home::Org(org),
         }
     }
 }
@@ -426,31 +484,52 @@ pub enum Lease {
     Busy { remaining: std::time::Duration },
 }
 
-/// The address of one record: its kind and its id. Ids are UUIDs or other
-/// strings chosen by switchboard, never raw input.
+/// Where a record lives. Everything one commit touches lives in one home
+/// (checked on both engines), so a Redis Cluster can give each home its own
+/// hash slot: an organization's records and routing state change together
+/// on one shard, while organizations spread over the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Home {
+    /// Installation-wide records: organizations and settings.
+    Installation,
+    /// One organization's records, lists, claims and routing state.
+    Org(uuid::Uuid),
+}
+
+/// The address of one record: where it lives, its kind and its id. Ids are
+/// UUIDs or other strings chosen by switchboard, never raw input.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordKey {
+    pub home: Home,
     pub kind: Kind,
     pub id: String,
 }
 
 impl RecordKey {
-    pub fn new(kind: Kind, id: impl Into<String>) -> Self {
+    pub fn new(home: Home, kind: Kind, id: impl Into<String>) -> Self {
         Self {
+            home,
             kind,
             id: id.into(),
         }
     }
 
+    /// An installation-wide record (a setting, an organization).
+    pub fn installation(kind: Kind, id: impl Into<String>) -> Self {
+        Self::new(Home::Installation, kind, id)
+    }
+
     /// `kind:id`, the form in which keys are stored inside the engine (in
-    /// reference sets, unique claims and collections).
+    /// reference sets, unique claims and collections). The home is not part
+    /// of it: what refers to a record lives in the same home.
     pub fn encode(&self) -> String {
         format!("{}:{}", self.kind.as_str(), self.id)
     }
 
-    pub fn decode(s: &str) -> Option<RecordKey> {
+    /// The key `encode` spelled, of a record living in `home`.
+    pub fn decode(home: Home, s: &str) -> Option<RecordKey> {
         let (kind, id) = s.split_once(':')?;
-        Some(RecordKey::new(Kind::parse(kind)?, id))
+        Some(RecordKey::new(home, Kind::parse(kind)?, id))
     }
 }
 
@@ -635,6 +714,16 @@ impl Engine {
         limit: u64,
     ) -> EngineResult<Page> {
         dispatch!(self, "list", e => e.list(collection, offset, limit).await)
+    }
+
+    /// Moves records written before homes existed into their
+    /// organizations' homes (the schema version 2 migration); answers how
+    /// many records or entries moved.
+    pub async fn move_to_homes(&self) -> EngineResult<u64> {
+        match self {
+            Engine::Redis(e) => e.move_to_homes().await,
+            Engine::Embedded(e) => e.move_to_homes().await,
+        }
     }
 
     /// Applies all writes or none.
@@ -827,6 +916,7 @@ impl Engine {
 /// Checks shared by both engines before anything touches storage.
 fn validate_commit(commit: &Commit) -> EngineResult<()> {
     let mut seen = std::collections::HashSet::new();
+    commit_home(commit)?;
     for write in &commit.writes {
         let key = match write {
             Write::Put(put) => {
@@ -845,6 +935,40 @@ fn validate_commit(commit: &Commit) -> EngineResult<()> {
         }
     }
     Ok(())
+}
+
+/// The one home everything a commit touches lives in: its records, their
+/// lists, references and claims. A commit across homes is refused on both
+/// engines, so one that would span Redis Cluster slots fails in every test,
+/// not only on a cluster.
+pub(crate) fn commit_home(commit: &Commit) -> EngineResult<Option<Home>> {
+    let mut home = None;
+    let mut place = |what: &dyn fmt::Display, there: Home| match home {
+        None => {
+            home = Some(there);
+            Ok(())
+        }
+        Some(here) if here == there => Ok(()),
+        Some(here) => Err(EngineError::InvalidCommit(format!(
+            "{what} lives in {there:?}, the rest of the commit in {here:?}"
+        ))),
+    };
+    for write in &commit.writes {
+        match write {
+            Write::Put(put) => {
+                place(&put.key, put.key.home)?;
+                place(&put.collection, put.collection.home())?;
+                for target in &put.refs {
+                    place(target, target.home)?;
+                }
+                for claim in &put.unique {
+                    place(claim, claim.home())?;
+                }
+            }
+            Write::Delete { key, .. } => place(key, key.home)?,
+        }
+    }
+    Ok(home)
 }
 
 /// The ids of a list [`Engine::remember`] keeps: newline-separated text.

@@ -51,29 +51,59 @@ fn collection_and_claim_names_are_stable() {
         ),
         (Collection::Settings, "settings".to_owned()),
         (
-            Collection::ConfigurationVersions(id),
+            Collection::ConfigurationVersions {
+                org: id,
+                configuration: id,
+            },
             format!("cfg/{s}/versions"),
         ),
         (
-            Collection::DeploymentSessions(id),
+            Collection::DeploymentSessions {
+                org: id,
+                deployment: id,
+            },
             format!("route/deployment/{s}/sessions"),
         ),
         (Collection::Visitors(id), format!("route/org/{s}/visitors")),
-        (Collection::Waiting(id), format!("route/queue/{s}/waiting")),
-        (Collection::Offered, "route/offered".to_owned()),
+        (
+            Collection::Waiting { org: id, queue: id },
+            format!("route/queue/{s}/waiting"),
+        ),
+        (Collection::Offered(id), format!("route/org/{s}/offered")),
         (
             Collection::Connected(id),
             format!("route/org/{s}/connected"),
         ),
         (Collection::Ended(id), format!("route/org/{s}/ended")),
-        (Collection::OnlineAgents, "route/agents/online".to_owned()),
+        (
+            Collection::OnlineAgents(id),
+            format!("route/org/{s}/agents/online"),
+        ),
         (
             Collection::OfflineAgents(id),
             format!("route/org/{s}/agents/offline"),
         ),
-        (Collection::PushDevices(id), format!("push/{s}")),
-        (Collection::PushOutbox, "push-outbox".to_owned()),
+        (
+            Collection::PushDevices {
+                org: id,
+                deployment: id,
+            },
+            format!("push/{s}"),
+        ),
+        (Collection::PushOutbox(id), format!("push-outbox/{s}")),
         (Collection::Audit(id), format!("audit/org/{s}")),
+        (
+            Collection::Retired(Retired::Offered),
+            "route/offered".to_owned(),
+        ),
+        (
+            Collection::Retired(Retired::OnlineAgents),
+            "route/agents/online".to_owned(),
+        ),
+        (
+            Collection::Retired(Retired::PushOutbox),
+            "push-outbox".to_owned(),
+        ),
     ];
     for (collection, name) in names {
         assert_eq!(collection.name(), name);

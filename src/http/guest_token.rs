@@ -312,7 +312,7 @@ async fn revoke_inner(
         .visitor_tokens
         .verify_own_audience(token.expose_secret(), now)
         .await?;
-    if let Some(deployment) = state.store.find::<Deployment>(claims.aud).await? {
+    if let Some(deployment) = state.store.locate::<Deployment>(claims.aud).await? {
         check_origin(&deployment, headers)?;
         scope.deployment = Some(deployment);
     }

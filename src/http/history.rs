@@ -59,7 +59,7 @@ async fn answer(
     let token = bearer(headers)
         .ok_or_else(|| ApiError::unauthorized("a bearer token from getJwt is required"))?;
     let token = token.expose_secret();
-    let (session, family) = state
+    let (org, session, family) = state
         .auth
         .verify_scoped(HISTORY_AUDIENCE, token)
         .ok()
@@ -67,7 +67,7 @@ async fn answer(
         .ok_or_else(|| ApiError::unauthorized("the token is invalid or expired"))?;
     let session = state
         .routing
-        .session(session)
+        .session(org, session)
         .await
         .map_err(|_| ApiError::unavailable())?
         .ok_or_else(|| ApiError::unauthorized("the session no longer exists"))?;
@@ -89,7 +89,7 @@ async fn answer(
     }
     let deployment = state
         .store
-        .find::<Deployment>(session.deployment_id)
+        .find::<Deployment>(org, session.deployment_id)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the session's deployment no longer exists"))?;
     // Browsers send their origin; the Transport SDK sends the bare domain it
@@ -125,7 +125,7 @@ async fn answer(
     let mut conversations = match session.visitor_id {
         Some(visitor) => state
             .routing
-            .visitor_conversations(visitor)
+            .visitor_conversations(org, visitor)
             .await
             .map_err(|_| ApiError::unavailable())?,
         None => Vec::new(),

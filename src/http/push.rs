@@ -43,6 +43,7 @@ use crate::routing::model::{GuestSession, session_id};
 use crate::store::StoreError;
 use crate::store::push_devices::{DeviceToken, DeviceType, Language, PushDevice, PushProvider};
 use crate::store::records::{ConfigurationContent, Deployment};
+use crate::store::types::OrgId;
 
 /// As on the socket: a session token is at most 2048 characters.
 const MAX_SESSION_TOKEN_CHARS: usize = 2048;
@@ -170,12 +171,31 @@ impl From<StoreError> for PushError {
 
 /// The path, parsed: the deployment and the guest session the token names.
 #[derive(Debug, Clone, Copy)]
-struct Target {
+struct Addressed {
     deployment: Uuid,
     session: Uuid,
 }
 
-fn parse_path(path: Result<Path<(String, String)>, PathRejection>) -> Result<Target, PushError> {
+impl Addressed {
+    /// Where the deployment turned out to live.
+    fn at(self, org: OrgId) -> Target {
+        Target {
+            org,
+            deployment: self.deployment,
+            session: self.session,
+        }
+    }
+}
+
+/// A device's address once its deployment was found.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    org: OrgId,
+    deployment: Uuid,
+    session: Uuid,
+}
+
+fn parse_path(path: Result<Path<(String, String)>, PathRejection>) -> Result<Addressed, PushError> {
     let Path((deployment, token)) =
         path.map_err(|_| PushError::bad_path("the path does not parse"))?;
     let deployment = Uuid::parse_str(&deployment)
@@ -185,7 +205,7 @@ fn parse_path(path: Result<Path<(String, String)>, PathRejection>) -> Result<Tar
             "the session token must be 1 to {MAX_SESSION_TOKEN_CHARS} characters"
         )));
     }
-    Ok(Target {
+    Ok(Addressed {
         deployment,
         session: session_id(&token),
     })
@@ -238,10 +258,11 @@ async fn register_inner(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(), PushError> {
-    let target = parse_path(path)?;
+    let addressed = parse_path(path)?;
     let input: RegisterDevice = parse_body(body, "required.fields.missing")?;
-    rate_limit(state, ip, target.deployment).await?;
-    let deployment = enabled_deployment(state, target.deployment).await?;
+    rate_limit(state, ip, addressed.deployment).await?;
+    let deployment = enabled_deployment(state, addressed.deployment).await?;
+    let target = addressed.at(deployment.org_id);
     session_of(state, target).await?.ok_or_else(|| {
         PushError::new(
             StatusCode::NOT_FOUND,
@@ -252,7 +273,7 @@ async fn register_inner(
     let now = Utc::now();
     let existing = state
         .store
-        .push_device(target.deployment, target.session)
+        .push_device(target.org, target.deployment, target.session)
         .await?;
     let read = match existing {
         Some(device) if device.live_at(now) => {
@@ -321,10 +342,11 @@ async fn update_inner(
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(), PushError> {
-    let target = parse_path(path)?;
+    let addressed = parse_path(path)?;
     let input: UpdateDevice = parse_body(body, "update.fields.missing")?;
-    rate_limit(state, ip, target.deployment).await?;
-    enabled_deployment(state, target.deployment).await?;
+    rate_limit(state, ip, addressed.deployment).await?;
+    let deployment = enabled_deployment(state, addressed.deployment).await?;
+    let target = addressed.at(deployment.org_id);
     // A few rounds of compare-and-set: two updates of one session race only
     // when the app races itself.
     for _ in 0..3 {
@@ -384,18 +406,32 @@ async fn unregister_inner(
     ip: IpAddr,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(), PushError> {
-    let target = parse_path(path)?;
-    rate_limit(state, ip, target.deployment).await?;
+    let addressed = parse_path(path)?;
+    rate_limit(state, ip, addressed.deployment).await?;
+    // Unregistering works whatever the deployment's settings now are.
+    let Some(deployment) = state
+        .store
+        .locate::<Deployment>(addressed.deployment)
+        .await?
+    else {
+        return Err(PushError::device_not_found());
+    };
+    let target = addressed.at(deployment.org_id);
     let Some(device) = state
         .store
-        .push_device(target.deployment, target.session)
+        .push_device(target.org, target.deployment, target.session)
         .await?
     else {
         return Err(not_found_or_mismatch(state, target).await);
     };
     match state
         .store
-        .delete_push_device(target.deployment, target.session, device.version)
+        .delete_push_device(
+            target.org,
+            target.deployment,
+            target.session,
+            device.version,
+        )
         .await
     {
         // Gone or replaced meanwhile: either way this registration is over.
@@ -463,16 +499,20 @@ fn notifications_enabled(content: &ConfigurationContent) -> bool {
 /// The guest session the token names, which must belong to the deployment
 /// of the path.
 async fn session_of(state: &AppState, target: Target) -> Result<Option<GuestSession>, PushError> {
-    let session = state.routing.session(target.session).await.map_err(|e| {
-        tracing::warn!(error = %e, "push devices: cannot read the session");
-        let mut error = PushError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "service.unavailable",
-            "storage is unavailable; try again",
-        );
-        error.retry_after = Some(1);
-        error
-    })?;
+    let session = state
+        .routing
+        .session(target.org, target.session)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "push devices: cannot read the session");
+            let mut error = PushError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service.unavailable",
+                "storage is unavailable; try again",
+            );
+            error.retry_after = Some(1);
+            error
+        })?;
     match session {
         Some(session) if session.deployment_id != target.deployment => Err(PushError::mismatch()),
         session => Ok(session),
@@ -487,7 +527,7 @@ async fn live_device(
 ) -> Result<Option<PushDevice>, PushError> {
     Ok(state
         .store
-        .push_device(target.deployment, target.session)
+        .push_device(target.org, target.deployment, target.session)
         .await?
         .filter(|d| d.live_at(now)))
 }

@@ -241,7 +241,7 @@ async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> R
     let mut targets: Vec<String> = Vec::new();
     if let Some(login_state) = login_state
         && let Some((id, origin)) = super::guest_token::login_origin(&state, &login_state).await
-        && let Ok(Some(deployment)) = state.store.find::<Deployment>(id).await
+        && let Ok(Some(deployment)) = state.store.locate::<Deployment>(id).await
     {
         match origin {
             Some(origin) if deployment.allows_origin(&origin) => targets.push(origin),
@@ -298,7 +298,7 @@ async fn demo(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
     };
     let public_url = &state.config.public_url;
     let own_origin = public_url.origin().ascii_serialization();
-    let (status, warning) = match state.store.find::<Deployment>(id).await {
+    let (status, warning) = match state.store.locate::<Deployment>(id).await {
         Ok(Some(d)) if d.status != DeploymentStatus::Active => (
             StatusCode::OK,
             Some(

@@ -175,7 +175,7 @@ impl Limiter {
             return *rates;
         }
         let base = self.current().org;
-        match self.inner.store.find::<Organization>(org.0).await {
+        match self.inner.store.find::<Organization>(org, org.0).await {
             Ok(found) => {
                 let rates = found.map_or(base, |o| o.limits.apply(&base));
                 self.orgs().insert(org.0, (now, rates));

@@ -32,10 +32,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::PushConfig;
-use crate::engine::{Collection, Commit, Expect, Kind, Lease, Put, RecordKey, Space, StashMode};
+use crate::engine::{
+    Collection, Commit, Expect, Home, Kind, Lease, Put, RecordKey, Space, StashMode,
+};
 use crate::routing::model::{Conversation, EventBody, LogEvent};
 use crate::store::push_devices::PushProvider;
 use crate::store::records::NotificationContentType;
+use crate::store::types::OrgId;
 use crate::store::{Store, StoreError};
 
 /// How long a guest socket's presence lasts without a refresh: a little
@@ -98,6 +101,7 @@ pub(crate) enum Sent {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Job {
+    org_id: OrgId,
     conversation_id: Uuid,
     sequence: u64,
     due_at: DateTime<Utc>,
@@ -107,6 +111,7 @@ struct Job {
 impl Job {
     fn key(&self) -> RecordKey {
         RecordKey::new(
+            Home::Org(self.org_id.0),
             Kind::Setting,
             format!("pushjob/{}/{}", self.conversation_id, self.sequence),
         )
@@ -193,6 +198,7 @@ impl Pusher {
             return;
         }
         let job = Job {
+            org_id: to.org_id,
             conversation_id: conversation,
             sequence,
             due_at: Utc::now(),
@@ -273,7 +279,7 @@ impl Inner {
             key: job.key(),
             expect,
             body: crate::store::encode(job)?,
-            collection: Collection::PushOutbox,
+            collection: Collection::PushOutbox(job.org_id.0),
             order: job.due_at.timestamp_millis(),
             refs: Vec::new(),
             unique: Vec::new(),
@@ -294,22 +300,33 @@ impl Inner {
                 return;
             }
         }
-        let page = match engine.list(&Collection::PushOutbox, 0, BATCH).await {
-            Ok(page) => page,
+        // Each organization keeps its outbox in its own home; a contact
+        // center has few organizations, and most outboxes are empty.
+        let orgs = match self.store.all_organizations().await {
+            Ok(orgs) => orgs,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the push outbox");
+                tracing::warn!(error = %e, "cannot read the organizations for the push outbox");
                 return;
             }
         };
         let now = Utc::now();
-        let due: Vec<(Job, u64)> = page
-            .records
-            .into_iter()
-            .filter_map(|stored| {
+        let mut due: Vec<(Job, u64)> = Vec::new();
+        for org in orgs {
+            let page = match engine
+                .list(&Collection::PushOutbox(org.meta.id), 0, BATCH)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the push outbox");
+                    return;
+                }
+            };
+            due.extend(page.records.into_iter().filter_map(|stored| {
                 let job: Job = serde_json::from_slice(&stored.body).ok()?;
                 (job.due_at <= now).then_some((job, stored.version))
-            })
-            .collect();
+            }));
+        }
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENT_SENDS, |(job, version)| async move {
                 self.attempt(job, version).await;
@@ -372,7 +389,11 @@ impl Inner {
 
     /// Sends `job`'s notification; `None` when none is needed any more.
     async fn send(&self, job: &Job) -> Result<Option<Sent>, StoreError> {
-        let Some(conversation) = self.store.find::<Conversation>(job.conversation_id).await? else {
+        let Some(conversation) = self
+            .store
+            .find::<Conversation>(job.org_id, job.conversation_id)
+            .await?
+        else {
             return Ok(None);
         };
         let session = conversation.session_id;
@@ -381,7 +402,7 @@ impl Inner {
         }
         let Some(device) = self
             .store
-            .push_device(conversation.deployment_id, session)
+            .push_device(conversation.org_id, conversation.deployment_id, session)
             .await?
             .filter(|d| d.live_at(Utc::now()))
         else {
@@ -429,7 +450,12 @@ impl Inner {
             tracing::info!(deployment = %conversation.deployment_id, "the push service no longer knows a device; its registration is removed");
             match self
                 .store
-                .delete_push_device(conversation.deployment_id, session, device.version)
+                .delete_push_device(
+                    conversation.org_id,
+                    conversation.deployment_id,
+                    session,
+                    device.version,
+                )
                 .await
             {
                 Ok(()) | Err(StoreError::NotFound | StoreError::Stale { .. }) => {}

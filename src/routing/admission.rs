@@ -16,10 +16,11 @@ use uuid::Uuid;
 
 use super::model::{Conversation, ConversationState};
 use super::{Routing, RoutingError, RoutingResult};
-use crate::engine::{Kind, RecordKey, Space, StashMode};
+use crate::engine::{RecordKey, Space, StashMode};
 use crate::limits::{Key, Refused, address_key};
 use crate::store::StoreError;
 use crate::store::records::Deployment;
+use crate::store::types::OrgId;
 
 /// How long an address's list of conversations is kept after the last
 /// one it opened: longer than any conversation waits in practice.
@@ -51,7 +52,7 @@ impl Routing {
         let rates = self.limiter.org(deployment.org_id).await;
         let id = deployment.meta.id;
         if let Some(address) = client {
-            let waiting = self.queued_from(address, id).await?;
+            let waiting = self.queued_from(address, deployment).await?;
             if waiting.len() >= usize::try_from(rates.queued_per_address).unwrap_or(usize::MAX) {
                 return Err(RoutingError::Limited {
                     what: "conversations waiting from this address",
@@ -83,7 +84,7 @@ impl Routing {
     pub(super) async fn record_queued(
         &self,
         client: Option<IpAddr>,
-        deployment: Uuid,
+        deployment: &Deployment,
         conversation: Uuid,
     ) {
         let Some(address) = client else { return };
@@ -94,22 +95,30 @@ impl Routing {
 
     /// The conversations from `address` in `deployment` that still wait
     /// for an agent (waiting or offered).
-    async fn queued_from(&self, address: IpAddr, deployment: Uuid) -> RoutingResult<Vec<Uuid>> {
+    async fn queued_from(
+        &self,
+        address: IpAddr,
+        deployment: &Deployment,
+    ) -> RoutingResult<Vec<Uuid>> {
         let listed = self
             .engine()
-            .peek(Space::QueuedByAddress, &list_id(address, deployment))
+            .peek(
+                Space::QueuedByAddress,
+                &list_id(address, deployment.meta.id),
+            )
             .await
             .map_err(StoreError::from)?;
-        self.still_waiting(parse_list(listed.as_deref())).await
+        self.still_waiting(deployment.org_id, parse_list(listed.as_deref()))
+            .await
     }
 
-    async fn still_waiting(&self, ids: Vec<Uuid>) -> RoutingResult<Vec<Uuid>> {
+    async fn still_waiting(&self, org: OrgId, ids: Vec<Uuid>) -> RoutingResult<Vec<Uuid>> {
         if ids.is_empty() {
             return Ok(ids);
         }
         let keys: Vec<RecordKey> = ids
             .iter()
-            .map(|id| RecordKey::new(Kind::Conversation, id.to_string()))
+            .map(|&id| Conversation::key_of(org, id))
             .collect();
         let found = self
             .engine()
@@ -136,17 +145,19 @@ impl Routing {
     async fn add_queued(
         &self,
         address: IpAddr,
-        deployment: Uuid,
+        deployment: &Deployment,
         conversation: Uuid,
     ) -> RoutingResult<()> {
-        let id = list_id(address, deployment);
+        let id = list_id(address, deployment.meta.id);
         let engine = self.engine();
         for _ in 0..LIST_ATTEMPTS {
             let listed = engine
                 .peek(Space::QueuedByAddress, &id)
                 .await
                 .map_err(StoreError::from)?;
-            let mut ids = self.still_waiting(parse_list(listed.as_deref())).await?;
+            let mut ids = self
+                .still_waiting(deployment.org_id, parse_list(listed.as_deref()))
+                .await?;
             if !ids.contains(&conversation) {
                 ids.push(conversation);
             }

@@ -11,11 +11,12 @@ use super::{
 };
 use crate::engine::{Channel, Collection, Space, StashMode};
 use crate::store::records::Queue;
+use crate::store::types::OrgId;
 use crate::store::{Record, StoreError, collection_of};
 
 impl Routing {
-    pub async fn agent_state(&self, agent: Uuid) -> RoutingResult<Option<AgentState>> {
-        Ok(self.store.find::<AgentState>(agent).await?)
+    pub async fn agent_state(&self, org: OrgId, agent: Uuid) -> RoutingResult<Option<AgentState>> {
+        Ok(self.store.find::<AgentState>(org, agent).await?)
     }
 
     /// Records that one of the agent's sockets is alive. Called when a
@@ -36,7 +37,7 @@ impl Routing {
             .await
             .map_err(StoreError::from)?;
         self.read_modify_commit(
-            move || async move { Ok(self.store.find::<AgentState>(agent.id).await?) },
+            move || async move { Ok(self.store.find::<AgentState>(agent.org, agent.id).await?) },
             |found, writes| {
                 let (mut state, changed) = decide::arrive(found, agent, now);
                 if changed {
@@ -84,14 +85,12 @@ impl Routing {
             })
             .collect();
         queues.sort_by(|a, b| a.name.cmp(&b.name));
-        // Online agents of every organization share one collection (the
-        // sweeper's); this organization's are picked out of it.
         let mut agents: Vec<DirectoryAgent> = self
             .store
-            .list_all::<AgentState>(&Collection::OnlineAgents)
+            .list_all::<AgentState>(&Collection::OnlineAgents(agent.org.0))
             .await?
             .into_iter()
-            .filter(|a| a.org_id == agent.org && a.meta.id != agent.id)
+            .filter(|a| a.meta.id != agent.id)
             .filter(|a| a.status != AgentStatus::Offline)
             .map(|a| DirectoryAgent {
                 id: a.meta.id,
@@ -136,7 +135,7 @@ impl Routing {
         now: DateTime<Utc>,
     ) -> RoutingResult<AgentState> {
         let state = self
-            .update_agent(agent.id, now, |state| {
+            .update_agent(agent.org, agent.id, now, |state| {
                 decide::set_status(state, agent, status, &queues, all_queues, now);
             })
             .await?;
@@ -144,7 +143,7 @@ impl Routing {
             .await;
         if status == AgentStatus::Available {
             for queue in &state.queues {
-                self.wake_queue(*queue);
+                self.wake_queue(agent.org, *queue);
             }
         }
         Ok(state)
@@ -153,6 +152,7 @@ impl Routing {
     /// Applies `change` to a connected agent's state.
     pub(super) async fn update_agent(
         &self,
+        org: OrgId,
         id: Uuid,
         now: DateTime<Utc>,
         mut change: impl FnMut(&mut AgentState),
@@ -160,7 +160,7 @@ impl Routing {
         self.read_modify_commit(
             move || async move {
                 self.store
-                    .find::<AgentState>(id)
+                    .find::<AgentState>(org, id)
                     .await?
                     .ok_or(RoutingError::NotAllowed("the agent is not connected"))
             },

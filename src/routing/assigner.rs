@@ -47,6 +47,7 @@ use uuid::Uuid;
 use super::{Routing, RoutingResult};
 use crate::engine::{Channel, Lease, Space, StashMode, Subscription};
 use crate::store::StoreError;
+use crate::store::types::OrgId;
 
 /// How long a holder with nothing waiting keeps its lease for the next
 /// arrival before it lets go.
@@ -267,10 +268,10 @@ impl Routing {
     /// Tells the queue's assigner that something changed (a conversation
     /// waits, an agent freed up). Returns at once: the offers are made by
     /// this node's assigner task, or by the node holding the queue's lease.
-    pub(super) fn wake_queue(&self, queue: Uuid) {
+    pub(super) fn wake_queue(&self, org: OrgId, queue: Uuid) {
         if let Some(wake) = self.assigners.poke(queue) {
             let routing = self.clone();
-            tokio::spawn(async move { routing.assigner(queue, wake).await });
+            tokio::spawn(async move { routing.assigner(org, queue, wake).await });
         }
     }
 
@@ -292,7 +293,7 @@ impl Routing {
 
     /// One queue's assigner task: takes the lease (or stands by for it),
     /// assigns while it holds it, and ends when there is nothing to do.
-    async fn assigner(self, queue: Uuid, wake: Arc<Notify>) {
+    async fn assigner(self, org: OrgId, queue: Uuid, wake: Arc<Notify>) {
         let mut closed = self.assigners.closed.subscribe();
         // Subscribed before the lease is taken: a wake published while
         // this node holds it is heard.
@@ -320,7 +321,10 @@ impl Routing {
             }
             let again = match lease {
                 Ok(Lease::Held) => {
-                    match self.hold(queue, &wake, &mut notices, &mut closed).await {
+                    match self
+                        .hold(org, queue, &wake, &mut notices, &mut closed)
+                        .await
+                    {
                         // A wake that came as it let go.
                         Hold::Released => self.take_mark(queue).await,
                         Hold::Lost => true,
@@ -383,6 +387,7 @@ impl Routing {
     /// for [`LINGER`]; then lets go.
     async fn hold(
         &self,
+        org: OrgId,
         queue: Uuid,
         wake: &Notify,
         notices: &mut Option<Subscription>,
@@ -403,7 +408,7 @@ impl Routing {
             self.assigners
                 .passes
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let outcome = self.assign_pass(queue, Utc::now(), &mut lease).await;
+            let outcome = self.assign_pass(org, queue, Utc::now(), &mut lease).await;
             self.assigners.rest(queue);
             let (waiting, due) = match outcome {
                 Ok(Some(outcome)) => (outcome.waiting, outcome.next_due),

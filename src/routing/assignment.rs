@@ -20,6 +20,7 @@ use super::model::{
 use super::{AgentIdentity, NewEvent, Routing, RoutingError, RoutingResult, TransferTarget};
 use crate::engine::{Channel, Collection};
 use crate::store::records::Queue;
+use crate::store::types::OrgId;
 use crate::store::{PageRequest, StoreError};
 
 /// How many waiting conversations (longest waiting first) one round of a
@@ -53,6 +54,7 @@ impl Routing {
     /// versions.
     pub(super) async fn transition(
         &self,
+        org: OrgId,
         conversation: Uuid,
         agent: Uuid,
         now: DateTime<Utc>,
@@ -60,7 +62,7 @@ impl Routing {
     ) -> RoutingResult<Conversation> {
         let c = self
             .read_modify_commit(
-                move || self.held(conversation, agent),
+                move || self.held(org, conversation, agent),
                 |(mut c, mut a), writes| {
                     decide(&mut c, &mut a, now)?;
                     writes.put(&mut c, now)?;
@@ -81,13 +83,14 @@ impl Routing {
     /// A conversation and an agent of the same organization.
     async fn held(
         &self,
+        org: OrgId,
         conversation: Uuid,
         agent: Uuid,
     ) -> RoutingResult<(Conversation, AgentState)> {
-        let c = self.existing_conversation(conversation).await?;
+        let c = self.existing_conversation(org, conversation).await?;
         let a = self
             .store
-            .find::<AgentState>(agent)
+            .find::<AgentState>(org, agent)
             .await?
             .ok_or(RoutingError::NotAllowed("the agent is not connected"))?;
         if c.org_id != a.org_id {
@@ -104,7 +107,7 @@ impl Routing {
         now: DateTime<Utc>,
     ) -> RoutingResult<Conversation> {
         let c = self
-            .transition(conversation, agent.id, now, decide::accept)
+            .transition(agent.org, conversation, agent.id, now, decide::accept)
             .await?;
         self.append_presence(conversation, agent, PresenceKind::Join, now)
             .await?;
@@ -120,9 +123,9 @@ impl Routing {
         now: DateTime<Utc>,
     ) -> RoutingResult<Conversation> {
         let c = self
-            .transition(conversation, agent.id, now, decide::decline)
+            .transition(agent.org, conversation, agent.id, now, decide::decline)
             .await?;
-        self.wake_queue(c.queue_id);
+        self.wake_queue(c.org_id, c.queue_id);
         Ok(c)
     }
 
@@ -146,15 +149,14 @@ impl Routing {
                     })?;
             }
             TransferTarget::Agent(target) => {
-                let state = self.store.find::<AgentState>(target).await?;
-                if !state.is_some_and(|s| s.org_id == agent.org && s.status != AgentStatus::Offline)
-                {
+                let state = self.store.find::<AgentState>(agent.org, target).await?;
+                if !state.is_some_and(|s| s.status != AgentStatus::Offline) {
                     return Err(RoutingError::NotAllowed("that agent is not connected"));
                 }
             }
         }
         let c = self
-            .transition(conversation, agent.id, now, |c, a, now| {
+            .transition(agent.org, conversation, agent.id, now, |c, a, now| {
                 decide::transfer(c, a, target, now)
             })
             .await?;
@@ -177,11 +179,11 @@ impl Routing {
         // The sender has room again in its own queues too.
         self.wake_agent_queues(agent).await;
         match target {
-            TransferTarget::Queue(queue) => self.wake_queue(queue),
+            TransferTarget::Queue(queue) => self.wake_queue(agent.org, queue),
             TransferTarget::Agent(target) => {
-                if let Err(e) = self.offer_to(conversation, target, now).await {
+                if let Err(e) = self.offer_to(agent.org, conversation, target, now).await {
                     tracing::info!(%conversation, error = %e, "direct transfer not possible; the conversation waits in its queue");
-                    self.wake_queue(c.queue_id);
+                    self.wake_queue(c.org_id, c.queue_id);
                 }
             }
         }
@@ -197,7 +199,7 @@ impl Routing {
         now: DateTime<Utc>,
     ) -> RoutingResult<Conversation> {
         let c = self
-            .transition(conversation, agent.id, now, |c, a, now| {
+            .transition(agent.org, conversation, agent.id, now, |c, a, now| {
                 decide::end(c, a, wrap_up.clone(), now)
             })
             .await?;
@@ -220,7 +222,7 @@ impl Routing {
     /// Wakes every queue an agent who just freed up takes offers from:
     /// those it named, or all that are its own now.
     async fn wake_agent_queues(&self, agent: &AgentIdentity) {
-        let queues = match self.agent_state(agent.id).await {
+        let queues = match self.agent_state(agent.org, agent.id).await {
             Ok(Some(state)) if state.all_queues => self.agent_queues(agent, &[]).await,
             Ok(Some(state)) => Ok(state.queues),
             Ok(None) => Ok(Vec::new()),
@@ -229,7 +231,7 @@ impl Routing {
         match queues {
             Ok(queues) => {
                 for queue in queues {
-                    self.wake_queue(queue);
+                    self.wake_queue(agent.org, queue);
                 }
             }
             Err(e) => {
@@ -248,18 +250,22 @@ impl Routing {
     /// or `None` when the lease was lost midway.
     pub(super) async fn assign_pass(
         &self,
+        org: OrgId,
         queue_id: Uuid,
         now: DateTime<Utc>,
         lease: &mut LeaseKeeper<'_>,
     ) -> RoutingResult<Option<PassOutcome>> {
         for _ in 0..MAX_ROUNDS {
-            let Some(queue) = self.store.find::<Queue>(queue_id).await? else {
+            let Some(queue) = self.store.find::<Queue>(org, queue_id).await? else {
                 return Ok(Some(PassOutcome::default()));
             };
             let page = self
                 .store
                 .list::<Conversation>(
-                    &Collection::Waiting(queue_id),
+                    &Collection::Waiting {
+                        org: org.0,
+                        queue: queue_id,
+                    },
                     PageRequest {
                         number: 1,
                         size: WAITING_BATCH,
@@ -287,7 +293,7 @@ impl Routing {
             }
             let agents = self
                 .store
-                .list_all::<AgentState>(&Collection::OnlineAgents)
+                .list_all::<AgentState>(&Collection::OnlineAgents(org.0))
                 .await?;
             let plan = decide::plan_offers(&waiting, &agents, &queue, now);
             let mut agents: HashMap<Uuid, AgentState> =
@@ -357,7 +363,7 @@ impl Routing {
                     async move {
                         match planned {
                             Some(records) => Ok(Some(records)),
-                            None => self.pair(conversation, agent).await,
+                            None => self.pair(queue.org_id, conversation, agent).await,
                         }
                     }
                 },
@@ -383,11 +389,12 @@ impl Routing {
     /// A conversation and an agent as stored now, if both exist.
     async fn pair(
         &self,
+        org: OrgId,
         conversation: Uuid,
         agent: Uuid,
     ) -> RoutingResult<Option<(Conversation, AgentState)>> {
-        let c = self.store.find::<Conversation>(conversation).await?;
-        let a = self.store.find::<AgentState>(agent).await?;
+        let c = self.store.find::<Conversation>(org, conversation).await?;
+        let a = self.store.find::<AgentState>(org, agent).await?;
         Ok(c.zip(a))
     }
 
@@ -403,7 +410,7 @@ impl Routing {
     ) -> RoutingResult<()> {
         let ended = self
             .read_modify_commit(
-                move || async move { self.existing_conversation(conversation).await },
+                move || async move { self.existing_conversation(queue.org_id, conversation).await },
                 |mut c, writes| {
                     if decide::give_up(&mut c, queue, now).is_err() {
                         return Ok(false);
@@ -450,16 +457,17 @@ impl Routing {
     /// transfer to an agent), if they have capacity.
     async fn offer_to(
         &self,
+        org: OrgId,
         conversation: Uuid,
         agent: Uuid,
         now: DateTime<Utc>,
     ) -> RoutingResult<()> {
         self.read_modify_commit(
             move || async move {
-                let (c, a) = self.held(conversation, agent).await?;
+                let (c, a) = self.held(org, conversation, agent).await?;
                 let queue = self
                     .store
-                    .find::<Queue>(c.queue_id)
+                    .find::<Queue>(org, c.queue_id)
                     .await?
                     .ok_or(RoutingError::NotAllowed("no such queue"))?;
                 Ok((c, a, queue))

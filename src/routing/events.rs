@@ -160,9 +160,8 @@ impl Routing {
     ) -> RoutingResult<(SequencedEvent, bool)> {
         let c = self
             .store
-            .find::<Conversation>(conversation)
+            .find::<Conversation>(agent.org, conversation)
             .await?
-            .filter(|c| c.org_id == agent.org)
             .ok_or(RoutingError::UnknownConversation)?;
         match c.state {
             ConversationState::Connected { agent_id, .. } if agent_id == agent.id => {}

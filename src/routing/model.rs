@@ -17,7 +17,7 @@ use uuid::Uuid;
 pub use super::content::{ContentItem, CustomAttributes, MessageMetadata};
 use crate::auth::visitor_token::GUEST_NAME;
 pub use crate::auth::visitor_token::VisitorIdentity;
-use crate::engine::{Collection, Kind, RecordKey};
+use crate::engine::{Collection, Home, Kind, RecordKey};
 use crate::store::Record;
 use crate::store::records::Meta;
 use crate::store::types::OrgId;
@@ -59,7 +59,10 @@ impl Record for GuestSession {
     const KIND: Kind = Kind::GuestSession;
     crate::store::record_basics!();
     fn collection(&self) -> Collection {
-        Collection::DeploymentSessions(self.deployment_id)
+        Collection::DeploymentSessions {
+            org: self.org_id.0,
+            deployment: self.deployment_id,
+        }
     }
     /// By last activity, so the retention sweep finds the sessions past it
     /// at the front. (Sessions written before were listed by creation,
@@ -153,8 +156,11 @@ impl Record for Conversation {
     crate::store::record_basics!();
     fn collection(&self) -> Collection {
         match &self.state {
-            ConversationState::Waiting { .. } => Collection::Waiting(self.queue_id),
-            ConversationState::Offered { .. } => Collection::Offered,
+            ConversationState::Waiting { .. } => Collection::Waiting {
+                org: self.org_id.0,
+                queue: self.queue_id,
+            },
+            ConversationState::Offered { .. } => Collection::Offered(self.org_id.0),
             ConversationState::Connected { .. } => Collection::Connected(self.org_id.0),
             ConversationState::Ended { .. } => Collection::Ended(self.org_id.0),
         }
@@ -170,8 +176,8 @@ impl Record for Conversation {
 }
 
 impl Conversation {
-    pub fn key_of(id: Uuid) -> RecordKey {
-        RecordKey::new(Kind::Conversation, id.to_string())
+    pub fn key_of(org: OrgId, id: Uuid) -> RecordKey {
+        RecordKey::new(Home::Org(org.0), Kind::Conversation, id.to_string())
     }
 
     /// What agents call the visitor.
@@ -239,14 +245,14 @@ impl Record for AgentState {
     fn collection(&self) -> Collection {
         match self.status {
             AgentStatus::Offline => Collection::OfflineAgents(self.org_id.0),
-            _ => Collection::OnlineAgents,
+            _ => Collection::OnlineAgents(self.org_id.0),
         }
     }
 }
 
 impl AgentState {
-    pub fn key_of(id: Uuid) -> RecordKey {
-        RecordKey::new(Kind::AgentState, id.to_string())
+    pub fn key_of(org: OrgId, id: Uuid) -> RecordKey {
+        RecordKey::new(Home::Org(org.0), Kind::AgentState, id.to_string())
     }
 }
 

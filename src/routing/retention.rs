@@ -36,7 +36,7 @@ use crate::auth::visitor_token::visitor_lists_key;
 use crate::engine::{Channel, Collection, Commit, Expect, Kind, Lease, Space};
 use crate::store::audit::AuditEntry;
 use crate::store::push_devices::PushDevice;
-use crate::store::records::{DeletedDeployment, Deployment, Organization, Queue};
+use crate::store::records::{DeletedDeployment, Deployment, Queue};
 use crate::store::types::OrgId;
 use crate::store::{Record, StoreError, StoreResult, collection_of, decode, put_for};
 
@@ -131,11 +131,7 @@ impl Routing {
     pub async fn sweep_retention(&self, now: DateTime<Utc>) -> RoutingResult<Swept> {
         let mut swept = Swept::default();
         let default_days = self.config.retention.default_days;
-        for org in self
-            .store
-            .list_all::<Organization>(&Collection::Organizations)
-            .await?
-        {
+        for org in self.store.all_organizations().await? {
             let org_id = OrgId(org.meta.id);
             let org_days = org.retention_days.unwrap_or(default_days);
             let deployments = self
@@ -172,7 +168,10 @@ impl Routing {
             {
                 let (conversations, entries) = self
                     .sweep_conversations(
-                        Collection::Waiting(queue.meta.id),
+                        Collection::Waiting {
+                            org: org_id.0,
+                            queue: queue.meta.id,
+                        },
                         now,
                         shortest,
                         days_of,
@@ -183,7 +182,7 @@ impl Routing {
                 swept.log_entries += entries;
             }
             for deployment in &deployments {
-                swept.sessions += self.sweep_sessions(deployment.meta.id, now).await?;
+                swept.sessions += self.sweep_sessions(org_id, deployment.meta.id, now).await?;
             }
             for gone in self
                 .store
@@ -233,7 +232,10 @@ impl Routing {
                     return Ok((erased, entries));
                 }
                 if at < now - days(days_of(c.deployment_id)) {
-                    if let Some(n) = self.erase_conversation(c.meta.id, None, now).await? {
+                    if let Some(n) = self
+                        .erase_conversation(c.org_id, c.meta.id, None, now)
+                        .await?
+                    {
                         erased += 1;
                         entries += n;
                     }
@@ -253,11 +255,19 @@ impl Routing {
     /// Sessions of a deployment without a conversation whose last
     /// activity is older than the silent-session expiry: those that never
     /// spoke, were cleared, or whose conversation was deleted.
-    async fn sweep_sessions(&self, deployment: Uuid, now: DateTime<Utc>) -> RoutingResult<u64> {
+    async fn sweep_sessions(
+        &self,
+        org: OrgId,
+        deployment: Uuid,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<u64> {
         let silent = chrono::Duration::from_std(self.config.retention.silent_session)
             .unwrap_or(chrono::Duration::MAX);
         let cutoff = now - silent;
-        let collection = Collection::DeploymentSessions(deployment);
+        let collection = Collection::DeploymentSessions {
+            org: org.0,
+            deployment,
+        };
         let (mut deleted, mut kept) = (0, 0);
         loop {
             let page = self.page::<GuestSession>(&collection, kept).await?;
@@ -271,7 +281,7 @@ impl Routing {
                 let lapsed = s.last_active < cutoff
                     && match s.conversation_id {
                         None => true,
-                        Some(c) => self.conversation(c).await?.is_none(),
+                        Some(c) => self.conversation(org, c).await?.is_none(),
                     };
                 let gone = lapsed
                     && self
@@ -279,7 +289,10 @@ impl Routing {
                         .commit(
                             Commit::new()
                                 .delete(s.key(), Expect::Version(s.meta.version))
-                                .delete(PushDevice::key_of(deployment, s.meta.id), Expect::Any),
+                                .delete(
+                                    PushDevice::key_of(org, deployment, s.meta.id),
+                                    Expect::Any,
+                                ),
                         )
                         .await
                         .is_ok();
@@ -306,12 +319,15 @@ impl Routing {
     /// conversations are the organization's and go with its retention.
     /// Answers how many sessions were deleted.
     async fn sweep_deleted_deployment(&self, gone: &DeletedDeployment) -> RoutingResult<u64> {
-        let id = gone.meta.id;
+        let (org, id) = (gone.org_id, gone.meta.id);
         let mut sessions = 0;
         let mut deleted = 0;
         for collection in [
-            Collection::DeploymentSessions(id),
-            PushDevice::collection_of(id),
+            Collection::DeploymentSessions {
+                org: org.0,
+                deployment: id,
+            },
+            PushDevice::collection_of(org, id),
         ] {
             loop {
                 let page = self
@@ -322,12 +338,12 @@ impl Routing {
                 if page.records.is_empty() {
                     break;
                 }
-                let is_sessions = matches!(collection, Collection::DeploymentSessions(_));
+                let is_sessions = matches!(collection, Collection::DeploymentSessions { .. });
                 let mut commit = Commit::new();
                 for record in &page.records {
                     commit = commit.delete(record.key.clone(), Expect::Any);
                     if is_sessions && let Ok(session) = record.key.id.parse::<Uuid>() {
-                        commit = commit.delete(PushDevice::key_of(id, session), Expect::Any);
+                        commit = commit.delete(PushDevice::key_of(org, id, session), Expect::Any);
                     }
                 }
                 self.store.commit(commit).await?;
@@ -388,6 +404,7 @@ impl Routing {
     /// any was left, is deleted all the same).
     pub async fn erase_conversation(
         &self,
+        org: OrgId,
         id: Uuid,
         visitor: Option<Uuid>,
         now: DateTime<Utc>,
@@ -398,14 +415,14 @@ impl Routing {
             if attempt == MAX_ATTEMPTS {
                 return Err(RoutingError::Contended);
             }
-            let Some(c) = self.conversation(id).await? else {
+            let Some(c) = self.conversation(org, id).await? else {
                 break;
             };
             found = true;
             agent = c.agent();
             let mut commit = Commit::new().delete(c.key(), Expect::Version(c.meta.version));
             if let Some(agent) = agent
-                && let Some(mut state) = self.store.find::<AgentState>(agent).await?
+                && let Some(mut state) = self.store.find::<AgentState>(org, agent).await?
                 && state.conversations.contains(&id)
             {
                 state.conversations.retain(|held| *held != id);
@@ -414,7 +431,7 @@ impl Routing {
                 }
                 commit = commit.put(touched(&mut state, now)?);
             }
-            let session = self.store.find::<GuestSession>(c.session_id).await?;
+            let session = self.store.find::<GuestSession>(org, c.session_id).await?;
             let visitor = visitor.or(session.as_ref().and_then(|s| s.visitor_id));
             if let Some(mut session) = session
                 && session.conversation_id == Some(id)
@@ -423,7 +440,7 @@ impl Routing {
                 commit = commit.put(touched(&mut session, now)?);
             }
             if let Some(visitor) = visitor
-                && let Some(mut record) = self.store.find::<Visitor>(visitor).await?
+                && let Some(mut record) = self.store.find::<Visitor>(org, visitor).await?
                 && record.conversations.contains(&id)
             {
                 record.conversations.retain(|held| *held != id);
@@ -501,11 +518,7 @@ impl Routing {
         now: DateTime<Utc>,
     ) -> RoutingResult<Erased> {
         let mut erased = Erased::default();
-        let record = self
-            .store
-            .find::<Visitor>(visitor)
-            .await?
-            .filter(|v| v.org_id == org);
+        let record = self.store.find::<Visitor>(org, visitor).await?;
         let mut conversations = record
             .as_ref()
             .map(|v| v.conversations.clone())
@@ -520,7 +533,7 @@ impl Routing {
             .filter_map(|id| id.parse().ok())
             .collect();
         for id in &conversations {
-            if let Some(c) = self.conversation(*id).await? {
+            if let Some(c) = self.conversation(org, *id).await? {
                 session_ids.push(c.session_id);
             }
         }
@@ -528,9 +541,8 @@ impl Routing {
         session_ids.dedup();
         let mut sessions = Vec::new();
         for id in session_ids {
-            if let Some(session) = self.store.find::<GuestSession>(id).await?
+            if let Some(session) = self.store.find::<GuestSession>(org, id).await?
                 && session.visitor_id == Some(visitor)
-                && session.org_id == org
             {
                 conversations.extend(session.conversation_id);
                 sessions.push(session);
@@ -539,13 +551,10 @@ impl Routing {
         conversations.sort();
         conversations.dedup();
         for id in conversations {
-            let Some(c) = self.conversation(id).await? else {
-                continue;
-            };
-            if c.org_id != org {
+            if self.conversation(org, id).await?.is_none() {
                 continue;
             }
-            if let Some(entries) = self.erase_conversation(id, Some(visitor), now).await? {
+            if let Some(entries) = self.erase_conversation(org, id, Some(visitor), now).await? {
                 erased.conversations.push(id);
                 erased.log_entries += entries;
             }
@@ -558,7 +567,7 @@ impl Routing {
             }
             self.store
                 .commit(Commit::new().delete(session.key(), Expect::Any).delete(
-                    PushDevice::key_of(session.deployment_id, session.meta.id),
+                    PushDevice::key_of(org, session.deployment_id, session.meta.id),
                     Expect::Any,
                 ))
                 .await?;

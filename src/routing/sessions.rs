@@ -14,10 +14,11 @@ use super::{NewEvent, Routing, RoutingError, RoutingResult};
 use crate::store::records::{
     ConfigurationContent, ConversationDisconnect, Deployment, DisconnectType,
 };
+use crate::store::types::OrgId;
 
 impl Routing {
-    pub async fn session(&self, id: Uuid) -> RoutingResult<Option<GuestSession>> {
-        Ok(self.store.find::<GuestSession>(id).await?)
+    pub async fn session(&self, org: OrgId, id: Uuid) -> RoutingResult<Option<GuestSession>> {
+        Ok(self.store.find::<GuestSession>(org, id).await?)
     }
 
     /// Loads or creates the session a token names, bound to `deployment`.
@@ -29,7 +30,12 @@ impl Routing {
         now: DateTime<Utc>,
     ) -> RoutingResult<(GuestSession, bool)> {
         self.read_modify_commit(
-            move || async move { Ok(self.store.find::<GuestSession>(id).await?) },
+            move || async move {
+                Ok(self
+                    .store
+                    .find::<GuestSession>(deployment.org_id, id)
+                    .await?)
+            },
             |found, writes| match found {
                 // Cleared: the session starts afresh, as Genesys's would.
                 Some(mut session) if session.cleared => {
@@ -60,13 +66,14 @@ impl Routing {
     /// node changes it first.
     pub async fn update_session(
         &self,
+        org: OrgId,
         id: Uuid,
         mut change: impl FnMut(&mut GuestSession) -> RoutingResult<()>,
     ) -> RoutingResult<GuestSession> {
         self.read_modify_commit(
             move || async move {
                 self.store
-                    .find::<GuestSession>(id)
+                    .find::<GuestSession>(org, id)
                     .await?
                     .ok_or(RoutingError::UnknownSession)
             },
@@ -81,8 +88,8 @@ impl Routing {
 
     /// Marks the session's current conversation as finished for the
     /// visitor, so the next message starts a new one (`startNew`).
-    pub async fn start_new(&self, session: Uuid) -> RoutingResult<GuestSession> {
-        self.update_session(session, |s| {
+    pub async fn start_new(&self, org: OrgId, session: Uuid) -> RoutingResult<GuestSession> {
+        self.update_session(org, session, |s| {
             s.conversation_id = None;
             Ok(())
         })
@@ -91,8 +98,12 @@ impl Routing {
 
     /// Clears a session: its conversation is left behind and its next
     /// configure answers a new session.
-    pub(super) async fn clear_session(&self, session: Uuid) -> RoutingResult<GuestSession> {
-        self.update_session(session, |s| {
+    pub(super) async fn clear_session(
+        &self,
+        org: OrgId,
+        session: Uuid,
+    ) -> RoutingResult<GuestSession> {
+        self.update_session(org, session, |s| {
             s.conversation_id = None;
             s.cleared = true;
             Ok(())
@@ -101,22 +112,30 @@ impl Routing {
     }
 
     /// The conversations an authenticated visitor had, oldest first.
-    pub async fn visitor_conversations(&self, visitor: Uuid) -> RoutingResult<Vec<Uuid>> {
+    pub async fn visitor_conversations(
+        &self,
+        org: OrgId,
+        visitor: Uuid,
+    ) -> RoutingResult<Vec<Uuid>> {
         Ok(self
             .store
-            .find::<Visitor>(visitor)
+            .find::<Visitor>(org, visitor)
             .await?
             .map(|v| v.conversations)
             .unwrap_or_default())
     }
 
-    pub async fn conversation(&self, id: Uuid) -> RoutingResult<Option<Conversation>> {
-        Ok(self.store.find::<Conversation>(id).await?)
+    pub async fn conversation(&self, org: OrgId, id: Uuid) -> RoutingResult<Option<Conversation>> {
+        Ok(self.store.find::<Conversation>(org, id).await?)
     }
 
     /// A conversation that must exist.
-    pub(super) async fn existing_conversation(&self, id: Uuid) -> RoutingResult<Conversation> {
-        self.conversation(id)
+    pub(super) async fn existing_conversation(
+        &self,
+        org: OrgId,
+        id: Uuid,
+    ) -> RoutingResult<Conversation> {
+        self.conversation(org, id)
             .await?
             .ok_or(RoutingError::UnknownConversation)
     }
@@ -132,6 +151,7 @@ impl Routing {
     /// conversation joins the visitor's history.
     pub async fn sign_in_conversation(
         &self,
+        org: OrgId,
         conversation: Uuid,
         identity: &VisitorIdentity,
         visitor_id: Uuid,
@@ -139,8 +159,8 @@ impl Routing {
     ) -> RoutingResult<()> {
         self.read_modify_commit(
             move || async move {
-                let c = self.existing_conversation(conversation).await?;
-                let visitor = self.store.find::<Visitor>(visitor_id).await?;
+                let c = self.existing_conversation(org, conversation).await?;
+                let visitor = self.store.find::<Visitor>(org, visitor_id).await?;
                 Ok((c, visitor))
             },
             |(mut c, visitor), writes| {
@@ -191,7 +211,9 @@ impl Routing {
         let (conversation, opened) = self
             .read_modify_commit(
                 move || async move {
-                    let read = self.read_posting(session_id, read_only).await?;
+                    let read = self
+                        .read_posting(deployment.org_id, session_id, read_only)
+                        .await?;
                     // Admitted before it is decided, on what was read: a
                     // post that only adds to a live conversation costs
                     // nothing here.
@@ -233,9 +255,9 @@ impl Routing {
             // Woken once the message is logged, so the agent's offer shows
             // it; assigned in the background, never before the answer.
             tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
-            self.record_queued(client, deployment.meta.id, conversation.meta.id)
+            self.record_queued(client, deployment, conversation.meta.id)
                 .await;
-            self.wake_queue(conversation.queue_id);
+            self.wake_queue(conversation.org_id, conversation.queue_id);
         }
         let (event, duplicate) = appended?;
         Ok((conversation, event, duplicate))
@@ -246,23 +268,24 @@ impl Routing {
     /// authenticated visitor whose history it joins.
     async fn read_posting(
         &self,
+        org: OrgId,
         session_id: Uuid,
         read_only: bool,
     ) -> RoutingResult<(GuestSession, Option<Conversation>, Option<Visitor>)> {
         let session = self
             .store
-            .find::<GuestSession>(session_id)
+            .find::<GuestSession>(org, session_id)
             .await?
             .ok_or(RoutingError::UnknownSession)?;
         let current = match session.conversation_id {
-            Some(id) => self.store.find::<Conversation>(id).await?,
+            Some(id) => self.store.find::<Conversation>(org, id).await?,
             None => None,
         };
         let visitor = match (
             decide::target(current.as_ref(), read_only),
             session.visitor_id,
         ) {
-            (Target::New, Some(id)) => self.store.find::<Visitor>(id).await?,
+            (Target::New, Some(id)) => self.store.find::<Visitor>(org, id).await?,
             _ => None,
         };
         Ok((session, current, visitor))

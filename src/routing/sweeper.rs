@@ -12,7 +12,7 @@ use super::decide;
 use super::model::{AgentState, Conversation, ConversationState, Notice, PresenceKind};
 use super::{AgentIdentity, Routing, RoutingError, RoutingResult};
 use crate::engine::{Channel, Collection, Space};
-use crate::store::records::{Organization, Queue};
+use crate::store::records::Queue;
 use crate::store::types::OrgId;
 use crate::store::{PageRequest, Record, StoreError, collection_of};
 
@@ -67,10 +67,17 @@ impl Routing {
     /// Times out offers whose deadline passed: back to the queue, and the
     /// agent who let it lapse goes away.
     pub async fn expire_offers(&self, now: DateTime<Utc>) -> RoutingResult<()> {
+        for org in self.org_ids().await? {
+            self.expire_offers_of(org, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn expire_offers_of(&self, org: OrgId, now: DateTime<Utc>) -> RoutingResult<()> {
         let offered = self
             .store
             .list::<Conversation>(
-                &Collection::Offered,
+                &Collection::Offered(org.0),
                 PageRequest {
                     number: 1,
                     size: OFFERS_PER_SWEEP,
@@ -89,14 +96,14 @@ impl Routing {
                 break;
             }
             let result = self
-                .transition(c.meta.id, agent_id, now, decide::expire_offer)
+                .transition(org, c.meta.id, agent_id, now, decide::expire_offer)
                 .await;
             match result {
                 Ok(c) => {
                     tracing::info!(conversation = %c.meta.id, agent = %agent_id, "offer timed out");
                     self.notify(&Channel::Agent(agent_id), &Notice::AgentChanged)
                         .await;
-                    self.wake_queue(c.queue_id);
+                    self.wake_queue(org, c.queue_id);
                 }
                 Err(RoutingError::NotAllowed(_)) => {}
                 Err(e) => return Err(e),
@@ -108,21 +115,40 @@ impl Routing {
     /// Agents whose heartbeat expired: offline, their conversations back to
     /// their queues.
     pub async fn sweep_agents(&self, now: DateTime<Utc>) -> RoutingResult<()> {
-        let online = self
-            .store
-            .list_all::<AgentState>(&Collection::OnlineAgents)
-            .await?;
-        for agent in online {
-            if !self.alive(agent.meta.id).await? {
-                self.agent_gone(agent.meta.id, now).await?;
+        for org in self.org_ids().await? {
+            let online = self
+                .store
+                .list_all::<AgentState>(&Collection::OnlineAgents(org.0))
+                .await?;
+            for agent in online {
+                if !self.alive(agent.meta.id).await? {
+                    self.agent_gone(org, agent.meta.id, now).await?;
+                }
             }
         }
         Ok(())
     }
 
+    /// Every organization's id: the sweeps walk each one's lists, which
+    /// live in its own home.
+    pub(super) async fn org_ids(&self) -> RoutingResult<Vec<OrgId>> {
+        Ok(self
+            .store
+            .all_organizations()
+            .await?
+            .into_iter()
+            .map(|org| OrgId(org.meta.id))
+            .collect())
+    }
+
     /// Takes an agent offline and re-queues everything it held.
-    pub async fn agent_gone(&self, agent: Uuid, now: DateTime<Utc>) -> RoutingResult<()> {
-        let Some(state) = self.store.find::<AgentState>(agent).await? else {
+    pub async fn agent_gone(
+        &self,
+        org: OrgId,
+        agent: Uuid,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<()> {
+        let Some(state) = self.store.find::<AgentState>(org, agent).await? else {
             return Ok(());
         };
         let identity = AgentIdentity {
@@ -133,7 +159,7 @@ impl Routing {
         };
         for conversation in state.conversations {
             let result = self
-                .transition(conversation, agent, now, |c, a, now| {
+                .transition(org, conversation, agent, now, |c, a, now| {
                     decide::release_lost(c, a, now);
                     Ok(())
                 })
@@ -148,7 +174,7 @@ impl Routing {
                             .append_presence(conversation, &identity, PresenceKind::Leave, now)
                             .await;
                     }
-                    self.wake_queue(c.queue_id);
+                    self.wake_queue(org, c.queue_id);
                 }
                 Err(RoutingError::UnknownConversation) => {}
                 Err(e) => return Err(e),
@@ -156,7 +182,8 @@ impl Routing {
         }
         // Offline only if the agent did not come back meanwhile.
         if !self.alive(agent).await? {
-            self.update_agent(agent, now, decide::go_offline).await?;
+            self.update_agent(org, agent, now, decide::go_offline)
+                .await?;
             tracing::info!(%agent, "agent offline; conversations re-queued");
         }
         Ok(())
@@ -176,12 +203,8 @@ impl Routing {
     /// lease: a wake lost with a node that died, a lease that ran out with
     /// its holder. A queue with a holder is the holder's.
     async fn wake_unassigned(&self) -> RoutingResult<()> {
-        for org in self
-            .store
-            .list_all::<Organization>(&Collection::Organizations)
-            .await?
-        {
-            let collection = collection_of(Queue::KIND, OrgId(org.meta.id));
+        for org in self.org_ids().await? {
+            let collection = collection_of(Queue::KIND, org);
             for queue in self.store.list_all::<Queue>(&collection).await? {
                 let id = queue.meta.id;
                 if self.assigners.has(id) {
@@ -198,12 +221,15 @@ impl Routing {
                 let waiting = self
                     .store
                     .list::<Conversation>(
-                        &Collection::Waiting(id),
+                        &Collection::Waiting {
+                            org: org.0,
+                            queue: id,
+                        },
                         PageRequest { number: 1, size: 1 },
                     )
                     .await?;
                 if !waiting.entities.is_empty() {
-                    self.wake_queue(id);
+                    self.wake_queue(org, id);
                 }
             }
         }

@@ -17,7 +17,9 @@ use super::model::{
 use super::{AgentIdentity, NewEvent, Routing, RoutingConfig, RoutingError, TransferTarget};
 use crate::engine::{BusMessage, Channel, EmbeddedEngine, Engine, Lease, Space};
 use crate::store::Store;
-use crate::store::records::{ConfigurationContent, ConfigurationRef, Deployment, Meta, Queue};
+use crate::store::records::{
+    ConfigurationContent, ConfigurationRef, Deployment, Meta, Organization, Queue,
+};
 use crate::store::types::{DeploymentStatus, OrgId};
 
 /// One organization with routing on a fresh embedded engine.
@@ -34,10 +36,20 @@ impl Center {
         let dir = tempfile::tempdir().unwrap();
         let engine = EmbeddedEngine::open(dir.path()).await.unwrap();
         let store = Store::new(Engine::Embedded(engine));
+        // The sweeps walk the organizations' lists.
+        let mut org = Organization {
+            meta: Meta::new(Utc::now()),
+            name: "Center".into(),
+            is_default: false,
+            staff_integration_id: None,
+            retention_days: None,
+            limits: crate::limits::OrgLimits::default(),
+        };
+        store.create(&mut org).await.unwrap();
         Self {
             routing: Routing::new(store.clone(), RoutingConfig::default()),
             store,
-            org: OrgId(Uuid::new_v4()),
+            org: OrgId(org.meta.id),
             _dir: dir,
         }
     }
@@ -109,11 +121,19 @@ impl Center {
     }
 
     async fn conversation(&self, id: Uuid) -> Conversation {
-        self.routing.conversation(id).await.unwrap().unwrap()
+        self.routing
+            .conversation(self.org, id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     async fn agent_state(&self, agent: &AgentIdentity) -> AgentState {
-        self.routing.agent_state(agent.id).await.unwrap().unwrap()
+        self.routing
+            .agent_state(self.org, agent.id)
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     /// The bodies of a conversation's log, in order.
@@ -422,7 +442,11 @@ async fn a_stale_read_is_decided_again() {
         .read_modify_commit(
             || async {
                 reads.set(reads.get() + 1);
-                let read = center.store.find::<GuestSession>(session).await?.unwrap();
+                let read = center
+                    .store
+                    .find::<GuestSession>(center.org, session)
+                    .await?
+                    .unwrap();
                 if reads.get() == 1 {
                     // Another node writes between this read and its commit.
                     touch(&center, session).await;
@@ -441,7 +465,12 @@ async fn a_stale_read_is_decided_again() {
     assert_eq!((reads.get(), decisions.get()), (2, 2));
     // Created (1), touched (2), then this change (3).
     assert_eq!(updated.meta.version, 3);
-    let stored = center.routing.session(session).await.unwrap().unwrap();
+    let stored = center
+        .routing
+        .session(center.org, session)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored, updated);
 }
 
@@ -457,7 +486,11 @@ async fn endless_contention_gives_up() {
         .read_modify_commit(
             || async {
                 reads.set(reads.get() + 1);
-                let read = center.store.find::<GuestSession>(session).await?.unwrap();
+                let read = center
+                    .store
+                    .find::<GuestSession>(center.org, session)
+                    .await?
+                    .unwrap();
                 touch(&center, session).await;
                 Ok(read)
             },
@@ -470,18 +503,34 @@ async fn endless_contention_gives_up() {
     assert!(matches!(result, Err(RoutingError::Contended)));
     assert_eq!(reads.get(), 8);
 
-    let before = center.routing.session(session).await.unwrap().unwrap();
+    let before = center
+        .routing
+        .session(center.org, session)
+        .await
+        .unwrap()
+        .unwrap();
     let kept = center
         .routing
         .read_modify_commit(
-            || async { Ok(center.store.find::<GuestSession>(session).await?.unwrap()) },
+            || async {
+                Ok(center
+                    .store
+                    .find::<GuestSession>(center.org, session)
+                    .await?
+                    .unwrap())
+            },
             |s, _| Ok(s),
         )
         .await
         .unwrap();
     assert_eq!(kept, before);
     assert_eq!(
-        center.routing.session(session).await.unwrap().unwrap(),
+        center
+            .routing
+            .session(center.org, session)
+            .await
+            .unwrap()
+            .unwrap(),
         before
     );
 }
@@ -502,7 +551,7 @@ async fn guest_session(center: &Center) -> Uuid {
 async fn touch(center: &Center, session: Uuid) {
     let mut s = center
         .store
-        .find::<GuestSession>(session)
+        .find::<GuestSession>(center.org, session)
         .await
         .unwrap()
         .unwrap();
@@ -600,6 +649,7 @@ async fn declined_by_everyone_it_is_offered_again_after_the_cool_down() {
     let outcome = center
         .routing
         .assign_pass(
+            center.org,
             queue.meta.id,
             declined_at + Duration::seconds(1),
             &mut lease,
@@ -617,7 +667,7 @@ async fn declined_by_everyone_it_is_offered_again_after_the_cool_down() {
     // ...and then the same agent may have it again.
     center
         .routing
-        .assign_pass(queue.meta.id, cooled, &mut lease)
+        .assign_pass(center.org, queue.meta.id, cooled, &mut lease)
         .await
         .unwrap();
     let c = center.conversation(c.meta.id).await;
@@ -639,7 +689,12 @@ async fn past_the_wait_limit_the_conversation_ends_and_the_visitor_is_told() {
     let mut lease = LeaseKeeper::none(queue.meta.id);
     let outcome = center
         .routing
-        .assign_pass(queue.meta.id, now + Duration::seconds(119), &mut lease)
+        .assign_pass(
+            center.org,
+            queue.meta.id,
+            now + Duration::seconds(119),
+            &mut lease,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -652,7 +707,7 @@ async fn past_the_wait_limit_the_conversation_ends_and_the_visitor_is_told() {
     let late = now + Duration::seconds(120);
     let outcome = center
         .routing
-        .assign_pass(queue.meta.id, late, &mut lease)
+        .assign_pass(center.org, queue.meta.id, late, &mut lease)
         .await
         .unwrap();
     assert_eq!(outcome, Some(PassOutcome::default()));

@@ -13,6 +13,7 @@ use super::model::{
 use super::{NewEvent, Routing, RoutingError, RoutingResult};
 use crate::engine::Channel;
 use crate::store::records::{ConfigurationContent, Deployment};
+use crate::store::types::OrgId;
 
 /// A guest socket acting for its session.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +111,7 @@ impl Routing {
         authentication_required: bool,
         now: DateTime<Utc>,
     ) -> Result<Opened, VisitorError> {
-        if let Some(existing) = self.session(id).await? {
+        if let Some(existing) = self.session(deployment.org_id, id).await? {
             if existing.deployment_id != deployment.meta.id {
                 return Err(VisitorError::OtherDeployment);
             }
@@ -174,7 +175,7 @@ impl Routing {
         let carried = taken_over.flatten();
         let cleared = was_guest && !upgrade && existing.conversation_id.is_some();
         let session = self
-            .update_session(at.session, |s| {
+            .update_session(at.deployment.org_id, at.session, |s| {
                 if s.visitor_id.is_some_and(|v| v != visitor_id) {
                     return Err(RoutingError::NotAllowed("Session authentication failed"));
                 }
@@ -201,8 +202,14 @@ impl Routing {
         if stepped_up {
             let logged = match session.conversation_id {
                 Some(conversation) => {
-                    self.sign_in_live(conversation, identity, visitor_id, now)
-                        .await
+                    self.sign_in_live(
+                        at.deployment.org_id,
+                        conversation,
+                        identity,
+                        visitor_id,
+                        now,
+                    )
+                    .await
                 }
                 None => None,
             };
@@ -233,7 +240,7 @@ impl Routing {
         guest: Uuid,
         at: &VisitorSocket<'_>,
     ) -> RoutingResult<Option<Option<Uuid>>> {
-        let Some(found) = self.session(guest).await? else {
+        let Some(found) = self.session(at.deployment.org_id, guest).await? else {
             return Ok(None);
         };
         let authenticated = found.identity.is_some();
@@ -241,7 +248,7 @@ impl Routing {
             return Ok(None);
         }
         let mut taken = None;
-        self.update_session(guest, |s| {
+        self.update_session(at.deployment.org_id, guest, |s| {
             taken = s.conversation_id.take();
             Ok(())
         })
@@ -262,17 +269,18 @@ impl Routing {
     /// whatever happens here.
     async fn sign_in_live(
         &self,
+        org: OrgId,
         conversation: Uuid,
         identity: &VisitorIdentity,
         visitor_id: Uuid,
         now: DateTime<Utc>,
     ) -> Option<SequencedEvent> {
-        match self.conversation(conversation).await {
+        match self.conversation(org, conversation).await {
             Ok(Some(c)) if !c.is_ended() => {}
             _ => return None,
         }
         if let Err(e) = self
-            .sign_in_conversation(conversation, identity, visitor_id, now)
+            .sign_in_conversation(org, conversation, identity, visitor_id, now)
             .await
         {
             tracing::warn!(%conversation, error = %e, "cannot record the sign-in on the conversation");
@@ -348,7 +356,9 @@ impl Routing {
         let body = EventBody::Presence { presence, metadata };
         match presence {
             PresenceKind::Join => {
-                let live = self.live_conversation(at.following).await?;
+                let live = self
+                    .live_conversation(at.deployment.org_id, at.following)
+                    .await?;
                 match live {
                     None if conversations.auto_start.enabled => {
                         let posted = self.visitor_send(at, NewEvent { body, dedup }, now).await?;
@@ -372,7 +382,10 @@ impl Routing {
                 }
             }
             PresenceKind::Disconnect => {
-                if let Some(conversation) = self.live_conversation(at.following).await? {
+                if let Some(conversation) = self
+                    .live_conversation(at.deployment.org_id, at.following)
+                    .await?
+                {
                     let (event, _) = self
                         .append(
                             conversation,
@@ -401,7 +414,10 @@ impl Routing {
     /// effort), no current conversation, a new session to the next
     /// configure, and its other sockets told.
     async fn clear(&self, at: &VisitorSocket<'_>, now: DateTime<Utc>) -> RoutingResult<()> {
-        if let Some(conversation) = self.live_conversation(at.following).await? {
+        if let Some(conversation) = self
+            .live_conversation(at.deployment.org_id, at.following)
+            .await?
+        {
             let event = NewEvent {
                 body: EventBody::presence(PresenceKind::Clear),
                 dedup: None,
@@ -413,7 +429,7 @@ impl Routing {
                 tracing::warn!(%conversation, error = %e, "cannot log the clear");
             }
         }
-        self.clear_session(at.session).await?;
+        self.clear_session(at.deployment.org_id, at.session).await?;
         self.end_session_sockets(at, SessionEndReason::Cleared)
             .await;
         Ok(())
@@ -438,11 +454,15 @@ impl Routing {
     }
 
     /// `conversation`, if there is one and it has not ended.
-    async fn live_conversation(&self, conversation: Option<Uuid>) -> RoutingResult<Option<Uuid>> {
+    async fn live_conversation(
+        &self,
+        org: OrgId,
+        conversation: Option<Uuid>,
+    ) -> RoutingResult<Option<Uuid>> {
         let Some(conversation) = conversation else {
             return Ok(None);
         };
-        let found = self.conversation(conversation).await?;
+        let found = self.conversation(org, conversation).await?;
         Ok(found.filter(|c| !c.is_ended()).map(|c| c.meta.id))
     }
 }

@@ -18,11 +18,13 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::records::{ApiClient, Deployment, Organization};
+use super::types::OrgId;
+use super::{Store, StoreError, collection_of};
 use crate::engine::{Collection, Commit, Expect, Kind, Put, RecordKey};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The setting record that holds the stamp.
 const STAMP_SETTING: &str = "schema-version";
@@ -50,11 +52,71 @@ impl std::fmt::Debug for Migration {
 }
 
 /// Every migration, in order; the last one's `to` is [`SCHEMA_VERSION`].
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    to: 1,
-    name: "stamp the schema version (records written before versioning are already version 1)",
-    run: |_store| Box::pin(async { Ok(()) }),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        to: 1,
+        name: "stamp the schema version (records written before versioning are already version 1)",
+        run: |_store| Box::pin(async { Ok(()) }),
+    },
+    Migration {
+        to: 2,
+        name: "records live in their organization's home; deployments and API clients enter the directory",
+        run: |store| Box::pin(homes(store)),
+    },
+];
+
+/// Version 2: each organization's records in its own home (its own Redis
+/// Cluster slot), the installation's list of organizations in the
+/// directory, and the kinds found by id alone listed there too.
+///
+/// Organizations enter the directory before anything moves, so a node that
+/// dies midway finds every one of them listed when it runs this again.
+async fn homes(store: &Store) -> Result<(), StoreError> {
+    for org in organizations_listed_before_homes(store).await? {
+        store.enter_directory(&org).await?;
+    }
+    let moved = store.engine().move_to_homes().await?;
+    tracing::info!(moved, "records moved to their organizations' homes");
+    for org in store.all_organizations().await? {
+        let org = OrgId(org.meta.id);
+        for deployment in store
+            .list_all::<Deployment>(&collection_of(Kind::Deployment, org))
+            .await?
+        {
+            store.enter_directory(&deployment).await?;
+        }
+        for client in store
+            .list_all::<ApiClient>(&collection_of(Kind::ApiClient, org))
+            .await?
+        {
+            store.enter_directory(&client).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The organization records version 1 listed installation-wide (the list
+/// now holds the directory's entries instead).
+async fn organizations_listed_before_homes(store: &Store) -> Result<Vec<Organization>, StoreError> {
+    const PAGE: u64 = 100;
+    let mut found = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = store
+            .engine()
+            .list(&Collection::Organizations, offset, PAGE)
+            .await?;
+        offset += PAGE;
+        for stored in page.records {
+            if stored.key.kind == Kind::Organization {
+                found.push(super::decode::<Organization>(stored)?);
+            }
+        }
+        if offset >= page.total {
+            return Ok(found);
+        }
+    }
+}
 
 /// Why the records could not be brought to this build's schema.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +154,7 @@ pub struct Migrated {
 /// The stored schema version (0 when the store has no stamp) and the stamp
 /// record's own version, for the check on write.
 pub async fn stored_version(store: &Store) -> Result<(u32, Option<u64>), StoreError> {
-    let key = RecordKey::new(Kind::Setting, STAMP_SETTING);
+    let key = RecordKey::installation(Kind::Setting, STAMP_SETTING);
     match store.raw_get(&key).await? {
         None => Ok((0, None)),
         Some(record) => {
@@ -164,7 +226,7 @@ async fn write_stamp(store: &Store, version: u32, expect: Option<u64>) -> Result
     let body = super::encode(&Stamp { version })?;
     store
         .commit(Commit::new().put(Put {
-            key: RecordKey::new(Kind::Setting, STAMP_SETTING),
+            key: RecordKey::installation(Kind::Setting, STAMP_SETTING),
             expect: expect.map_or(Expect::Absent, Expect::Version),
             body,
             collection: Collection::Settings,
@@ -179,6 +241,7 @@ async fn write_stamp(store: &Store, version: u32, expect: Option<u64>) -> Result
 mod tests {
     use super::*;
     use crate::engine::{EmbeddedEngine, Engine};
+    use crate::store::records::Meta;
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -192,7 +255,7 @@ mod tests {
         Box::pin(async move {
             store
                 .commit(Commit::new().put(Put {
-                    key: RecordKey::new(Kind::Setting, "test-mark"),
+                    key: RecordKey::installation(Kind::Setting, "test-mark"),
                     expect: Expect::Absent,
                     body: b"{}".to_vec(),
                     collection: Collection::Settings,
@@ -226,7 +289,7 @@ mod tests {
             }
         );
         assert_eq!(stored_version(&store).await.unwrap().0, 2);
-        let mark = RecordKey::new(Kind::Setting, "test-mark");
+        let mark = RecordKey::installation(Kind::Setting, "test-mark");
         assert!(store.raw_get(&mark).await.unwrap().is_some());
         // A restart runs nothing more.
         let again = migrate_with(&store, &registry).await.unwrap();
@@ -239,6 +302,93 @@ mod tests {
         write_stamp(&store, SCHEMA_VERSION + 1, None).await.unwrap();
         let err = migrate(&store).await.unwrap_err();
         assert!(matches!(err, MigrationError::Newer { .. }), "{err}");
+    }
+
+    /// Version 1 on the embedded engine: an organization in the list of
+    /// organizations, an offer and a push job in the lists that spanned
+    /// organizations. Version 2 lists the organization in the directory,
+    /// gives the offer and the job their organization's lists, and the job
+    /// its organization.
+    #[tokio::test]
+    async fn version_one_lists_become_each_organizations() {
+        use crate::engine::Retired;
+        let (_dir, store) = store().await;
+        let engine = store.engine().clone();
+        let org = Organization {
+            meta: Meta::new(chrono::Utc::now()),
+            name: "Old".into(),
+            is_default: false,
+            staff_integration_id: None,
+            retention_days: None,
+            limits: Default::default(),
+        };
+        let id = org.meta.id;
+        let conversation = uuid::Uuid::new_v4();
+        let put = |kind, key: &str, body: serde_json::Value, list| Put {
+            key: RecordKey::installation(kind, key),
+            expect: Expect::Absent,
+            body: serde_json::to_vec(&body).unwrap(),
+            collection: list,
+            order: 1,
+            refs: Vec::new(),
+            unique: Vec::new(),
+        };
+        engine
+            .commit(
+                Commit::new()
+                    .put(put(
+                        Kind::Organization,
+                        &id.to_string(),
+                        serde_json::to_value(&org).unwrap(),
+                        Collection::Organizations,
+                    ))
+                    .put(put(
+                        Kind::Conversation,
+                        &conversation.to_string(),
+                        serde_json::json!({ "orgId": id }),
+                        Collection::Retired(Retired::Offered),
+                    ))
+                    .put(put(
+                        Kind::Setting,
+                        &format!("pushjob/{conversation}/1"),
+                        serde_json::json!({ "conversationId": conversation, "sequence": 1 }),
+                        Collection::Retired(Retired::PushOutbox),
+                    )),
+            )
+            .await
+            .unwrap();
+        write_stamp(&store, 1, None).await.unwrap();
+
+        let done = migrate(&store).await.unwrap();
+        assert_eq!(done.ran, vec![2]);
+        let listed = store.all_organizations().await.unwrap();
+        assert_eq!(listed.iter().map(|o| o.meta.id).collect::<Vec<_>>(), [id]);
+        assert!(
+            store
+                .find::<Organization>(OrgId(id), id)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let offers = engine.list(&Collection::Offered(id), 0, 10).await.unwrap();
+        assert_eq!(offers.records.len(), 1);
+        assert_eq!(offers.records[0].key.id, conversation.to_string());
+        let jobs = engine
+            .list(&Collection::PushOutbox(id), 0, 10)
+            .await
+            .unwrap();
+        let job: serde_json::Value = serde_json::from_slice(&jobs.records[0].body).unwrap();
+        assert_eq!(job["orgId"], id.to_string());
+        for retired in [Retired::Offered, Retired::PushOutbox] {
+            let left = engine
+                .list(&Collection::Retired(retired), 0, 10)
+                .await
+                .unwrap();
+            assert_eq!(left.total, 0, "{retired:?}");
+        }
+        // Run again (a node that died midway): nothing changes.
+        homes(&store).await.unwrap();
+        assert_eq!(store.all_organizations().await.unwrap().len(), 1);
     }
 
     #[test]

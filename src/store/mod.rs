@@ -7,6 +7,7 @@
 //! makes them binding.
 
 pub mod audit;
+mod directory;
 pub mod migrations;
 mod published;
 pub mod push_devices;
@@ -20,9 +21,10 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::engine::{
-    Claim, Collection, Commit, Engine, EngineError, Expect, Kind, Put, RecordKey, StoredRecord,
+    Claim, Collection, Commit, Engine, EngineError, Expect, Home, Kind, Put, RecordKey,
+    StoredRecord,
 };
-use records::Meta;
+use records::{Meta, Organization};
 use types::OrgId;
 
 /// The bookkeeping half of [`Record`] for a record with `meta` and
@@ -45,6 +47,20 @@ pub(crate) use record_basics;
 /// A typed record the store can keep.
 pub trait Record: Serialize + DeserializeOwned + Send + Sync {
     const KIND: Kind;
+
+    /// Whether records of this kind are found by id alone
+    /// ([`Store::locate`]): the store then keeps where each one lives in
+    /// the installation's directory.
+    const LOCATED: bool = false;
+
+    /// Where the records of `org` live: the organization's own home, so
+    /// everything one change touches shares a Redis Cluster slot.
+    fn home_for(org: OrgId) -> Home
+    where
+        Self: Sized,
+    {
+        Home::Org(org.0)
+    }
 
     fn meta(&self) -> &Meta;
     fn meta_mut(&mut self) -> &mut Meta;
@@ -71,8 +87,15 @@ pub trait Record: Serialize + DeserializeOwned + Send + Sync {
         self.meta().date_created.timestamp_millis()
     }
 
-    fn key(&self) -> RecordKey {
-        RecordKey::new(Self::KIND, self.meta().id.to_string())
+    fn key(&self) -> RecordKey
+    where
+        Self: Sized,
+    {
+        RecordKey::new(
+            Self::home_for(self.org()),
+            Self::KIND,
+            self.meta().id.to_string(),
+        )
     }
 }
 
@@ -160,6 +183,8 @@ pub struct Store {
     engine: Engine,
     /// Admissions shared by the guest sockets that hold them.
     shared: std::sync::Arc<std::sync::Mutex<published::Shared>>,
+    /// Where located records live.
+    directory: directory::Directory,
 }
 
 #[derive(serde::Deserialize)]
@@ -173,6 +198,7 @@ impl Store {
         Self {
             engine,
             shared: std::sync::Arc::default(),
+            directory: directory::Directory::default(),
         }
     }
 
@@ -194,17 +220,74 @@ impl Store {
 
     /// A record of the caller's organization, or [`StoreError::NotFound`].
     pub async fn get<T: Record>(&self, org: OrgId, id: Uuid) -> StoreResult<T> {
-        match self.find::<T>(id).await? {
-            Some(record) if record.org() == org => Ok(record),
-            _ => Err(StoreError::NotFound),
-        }
+        self.find::<T>(org, id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// A record of `org`, if it exists. A record of another organization is
+    /// not found: it does not even live where this one looks.
+    pub async fn find<T: Record>(&self, org: OrgId, id: Uuid) -> StoreResult<Option<T>> {
+        let key = RecordKey::new(T::home_for(org), T::KIND, id.to_string());
+        let found = self.raw_get(&key).await?.map(decode::<T>).transpose()?;
+        Ok(found.filter(|record| record.org() == org))
     }
 
     /// A record by id alone, for the public surface that knows no
-    /// organization (a deployment's `config.json`, a token's client).
-    pub async fn find<T: Record>(&self, id: Uuid) -> StoreResult<Option<T>> {
-        let key = RecordKey::new(T::KIND, id.to_string());
-        self.raw_get(&key).await?.map(decode::<T>).transpose()
+    /// organization (a deployment's `config.json`, a client's credentials):
+    /// the installation's directory says where it lives. Only for kinds
+    /// that keep one ([`Record::LOCATED`]).
+    pub async fn locate<T: Record>(&self, id: Uuid) -> StoreResult<Option<T>> {
+        debug_assert!(T::LOCATED, "{:?} records are not in the directory", T::KIND);
+        match self.directory.org_of(&self.engine, T::KIND, id).await? {
+            Some(org) => self.find::<T>(org, id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// One page of the installation's organizations, oldest first.
+    pub async fn organizations(&self, page: PageRequest) -> StoreResult<Listing<Organization>> {
+        let entries = self
+            .engine
+            .list(&Collection::Organizations, page.offset(), page.size)
+            .await?;
+        let keys = entries
+            .records
+            .iter()
+            .map(|entry| {
+                let org = directory::org_of_entry(entry)?;
+                Ok(Organization::key_of(org, org.0))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // An entry whose organization is gone (or not yet written) leads
+        // nowhere and is left out.
+        let entities = self
+            .engine
+            .get_many(&keys)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(decode::<Organization>)
+            .collect::<StoreResult<_>>()?;
+        Ok(Listing {
+            total: entries.total,
+            entities,
+        })
+    }
+
+    /// Every organization, read a page at a time (the sweeps walk each
+    /// one's lists).
+    pub async fn all_organizations(&self) -> StoreResult<Vec<Organization>> {
+        const PAGE: u64 = 100;
+        let mut all = Vec::new();
+        for number in 1.. {
+            let listing = self
+                .organizations(PageRequest { number, size: PAGE })
+                .await?;
+            all.extend(listing.entities);
+            if number * PAGE >= listing.total {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// The record holding a unique claim.
@@ -256,6 +339,7 @@ impl Store {
     /// Stores a new record at version 1.
     pub async fn create<T: Record>(&self, record: &mut T) -> StoreResult<()> {
         let put = self.prepare(record, Expect::Absent).await?;
+        self.enter_directory(record).await?;
         self.commit(Commit::new().put(put)).await?;
         record.meta_mut().version = 1;
         Ok(())
@@ -272,7 +356,48 @@ impl Store {
     /// Removes a record, unless another one uses it or it changed since read.
     pub async fn delete<T: Record>(&self, record: &T) -> StoreResult<()> {
         self.commit(Commit::new().delete(record.key(), Expect::Version(record.meta().version)))
-            .await
+            .await?;
+        self.leave_directory(record).await
+    }
+
+    /// Lists a record about to be created in the directory, if its kind is
+    /// found by id alone ([`Record::LOCATED`]). Before the record exists,
+    /// so nothing that exists is ever missing from the directory; a
+    /// creation that then fails leaves an entry that leads nowhere, which
+    /// readers take as absent.
+    pub async fn enter_directory<T: Record>(&self, record: &T) -> StoreResult<()> {
+        if T::LOCATED {
+            self.directory
+                .enter(
+                    &self.engine,
+                    T::KIND,
+                    record.meta().id,
+                    record.org(),
+                    record.order(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The write that lists `record` in the directory, to commit with other
+    /// installation-wide writes; `None` for kinds that are not listed.
+    pub fn directory_put<T: Record>(&self, record: &T) -> StoreResult<Option<Put>> {
+        if !T::LOCATED {
+            return Ok(None);
+        }
+        directory::entry(T::KIND, record.meta().id, record.org(), record.order()).map(Some)
+    }
+
+    /// Removes a deleted record from the directory (see
+    /// [`Store::enter_directory`]).
+    pub async fn leave_directory<T: Record>(&self, record: &T) -> StoreResult<()> {
+        if T::LOCATED {
+            self.directory
+                .remove(&self.engine, T::KIND, record.meta().id)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Builds the engine write for `record`, after checking that everything

@@ -75,7 +75,7 @@ impl Store {
         version: u32,
     ) -> StoreResult<ConfigurationVersion> {
         let stored = self
-            .raw_get(&ConfigurationVersion::key_of(id, version))
+            .raw_get(&ConfigurationVersion::key_of(org, id, version))
             .await?
             .ok_or(StoreError::NotFound)?;
         let found = decode_version(stored)?;
@@ -88,10 +88,11 @@ impl Store {
     /// One page of configuration `id`'s published versions, oldest first.
     pub async fn published_versions(
         &self,
+        org: OrgId,
         id: Uuid,
         page: PageRequest,
     ) -> StoreResult<Listing<ConfigurationVersion>> {
-        let collection = ConfigurationVersion::collection_of(id);
+        let collection = ConfigurationVersion::collection_of(org, id);
         let found = self
             .engine
             .list(&collection, page.offset(), page.size)
@@ -114,7 +115,7 @@ impl Store {
         id: Uuid,
     ) -> StoreResult<(Deployment, ConfigurationVersion)> {
         let deployment = self
-            .find::<Deployment>(id)
+            .locate::<Deployment>(id)
             .await?
             .filter(|d| d.status == DeploymentStatus::Active)
             .ok_or(StoreError::NotFound)?;

@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::types::OrgId;
 use super::{Store, StoreError, StoreResult};
-use crate::engine::{Collection, Commit, Expect, Kind, Put, RecordKey};
+use crate::engine::{Collection, Commit, Expect, Home, Kind, Put, RecordKey};
 
 /// How long a registration lives without an update.
 pub const PUSH_DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -212,12 +212,19 @@ pub struct PushDevice {
 }
 
 impl PushDevice {
-    pub fn key_of(deployment: Uuid, session: Uuid) -> RecordKey {
-        RecordKey::new(Kind::Setting, format!("push/{deployment}/{session}"))
+    pub fn key_of(org: OrgId, deployment: Uuid, session: Uuid) -> RecordKey {
+        RecordKey::new(
+            Home::Org(org.0),
+            Kind::Setting,
+            format!("push/{deployment}/{session}"),
+        )
     }
 
-    pub fn collection_of(deployment: Uuid) -> Collection {
-        Collection::PushDevices(deployment)
+    pub fn collection_of(org: OrgId, deployment: Uuid) -> Collection {
+        Collection::PushDevices {
+            org: org.0,
+            deployment,
+        }
     }
 
     /// The end of a registration made or renewed at `now`.
@@ -234,11 +241,12 @@ impl Store {
     /// The device registered for (`deployment`, `session`), live or not.
     pub async fn push_device(
         &self,
+        org: OrgId,
         deployment: Uuid,
         session: Uuid,
     ) -> StoreResult<Option<PushDevice>> {
         let Some(stored) = self
-            .raw_get(&PushDevice::key_of(deployment, session))
+            .raw_get(&PushDevice::key_of(org, deployment, session))
             .await?
         else {
             return Ok(None);
@@ -258,10 +266,10 @@ impl Store {
     /// changed since, [`StoreError::NotFound`] when it is gone).
     pub async fn put_push_device(&self, device: &PushDevice, read: Option<u64>) -> StoreResult<()> {
         let put = Put {
-            key: PushDevice::key_of(device.deployment_id, device.session_id),
+            key: PushDevice::key_of(device.org_id, device.deployment_id, device.session_id),
             expect: read.map_or(Expect::Absent, Expect::Version),
             body: super::encode(device)?,
-            collection: PushDevice::collection_of(device.deployment_id),
+            collection: PushDevice::collection_of(device.org_id, device.deployment_id),
             order: device.registered_at.timestamp_millis(),
             refs: Vec::new(),
             unique: Vec::new(),
@@ -272,12 +280,13 @@ impl Store {
     /// Removes the registration read at `read`.
     pub async fn delete_push_device(
         &self,
+        org: OrgId,
         deployment: Uuid,
         session: Uuid,
         read: u64,
     ) -> StoreResult<()> {
         self.commit(Commit::new().delete(
-            PushDevice::key_of(deployment, session),
+            PushDevice::key_of(org, deployment, session),
             Expect::Version(read),
         ))
         .await

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::Record;
 use super::types::{Algorithm, AppHost, DeploymentStatus, OrgId, Origin, RedirectScheme, Role};
-use crate::engine::{Claim, Collection, Kind, RecordKey};
+use crate::engine::{Claim, Collection, Home, Kind, RecordKey};
 
 /// Identity and bookkeeping every record carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -38,8 +38,9 @@ impl Meta {
 macro_rules! record {
     ($ty:ty, $kind:expr) => {
         impl $ty {
-            pub fn key_of(id: Uuid) -> RecordKey {
-                RecordKey::new($kind, id.to_string())
+            /// The key of the record `id` of the organization `org`.
+            pub fn key_of(org: OrgId, id: Uuid) -> RecordKey {
+                RecordKey::new(<$ty as Record>::home_for(org), $kind, id.to_string())
             }
         }
     };
@@ -75,6 +76,9 @@ record!(Organization, Kind::Organization);
 
 impl Record for Organization {
     const KIND: Kind = Kind::Organization;
+    /// Listed across the installation: the directory's entries are the
+    /// list of organizations.
+    const LOCATED: bool = true;
     fn meta(&self) -> &Meta {
         &self.meta
     }
@@ -84,12 +88,17 @@ impl Record for Organization {
     fn org(&self) -> OrgId {
         OrgId(self.meta.id)
     }
+    /// A list of one in the organization's own home; the installation's
+    /// list of organizations is the directory's (see [`Record::LOCATED`]).
     fn collection(&self) -> Collection {
-        Collection::Organizations
+        Collection::Org {
+            org: self.meta.id,
+            kind: Kind::Organization,
+        }
     }
     fn refs(&self) -> Vec<RecordKey> {
         self.staff_integration_id
-            .map(OidcIntegration::key_of)
+            .map(|id| OidcIntegration::key_of(self.org(), id))
             .into_iter()
             .collect()
     }
@@ -354,7 +363,7 @@ impl Record for Configuration {
         self.draft
             .authentication_settings
             .integration_id
-            .map(OidcIntegration::key_of)
+            .map(|id| OidcIntegration::key_of(self.org_id, id))
             .into_iter()
             .collect()
     }
@@ -379,15 +388,19 @@ pub struct ConfigurationVersion {
 }
 
 impl ConfigurationVersion {
-    pub fn key_of(configuration: Uuid, version: u32) -> RecordKey {
+    pub fn key_of(org: OrgId, configuration: Uuid, version: u32) -> RecordKey {
         RecordKey::new(
+            Home::Org(org.0),
             Kind::ConfigurationVersion,
             format!("{configuration}/{version}"),
         )
     }
 
-    pub fn collection_of(configuration: Uuid) -> Collection {
-        Collection::ConfigurationVersions(configuration)
+    pub fn collection_of(org: OrgId, configuration: Uuid) -> Collection {
+        Collection::ConfigurationVersions {
+            org: org.0,
+            configuration,
+        }
     }
 }
 
@@ -503,14 +516,21 @@ impl Record for DeletedDeployment {
 
 impl Record for Deployment {
     const KIND: Kind = Kind::Deployment;
+    /// A snippet, `config.json` and a guest socket name a deployment by id
+    /// alone.
+    const LOCATED: bool = true;
     crate::store::record_basics!();
     fn refs(&self) -> Vec<RecordKey> {
         let mut refs = vec![
-            Configuration::key_of(self.configuration.id),
-            Queue::key_of(self.queue_id),
+            Configuration::key_of(self.org_id, self.configuration.id),
+            Queue::key_of(self.org_id, self.queue_id),
         ];
         if let Some(version) = self.configuration_version() {
-            refs.push(ConfigurationVersion::key_of(self.configuration.id, version));
+            refs.push(ConfigurationVersion::key_of(
+                self.org_id,
+                self.configuration.id,
+                version,
+            ));
         }
         refs
     }
@@ -555,8 +575,7 @@ impl Record for Queue {
     fn refs(&self) -> Vec<RecordKey> {
         self.member_ids
             .iter()
-            .copied()
-            .map(Member::key_of)
+            .map(|&id| Member::key_of(self.org_id, id))
             .collect()
     }
 }
@@ -640,5 +659,7 @@ record!(ApiClient, Kind::ApiClient);
 
 impl Record for ApiClient {
     const KIND: Kind = Kind::ApiClient;
+    /// The client-credentials grant names a client by id alone.
+    const LOCATED: bool = true;
     crate::store::record_basics!();
 }

@@ -45,7 +45,7 @@ async fn log_len(app: &TestApp, conversation: Uuid) -> usize {
 }
 
 async fn session(app: &TestApp, id: Uuid) -> Option<GuestSession> {
-    app.state().routing.session(id).await.unwrap()
+    app.state().routing.session(app.org(), id).await.unwrap()
 }
 
 /// An agent available on `queue`.
@@ -92,7 +92,12 @@ async fn retention_deletes_what_is_past_it(kind: EngineKind) {
     // one 10 days ago.
     let old = ended_conversation(&app, &deployment, &agent, now - Duration::days(100)).await;
     let recent = ended_conversation(&app, &deployment, &agent, now - Duration::days(10)).await;
-    let old_session = routing.conversation(old).await.unwrap().unwrap().session_id;
+    let old_session = routing
+        .conversation(app.org(), old)
+        .await
+        .unwrap()
+        .unwrap()
+        .session_id;
     assert!(log_len(&app, old).await >= 3);
     // A session that never spoke, idle for two days, and a fresh one.
     let silent = session_id(&new_token());
@@ -107,9 +112,21 @@ async fn retention_deletes_what_is_past_it(kind: EngineKind) {
     assert_eq!(swept.conversations, 1, "{swept:?}");
     assert!(swept.log_entries >= 3, "{swept:?}");
     assert_eq!(swept.sessions, 1, "{swept:?}");
-    assert!(routing.conversation(old).await.unwrap().is_none());
+    assert!(
+        routing
+            .conversation(app.org(), old)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(log_len(&app, old).await, 0);
-    assert!(routing.conversation(recent).await.unwrap().is_some());
+    assert!(
+        routing
+            .conversation(app.org(), recent)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert!(log_len(&app, recent).await >= 3);
     assert!(session(&app, silent).await.is_none());
     assert!(session(&app, fresh).await.is_some());
@@ -135,7 +152,13 @@ async fn retention_deletes_what_is_past_it(kind: EngineKind) {
     assert_eq!(updated["retentionDays"], 5);
     let swept = routing.sweep_retention(now).await.unwrap();
     assert_eq!(swept.conversations, 1, "{swept:?}");
-    assert!(routing.conversation(recent).await.unwrap().is_none());
+    assert!(
+        routing
+            .conversation(app.org(), recent)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Two days on, the sessions left without a conversation go too.
     let later = now + Duration::days(2);
@@ -208,14 +231,26 @@ async fn one_node_sweeps_at_a_time(kind: EngineKind) {
     assert_eq!(lease, switchboard::engine::Lease::Held);
     let routing = &app.state().routing;
     assert_eq!(routing.sweep_retention_once(now).await.unwrap(), None);
-    assert!(routing.conversation(old).await.unwrap().is_some());
+    assert!(
+        routing
+            .conversation(app.org(), old)
+            .await
+            .unwrap()
+            .is_some()
+    );
     engine
         .release(Space::RetentionLease, "sweep", other)
         .await
         .unwrap();
     let swept = routing.sweep_retention_once(now).await.unwrap().unwrap();
     assert_eq!(swept.conversations, 1);
-    assert!(routing.conversation(old).await.unwrap().is_none());
+    assert!(
+        routing
+            .conversation(app.org(), old)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 on_both_engines!(one_node_sweeps_at_a_time);
 
@@ -240,7 +275,7 @@ async fn a_deleted_deployments_sessions_are_swept(kind: EngineKind) {
         .unwrap();
     let conversation = app.visitor_opens(&deployment, "hello", None).await;
     let talker = routing
-        .conversation(conversation)
+        .conversation(app.org(), conversation)
         .await
         .unwrap()
         .unwrap()
@@ -264,7 +299,10 @@ async fn a_deleted_deployments_sessions_are_swept(kind: EngineKind) {
         .store
         .engine()
         .list(
-            &switchboard::engine::Collection::DeploymentSessions(deployment.meta.id),
+            &switchboard::engine::Collection::DeploymentSessions {
+                org: app.org().0,
+                deployment: deployment.meta.id,
+            },
             0,
             10,
         )
@@ -272,7 +310,13 @@ async fn a_deleted_deployments_sessions_are_swept(kind: EngineKind) {
         .unwrap();
     assert_eq!(listed.total, 0);
     // The conversation is the organization's, kept for its retention.
-    assert!(routing.conversation(conversation).await.unwrap().is_some());
+    assert!(
+        routing
+            .conversation(app.org(), conversation)
+            .await
+            .unwrap()
+            .is_some()
+    );
     // Done: the tombstone went too, and the next sweep has nothing to do.
     assert_eq!(
         routing.sweep_retention(now).await.unwrap(),
@@ -325,9 +369,19 @@ async fn erasing_a_conversation_removes_it_everywhere(kind: EngineKind) {
     assert_eq!(erased["conversations"], json!([conversation.to_string()]));
     assert!(erased["logEntries"].as_u64().unwrap() >= 2, "{erased}");
 
-    assert!(routing.conversation(conversation).await.unwrap().is_none());
+    assert!(
+        routing
+            .conversation(app.org(), conversation)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(log_len(&app, conversation).await, 0);
-    let held = routing.agent_state(agent.id).await.unwrap().unwrap();
+    let held = routing
+        .agent_state(app.org(), agent.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!held.conversations.contains(&conversation));
     let history = app
         .get("/api/v2/webmessaging/messages", &jwt)
@@ -376,7 +430,7 @@ async fn erasing_a_visitor_removes_everything_about_them(kind: EngineKind) {
         .await
         .unwrap();
     routing
-        .update_session(session, |s| {
+        .update_session(app.org(), session, |s| {
             s.identity = Some(identity.clone());
             s.visitor_id = Some(visitor);
             Ok(())
@@ -390,10 +444,13 @@ async fn erasing_a_visitor_removes_everything_about_them(kind: EngineKind) {
             .await
             .unwrap();
         conversations.push(c.meta.id);
-        routing.start_new(session).await.unwrap();
+        routing.start_new(app.org(), session).await.unwrap();
     }
     assert_eq!(
-        routing.visitor_conversations(visitor).await.unwrap(),
+        routing
+            .visitor_conversations(app.org(), visitor)
+            .await
+            .unwrap(),
         conversations
     );
     let bystander = app
@@ -446,18 +503,24 @@ async fn erasing_a_visitor_removes_everything_about_them(kind: EngineKind) {
     assert_eq!(erased["visitors"], 1, "{erased}");
     assert!(erased["logEntries"].as_u64().unwrap() >= 2);
     for c in &conversations {
-        assert!(routing.conversation(*c).await.unwrap().is_none());
+        assert!(routing.conversation(app.org(), *c).await.unwrap().is_none());
         assert_eq!(log_len(&app, *c).await, 0);
     }
     assert!(
         routing
-            .visitor_conversations(visitor)
+            .visitor_conversations(app.org(), visitor)
             .await
             .unwrap()
             .is_empty()
     );
     assert!(self::session(&app, session).await.is_none());
-    assert!(routing.conversation(bystander).await.unwrap().is_some());
+    assert!(
+        routing
+            .conversation(app.org(), bystander)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // By id, again: nothing is left.
     let again = app

@@ -168,9 +168,10 @@ async fn new_sessions_are_limited_per_address_and_resumes_are_not(kind: EngineKi
         .store
         .engine()
         .list(
-            &switchboard::engine::Collection::DeploymentSessions(
-                Uuid::parse_str(&site.deployment).unwrap(),
-            ),
+            &switchboard::engine::Collection::DeploymentSessions {
+                org: app.org().0,
+                deployment: Uuid::parse_str(&site.deployment).unwrap(),
+            },
             0,
             100,
         )

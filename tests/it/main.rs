@@ -17,6 +17,7 @@ mod failover;
 mod guest_tokens;
 mod guest_ws;
 mod hardening;
+mod homes;
 mod jwt_bearer;
 mod lifecycle;
 mod limit_settings;

@@ -6,7 +6,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use switchboard::auth::crypto::Sealer;
 use switchboard::config::{self, MasterKey};
-use switchboard::engine::{EmbeddedEngine, Engine, Kind, RecordKey, RedisEngine};
+use switchboard::engine::{EmbeddedEngine, Engine, Home, Kind, RecordKey, RedisEngine};
 
 use crate::on_both_engines;
 use crate::support::app::{EngineKind, Setup, TestApp};
@@ -110,6 +110,7 @@ async fn client_secrets_are_sealed_at_rest(kind: EngineKind) {
         !read.text.contains("xc1:"),
         "the sealed form is not shown either"
     );
+    let org = app.org();
     app.stop().await;
 
     // Read the raw stored record below the API.
@@ -128,7 +129,11 @@ async fn client_secrets_are_sealed_at_rest(kind: EngineKind) {
         EngineKind::Cluster | EngineKind::Sentinel => panic!("runs on both engines only"),
     };
     let stored = engine
-        .get(&RecordKey::new(Kind::OidcIntegration, id.clone()))
+        .get(&RecordKey::new(
+            Home::Org(org.0),
+            Kind::OidcIntegration,
+            id.clone(),
+        ))
         .await
         .unwrap()
         .unwrap();

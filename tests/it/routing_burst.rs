@@ -159,7 +159,13 @@ async fn a_burst_is_answered_at_once_and_assigned_within_capacity(kind: EngineKi
     assert!(visitors.iter().all(|(_, _, seq)| *seq == 1));
     let conversations: Vec<Uuid> = visitors.iter().map(|(_, c, _)| *c).collect();
     for c in &conversations {
-        let state = app.state().routing.conversation(*c).await.unwrap().unwrap();
+        let state = app
+            .state()
+            .routing
+            .conversation(app.org(), *c)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(state.state, ConversationState::Waiting { .. }));
     }
 
@@ -226,7 +232,7 @@ async fn past_the_wait_limit_the_visitor_is_told(kind: EngineKind) {
     let state = app
         .state()
         .routing
-        .conversation(conversation)
+        .conversation(app.org(), conversation)
         .await
         .unwrap()
         .unwrap();

@@ -127,7 +127,7 @@ impl VisitorTokens {
                 return Ok(current);
             }
         }
-        let key = RecordKey::new(Kind::Setting, KEYS_SETTING);
+        let key = RecordKey::installation(Kind::Setting, KEYS_SETTING);
         if let Some(stored) = self.inner.store.raw_get(&key).await? {
             let ring = self.open_ring(stored.version, &stored.body)?;
             return Ok(self.install(ring));
@@ -165,7 +165,7 @@ impl VisitorTokens {
         now: DateTime<Utc>,
     ) -> Result<Arc<KeyRing>, SessionError> {
         let _guard = self.inner.reload.lock().await;
-        let key = RecordKey::new(Kind::Setting, KEYS_SETTING);
+        let key = RecordKey::installation(Kind::Setting, KEYS_SETTING);
         let stored = self
             .inner
             .store
@@ -293,7 +293,7 @@ pub(super) fn seal_context(kid: &str) -> String {
 
 pub(super) fn setting_put(body: Vec<u8>, expect: Expect) -> Put {
     Put {
-        key: RecordKey::new(Kind::Setting, KEYS_SETTING),
+        key: RecordKey::installation(Kind::Setting, KEYS_SETTING),
         expect,
         body,
         collection: Collection::Settings,

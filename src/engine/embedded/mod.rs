@@ -10,6 +10,7 @@
 
 mod backup;
 mod ephemeral;
+mod homes;
 mod log;
 mod records;
 mod tables;

@@ -12,14 +12,14 @@ use redb::{ReadableTable, WriteTransaction};
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
 use super::{EmbeddedEngine, db_err};
 use crate::engine::{
-    Claim, Collection, Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord,
-    Write,
+    Claim, Collection, Commit, EngineError, EngineResult, Expect, Home, Page, RecordKey,
+    StoredRecord, Write,
 };
 
 /// A stored key that does not decode means the file was written by something
 /// else; refuse rather than guess.
-fn decode(encoded: &str) -> EngineResult<RecordKey> {
-    RecordKey::decode(encoded)
+fn decode(home: Home, encoded: &str) -> EngineResult<RecordKey> {
+    RecordKey::decode(home, encoded)
         .ok_or_else(|| EngineError::Unavailable(format!("corrupt stored key {encoded:?}")))
 }
 
@@ -104,12 +104,13 @@ impl EmbeddedEngine {
     }
 
     pub async fn lookup(&self, claim: &Claim) -> EngineResult<Option<StoredRecord>> {
+        let home = claim.home();
         let claim = claim.name();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let claims = txn.open_table(CLAIMS).map_err(db_err)?;
             let holder = match claims.get(claim.as_str()).map_err(db_err)? {
-                Some(guard) => decode(guard.value())?,
+                Some(guard) => decode(home, guard.value())?,
                 None => return Ok(None),
             };
             let records = txn.open_table(RECORDS).map_err(db_err)?;
@@ -119,13 +120,14 @@ impl EmbeddedEngine {
     }
 
     pub async fn referrers(&self, key: &RecordKey) -> EngineResult<Vec<RecordKey>> {
+        let home = key.home;
         let encoded = key.encode();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let backrefs = txn.open_table(BACKREFS).map_err(db_err)?;
             let mut keys = pairs_from(&backrefs, &encoded)?
                 .iter()
-                .map(|k| decode(k))
+                .map(|k| decode(home, k))
                 .collect::<EngineResult<Vec<_>>>()?;
             keys.sort();
             Ok(keys)
@@ -139,6 +141,7 @@ impl EmbeddedEngine {
         offset: u64,
         limit: u64,
     ) -> EngineResult<Page> {
+        let home = collection.home();
         let collection = collection.name();
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(db_err)?;
@@ -157,7 +160,7 @@ impl EmbeddedEngine {
                     break;
                 }
                 if total >= offset && total < end {
-                    let key = decode(encoded)?;
+                    let key = decode(home, encoded)?;
                     let record = read_stored(&records, &key)?.ok_or_else(|| {
                         EngineError::Unavailable(format!(
                             "collection {collection:?} lists missing record {key}"
@@ -268,7 +271,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
                         .get(referrer)
                         .is_none_or(|new_refs| new_refs.contains(&encoded))
             })
-            .map(|referrer| decode(&referrer))
+            .map(|referrer| decode(key.home, &referrer))
             .collect::<EngineResult<Vec<_>>>()?;
         if !remaining.is_empty() {
             remaining.sort();
@@ -306,7 +309,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
                 if !released {
                     return Err(EngineError::Duplicate {
                         claim: *claim,
-                        holder: decode(&holder)?,
+                        holder: decode(claim.home(), &holder)?,
                     });
                 }
             }

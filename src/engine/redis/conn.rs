@@ -98,6 +98,41 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// One `SCAN cursor MATCH pattern COUNT count` step over the keys of
+    /// the node that holds `key`'s slot (on a cluster, its master; a scan
+    /// elsewhere would walk another shard's keys).
+    pub(super) async fn scan_slot_of(
+        &self,
+        key: &str,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> RedisResult<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        match self {
+            Conn::Cluster(conn) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(key, SlotAddr::Master);
+                let value = conn
+                    .clone()
+                    .route_command(
+                        cmd,
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+                    )
+                    .await?;
+                Ok(redis::from_redis_value(value)?)
+            }
+            other => cmd.query_async(&mut other.clone()).await,
+        }
+    }
+}
+
 /// The master a set of Sentinels names, followed across failovers.
 #[derive(Clone)]
 pub(super) struct SentinelConn(Arc<SentinelInner>);

@@ -3,21 +3,26 @@
 //! [`lua_prelude`] and [`lua_log_prelude`], so Rust and Lua cannot drift
 //! apart.
 //!
-//! Layout, with `<p>` the configured prefix and `<key>` an encoded
-//! [`RecordKey`] (`kind:id`):
+//! Layout, with `<p>` the configured prefix, `<home>` the hash tag of a
+//! record's [`Home`] (`{rec}` installation-wide, `{o:<uuid>}` for one
+//! organization) and `<key>` an encoded [`RecordKey`] (`kind:id`):
 //!
-//! - `<p>{rec}:r:<key>`: HASH, one record (fields in [`field`]);
-//! - `<p>{rec}:by:<key>`: SET of the encoded keys of the records that
-//!   reference `<key>`;
-//! - `<p>{rec}:c:<collection>`: ZSET, score the record's order, member its
+//! - `<p><home>:r:<key>`: HASH, one record (fields in [`field`]);
+//! - `<p><home>:by:<key>`: SET of the encoded keys of the records that
+//!   reference `<key>` (always of the same home);
+//! - `<p><home>:c:<collection>`: ZSET, score the record's order, member its
 //!   encoded key (ties therefore list by key);
-//! - `<p>{rec}:u:<claim>`: STRING, the encoded key of the claim's holder;
+//! - `<p><home>:u:<claim>`: STRING, the encoded key of the claim's holder;
 //! - `<p>e:<space>:<id>`: STRING with a TTL, one ephemeral value (a decimal
 //!   integer for counters, the holder's id for a lease).
 //!
-//! The `{rec}` hash tag puts every record key in the same Redis Cluster
-//! slot: the commit script touches keys it only discovers while running.
-//! Ephemeral keys carry no tag: every operation on them touches one key.
+//! A commit touches only keys of one home (the engine refuses any other),
+//! and the commit script discovers some of them only while running, so a
+//! home's keys must share a Redis Cluster slot: hence the hash tag. One tag
+//! per organization spreads a contact center's organizations over the
+//! shards while each one's admin records and routing state change together
+//! on one. Ephemeral keys carry no tag: every operation on them touches one
+//! key.
 //!
 //! Conversations ([`conversation_log`] and its siblings) have a tag per
 //! conversation instead, `{c:<uuid>}`, so the append script's keys share a
@@ -26,15 +31,13 @@
 //! names, not keys; a conversation's carries its tag too, because sharded
 //! PUB/SUB on a cluster hashes channel names into slots like keys.
 
-use crate::engine::{Claim, Collection, RecordKey, Space};
+use crate::engine::{Claim, Collection, Home, RecordKey, Space};
 
-/// Hash tag shared by all engine keys (see the module docs for why).
-const TAG: &str = "{rec}:";
 const RECORD: &str = "r:";
 const BACK_REFS: &str = "by:";
 const COLLECTION: &str = "c:";
 const CLAIM: &str = "u:";
-/// Ephemeral values, outside the record hash tag.
+/// Ephemeral values, outside any home's hash tag.
 const EPHEMERAL: &str = "e:";
 
 /// Fields of a record hash.
@@ -53,20 +56,33 @@ pub(super) mod field {
     pub(in crate::engine::redis) const UNIQUE: &str = "uniq";
 }
 
+/// `<p><home>:`, what every key of one home starts with. The commit script
+/// gets it whole, so it spells only keys of that home.
+pub(super) fn home(prefix: &str, home: Home) -> String {
+    match home {
+        Home::Installation => format!("{prefix}{{rec}}:"),
+        Home::Org(org) => format!("{prefix}{{o:{org}}}:"),
+    }
+}
+
 pub(super) fn record(prefix: &str, key: &RecordKey) -> String {
-    format!("{prefix}{TAG}{RECORD}{}", key.encode())
+    format!("{}{RECORD}{}", home(prefix, key.home), key.encode())
 }
 
 pub(super) fn back_refs(prefix: &str, key: &RecordKey) -> String {
-    format!("{prefix}{TAG}{BACK_REFS}{}", key.encode())
+    format!("{}{BACK_REFS}{}", home(prefix, key.home), key.encode())
 }
 
 pub(super) fn collection(prefix: &str, collection: &Collection) -> String {
-    format!("{prefix}{TAG}{COLLECTION}{}", collection.name())
+    format!(
+        "{}{COLLECTION}{}",
+        home(prefix, collection.home()),
+        collection.name()
+    )
 }
 
 pub(super) fn claim(prefix: &str, claim: &Claim) -> String {
-    format!("{prefix}{TAG}{CLAIM}{}", claim.name())
+    format!("{}{CLAIM}{}", home(prefix, claim.home()), claim.name())
 }
 
 pub(super) fn ephemeral(prefix: &str, space: Space, id: &str) -> String {
@@ -164,7 +180,8 @@ pub(super) fn lua_log_prelude() -> String {
 }
 
 /// Lua definitions of the same key names and fields, for the commit script.
-/// Expects the prefix in `ARGV[1]`; the functions take encoded record keys.
+/// Expects the home's key prefix ([`home`]) in `ARGV[1]`; the functions take
+/// encoded record keys.
 pub(super) fn lua_prelude() -> String {
     format!(
         r#"local P = ARGV[1]
@@ -174,10 +191,10 @@ local F_COLLECTION = "{f_collection}"
 local F_ORDER = "{f_order}"
 local F_REFS = "{f_refs}"
 local F_UNIQUE = "{f_unique}"
-local function record_key(enc) return P .. "{TAG}{RECORD}" .. enc end
-local function back_refs_key(enc) return P .. "{TAG}{BACK_REFS}" .. enc end
-local function collection_key(c) return P .. "{TAG}{COLLECTION}" .. c end
-local function claim_key(c) return P .. "{TAG}{CLAIM}" .. c end
+local function record_key(enc) return P .. "{RECORD}" .. enc end
+local function back_refs_key(enc) return P .. "{BACK_REFS}" .. enc end
+local function collection_key(c) return P .. "{COLLECTION}" .. c end
+local function claim_key(c) return P .. "{CLAIM}" .. c end
 "#,
         f_version = field::VERSION,
         f_body = field::BODY,
@@ -193,22 +210,28 @@ mod tests {
     use super::*;
     use crate::engine::Kind;
 
-    /// All keys must share the hash tag, or the commit script would touch
-    /// several cluster slots.
+    /// A home's keys share one slot (the commit script touches keys it only
+    /// discovers while running); organizations get slots of their own.
     #[test]
-    fn every_key_carries_the_tag_after_the_prefix() {
-        let key = RecordKey::new(Kind::Member, "m");
-        for name in [
+    fn a_homes_keys_share_its_tag() {
+        let org = uuid::Uuid::new_v4();
+        let key = RecordKey::new(Home::Org(org), Kind::Member, "m");
+        let names = [
             record("sb:", &key),
             back_refs("sb:", &key),
-            collection("sb:", &Collection::OnlineAgents),
-            claim(
-                "sb:",
-                &Claim::member_identity(uuid::Uuid::nil(), "iss", "{sub}"),
-            ),
-        ] {
-            assert!(name.starts_with("sb:{rec}:"), "{name}");
+            collection("sb:", &Collection::OnlineAgents(org)),
+            claim("sb:", &Claim::member_identity(org, "iss", "{sub}")),
+        ];
+        for name in &names {
+            assert!(name.starts_with(&format!("sb:{{o:{org}}}:")), "{name}");
+            assert_eq!(key_slot(name.as_bytes()), key_slot(names[0].as_bytes()));
         }
+        let setting = RecordKey::installation(Kind::Setting, "s");
+        assert_eq!(record("sb:", &setting), "sb:{rec}:r:setting:s");
+        assert_eq!(
+            collection("sb:", &Collection::Organizations),
+            "sb:{rec}:c:orgs"
+        );
     }
 
     /// The slots Redis's own `CLUSTER KEYSLOT` answers.

@@ -13,6 +13,7 @@
 mod bus;
 mod conn;
 mod ephemeral;
+mod homes;
 mod keys;
 mod log;
 mod records;

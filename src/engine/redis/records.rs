@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::keys::{self, field};
 use super::{RedisEngine, scripts, unavailable};
 use crate::engine::{
-    Claim, Collection, Commit, EngineError, EngineResult, Expect, Page, RecordKey, StoredRecord,
-    Write,
+    Claim, Collection, Commit, EngineError, EngineResult, Expect, Home, Page, RecordKey,
+    StoredRecord, Write, commit_home,
 };
 
 /// A collection entry: the order as 16 hex digits of its sign-flipped bits,
@@ -76,7 +76,7 @@ impl RedisEngine {
         match holder {
             // The holder may be deleted between the two reads: then no one
             // holds the claim any more, which `get` answers with `None`.
-            Some(holder) => self.get(&decode_key(&holder)?).await,
+            Some(holder) => self.get(&decode_key(claim.home(), &holder)?).await,
             None => Ok(None),
         }
     }
@@ -88,7 +88,7 @@ impl RedisEngine {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        decode_sorted(members)
+        decode_sorted(key.home, members)
     }
 
     pub async fn list(
@@ -126,7 +126,12 @@ impl RedisEngine {
             .map_err(unavailable)?;
         let keys = members
             .iter()
-            .map(|m| decode_key(m.split_once(':').map_or("", |(_, key)| key)))
+            .map(|m| {
+                decode_key(
+                    collection.home(),
+                    m.split_once(':').map_or("", |(_, key)| key),
+                )
+            })
             .collect::<EngineResult<Vec<_>>>()?;
         // A record deleted between the two round trips is left out rather
         // than returned as a hole.
@@ -137,20 +142,21 @@ impl RedisEngine {
     /// `SET` with `PX`, and `NX` for [`StashMode::IfAbsent`]: Redis decides
     /// atomically whether a live value exists (expired keys count as absent).
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
-        if commit.writes.is_empty() {
+        // `Engine::commit` checked that one home holds everything.
+        let Some(home) = commit_home(&commit)? else {
             return Ok(());
-        }
+        };
         let wire: Vec<WireWrite> = commit.writes.iter().map(WireWrite::from).collect();
         let json = serde_json::to_string(&wire)
             .map_err(|e| EngineError::InvalidCommit(format!("cannot encode the commit: {e}")))?;
         let mut invocation = scripts::COMMIT.prepare_invoke();
         // The record keys are declared so a cluster-aware client or proxy
         // routes the script to their slot; the script spells the keys it
-        // touches itself, all under the same hash tag.
+        // touches itself, all under the home's hash tag.
         for write in &commit.writes {
             invocation.key(keys::record(&self.prefix, write_target(write).0));
         }
-        invocation.arg(&*self.prefix).arg(json);
+        invocation.arg(keys::home(&self.prefix, home)).arg(json);
         for write in &commit.writes {
             match write {
                 Write::Put(put) => invocation.arg(put.body.as_slice()),
@@ -162,7 +168,7 @@ impl RedisEngine {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        refusal(&commit, reply)
+        refusal(&commit, home, reply)
     }
 }
 
@@ -219,7 +225,7 @@ fn write_target(write: &Write) -> (&RecordKey, Expect) {
 }
 
 /// Turns the commit script's reply into the result of the commit.
-fn refusal(commit: &Commit, reply: Vec<String>) -> EngineResult<()> {
+fn refusal(commit: &Commit, home: Home, reply: Vec<String>) -> EngineResult<()> {
     let mut reply = reply.into_iter();
     let tag = reply.next();
     let mut next = || {
@@ -230,7 +236,7 @@ fn refusal(commit: &Commit, reply: Vec<String>) -> EngineResult<()> {
     match tag.as_deref() {
         Some("ok") => Ok(()),
         Some("conflict") => {
-            let key = decode_key(&next()?)?;
+            let key = decode_key(home, &next()?)?;
             let actual = next()?;
             let actual = if actual.is_empty() {
                 None
@@ -251,10 +257,10 @@ fn refusal(commit: &Commit, reply: Vec<String>) -> EngineResult<()> {
                 actual,
             })
         }
-        Some("missing_ref") => Err(EngineError::MissingRef(decode_key(&next()?)?)),
+        Some("missing_ref") => Err(EngineError::MissingRef(decode_key(home, &next()?)?)),
         Some("in_use") => {
-            let key = decode_key(&next()?)?;
-            let by = decode_sorted(reply.collect())?;
+            let key = decode_key(home, &next()?)?;
+            let by = decode_sorted(home, reply.collect())?;
             Err(EngineError::InUse { key, by })
         }
         Some("duplicate") => {
@@ -275,7 +281,7 @@ fn refusal(commit: &Commit, reply: Vec<String>) -> EngineResult<()> {
                         "the commit script refused a claim {name:?} the commit does not hold"
                     ))
                 })?;
-            let holder = decode_key(&next()?)?;
+            let holder = decode_key(home, &next()?)?;
             Err(EngineError::Duplicate { claim, holder })
         }
         _ => Err(EngineError::Unavailable(
@@ -284,15 +290,15 @@ fn refusal(commit: &Commit, reply: Vec<String>) -> EngineResult<()> {
     }
 }
 
-fn decode_key(encoded: &str) -> EngineResult<RecordKey> {
-    RecordKey::decode(encoded)
+fn decode_key(home: Home, encoded: &str) -> EngineResult<RecordKey> {
+    RecordKey::decode(home, encoded)
         .ok_or_else(|| EngineError::Unavailable(format!("corrupt record key {encoded:?} in Redis")))
 }
 
-fn decode_sorted(encoded: Vec<String>) -> EngineResult<Vec<RecordKey>> {
+fn decode_sorted(home: Home, encoded: Vec<String>) -> EngineResult<Vec<RecordKey>> {
     let mut keys = encoded
         .iter()
-        .map(|e| decode_key(e))
+        .map(|e| decode_key(home, e))
         .collect::<EngineResult<Vec<_>>>()?;
     keys.sort();
     Ok(keys)

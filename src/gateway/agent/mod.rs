@@ -103,10 +103,9 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<AgentCaller
         PrincipalKind::ApiClient { id } => {
             let client = state
                 .store
-                .find::<ApiClient>(id)
+                .find::<ApiClient>(principal.org, id)
                 .await
                 .map_err(AuthError::from)?
-                .filter(|c| c.org_id == principal.org)
                 .ok_or(AuthError::Invalid)?;
             AgentIdentity {
                 id,
@@ -118,10 +117,9 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<AgentCaller
         PrincipalKind::Member { id } => {
             let member = state
                 .store
-                .find::<Member>(id)
+                .find::<Member>(principal.org, id)
                 .await
                 .map_err(AuthError::from)?
-                .filter(|m| m.org_id == principal.org)
                 .ok_or(AuthError::Invalid)?;
             AgentIdentity {
                 id,

@@ -126,7 +126,11 @@ impl Agent {
                 if !duplicate && self.state.push.enabled() {
                     let conversation = match self.held.get(&conversation_id) {
                         Some(held) => Some(held.conversation.clone()),
-                        None => routing.conversation(conversation_id).await?,
+                        None => {
+                            routing
+                                .conversation(self.caller.identity.org, conversation_id)
+                                .await?
+                        }
                     };
                     if let Some(conversation) = conversation {
                         self.state
@@ -209,7 +213,7 @@ impl Agent {
                 limit,
             } => {
                 let c = routing
-                    .conversation(conversation_id)
+                    .conversation(self.caller.identity.org, conversation_id)
                     .await?
                     .filter(|c| c.org_id == me.org)
                     .ok_or_else(ErrorBody::not_found)?;

@@ -405,11 +405,10 @@ impl Agent {
     async fn reload(&mut self) -> RoutingResult<()> {
         let routing = self.state.routing.clone();
         let me = self.me();
-        let agent = routing.agent_state(me).await?;
+        let agent = routing.agent_state(self.caller.identity.org, me).await?;
         let mut current = Vec::new();
         for id in agent.iter().flat_map(|a| a.conversations.iter()) {
-            if let Some(c) = routing.conversation(*id).await?
-                && c.org_id == self.caller.identity.org
+            if let Some(c) = routing.conversation(self.caller.identity.org, *id).await?
                 && c.agent() == Some(me)
             {
                 current.push(c);

@@ -235,10 +235,13 @@ async fn delete(
     );
     let mut commit = Commit::new().put(audit.put()?);
     for version in 1..=configuration.published_versions {
-        commit = commit.delete(ConfigurationVersion::key_of(id, version), Expect::Any);
+        commit = commit.delete(
+            ConfigurationVersion::key_of(principal.org, id, version),
+            Expect::Any,
+        );
     }
     commit = commit.delete(
-        Configuration::key_of(id),
+        Configuration::key_of(principal.org, id),
         Expect::Version(configuration.meta.version),
     );
     state.store.commit(commit).await?;
@@ -258,7 +261,10 @@ async fn list_versions(
 ) -> Result<JsonOut<PagedList<ConfigurationVersion>>, ApiError> {
     let principal = caller.require(Role::Admin)?;
     state.store.get::<Configuration>(principal.org, id).await?;
-    let listing = state.store.published_versions(id, page).await?;
+    let listing = state
+        .store
+        .published_versions(principal.org, id, page)
+        .await?;
     Ok(axum::Json(PagedList::new(listing, page, |v| v)))
 }
 
@@ -314,10 +320,10 @@ async fn publish(
         .prepare(&configuration, Expect::Version(read_version))
         .await?;
     let version_put = Put {
-        key: ConfigurationVersion::key_of(id, number),
+        key: ConfigurationVersion::key_of(principal.org, id, number),
         expect: Expect::Absent,
         body: encode(&published)?,
-        collection: ConfigurationVersion::collection_of(id),
+        collection: ConfigurationVersion::collection_of(principal.org, id),
         order: i64::from(number),
         refs: bump.refs.clone(),
         unique: Vec::new(),

@@ -39,19 +39,19 @@ async fn erase_conversation(
     Id(id): Id,
 ) -> Result<JsonOut<Erased>, ApiError> {
     let principal = caller.require(Role::Admin)?;
-    match state
+    if state
         .routing
-        .conversation(id)
+        .conversation(principal.org, id)
         .await
         .map_err(routing_error)?
+        .is_none()
     {
-        Some(c) if c.org_id == principal.org => {}
-        _ => return Err(ApiError::not_found()),
+        return Err(ApiError::not_found());
     }
     let now = Utc::now();
     let entries = state
         .routing
-        .erase_conversation(id, None, now)
+        .erase_conversation(principal.org, id, None, now)
         .await
         .map_err(routing_error)?;
     let erased = Erased {

@@ -15,7 +15,7 @@ use super::clients::ApiClientView;
 use super::resource::{Resource, name, present, retention_days};
 use crate::app::AppState;
 use crate::auth::new_api_client;
-use crate::engine::{Collection, Commit, Expect, Kind};
+use crate::engine::{Commit, Expect, Kind};
 use crate::http::PagedList;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{Caller, Json, JsonOut, Paging};
@@ -54,10 +54,7 @@ async fn list(
     Paging(page): Paging,
 ) -> Result<JsonOut<PagedList<Organization>>, ApiError> {
     caller.require_operator()?;
-    let listing = state
-        .store
-        .list::<Organization>(&Collection::Organizations, page)
-        .await?;
+    let listing = state.store.organizations(page).await?;
     Ok(axum::Json(PagedList::new(listing, page, |o| o)))
 }
 
@@ -96,10 +93,14 @@ async fn create(
         changes(None, shown(&organization).as_ref()),
         now,
     );
+    // Everything lives in the new organization's home, written in one
+    // step once the installation lists the organization and its client.
     let commit = Commit::new()
         .put(state.store.prepare(&organization, Expect::Absent).await?)
         .put(state.store.prepare(&client, Expect::Absent).await?)
         .put(audit.put()?);
+    state.store.enter_directory(&organization).await?;
+    state.store.enter_directory(&client).await?;
     state.store.commit(commit).await?;
     let mut organization = organization;
     organization.meta.version = 1;

@@ -93,6 +93,7 @@ pub(crate) async fn create<R: Resource>(
         after.as_ref(),
     );
     let put = state.store.prepare(&record, Expect::Absent).await?;
+    state.store.enter_directory(&record).await?;
     state
         .store
         .commit(Commit::new().put(put).put(audit.put()?))
@@ -146,7 +147,7 @@ pub(crate) async fn delete<R: Resource>(
     let key = record.key();
     let version = record.meta().version;
     let left = record.left_behind(Utc::now())?;
-    let before = shown(&record.view(&state));
+    let before = shown(&record.clone().view(&state));
     let audit = entry(
         principal,
         AuditAction::Delete,
@@ -162,6 +163,7 @@ pub(crate) async fn delete<R: Resource>(
         Commit::put,
     );
     state.store.commit(commit).await?;
+    state.store.leave_directory(&record).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -114,7 +114,7 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     let session = app
         .state()
         .routing
-        .conversation(conversation)
+        .conversation(app.org(), conversation)
         .await
         .unwrap()
         .unwrap()

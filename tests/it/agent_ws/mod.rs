@@ -91,7 +91,7 @@ fn verified_visitor() -> VisitorIdentity {
 async fn conversation_state(app: &TestApp, id: Uuid) -> ConversationState {
     app.state()
         .routing
-        .conversation(id)
+        .conversation(app.org(), id)
         .await
         .unwrap()
         .unwrap()

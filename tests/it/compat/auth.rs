@@ -227,7 +227,7 @@ async fn step_up_on_the_same_session(kind: EngineKind) {
     let stored = app
         .state()
         .routing
-        .conversation(conversation.as_str().unwrap().parse().unwrap())
+        .conversation(app.org(), conversation.as_str().unwrap().parse().unwrap())
         .await
         .unwrap()
         .unwrap();

@@ -75,7 +75,7 @@ async fn push_devices(kind: EngineKind) {
     let device = app
         .state()
         .store
-        .push_device(id.parse().unwrap(), session_of(&token))
+        .push_device(app.org(), id.parse().unwrap(), session_of(&token))
         .await
         .unwrap()
         .unwrap();
@@ -102,7 +102,7 @@ async fn push_devices(kind: EngineKind) {
     let device = app
         .state()
         .store
-        .push_device(id.parse().unwrap(), session_of(&token))
+        .push_device(app.org(), id.parse().unwrap(), session_of(&token))
         .await
         .unwrap()
         .unwrap();

@@ -207,10 +207,10 @@ async fn failing_commit_changes_nothing(engine: &Engine) {
 
 async fn successful_multi_write_commit(engine: &Engine) {
     let (org, cfg, ver1, ver2) = (
-        RecordKey::new(Kind::Organization, "o"),
-        RecordKey::new(Kind::Configuration, "c"),
-        RecordKey::new(Kind::ConfigurationVersion, "c-1"),
-        RecordKey::new(Kind::ConfigurationVersion, "c-2"),
+        RecordKey::new(home(), Kind::Organization, "o"),
+        RecordKey::new(home(), Kind::Configuration, "c"),
+        RecordKey::new(home(), Kind::ConfigurationVersion, "c-1"),
+        RecordKey::new(home(), Kind::ConfigurationVersion, "c-2"),
     );
     apply(
         engine,
@@ -294,7 +294,35 @@ async fn invalid_commit_refused(engine: &Engine) {
         .await;
     assert_invalid(res);
 
+    // Everything one commit touches lives in one home (on a cluster, one
+    // slot): another organization's record, list, reference or claim is
+    // refused, whatever the engine.
+    let elsewhere = Home::Org(named_uuid("elsewhere"));
+    let foreign = RecordKey::new(elsewhere, Kind::Deployment, "f");
+    let res = engine
+        .commit(Commit::new().put(put(&a)).put(put(&foreign)))
+        .await;
+    assert_invalid(res);
+    let res = engine.commit(Commit::new().put(put(&foreign))).await;
+    assert_invalid(res);
+    let res = engine
+        .commit(Commit::new().put(put(&a).refs(&[&foreign])))
+        .await;
+    assert_invalid(res);
+    let mut claimed = put(&a);
+    claimed.unique = vec![Claim::member_identity(named_uuid("elsewhere"), "i", "s")];
+    assert_invalid(engine.commit(Commit::new().put(claimed)).await);
+    let res = engine
+        .commit(
+            Commit::new()
+                .delete(foreign.clone(), Expect::Any)
+                .put(put(&a)),
+        )
+        .await;
+    assert_invalid(res);
+
     assert_eq!(get(engine, &a).await, None);
+    assert_eq!(get(engine, &foreign).await, None);
     assert_eq!(version(engine, &b).await, Some(1));
     assert_eq!(referrers(engine, &b).await, vec![]);
 

@@ -16,8 +16,8 @@ use bytes::Bytes;
 use futures::future::join_all;
 use switchboard::engine::{
     BusMessage, Channel, Claim, Collection, Commit, EmbeddedEngine, Engine, EngineError,
-    EngineResult, Expect, Kind, LogEntry, Page, Put, RecordKey, RedisEngine, Space, StashMode,
-    StoredRecord, Subscription,
+    EngineResult, Expect, Home, Kind, LogEntry, Page, Put, RecordKey, RedisEngine, Space,
+    StashMode, StoredRecord, Subscription,
 };
 use tokio::task::JoinSet;
 use uuid::Uuid;
@@ -107,7 +107,16 @@ const COLLECTION: &str = "org/o1/dep";
 /// The cases name collections and claims by short strings, for readability;
 /// each name stands for a typed collection or claim of its own.
 fn collection(name: &str) -> Collection {
-    Collection::Waiting(named_uuid(name))
+    Collection::Waiting {
+        org: named_uuid("contract"),
+        queue: named_uuid(name),
+    }
+}
+
+/// Where every record of the cases lives: one organization's home, like
+/// everything one commit touches.
+fn home() -> Home {
+    Home::Org(named_uuid("contract"))
 }
 
 fn claim(name: &str) -> Claim {
@@ -126,15 +135,15 @@ fn named_uuid(name: &str) -> Uuid {
 const RACERS: usize = 8;
 
 fn dep(id: &str) -> RecordKey {
-    RecordKey::new(Kind::Deployment, id)
+    RecordKey::new(home(), Kind::Deployment, id)
 }
 
 fn queue(id: &str) -> RecordKey {
-    RecordKey::new(Kind::Queue, id)
+    RecordKey::new(home(), Kind::Queue, id)
 }
 
 fn member(id: &str) -> RecordKey {
-    RecordKey::new(Kind::Member, id)
+    RecordKey::new(home(), Kind::Member, id)
 }
 
 /// A creation of `key` (Expect::Absent) with a small JSON body, listed in

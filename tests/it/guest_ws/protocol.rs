@@ -277,7 +277,7 @@ async fn every_action_and_error_code(kind: EngineKind) {
     let conversation: Uuid = app
         .state()
         .routing
-        .session(session_id(&t))
+        .session(app.org(), session_id(&t))
         .await
         .unwrap()
         .unwrap()

@@ -303,7 +303,7 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     let stored = app
         .state()
         .routing
-        .conversation(conversation)
+        .conversation(app.org(), conversation)
         .await
         .unwrap()
         .unwrap();
@@ -436,7 +436,7 @@ async fn guest_sessions_upgrade_in_place_or_start_over(kind: EngineKind) {
     let stored = app
         .state()
         .routing
-        .conversation(conversation.parse().unwrap())
+        .conversation(app.org(), conversation.parse().unwrap())
         .await
         .unwrap()
         .unwrap();

@@ -259,6 +259,12 @@ impl TestApp {
     }
 
     /// The running node's state (services such as `sessions`).
+    /// The default organization, where the tests' records live unless
+    /// they make another.
+    pub(crate) fn org(&self) -> switchboard::store::types::OrgId {
+        self.state().auth.default_org()
+    }
+
     pub(crate) fn state(&self) -> &switchboard::app::AppState {
         self.state.as_ref().expect("the app was stopped")
     }

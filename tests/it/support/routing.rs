@@ -61,7 +61,7 @@ impl TestApp {
     pub(crate) async fn deployment_record(&self, id: Uuid) -> Deployment {
         self.state()
             .store
-            .find::<Deployment>(id)
+            .locate::<Deployment>(id)
             .await
             .unwrap()
             .unwrap()
@@ -84,7 +84,7 @@ impl TestApp {
             .unwrap();
         if let Some(identity) = identity {
             routing
-                .update_session(session, |s| {
+                .update_session(deployment.org_id, session, |s| {
                     s.identity = Some(identity.clone());
                     Ok(())
                 })

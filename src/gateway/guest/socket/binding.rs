@@ -138,7 +138,7 @@ impl Conn {
     /// never refused.
     async fn admit_session(&mut self, session: Uuid) -> Result<(), GuestError> {
         let routing = self.state.routing.clone();
-        match routing.session(session).await {
+        match routing.session(self.deployment.org_id, session).await {
             Ok(Some(existing)) if !existing.cleared => return Ok(()),
             Ok(_) => {}
             // The configure itself will say what storage does.
@@ -248,7 +248,7 @@ impl Conn {
             // A new chat (the SDK's `startNewChat`): a new session as the
             // client sees it, so it autostarts; nothing else was cleared.
             if session.conversation_id.is_some() {
-                session = routing.start_new(id).await?;
+                session = routing.start_new(self.deployment.org_id, id).await?;
             }
             new = true;
         }
@@ -278,7 +278,10 @@ impl Conn {
             self.state.push.online(session).await;
         }
         // Re-read: another socket may have opened a conversation meanwhile.
-        let session: GuestSession = routing.session(id).await?.unwrap_or(session);
+        let session: GuestSession = routing
+            .session(self.deployment.org_id, id)
+            .await?
+            .unwrap_or(session);
         let mut read_only = false;
         let mut last_sequence = None;
         if let Some(conversation) = session.conversation_id {
@@ -293,7 +296,10 @@ impl Conn {
                 bound.following = Some((conversation, cursor));
             }
             last_sequence = Some(top);
-            read_only = match routing.conversation(conversation).await {
+            read_only = match routing
+                .conversation(self.deployment.org_id, conversation)
+                .await
+            {
                 Ok(Some(c)) => c.is_ended() && self.read_only_setting(),
                 _ => false,
             };
@@ -406,7 +412,12 @@ impl Conn {
         let Some(conversation) = self.following() else {
             return false;
         };
-        match self.state.routing.conversation(conversation).await {
+        match self
+            .state
+            .routing
+            .conversation(self.deployment.org_id, conversation)
+            .await
+        {
             Ok(Some(c)) => c.is_ended() && self.read_only_setting(),
             _ => false,
         }

@@ -220,7 +220,12 @@ impl Conn {
         if self.following() == Some(conversation) {
             return Ok(());
         }
-        match self.state.routing.session(session).await {
+        match self
+            .state
+            .routing
+            .session(self.deployment.org_id, session)
+            .await
+        {
             Ok(Some(current)) if current.conversation_id == Some(conversation) => {}
             _ => return Ok(()),
         }
@@ -243,7 +248,7 @@ impl Conn {
         {
             return self.logout().await;
         }
-        match self.state.routing.session(id).await {
+        match self.state.routing.session(self.deployment.org_id, id).await {
             Ok(Some(session)) => match session.conversation_id {
                 Some(conversation) => self.switch_to(conversation).await.into(),
                 None => Flow::Continue,

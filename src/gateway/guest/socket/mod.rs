@@ -27,6 +27,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::store::types::OrgId;
+
 use self::binding::Activity;
 use super::frames::{self, GuestError, Request};
 use crate::app::AppState;
@@ -44,24 +46,30 @@ use secrecy::ExposeSecret;
 /// Audience of the `getJwt` token, which only the history endpoint takes.
 pub const HISTORY_AUDIENCE: &str = "switchboard:history";
 
-/// The subject of a history token: the guest session, and for a signed-in
-/// session the sign-in it was issued under (`<session>/<sid>`).
-pub fn history_subject(session: Uuid, family: Option<Uuid>) -> String {
+/// The subject of a history token: the organization and guest session,
+/// and for a signed-in session the sign-in it was issued under
+/// (`<org>.<session>/<sid>`). The organization says where the session
+/// lives.
+pub fn history_subject(org: OrgId, session: Uuid, family: Option<Uuid>) -> String {
     match family {
-        Some(family) => format!("{session}/{family}"),
-        None => session.to_string(),
+        Some(family) => format!("{org}.{session}/{family}"),
+        None => format!("{org}.{session}"),
     }
 }
 
-/// The guest session and sign-in a history token's subject names; `None`
-/// for a subject that is neither form.
-pub fn parse_history_subject(subject: &str) -> Option<(Uuid, Option<Uuid>)> {
-    match subject.split_once('/') {
+/// The organization, guest session and sign-in a history token's subject
+/// names; `None` for a subject that is neither form (a token from before
+/// organizations were named in it: the client asks for a new one).
+pub fn parse_history_subject(subject: &str) -> Option<(OrgId, Uuid, Option<Uuid>)> {
+    let (org, rest) = subject.split_once('.')?;
+    let org = OrgId(Uuid::parse_str(org).ok()?);
+    match rest.split_once('/') {
         Some((session, family)) => Some((
+            org,
             Uuid::parse_str(session).ok()?,
             Some(Uuid::parse_str(family).ok()?),
         )),
-        None => Some((Uuid::parse_str(subject).ok()?, None)),
+        None => Some((org, Uuid::parse_str(rest).ok()?, None)),
     }
 }
 pub const HISTORY_TOKEN_TTL: Duration = Duration::from_secs(10 * 60);

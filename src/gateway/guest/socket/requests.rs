@@ -208,7 +208,11 @@ impl Conn {
         let session = self.session_for(token)?;
         // A signed-in session's history token names its sign-in (the
         // session JWT's `sid`), so it stops working at logout.
-        let subject = history_subject(session, self.bound.as_ref().and_then(|b| b.family));
+        let subject = history_subject(
+            self.deployment.org_id,
+            session,
+            self.bound.as_ref().and_then(|b| b.family),
+        );
         let (jwt, expires) = self
             .state
             .auth
