@@ -125,6 +125,47 @@ async fn steady_delivers_every_message_and_echo_once() {
     }
 }
 
+/// `--organizations 3`: three new organizations, each with its deployment,
+/// queue and agent; every visitor gets its own organization's agent (an
+/// agent on another organization's queue would never be offered it, and
+/// the run would not finish clean).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_spreads_over_organizations() {
+    let app = TestApp::spawn(EngineKind::Redis).await;
+    let before = app
+        .get("/api/v2/organizations", &app.bootstrap)
+        .await
+        .expect(reqwest::StatusCode::OK)["total"]
+        .as_u64()
+        .unwrap();
+    let summary = loadtest(
+        &app,
+        &[
+            "steady",
+            "--organizations",
+            "3",
+            "--visitors",
+            "12",
+            "--agents",
+            "3",
+            "--messages",
+            "2",
+            "--rate",
+            "1.5",
+        ],
+    )
+    .await;
+    assert_eq!(summary["conversations"], 12, "{summary}");
+    assert_eq!(summary["echoed"], 24, "{summary}");
+    let after = app
+        .get("/api/v2/organizations", &app.bootstrap)
+        .await
+        .expect(reqwest::StatusCode::OK)["total"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, before + 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saturate_ramps_and_reports_the_best_step() {
     let app = TestApp::spawn(EngineKind::Embedded).await;

@@ -19,7 +19,7 @@ use super::agents;
 use super::frames::{self, GuestFrame};
 use super::net::{self, Incoming};
 use super::stats::{Clock, Latency, Slot, load, stamp_once};
-use super::{Common, LoadError, Outcome, Run, setup, wait_until};
+use super::{Common, LoadError, Outcome, Run, wait_until};
 
 /// `switchboard loadtest burst`.
 #[derive(Debug, clap::Args)]
@@ -86,15 +86,7 @@ struct Seen {
 
 pub(super) async fn run(args: &BurstArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
     let (v, a) = (args.visitors.max(1), args.agents.max(1));
-    let capacity = v.div_ceil(a);
-    if args.common.deployment.is_none() && capacity > setup::MAX_AGENT_CAPACITY {
-        return Err(LoadError::Usage(format!(
-            "{v} visitors need at least {} agents (a queue takes at most {} conversations per agent)",
-            v.div_ceil(setup::MAX_AGENT_CAPACITY),
-            setup::MAX_AGENT_CAPACITY
-        )));
-    }
-    let run = Run::prepare(&args.common, "burst", v + a, a, capacity).await?;
+    let run = Run::prepare(&args.common, "burst", v + a, v, a).await?;
     let agent_sockets = run.connect_agents().await?;
 
     let clock = Clock::new();
@@ -187,7 +179,7 @@ async fn visitor(
     let Some(slot) = slots.get(i) else {
         return seen;
     };
-    let mut visitor = match run.site().open().await {
+    let mut visitor = match run.site(i).open().await {
         Ok(visitor) => visitor,
         Err(e) => {
             run.error(e);

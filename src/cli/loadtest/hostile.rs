@@ -184,7 +184,10 @@ pub(super) async fn run(args: &HostileArgs) -> Result<(Run, Outcome<Figures>), L
         .map(|x| IpAddr::V4(Ipv4Addr::new(127, 0, 1, x)))
         .collect();
     let target = Target::with_sources(url, sources)?;
-    let organization = setup::organization(&target.base, bootstrap, "hostile", 0, 1).await?;
+    let organization = setup::organizations(&target.base, bootstrap, "hostile", 1, 0, 1)
+        .await?
+        .pop()
+        .ok_or_else(|| LoadError::Setup("no organization was set up".to_owned()))?;
     let arena = Arc::new(Arena {
         target,
         deployment: organization.deployment,

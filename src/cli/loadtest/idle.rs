@@ -86,7 +86,7 @@ pub(super) struct Figures {
 
 pub(super) async fn run(args: &IdleArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
     let s = args.sockets.max(1);
-    let run = Run::prepare(&args.common, "idle", s + 1, 0, 1).await?;
+    let run = Run::prepare(&args.common, "idle", s + 1, s, 0).await?;
     let node_rss = || args.node_pid.and_then(rss_kib);
     let tool_rss = || rss_kib(std::process::id());
     if let Some(pid) = args.node_pid
@@ -96,7 +96,7 @@ pub(super) async fn run(args: &IdleArgs) -> Result<(Run, Outcome<Figures>), Load
             "--node-pid {pid}: cannot read /proc/{pid}/status"
         )));
     }
-    let site = run.site();
+    let site = run.site(0);
     let warm = site.open().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (node_before, tool_before) = (node_rss(), tool_rss());
@@ -109,7 +109,7 @@ pub(super) async fn run(args: &IdleArgs) -> Result<(Run, Outcome<Figures>), Load
     let run = Arc::new(run);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(s);
-    for _ in 0..s {
+    for i in 0..s {
         let (run, gate, opened, failed, dropped, mut stop) = (
             run.clone(),
             gate.clone(),
@@ -121,7 +121,7 @@ pub(super) async fn run(args: &IdleArgs) -> Result<(Run, Outcome<Figures>), Load
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire().await;
             let begun = Instant::now();
-            let mut visitor = match run.site().open().await {
+            let mut visitor = match run.site(i).open().await {
                 Ok(visitor) => visitor,
                 Err(e) => {
                     run.error(e);

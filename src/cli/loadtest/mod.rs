@@ -101,6 +101,13 @@ pub struct Common {
         hide_env_values = true
     )]
     pub agent_tokens: Vec<String>,
+    /// Organizations the run spreads over (with --bootstrap-token): each
+    /// gets its own deployment, queue and share of the agents, and visitor
+    /// `i` uses organization `i mod N`. One uses the default organization.
+    /// On a Redis Cluster each organization's routing runs on the master
+    /// of its own slot.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub organizations: u16,
     /// The Origin visitors present; none by default, as a native app.
     #[arg(long)]
     pub origin: Option<String>,
@@ -137,10 +144,12 @@ pub struct Run {
     pub visitors: Target,
     pub agents: Target,
     pub urls: Vec<String>,
-    pub deployment: String,
-    /// The queue agents go available on (all of theirs when `None`).
-    pub queue: Option<String>,
-    pub agent_tokens: Vec<String>,
+    /// The deployments visitors open sessions in: visitor `i` uses
+    /// `deployments[i % len]`.
+    pub deployments: Vec<String>,
+    /// Each agent's access token and the queue it goes available on (all
+    /// of its own when `None`).
+    pub agent_tokens: Vec<(String, Option<String>)>,
     pub origin: Option<String>,
     pub concurrency: usize,
     pub errors: Arc<Mutex<Errors>>,
@@ -148,13 +157,14 @@ pub struct Run {
 
 impl Run {
     /// Checks the targets and the socket budget, then sets up (or takes)
-    /// the organization data. `agents`/`capacity` are for the setup.
+    /// the organization data: `visitors` and `agents` spread over
+    /// `--organizations`, each queue with room for its share.
     async fn prepare(
         common: &Common,
         scenario: &str,
         sockets: usize,
+        visitors_count: usize,
         agents: usize,
-        capacity: usize,
     ) -> Result<Run, LoadError> {
         let (Some(first), Some(last)) = (common.url.first(), common.url.last()) else {
             return Err(LoadError::Usage("name at least one --url".to_owned()));
@@ -169,18 +179,25 @@ impl Run {
                 "{sockets} sockets do not fit in the open-files limit of {limit} (ulimit -n); use fewer"
             )));
         }
-        let (deployment, queue, agent_tokens) = match common.deployment {
+        let (deployments, agent_tokens) = match common.deployment {
             Some(deployment) => {
                 if agents > 0 && common.agent_tokens.is_empty() {
                     return Err(LoadError::Usage(
                         "with --deployment, name the agents with --agent-token".to_owned(),
                     ));
                 }
-                (
-                    deployment.to_string(),
-                    common.queue.map(|q| q.to_string()),
-                    common.agent_tokens.clone(),
-                )
+                if common.organizations > 1 {
+                    return Err(LoadError::Usage(
+                        "--organizations needs --bootstrap-token, not --deployment".to_owned(),
+                    ));
+                }
+                let queue = common.queue.map(|q| q.to_string());
+                let tokens = common
+                    .agent_tokens
+                    .iter()
+                    .map(|t| (t.clone(), queue.clone()))
+                    .collect();
+                (vec![deployment.to_string()], tokens)
             }
             None => {
                 let bootstrap = common.bootstrap_token.as_deref().ok_or_else(|| {
@@ -189,22 +206,52 @@ impl Run {
                             .to_owned(),
                     )
                 })?;
-                let organization =
-                    setup::organization(&visitors.base, bootstrap, scenario, agents, capacity)
-                        .await?;
-                (
-                    organization.deployment,
-                    Some(organization.queue),
-                    organization.agent_tokens,
+                let organizations = usize::from(common.organizations);
+                if agents > 0 && agents < organizations {
+                    return Err(LoadError::Usage(format!(
+                        "{organizations} organizations need at least as many agents"
+                    )));
+                }
+                // The busiest organization's share: visitors and agents
+                // are dealt out round the organizations.
+                let most_visitors = visitors_count.div_ceil(organizations);
+                let fewest_agents = (agents / organizations).max(1);
+                let capacity = most_visitors.div_ceil(fewest_agents).max(1);
+                if agents > 0 && capacity > setup::MAX_AGENT_CAPACITY {
+                    return Err(LoadError::Usage(format!(
+                        "{visitors_count} visitors need at least {} agents (a queue takes at most {} conversations per agent)",
+                        visitors_count.div_ceil(setup::MAX_AGENT_CAPACITY),
+                        setup::MAX_AGENT_CAPACITY
+                    )));
+                }
+                let made = setup::organizations(
+                    &visitors.base,
+                    bootstrap,
+                    scenario,
+                    organizations,
+                    agents,
+                    capacity,
                 )
+                .await?;
+                let deployments = made.iter().map(|o| o.deployment.clone()).collect();
+                // Agent `j` of the run is agent `j / N` of organization
+                // `j mod N`, so each organization's agents answer its
+                // visitors.
+                let mut tokens = Vec::with_capacity(agents);
+                for j in 0..agents {
+                    let org = &made[j % organizations];
+                    if let Some(token) = org.agent_tokens.get(j / organizations) {
+                        tokens.push((token.clone(), Some(org.queue.clone())));
+                    }
+                }
+                (deployments, tokens)
             }
         };
         Ok(Run {
             visitors,
             agents: agents_target,
             urls: common.url.clone(),
-            deployment,
-            queue,
+            deployments,
             agent_tokens,
             origin: common.origin.clone(),
             concurrency: common.concurrency.max(1),
@@ -212,10 +259,15 @@ impl Run {
         })
     }
 
-    fn site(&self) -> visitors::Site<'_> {
+    /// Where visitor `i` opens its session.
+    fn site(&self, i: usize) -> visitors::Site<'_> {
+        let deployment = self
+            .deployments
+            .get(i % self.deployments.len().max(1))
+            .map_or("", String::as_str);
         visitors::Site {
             target: &self.visitors,
-            deployment: &self.deployment,
+            deployment,
             origin: self.origin.as_deref(),
         }
     }
@@ -231,10 +283,9 @@ impl Run {
     async fn connect_agents(&self) -> Result<Vec<net::Ws>, LoadError> {
         let mut sockets = Vec::with_capacity(self.agent_tokens.len());
         for chunk in self.agent_tokens.chunks(self.concurrency) {
-            let queue = self.queue.as_deref();
             let connecting = chunk
                 .iter()
-                .map(|t| agents::connect(&self.agents, t, queue));
+                .map(|(token, queue)| agents::connect(&self.agents, token, queue.as_deref()));
             for socket in futures::future::join_all(connecting).await {
                 sockets.push(socket?);
             }

@@ -26,20 +26,64 @@ pub(super) const MAX_AGENT_CAPACITY: usize = 50;
 /// a native app does), which every deployment allows.
 const ORIGIN: &str = "https://loadtest.invalid";
 
-/// Makes a deployment, a queue (`capacity` conversations per agent) and
-/// `agents` agent credentials.
-pub(super) async fn organization(
+/// Sets up `count` organizations with `agents` dealt out among them: one
+/// is the default organization (the bootstrap token's); more are new ones,
+/// each administered by the API client its creation answers.
+pub(super) async fn organizations(
     base: &str,
     bootstrap: &str,
+    scenario: &str,
+    count: usize,
+    agents: usize,
+    capacity: usize,
+) -> Result<Vec<Organization>, LoadError> {
+    let http = reqwest::Client::new();
+    let operator = Admin {
+        http: http.clone(),
+        base,
+        token: bootstrap,
+    };
+    if count <= 1 {
+        return Ok(vec![
+            organization(&operator, scenario, agents, capacity).await?,
+        ]);
+    }
+    let mut made = Vec::with_capacity(count);
+    for n in 0..count {
+        let name = format!(
+            "loadtest {scenario} {n} {}",
+            chrono::Utc::now().to_rfc3339()
+        );
+        let created = operator
+            .post("/api/v2/organizations", json!({ "name": name }))
+            .await?;
+        let client = &created["client"];
+        let (Some(id), Some(secret)) = (field(client, "id"), field(client, "secret")) else {
+            return Err(LoadError::Setup(
+                "the organization's answer has no client id or secret".to_owned(),
+            ));
+        };
+        let token = operator.access_token(id, secret).await?;
+        let admin = Admin {
+            http: http.clone(),
+            base,
+            token: &token,
+        };
+        // Agent `j` of the run belongs to organization `j mod count`.
+        let share = (n..agents).step_by(count).count();
+        made.push(organization(&admin, scenario, share, capacity).await?);
+    }
+    Ok(made)
+}
+
+/// Makes a deployment, a queue (`capacity` conversations per agent) and
+/// `agents` agent credentials in `admin`'s organization.
+async fn organization(
+    admin: &Admin<'_>,
     scenario: &str,
     agents: usize,
     capacity: usize,
 ) -> Result<Organization, LoadError> {
-    let admin = Admin {
-        http: reqwest::Client::new(),
-        base,
-        token: bootstrap,
-    };
     let name = format!("loadtest {scenario} {}", chrono::Utc::now().to_rfc3339());
     let configuration = admin
         .create(

@@ -28,7 +28,7 @@ use super::frames::{self, GuestFrame};
 use super::net::{self, Incoming};
 use super::stats::{Clock, Latency, Slot, deliver, load, round3, stamp_once};
 use super::visitors::{self, Visitor};
-use super::{Common, LoadError, Outcome, Run, setup, wait_until};
+use super::{Common, LoadError, Outcome, Run, wait_until};
 
 /// The guest protocol's limit: messages per second per session.
 const GUEST_RATE_LIMIT: f64 = 2.0;
@@ -206,15 +206,8 @@ fn rates(args: &SteadyArgs) -> Result<Vec<(f64, usize)>, LoadError> {
 
 pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), LoadError> {
     let (v, a) = (args.visitors.max(1), args.agents.max(1));
-    let capacity = v.div_ceil(a);
-    if args.common.deployment.is_none() && capacity > setup::MAX_AGENT_CAPACITY {
-        return Err(LoadError::Usage(format!(
-            "{v} visitors need at least {} agents",
-            v.div_ceil(setup::MAX_AGENT_CAPACITY)
-        )));
-    }
     let steps = rates(args)?;
-    let run = Run::prepare(&args.common, "steady", v + a, a, capacity).await?;
+    let run = Run::prepare(&args.common, "steady", v + a, v, a).await?;
     let agent_sockets = run.connect_agents().await?;
     let clock = Clock::new();
     let rows: usize = steps.iter().map(|(_, m)| m * v).sum();
@@ -334,7 +327,7 @@ const OPEN_WITHIN: Duration = Duration::from_secs(300);
 async fn visitor(v: usize, shared: Shared) -> usize {
     let permit = shared.gate.clone().acquire_owned().await;
     let opened = async {
-        let mut visitor = shared.run.site().open().await?;
+        let mut visitor = shared.run.site(v).open().await?;
         visitors::open_conversation(&mut visitor, Duration::from_secs(60)).await?;
         Ok::<_, LoadError>(visitor)
     }
