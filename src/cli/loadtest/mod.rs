@@ -239,8 +239,9 @@ impl Run {
                 // visitors.
                 let mut tokens = Vec::with_capacity(agents);
                 for j in 0..agents {
-                    let org = &made[j % organizations];
-                    if let Some(token) = org.agent_tokens.get(j / organizations) {
+                    if let Some(org) = made.get(j % organizations)
+                        && let Some(token) = org.agent_tokens.get(j / organizations)
+                    {
                         tokens.push((token.clone(), Some(org.queue.clone())));
                     }
                 }

@@ -57,7 +57,7 @@ pub(super) async fn organizations(
         let created = operator
             .post("/api/v2/organizations", json!({ "name": name }))
             .await?;
-        let client = &created["client"];
+        let client = created.get("client").unwrap_or(&Value::Null);
         let (Some(id), Some(secret)) = (field(client, "id"), field(client, "secret")) else {
             return Err(LoadError::Setup(
                 "the organization's answer has no client id or secret".to_owned(),
