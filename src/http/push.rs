@@ -107,6 +107,17 @@ impl PushError {
         }
     }
 
+    /// Storage did not answer: try again in a second.
+    fn unavailable() -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service.unavailable",
+            "storage is unavailable; try again",
+        );
+        error.retry_after = Some(1);
+        error
+    }
+
     fn bad_path(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid.path.parameter", message)
     }
@@ -157,13 +168,7 @@ impl From<StoreError> for PushError {
             }
             e => {
                 tracing::warn!(error = %e, "push devices: storage unavailable");
-                let mut error = PushError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service.unavailable",
-                    "storage is unavailable; try again",
-                );
-                error.retry_after = Some(1);
-                error
+                PushError::unavailable()
             }
         }
     }
@@ -505,13 +510,7 @@ async fn session_of(state: &AppState, target: Target) -> Result<Option<GuestSess
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "push devices: cannot read the session");
-            let mut error = PushError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service.unavailable",
-                "storage is unavailable; try again",
-            );
-            error.retry_after = Some(1);
-            error
+            PushError::unavailable()
         })?;
     match session {
         Some(session) if session.deployment_id != target.deployment => Err(PushError::mismatch()),

@@ -80,25 +80,9 @@ impl Conn {
                 .unwrap_or(u64::MAX)
                 .max(1),
         );
-        match self {
-            Conn::Cluster(conn) => {
-                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-                let route = Route::with_key(key, SlotAddr::Master);
-                let value = conn
-                    .clone()
-                    .route_command(
-                        cmd,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-                    )
-                    .await?;
-                Ok(redis::from_redis_value(value)?)
-            }
-            other => cmd.query_async(&mut other.clone()).await,
-        }
+        self.on_master_of(key, cmd).await
     }
-}
 
-impl Conn {
     /// One `SCAN cursor MATCH pattern COUNT count` step over the keys of
     /// the node that holds `key`'s slot (on a cluster, its master; a scan
     /// elsewhere would walk another shard's keys).
@@ -115,6 +99,12 @@ impl Conn {
             .arg(pattern)
             .arg("COUNT")
             .arg(count);
+        self.on_master_of(key, cmd).await
+    }
+
+    /// Runs `cmd`, which names no key itself, where `key` lives: on a
+    /// cluster the master of its slot, elsewhere the one connection.
+    async fn on_master_of<T: redis::FromRedisValue>(&self, key: &str, cmd: Cmd) -> RedisResult<T> {
         match self {
             Conn::Cluster(conn) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
