@@ -266,6 +266,9 @@ pub enum Collection {
     PushOutbox,
     /// One organization's audit log, oldest first.
     Audit(uuid::Uuid),
+    /// One organization's attachments, oldest first: its storage quota
+    /// and the sweep of uploads never sent.
+    Attachments(uuid::Uuid),
 }
 
 impl Collection {
@@ -288,6 +291,7 @@ impl Collection {
             Collection::PushDevices(deployment) => format!("push/{deployment}"),
             Collection::PushOutbox => "push-outbox".to_owned(),
             Collection::Audit(org) => format!("audit/org/{org}"),
+            Collection::Attachments(org) => format!("attach/org/{org}"),
         }
     }
 }

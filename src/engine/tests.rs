@@ -74,6 +74,7 @@ fn collection_and_claim_names_are_stable() {
         (Collection::PushDevices(id), format!("push/{s}")),
         (Collection::PushOutbox, "push-outbox".to_owned()),
         (Collection::Audit(id), format!("audit/org/{s}")),
+        (Collection::Attachments(id), format!("attach/org/{s}")),
     ];
     for (collection, name) in names {
         assert_eq!(collection.name(), name);

@@ -197,11 +197,14 @@ async fn read_page(
             let Some(oldest) = oldest else {
                 break;
             };
-            for message in events
+            for mut message in events
                 .iter()
                 .filter_map(|e| messages::from_log(e, read_only))
             {
                 if seen >= skip && seen < wanted {
+                    state
+                        .attachments
+                        .refresh(&mut message.content, chrono::Utc::now());
                     entities.push(message);
                 }
                 seen += 1;

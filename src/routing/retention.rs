@@ -193,6 +193,12 @@ impl Routing {
                 swept.sessions += self.sweep_deleted_deployment(&gone).await?;
             }
             swept.audit_entries += self.sweep_audit(org_id, now - days(org_days)).await?;
+            if let Some(attachments) = &self.attachments {
+                let orphans = attachments.sweep_orphans(org_id, now).await;
+                if orphans > 0 {
+                    tracing::info!(org = %org_id, orphans, "attachments never sent were deleted");
+                }
+            }
         }
         if swept != Swept::default() {
             tracing::info!(
@@ -394,6 +400,7 @@ impl Routing {
     ) -> RoutingResult<Option<u64>> {
         let mut agent = None;
         let mut found = false;
+        let mut org = None;
         for attempt in 0.. {
             if attempt == MAX_ATTEMPTS {
                 return Err(RoutingError::Contended);
@@ -402,6 +409,7 @@ impl Routing {
                 break;
             };
             found = true;
+            org = Some(c.org_id);
             agent = c.agent();
             let mut commit = Commit::new().delete(c.key(), Expect::Version(c.meta.version));
             if let Some(agent) = agent
@@ -446,6 +454,9 @@ impl Routing {
             .delete_log(id)
             .await
             .map_err(StoreError::from)?;
+        if let (Some(attachments), Some(org)) = (&self.attachments, org) {
+            attachments.delete_conversations(org, &[id]).await;
+        }
         if let Some(agent) = agent {
             self.notify(&Channel::Agent(agent), &Notice::AgentChanged)
                 .await;

@@ -35,6 +35,7 @@ use crate::support::app::{Reply, TestApp};
 use crate::support::idp::{self, TestIdp};
 
 mod apps;
+mod attachments;
 mod auth;
 mod client;
 mod config_json;

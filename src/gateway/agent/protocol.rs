@@ -77,6 +77,19 @@ pub enum Request {
     },
     /// The organization's queues and connected agents: transfer targets.
     Directory,
+    /// An upload URL for a file the agent will send in a conversation it
+    /// is connected to; `send` then names it by `attachmentId` in an
+    /// `Attachment` content item.
+    #[serde(rename_all = "camelCase")]
+    AttachmentUrl {
+        conversation_id: Uuid,
+        /// The agent's id for the file; one is made when absent.
+        #[serde(default)]
+        attachment_id: Option<String>,
+        file_name: String,
+        file_type: String,
+        file_size: u64,
+    },
     Ping,
 }
 
@@ -93,6 +106,7 @@ impl Request {
             Request::End { .. } => "end",
             Request::History { .. } => "history",
             Request::Directory => "directory",
+            Request::AttachmentUrl { .. } => "attachmentUrl",
             Request::Ping => "ping",
         }
     }
@@ -225,6 +239,42 @@ pub enum Outcome {
     },
     /// `directory`.
     Directory(crate::routing::Directory),
+    /// `attachmentUrl`: PUT the bytes to `url` with `headers`.
+    #[serde(rename_all = "camelCase")]
+    Upload {
+        attachment_id: String,
+        url: String,
+        headers: std::collections::BTreeMap<String, String>,
+    },
+}
+
+impl ServerFrame {
+    /// Fills fresh download URLs into the attachments of every event the
+    /// frame carries: stored messages never hold a usable one.
+    pub fn refresh_attachments(
+        &mut self,
+        attachments: &crate::attachments::Attachments,
+        now: DateTime<Utc>,
+    ) {
+        let events: Vec<&mut EventView> = match self {
+            ServerFrame::Event(view) => vec![view],
+            ServerFrame::Snapshot { conversations, .. } => conversations
+                .iter_mut()
+                .flat_map(|c| c.events.iter_mut())
+                .collect(),
+            ServerFrame::Response {
+                result: Some(Outcome::History { events, .. }),
+                ..
+            } => events.iter_mut().collect(),
+            _ => Vec::new(),
+        };
+        for view in events {
+            if let crate::routing::model::EventBody::Message { content, .. } = &mut view.event.body
+            {
+                attachments.refresh(content, now);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
