@@ -205,6 +205,12 @@ impl Conn {
             return Ok(Vec::new());
         }
         let owner = self.attachment_owner(token)?;
+        if !self.content.messenger.file_upload.enable_attachments
+            || !self.state.attachments.available()
+        {
+            let off = AttachmentError::Disabled;
+            return Err(Fail::Guest(GuestError::new(off.code(), off.to_string())));
+        }
         self.state
             .attachments
             .resolve(owner, content)
