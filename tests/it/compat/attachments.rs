@@ -342,3 +342,167 @@ async fn attachments_round_trip(kind: EngineKind) {
 }
 
 on_both_engines!(attachments_round_trip);
+
+/// Where a file's bytes are, read straight from the storage behind the
+/// node (the bucket on Redis, the data directory on the embedded engine):
+/// `None` once they are gone.
+async fn stored_bytes(app: &TestApp, reference: &str) -> Option<Vec<u8>> {
+    let env = &app.setup.env;
+    let org = app
+        .call(
+            Method::GET,
+            "/api/v2/organizations/me",
+            Some(&app.admin().await),
+            None,
+        )
+        .await
+        .json["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key = format!("{org}/{reference}");
+    match env.get(switchboard::config::ENV_S3_BUCKET) {
+        Some(bucket) => {
+            let s3 = switchboard::config::S3Config {
+                bucket: bucket.clone(),
+                endpoint: env[switchboard::config::ENV_S3_ENDPOINT].parse().unwrap(),
+                region: env[switchboard::config::ENV_S3_REGION].clone(),
+                access_key_id: env[switchboard::config::ENV_S3_ACCESS_KEY_ID].clone(),
+                secret_access_key: env[switchboard::config::ENV_S3_SECRET_ACCESS_KEY]
+                    .clone()
+                    .into(),
+                path_style: true,
+            };
+            let client = switchboard::attachments::s3::S3Client::new(s3).unwrap();
+            client.get(&key).await.unwrap().map(|b| b.to_vec())
+        }
+        None => std::fs::read(app.setup.data_path().join("attachments").join(key)).ok(),
+    }
+}
+
+/// The lifecycle: the organization's quota, uploads never sent swept as
+/// orphans, and a conversation's files deleted with it, from the storage
+/// itself.
+async fn attachments_lifecycle(kind: EngineKind) {
+    let setup = Setup::new(kind).set(switchboard::config::ENV_ATTACHMENT_QUOTA_MB, "1");
+    let setup = match kind {
+        EngineKind::Embedded => setup,
+        _ => setup.with_s3().await,
+    };
+    let app = TestApp::spawn_with(setup).await;
+    let admin = app.admin().await;
+    let modes = json!({ "fileUpload": { "enableAttachments": true, "modes": [
+        { "fileTypes": ["text/plain", "image/png"], "maxFileSizeKB": 4096 },
+    ] } });
+    let configuration = published(&app, &admin, configuration(None, modes)).await;
+    let id = deployment(
+        &app,
+        &admin,
+        &configuration,
+        json!({ "allowedAppHosts": [APP_SOCKET_HOST, APP_DOMAIN] }),
+    )
+    .await;
+    let mut sdk = SdkClient::open(&app, &id).await;
+    sdk.configure(false).await;
+
+    // Past the quota (1 MB for the organization), however the mode allows.
+    let refused = url_error(
+        &sdk.request(on_attachment(
+            &sdk,
+            "huge",
+            "huge.txt",
+            "text/plain",
+            2 * 1024 * 1024,
+        ))
+        .await,
+    );
+    assert_eq!(refused.error_code, 4002);
+    assert!(
+        refused.error_message.contains("quota"),
+        "{}",
+        refused.error_message
+    );
+
+    // An upload never sent is swept once the orphan time has passed.
+    let url = presigned(
+        &sdk.request(on_attachment(&sdk, "orphan", "a.txt", "text/plain", 5))
+            .await,
+    );
+    assert_eq!(
+        upload(&app, &url, "text/plain", b"hello").await.status(),
+        StatusCode::OK
+    );
+    let success: Frame<sdk::UploadSuccessEvent> = decode(&sdk.next_of("UploadSuccessEvent").await);
+    let orphan_ref = success
+        .body
+        .download_url
+        .split('/')
+        .nth(6)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        stored_bytes(&app, &orphan_ref).await.as_deref(),
+        Some(&b"hello"[..])
+    );
+    let routing = &app.state().routing;
+    routing.sweep_retention(chrono::Utc::now()).await.unwrap();
+    assert!(
+        stored_bytes(&app, &orphan_ref).await.is_some(),
+        "not yet an orphan"
+    );
+    routing
+        .sweep_retention(chrono::Utc::now() + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(stored_bytes(&app, &orphan_ref).await, None);
+    assert_eq!(
+        url_error(&sdk.request(by_id(&sdk, "getAttachment", "orphan")).await).error_code,
+        4009
+    );
+
+    // A sent file goes with its conversation.
+    let url = presigned(
+        &sdk.request(on_attachment(&sdk, "kept", "b.png", "image/png", PNG.len()))
+            .await,
+    );
+    assert_eq!(
+        upload(&app, &url, "image/png", PNG).await.status(),
+        StatusCode::OK
+    );
+    let success: Frame<sdk::UploadSuccessEvent> = decode(&sdk.next_of("UploadSuccessEvent").await);
+    let kept_ref = success
+        .body
+        .download_url
+        .split('/')
+        .nth(6)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let echo = sdk.request(with_attachment(&sdk, "kept")).await;
+    let conversation: Uuid = echo["body"]["conversationId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    routing
+        .sweep_retention(chrono::Utc::now() + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_bytes(&app, &kept_ref).await.as_deref(),
+        Some(PNG),
+        "a sent file is no orphan"
+    );
+    routing
+        .erase_conversation(conversation, None, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(stored_bytes(&app, &kept_ref).await, None);
+}
+
+on_both_engines!(attachments_lifecycle);
