@@ -51,6 +51,10 @@ pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(10 * 60);
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(60 * 60);
 /// Longest file name kept (characters).
 pub const MAX_FILENAME_CHARS: usize = 255;
+/// Uploads one owner may have waiting for their bytes at once: each
+/// request makes a record, so a client cannot make them without bound
+/// (the quota bounds their declared sizes, not their number).
+pub const MAX_PENDING_PER_OWNER: usize = 20;
 /// The largest upload any mode may allow, whatever a configuration says:
 /// an upload is held in memory while it is checked.
 pub const MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
@@ -73,6 +77,8 @@ pub enum AttachmentError {
     Id,
     #[error("the organization's attachment storage quota of {quota_mb} MB is used up")]
     Quota { quota_mb: u64 },
+    #[error("too many uploads in progress; finish or delete some first")]
+    TooMany,
     #[error("attachment not found")]
     NotFound,
     #[error("the upload URL has expired")]
@@ -102,6 +108,7 @@ impl AttachmentError {
             AttachmentError::Expired => 4008,
             AttachmentError::NotFound | AttachmentError::Sent => 4009,
             AttachmentError::NotUploaded => 4010,
+            AttachmentError::TooMany => 4029,
             AttachmentError::Unavailable => 503,
         }
     }
@@ -345,12 +352,19 @@ impl Attachments {
             Some(found) => Some(found.version),
             None => None,
         };
-        let used: u64 = record::list_org(&self.inner.store, org)
+        let others: Vec<AttachmentRecord> = record::list_org(&self.inner.store, org)
             .await?
-            .iter()
+            .into_iter()
             .filter(|r| r.reference != reference)
-            .map(|r| r.size)
-            .sum();
+            .collect();
+        let pending = others
+            .iter()
+            .filter(|r| r.owner == owner && r.state == State::Pending)
+            .count();
+        if pending >= MAX_PENDING_PER_OWNER {
+            return Err(AttachmentError::TooMany);
+        }
+        let used: u64 = others.iter().map(|r| r.size).sum();
         if used.saturating_add(size) > self.inner.quota_bytes {
             return Err(AttachmentError::Quota {
                 quota_mb: self.inner.quota_bytes / (1024 * 1024),

@@ -335,3 +335,59 @@ async fn the_quota_counts_every_upload_of_the_organization_and_orphans_go() {
     );
     assert_eq!(f.attachments.usage(ORG).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn an_owner_has_a_bounded_number_of_uploads_in_progress() {
+    let f = fixture(1 << 30).await;
+    let now = Utc::now();
+    for i in 0..MAX_PENDING_PER_OWNER {
+        f.attachments
+            .presign_upload(
+                ORG,
+                owner(1),
+                Some(&settings()),
+                request(&format!("p{i}"), "text/plain", 5),
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let refused = f
+        .attachments
+        .presign_upload(
+            ORG,
+            owner(1),
+            Some(&settings()),
+            request("one-more", "text/plain", 5),
+            now,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), 4029);
+    // Asking again for one of them is no new upload; another session has
+    // its own allowance.
+    assert!(
+        f.attachments
+            .presign_upload(
+                ORG,
+                owner(1),
+                Some(&settings()),
+                request("p0", "text/plain", 5),
+                now
+            )
+            .await
+            .is_ok()
+    );
+    assert!(
+        f.attachments
+            .presign_upload(
+                ORG,
+                owner(2),
+                Some(&settings()),
+                request("x", "text/plain", 5),
+                now
+            )
+            .await
+            .is_ok()
+    );
+}

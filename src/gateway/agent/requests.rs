@@ -387,6 +387,7 @@ fn attachment_error(e: &AttachmentError) -> ErrorBody {
         AttachmentError::Unavailable => "unavailable",
         AttachmentError::NotFound | AttachmentError::Sent => "not_found",
         AttachmentError::Disabled => "not_allowed",
+        AttachmentError::TooMany => "rate_limited",
         _ => "invalid_content",
     };
     ErrorBody::new(code, format!("{e} (code {})", e.code()))

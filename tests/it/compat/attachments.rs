@@ -423,6 +423,29 @@ async fn attachments_lifecycle(kind: EngineKind) {
         refused.error_message
     );
 
+    // A file over the node's JSON body limit (64 KB) but within the mode
+    // and the quota goes through.
+    let big = vec![b'a'; 300 * 1024];
+    let url = presigned(
+        &sdk.request(on_attachment(
+            &sdk,
+            "big",
+            "big.txt",
+            "text/plain",
+            big.len(),
+        ))
+        .await,
+    );
+    assert_eq!(
+        upload(&app, &url, "text/plain", &big).await.status(),
+        StatusCode::OK
+    );
+    sdk.next_of("UploadSuccessEvent").await;
+    assert_eq!(
+        sdk.request(by_id(&sdk, "deleteAttachment", "big")).await["class"],
+        "AttachmentDeletedResponse"
+    );
+
     // An upload never sent is swept once the orphan time has passed.
     let url = presigned(
         &sdk.request(on_attachment(&sdk, "orphan", "a.txt", "text/plain", 5))
