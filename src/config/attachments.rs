@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::ConfigError;
+use super::retention::number;
 
 pub const ENV_S3_BUCKET: &str = "SWITCHBOARD_S3_BUCKET";
 pub const ENV_S3_ENDPOINT: &str = "SWITCHBOARD_S3_ENDPOINT";
@@ -23,8 +24,8 @@ pub const ENV_ATTACHMENT_QUOTA_MB: &str = "SWITCHBOARD_ATTACHMENT_QUOTA_MB";
 pub const ENV_ATTACHMENT_ORPHAN_MINUTES: &str = "SWITCHBOARD_ATTACHMENT_ORPHAN_MINUTES";
 
 const DEFAULT_REGION: &str = "us-east-1";
-const DEFAULT_QUOTA_MB: u64 = 1024;
-const DEFAULT_ORPHAN_MINUTES: u64 = 60;
+const DEFAULT_QUOTA_MB: u32 = 1024;
+const DEFAULT_ORPHAN_MINUTES: u32 = 60;
 
 /// Attachment storage and its limits.
 #[derive(Clone, Debug)]
@@ -42,8 +43,8 @@ impl Default for AttachmentsConfig {
     fn default() -> Self {
         Self {
             s3: None,
-            quota_bytes: DEFAULT_QUOTA_MB * 1024 * 1024,
-            orphan_after: Duration::from_secs(DEFAULT_ORPHAN_MINUTES * 60),
+            quota_bytes: u64::from(DEFAULT_QUOTA_MB) * 1024 * 1024,
+            orphan_after: Duration::from_secs(u64::from(DEFAULT_ORPHAN_MINUTES) * 60),
         }
     }
 }
@@ -67,18 +68,20 @@ impl AttachmentsConfig {
         env: &impl Fn(&str) -> Option<String>,
         secret: &impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
     ) -> Result<Self, ConfigError> {
-        let quota_mb = whole(
+        let quota_mb = u64::from(number(
             env,
             ENV_ATTACHMENT_QUOTA_MB,
+            None,
             DEFAULT_QUOTA_MB,
-            1..=u64::from(u32::MAX),
-        )?;
-        let orphan_minutes = whole(
+            1..=u32::MAX,
+        )?);
+        let orphan_minutes = u64::from(number(
             env,
             ENV_ATTACHMENT_ORPHAN_MINUTES,
+            None,
             DEFAULT_ORPHAN_MINUTES,
             1..=10_080,
-        )?;
+        )?);
         let s3 = match env(ENV_S3_BUCKET) {
             None => {
                 for name in [ENV_S3_ENDPOINT, ENV_S3_ACCESS_KEY_ID] {
@@ -175,35 +178,6 @@ impl S3Config {
             secret_access_key: SecretString::from(secret_access_key),
             path_style,
         })
-    }
-}
-
-fn whole(
-    env: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let value = match env(name) {
-        Some(text) => text.trim().parse::<u64>().map_err(|_| {
-            ConfigError::invalid(
-                name,
-                format!(
-                    "must be a whole number from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            )
-        })?,
-        None => default,
-    };
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::invalid(
-            name,
-            format!("must be from {} to {}", range.start(), range.end()),
-        ))
     }
 }
 

@@ -189,9 +189,8 @@ async fn download(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<LinkParams>, QueryRejection>,
-    headers: HeaderMap,
 ) -> Response {
-    serve(&state, path, query, false, &headers).await
+    serve(&state, path, query, false).await
 }
 
 /// Serves an image's preview (the image itself when none was made).
@@ -211,9 +210,8 @@ async fn thumbnail(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<LinkParams>, QueryRejection>,
-    headers: HeaderMap,
 ) -> Response {
-    serve(&state, path, query, true, &headers).await
+    serve(&state, path, query, true).await
 }
 
 async fn serve(
@@ -221,7 +219,6 @@ async fn serve(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<LinkParams>, QueryRejection>,
     thumbnail: bool,
-    _headers: &HeaderMap,
 ) -> Response {
     let (reference, params) = match link(path, query) {
         Ok(found) => found,

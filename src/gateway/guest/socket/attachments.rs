@@ -60,14 +60,12 @@ impl Conn {
             .await;
         match presigned {
             Ok(presigned) => {
-                let answer = PresignedUrlResponse {
+                let answer = url_answer(
                     attachment_id,
-                    headers: presigned.headers,
-                    url: presigned.url,
-                    file_name: presigned.record.filename,
-                    file_size: presigned.record.size,
-                    file_type: presigned.record.mime,
-                };
+                    presigned.headers,
+                    presigned.url,
+                    presigned.record,
+                );
                 self.respond("PresignedUrlResponse", answer, tracing_id)
                     .await?;
                 Ok(Flow::Continue)
@@ -91,14 +89,7 @@ impl Conn {
         {
             // No headers and a size: what the SDK takes for a refreshed URL.
             Ok((found, url)) => {
-                let answer = PresignedUrlResponse {
-                    attachment_id,
-                    headers: BTreeMap::new(),
-                    url,
-                    file_name: found.filename,
-                    file_size: found.size,
-                    file_type: found.mime,
-                };
+                let answer = url_answer(attachment_id, BTreeMap::new(), url, found);
                 self.respond("PresignedUrlResponse", answer, tracing_id)
                     .await?;
                 Ok(Flow::Continue)
@@ -216,5 +207,23 @@ impl Conn {
             .resolve(owner, content)
             .await
             .map_err(|e| Fail::Guest(GuestError::new(e.code(), e.to_string())))
+    }
+}
+
+/// A `PresignedUrlResponse` for `record`: an upload URL with its headers,
+/// or (headers empty) a refreshed download URL.
+fn url_answer(
+    attachment_id: String,
+    headers: BTreeMap<String, String>,
+    url: String,
+    record: crate::attachments::AttachmentRecord,
+) -> PresignedUrlResponse {
+    PresignedUrlResponse {
+        attachment_id,
+        headers,
+        url,
+        file_name: record.filename,
+        file_size: record.size,
+        file_type: record.mime,
     }
 }
