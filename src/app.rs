@@ -40,6 +40,8 @@ pub struct AppState {
     pub limits: Limiter,
     /// Notifications to apps whose visitor is away.
     pub push: crate::push::Pusher,
+    /// Files in conversations: rules, signed URLs, bytes and records.
+    pub attachments: crate::attachments::Attachments,
     /// Tells sockets the node is shutting down, and counts them out.
     pub shutdown: Shutdown,
     /// What SIGHUP reloads: each part of the node that can change while

@@ -16,6 +16,12 @@ pub use telemetry::{
     ENV_BOOTSTRAP_TOKEN_OUTPUT, ENV_METRICS_LISTEN, ENV_OTLP_ENDPOINT, OtlpProtocol,
     TelemetryConfig, TraceConfig,
 };
+mod attachments;
+pub use attachments::{
+    AttachmentsConfig, ENV_ATTACHMENT_ORPHAN_MINUTES, ENV_ATTACHMENT_QUOTA_MB,
+    ENV_S3_ACCESS_KEY_ID, ENV_S3_BUCKET, ENV_S3_ENDPOINT, ENV_S3_PATH_STYLE, ENV_S3_REGION,
+    ENV_S3_SECRET_ACCESS_KEY, S3Config,
+};
 mod push;
 mod redis;
 pub use redis::{
@@ -98,6 +104,8 @@ pub struct Config {
     pub serve: ServeSettings,
     /// The push services agent messages reach apps through.
     pub push: PushConfig,
+    /// Where attachments are kept, and each organization's quota.
+    pub attachments: AttachmentsConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -390,6 +398,7 @@ impl Config {
         let retention =
             RetentionConfig::load(&env, file.retention_days, file.silent_session_hours)?;
         let push = PushConfig::load(&env)?;
+        let attachments = AttachmentsConfig::load(&env, &secret)?;
         let limits = crate::limits::Limits::load(file.limits.unwrap_or_default(), env)?;
 
         Ok(Config {
@@ -409,6 +418,7 @@ impl Config {
             log_level,
             serve: ServeSettings::load(file.serve, &env)?,
             push,
+            attachments,
         })
     }
 }

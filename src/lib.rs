@@ -42,6 +42,9 @@
 //!   reload, and the registry of what SIGHUP reloads.
 //! - [`push`]: notifications to apps in the background (FCM, APNs) from an
 //!   outbox in the engine, sent by one node at a time.
+//! - [`attachments`]: files in conversations: the upload rules, content
+//!   sniffing, signed short-lived URLs, and the bytes in the data directory
+//!   or an S3-compatible bucket.
 //! - [`config`]: the TOML file and environment variables a node starts from.
 //! - [`telemetry`]: the log pipeline (pretty or JSON lines, never
 //!   blocking) and the Prometheus metrics registry.
@@ -54,6 +57,7 @@
 //! logging, binds, wires signals and calls these.
 
 pub mod app;
+pub mod attachments;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -116,6 +120,8 @@ pub enum StartError {
     Serve(#[from] std::io::Error),
     #[error(transparent)]
     Push(#[from] push::PushError),
+    #[error("attachments: {0}")]
+    Attachments(String),
     #[error("{} {address}: cannot listen: {source}", config::ENV_METRICS_LISTEN)]
     MetricsListen {
         address: String,
@@ -232,7 +238,11 @@ impl Server {
                 "push notifications to apps in the background"
             );
         }
+        let attachments = attachments::Attachments::new(&config, &master, store.clone())
+            .map_err(|e| StartError::Attachments(e.to_string()))?;
+        tracing::info!(storage = attachments.describe(), "attachments");
         let state = AppState {
+            attachments: attachments.clone(),
             push,
             limits: limiter.clone(),
             config: Arc::new(config),
@@ -241,7 +251,9 @@ impl Server {
             metrics,
             oidc,
             visitor_tokens,
-            routing: routing::Routing::new(store_for_routing, config_routing).with_limiter(limiter),
+            routing: routing::Routing::new(store_for_routing, config_routing)
+                .with_limiter(limiter)
+                .with_attachments(attachments),
             shutdown: Shutdown::new(),
             reloads,
         };

@@ -71,7 +71,9 @@ impl RetentionConfig {
     }
 }
 
-fn number(
+/// A whole number from the environment (else the file, else `default`)
+/// within `range`; the error names the setting.
+pub(super) fn number(
     env: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     file: Option<u32>,

@@ -276,6 +276,9 @@ pub enum Collection {
     PushOutbox(uuid::Uuid),
     /// One organization's audit log, oldest first.
     Audit(uuid::Uuid),
+    /// One organization's attachments, oldest first: its storage quota
+    /// and the sweep of uploads never sent.
+    Attachments(uuid::Uuid),
     /// A list earlier versions kept across organizations, read only by the
     /// migration that moves its entries to their organizations' lists.
     Retired(Retired),
@@ -314,6 +317,7 @@ impl Collection {
             Collection::PushDevices { deployment, .. } => format!("push/{deployment}"),
             Collection::PushOutbox(org) => format!("push-outbox/{org}"),
             Collection::Audit(org) => format!("audit/org/{org}"),
+            Collection::Attachments(org) => format!("attach/org/{org}"),
             Collection::Retired(Retired::Offered) => "route/offered".to_owned(),
             Collection::Retired(Retired::OnlineAgents) => "route/agents/online".to_owned(),
             Collection::Retired(Retired::PushOutbox) => "push-outbox".to_owned(),
@@ -338,7 +342,8 @@ impl Collection {
             | Collection::OfflineAgents(org)
             | Collection::PushDevices { org, .. }
             | Collection::PushOutbox(org)
-            | Collection::Audit(org) => Home::Org(org),
+            | Collection::Audit(org)
+            | Collection::Attachments(org) => Home::Org(org),
         }
     }
 }

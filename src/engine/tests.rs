@@ -92,6 +92,7 @@ fn collection_and_claim_names_are_stable() {
         ),
         (Collection::PushOutbox(id), format!("push-outbox/{s}")),
         (Collection::Audit(id), format!("audit/org/{s}")),
+        (Collection::Attachments(id), format!("attach/org/{s}")),
         (
             Collection::Retired(Retired::Offered),
             "route/offered".to_owned(),

@@ -10,8 +10,9 @@ use std::collections::BTreeSet;
 const DOCUMENT: &str = include_str!("../../docs/asyncapi.yaml");
 
 const GUEST_PARSER: &str = include_str!("guest/frames/request.rs");
-const GUEST_SENDERS: [&str; 6] = [
+const GUEST_SENDERS: [&str; 7] = [
     include_str!("guest/socket/mod.rs"),
+    include_str!("guest/socket/attachments.rs"),
     include_str!("guest/socket/binding.rs"),
     include_str!("guest/socket/delivery.rs"),
     include_str!("guest/socket/requests.rs"),

@@ -25,6 +25,7 @@ use crate::http::PagedList;
 use crate::routing::Routing;
 use crate::store::PageRequest;
 use crate::store::records::Deployment;
+use crate::store::types::OrgId;
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
@@ -139,7 +140,7 @@ async fn answer(
     let bounds = state.limits.current().history;
     let skip = conversations.len().saturating_sub(bounds.conversations);
     let newest_first: Vec<Uuid> = conversations.into_iter().skip(skip).rev().collect();
-    let (body, read) = read_page(state, &newest_first, page, bounds.depth, read_only).await?;
+    let (body, read) = read_page(state, org, &newest_first, page, bounds.depth, read_only).await?;
     state.metrics.history_entries_read(read);
     let mut response = axum::Json(body).into_response();
     cors::allow_deployment_origin(&deployment, headers, response.headers_mut());
@@ -159,6 +160,7 @@ async fn answer(
 /// until it has `total` messages therefore sees them all.
 async fn read_page(
     state: &AppState,
+    org: OrgId,
     newest_first: &[Uuid],
     page: PageRequest,
     depth: u64,
@@ -197,11 +199,14 @@ async fn read_page(
             let Some(oldest) = oldest else {
                 break;
             };
-            for message in events
+            for mut message in events
                 .iter()
                 .filter_map(|e| messages::from_log(e, read_only))
             {
                 if seen >= skip && seen < wanted {
+                    state
+                        .attachments
+                        .refresh(org, &mut message.content, chrono::Utc::now());
                     entities.push(message);
                 }
                 seen += 1;

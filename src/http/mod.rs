@@ -8,6 +8,7 @@
 //! panic guard that answers 500 instead of dropping the connection.
 
 pub mod admin;
+mod attachments;
 pub mod body;
 mod cors;
 mod describe;
@@ -76,6 +77,7 @@ pub fn router() -> Router<AppState> {
         .merge(guest_token::router())
         .merge(public::router())
         .merge(push::router())
+        .merge(attachments::router())
         .merge(staff::router())
         .merge(setup::router())
         .split_for_parts();
@@ -86,6 +88,7 @@ pub fn router() -> Router<AppState> {
         .merge(ops::router(Arc::new(document)))
         .merge(web::router())
         .merge(history::router())
+        .merge(attachments::preflights())
         .merge(setup::pages())
 }
 

@@ -155,7 +155,7 @@ async fn config_json(
                 },
             },
             launcher_button: content.messenger.launcher_button,
-            file_upload: file_upload(content.messenger.file_upload),
+            file_upload: file_upload(content.messenger.file_upload, state.attachments.available()),
         },
         journey_events: content.journey_events,
         languages: content.languages,
@@ -166,9 +166,11 @@ async fn config_json(
     Ok(response)
 }
 
-/// File types are offered only while attachments are on: a client that
+/// File types are offered only while attachments are on (and this node
+/// can keep them: Redis without object storage cannot): a client that
 /// sees modes may try to attach.
-fn file_upload(mut settings: FileUpload) -> FileUpload {
+fn file_upload(mut settings: FileUpload, available: bool) -> FileUpload {
+    settings.enable_attachments &= available;
     if !settings.enable_attachments {
         settings.modes.clear();
     }

@@ -50,6 +50,55 @@ pub enum ContentItem {
     ButtonResponse {
         button_response: ButtonResponse,
     },
+    /// A file: the sender names one it uploaded by its id; what is stored
+    /// and shown is filled in from switchboard's record of the upload
+    /// (see [`crate::attachments`]), never taken from the sender.
+    Attachment {
+        attachment: AttachmentContent,
+    },
+}
+
+/// Longest attachment id a client may choose (the SDK's are UUIDs).
+pub const MAX_ATTACHMENT_ID_CHARS: usize = 64;
+/// Most attachments one message may carry.
+pub const MAX_ATTACHMENTS: usize = 10;
+
+/// A file in a message, in the shape the Transport SDK decodes strictly
+/// (`url`, `filename` and `mediaType` required).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentContent {
+    /// The sender's id of the attachment (the SDK matches its pending
+    /// upload by it).
+    pub id: String,
+    /// A download URL, minted fresh whenever the message is shown; what is
+    /// stored is stale and never served as is.
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub filename: String,
+    /// `Image` or `File`, by the verified type.
+    #[serde(default = "file_media_type")]
+    pub media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<u64>,
+    /// A small preview of an image, when one was made; fresh like `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+    /// switchboard's record of the upload; set once the sender's id was
+    /// resolved against its own uploads.
+    #[serde(
+        default,
+        rename = "attachmentRef",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reference: Option<uuid::Uuid>,
+}
+
+fn file_media_type() -> String {
+    "File".to_owned()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +220,12 @@ fn check_combination(
     let quick = count(|i| matches!(i, ContentItem::QuickReply { .. }));
     let cards = count(|i| matches!(i, ContentItem::Card { .. } | ContentItem::Carousel { .. }));
     let answers = count(|i| matches!(i, ContentItem::ButtonResponse { .. }));
+    if count(|i| matches!(i, ContentItem::Attachment { .. })) > MAX_ATTACHMENTS {
+        return refuse(
+            "content",
+            format!("holds at most {MAX_ATTACHMENTS} attachments"),
+        );
+    }
     match sender {
         Sender::Agent => {
             if answers > 0 {
@@ -289,6 +344,12 @@ impl ContentItem {
                 }
                 Ok(())
             }
+            ContentItem::Attachment { attachment } => check_text(
+                &format!("{at}.attachment.id"),
+                &attachment.id,
+                1,
+                MAX_ATTACHMENT_ID_CHARS,
+            ),
         }
     }
 

@@ -170,6 +170,9 @@ pub struct Routing {
     assigners: Arc<assigner::Assigners>,
     /// Rates on new conversations and the bound on queued ones.
     limiter: Limiter,
+    /// The files conversations carry, deleted with them; `None` in tests
+    /// that run routing alone.
+    attachments: Option<crate::attachments::Attachments>,
 }
 
 impl Routing {
@@ -180,7 +183,15 @@ impl Routing {
             store,
             config,
             assigners: Arc::new(assigner::Assigners::new()),
+            attachments: None,
         }
+    }
+
+    /// Routing that deletes conversations' attachments with them, and
+    /// sweeps uploads never sent with the retention sweep.
+    pub fn with_attachments(mut self, attachments: crate::attachments::Attachments) -> Self {
+        self.attachments = Some(attachments);
+        self
     }
 
     /// Routing under the node's limiter (shared with the gateway).

@@ -443,6 +443,24 @@ pub enum Notice {
         reason: SessionEndReason,
         except_socket: Option<Uuid>,
     },
+    /// An upload of the session finished (on the session's channel): its
+    /// sockets tell the client `UploadSuccessEvent` or
+    /// `UploadFailureEvent`.
+    Upload(UploadOutcome),
+}
+
+/// How an upload ended, for the uploader's sockets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadOutcome {
+    /// The client's id of the attachment.
+    pub attachment_id: String,
+    /// switchboard's record, for a fresh download URL on success.
+    pub reference: Uuid,
+    /// The refusal's code and message; `None` on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<(u16, String)>,
+    pub time: DateTime<Utc>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -192,6 +192,12 @@ impl Routing {
                 swept.sessions += self.sweep_deleted_deployment(&gone).await?;
             }
             swept.audit_entries += self.sweep_audit(org_id, now - days(org_days)).await?;
+            if let Some(attachments) = &self.attachments {
+                let orphans = attachments.sweep_orphans(org_id, now).await;
+                if orphans > 0 {
+                    tracing::info!(org = %org_id, orphans, "attachments never sent were deleted");
+                }
+            }
         }
         if swept != Swept::default() {
             tracing::info!(
@@ -463,6 +469,9 @@ impl Routing {
             .delete_log(id)
             .await
             .map_err(StoreError::from)?;
+        if found && let Some(attachments) = &self.attachments {
+            attachments.delete_conversations(org, &[id]).await;
+        }
         if let Some(agent) = agent {
             self.notify(&Channel::Agent(agent), &Notice::AgentChanged)
                 .await;

@@ -13,7 +13,9 @@
 //! G11, G13), a new chat after a read-only end (G7), custom attributes
 //! (G12), clearing and close frames (G14, G15), structured content both
 //! ways (G9, G10), and signed-in sessions: code and implicit, refresh,
-//! the refusals, logout and step-up (G5, G6).
+//! the refusals, logout and step-up (G5, G6); attachments (G17): upload,
+//! send, the agent's copy, download, refusals by type, size and sniffed
+//! content, delete, and their lifecycle, on Redis with a real S3 server.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -35,6 +37,7 @@ use crate::support::app::{Reply, TestApp};
 use crate::support::idp::{self, TestIdp};
 
 mod apps;
+mod attachments;
 mod auth;
 mod client;
 mod config_json;

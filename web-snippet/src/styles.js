@@ -53,6 +53,11 @@ textarea{flex:1;resize:none;border:1px solid #b8bfc9;border-radius:8px;padding:8
 textarea:disabled{background:#eef0f3}
 form button{background:var(--sb-primary);color:var(--sb-on-primary);border:0;border-radius:8px;padding:0 14px}
 form button:disabled{opacity:.5;cursor:not-allowed}
+form .attach{background:transparent;color:#4b5565;border:1px solid #b8bfc9;padding:0 8px;display:grid;place-items:center}
+form .attach svg{width:20px;height:20px;fill:currentColor}
+.msg .file{display:block;margin-top:6px;color:inherit;white-space:normal}
+.msg .file.image img{display:block;max-width:100%;max-height:180px;min-width:48px;min-height:48px;object-fit:contain;border-radius:8px;background:#fff}
+.msg progress{display:block;width:100%;margin-top:6px}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%);white-space:nowrap}
 @media (max-width:480px){.root{right:10px;bottom:10px}.panel{width:calc(100vw - 20px);height:calc(100vh - 100px)}}
 @media (prefers-reduced-motion:no-preference){.panel{animation:sb-in .15s ease-out}@keyframes sb-in{from{opacity:0;transform:translateY(8px)}}}

@@ -23,6 +23,8 @@ export function h(tag, attrs, ...children) {
 
 const ICON =
   '<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z"/></svg>';
+const CLIP =
+  '<svg viewBox="0 0 24 24" aria-hidden="true" focusable="false"><path d="M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9v9a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10z"/></svg>';
 
 // The colour must be one CSS knows; the text on it black or white,
 // whichever reads better.
@@ -119,8 +121,34 @@ export class UI {
           this.submit();
         }
       },
+      // A pasted screenshot is attached.
+      onpaste: (e) => {
+        const files = [...((e.clipboardData && e.clipboardData.files) || [])];
+        if (files.length && this.files(files)) e.preventDefault();
+      },
     });
     this.send = h('button', { type: 'submit' }, 'Send');
+    // Attaching: a button that opens the file picker; shown only while the
+    // deployment takes files (see setAttachments).
+    this.fileInput = h('input', {
+      type: 'file',
+      class: 'sr',
+      tabindex: '-1',
+      'aria-hidden': 'true',
+      onchange: () => {
+        this.files([...this.fileInput.files]);
+        this.fileInput.value = '';
+      },
+    });
+    this.attach = h('button', {
+      type: 'button',
+      class: 'attach',
+      'aria-label': 'Attach a file',
+      hidden: true,
+      onclick: () => this.fileInput.click(),
+    });
+    // A constant, never data from the network.
+    this.attach.innerHTML = CLIP;
     this.form = h(
       'form',
       {
@@ -130,6 +158,8 @@ export class UI {
         },
       },
       h('label', { class: 'sr', for: 'sb-input' }, 'Message'),
+      this.fileInput,
+      this.attach,
       this.input,
       this.send,
     );
@@ -149,6 +179,14 @@ export class UI {
             handlers.close();
           }
         },
+        // Files dropped anywhere on the panel are attached.
+        ondragover: (e) => {
+          if (!this.attach.hidden) e.preventDefault();
+        },
+        ondrop: (e) => {
+          const files = [...((e.dataTransfer && e.dataTransfer.files) || [])];
+          if (files.length && this.files(files)) e.preventDefault();
+        },
       },
       h('header', {}, this.title, this.state, this.signOut, close),
       this.notice,
@@ -167,6 +205,19 @@ export class UI {
     this.host.style.setProperty('--sb-on-primary', colors.onPrimary);
     // Custom properties inherit into the shadow tree from the host.
     document.body.append(this.host);
+  }
+
+  // Hands files to the widget; answers whether they were taken.
+  files(list) {
+    if (this.attach.hidden || this.input.disabled || !list.length) return false;
+    for (const file of list) this.handlers.attach(file);
+    return true;
+  }
+
+  // Attaching on (with the accepted types) or off.
+  setAttachments(rules) {
+    this.attach.hidden = !rules;
+    if (rules) this.fileInput.accept = rules.accept;
   }
 
   submit() {
@@ -311,6 +362,7 @@ export class UI {
   setComposer(enabled, describedBy, placeholder) {
     this.input.disabled = !enabled;
     this.send.disabled = !enabled;
+    this.attach.disabled = !enabled;
     if (describedBy) this.input.setAttribute('aria-describedby', describedBy);
     else this.input.removeAttribute('aria-describedby');
     this.input.placeholder = enabled ? 'Type a message' : placeholder || 'Sending is not possible right now';

@@ -9,7 +9,8 @@ import { Auth } from './auth.js';
 import { Connection } from './connection.js';
 import { storage, uuid } from './storage.js';
 import { contentText, postbackAnswer, quickAnswerOf, quickReplyAnswer, renderContent, spend } from './structured.js';
-import { UI, formatTime, palette } from './ui.js';
+import { UI, formatTime, h, palette } from './ui.js';
+import { attachmentMessage, renderAttachments, upload, uploadRules } from './attachments.js';
 
 const TYPING_EVERY_MS = 4000;
 const EXPIRY_WARNING_MS = 60000;
@@ -135,8 +136,10 @@ export class Widget {
       signIn: () => this.signIn(),
       signOut: () => this.logout(),
       startNew: () => this.startNew(),
+      attach: (file) => this.attach(file),
     });
     this.ui.mount(palette(messenger.styles && messenger.styles.primaryColor));
+    this.ui.setAttachments(uploadRules(config));
 
     const wsBase = String(conversations.messagingEndpoint || apiBase.replace(/^http/, 'ws')).replace(/\/+$/, '');
     this.conn = new Connection(
@@ -498,7 +501,7 @@ export class Widget {
     } else {
       this.stopTyping();
     }
-    const rich = outbound ? this.richContent(msg) : [];
+    const rich = [...(outbound ? this.richContent(msg) : []), ...renderAttachments(msg.content)];
     // A message with nothing to draw still says something.
     const text = msg.text || (rich.length ? '' : contentText(msg.content));
     this.ui.addMessage({ direction: outbound ? 'out' : 'in', who, text, time: msg.channel && msg.channel.time, rich });
@@ -580,6 +583,48 @@ export class Widget {
     return true;
   }
 
+  // Attaches `file`: shown at once with a progress bar, uploaded and sent
+  // in its turn among the waiting messages.
+  attach(file) {
+    const rules = uploadRules(this.config);
+    if (!rules || this.ended || this.readOnly || !this.canConnect()) return false;
+    const id = uuid();
+    const li = this.ui.addMessage({ direction: 'in', text: `\u{1f4ce} ${file.name || 'file'}`, pending: true });
+    if (rules.maxKB && file.size > rules.maxKB * 1024) {
+      this.ui.setMessageState(li, `Not sent: larger than ${rules.maxKB} KB`, true);
+      return true;
+    }
+    const bar = h('progress', { max: '1', value: '0', 'aria-label': 'Uploading' });
+    li.insertBefore(bar, li.meta);
+    this.pending.set(id, { id, text: file.name, file, bar, li, message: null });
+    this.touch();
+    this.conn.start();
+    this.flush();
+    return true;
+  }
+
+  // Uploads a waiting file; answers whether its message can be sent.
+  async uploadFile(item) {
+    try {
+      const attachmentId = await upload(this.conn, this.token, item.file, (p) => {
+        item.bar.value = p;
+      });
+      item.message = attachmentMessage(attachmentId);
+      item.bar.remove();
+      return true;
+    } catch (e) {
+      // Uploaded again, under a new id, once the session is back.
+      if (e.message === 'timeout' || e.message === 'disconnected') {
+        if (e.message === 'timeout') this.conn.drop();
+        return false;
+      }
+      this.pending.delete(item.id);
+      item.bar.remove();
+      this.ui.setMessageState(item.li, `Not sent: ${e.message}`, true);
+      return null;
+    }
+  }
+
   // Sends the waiting messages one at a time, in order.
   async flush() {
     if (this.flushing) return;
@@ -596,6 +641,10 @@ export class Widget {
 
   // Answers whether to go on with the next message.
   async post(item) {
+    if (item.file && !item.message) {
+      const uploaded = await this.uploadFile(item);
+      if (uploaded !== true) return uploaded === null;
+    }
     let answer;
     try {
       answer = await this.conn.request({
@@ -639,6 +688,8 @@ export class Widget {
 
   delivered(item, body) {
     this.pending.delete(item.id);
+    // A file of this tab's: its preview or link, from the echo.
+    if (item.file) for (const node of renderAttachments(body.content)) item.li.insertBefore(node, item.li.meta);
     const conversation = body.conversationId || (body.metadata && body.metadata.conversationId);
     const sequence = Number(body.sequence || (body.metadata && body.metadata.sequence)) || 0;
     if (conversation && sequence) {

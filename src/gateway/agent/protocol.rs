@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::store::types::OrgId;
+
 use crate::routing::model::{
     AgentState, AgentStatus, Conversation, ConversationState, LogEvent, Participant, SequencedEvent,
 };
@@ -77,6 +79,19 @@ pub enum Request {
     },
     /// The organization's queues and connected agents: transfer targets.
     Directory,
+    /// An upload URL for a file the agent will send in a conversation it
+    /// is connected to; `send` then names it by `attachmentId` in an
+    /// `Attachment` content item.
+    #[serde(rename_all = "camelCase")]
+    AttachmentUrl {
+        conversation_id: Uuid,
+        /// The agent's id for the file; one is made when absent.
+        #[serde(default)]
+        attachment_id: Option<String>,
+        file_name: String,
+        file_type: String,
+        file_size: u64,
+    },
     Ping,
 }
 
@@ -93,6 +108,7 @@ impl Request {
             Request::End { .. } => "end",
             Request::History { .. } => "history",
             Request::Directory => "directory",
+            Request::AttachmentUrl { .. } => "attachmentUrl",
             Request::Ping => "ping",
         }
     }
@@ -225,6 +241,43 @@ pub enum Outcome {
     },
     /// `directory`.
     Directory(crate::routing::Directory),
+    /// `attachmentUrl`: PUT the bytes to `url` with `headers`.
+    #[serde(rename_all = "camelCase")]
+    Upload {
+        attachment_id: String,
+        url: String,
+        headers: std::collections::BTreeMap<String, String>,
+    },
+}
+
+impl ServerFrame {
+    /// Fills fresh download URLs into the attachments of every event the
+    /// frame carries: stored messages never hold a usable one.
+    pub fn refresh_attachments(
+        &mut self,
+        attachments: &crate::attachments::Attachments,
+        org: OrgId,
+        now: DateTime<Utc>,
+    ) {
+        let events: Vec<&mut EventView> = match self {
+            ServerFrame::Event(view) => vec![view],
+            ServerFrame::Snapshot { conversations, .. } => conversations
+                .iter_mut()
+                .flat_map(|c| c.events.iter_mut())
+                .collect(),
+            ServerFrame::Response {
+                result: Some(Outcome::History { events, .. }),
+                ..
+            } => events.iter_mut().collect(),
+            _ => Vec::new(),
+        };
+        for view in events {
+            if let crate::routing::model::EventBody::Message { content, .. } = &mut view.event.body
+            {
+                attachments.refresh(org, content, now);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -11,6 +11,7 @@ use super::protocol::{
     ConversationView, ErrorBody, EventView, MAX_ID_CHARS, Outcome, Request, RequestedStatus,
 };
 use super::socket::Agent;
+use crate::attachments::{AttachmentError, Owner, UploadRequest};
 use crate::limits::{Key, MessageLimits, Refused};
 use crate::routing::content::{self, Sender};
 use crate::routing::model::{
@@ -93,8 +94,14 @@ impl Agent {
                 content,
                 id,
             } => {
-                let (message_type, text, content) =
+                let (message_type, text, mut content) =
                     agent_message(text, content, &self.state.limits.current().message)?;
+                let files = self
+                    .state
+                    .attachments
+                    .resolve(me.org, agent_owner(&me), &mut content)
+                    .await
+                    .map_err(|e| attachment_error(&e))?;
                 if let Some(id) = &id
                     && (id.is_empty() || id.chars().count() > MAX_ID_CHARS)
                 {
@@ -123,6 +130,12 @@ impl Agent {
                     Err(_) => self.state.metrics.message_refused("agent"),
                 }
                 let (event, duplicate) = posted?;
+                if !files.is_empty() {
+                    self.state
+                        .attachments
+                        .mark_sent(files, conversation_id)
+                        .await;
+                }
                 if !duplicate && self.state.push.enabled() {
                     let conversation = match self.held.get(&conversation_id) {
                         Some(held) => Some(held.conversation.clone()),
@@ -142,6 +155,46 @@ impl Agent {
                 Ok(Some(Outcome::Sent {
                     sequence: event.seq,
                     duplicate,
+                }))
+            }
+            Request::AttachmentUrl {
+                conversation_id,
+                attachment_id,
+                file_name,
+                file_type,
+                file_size,
+            } => {
+                // Read from routing, not this socket's copy, which a
+                // snapshot brings a moment after an accept.
+                let connected = routing
+                    .conversation(me.org, conversation_id)
+                    .await?
+                    .is_some_and(|c| {
+                    matches!(c.state, ConversationState::Connected { agent_id, .. } if agent_id == me.id)
+                });
+                if !connected {
+                    return Err(ErrorBody::new(
+                        "not_allowed",
+                        "you are not connected to this conversation",
+                    ));
+                }
+                let client_id = attachment_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let request = UploadRequest {
+                    client_id: client_id.clone(),
+                    filename: file_name,
+                    mime: file_type,
+                    size: Some(file_size),
+                };
+                let presigned = self
+                    .state
+                    .attachments
+                    .presign_upload(me.org, agent_owner(&me), None, request, now)
+                    .await
+                    .map_err(|e| attachment_error(&e))?;
+                Ok(Some(Outcome::Upload {
+                    attachment_id: client_id,
+                    url: presigned.url,
+                    headers: presigned.headers,
                 }))
             }
             Request::Typing { conversation_id } => {
@@ -320,7 +373,31 @@ fn agent_message(
         let text = text.ok_or_else(|| ErrorBody::bad_request("text is empty"))?;
         return Ok((MessageType::Text, Some(text), content));
     }
+    // Files travel as Text, as Genesys sends them: the SDK shows a
+    // Structured message's content as quick replies or cards.
+    if content
+        .iter()
+        .all(|c| matches!(c, ContentItem::Attachment { .. }))
+    {
+        return Ok((MessageType::Text, text, content));
+    }
     Ok((MessageType::Structured, text, content))
+}
+
+/// An agent uploads as a staff member (or API client), by its id.
+fn agent_owner(me: &crate::routing::AgentIdentity) -> Owner {
+    Owner::Agent { member: me.id }
+}
+
+fn attachment_error(e: &AttachmentError) -> ErrorBody {
+    let code = match e {
+        AttachmentError::Unavailable => "unavailable",
+        AttachmentError::NotFound | AttachmentError::Sent => "not_found",
+        AttachmentError::Disabled => "not_allowed",
+        AttachmentError::TooMany => "rate_limited",
+        _ => "invalid_content",
+    };
+    ErrorBody::new(code, format!("{e} (code {})", e.code()))
 }
 
 fn conversation_outcome(c: &Conversation) -> Outcome {

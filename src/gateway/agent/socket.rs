@@ -36,7 +36,7 @@ use crate::routing::model::{
     AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice,
 };
 use crate::store::StoreError;
-use crate::telemetry::Metrics;
+use crate::store::types::OrgId;
 use crate::telemetry::traces::MESSAGE_TARGET;
 
 /// How much history a snapshot carries for a conversation the socket has
@@ -134,7 +134,14 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) -> O
     let mut last_heard = Instant::now();
 
     let end = loop {
-        if let Err(end) = flush(&mut socket, &mut agent.out, &agent.state.metrics).await {
+        if let Err(end) = flush(
+            &mut socket,
+            &mut agent.out,
+            &agent.state,
+            agent.caller.identity.org,
+        )
+        .await
+        {
             break end;
         }
         tokio::select! {
@@ -208,12 +215,15 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) -> O
 async fn flush(
     socket: &mut WebSocket,
     out: &mut Vec<ServerFrame>,
-    metrics: &Metrics,
+    state: &AppState,
+    org: OrgId,
 ) -> Result<(), End> {
+    let metrics = &state.metrics;
     let is_message = |frame: &ServerFrame| matches!(frame, ServerFrame::Event(view) if matches!(view.event.body, EventBody::Message { .. }));
     let mut frames = out.drain(..);
-    while let Some(frame) = frames.next() {
+    while let Some(mut frame) = frames.next() {
         let message = is_message(&frame);
+        frame.refresh_attachments(&state.attachments, org, Utc::now());
         let sent = match serde_json::to_string(&frame) {
             Ok(text) => conn::send_text(socket, text).await,
             Err(e) => {

@@ -105,9 +105,15 @@ async fn config_json_decodes_under_sdk_rules(kind: EngineKind) {
     assert_eq!(config.messenger.launcher_button.visibility, "On");
     assert!(!config.messenger.apps.conversations.notifications.enabled);
     let modes = &config.messenger.file_upload.modes;
-    assert_eq!(modes.len(), 1);
-    assert_eq!(modes[0].file_types, ["image/png"]);
-    assert_eq!(modes[0].max_file_size_kb, 100);
+    if kind == EngineKind::Embedded {
+        assert_eq!(modes.len(), 1);
+        assert_eq!(modes[0].file_types, ["image/png"]);
+        assert_eq!(modes[0].max_file_size_kb, 100);
+    } else {
+        // Redis without object storage keeps no files: none are offered.
+        assert_eq!(config.messenger.file_upload.enable_attachments, Some(false));
+        assert!(modes.is_empty());
+    }
 
     // Values the SDK does not know are refused at the edge.
     app.post(

@@ -268,7 +268,7 @@ pub(super) struct AttachmentContent {
     pub attachment: Attachment,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Attachment {
     pub id: String,
@@ -535,6 +535,49 @@ pub(super) struct TooManyRequests {
 #[derive(Debug, Deserialize)]
 pub(super) struct EmptyBody {}
 
+/// `PresignedUrlResponse`: `fileSize` is a Kotlin `Int`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct PresignedUrlResponse {
+    pub attachment_id: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub url: String,
+    pub file_name: Option<String>,
+    pub file_size: Option<i32>,
+    pub file_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UploadSuccessEvent {
+    pub attachment_id: String,
+    pub download_url: String,
+    pub timestamp: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct UploadFailureEvent {
+    pub attachment_id: String,
+    pub error_code: i32,
+    pub error_message: String,
+    pub timestamp: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct GenerateUrlError {
+    pub attachment_id: String,
+    pub error_code: i32,
+    pub error_message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct AttachmentDeletedResponse {
+    pub attachment_id: String,
+}
+
 /// Decodes a frame as the SDK's socket listener does: pre-identification
 /// (`type`, `code`, `class`), then the body by class. A frame that fails
 /// is one the SDK would drop silently; this fails the test instead.
@@ -554,6 +597,11 @@ pub(super) fn check_frame(frame: &Value) {
         "ConnectionClosedEvent" => decode::<ConnectionClosedEvent>(frame),
         "TooManyRequestsErrorMessage" => decode::<TooManyRequests>(frame),
         "SessionExpiredEvent" | "LogoutEvent" | "SessionClearedEvent" => decode::<EmptyBody>(frame),
+        "PresignedUrlResponse" => decode::<PresignedUrlResponse>(frame),
+        "UploadSuccessEvent" => decode::<UploadSuccessEvent>(frame),
+        "UploadFailureEvent" => decode::<UploadFailureEvent>(frame),
+        "GenerateUrlError" => decode::<GenerateUrlError>(frame),
+        "AttachmentDeletedResponse" => decode::<AttachmentDeletedResponse>(frame),
         other => Err(format!("a class the SDK does not know: {other}")),
     };
     if let Err(e) = decoded {

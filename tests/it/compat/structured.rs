@@ -193,10 +193,11 @@ async fn structured_content_both_ways(kind: EngineKind) {
             "payload",
         ),
         (
+            // An attachment is named by the id of an upload of one's own.
             json!([{ "contentType": "Attachment", "attachment": { "url": "https://x.example.com/a" } }]),
             Some("file"),
             "invalid_content",
-            "Attachment",
+            "`id`",
         ),
         (
             Value::Array(

@@ -179,14 +179,30 @@ async fn every_action_and_error_code(kind: EngineKind) {
         )
         .await;
     assert_error(&answer, 4013);
-    // 4000: attachments.
+    // 4000: attachments, off in this configuration; 400 for one named
+    // without its id.
+    let answer = guest
+        .ask(
+            json!({"action":"onMessage","token":t,"message":{"type":"Text","text":"",
+            "content":[{"contentType":"Attachment","attachment":{"id":"a-1"}}]}}),
+        )
+        .await;
+    assert_error(&answer, 4000);
+    let answer = guest
+        .ask(
+            json!({"action":"onAttachment","token":t,"attachmentId":"a-1",
+            "fileName":"y.png","fileType":"image/png","fileSize":10}),
+        )
+        .await;
+    assert_eq!(answer["class"], "GenerateUrlError", "{answer}");
+    assert_eq!(answer["body"]["errorCode"], 4000, "{answer}");
     let answer = guest
         .ask(
             json!({"action":"onMessage","token":t,"message":{"type":"Structured",
             "content":[{"contentType":"Attachment","attachment":{"url":"https://x/y.png"}}]}}),
         )
         .await;
-    assert_error(&answer, 4000);
+    assert_error(&answer, 400);
     // A token over 2048 characters.
     assert_error(
         &guest

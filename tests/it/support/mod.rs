@@ -10,6 +10,7 @@ pub(crate) mod idp;
 pub(crate) mod node;
 pub(crate) mod redis;
 pub(crate) mod routing;
+pub(crate) mod s3;
 pub(crate) mod site;
 pub(crate) mod ws;
 

@@ -37,7 +37,8 @@ export function contentView(content) {
   const nodes = [];
   const replies = [];
   for (const c of Array.isArray(content) ? content : []) {
-    if (c?.contentType === 'QuickReply' && str(c.quickReply?.text)) replies.push(c.quickReply.text);
+    if (c?.contentType === 'Attachment' && c.attachment) nodes.push(attachmentView(c.attachment));
+    else if (c?.contentType === 'QuickReply' && str(c.quickReply?.text)) replies.push(c.quickReply.text);
     else if (c?.contentType === 'Card' && c.card) nodes.push(cardView(c.card));
     else if (c?.contentType === 'Carousel' && Array.isArray(c.carousel?.cards)) {
       nodes.push(h('div', { class: 'rich-carousel' }, c.carousel.cards.filter(Boolean).map(cardView)));
@@ -47,6 +48,27 @@ export function contentView(content) {
     nodes.push(h('ul', { class: 'rich-replies', 'aria-label': 'Quick replies' }, replies.map((t) => h('li', null, t))));
   }
   return nodes;
+}
+
+// A file in a message: an image as a preview (switchboard serves it from
+// this origin, which the CSP allows), anything else as a chip; both link
+// to the download. The URL is minted fresh for every frame.
+function attachmentView(file) {
+  const name = str(file.filename) || 'file';
+  const url = httpUrl(file.url);
+  const size = Number(file.fileSize) > 0 ? ` · ${formatSize(Number(file.fileSize))}` : '';
+  if (!url) return h('span', { class: 'attachment file' }, `📎 ${name}${size}`);
+  if (file.mediaType === 'Image') {
+    return h('a', { class: 'attachment image', href: url, download: name, target: '_blank', rel: 'noopener noreferrer', title: name },
+      h('img', { src: url, alt: name, loading: 'lazy' }));
+  }
+  return h('a', { class: 'attachment file', href: url, download: name, target: '_blank', rel: 'noopener noreferrer' }, `📎 ${name}${size}`);
+}
+
+function formatSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
 function cardView(card) {

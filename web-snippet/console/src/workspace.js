@@ -332,6 +332,21 @@ class Card {
     });
     this.input.addEventListener('input', () => this.sendTyping());
     this.sendButton = h('button', { type: 'submit', class: 'primary' }, 'Send');
+    // Sending a file: picked, or dropped on the conversation.
+    this.fileInput = h('input', {
+      type: 'file',
+      class: 'visually-hidden',
+      'aria-hidden': 'true',
+      tabindex: '-1',
+      onchange: () => {
+        for (const file of this.fileInput.files) this.attach(file);
+        this.fileInput.value = '';
+      },
+    });
+    this.attachButton = h('button', { type: 'button', class: 'attach', title: 'Attach a file', 'aria-label': `Attach a file for ${this.name}`, onclick: () => this.fileInput.click() });
+    // A constant paperclip, never data from the network.
+    this.attachButton.innerHTML =
+      '<svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true" focusable="false"><path fill="currentColor" d="M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9v9a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10z"/></svg>';
     this.composer = h(
       'form',
       {
@@ -341,9 +356,16 @@ class Card {
           this.sendReply();
         },
       },
+      this.fileInput,
+      this.attachButton,
       this.input,
       this.sendButton,
     );
+    this.composer.addEventListener('dragover', (e) => e.preventDefault());
+    this.composer.addEventListener('drop', (e) => {
+      e.preventDefault();
+      for (const file of e.dataTransfer?.files || []) this.attach(file);
+    });
     this.rich = structuredComposer(this.name, (text, content) => this.queue(text, content));
 
     this.target = h('select', { 'aria-label': `Transfer ${this.name} to` });
@@ -518,6 +540,34 @@ class Card {
     if (!text) return;
     this.input.value = '';
     this.queue(text, null);
+  }
+
+  // Uploads `file` to a URL the server hands out, then sends it as an
+  // Attachment item; the chip shows the upload until the message is sent.
+  async attach(file) {
+    const chip = h('li', { class: 'msg agent mine pending' }, h('span', { class: 'from' }, 'You'), h('span', { class: 'text' }, `📎 ${file.name} (uploading…)`));
+    this.log.append(chip);
+    this.log.scrollTop = this.log.scrollHeight;
+    try {
+      const grant = await this.ws.socket.request({
+        type: 'attachmentUrl',
+        conversationId: this.id,
+        fileName: file.name || 'file',
+        fileType: file.type || 'application/octet-stream',
+        fileSize: file.size,
+      });
+      const put = await fetch(grant.url, { method: 'PUT', headers: grant.headers || {}, body: file });
+      if (!put.ok) {
+        const body = await put.json().catch(() => ({}));
+        throw new Error(body.message || `upload failed (${put.status})`);
+      }
+      chip.remove();
+      this.queue('', [{ contentType: 'Attachment', attachment: { id: grant.attachmentId, filename: file.name } }]);
+    } catch (e) {
+      chip.classList.remove('pending');
+      chip.classList.add('failed');
+      chip.lastChild.textContent = `📎 ${file.name}: not sent: ${e.message}`;
+    }
   }
 
   // Shows the message (text, structured content, or both) at once as

@@ -59,13 +59,6 @@ pub(super) fn guest_message(
         .as_deref()
         .ok_or_else(|| GuestError::missing("message.type"))?;
     let content = raw.content.unwrap_or_default();
-    let attachment = kind == "Attachment"
-        || content
-            .iter()
-            .any(|c| c.get("contentType").and_then(Value::as_str) == Some("Attachment"));
-    if attachment {
-        return Err(GuestError::unavailable("attachments are not supported"));
-    }
     if let Some(text) = &raw.text
         && text.chars().count() > limits.text_chars
     {
@@ -89,8 +82,12 @@ pub(super) fn guest_message(
                     .find_map(ContentItem::answer_text)
                     .map(str::to_owned)
             });
+            // A file sent alone comes as Text with empty text.
+            let files = content
+                .iter()
+                .any(|c| matches!(c, ContentItem::Attachment { .. }));
             match message_type {
-                MessageType::Text if text.is_none() => {
+                MessageType::Text if text.is_none() && !files => {
                     return Err(GuestError::missing("message.text"));
                 }
                 MessageType::Structured if text.is_none() && content.is_empty() => {

@@ -19,10 +19,12 @@ use std::borrow::Cow;
 
 pub use self::message::{GuestEvent, GuestMessage, MessageKind};
 pub use self::reply::{
-    AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, InboundMedia,
-    JwtResponse, RATE_RETRY_AFTER_SECONDS, SessionResponse, error, own_message, push, response,
+    AllowedMedia, AttachmentDeletedResponse, BLOCKED_EXTENSIONS, ConfigurationResponse,
+    ConnectionClosed, Empty, GenerateUrlError, InboundMedia, JwtResponse, PresignedUrlResponse,
+    RATE_RETRY_AFTER_SECONDS, SessionResponse, UploadFailureEvent, UploadSuccessEvent, error,
+    own_message, push, response,
 };
-pub use self::request::{Configure, Parsed, Rejected, Request, parse};
+pub use self::request::{AttachmentUpload, Configure, Parsed, Rejected, Request, parse};
 
 /// Longest session token a client may present.
 pub const MAX_TOKEN_CHARS: usize = 2048;

@@ -113,8 +113,8 @@ pub struct JwtResponse {
     pub exp: i64,
 }
 
-/// Files a client may attach: none, since switchboard takes no
-/// attachments.
+/// Files a client may attach: the published configuration's modes while
+/// attachments are on, else none.
 #[derive(Clone, Debug, Serialize)]
 pub struct AllowedMedia {
     pub inbound: InboundMedia,
@@ -129,6 +129,35 @@ pub struct InboundMedia {
 }
 
 impl AllowedMedia {
+    /// The published `fileUpload` as the SDK reads it from the session:
+    /// every mode's types, and the largest mode's size. None while
+    /// attachments are off, or this node cannot keep them.
+    pub fn of(settings: &crate::store::records::FileUpload, available: bool) -> Self {
+        if !settings.enable_attachments || !available || settings.modes.is_empty() {
+            return Self::none();
+        }
+        let mut file_types: Vec<Value> = Vec::new();
+        for mode in &settings.modes {
+            for file_type in &mode.file_types {
+                let value = serde_json::json!({ "type": file_type });
+                if !file_types.contains(&value) {
+                    file_types.push(value);
+                }
+            }
+        }
+        Self {
+            inbound: InboundMedia {
+                file_types,
+                max_file_size_kb: settings
+                    .modes
+                    .iter()
+                    .map(|m| u64::from(m.max_file_size_kb))
+                    .max()
+                    .unwrap_or(0),
+            },
+        }
+    }
+
     pub fn none() -> Self {
         Self {
             inbound: InboundMedia {
@@ -137,6 +166,56 @@ impl AllowedMedia {
             },
         }
     }
+}
+
+/// The answer to `onAttachment` (with the headers to PUT with: never
+/// empty, or the SDK takes it for a refreshed download URL) and to
+/// `getAttachment` (no headers, `fileSize` set: a refreshed URL).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresignedUrlResponse {
+    pub attachment_id: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub url: String,
+    pub file_name: String,
+    pub file_size: u64,
+    pub file_type: String,
+}
+
+/// The upload arrived and passed the checks.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadSuccessEvent {
+    pub attachment_id: String,
+    pub download_url: String,
+    /// ISO 8601 with milliseconds, as Genesys sends it.
+    pub timestamp: String,
+}
+
+/// The upload was refused (its bytes, after the URL was handed out).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadFailureEvent {
+    pub attachment_id: String,
+    pub error_code: u16,
+    pub error_message: String,
+    pub timestamp: String,
+}
+
+/// An attachment request refused: the SDK fails that attachment with the
+/// code (`ErrorCode.mapFrom`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerateUrlError {
+    pub attachment_id: String,
+    pub error_code: u16,
+    pub error_message: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentDeletedResponse {
+    pub attachment_id: String,
 }
 
 /// File extensions refused whatever the configuration says (Genesys's

@@ -52,6 +52,38 @@ pub enum Request {
     CloseSession {
         close_all: bool,
     },
+    /// An upload URL for a file the client is about to send.
+    OnAttachment(AttachmentUpload),
+    /// A fresh download URL for one of the session's attachments.
+    GetAttachment {
+        attachment_id: String,
+    },
+    /// Removes an upload no message carries yet.
+    DeleteAttachment {
+        attachment_id: String,
+    },
+}
+
+/// `onAttachment`: what the client declares about the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentUpload {
+    pub attachment_id: String,
+    pub file_name: String,
+    pub file_type: String,
+    /// The SDK always sends it; without it the mode's maximum is reserved.
+    pub file_size: Option<u64>,
+}
+
+impl Request {
+    /// The attachment a request is about, for its `GenerateUrlError`.
+    pub fn attachment_id(&self) -> Option<&str> {
+        match self {
+            Request::OnAttachment(upload) => Some(&upload.attachment_id),
+            Request::GetAttachment { attachment_id }
+            | Request::DeleteAttachment { attachment_id } => Some(attachment_id),
+            _ => None,
+        }
+    }
 }
 
 impl Request {
@@ -64,6 +96,9 @@ impl Request {
             Request::GetJwt => "getJwt",
             Request::GetConfiguration { .. } => "getConfiguration",
             Request::CloseSession { .. } => "closeSession",
+            Request::OnAttachment(_) => "onAttachment",
+            Request::GetAttachment { .. } => "getAttachment",
+            Request::DeleteAttachment { .. } => "deleteAttachment",
         }
     }
 }
@@ -197,8 +232,71 @@ fn parse_action(
                 },
             ))
         }
+        "onAttachment" => {
+            let raw: RawOnAttachment = shape(object)?;
+            let token = required_token(raw.token.as_deref())?;
+            let attachment_id = attachment_id(raw.attachment_id)?;
+            let file_name = raw
+                .file_name
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| GuestError::missing("fileName"))?;
+            let file_type = raw
+                .file_type
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| GuestError::missing("fileType"))?;
+            Ok((
+                Some(token),
+                Request::OnAttachment(AttachmentUpload {
+                    attachment_id,
+                    file_name,
+                    file_type,
+                    file_size: raw.file_size,
+                }),
+            ))
+        }
+        "getAttachment" | "deleteAttachment" => {
+            let raw: RawAttachmentId = shape(object)?;
+            let token = required_token(raw.token.as_deref())?;
+            let attachment_id = attachment_id(raw.attachment_id)?;
+            let request = if action == "getAttachment" {
+                Request::GetAttachment { attachment_id }
+            } else {
+                Request::DeleteAttachment { attachment_id }
+            };
+            Ok((Some(token), request))
+        }
         _ => Err(GuestError::bad_request("unknown action")),
     }
+}
+
+fn attachment_id(id: Option<String>) -> Result<String, GuestError> {
+    let id = id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| GuestError::missing("attachmentId"))?;
+    if id.chars().count() > crate::routing::content::MAX_ATTACHMENT_ID_CHARS {
+        return Err(GuestError::bad_request(format!(
+            "attachmentId is longer than {} characters",
+            crate::routing::content::MAX_ATTACHMENT_ID_CHARS
+        )));
+    }
+    Ok(id)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOnAttachment {
+    token: Option<String>,
+    attachment_id: Option<String>,
+    file_name: Option<String>,
+    file_type: Option<String>,
+    file_size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawAttachmentId {
+    token: Option<String>,
+    attachment_id: Option<String>,
 }
 
 /// Deserializes the frame into an action's shape; a field of the wrong type
@@ -372,14 +470,52 @@ mod tests {
             "channel":{"metadata":{"customAttributes":attributes}}}});
         assert_eq!(err(&frame.to_string()).error.code, 4013);
 
+        // An attachment is named by its id; the SDK sends it as Text
+        // without text.
         let frame = r#"{"action":"onMessage","token":"t","message":{"type":"Structured","content":[{"contentType":"Attachment","attachment":{}}]}}"#;
-        assert_eq!(err(frame).error.code, 4000);
+        assert_eq!(err(frame).error.code, 400);
+        let frame = r#"{"action":"onMessage","token":"t","message":{"type":"Text","text":"","content":[{"contentType":"Attachment","attachment":{"id":"abcd-1234"}}]}}"#;
+        assert!(parse(frame).is_ok());
         let frame = r#"{"action":"onMessage","token":"t","message":{"type":"Attachment"}}"#;
-        assert_eq!(err(frame).error.code, 4000);
+        assert_eq!(err(frame).error.code, 400);
+        let long = "a".repeat(65);
+        let frame = serde_json::json!({"action":"getAttachment","token":"t","attachmentId":long});
+        assert_eq!(err(&frame.to_string()).error.code, 400);
+        let frame =
+            r#"{"action":"onAttachment","token":"t","attachmentId":"a","fileName":"x.png"}"#;
+        assert_eq!(err(frame).error.code, 4020);
 
         let token = "t".repeat(MAX_TOKEN_CHARS + 1);
         let frame = serde_json::json!({"action":"getJwt","token":token});
         assert_eq!(err(&frame.to_string()).error.code, 400);
+    }
+
+    #[test]
+    fn parses_the_attachment_actions_as_the_sdk_sends_them() {
+        // The SDK's OnAttachmentRequest, DeleteAttachmentRequest and
+        // GetAttachmentRequest, as its serialization tests spell them.
+        let p = parse(r#"{"token":"<token>","attachmentId":"88888888-8888-8888-8888-888888888888","fileName":"test_attachment.png","fileType":"image/png","fileSize":1,"errorsAsJson":true,"tracingId":"t-1","action":"onAttachment"}"#).unwrap();
+        assert_eq!(p.tracing_id.as_deref(), Some("t-1"));
+        let Request::OnAttachment(upload) = p.request else {
+            panic!("not onAttachment");
+        };
+        assert_eq!(
+            upload,
+            AttachmentUpload {
+                attachment_id: "88888888-8888-8888-8888-888888888888".into(),
+                file_name: "test_attachment.png".into(),
+                file_type: "image/png".into(),
+                file_size: Some(1),
+            }
+        );
+        let p = parse(r#"{"token":"<token>","attachmentId":"a-1","tracingId":"t","action":"deleteAttachment"}"#).unwrap();
+        assert!(
+            matches!(p.request, Request::DeleteAttachment { ref attachment_id } if attachment_id == "a-1")
+        );
+        assert_eq!(p.request.attachment_id(), Some("a-1"));
+        let p =
+            parse(r#"{"token":"<token>","attachmentId":"a-1","action":"getAttachment"}"#).unwrap();
+        assert!(matches!(p.request, Request::GetAttachment { .. }));
     }
 
     #[test]

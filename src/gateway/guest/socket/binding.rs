@@ -314,7 +314,10 @@ impl Conn {
             read_only,
             cleared_existing_session: cleared,
             max_custom_data_bytes: self.state.limits.current().message.custom_data_bytes,
-            allowed_media: Some(AllowedMedia::none()),
+            allowed_media: Some(AllowedMedia::of(
+                &self.content.messenger.file_upload,
+                self.state.attachments.available(),
+            )),
             blocked_extensions: BLOCKED_EXTENSIONS,
             duration_seconds: Some(duration.as_secs()),
             expiration_date: Some(expires.timestamp()),

@@ -52,9 +52,12 @@ impl Conn {
             // received, so the server does too.
             self.activity.touch(Instant::now());
         }
-        let Some(message) = messages::from_log(event, self.read_only_setting()) else {
+        let Some(mut message) = messages::from_log(event, self.read_only_setting()) else {
             return Ok(());
         };
+        self.state
+            .attachments
+            .refresh(self.deployment.org_id, &mut message.content, Utc::now());
         let sent = self.push("StructuredMessage", message).await;
         if messages::is_message(event) {
             match sent {
@@ -121,7 +124,14 @@ impl Conn {
             }
         }
         match messages::from_log(event, self.read_only_setting()) {
-            Some(message) => Ok(self.echo_own(message, tracing_id).await?),
+            Some(mut message) => {
+                self.state.attachments.refresh(
+                    self.deployment.org_id,
+                    &mut message.content,
+                    Utc::now(),
+                );
+                Ok(self.echo_own(message, tracing_id).await?)
+            }
             // A visitor's event always has a guest view; were it not so, an
             // error is what a client can decode, not an empty message.
             None => {
@@ -205,6 +215,7 @@ impl Conn {
             }
             // Another socket of the session opened a conversation.
             Notice::Changed { conversation_id } => self.switch_to(conversation_id).await.into(),
+            Notice::Upload(outcome) if self.bound.is_some() => self.on_upload(outcome).await.into(),
             _ => Flow::Continue,
         }
     }

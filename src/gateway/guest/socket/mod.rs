@@ -12,6 +12,7 @@
 //! Every new subscription is made before the log is read, so nothing falls
 //! between the two.
 
+mod attachments;
 mod binding;
 mod delivery;
 mod requests;
@@ -409,6 +410,16 @@ impl Conn {
                 }
                 Request::CloseSession { close_all } => {
                     self.close_session(token, close_all, tracing_id).await
+                }
+                Request::OnAttachment(upload) => {
+                    self.on_attachment(token, upload, tracing_id).await
+                }
+                Request::GetAttachment { attachment_id } => {
+                    self.get_attachment(token, attachment_id, tracing_id).await
+                }
+                Request::DeleteAttachment { attachment_id } => {
+                    self.delete_attachment(token, attachment_id, tracing_id)
+                        .await
                 }
             }
         }

@@ -47,18 +47,22 @@ impl Conn {
             client_id,
             metadata,
         } = message;
-        let body = match kind {
+        let (body, files) = match kind {
             MessageKind::Message {
                 message_type,
                 text,
-                content,
-            } => EventBody::Message {
-                message_type,
-                text,
-                content,
-                metadata,
-                client_message_id: client_id.clone(),
-            },
+                mut content,
+            } => {
+                let files = self.resolve_attachments(token, &mut content).await?;
+                let body = EventBody::Message {
+                    message_type,
+                    text,
+                    content,
+                    metadata,
+                    client_message_id: client_id.clone(),
+                };
+                (body, files)
+            }
             MessageKind::Event(GuestEvent::Typing) => return self.typing(tracing_id).await,
             MessageKind::Event(GuestEvent::Presence(presence)) => {
                 return self
@@ -66,7 +70,7 @@ impl Conn {
                     .await;
             }
         };
-        self.post(body, client_id, tracing_id).await
+        self.post(body, client_id, tracing_id, files).await
     }
 
     /// One event from the session's bucket (across its sockets and nodes),
@@ -91,6 +95,7 @@ impl Conn {
         body: EventBody,
         dedup: Option<String>,
         tracing_id: Option<&str>,
+        files: Vec<crate::attachments::AttachmentRecord>,
     ) -> Result<Flow, Fail> {
         let routing = self.state.routing.clone();
         let posted = routing
@@ -100,7 +105,14 @@ impl Conn {
             Ok(_) => self.state.metrics.message_accepted("guest"),
             Err(_) => self.state.metrics.message_refused("guest"),
         }
-        self.answer_posted(posted?, tracing_id).await
+        let posted = posted?;
+        if !files.is_empty() {
+            self.state
+                .attachments
+                .mark_sent(files, posted.conversation)
+                .await;
+        }
+        self.answer_posted(posted, tracing_id).await
     }
 
     /// Answers a posted event, after delivering whatever came before it
@@ -257,7 +269,10 @@ impl Conn {
             max_text_length: limits.message.text_chars,
             messages_per_second,
             max_frame_bytes: limits.max_frame_bytes,
-            allowed_media: AllowedMedia::none(),
+            allowed_media: AllowedMedia::of(
+                &self.content.messenger.file_upload,
+                self.state.attachments.available(),
+            ),
             blocked_extensions: BLOCKED_EXTENSIONS,
             session_duration_seconds: conversations.session_duration_seconds,
             auto_start: conversations.auto_start.enabled,

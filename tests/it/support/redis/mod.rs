@@ -34,7 +34,7 @@ const START_ATTEMPTS: usize = 5;
 /// watchdog runs until the test process or Redis (`$$` after the `exec`) is
 /// gone, and kills Redis only in the first case, so a server we stopped
 /// ourselves is not signalled again (its pid may have been reused).
-const WATCHDOG_SCRIPT: &str = r#"parent="$1"; shift
+pub(crate) const WATCHDOG_SCRIPT: &str = r#"parent="$1"; shift
 redis="$$"
 (
   while kill -0 "$parent" 2>/dev/null && kill -0 "$redis" 2>/dev/null; do sleep 1; done
