@@ -103,6 +103,20 @@ async fn organizations_spread_over_the_cluster_masters() {
     }
     assert_eq!(homes.len(), ORGANIZATIONS + 1, "one home per organization");
     assert!(homes.values().all(|masters| masters.len() == 1));
+
+    // What spans organizations reads each one's home on its own shard:
+    // the list of organizations (which the sweeps walk) reads them all.
+    let listed = a
+        .api()
+        .get("/api/v2/organizations?pageSize=100", a.bootstrap())
+        .await
+        .expect(reqwest::StatusCode::OK);
+    assert_eq!(listed["total"], ORGANIZATIONS + 1, "{listed}");
+    assert_eq!(
+        listed["entities"].as_array().map(Vec::len),
+        Some(ORGANIZATIONS + 1),
+        "{listed}"
+    );
 }
 
 /// The keys under `prefix` on the Redis at `port`.

@@ -6,6 +6,8 @@
 //! against the current state and only then applies it, so a refused commit
 //! changes nothing and no other node ever sees half of one.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::keys::{self, field};
@@ -30,7 +32,34 @@ impl RedisEngine {
         Ok(found.pop().flatten())
     }
 
+    /// Each home's records are read in one consistent snapshot; records of
+    /// several homes (the organizations a listing names) in one snapshot
+    /// per home, since a cluster keeps homes in different slots and
+    /// refuses a transaction across them.
     pub async fn get_many(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        if keys.iter().all(|key| key.home == first.home) {
+            return self.get_in_home(keys).await;
+        }
+        let mut homes: Vec<Home> = keys.iter().map(|key| key.home).collect();
+        homes.sort_unstable();
+        homes.dedup();
+        let reads = homes.iter().map(|home| {
+            let of_home: Vec<RecordKey> =
+                keys.iter().filter(|k| k.home == *home).cloned().collect();
+            async move { self.get_in_home(&of_home).await }
+        });
+        let mut found: HashMap<RecordKey, StoredRecord> = HashMap::new();
+        for records in futures::future::try_join_all(reads).await? {
+            found.extend(records.into_iter().flatten().map(|r| (r.key.clone(), r)));
+        }
+        Ok(keys.iter().map(|key| found.remove(key)).collect())
+    }
+
+    /// Reads records of one home in one transaction.
+    async fn get_in_home(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
