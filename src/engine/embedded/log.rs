@@ -5,7 +5,9 @@
 //! of messages from many sockets costs one fsync, not one each. Within the
 //! transaction the read of a log's last sequence sees the batch's own
 //! inserts, so sequences stay gapless and are never handed out twice.
-//! An append is answered only after its batch is durable.
+//! An append is answered only after its batch is durable, and announced
+//! (an [`EntryNotice`] on its log's channel) just before, in the order of
+//! the batch, so subscribers see a log's entries in sequence order.
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Weak};
@@ -15,7 +17,11 @@ use tokio::sync::oneshot;
 
 use super::tables::{LOG, LOG_DEDUP};
 use super::{EmbeddedEngine, db_err};
-use crate::engine::{Appended, EngineError, EngineResult, LogEntry};
+use crate::engine::bus::WeakHub;
+use crate::engine::{
+    Admission, Appended, BusMessage, Channel, EngineError, EngineResult, EntryNotice, LogEntry,
+    Meter, Metered, Space,
+};
 
 /// The most appends one commit carries: a bound on how long the first of a
 /// batch waits for the others' writes.
@@ -38,11 +44,13 @@ pub(super) struct LogWriter {
 }
 
 impl LogWriter {
-    pub(super) fn spawn(db: Weak<Database>) -> EngineResult<Self> {
+    /// `hub` is held weakly, like the database: the thread must not keep
+    /// the engine's subscriptions alive.
+    pub(super) fn spawn(db: Weak<Database>, hub: WeakHub) -> EngineResult<Self> {
         let (queue, waiting) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("switchboard-log-writer".into())
-            .spawn(move || write_batches(&db, &waiting))
+            .spawn(move || write_batches(&db, &hub, &waiting))
             .map_err(|e| EngineError::Unavailable(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
             queue: Arc::new(queue),
@@ -50,7 +58,7 @@ impl LogWriter {
     }
 }
 
-fn write_batches(db: &Weak<Database>, waiting: &Receiver<Pending>) {
+fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>) {
     while let Ok(first) = waiting.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -65,6 +73,17 @@ fn write_batches(db: &Weak<Database>, waiting: &Receiver<Pending>) {
         };
         match outcome {
             Ok(appended) => {
+                if let Some(hub) = hub.upgrade() {
+                    for (pending, appended) in batch.iter().zip(&appended) {
+                        if !appended.duplicate {
+                            let notice = EntryNotice::encode(appended.seq, &pending.body);
+                            hub.deliver(
+                                &Channel::Conversation(uuid::Uuid::from_u128(pending.log)),
+                                BusMessage::Payload(notice.into()),
+                            );
+                        }
+                    }
+                }
                 for (pending, appended) in batch.into_iter().zip(appended) {
                     // The caller may have gone; the entry is logged anyway.
                     let _ = pending.done.send(Ok(appended));
@@ -164,6 +183,31 @@ impl EmbeddedEngine {
         answer
             .await
             .map_err(|_| EngineError::Unavailable("the log writer has stopped".into()))?
+    }
+
+    /// The bucket first, then the append: not one step as on Redis, but
+    /// the same outcome (a refused event appends nothing), on one node.
+    pub async fn append_metered(
+        &self,
+        log: uuid::Uuid,
+        body: &[u8],
+        dedup: Option<&str>,
+        meter: Meter<'_>,
+    ) -> EngineResult<Metered> {
+        if let Admission::Refused { retry_after } = self.throttle_beside(log, meter).await? {
+            return Ok(Metered::Refused { retry_after });
+        }
+        Ok(Metered::Appended(self.append(log, body, dedup).await?))
+    }
+
+    /// A bucket of the ephemeral table, named after the log.
+    pub async fn throttle_beside(
+        &self,
+        log: uuid::Uuid,
+        meter: Meter<'_>,
+    ) -> EngineResult<Admission> {
+        let id = format!("beside/{log}/{}", meter.id);
+        self.throttle(Space::RateLimit, &id, meter.bucket).await
     }
 
     pub async fn read_log(

@@ -28,12 +28,13 @@ use super::protocol::{
     AgentView, ConversationSnapshot, ConversationView, ErrorBody, EventView, ServerFrame,
 };
 use crate::app::AppState;
-use crate::engine::{BusMessage, Channel};
+use crate::engine::{BusMessage, Channel, EntryNotice};
 use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
 use crate::gateway::cursor::{Cursor, Step};
 use crate::routing::RoutingResult;
 use crate::routing::model::{
-    AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice,
+    AgentState, AgentStatus, Conversation, ConversationState, EventBody, LogEvent, Notice,
+    SequencedEvent,
 };
 use crate::store::StoreError;
 use crate::telemetry::Metrics;
@@ -329,19 +330,31 @@ impl Agent {
             BusMessage::Resync => return self.catch_up(id).await,
             BusMessage::Payload(payload) => payload,
         };
-        match decode(&payload) {
-            Some(Notice::Event(event)) if event.conversation_id == id => {
-                match cursor.step(event.seq) {
-                    Step::Duplicate => {}
-                    Step::Deliver => {
+        if let Some(entry) = EntryNotice::parse(&payload) {
+            // Decided on the sequence alone: what the socket sent already
+            // is dropped without decoding.
+            match cursor.step(entry.seq) {
+                Step::Duplicate => {}
+                Step::Deliver => match serde_json::from_slice::<LogEvent>(entry.body) {
+                    Ok(event) => {
                         if let Some(held) = self.held.get_mut(&id) {
-                            held.cursor.advance(event.seq);
+                            held.cursor.advance(entry.seq);
                         }
+                        let event = SequencedEvent {
+                            conversation_id: id,
+                            seq: entry.seq,
+                            event,
+                        };
                         self.out.push(ServerFrame::Event(event.into()));
                     }
-                    Step::CatchUp => self.catch_up(id).await,
-                }
+                    // The log has it as well: reading it logs the error.
+                    Err(_) => self.catch_up(id).await,
+                },
+                Step::CatchUp => self.catch_up(id).await,
             }
+            return;
+        }
+        match decode(&payload) {
             Some(Notice::Typing {
                 conversation_id,
                 from,

@@ -272,6 +272,7 @@ impl Conn {
             family,
             visitor,
             following: None,
+            posting: None,
         });
         self.feeds.remove(&Feed::Conversation);
         if let Some(session) = self.watched_session() {
@@ -294,7 +295,16 @@ impl Conn {
             }
             last_sequence = Some(top);
             read_only = match routing.conversation(conversation).await {
-                Ok(Some(c)) => c.is_ended() && self.read_only_setting(),
+                Ok(Some(c)) => {
+                    // Read after subscribing to both channels: the posting
+                    // cache may start from it (see `Bound::posting`).
+                    if !c.is_ended()
+                        && let Some(bound) = &mut self.bound
+                    {
+                        bound.posting = Some(Participant::visitor(c.visitor.as_ref()));
+                    }
+                    c.is_ended() && self.read_only_setting()
+                }
                 _ => false,
             };
         }
@@ -360,6 +370,7 @@ impl Conn {
             .await?;
         if let Some(bound) = &mut self.bound {
             bound.following = Some((conversation, Cursor::default()));
+            bound.posting = None;
         }
         self.state
             .routing
@@ -372,6 +383,7 @@ impl Conn {
         self.feeds.remove(&Feed::Conversation);
         if let Some(bound) = &mut self.bound {
             bound.following = None;
+            bound.posting = None;
         }
     }
 
