@@ -38,7 +38,7 @@ use crate::gateway::cursor::{Cursor, Step};
 use crate::routing::RoutingResult;
 use crate::routing::model::{
     AgentState, AgentStatus, Conversation, ConversationState, EventBody, LogEvent, Notice,
-    SequencedEvent,
+    PresenceKind, SequencedEvent,
 };
 use crate::store::StoreError;
 use crate::telemetry::Metrics;
@@ -369,6 +369,7 @@ impl Agent {
                         if let Some(held) = self.held.get_mut(&id) {
                             held.cursor.advance(entry.seq);
                         }
+                        self.note(id, &event);
                         let event = SequencedEvent {
                             conversation_id: id,
                             seq: entry.seq,
@@ -401,6 +402,16 @@ impl Agent {
         }
     }
 
+    /// What an event says of its conversation beyond itself: a visitor who
+    /// signed in changed the conversation's record (who the visitor is),
+    /// which the next refresh reads and sends.
+    fn note(&mut self, id: Uuid, event: &LogEvent) {
+        if signs_in(event) {
+            self.stale.insert(id);
+            self.dirty = true;
+        }
+    }
+
     /// Sends the events of a conversation this socket has not sent yet.
     async fn catch_up(&mut self, id: Uuid) {
         match self.unsent(id).await {
@@ -421,10 +432,16 @@ impl Agent {
                 .events_after(id, held.cursor.last(), CATCH_UP_PAGE)
                 .await?;
             let full = page.len() >= CATCH_UP_PAGE;
+            let mut signed_in = false;
             for event in page {
                 if held.cursor.advance(event.seq) {
+                    signed_in |= signs_in(&event.event);
                     events.push(EventView::from(event));
                 }
+            }
+            if signed_in {
+                self.stale.insert(id);
+                self.dirty = true;
             }
             if !full {
                 break;
@@ -618,6 +635,17 @@ impl Agent {
             last_sequence: held.cursor.last(),
         }))
     }
+}
+
+/// A visitor's sign-in, logged once the conversation's record names them.
+fn signs_in(event: &LogEvent) -> bool {
+    matches!(
+        event.body,
+        EventBody::Presence {
+            presence: PresenceKind::SignIn,
+            ..
+        }
+    )
 }
 
 fn decode(payload: &[u8]) -> Option<Notice> {

@@ -264,3 +264,54 @@ async fn changes_after_the_snapshot_are_deltas(kind: EngineKind) {
     }
 }
 on_both_engines!(changes_after_the_snapshot_are_deltas);
+
+/// A visitor who signs in while an agent holds their conversation: the
+/// `SignIn` event is followed by the conversation, now naming them.
+async fn a_sign_in_updates_the_held_conversation(kind: EngineKind) {
+    let scene = Scene::new(kind).await;
+    let conversation = scene.visitor("hello", None).await;
+    let mut agent = scene.socket("Grace").await;
+    agent.available().await;
+    agent.offer_of(conversation).await;
+    agent
+        .ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
+    let id = conversation.to_string();
+    agent
+        .until("the accepted conversation", |f| {
+            f["type"] == "conversation" && f["conversation"]["state"] == "connected"
+        })
+        .await;
+
+    let routing = &scene.app.state().routing;
+    let identity = verified_visitor();
+    let now = chrono::Utc::now();
+    routing
+        .sign_in_conversation(conversation, &identity, Uuid::new_v4(), now)
+        .await
+        .unwrap();
+    let sign_in = switchboard::routing::NewEvent {
+        body: switchboard::routing::model::EventBody::presence(
+            switchboard::routing::model::PresenceKind::SignIn,
+        ),
+        dedup: None,
+    };
+    let visitor = switchboard::routing::model::Participant::visitor(Some(&identity));
+    routing
+        .append(conversation, visitor, sign_in, now)
+        .await
+        .unwrap();
+    agent
+        .until("the SignIn", |f| {
+            f["type"] == "event" && f["conversationId"] == id.as_str() && f["presence"] == "SignIn"
+        })
+        .await;
+    let updated = agent
+        .until("the conversation naming the visitor", |f| {
+            f["type"] == "conversation" && f["conversation"]["id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(updated["conversation"]["visitor"]["authenticated"], true);
+    assert_eq!(updated["conversation"]["visitor"]["subject"], "user-42");
+}
+on_both_engines!(a_sign_in_updates_the_held_conversation);
