@@ -98,7 +98,7 @@ impl Conn {
     /// Posts a message to the followed conversation, known live: the
     /// session's rate, the append and its notice in one engine step, no
     /// read before it. Only the session's current conversation gets here,
-    /// so nothing opens and nothing is switched; should the log refuse,
+    /// so nothing opens and nothing is switched; should the append fail,
     /// the next message reads everything again.
     async fn post_live(
         &mut self,
