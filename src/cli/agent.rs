@@ -261,6 +261,32 @@ impl Terminal {
         match at(frame, "/type").as_str().unwrap_or_default() {
             "response" => self.show_response(frame),
             "snapshot" => self.show_snapshot(frame),
+            "conversation" => {
+                let c = at(frame, "/conversation");
+                if let Some(id) = at(c, "/id")
+                    .as_str()
+                    .and_then(|id| Uuid::parse_str(id).ok())
+                {
+                    let state = text(at(c, "/state"));
+                    match self.held.iter_mut().find(|(held, _)| *held == id) {
+                        Some(held) => held.1 = state,
+                        None => self.held.push((id, state)),
+                    }
+                }
+                self.show_conversation(c);
+                self.pick_current();
+            }
+            "removed" | "offerRevoked" => {
+                let id = at(frame, "/conversationId");
+                if at(frame, "/type") == "removed" {
+                    say(format!("conversation {} is no longer yours", text(id)));
+                } else {
+                    say(format!("offer {} withdrawn", text(id)));
+                }
+                self.held
+                    .retain(|(held, _)| id.as_str() != Some(held.to_string().as_str()));
+                self.pick_current();
+            }
             "offer" => {
                 let c = at(frame, "/conversation");
                 say(format!(
@@ -272,10 +298,6 @@ impl Terminal {
                     short(at(c, "/id")),
                 ));
             }
-            "offerRevoked" => say(format!(
-                "offer {} withdrawn",
-                text(at(frame, "/conversationId"))
-            )),
             "event" => self.show_event(frame),
             "typing" => say(format!(
                 "[{}] {} is typing…",
@@ -340,27 +362,38 @@ impl Terminal {
             })
             .collect();
         for c in &conversations {
-            let Some(id) = at(c, "/id")
-                .as_str()
-                .and_then(|id| Uuid::parse_str(id).ok())
-            else {
-                continue;
-            };
-            if let Entry::Vacant(first_time) = self.printed.entry(id) {
-                say(format!(
-                    "conversation {id} ({}) with {} ({})",
-                    text(at(c, "/state")),
-                    text(at(c, "/visitor/displayName")),
-                    identity(at(c, "/visitor"))
-                ));
-                first_time.insert(0);
-            }
-            for event in at(c, "/events").as_array().into_iter().flatten() {
-                self.show_event(event);
-            }
+            self.show_conversation(c);
         }
-        // Replies keep going where they went while that conversation is
-        // held (an accept typed a moment ago may not show yet).
+        self.pick_current();
+    }
+
+    /// A held conversation of a snapshot or a `conversation` frame: named
+    /// the first time, then its events not shown yet.
+    fn show_conversation(&mut self, c: &Value) {
+        let Some(id) = at(c, "/id")
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+        else {
+            return;
+        };
+        if let Entry::Vacant(first_time) = self.printed.entry(id) {
+            say(format!(
+                "conversation {id} ({}) with {} ({})",
+                text(at(c, "/state")),
+                text(at(c, "/visitor/displayName")),
+                identity(at(c, "/visitor"))
+            ));
+            first_time.insert(0);
+        }
+        for event in at(c, "/events").as_array().into_iter().flatten() {
+            self.show_event(event);
+        }
+    }
+
+    /// Replies keep going where they went while that conversation is held
+    /// (an accept typed a moment ago may not show yet); otherwise to a
+    /// connected one.
+    fn pick_current(&mut self) {
         let still_held = |id: &Uuid| self.held.iter().any(|(held, _)| held == id);
         if !self.current.as_ref().is_some_and(still_held) {
             self.current = self

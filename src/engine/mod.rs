@@ -47,6 +47,8 @@ mod throttle;
 pub(crate) use throttle::gcra;
 pub use throttle::{Admission, Bucket};
 
+pub use self::appends::{EntryNotice, Meter, Metered};
+
 use std::fmt;
 
 pub use self::bus::Subscription;
@@ -829,13 +831,17 @@ impl Engine {
 
     /// Appends an event to a conversation's log and answers its sequence.
     /// With a `dedup` id (a client-supplied message id) a resend answers the
-    /// first append's sequence instead of appending again.
+    /// first append's sequence instead of appending again. The entry is
+    /// announced on the log's channel in the same step (see
+    /// [`EntryNotice`]); a resend is not announced again.
     pub async fn append(
         &self,
         log: uuid::Uuid,
         body: &[u8],
         dedup: Option<&str>,
     ) -> EngineResult<Appended> {
+        // An empty id is no id (the Redis script spells "none" so).
+        let dedup = dedup.filter(|id| !id.is_empty());
         dispatch!(self, "append", e => e.append(log, body, dedup).await)
     }
 
@@ -1000,6 +1006,9 @@ pub(crate) fn remembered_with(current: Option<&[u8]>, item: &str, cap: usize) ->
     let skip = ids.len().saturating_sub(cap.max(1));
     ids.into_iter().skip(skip).collect::<Vec<_>>().join("\n")
 }
+
+// After `dispatch!`, which it uses.
+mod appends;
 
 #[cfg(test)]
 mod tests;

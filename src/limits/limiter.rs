@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use uuid::Uuid;
 
 use super::{Limits, OrgRates, Rate};
-use crate::engine::{Admission, Space};
+use crate::engine::{Admission, EngineResult, Space};
 use crate::store::Store;
 use crate::store::records::Organization;
 use crate::store::types::OrgId;
@@ -203,15 +203,30 @@ impl Limiter {
     /// counting starts afresh at the new one, instead of a client staying
     /// refused for as long as the old (slower) rate's debt says.
     pub async fn admit(&self, key: Key, rate: Rate) -> Result<(), Refused> {
+        let (id, bucket) = Self::bucket_of(&key, rate);
+        let engine = self.inner.store.engine();
+        Self::decided(engine.throttle(Space::RateLimit, &id, bucket).await)
+    }
+
+    /// [`Limiter::admit`] on the bucket kept beside `log` (see
+    /// [`crate::engine::Meter`]): the one a metered append to `log` takes
+    /// from.
+    pub async fn admit_beside(&self, log: Uuid, key: Key, rate: Rate) -> Result<(), Refused> {
+        let (id, bucket) = Self::bucket_of(&key, rate);
+        let engine = self.inner.store.engine();
+        let meter = crate::engine::Meter { id: &id, bucket };
+        Self::decided(engine.throttle_beside(log, meter).await)
+    }
+
+    /// The id and bucket `key` counts in at `rate`, for a metered append.
+    pub fn bucket_of(key: &Key, rate: Rate) -> (String, crate::engine::Bucket) {
         let bucket = rate.bucket();
         let id = format!("{}:{}x{}", key.id(), bucket.interval_micros, bucket.burst);
-        match self
-            .inner
-            .store
-            .engine()
-            .throttle(Space::RateLimit, &id, bucket)
-            .await
-        {
+        (id, bucket)
+    }
+
+    fn decided(admission: EngineResult<Admission>) -> Result<(), Refused> {
+        match admission {
             Ok(Admission::Allowed) => Ok(()),
             Ok(Admission::Refused { retry_after }) => Err(Refused { retry_after }),
             Err(e) => {

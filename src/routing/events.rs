@@ -1,6 +1,8 @@
 //! A conversation's events: the log first, the bus second. A message counts
 //! as sent once it is in the log; the bus only tells sockets to look.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -9,13 +11,14 @@ use super::model::{
     SequencedEvent,
 };
 use super::{AgentIdentity, NewEvent, Routing, RoutingError, RoutingResult};
-use crate::engine::{Appended, Channel};
+use crate::engine::{Appended, Channel, Meter, Metered};
 use crate::store::StoreError;
 
 impl Routing {
-    /// Appends an event to a conversation's log and announces it. Answers
-    /// the sequenced event and whether it was a resend of one already
-    /// logged (then nothing was appended).
+    /// Appends an event to a conversation's log, which announces it (see
+    /// [`crate::engine::EntryNotice`]). Answers the sequenced event and
+    /// whether it was a resend of one already logged (then nothing was
+    /// appended).
     pub async fn append(
         &self,
         conversation: Uuid,
@@ -23,6 +26,45 @@ impl Routing {
         event: NewEvent,
         now: DateTime<Utc>,
     ) -> RoutingResult<(SequencedEvent, bool)> {
+        match self.log_event(conversation, from, event, None, now).await? {
+            Ok(posted) => Ok(posted),
+            Err(_) => unreachable_refusal(),
+        }
+    }
+
+    /// Posts a visitor's event to `conversation` without reading anything
+    /// first: the caller knows it is the session's live conversation and
+    /// `from` is the visitor as the conversation knows them (the guest
+    /// socket's posting cache says why it may). The session's message rate
+    /// (`meter`, kept beside the log), the dedup check, the append and its
+    /// notice are one engine step: one round trip on Redis. A message
+    /// over the rate is [`RoutingError::Limited`], and nothing is logged.
+    pub async fn visitor_post_live(
+        &self,
+        conversation: Uuid,
+        from: Participant,
+        event: NewEvent,
+        meter: Meter<'_>,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<(SequencedEvent, bool)> {
+        self.log_event(conversation, from, event, Some(meter), now)
+            .await?
+            .map_err(|retry_after| RoutingError::Limited {
+                what: "messages",
+                retry_after,
+            })
+    }
+
+    /// The event logged (and whether it was a resend), or how long the
+    /// meter asks to wait.
+    async fn log_event(
+        &self,
+        conversation: Uuid,
+        from: Participant,
+        event: NewEvent,
+        meter: Option<Meter<'_>>,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<Result<(SequencedEvent, bool), Duration>> {
         let logged = LogEvent {
             id: Uuid::now_v7(),
             time: now,
@@ -30,15 +72,23 @@ impl Routing {
             body: event.body,
         };
         let body = crate::store::encode(&logged)?;
-        let Appended { seq, duplicate } = self
-            .engine()
-            .append(conversation, &body, event.dedup.as_deref())
-            .await
-            .map_err(StoreError::from)?;
+        let dedup = event.dedup.as_deref();
+        let engine = self.engine();
+        let appended = match meter {
+            None => engine.append(conversation, &body, dedup).await,
+            Some(meter) => match engine
+                .append_metered(conversation, &body, dedup, meter)
+                .await
+            {
+                Ok(Metered::Appended(appended)) => Ok(appended),
+                Ok(Metered::Refused { retry_after }) => return Ok(Err(retry_after)),
+                Err(e) => Err(e),
+            },
+        };
+        let Appended { seq, duplicate } = appended.map_err(StoreError::from)?;
         if duplicate {
             // Answer with the event as first logged.
-            let first = self
-                .engine()
+            let first = engine
                 .read_log(conversation, seq.saturating_sub(1), 1)
                 .await
                 .map_err(StoreError::from)?;
@@ -47,26 +97,23 @@ impl Routing {
                 .next()
                 .and_then(|entry| serde_json::from_slice::<LogEvent>(&entry.body).ok())
                 .unwrap_or(logged);
-            return Ok((
+            return Ok(Ok((
                 SequencedEvent {
                     conversation_id: conversation,
                     seq,
                     event,
                 },
                 true,
-            ));
+            )));
         }
-        let sequenced = SequencedEvent {
-            conversation_id: conversation,
-            seq,
-            event: logged,
-        };
-        self.notify(
-            &Channel::Conversation(conversation),
-            &Notice::Event(sequenced.clone()),
-        )
-        .await;
-        Ok((sequenced, false))
+        Ok(Ok((
+            SequencedEvent {
+                conversation_id: conversation,
+                seq,
+                event: logged,
+            },
+            false,
+        )))
     }
 
     /// Log entries of a conversation after `after`, decoded.
@@ -196,6 +243,15 @@ impl Routing {
             .await?;
         Ok(event)
     }
+}
+
+/// An unmetered append is never refused by a rate; were it so, it is a
+/// transient failure to the caller, not a panic.
+fn unreachable_refusal<T>() -> RoutingResult<T> {
+    Err(StoreError::from(crate::engine::EngineError::Unavailable(
+        "an unmetered append was refused".into(),
+    ))
+    .into())
 }
 
 pub(super) fn agent_participant(agent: &AgentIdentity) -> Participant {

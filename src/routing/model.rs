@@ -418,13 +418,13 @@ pub struct SequencedEvent {
     pub event: LogEvent,
 }
 
-/// Notices on the bus. Conversation events carry their sequence so that a
-/// receiver can spot a gap and read the log; everything else is a wake-up.
+/// Notices on the bus, beside the entries the logs announce themselves (an
+/// [`crate::engine::EntryNotice`] on a conversation's channel, carrying its
+/// sequence so that a receiver can drop what it has or spot a gap and read
+/// the log); these are wake-ups.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "notice", rename_all = "camelCase")]
 pub enum Notice {
-    /// A new log event (on the conversation's channel).
-    Event(SequencedEvent),
     /// Someone is typing (not logged).
     #[serde(rename_all = "camelCase")]
     Typing {
@@ -437,6 +437,10 @@ pub enum Notice {
     Changed { conversation_id: Uuid },
     /// The agent's own state changed (status, load).
     AgentChanged,
+    /// The guest session left its conversation for a new chat (on the
+    /// session's channel): its sockets stop posting to the old one.
+    #[serde(rename_all = "camelCase")]
+    Left { conversation_id: Uuid },
     /// The guest session was revoked (logout) or closed elsewhere.
     #[serde(rename_all = "camelCase")]
     SessionEnded {

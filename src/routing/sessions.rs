@@ -7,10 +7,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::decide::{self, Target};
+use super::model::Notice;
 use super::model::{
     Conversation, GuestSession, Participant, SequencedEvent, Visitor, VisitorIdentity,
 };
 use super::{NewEvent, Routing, RoutingError, RoutingResult};
+use crate::engine::Channel;
 use crate::store::records::{
     ConfigurationContent, ConversationDisconnect, Deployment, DisconnectType,
 };
@@ -87,13 +89,24 @@ impl Routing {
     }
 
     /// Marks the session's current conversation as finished for the
-    /// visitor, so the next message starts a new one (`startNew`).
+    /// visitor, so the next message starts a new one (`startNew`). The
+    /// session's sockets are told, so none goes on posting to the old one.
     pub async fn start_new(&self, org: OrgId, session: Uuid) -> RoutingResult<GuestSession> {
-        self.update_session(org, session, |s| {
-            s.conversation_id = None;
-            Ok(())
-        })
-        .await
+        let mut left = None;
+        let updated = self
+            .update_session(org, session, |s| {
+                left = s.conversation_id.take();
+                Ok(())
+            })
+            .await?;
+        if let Some(conversation_id) = left {
+            self.notify(
+                &Channel::Session(session),
+                &Notice::Left { conversation_id },
+            )
+            .await;
+        }
+        Ok(updated)
     }
 
     /// Clears a session: its conversation is left behind and its next

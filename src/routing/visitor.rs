@@ -85,6 +85,8 @@ pub struct Posted {
     /// now, or another socket opened it): the socket must follow it. The
     /// session's other sockets were told to.
     pub switched: bool,
+    /// A resend of an event logged before: `event` is as first logged.
+    pub duplicate: bool,
 }
 
 /// What became of a visitor's presence event.
@@ -316,7 +318,7 @@ impl Routing {
         event: NewEvent,
         now: DateTime<Utc>,
     ) -> RoutingResult<Posted> {
-        let (conversation, event, _duplicate) = self
+        let (conversation, event, duplicate) = self
             .visitor_post_from(at.client, at.session, at.deployment, at.content, event, now)
             .await?;
         let conversation = conversation.meta.id;
@@ -334,6 +336,7 @@ impl Routing {
             conversation,
             event,
             switched,
+            duplicate,
         })
     }
 

@@ -412,15 +412,11 @@ export class Agent {
   }
 
   // Takes the next offer of a conversation not in `except` (from frame
-  // `since` on): an `offer` frame, or a snapshot listing the conversation
-  // as offered (which is what an agent client acts on either way).
+  // `since` on): an `offer` frame, or a snapshot or `conversation` frame
+  // showing the conversation as offered (which is what an agent client
+  // acts on either way).
   async acceptNextOffer(except = [], since = 0) {
-    const offered = (f) =>
-      f.type === 'offer'
-        ? [f.conversation]
-        : f.type === 'snapshot'
-          ? f.conversations.filter((c) => c.state === 'offered')
-          : [];
+    const offered = (f) => (f.type === 'offer' ? [f.conversation] : heldIn(f).filter((c) => c.state === 'offered'));
     const frame = await this.waitFor(
       (f) => offered(f).some((c) => !except.includes(c.id)),
       20000,
@@ -437,7 +433,7 @@ export class Agent {
     const ids = new Set();
     for (const f of this.frames) {
       if (f.type === 'offer') ids.add(f.conversation.id);
-      if (f.type === 'snapshot') for (const c of f.conversations) ids.add(c.id);
+      for (const c of heldIn(f)) ids.add(c.id);
     }
     return [...ids];
   }
@@ -445,6 +441,15 @@ export class Agent {
   close() {
     this.ws.close();
   }
+}
+
+// The conversations an agent frame shows with their events: all of a
+// snapshot's, the one of a `conversation` frame (a change after the
+// snapshot), none of any other.
+export function heldIn(f) {
+  if (f.type === 'snapshot') return f.conversations;
+  if (f.type === 'conversation') return [f.conversation];
+  return [];
 }
 
 export async function launchBrowser() {

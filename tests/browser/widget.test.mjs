@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { Agent, eventually, launchBrowser, screenshotPath, setUp, startCluster, startIdp, widget, widgetSignIn } from './support.mjs';
+import { Agent, eventually, heldIn, launchBrowser, screenshotPath, setUp, startCluster, startIdp, widget, widgetSignIn } from './support.mjs';
 
 let cluster;
 let sb;
@@ -50,13 +50,13 @@ async function bubbles(page) {
   );
 }
 
-// The visitor's messages the agent has of a conversation (from snapshots
-// and live events, merged by sequence as docs/agent-protocol.md advises).
+// The visitor's messages the agent has of a conversation (from snapshots,
+// conversation updates and live events, merged by sequence as
+// docs/agent-protocol.md advises).
 function visitorTexts(conversationId) {
   const bySequence = new Map();
   for (const f of agent.frames) {
-    const events =
-      f.type === 'event' ? [f] : f.type === 'snapshot' ? f.conversations.filter((c) => c.id === conversationId).flatMap((c) => c.events) : [];
+    const events = f.type === 'event' ? [f] : heldIn(f).filter((c) => c.id === conversationId).flatMap((c) => c.events);
     for (const e of events) {
       if (e.conversationId === conversationId && e.kind === 'message' && e.from.role === 'visitor') bySequence.set(e.sequence, e.text);
     }
@@ -422,8 +422,7 @@ describe('structured content from an agent', () => {
   const messages = () => {
     const bySequence = new Map();
     for (const f of agent.frames) {
-      const events =
-        f.type === 'event' ? [f] : f.type === 'snapshot' ? f.conversations.filter((c) => c.id === conversationId).flatMap((c) => c.events) : [];
+      const events = f.type === 'event' ? [f] : heldIn(f).filter((c) => c.id === conversationId).flatMap((c) => c.events);
       for (const e of events) if (e.conversationId === conversationId && e.kind === 'message') bySequence.set(e.sequence, e);
     }
     return [...bySequence.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);

@@ -52,8 +52,11 @@ async fn burst(api: &Api, deployment: &str, n: usize) -> Vec<(Guest, Uuid, u64)>
 struct Served {
     /// The conversations offered to it, in order.
     offers: Vec<String>,
-    /// The most conversations one of its snapshots held at once.
+    /// The most conversations it held at once (as its socket's deltas
+    /// say).
     most_held: usize,
+    /// What it holds now.
+    held: std::collections::HashSet<String>,
 }
 
 /// Takes every offer the way a busy agent does: accepts it, then ends it,
@@ -69,6 +72,15 @@ async fn serve(mut agent: Agent, ended: Arc<watch::Sender<usize>>, total: usize)
             _ = all_ended.wait_for(|n| *n >= total) => return served,
         };
         match frame["type"].as_str() {
+            Some("conversation") => {
+                let id = frame["conversation"]["id"].as_str().unwrap().to_owned();
+                served.held.insert(id);
+                served.most_held = served.most_held.max(served.held.len());
+            }
+            Some("removed" | "offerRevoked") => {
+                let id = frame["conversationId"].as_str().unwrap_or_default();
+                served.held.remove(id);
+            }
             Some("offer") => {
                 let id = frame["conversation"]["id"].as_str().unwrap().to_owned();
                 served.offers.push(id.clone());
@@ -86,10 +98,6 @@ async fn serve(mut agent: Agent, ended: Arc<watch::Sender<usize>>, total: usize)
                 } else if request.starts_with("end:") {
                     ended.send_modify(|n| *n += 1);
                 }
-            }
-            Some("snapshot") => {
-                let held = frame["conversations"].as_array().map_or(0, Vec::len);
-                served.most_held = served.most_held.max(held);
             }
             _ => {}
         }

@@ -200,20 +200,47 @@ impl Agent {
                 // Every conversation held is listed; one missing is gone.
                 self.held.clear();
                 for conversation in &frame.conversations {
-                    if conversation.state == "connected"
-                        && let Ok(id) = Uuid::parse_str(&conversation.id)
-                    {
-                        self.held.insert(id);
-                    }
-                    for event in &conversation.events {
-                        if let Some(text) = &event.text {
-                            self.visitor_message(ws, &conversation.id, text).await?;
-                        }
-                    }
+                    self.held_conversation(ws, conversation).await?;
+                }
+            }
+            // After the snapshot, what changed: one conversation added or
+            // changed, or one gone.
+            "conversation" => {
+                if let Some(conversation) = &frame.conversation {
+                    self.held_conversation(ws, conversation).await?;
+                }
+            }
+            "removed" | "offerRevoked" => {
+                if let Some(id) = frame
+                    .conversation_id
+                    .as_deref()
+                    .and_then(|id| Uuid::parse_str(id).ok())
+                {
+                    self.held.remove(&id);
                 }
             }
             "response" => self.response(&frame),
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A conversation as a snapshot or a `conversation` frame shows it:
+    /// held once connected, and its events read.
+    async fn held_conversation(
+        &mut self,
+        ws: &mut Ws,
+        conversation: &frames::SnapshotConversation<'_>,
+    ) -> Result<(), LoadError> {
+        if conversation.state == "connected"
+            && let Ok(id) = Uuid::parse_str(&conversation.id)
+        {
+            self.held.insert(id);
+        }
+        for event in &conversation.events {
+            if let Some(text) = &event.text {
+                self.visitor_message(ws, &conversation.id, text).await?;
+            }
         }
         Ok(())
     }

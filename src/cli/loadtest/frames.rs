@@ -210,7 +210,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for GuestBody<'a> {
 }
 
 /// An agent frame from the server: the union of the fields of the frames
-/// the tool reads (`response`, `offer`, `event`, `snapshot`).
+/// the tool reads (`response`, `offer`, `event`, `snapshot`,
+/// `conversation`, `removed`).
 #[derive(Debug, Deserialize)]
 pub(super) struct AgentFrame<'a> {
     #[serde(rename = "type", borrow)]
@@ -221,13 +222,14 @@ pub(super) struct AgentFrame<'a> {
     pub ok: Option<bool>,
     #[serde(default, borrow)]
     pub error: Option<AgentError<'a>>,
-    /// `offer`: the conversation offered.
+    /// `offer`: the conversation offered; `conversation`: one added or
+    /// changed, with events not sent before.
     #[serde(default, borrow)]
-    pub conversation: Option<ConversationRef<'a>>,
+    pub conversation: Option<SnapshotConversation<'a>>,
     /// `snapshot`: every conversation held, with events not sent before.
     #[serde(default, borrow)]
     pub conversations: Vec<SnapshotConversation<'a>>,
-    /// `event` (and `offerRevoked`): its conversation. Fields, not a
+    /// `event` (and `offerRevoked`, `removed`): its conversation. Fields, not a
     /// flattened struct: `flatten` would buffer every frame.
     #[serde(rename = "conversationId", default, borrow)]
     pub conversation_id: Option<Cow<'a, str>>,
@@ -242,12 +244,6 @@ pub(super) struct AgentError<'a> {
     pub code: Cow<'a, str>,
     #[serde(default, borrow)]
     pub message: Cow<'a, str>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(super) struct ConversationRef<'a> {
-    #[serde(borrow)]
-    pub id: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]

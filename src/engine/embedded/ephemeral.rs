@@ -208,21 +208,7 @@ impl EmbeddedEngine {
     ) -> EngineResult<Admission> {
         let key = ephemeral_key(space, id);
         self.write_ephemeral_as(Durability::None, move |table, now_ms| {
-            let now = now_micros().max(now_ms.saturating_mul(1000));
-            let stored = read_live(table, &key, now_ms)?.and_then(|(_, value)| {
-                std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|text| text.parse::<u64>().ok())
-            });
-            let (admission, next) = gcra(stored, now, bucket);
-            if let Some((tat, ahead)) = next {
-                let expires = now_ms.saturating_add(ahead / 1000 + 1);
-                let text = tat.to_string();
-                table
-                    .insert(key.as_str(), (expires, text.as_bytes()))
-                    .map_err(db_err)?;
-            }
-            Ok(admission)
+            take_token(table, &key, bucket, now_ms)
         })
         .await
     }
@@ -273,7 +259,7 @@ impl EmbeddedEngine {
 
 /// Now, in Unix milliseconds. A clock before 1970 reads as 0, which only
 /// makes values live longer.
-fn now_millis() -> u64 {
+pub(super) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {
@@ -282,6 +268,32 @@ fn now_millis() -> u64 {
 }
 
 /// Now, in Unix microseconds, for token buckets.
+/// One event from the bucket at `key` of the ephemeral table, within the
+/// caller's write transaction: the throttle's own, or the log writer's
+/// batch for a metered append.
+pub(super) fn take_token(
+    table: &mut redb::Table<'_, &'static str, EphemeralValue>,
+    key: &str,
+    bucket: Bucket,
+    now_ms: u64,
+) -> EngineResult<Admission> {
+    let now = now_micros().max(now_ms.saturating_mul(1000));
+    let stored = read_live(table, key, now_ms)?.and_then(|(_, value)| {
+        std::str::from_utf8(&value)
+            .ok()
+            .and_then(|text| text.parse::<u64>().ok())
+    });
+    let (admission, next) = gcra(stored, now, bucket);
+    if let Some((tat, ahead)) = next {
+        let expires = now_ms.saturating_add(ahead / 1000 + 1);
+        let text = tat.to_string();
+        table
+            .insert(key, (expires, text.as_bytes()))
+            .map_err(db_err)?;
+    }
+    Ok(admission)
+}
+
 fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -5,7 +5,11 @@
 //! of messages from many sockets costs one fsync, not one each. Within the
 //! transaction the read of a log's last sequence sees the batch's own
 //! inserts, so sequences stay gapless and are never handed out twice.
-//! An append is answered only after its batch is durable.
+//! A metered append takes its rate token in the same transaction (the
+//! bucket's row in the ephemeral table), so it costs no write of its own.
+//! An append is answered only after its batch is durable, and announced
+//! (an [`EntryNotice`] on its log's channel) just before, in the order of
+//! the batch, so subscribers see a log's entries in sequence order.
 
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Weak};
@@ -13,9 +17,14 @@ use std::sync::{Arc, Weak};
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
-use super::tables::{LOG, LOG_DEDUP};
+use super::ephemeral::{now_millis, take_token};
+use super::tables::{EPHEMERAL, LOG, LOG_DEDUP, ephemeral_key};
 use super::{EmbeddedEngine, db_err};
-use crate::engine::{Appended, EngineError, EngineResult, LogEntry};
+use crate::engine::bus::WeakHub;
+use crate::engine::{
+    Admission, Appended, Bucket, BusMessage, Channel, EngineError, EngineResult, EntryNotice,
+    LogEntry, Meter, Metered, Space,
+};
 
 /// The most appends one commit carries: a bound on how long the first of a
 /// batch waits for the others' writes.
@@ -26,7 +35,9 @@ struct Pending {
     log: u128,
     body: Vec<u8>,
     dedup: Option<String>,
-    done: oneshot::Sender<EngineResult<Appended>>,
+    /// A metered append's bucket: its ephemeral key and rate.
+    meter: Option<(String, Bucket)>,
+    done: oneshot::Sender<EngineResult<Metered>>,
 }
 
 /// The way to the log writer thread. The thread ends when every clone of
@@ -38,11 +49,13 @@ pub(super) struct LogWriter {
 }
 
 impl LogWriter {
-    pub(super) fn spawn(db: Weak<Database>) -> EngineResult<Self> {
+    /// `hub` is held weakly, like the database: the thread must not keep
+    /// the engine's subscriptions alive.
+    pub(super) fn spawn(db: Weak<Database>, hub: WeakHub) -> EngineResult<Self> {
         let (queue, waiting) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("switchboard-log-writer".into())
-            .spawn(move || write_batches(&db, &waiting))
+            .spawn(move || write_batches(&db, &hub, &waiting))
             .map_err(|e| EngineError::Unavailable(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
             queue: Arc::new(queue),
@@ -50,7 +63,7 @@ impl LogWriter {
     }
 }
 
-fn write_batches(db: &Weak<Database>, waiting: &Receiver<Pending>) {
+fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>) {
     while let Ok(first) = waiting.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -65,6 +78,19 @@ fn write_batches(db: &Weak<Database>, waiting: &Receiver<Pending>) {
         };
         match outcome {
             Ok(appended) => {
+                if let Some(hub) = hub.upgrade() {
+                    for (pending, appended) in batch.iter().zip(&appended) {
+                        if let Metered::Appended(appended) = appended
+                            && !appended.duplicate
+                        {
+                            let notice = EntryNotice::encode(appended.seq, &pending.body);
+                            hub.deliver(
+                                &Channel::Conversation(uuid::Uuid::from_u128(pending.log)),
+                                BusMessage::Payload(notice.into()),
+                            );
+                        }
+                    }
+                }
                 for (pending, appended) in batch.into_iter().zip(appended) {
                     // The caller may have gone; the entry is logged anyway.
                     let _ = pending.done.send(Ok(appended));
@@ -83,22 +109,33 @@ fn write_batches(db: &Weak<Database>, waiting: &Receiver<Pending>) {
 }
 
 /// Appends a batch in one transaction: all of it is committed, or none.
-fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Appended>> {
+fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Metered>> {
     let txn = db.begin_write().map_err(db_err)?;
+    let now_ms = now_millis();
+    let mut tokens_taken = false;
     let outcome = (|| {
         let mut seen = txn.open_table(LOG_DEDUP).map_err(db_err)?;
         let mut entries = txn.open_table(LOG).map_err(db_err)?;
+        let mut buckets = txn.open_table(EPHEMERAL).map_err(db_err)?;
         batch
             .iter()
             .map(|pending| {
                 let log = pending.log;
+                if let Some((key, bucket)) = &pending.meter {
+                    if let Admission::Refused { retry_after } =
+                        take_token(&mut buckets, key, *bucket, now_ms)?
+                    {
+                        return Ok(Metered::Refused { retry_after });
+                    }
+                    tokens_taken = true;
+                }
                 if let Some(id) = &pending.dedup
                     && let Some(seq) = seen.get((log, id.as_str())).map_err(db_err)?
                 {
-                    return Ok(Appended {
+                    return Ok(Metered::Appended(Appended {
                         seq: seq.value(),
                         duplicate: true,
-                    });
+                    }));
                 }
                 let seq = last_in(&entries, log)?
                     .checked_add(1)
@@ -109,16 +146,26 @@ fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Appended>> 
                 if let Some(id) = &pending.dedup {
                     seen.insert((log, id.as_str()), seq).map_err(db_err)?;
                 }
-                Ok(Appended {
+                Ok(Metered::Appended(Appended {
                     seq,
                     duplicate: false,
-                })
+                }))
             })
             .collect::<EngineResult<Vec<_>>>()
     })();
+    let wrote = |appended: &Metered| {
+        matches!(
+            appended,
+            Metered::Appended(Appended {
+                duplicate: false,
+                ..
+            })
+        )
+    };
     match outcome {
-        // A batch of duplicates wrote nothing: no need to pay for a commit.
-        Ok(appended) if appended.iter().any(|a| !a.duplicate) => {
+        // A batch of duplicates and refusals wrote nothing: no need to pay
+        // for a commit.
+        Ok(appended) if tokens_taken || appended.iter().any(wrote) => {
             txn.commit().map_err(db_err)?;
             Ok(appended)
         }
@@ -128,6 +175,11 @@ fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Appended>> 
         }
     }
 }
+/// The id, within [`Space::RateLimit`], of a bucket kept beside `log`.
+fn beside(log: uuid::Uuid, id: &str) -> String {
+    format!("beside/{log}/{id}")
+}
+
 /// The sequence of the newest entry of `log`, 0 when it has none.
 fn last_in<T>(table: &T, log: u128) -> EngineResult<u64>
 where
@@ -150,11 +202,54 @@ impl EmbeddedEngine {
         body: &[u8],
         dedup: Option<&str>,
     ) -> EngineResult<Appended> {
+        match self.submit(log, body, dedup, None).await? {
+            Metered::Appended(appended) => Ok(appended),
+            // No bucket, no refusal.
+            Metered::Refused { .. } => Err(EngineError::Unavailable(
+                "the log writer refused an unmetered append".into(),
+            )),
+        }
+    }
+
+    /// The bucket's token in the batch's own transaction: a refused event
+    /// appends nothing, an admitted one costs no write of its own.
+    pub async fn append_metered(
+        &self,
+        log: uuid::Uuid,
+        body: &[u8],
+        dedup: Option<&str>,
+        meter: Meter<'_>,
+    ) -> EngineResult<Metered> {
+        let key = ephemeral_key(Space::RateLimit, &beside(log, meter.id));
+        self.submit(log, body, dedup, Some((key, meter.bucket)))
+            .await
+    }
+
+    /// A bucket of the ephemeral table, named after the log: the one
+    /// [`Self::append_metered`] takes from.
+    pub async fn throttle_beside(
+        &self,
+        log: uuid::Uuid,
+        meter: Meter<'_>,
+    ) -> EngineResult<Admission> {
+        self.throttle(Space::RateLimit, &beside(log, meter.id), meter.bucket)
+            .await
+    }
+
+    /// Hands an append to the writer and waits for its batch.
+    async fn submit(
+        &self,
+        log: uuid::Uuid,
+        body: &[u8],
+        dedup: Option<&str>,
+        meter: Option<(String, Bucket)>,
+    ) -> EngineResult<Metered> {
         let (done, answer) = oneshot::channel();
         let pending = Pending {
             log: log.as_u128(),
             body: body.to_vec(),
             dedup: dedup.map(str::to_owned),
+            meter,
             done,
         };
         self.log_writer

@@ -82,11 +82,12 @@ impl EmbeddedEngine {
         .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))??;
         let db = Arc::new(db);
         ephemeral::spawn_sweeper(Arc::downgrade(&db), canonical);
-        let log_writer = log::LogWriter::spawn(Arc::downgrade(&db))?;
+        let hub = LocalHub::default();
+        let log_writer = log::LogWriter::spawn(Arc::downgrade(&db), hub.downgrade())?;
         Ok(Self {
             db,
             path: Arc::new(path),
-            hub: LocalHub::default(),
+            hub,
             log_writer,
         })
     }

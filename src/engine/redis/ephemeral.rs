@@ -164,10 +164,20 @@ impl RedisEngine {
         id: &str,
         bucket: Bucket,
     ) -> EngineResult<Admission> {
+        self.throttle_key(keys::ephemeral(&self.prefix, space, id), bucket)
+            .await
+    }
+
+    /// `throttle.lua` on the bucket kept at `key`.
+    pub(super) async fn throttle_key(
+        &self,
+        key: String,
+        bucket: Bucket,
+    ) -> EngineResult<Admission> {
         let mut conn = self.conn.clone();
         let interval = bucket.interval_micros.max(1);
         let wait: i64 = scripts::THROTTLE
-            .key(keys::ephemeral(&self.prefix, space, id))
+            .key(key)
             .arg(interval)
             .arg(interval.saturating_mul(u64::from(bucket.burst.max(1))))
             .invoke_async(&mut conn)

@@ -107,6 +107,13 @@ pub(super) fn conversation_seq(prefix: &str, log: uuid::Uuid) -> String {
     format!("{prefix}{{c:{log}}}:seq")
 }
 
+/// `<p>{c:<uuid>}:rate:<id>`: STRING with a TTL, a sender's rate bucket
+/// kept beside the conversation (see `engine::Meter`), so the append script
+/// takes from it in the conversation's slot. `id` is spelled by switchboard.
+pub(super) fn conversation_rate(prefix: &str, log: uuid::Uuid, id: &str) -> String {
+    format!("{prefix}{{c:{log}}}:rate:{id}")
+}
+
 /// The field of a conversation stream entry holding the event body.
 pub(super) const EVENT_BODY: &str = "b";
 

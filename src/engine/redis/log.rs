@@ -2,13 +2,19 @@
 //!
 //! Stream entry ids are `<seq>-1`, so reading "everything after seq n" is a
 //! plain `XRANGE` and the stream itself says which sequences exist. Appends
-//! go through one Lua script ([`scripts::APPEND`]) that checks the dedup map,
-//! takes the next sequence from the counter and adds the entry, atomically:
-//! of any number of concurrent appenders on any number of nodes, each gets
-//! its own sequence, without gaps, and a resent message gets its first one.
+//! go through one Lua script ([`scripts::APPEND`]) that takes the sender's
+//! rate token (when metered), checks the dedup map, takes the next sequence
+//! from the counter, adds the entry and publishes its notice, atomically: of
+//! any number of concurrent appenders on any number of nodes, each gets its
+//! own sequence, without gaps, a resent message gets its first one, and a
+//! visitor's message costs one round trip.
+
+use std::time::Duration;
 
 use super::{RedisEngine, keys, scripts, unavailable};
-use crate::engine::{Appended, EngineError, EngineResult, LogEntry};
+use crate::engine::{
+    Admission, Appended, Channel, EngineError, EngineResult, LogEntry, Meter, Metered,
+};
 
 impl RedisEngine {
     pub async fn append(
@@ -17,20 +23,74 @@ impl RedisEngine {
         body: &[u8],
         dedup: Option<&str>,
     ) -> EngineResult<Appended> {
+        match self.append_script(log, body, dedup, None).await? {
+            Metered::Appended(appended) => Ok(appended),
+            // No bucket, no refusal.
+            Metered::Refused { .. } => Err(EngineError::Unavailable(
+                "the append script refused an unmetered append".into(),
+            )),
+        }
+    }
+
+    /// `append.lua` with the bucket: rate, dedup, append and notice in one
+    /// round trip.
+    pub async fn append_metered(
+        &self,
+        log: uuid::Uuid,
+        body: &[u8],
+        dedup: Option<&str>,
+        meter: Meter<'_>,
+    ) -> EngineResult<Metered> {
+        self.append_script(log, body, dedup, Some(meter)).await
+    }
+
+    /// The bucket an append of `log` metered by `meter` takes from, alone.
+    pub async fn throttle_beside(
+        &self,
+        log: uuid::Uuid,
+        meter: Meter<'_>,
+    ) -> EngineResult<Admission> {
+        self.throttle_key(
+            keys::conversation_rate(&self.prefix, log, meter.id),
+            meter.bucket,
+        )
+        .await
+    }
+
+    async fn append_script(
+        &self,
+        log: uuid::Uuid,
+        body: &[u8],
+        dedup: Option<&str>,
+        meter: Option<Meter<'_>>,
+    ) -> EngineResult<Metered> {
+        let verb = if self.sharded { "SPUBLISH" } else { "PUBLISH" };
         let mut invocation = scripts::APPEND.prepare_invoke();
         invocation
             .key(keys::conversation_log(&self.prefix, log))
             .key(keys::conversation_dedup(&self.prefix, log))
             .key(keys::conversation_seq(&self.prefix, log))
-            .arg(body);
-        if let Some(dedup) = dedup {
-            invocation.arg(dedup);
+            .arg(body)
+            .arg(keys::bus_channel(&self.prefix, &Channel::Conversation(log)))
+            .arg(verb)
+            .arg(dedup.unwrap_or_default());
+        if let Some(meter) = meter {
+            let interval = meter.bucket.interval_micros.max(1);
+            invocation
+                .key(keys::conversation_rate(&self.prefix, log, meter.id))
+                .arg(interval)
+                .arg(interval.saturating_mul(u64::from(meter.bucket.burst.max(1))));
         }
         let mut conn = self.conn.clone();
-        let (seq, duplicate): (u64, u8) = invocation
+        let (seq, duplicate, wait): (u64, u8, u64) = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        if wait > 0 {
+            return Ok(Metered::Refused {
+                retry_after: Duration::from_micros(wait),
+            });
+        }
         // A resend waits too: the first attempt may have failed here.
         if let Some((replicas, timeout)) = self.wait {
             let key = keys::conversation_log(&self.prefix, log);
@@ -46,10 +106,10 @@ impl RedisEngine {
                 )));
             }
         }
-        Ok(Appended {
+        Ok(Metered::Appended(Appended {
             seq,
             duplicate: duplicate != 0,
-        })
+        }))
     }
 
     pub async fn read_log(
@@ -185,6 +245,7 @@ mod tests {
             keys::conversation_log("sb:", id),
             keys::conversation_dedup("sb:", id),
             keys::conversation_seq("sb:", id),
+            keys::conversation_rate("sb:", id, "gm:x"),
         ] {
             assert!(name.starts_with(&tag), "{name}");
         }

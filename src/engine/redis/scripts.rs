@@ -22,11 +22,13 @@ pub(super) static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
-/// Appends to a conversation log: see `append.lua`.
+/// Appends to a conversation log and announces it, metered or not: see
+/// `append.lua`.
 pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{}{}",
+        "{}{}{}",
         keys::lua_log_prelude(),
+        include_str!("gcra.lua"),
         include_str!("append.lua")
     ))
 });
@@ -35,9 +37,15 @@ pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
 pub(super) static COUNT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("count.lua")));
 
-/// Takes from a token bucket: see `throttle.lua`.
-pub(super) static THROTTLE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("throttle.lua")));
+/// Takes from a token bucket: see `throttle.lua` (and `gcra.lua`, its
+/// step, shared with `append.lua`).
+pub(super) static THROTTLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}",
+        include_str!("gcra.lua"),
+        include_str!("throttle.lua")
+    ))
+});
 
 /// Takes or renews a lease: see `lease.lua`.
 pub(super) static LEASE: LazyLock<Script> =

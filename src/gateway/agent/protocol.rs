@@ -147,11 +147,21 @@ pub enum ServerFrame {
         #[serde(skip_serializing_if = "Option::is_none")]
         result: Option<Outcome>,
     },
-    /// Everything the agent holds, on connect and whenever it changes.
+    /// Everything the agent holds, once, when the socket opens; what
+    /// changes after that comes as deltas (`conversation`, `removed`,
+    /// `offer`, `offerRevoked`, `presence`, `event`).
     Snapshot {
         agent: AgentView,
         conversations: Vec<ConversationSnapshot>,
     },
+    /// A conversation the agent now holds, or one it holds whose state
+    /// changed (accepted, offered anew, its visitor signed in): as in a
+    /// snapshot, with the events this socket had not sent yet.
+    Conversation { conversation: ConversationSnapshot },
+    /// A conversation the agent no longer holds (ended, transferred, taken
+    /// back). An offer that is gone is `offerRevoked` instead.
+    #[serde(rename_all = "camelCase")]
+    Removed { conversation_id: Uuid },
     /// A conversation is offered to the agent.
     Offer { conversation: ConversationView },
     /// An offer is gone: declined, timed out, or taken back.

@@ -4,17 +4,21 @@
 //! shutdown.
 //!
 //! The socket shows the agent what routing says it holds: the conversations
-//! offered or assigned to it. Whenever routing announces a change (or the
-//! heartbeat sees the agent's record move) it re-reads the agent and its
-//! conversations, subscribes and unsubscribes accordingly, and sends a
-//! snapshot.
+//! offered or assigned to it. It sends one snapshot when it opens; then,
+//! whenever routing announces a change (or the heartbeat sees the agent's
+//! record move), it re-reads the agent and only the conversations that are
+//! new or were announced as changed, subscribes and unsubscribes
+//! accordingly, and sends what changed: a `conversation` for each one
+//! added or changed, `removed` (or `offerRevoked`) for each one gone,
+//! `offer`s and the agent's `presence`. A change costs the same whether
+//! the agent holds one conversation or fifty.
 //!
 //! Events reach the client in sequence order without gaps or duplicates:
 //! per conversation a [`Cursor`] remembers the last sequence sent and
 //! decides what a bus notice means (send it, drop it, or read the log). A
 //! resync from the bus reads the log too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -28,12 +32,13 @@ use super::protocol::{
     AgentView, ConversationSnapshot, ConversationView, ErrorBody, EventView, ServerFrame,
 };
 use crate::app::AppState;
-use crate::engine::{BusMessage, Channel};
+use crate::engine::{BusMessage, Channel, EntryNotice};
 use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
 use crate::gateway::cursor::{Cursor, Step};
 use crate::routing::RoutingResult;
 use crate::routing::model::{
-    AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice,
+    AgentState, AgentStatus, Conversation, ConversationState, EventBody, LogEvent, Notice,
+    PresenceKind, SequencedEvent,
 };
 use crate::store::StoreError;
 use crate::store::types::OrgId;
@@ -80,8 +85,19 @@ pub(super) struct Agent {
     /// The agent's record as last shown: its version tells the heartbeat
     /// whether something changed that a lost notice did not announce.
     shown: Option<AgentState>,
-    /// Something changed: re-read and send a snapshot.
+    /// Something changed: re-read the agent and send what changed.
     dirty: bool,
+    /// Held conversations announced as changed: re-read at the next
+    /// refresh (the others are as last read).
+    stale: HashSet<Uuid>,
+    /// Re-read every held conversation at the next refresh: a notice may
+    /// have been lost, or the last refresh failed.
+    all_stale: bool,
+    /// The first snapshot is out: from now on, deltas.
+    snapshot_sent: bool,
+    /// The status and queues the client was last shown (kept when a
+    /// refresh fails, unlike `shown`), so a change is never left unsaid.
+    shown_presence: Option<(AgentStatus, Vec<Uuid>)>,
     /// Frames to send, in order.
     out: Vec<ServerFrame>,
 }
@@ -120,6 +136,10 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: AgentCaller) -> O
         held: HashMap::new(),
         shown: None,
         dirty: false,
+        stale: HashSet::new(),
+        all_stale: false,
+        snapshot_sent: false,
+        shown_presence: None,
         out: Vec::new(),
     };
     tracing::info!("agent socket open");
@@ -284,7 +304,9 @@ impl Agent {
                     .as_ref()
                     .is_none_or(|shown| shown.meta.version != agent.meta.version)
                 {
+                    // Moved without a notice this socket heard: re-read all.
                     self.dirty = true;
+                    self.all_stale = true;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "agent heartbeat failed"),
@@ -317,15 +339,18 @@ impl Agent {
                 // Whatever the agent's channel says (or a resync after a
                 // lost connection), the answer is to re-read.
                 match &message {
-                    BusMessage::Resync => self.dirty = true,
-                    BusMessage::Payload(payload) => {
-                        if matches!(
-                            decode(payload),
-                            Some(Notice::Changed { .. } | Notice::AgentChanged)
-                        ) {
-                            self.dirty = true;
-                        }
+                    BusMessage::Resync => {
+                        self.dirty = true;
+                        self.all_stale = true;
                     }
+                    BusMessage::Payload(payload) => match decode(payload) {
+                        Some(Notice::Changed { conversation_id }) => {
+                            self.dirty = true;
+                            self.stale.insert(conversation_id);
+                        }
+                        Some(Notice::AgentChanged) => self.dirty = true,
+                        _ => {}
+                    },
                 }
                 return;
             }
@@ -336,22 +361,40 @@ impl Agent {
             return;
         };
         let payload = match message {
-            BusMessage::Resync => return self.catch_up(id).await,
+            BusMessage::Resync => {
+                // A change of the conversation may have been lost too.
+                self.dirty = true;
+                self.stale.insert(id);
+                return self.catch_up(id).await;
+            }
             BusMessage::Payload(payload) => payload,
         };
-        match decode(&payload) {
-            Some(Notice::Event(event)) if event.conversation_id == id => {
-                match cursor.step(event.seq) {
-                    Step::Duplicate => {}
-                    Step::Deliver => {
+        if let Some(entry) = EntryNotice::parse(&payload) {
+            // Decided on the sequence alone: what the socket sent already
+            // is dropped without decoding.
+            match cursor.step(entry.seq) {
+                Step::Duplicate => {}
+                Step::Deliver => match serde_json::from_slice::<LogEvent>(entry.body) {
+                    Ok(event) => {
                         if let Some(held) = self.held.get_mut(&id) {
-                            held.cursor.advance(event.seq);
+                            held.cursor.advance(entry.seq);
                         }
+                        self.note(id, &event);
+                        let event = SequencedEvent {
+                            conversation_id: id,
+                            seq: entry.seq,
+                            event,
+                        };
                         self.out.push(ServerFrame::Event(event.into()));
                     }
-                    Step::CatchUp => self.catch_up(id).await,
-                }
+                    // The log has it as well: reading it logs the error.
+                    Err(_) => self.catch_up(id).await,
+                },
+                Step::CatchUp => self.catch_up(id).await,
             }
+            return;
+        }
+        match decode(&payload) {
             Some(Notice::Typing {
                 conversation_id,
                 from,
@@ -361,8 +404,21 @@ impl Agent {
                     from,
                 });
             }
-            Some(Notice::Changed { .. }) => self.dirty = true,
+            Some(Notice::Changed { .. }) => {
+                self.dirty = true;
+                self.stale.insert(id);
+            }
             _ => {}
+        }
+    }
+
+    /// What an event says of its conversation beyond itself: a visitor who
+    /// signed in changed the conversation's record (who the visitor is),
+    /// which the next refresh reads and sends.
+    fn note(&mut self, id: Uuid, event: &LogEvent) {
+        if signs_in(event) {
+            self.stale.insert(id);
+            self.dirty = true;
         }
     }
 
@@ -386,10 +442,16 @@ impl Agent {
                 .events_after(id, held.cursor.last(), CATCH_UP_PAGE)
                 .await?;
             let full = page.len() >= CATCH_UP_PAGE;
+            let mut signed_in = false;
             for event in page {
                 if held.cursor.advance(event.seq) {
+                    signed_in |= signs_in(&event.event);
                     events.push(EventView::from(event));
                 }
+            }
+            if signed_in {
+                self.stale.insert(id);
+                self.dirty = true;
             }
             if !full {
                 break;
@@ -406,8 +468,10 @@ impl Agent {
         let result = self.reload().await;
         if result.is_err() {
             // Forget what was shown, so the next heartbeat tries again
-            // whether or not the agent's record moved meanwhile.
+            // whether or not the agent's record moved meanwhile, and reads
+            // every conversation again.
             self.shown = None;
+            self.all_stale = true;
         }
         result
     }
@@ -415,35 +479,58 @@ impl Agent {
     async fn reload(&mut self) -> RoutingResult<()> {
         let routing = self.state.routing.clone();
         let me = self.me();
-        let agent = routing.agent_state(self.caller.identity.org, me).await?;
-        let mut current = Vec::new();
-        for id in agent.iter().flat_map(|a| a.conversations.iter()) {
-            if let Some(c) = routing.conversation(self.caller.identity.org, *id).await?
+        let org = self.caller.identity.org;
+        let agent = routing.agent_state(org, me).await?;
+        let ids: Vec<Uuid> = agent
+            .iter()
+            .flat_map(|a| a.conversations.iter().copied())
+            .collect();
+        // Only what is new or announced as changed is read; a held
+        // conversation the agent still lists is otherwise as last read
+        // (every change of it is announced on its channel or the agent's,
+        // and a lost announcement means a resync, which reads them all).
+        let mut read = Vec::new();
+        let mut kept = HashSet::new();
+        for id in &ids {
+            let known = self.held.contains_key(id);
+            if known && !self.all_stale && !self.stale.contains(id) {
+                kept.insert(*id);
+                continue;
+            }
+            if let Some(c) = routing.conversation(org, *id).await?
                 && c.agent() == Some(me)
             {
-                current.push(c);
+                kept.insert(*id);
+                read.push(c);
             }
         }
+        self.stale.clear();
+        self.all_stale = false;
 
         let gone: Vec<Uuid> = self
             .held
             .keys()
-            .filter(|id| !current.iter().any(|c| c.meta.id == **id))
+            .filter(|id| !kept.contains(id))
             .copied()
             .collect();
         for id in gone {
             self.feeds.remove(&Source::Conversation(id));
-            if let Some(held) = self.held.remove(&id)
-                && matches!(held.conversation.state, ConversationState::Offered { .. })
-            {
-                self.out.push(ServerFrame::OfferRevoked {
-                    conversation_id: id,
-                });
+            if let Some(held) = self.held.remove(&id) {
+                if matches!(held.conversation.state, ConversationState::Offered { .. }) {
+                    self.out.push(ServerFrame::OfferRevoked {
+                        conversation_id: id,
+                    });
+                } else if self.snapshot_sent {
+                    self.out.push(ServerFrame::Removed {
+                        conversation_id: id,
+                    });
+                }
             }
         }
 
         let mut offers = Vec::new();
-        for c in current {
+        let mut changed = Vec::new();
+        for c in read {
             let id = c.meta.id;
             if let Some(held) = self.held.get_mut(&id) {
                 // Offered anew while held (transferred back to this agent,
@@ -458,6 +545,9 @@ impl Agent {
                 };
                 if offered_anew {
                     offers.push(ConversationView::from(&c));
+                }
+                if held.conversation.meta.version != c.meta.version {
+                    changed.push(id);
                 }
                 held.conversation = c;
                 continue;
@@ -477,24 +567,7 @@ impl Agent {
                     last_typing: None,
                 },
             );
-        }
-
-        let mut ids: Vec<(chrono::DateTime<Utc>, Uuid)> = self
-            .held
-            .values()
-            .map(|h| (h.conversation.meta.date_created, h.conversation.meta.id))
-            .collect();
-        ids.sort();
-        let mut conversations = Vec::with_capacity(ids.len());
-        for (_, id) in ids {
-            let events = self.unsent(id).await?;
-            if let Some(held) = self.held.get(&id) {
-                conversations.push(ConversationSnapshot {
-                    conversation: ConversationView::from(&held.conversation),
-                    events,
-                    last_sequence: held.cursor.last(),
-                });
-            }
+            changed.push(id);
         }
 
         self.out.extend(
@@ -512,21 +585,77 @@ impl Agent {
                 supervisor: self.caller.supervisor,
             },
         };
-        if let Some(shown) = &self.shown
-            && (shown.status != view.status || shown.queues != view.queues)
+        let presence = (view.status, view.queues.clone());
+        if self
+            .shown_presence
+            .as_ref()
+            .is_some_and(|shown| *shown != presence)
         {
             self.out.push(ServerFrame::Presence {
                 status: view.status,
                 queues: view.queues.clone(),
             });
         }
-        self.out.push(ServerFrame::Snapshot {
-            agent: view,
-            conversations,
-        });
+        self.shown_presence = Some(presence);
+        if self.snapshot_sent {
+            // Oldest first, as in a snapshot.
+            changed.sort_by_key(|id| {
+                self.held
+                    .get(id)
+                    .map(|h| (h.conversation.meta.date_created, *id))
+            });
+            for id in changed {
+                if let Some(conversation) = self.shown_conversation(id).await? {
+                    self.out.push(ServerFrame::Conversation { conversation });
+                }
+            }
+        } else {
+            let mut ids: Vec<(chrono::DateTime<Utc>, Uuid)> = self
+                .held
+                .values()
+                .map(|h| (h.conversation.meta.date_created, h.conversation.meta.id))
+                .collect();
+            ids.sort();
+            let mut conversations = Vec::with_capacity(ids.len());
+            for (_, id) in ids {
+                if let Some(conversation) = self.shown_conversation(id).await? {
+                    conversations.push(conversation);
+                }
+            }
+            self.out.push(ServerFrame::Snapshot {
+                agent: view,
+                conversations,
+            });
+            self.snapshot_sent = true;
+        }
         self.shown = agent;
         Ok(())
     }
+
+    /// A held conversation as a snapshot or a `conversation` frame shows
+    /// it, with the events this socket had not sent yet.
+    async fn shown_conversation(
+        &mut self,
+        id: Uuid,
+    ) -> RoutingResult<Option<ConversationSnapshot>> {
+        let events = self.unsent(id).await?;
+        Ok(self.held.get(&id).map(|held| ConversationSnapshot {
+            conversation: ConversationView::from(&held.conversation),
+            events,
+            last_sequence: held.cursor.last(),
+        }))
+    }
+}
+
+/// A visitor's sign-in, logged once the conversation's record names them.
+fn signs_in(event: &LogEvent) -> bool {
+    matches!(
+        event.body,
+        EventBody::Presence {
+            presence: PresenceKind::SignIn,
+            ..
+        }
+    )
 }
 
 fn decode(payload: &[u8]) -> Option<Notice> {

@@ -41,9 +41,10 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
     assert_eq!(offer["conversation"]["state"], "offered");
     assert_eq!(offer["conversation"]["queueId"], scene.queue.to_string());
     assert!(offer["conversation"]["offerDeadline"].is_string());
-    let snapshot = agent.expect("snapshot").await;
-    assert_eq!(snapshot["agent"]["status"], "available");
-    let offered = conversation_in(&snapshot, conversation).unwrap();
+    // Then the conversation itself, with its events (a delta: the
+    // snapshot was sent when the socket opened).
+    let added = agent.expect("conversation").await;
+    let offered = conversation_in(&added, conversation).unwrap();
     assert_eq!(offered["events"][0]["text"], "Hello, I need help");
 
     // Accepting connects it; the visitor's verified identity comes along.
@@ -52,19 +53,19 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
         .await;
     assert_eq!(accepted["result"]["conversation"]["state"], "connected");
     // The agent's join reaches the socket once: as an event, or inside the
-    // snapshot when the socket read the log first.
+    // conversation's update when the socket read the log first.
     let mut join = None;
-    let snapshot = loop {
+    let update = loop {
         let frame = agent.next().await;
         if frame["type"] == "event" && frame["kind"] == "presence" {
             join = Some(frame);
-        } else if frame["type"] == "snapshot"
+        } else if frame["type"] == "conversation"
             && conversation_in(&frame, conversation).is_some_and(|c| c["state"] == "connected")
         {
             break frame;
         }
     };
-    let held = conversation_in(&snapshot, conversation).unwrap();
+    let held = conversation_in(&update, conversation).unwrap();
     let visitor = &held["visitor"];
     assert_eq!(visitor["authenticated"], true);
     assert_eq!(visitor["issuer"], "https://idp.example.com/");
@@ -169,12 +170,13 @@ async fn an_accepted_conversation_flows_both_ways(kind: EngineKind) {
         .await;
     assert_eq!(ended["result"]["conversation"]["state"], "ended");
     assert_eq!(ended["result"]["conversation"]["wrapUp"], "resolved");
-    let snapshot = agent
-        .until("empty snapshot", |f| {
-            f["type"] == "snapshot" && f["conversations"] == json!([])
+    // No longer held: a delta says so, no snapshot.
+    agent
+        .until("the conversation removed", |f| {
+            assert_ne!(f["type"], "snapshot", "{f}");
+            f["type"] == "removed" && f["conversationId"] == conversation.to_string()
         })
         .await;
-    assert_eq!(snapshot["agent"]["status"], "available");
     let log = log_of(app, conversation).await;
     assert!(log.contains(&EventBody::presence(PresenceKind::Disconnect)));
     assert!(log.contains(&EventBody::Ended {
@@ -393,8 +395,8 @@ async fn conversations_transfer_to_queues_and_agents(kind: EngineKind) {
         moved["result"]["conversation"]["queueId"],
         billing.to_string()
     );
-    a.until("snapshot without it", |f| {
-        f["type"] == "snapshot" && conversation_in(f, conversation).is_none()
+    a.until("the conversation removed", |f| {
+        f["type"] == "removed" && f["conversationId"] == conversation.to_string()
     })
     .await;
     let offer = b.offer_of(conversation).await;

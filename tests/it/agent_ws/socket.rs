@@ -1,5 +1,6 @@
 //! The agent socket itself: authentication on the upgrade, hostile frames,
-//! and a reconnecting agent's snapshot; a shutting-down node's close.
+//! a reconnecting agent's snapshot and the deltas after it; a shutting-down
+//! node's close.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -200,3 +201,123 @@ async fn a_reconnecting_agent_gets_its_conversations_back(kind: EngineKind) {
     assert_eq!(again.closed().await, 1001);
 }
 on_both_engines!(a_reconnecting_agent_gets_its_conversations_back);
+
+/// The conversation a `conversation` frame shows, by id and state.
+fn shown(frame: &serde_json::Value) -> Option<(String, String)> {
+    (frame["type"] == "conversation").then(|| {
+        let c = &frame["conversation"];
+        (
+            c["id"].as_str().unwrap_or_default().to_owned(),
+            c["state"].as_str().unwrap_or_default().to_owned(),
+        )
+    })
+}
+
+/// After the snapshot a socket opens with, a change says only what changed:
+/// the conversation accepted is sent again, the other one the agent holds
+/// is not, and the end removes it; no snapshot is sent again.
+async fn changes_after_the_snapshot_are_deltas(kind: EngineKind) {
+    let scene = Scene::new(kind).await;
+    let first = scene.visitor("first", None).await.to_string();
+    let second = scene.visitor("second", None).await.to_string();
+    let mut agent = scene.socket("Grace").await;
+    agent.available().await;
+    // Both offered (a queue's agents take three at once by default), each
+    // shown once with its events.
+    let mut offered = std::collections::HashSet::new();
+    while offered.len() < 2 {
+        let frame = agent.next().await;
+        assert_ne!(frame["type"], "snapshot", "{frame}");
+        if let Some((id, state)) = shown(&frame) {
+            assert_eq!(state, "offered", "{frame}");
+            assert_eq!(frame["conversation"]["events"][0]["kind"], "message");
+            assert!(offered.insert(id), "shown twice: {frame}");
+        }
+    }
+    assert!(offered.contains(&first) && offered.contains(&second));
+
+    // Read until the accept's answer and the accepted conversation's
+    // update, then the end's answer and its removal: no snapshot on the
+    // way, nothing about the other conversation.
+    let steps = [
+        (json!({ "type": "accept", "requestId": "accept", "conversationId": first })),
+        (json!({ "type": "end", "requestId": "end", "conversationId": first })),
+    ];
+    for step in steps {
+        let request = step["requestId"].as_str().unwrap().to_owned();
+        agent.send(step).await;
+        let (mut answered, mut changed) = (false, false);
+        while !(answered && changed) {
+            let frame = agent.next().await;
+            assert_ne!(frame["type"], "snapshot", "{frame}");
+            assert_ne!(frame["conversationId"], second.as_str(), "{frame}");
+            assert_ne!(frame["conversation"]["id"], second.as_str(), "{frame}");
+            if frame["type"] == "response" && frame["requestId"] == request.as_str() {
+                assert_eq!(frame["ok"], true, "{frame}");
+                answered = true;
+            }
+            changed |= match request.as_str() {
+                "accept" => shown(&frame) == Some((first.clone(), "connected".to_owned())),
+                _ => frame["type"] == "removed" && frame["conversationId"] == first.as_str(),
+            };
+        }
+    }
+}
+on_both_engines!(changes_after_the_snapshot_are_deltas);
+
+/// A visitor who signs in while an agent holds their conversation: the
+/// `SignIn` event is followed by the conversation, now naming them.
+async fn a_sign_in_updates_the_held_conversation(kind: EngineKind) {
+    let scene = Scene::new(kind).await;
+    let conversation = scene.visitor("hello", None).await;
+    let mut agent = scene.socket("Grace").await;
+    agent.available().await;
+    agent.offer_of(conversation).await;
+    agent
+        .ok(json!({ "type": "accept", "conversationId": conversation }))
+        .await;
+    let id = conversation.to_string();
+    agent
+        .until("the accepted conversation", |f| {
+            f["type"] == "conversation" && f["conversation"]["state"] == "connected"
+        })
+        .await;
+
+    let routing = &scene.app.state().routing;
+    let identity = verified_visitor();
+    let now = chrono::Utc::now();
+    routing
+        .sign_in_conversation(
+            scene.app.org(),
+            conversation,
+            &identity,
+            Uuid::new_v4(),
+            now,
+        )
+        .await
+        .unwrap();
+    let sign_in = switchboard::routing::NewEvent {
+        body: switchboard::routing::model::EventBody::presence(
+            switchboard::routing::model::PresenceKind::SignIn,
+        ),
+        dedup: None,
+    };
+    let visitor = switchboard::routing::model::Participant::visitor(Some(&identity));
+    routing
+        .append(conversation, visitor, sign_in, now)
+        .await
+        .unwrap();
+    agent
+        .until("the SignIn", |f| {
+            f["type"] == "event" && f["conversationId"] == id.as_str() && f["presence"] == "SignIn"
+        })
+        .await;
+    let updated = agent
+        .until("the conversation naming the visitor", |f| {
+            f["type"] == "conversation" && f["conversation"]["id"] == id.as_str()
+        })
+        .await;
+    assert_eq!(updated["conversation"]["visitor"]["authenticated"], true);
+    assert_eq!(updated["conversation"]["visitor"]["subject"], "user-42");
+}
+on_both_engines!(a_sign_in_updates_the_held_conversation);

@@ -234,6 +234,10 @@ async fn a_new_chat_after_a_read_only_end(kind: EngineKind) {
                     .as_array()
                     .cloned()
                     .unwrap_or_default(),
+                Some("conversation") => f["conversation"]["events"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
                 _ => Vec::new(),
             };
             events

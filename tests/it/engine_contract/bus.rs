@@ -1,7 +1,9 @@
 //! The bus: publish and subscribe, several subscribers, resubscribing,
-//! and channels kept apart.
+//! channels kept apart, and the notices appends publish themselves
+//! (metered or not).
 
 use super::*;
+use switchboard::engine::{Admission, Appended, Bucket, EntryNotice, Meter, Metered};
 
 contract! {
     publish_subscribe_round_trip => publish_subscribe_round_trip_redis, publish_subscribe_round_trip_embedded, publish_subscribe_round_trip_cluster, publish_subscribe_round_trip_sentinel;
@@ -9,6 +11,8 @@ contract! {
     resubscribe_after_drop => resubscribe_after_drop_redis, resubscribe_after_drop_embedded, resubscribe_after_drop_cluster, resubscribe_after_drop_sentinel;
     publish_without_subscriber_is_fine => publish_without_subscriber_is_fine_redis, publish_without_subscriber_is_fine_embedded, publish_without_subscriber_is_fine_cluster, publish_without_subscriber_is_fine_sentinel;
     channels_are_independent => channels_are_independent_redis, channels_are_independent_embedded, channels_are_independent_cluster, channels_are_independent_sentinel;
+    appends_announce_their_entries => appends_announce_their_entries_redis, appends_announce_their_entries_embedded, appends_announce_their_entries_cluster, appends_announce_their_entries_sentinel;
+    metered_appends_take_from_the_bucket_beside_the_log => metered_appends_take_from_the_bucket_beside_the_log_redis, metered_appends_take_from_the_bucket_beside_the_log_embedded, metered_appends_take_from_the_bucket_beside_the_log_cluster, metered_appends_take_from_the_bucket_beside_the_log_sentinel;
 }
 
 /// How long a published message may take to arrive.
@@ -122,4 +126,96 @@ async fn channels_are_independent(engine: &Engine) {
     publish(engine, &family, b"family").await;
     publish(engine, &session, b"session").await;
     assert_eq!(next(&mut sub).await, payload(b"session"));
+}
+
+/// The entry a notice announces, as (sequence, body).
+fn announced(message: &BusMessage) -> (u64, Vec<u8>) {
+    let BusMessage::Payload(payload) = message else {
+        panic!("expected an entry notice, got {message:?}");
+    };
+    let entry =
+        EntryNotice::parse(payload).unwrap_or_else(|| panic!("not an entry notice: {payload:?}"));
+    (entry.seq, entry.body.to_vec())
+}
+
+/// Every append announces its entry on the log's channel, in the same step:
+/// its sequence and its body as logged; a resend is not announced again.
+async fn appends_announce_their_entries(engine: &Engine) {
+    let log = Uuid::new_v4();
+    let mut sub = subscribe(engine, &Channel::Conversation(log)).await;
+    let elsewhere = Channel::Conversation(Uuid::new_v4());
+    let mut other = subscribe(engine, &elsewhere).await;
+    engine.append(log, b"{\"m\":1}", Some("a")).await.unwrap();
+    engine.append(log, b"\n#2\n", None).await.unwrap();
+    let resend = engine.append(log, b"{\"m\":1}", Some("a")).await.unwrap();
+    assert!(resend.duplicate);
+    engine.append(log, b"", None).await.unwrap();
+    assert_eq!(announced(&next(&mut sub).await), (1, b"{\"m\":1}".to_vec()));
+    assert_eq!(announced(&next(&mut sub).await), (2, b"\n#2\n".to_vec()));
+    // The resend made no notice: the next is the third entry.
+    assert_eq!(announced(&next(&mut sub).await), (3, Vec::new()));
+    // Nothing on another conversation's channel.
+    publish(engine, &elsewhere, b"fence").await;
+    assert_eq!(next(&mut other).await, payload(b"fence"));
+}
+
+/// A metered append takes one event from a bucket kept beside the log; an
+/// empty bucket refuses and nothing is appended or announced. The bucket is
+/// the one `throttle_beside` takes from, and belongs to its log and id.
+async fn metered_appends_take_from_the_bucket_beside_the_log(engine: &Engine) {
+    let log = Uuid::new_v4();
+    let mut sub = subscribe(engine, &Channel::Conversation(log)).await;
+    // Two at once, then one an hour.
+    let bucket = Bucket {
+        interval_micros: 3_600_000_000,
+        burst: 2,
+    };
+    let meter = Meter { id: "gm:s", bucket };
+    let first = engine
+        .append_metered(log, b"one", None, meter)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        Metered::Appended(Appended {
+            seq: 1,
+            duplicate: false
+        })
+    );
+    assert_eq!(
+        engine.throttle_beside(log, meter).await.unwrap(),
+        Admission::Allowed
+    );
+    match engine
+        .append_metered(log, b"two", Some("d"), meter)
+        .await
+        .unwrap()
+    {
+        Metered::Refused { retry_after } => assert!(retry_after > Duration::from_secs(60)),
+        appended => panic!("the third event of a bucket of two was {appended:?}"),
+    }
+    assert_eq!(engine.last_seq(log).await.unwrap(), 1);
+    // Another sender's bucket, and the same id beside another log, are
+    // their own.
+    let other = Meter {
+        id: "gm:t",
+        ..meter
+    };
+    assert!(matches!(
+        engine
+            .append_metered(log, b"three", None, other)
+            .await
+            .unwrap(),
+        Metered::Appended(Appended { seq: 2, .. })
+    ));
+    let elsewhere = Uuid::new_v4();
+    assert!(matches!(
+        engine
+            .append_metered(elsewhere, b"x", None, meter)
+            .await
+            .unwrap(),
+        Metered::Appended(Appended { seq: 1, .. })
+    ));
+    assert_eq!(announced(&next(&mut sub).await), (1, b"one".to_vec()));
+    assert_eq!(announced(&next(&mut sub).await), (2, b"three".to_vec()));
 }

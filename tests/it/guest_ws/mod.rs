@@ -8,6 +8,7 @@
 
 mod delivery;
 mod protocol;
+mod round_trips;
 mod sessions;
 
 use std::time::Duration;

@@ -208,19 +208,17 @@ impl Agent {
         .await;
     }
 
-    /// Finds a message, live or inside a snapshot (events logged before
-    /// the agent held the conversation come that way).
+    /// Finds a message, live or inside a snapshot or a `conversation`
+    /// frame (events logged before the agent held the conversation come
+    /// that way).
     pub(crate) async fn find_text(&mut self, text: &str) -> Value {
         self.find(text, |f| {
             (f["type"] == "event" && f["text"] == text)
-                || (f["type"] == "snapshot"
-                    && f["conversations"].as_array().is_some_and(|cs| {
-                        cs.iter().any(|c| {
-                            c["events"]
-                                .as_array()
-                                .is_some_and(|es| es.iter().any(|e| e["text"] == text))
-                        })
-                    }))
+                || held_in(f).iter().any(|c| {
+                    c["events"]
+                        .as_array()
+                        .is_some_and(|es| es.iter().any(|e| e["text"] == text))
+                })
         })
         .await
     }
@@ -235,12 +233,22 @@ impl Agent {
     }
 }
 
-/// The conversation `id` in a snapshot, if it holds it.
-pub(crate) fn conversation_in(snapshot: &Value, id: Uuid) -> Option<&Value> {
+/// The conversation `id` in a snapshot or a `conversation` frame, if it
+/// holds it.
+pub(crate) fn conversation_in(frame: &Value, id: Uuid) -> Option<&Value> {
     let id = id.to_string();
-    snapshot["conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id.as_str())
+    held_in(frame).into_iter().find(|c| c["id"] == id.as_str())
+}
+
+/// The conversations a frame shows with their events: all of a snapshot's,
+/// the one of a `conversation` frame, none of any other.
+pub(crate) fn held_in(frame: &Value) -> Vec<&Value> {
+    match frame["type"].as_str() {
+        Some("snapshot") => frame["conversations"]
+            .as_array()
+            .map(|cs| cs.iter().collect())
+            .unwrap_or_default(),
+        Some("conversation") => vec![&frame["conversation"]],
+        _ => Vec::new(),
+    }
 }

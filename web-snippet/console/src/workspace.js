@@ -1,10 +1,11 @@
 // The agent's workspace: presence, incoming offers, and the conversations
 // the agent answers, side by side.
 //
-// Everything shown comes from the agent socket. Snapshots say what the
-// agent holds; events are merged into each transcript by sequence, so a
-// snapshot after a reconnect, a live event and a page of history can
-// arrive in any order and each event shows once. A conversation that
+// Everything shown comes from the agent socket. The snapshot a socket
+// opens with says what the agent holds, and `conversation` and `removed`
+// frames what changes after; events are merged into each transcript by
+// sequence, so a snapshot after a reconnect, a live event and a page of
+// history can arrive in any order and each event shows once. A conversation that
 // leaves the agent (ended, transferred) stays on screen, read-only, until
 // the agent closes it.
 
@@ -150,6 +151,14 @@ export class Workspace {
       case 'offerRevoked':
         this.removeOffer(frame.conversationId);
         break;
+      // After the first snapshot, what changed comes one conversation at
+      // a time.
+      case 'conversation':
+        this.onConversation(frame.conversation);
+        break;
+      case 'removed':
+        this.onRemoved(frame.conversationId);
+        break;
       case 'event':
         this.addEvents(frame.conversationId, [frame]);
         break;
@@ -170,23 +179,31 @@ export class Workspace {
     const held = new Set();
     for (const c of conversations) {
       held.add(c.id);
-      if (c.state === 'offered') {
-        this.addOffer(c);
-        this.addEvents(c.id, c.events);
-        continue;
-      }
-      this.removeOffer(c.id);
-      this.card(c).update(c, c.events);
+      this.onConversation(c);
     }
-    for (const id of [...this.early.keys()]) {
-      if (!held.has(id)) this.early.delete(id);
+    // A snapshot lists everything held: what it does not list is gone.
+    for (const id of new Set([...this.early.keys(), ...this.offers.keys(), ...this.cards.keys()])) {
+      if (!held.has(id)) this.onRemoved(id);
     }
-    for (const id of [...this.offers.keys()]) {
-      if (!held.has(id)) this.removeOffer(id);
+  }
+
+  // A conversation the agent holds, as a snapshot or a `conversation`
+  // frame shows it: an offer, or a card brought up to date.
+  onConversation(c) {
+    if (c.state === 'offered') {
+      this.addOffer(c);
+      this.addEvents(c.id, c.events);
+      return;
     }
-    for (const [id, card] of this.cards) {
-      if (!held.has(id)) card.release();
-    }
+    this.removeOffer(c.id);
+    this.card(c).update(c, c.events);
+  }
+
+  // A conversation the agent no longer holds: its card stays to read.
+  onRemoved(id) {
+    this.early.delete(id);
+    this.removeOffer(id);
+    this.cards.get(id)?.release();
   }
 
   addEvents(id, events) {

@@ -272,6 +272,7 @@ impl Conn {
             family,
             visitor,
             following: None,
+            posting: None,
         });
         self.feeds.remove(&Feed::Conversation);
         if let Some(session) = self.watched_session() {
@@ -300,7 +301,16 @@ impl Conn {
                 .conversation(self.deployment.org_id, conversation)
                 .await
             {
-                Ok(Some(c)) => c.is_ended() && self.read_only_setting(),
+                Ok(Some(c)) => {
+                    // Read after subscribing to both channels: the posting
+                    // cache may start from it (see `Bound::posting`).
+                    if !c.is_ended()
+                        && let Some(bound) = &mut self.bound
+                    {
+                        bound.posting = Some(Participant::visitor(c.visitor.as_ref()));
+                    }
+                    c.is_ended() && self.read_only_setting()
+                }
                 _ => false,
             };
         }
@@ -369,6 +379,7 @@ impl Conn {
             .await?;
         if let Some(bound) = &mut self.bound {
             bound.following = Some((conversation, Cursor::default()));
+            bound.posting = None;
         }
         self.state
             .routing
@@ -381,6 +392,7 @@ impl Conn {
         self.feeds.remove(&Feed::Conversation);
         if let Some(bound) = &mut self.bound {
             bound.following = None;
+            bound.posting = None;
         }
     }
 

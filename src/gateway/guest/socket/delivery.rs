@@ -11,12 +11,14 @@ use uuid::Uuid;
 use super::{Conn, Fail, Flow};
 use crate::auth::refresh;
 use crate::auth::visitor_token::RevokedSession;
-use crate::engine::BusMessage;
+use crate::engine::{BusMessage, EntryNotice};
 use crate::gateway::conn::{Gone, close_code};
 use crate::gateway::cursor::{Cursor, Step};
 use crate::gateway::guest::frames::{ConnectionClosed, Empty, GuestError};
 use crate::gateway::guest::messages;
-use crate::routing::model::{Notice, ParticipantRole, SequencedEvent, SessionEndReason};
+use crate::routing::model::{
+    EventBody, LogEvent, Notice, ParticipantRole, PresenceKind, SequencedEvent, SessionEndReason,
+};
 
 /// Log entries read per round when catching up.
 const CATCH_UP_BATCH: usize = 200;
@@ -37,9 +39,21 @@ impl Conn {
         }
     }
 
+    /// Forgets that the followed conversation is live (see
+    /// `Bound::posting`): the next message reads the session and the
+    /// conversation again.
+    pub(super) fn forget_posting(&mut self) {
+        if let Some(bound) = &mut self.bound {
+            bound.posting = None;
+        }
+    }
+
     /// Delivers one logged event of the current conversation if the client
     /// does not have it (the caller made sure nothing lies before it).
     async fn deliver(&mut self, event: &SequencedEvent) -> Result<(), Gone> {
+        if changes_posting(event) {
+            self.forget_posting();
+        }
         let new = self
             .cursor(event.conversation_id)
             .is_some_and(|cursor| cursor.advance(event.seq));
@@ -143,21 +157,38 @@ impl Conn {
 
     pub(super) async fn on_conversation_bus(&mut self, message: BusMessage) -> Result<(), Gone> {
         let payload = match message {
-            BusMessage::Resync => return self.catch_up(None).await,
+            BusMessage::Resync => {
+                self.forget_posting();
+                return self.catch_up(None).await;
+            }
             BusMessage::Payload(payload) => payload,
         };
+        if let Some(entry) = EntryNotice::parse(&payload) {
+            // The feed is the followed conversation's channel.
+            let Some((conversation, cursor)) = self.bound.as_ref().and_then(|b| b.following) else {
+                return Ok(());
+            };
+            // Decided on the sequence alone: what the socket has (its own
+            // message, which it answered) is dropped without decoding.
+            return match cursor.step(entry.seq) {
+                Step::Duplicate => Ok(()),
+                Step::Deliver => match serde_json::from_slice::<LogEvent>(entry.body) {
+                    Ok(event) => {
+                        let event = SequencedEvent {
+                            conversation_id: conversation,
+                            seq: entry.seq,
+                            event,
+                        };
+                        self.deliver(&event).await
+                    }
+                    // The log has it as well: reading it logs the error.
+                    Err(_) => self.catch_up(None).await,
+                },
+                // A gap: something was missed; the log has it.
+                Step::CatchUp => self.catch_up(None).await,
+            };
+        }
         match serde_json::from_slice::<Notice>(&payload) {
-            Ok(Notice::Event(event)) => {
-                let step = self
-                    .cursor(event.conversation_id)
-                    .map(|cursor| cursor.step(event.seq));
-                match step {
-                    None | Some(Step::Duplicate) => Ok(()),
-                    Some(Step::Deliver) => self.deliver(&event).await,
-                    // A gap: something was missed; the log has it.
-                    Some(Step::CatchUp) => self.catch_up(None).await,
-                }
-            }
             Ok(Notice::Typing {
                 conversation_id,
                 from,
@@ -171,6 +202,11 @@ impl Conn {
                     Ok(())
                 }
             }
+            // The conversation's routing changed (it may have ended).
+            Ok(Notice::Changed { .. }) => {
+                self.forget_posting();
+                Ok(())
+            }
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable conversation notice");
@@ -181,15 +217,26 @@ impl Conn {
 
     pub(super) async fn on_session_bus(&mut self, message: BusMessage) -> Flow {
         let notice = match message {
-            BusMessage::Resync => return self.resync_session().await,
+            BusMessage::Resync => {
+                self.forget_posting();
+                return self.resync_session().await;
+            }
             BusMessage::Payload(payload) => match serde_json::from_slice::<Notice>(&payload) {
                 Ok(notice) => notice,
                 Err(e) => {
                     tracing::warn!(error = %e, "unreadable session notice");
+                    self.forget_posting();
                     return Flow::Continue;
                 }
             },
         };
+        // Whatever it says, the session may no longer post where the
+        // socket thought; except that the conversation it follows is the
+        // session's (its own first message there says so too).
+        if !matches!(notice, Notice::Changed { conversation_id } if self.following() == Some(conversation_id))
+        {
+            self.forget_posting();
+        }
         match notice {
             Notice::SessionEnded {
                 reason,
@@ -314,5 +361,16 @@ impl Conn {
             Ok(true) => self.logout().await,
             _ => Flow::Continue,
         }
+    }
+}
+
+/// Whether a logged event may change where the visitor's next message goes
+/// or as whom (see `Bound::posting`): anything but a message or an agent's
+/// join (the end marker, a disconnect, a sign-in, a transfer's leave).
+fn changes_posting(event: &SequencedEvent) -> bool {
+    match &event.event.body {
+        EventBody::Message { .. } => false,
+        EventBody::Presence { presence, .. } => *presence != PresenceKind::Join,
+        EventBody::Transfer { .. } | EventBody::Ended { .. } => true,
     }
 }

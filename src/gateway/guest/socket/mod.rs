@@ -142,6 +142,28 @@ struct Bound {
     visitor: Participant,
     /// The current conversation, and what of it the client has.
     following: Option<(Uuid, Cursor)>,
+    /// The posting cache: `Some` while the followed conversation is known
+    /// to be the session's and live, with the visitor as the conversation
+    /// knows them. A message then goes straight to its log, one engine step
+    /// (see [`Routing::visitor_post_live`]), instead of reading the session
+    /// and the conversation first.
+    ///
+    /// Why it stays correct: it is filled only from a read made while the
+    /// socket was subscribed to the session's and the conversation's
+    /// channels, and emptied by anything on them that could change what
+    /// was read: any notice on the session's channel (another socket opened
+    /// a conversation, started a new chat, signed in or cleared), a
+    /// routing change of the conversation (its end first of all), an event
+    /// in its log other than a message or an agent's join (a sign-in, a
+    /// disconnect, the end marker: seen live or when the log is read), and
+    /// any resync (a notice may have been lost). It is emptied whenever the
+    /// socket follows another conversation or none. What it does not cover
+    /// is what the reads never covered either: a message racing with a
+    /// change made elsewhere (then as now it lands before the change's
+    /// notice reaches the socket).
+    ///
+    /// [`Routing::visitor_post_live`]: crate::routing::Routing::visitor_post_live
+    posting: Option<Participant>,
 }
 
 struct Conn {

@@ -11,16 +11,18 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Conn, Fail, Flow, HISTORY_AUDIENCE, HISTORY_TOKEN_TTL, history_subject};
+use crate::engine::Meter;
 use crate::gateway::conn::close_code;
 use crate::gateway::guest::frames::{
     AllowedMedia, BLOCKED_EXTENSIONS, ConfigurationResponse, ConnectionClosed, Empty, GuestError,
     GuestEvent, GuestMessage, JwtResponse, MessageKind, SessionResponse,
 };
 use crate::gateway::guest::messages::{self, GuestPresence};
-use crate::limits::Key;
-use crate::routing::NewEvent;
-use crate::routing::model::{EventBody, MessageMetadata};
+use crate::limits::{Key, Limiter};
+use crate::routing::content::ContentItem;
+use crate::routing::model::{EventBody, MessageMetadata, Participant};
 use crate::routing::visitor::{Posted, PresenceOutcome};
+use crate::routing::{NewEvent, RoutingError};
 
 /// The `tracingId` of the Transport SDK's health check (base64 of
 /// "HealthCheckMessageId"), for the logs.
@@ -35,6 +37,13 @@ impl Conn {
     ) -> Result<Flow, Fail> {
         let is_message = matches!(message.kind, MessageKind::Message { .. });
         let session = self.session_for(token)?;
+        // A message naming attachments takes the full path, which checks
+        // them against the session's own uploads.
+        let plain = matches!(&message.kind, MessageKind::Message { content, .. }
+            if !content.iter().any(|item| matches!(item, ContentItem::Attachment { .. })));
+        if plain && let Some(from) = self.posting() {
+            return self.post_live(session, from, message, tracing_id).await;
+        }
         if let Err(refused) = self.rate_limit(session).await {
             if is_message {
                 self.state.metrics.message_refused("guest");
@@ -74,19 +83,96 @@ impl Conn {
     }
 
     /// One event from the session's bucket (across its sockets and nodes),
-    /// at its organization's guest rate.
+    /// at its organization's guest rate. The bucket is kept beside the
+    /// conversation the socket follows, where a message's append takes
+    /// from it in the same step (see [`Conn::post_live`]); a socket that
+    /// follows none counts in the session's own.
     async fn rate_limit(&mut self, session: Uuid) -> Result<(), GuestError> {
         let limiter = &self.state.limits;
         let rate = limiter.org(self.deployment.org_id).await.guest_messages;
-        limiter
-            .admit(Key::GuestMessages { session }, rate)
-            .await
-            .map_err(|refused| {
-                GuestError::too_many_for(
-                    "Message rate too high for this session",
-                    refused.retry_after,
-                )
-            })
+        let key = Key::GuestMessages { session };
+        let admitted = match self.following() {
+            Some(conversation) => limiter.admit_beside(conversation, key, rate).await,
+            None => limiter.admit(key, rate).await,
+        };
+        admitted.map_err(|refused| rate_refusal(refused.retry_after))
+    }
+
+    /// The visitor as the followed conversation knows them, while the
+    /// socket knows that conversation is live (see `Bound::posting`).
+    fn posting(&self) -> Option<Participant> {
+        self.bound.as_ref()?.posting.clone()
+    }
+
+    /// Posts a message to the followed conversation, known live: the
+    /// session's rate, the append and its notice in one engine step, no
+    /// read before it. Only the session's current conversation gets here,
+    /// so nothing opens and nothing is switched; should the append fail,
+    /// the next message reads everything again.
+    async fn post_live(
+        &mut self,
+        session: Uuid,
+        from: Participant,
+        message: GuestMessage,
+        tracing_id: Option<&str>,
+    ) -> Result<Flow, Fail> {
+        let Some(conversation) = self.following() else {
+            return Err(GuestError::try_again().into());
+        };
+        let GuestMessage {
+            kind,
+            client_id,
+            metadata,
+        } = message;
+        let MessageKind::Message {
+            message_type,
+            text,
+            content,
+        } = kind
+        else {
+            return Err(GuestError::try_again().into());
+        };
+        let body = EventBody::Message {
+            message_type,
+            text,
+            content,
+            metadata,
+            client_message_id: client_id.clone(),
+        };
+        let limiter = &self.state.limits;
+        let rate = limiter.org(self.deployment.org_id).await.guest_messages;
+        let (id, bucket) = Limiter::bucket_of(&Key::GuestMessages { session }, rate);
+        let event = NewEvent {
+            body,
+            dedup: client_id,
+        };
+        let posted = self
+            .state
+            .routing
+            .visitor_post_live(
+                conversation,
+                from,
+                event,
+                Meter { id: &id, bucket },
+                Utc::now(),
+            )
+            .await;
+        let event = match posted {
+            Ok((event, _)) => event,
+            Err(RoutingError::Limited { retry_after, .. }) => {
+                self.state.metrics.message_refused("guest");
+                return Err(rate_refusal(retry_after).into());
+            }
+            Err(e) => {
+                self.state.metrics.message_refused("guest");
+                self.forget_posting();
+                return Err(e.into());
+            }
+        };
+        self.state.metrics.message_accepted("guest");
+        self.activity.touch(Instant::now());
+        self.acknowledge(&event, tracing_id).await?;
+        Ok(Flow::Continue)
     }
 
     /// Posts a visitor event and answers it with its sequence.
@@ -112,19 +198,32 @@ impl Conn {
                 .mark_sent(files, posted.conversation)
                 .await;
         }
-        self.answer_posted(posted, tracing_id).await
+        // What routing read is where the session's messages now go (a
+        // resend answers an older event, which says nothing of now).
+        let live = (!posted.duplicate).then(|| posted.event.event.from.clone());
+        self.answer_posted(posted, live, tracing_id).await
     }
 
     /// Answers a posted event, after delivering whatever came before it
     /// that this socket had not seen: a conversation new to the socket is
-    /// followed, and sent from its start after the answer.
+    /// followed, and sent from its start after the answer. `live` fills
+    /// the posting cache (see `Bound::posting`): before the answer's
+    /// catch-ups, so that anything they find that ends it empties it.
     async fn answer_posted(
         &mut self,
         posted: Posted,
+        live: Option<Participant>,
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
         if posted.switched {
             self.follow(posted.conversation).await?;
+        }
+        if let Some(bound) = &mut self.bound
+            && bound
+                .following
+                .is_some_and(|(c, _)| c == posted.conversation)
+        {
+            bound.posting = live;
         }
         self.acknowledge(&posted.event, tracing_id).await?;
         if posted.switched {
@@ -162,7 +261,7 @@ impl Conn {
             .await?;
         let echo = messages::presence(presence, &visitor, Utc::now());
         match outcome {
-            PresenceOutcome::Posted(posted) => self.answer_posted(posted, tracing_id).await,
+            PresenceOutcome::Posted(posted) => self.answer_posted(posted, None, tracing_id).await,
             PresenceOutcome::Logged(event) => {
                 self.acknowledge(&event, tracing_id).await?;
                 Ok(Flow::Continue)
@@ -309,4 +408,9 @@ impl Conn {
         .await?;
         Ok(Flow::Continue)
     }
+}
+
+/// The answer to a message over the session's rate.
+fn rate_refusal(retry_after: std::time::Duration) -> GuestError {
+    GuestError::too_many_for("Message rate too high for this session", retry_after)
 }
