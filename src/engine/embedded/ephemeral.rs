@@ -16,7 +16,7 @@ use redb::{Database, DatabaseError, ReadableTable};
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
 use super::{EmbeddedEngine, db_err};
-use crate::engine::{Admission, Bucket, EngineError, EngineResult, Lease, Space, StashMode, gcra};
+use crate::engine::{Admission, Bucket, EngineError, EngineResult, Lease, Space, StashMode};
 
 /// How often expired ephemeral values are deleted. Reads never see them
 /// anyway; this only reclaims space.
@@ -197,20 +197,15 @@ impl EmbeddedEngine {
         .await
     }
 
-    /// A token bucket (see [`gcra`]): the arrival time is stored as decimal
-    /// microseconds, expiring when the bucket is full again. Not durable,
-    /// like a count: losing it in a crash only refills a bucket.
+    /// A token bucket (see [`gcra`]), in memory (see `buckets`): a restart
+    /// only refills it.
     pub async fn throttle(
         &self,
         space: Space,
         id: &str,
         bucket: Bucket,
     ) -> EngineResult<Admission> {
-        let key = ephemeral_key(space, id);
-        self.write_ephemeral_as(Durability::None, move |table, now_ms| {
-            take_token(table, &key, bucket, now_ms)
-        })
-        .await
+        Ok(self.buckets.take(ephemeral_key(space, id), bucket))
     }
 
     /// Runs `work` on the `ephemeral` table in one write transaction, with
@@ -268,33 +263,7 @@ pub(super) fn now_millis() -> u64 {
 }
 
 /// Now, in Unix microseconds, for token buckets.
-/// One event from the bucket at `key` of the ephemeral table, within the
-/// caller's write transaction: the throttle's own, or the log writer's
-/// batch for a metered append.
-pub(super) fn take_token(
-    table: &mut redb::Table<'_, &'static str, EphemeralValue>,
-    key: &str,
-    bucket: Bucket,
-    now_ms: u64,
-) -> EngineResult<Admission> {
-    let now = now_micros().max(now_ms.saturating_mul(1000));
-    let stored = read_live(table, key, now_ms)?.and_then(|(_, value)| {
-        std::str::from_utf8(&value)
-            .ok()
-            .and_then(|text| text.parse::<u64>().ok())
-    });
-    let (admission, next) = gcra(stored, now, bucket);
-    if let Some((tat, ahead)) = next {
-        let expires = now_ms.saturating_add(ahead / 1000 + 1);
-        let text = tat.to_string();
-        table
-            .insert(key, (expires, text.as_bytes()))
-            .map_err(db_err)?;
-    }
-    Ok(admission)
-}
-
-fn now_micros() -> u64 {
+pub(super) fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| {

@@ -5,8 +5,6 @@
 //! of messages from many sockets costs one fsync, not one each. Within the
 //! transaction the read of a log's last sequence sees the batch's own
 //! inserts, so sequences stay gapless and are never handed out twice.
-//! A metered append takes its rate token in the same transaction (the
-//! bucket's row in the ephemeral table), so it costs no write of its own.
 //! An append is answered only after its batch is durable, and announced
 //! (an [`EntryNotice`] on its log's channel) just before, in the order of
 //! the batch, so subscribers see a log's entries in sequence order.
@@ -17,13 +15,12 @@ use std::sync::{Arc, Weak};
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
-use super::ephemeral::{now_millis, take_token};
-use super::tables::{EPHEMERAL, LOG, LOG_DEDUP, ephemeral_key};
+use super::tables::{LOG, LOG_DEDUP};
 use super::{EmbeddedEngine, db_err};
 use crate::engine::bus::WeakHub;
 use crate::engine::{
-    Admission, Appended, Bucket, BusMessage, Channel, EngineError, EngineResult, EntryNotice,
-    LogEntry, Meter, Metered, Space,
+    Admission, Appended, BusMessage, Channel, EngineError, EngineResult, EntryNotice, LogEntry,
+    Meter, Metered, Space,
 };
 
 /// The most appends one commit carries: a bound on how long the first of a
@@ -35,9 +32,7 @@ struct Pending {
     log: u128,
     body: Vec<u8>,
     dedup: Option<String>,
-    /// A metered append's bucket: its ephemeral key and rate.
-    meter: Option<(String, Bucket)>,
-    done: oneshot::Sender<EngineResult<Metered>>,
+    done: oneshot::Sender<EngineResult<Appended>>,
 }
 
 /// The way to the log writer thread. The thread ends when every clone of
@@ -80,9 +75,7 @@ fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>
             Ok(appended) => {
                 if let Some(hub) = hub.upgrade() {
                     for (pending, appended) in batch.iter().zip(&appended) {
-                        if let Metered::Appended(appended) = appended
-                            && !appended.duplicate
-                        {
+                        if !appended.duplicate {
                             let notice = EntryNotice::encode(appended.seq, &pending.body);
                             hub.deliver(
                                 &Channel::Conversation(uuid::Uuid::from_u128(pending.log)),
@@ -109,33 +102,22 @@ fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>
 }
 
 /// Appends a batch in one transaction: all of it is committed, or none.
-fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Metered>> {
+fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Appended>> {
     let txn = db.begin_write().map_err(db_err)?;
-    let now_ms = now_millis();
-    let mut tokens_taken = false;
     let outcome = (|| {
         let mut seen = txn.open_table(LOG_DEDUP).map_err(db_err)?;
         let mut entries = txn.open_table(LOG).map_err(db_err)?;
-        let mut buckets = txn.open_table(EPHEMERAL).map_err(db_err)?;
         batch
             .iter()
             .map(|pending| {
                 let log = pending.log;
-                if let Some((key, bucket)) = &pending.meter {
-                    if let Admission::Refused { retry_after } =
-                        take_token(&mut buckets, key, *bucket, now_ms)?
-                    {
-                        return Ok(Metered::Refused { retry_after });
-                    }
-                    tokens_taken = true;
-                }
                 if let Some(id) = &pending.dedup
                     && let Some(seq) = seen.get((log, id.as_str())).map_err(db_err)?
                 {
-                    return Ok(Metered::Appended(Appended {
+                    return Ok(Appended {
                         seq: seq.value(),
                         duplicate: true,
-                    }));
+                    });
                 }
                 let seq = last_in(&entries, log)?
                     .checked_add(1)
@@ -146,26 +128,16 @@ fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Metered>> {
                 if let Some(id) = &pending.dedup {
                     seen.insert((log, id.as_str()), seq).map_err(db_err)?;
                 }
-                Ok(Metered::Appended(Appended {
+                Ok(Appended {
                     seq,
                     duplicate: false,
-                }))
+                })
             })
             .collect::<EngineResult<Vec<_>>>()
     })();
-    let wrote = |appended: &Metered| {
-        matches!(
-            appended,
-            Metered::Appended(Appended {
-                duplicate: false,
-                ..
-            })
-        )
-    };
     match outcome {
-        // A batch of duplicates and refusals wrote nothing: no need to pay
-        // for a commit.
-        Ok(appended) if tokens_taken || appended.iter().any(wrote) => {
+        // A batch of duplicates wrote nothing: no need to pay for a commit.
+        Ok(appended) if appended.iter().any(|a| !a.duplicate) => {
             txn.commit().map_err(db_err)?;
             Ok(appended)
         }
@@ -175,11 +147,6 @@ fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Metered>> {
         }
     }
 }
-/// The id, within [`Space::RateLimit`], of a bucket kept beside `log`.
-fn beside(log: uuid::Uuid, id: &str) -> String {
-    format!("beside/{log}/{id}")
-}
-
 /// The sequence of the newest entry of `log`, 0 when it has none.
 fn last_in<T>(table: &T, log: u128) -> EngineResult<u64>
 where
@@ -202,54 +169,11 @@ impl EmbeddedEngine {
         body: &[u8],
         dedup: Option<&str>,
     ) -> EngineResult<Appended> {
-        match self.submit(log, body, dedup, None).await? {
-            Metered::Appended(appended) => Ok(appended),
-            // No bucket, no refusal.
-            Metered::Refused { .. } => Err(EngineError::Unavailable(
-                "the log writer refused an unmetered append".into(),
-            )),
-        }
-    }
-
-    /// The bucket's token in the batch's own transaction: a refused event
-    /// appends nothing, an admitted one costs no write of its own.
-    pub async fn append_metered(
-        &self,
-        log: uuid::Uuid,
-        body: &[u8],
-        dedup: Option<&str>,
-        meter: Meter<'_>,
-    ) -> EngineResult<Metered> {
-        let key = ephemeral_key(Space::RateLimit, &beside(log, meter.id));
-        self.submit(log, body, dedup, Some((key, meter.bucket)))
-            .await
-    }
-
-    /// A bucket of the ephemeral table, named after the log: the one
-    /// [`Self::append_metered`] takes from.
-    pub async fn throttle_beside(
-        &self,
-        log: uuid::Uuid,
-        meter: Meter<'_>,
-    ) -> EngineResult<Admission> {
-        self.throttle(Space::RateLimit, &beside(log, meter.id), meter.bucket)
-            .await
-    }
-
-    /// Hands an append to the writer and waits for its batch.
-    async fn submit(
-        &self,
-        log: uuid::Uuid,
-        body: &[u8],
-        dedup: Option<&str>,
-        meter: Option<(String, Bucket)>,
-    ) -> EngineResult<Metered> {
         let (done, answer) = oneshot::channel();
         let pending = Pending {
             log: log.as_u128(),
             body: body.to_vec(),
             dedup: dedup.map(str::to_owned),
-            meter,
             done,
         };
         self.log_writer
@@ -259,6 +183,33 @@ impl EmbeddedEngine {
         answer
             .await
             .map_err(|_| EngineError::Unavailable("the log writer has stopped".into()))?
+    }
+
+    /// The bucket first (in memory, see `buckets`), then the append: not
+    /// one step as on Redis, but the same outcome on one node (a refused
+    /// event appends nothing), and the bucket costs no write.
+    pub async fn append_metered(
+        &self,
+        log: uuid::Uuid,
+        body: &[u8],
+        dedup: Option<&str>,
+        meter: Meter<'_>,
+    ) -> EngineResult<Metered> {
+        if let Admission::Refused { retry_after } = self.throttle_beside(log, meter).await? {
+            return Ok(Metered::Refused { retry_after });
+        }
+        Ok(Metered::Appended(self.append(log, body, dedup).await?))
+    }
+
+    /// A bucket named after the log: the one [`Self::append_metered`] takes
+    /// from.
+    pub async fn throttle_beside(
+        &self,
+        log: uuid::Uuid,
+        meter: Meter<'_>,
+    ) -> EngineResult<Admission> {
+        let id = format!("beside/{log}/{}", meter.id);
+        self.throttle(Space::RateLimit, &id, meter.bucket).await
     }
 
     pub async fn read_log(

@@ -9,6 +9,7 @@
 //! time, so each operation is atomic by construction.
 
 mod backup;
+mod buckets;
 mod ephemeral;
 mod homes;
 mod log;
@@ -33,6 +34,8 @@ pub struct EmbeddedEngine {
     hub: LocalHub,
     /// Appends, group-committed by one thread.
     log_writer: log::LogWriter,
+    /// Rate buckets, in memory (see `buckets`).
+    buckets: Arc<buckets::Buckets>,
 }
 
 // By hand: `redb::Database` says nothing useful about itself, the path does.
@@ -89,6 +92,7 @@ impl EmbeddedEngine {
             path: Arc::new(path),
             hub,
             log_writer,
+            buckets: Arc::default(),
         })
     }
 

@@ -98,6 +98,23 @@ impl Conn {
         admitted.map_err(|refused| rate_refusal(refused.retry_after))
     }
 
+    /// Counts a posted event once more, in the bucket beside the
+    /// conversation it landed in, when that is not where it was counted
+    /// (the session's own bucket, or the one beside the conversation the
+    /// socket followed): the session's rate goes on from what it spent
+    /// instead of starting afresh with the new conversation. Never refuses
+    /// what is already logged.
+    async fn charge_moved(&mut self, conversation: Uuid) {
+        let Some(session) = self.bound.as_ref().map(|b| b.session) else {
+            return;
+        };
+        let limiter = &self.state.limits;
+        let rate = limiter.org(self.deployment.org_id).await.guest_messages;
+        let _spent = limiter
+            .admit_beside(conversation, Key::GuestMessages { session }, rate)
+            .await;
+    }
+
     /// The visitor as the followed conversation knows them, while the
     /// socket knows that conversation is live (see `Bound::posting`).
     fn posting(&self) -> Option<Participant> {
@@ -216,6 +233,7 @@ impl Conn {
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
         if posted.switched {
+            self.charge_moved(posted.conversation).await;
             self.follow(posted.conversation).await?;
         }
         if let Some(bound) = &mut self.bound
