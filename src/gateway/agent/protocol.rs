@@ -275,6 +275,7 @@ impl ServerFrame {
                 .iter_mut()
                 .flat_map(|c| c.events.iter_mut())
                 .collect(),
+            ServerFrame::Conversation { conversation } => conversation.events.iter_mut().collect(),
             ServerFrame::Response {
                 result: Some(Outcome::History { events, .. }),
                 ..
