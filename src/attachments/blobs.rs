@@ -35,7 +35,11 @@ impl Blobs {
         match self {
             Blobs::Files(dir) => {
                 let path = file_path(dir, key)?;
-                let tmp = path.with_extension("part");
+                // `<key>.part`: a key's own dot (`<ref>.thumb`) is kept, so
+                // a file and its preview never share a temporary name.
+                let mut tmp = path.clone().into_os_string();
+                tmp.push(".part");
+                let tmp = PathBuf::from(tmp);
                 if let Some(parent) = path.parent() {
                     tokio::fs::create_dir_all(parent).await.map_err(io)?;
                 }

@@ -15,13 +15,18 @@
 //! short-lived. Download URLs are minted whenever a message is shown, so a
 //! stored message never holds a usable one.
 //!
-//! Layout: `record` (the engine record and its states), `sniff`, `blobs`,
-//! `s3` (SigV4), and this file (the rules, the URLs, the lifecycle).
+//! Images get a server-made preview once their bytes are accepted
+//! (`thumbnail`: decoded under limits, off the async threads).
+//!
+//! Layout: `record` (the engine record and its states), `sniff`,
+//! `thumbnail`, `blobs`, `s3` (SigV4), and this file (the rules, the URLs,
+//! the lifecycle).
 
 mod blobs;
 pub mod record;
 pub mod s3;
 pub mod sniff;
+pub mod thumbnail;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -166,6 +171,8 @@ struct Inner {
     base: String,
     quota_bytes: u64,
     orphan_after: Duration,
+    /// Previews being made at once ([`thumbnail::MAX_CONCURRENT`]).
+    thumbnails: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Attachments {
@@ -200,6 +207,7 @@ impl Attachments {
                 base,
                 quota_bytes: config.attachments.quota_bytes,
                 orphan_after: config.attachments.orphan_after,
+                thumbnails: tokio::sync::Semaphore::new(thumbnail::MAX_CONCURRENT),
             }),
         })
     }
@@ -281,7 +289,8 @@ impl Attachments {
         self.signed_url("", "get", at, "", DOWNLOAD_URL_TTL, now)
     }
 
-    fn thumbnail_url(&self, org: OrgId, reference: Uuid, now: DateTime<Utc>) -> String {
+    /// A fresh URL of an attachment's preview (`/thumbnail`).
+    pub fn thumbnail_url(&self, org: OrgId, reference: Uuid, now: DateTime<Utc>) -> String {
         let at = Attached { org, reference };
         self.signed_url("/thumbnail", "thumb", at, "", DOWNLOAD_URL_TTL, now)
     }
@@ -374,7 +383,7 @@ impl Attachments {
         if pending >= MAX_PENDING_PER_OWNER {
             return Err(AttachmentError::TooMany);
         }
-        let used: u64 = others.iter().map(|r| r.size).sum();
+        let used: u64 = others.iter().map(AttachmentRecord::stored_bytes).sum();
         if used.saturating_add(size) > self.inner.quota_bytes {
             return Err(AttachmentError::Quota {
                 quota_mb: self.inner.quota_bytes / (1024 * 1024),
@@ -392,6 +401,7 @@ impl Attachments {
             created_at: now,
             uploaded_at: None,
             thumbnail: false,
+            thumbnail_size: 0,
             version: 0,
         };
         record::put(&self.inner.store, &record, read).await?;
@@ -463,17 +473,63 @@ impl Attachments {
         };
         let mut uploaded = found.clone();
         blobs
-            .put(&uploaded.blob_key(), bytes, &mime)
+            .put(&uploaded.blob_key(), bytes.clone(), &mime)
             .await
             .map_err(|e| refuse(e.into()))?;
+        if let Some(size) = self.make_thumbnail(&uploaded, &mime, bytes).await {
+            uploaded.thumbnail = true;
+            uploaded.thumbnail_size = size;
+        }
         uploaded.mime = mime;
         uploaded.size = size;
         uploaded.state = State::Uploaded;
         uploaded.uploaded_at = Some(now);
-        record::put(&self.inner.store, &uploaded, Some(found.version))
-            .await
-            .map_err(|e| refuse(e.into()))?;
+        if let Err(e) = record::put(&self.inner.store, &uploaded, Some(found.version)).await {
+            if uploaded.thumbnail {
+                let _ = blobs.delete(&uploaded.thumbnail_key()).await;
+            }
+            return Err(refuse(e.into()));
+        }
         Ok(uploaded)
+    }
+
+    /// Makes and keeps the preview of an image whose bytes were accepted;
+    /// answers its size. Best effort: a file that does not decode (or
+    /// whose preview cannot be kept) is kept without one.
+    async fn make_thumbnail(
+        &self,
+        found: &AttachmentRecord,
+        mime: &str,
+        bytes: Bytes,
+    ) -> Option<u64> {
+        thumbnail::format_of(mime)?;
+        let blobs = self.inner.blobs.as_ref()?;
+        let made = {
+            let _permit = self.inner.thumbnails.acquire().await.ok()?;
+            thumbnail::make_blocking(mime.to_owned(), bytes).await
+        };
+        let png = match made {
+            Ok(png) => png,
+            Err(e) => {
+                tracing::debug!(error = %e, attachment = %found.reference, "no thumbnail");
+                return None;
+            }
+        };
+        let size = png.len() as u64;
+        match blobs
+            .put(
+                &found.thumbnail_key(),
+                Bytes::from(png),
+                thumbnail::CONTENT_TYPE,
+            )
+            .await
+        {
+            Ok(()) => Some(size),
+            Err(e) => {
+                tracing::warn!(error = %e, attachment = %found.reference, "thumbnail not kept");
+                None
+            }
+        }
     }
 
     /// The bytes behind a download URL, with the record that says how to
@@ -657,7 +713,7 @@ impl Attachments {
         Ok(record::list_org(&self.inner.store, org)
             .await?
             .iter()
-            .map(|r| r.size)
+            .map(AttachmentRecord::stored_bytes)
             .sum())
     }
 }

@@ -79,9 +79,12 @@ pub struct AttachmentRecord {
     pub created_at: DateTime<Utc>,
     #[serde(default)]
     pub uploaded_at: Option<DateTime<Utc>>,
-    /// A server-made preview exists (`<key>.thumb`).
+    /// A server-made preview exists (`<key>.thumb`, a PNG).
     #[serde(default)]
     pub thumbnail: bool,
+    /// The preview's size in bytes; counts against the quota with `size`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub thumbnail_size: u64,
     #[serde(skip)]
     pub version: u64,
 }
@@ -101,9 +104,20 @@ impl AttachmentRecord {
         format!("{}/{}", self.org_id, self.reference)
     }
 
+    /// Where its preview is, when it has one: `<org>/<ref>.thumb`.
     pub fn thumbnail_key(&self) -> String {
         format!("{}/{}.thumb", self.org_id, self.reference)
     }
+
+    /// What it takes of the organization's quota: the file (declared
+    /// until it arrives) and its preview.
+    pub fn stored_bytes(&self) -> u64 {
+        self.size.saturating_add(self.thumbnail_size)
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn decode(stored: crate::engine::StoredRecord) -> StoreResult<AttachmentRecord> {

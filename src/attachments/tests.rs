@@ -410,3 +410,199 @@ async fn an_owner_has_a_bounded_number_of_uploads_in_progress() {
             .is_ok()
     );
 }
+
+/// A `width`x`height` image with some noise in it, so that it does not
+/// compress to nothing, encoded as `format`.
+fn picture(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let mut seed = 0x2545_f491_u32;
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let noise = (seed & 0x3f) as u8;
+        image::Rgb([
+            (x % 256) as u8 ^ noise,
+            (y % 256) as u8,
+            noise.wrapping_mul(3),
+        ])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(&mut std::io::Cursor::new(&mut out), format)
+        .unwrap();
+    out
+}
+
+/// A PNG whose header declares `width`x`height` RGBA pixels, followed by
+/// a few bytes of data: what a decompression bomb looks like to a decoder
+/// before it allocates.
+fn png_declaring(width: u32, height: u32) -> Vec<u8> {
+    fn crc(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffff_u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let sum = crc(&out[start..]);
+        out.extend_from_slice(&sum.to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = Vec::new();
+    header.extend_from_slice(&width.to_be_bytes());
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 6, 0, 0, 0]);
+    chunk(&mut out, b"IHDR", &header);
+    // A zlib stream of zeros: what would inflate to the whole image.
+    chunk(
+        &mut out,
+        b"IDAT",
+        &[0x78, 0x9c, 0x63, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01],
+    );
+    chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// Uploads `bytes` as `mime` and answers the stored record.
+async fn upload(f: &Fixture, id: &str, mime: &str, bytes: Vec<u8>) -> AttachmentRecord {
+    let now = Utc::now();
+    let up = f
+        .attachments
+        .presign_upload(
+            ORG,
+            owner(1),
+            None,
+            request(id, mime, bytes.len() as u64),
+            now,
+        )
+        .await
+        .unwrap();
+    let (reference, params) = link(&up.url);
+    f.attachments
+        .receive(reference, &params, Bytes::from(bytes), now)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn images_get_a_png_preview_within_256_pixels_keeping_their_shape() {
+    let f = fixture(1 << 30).await;
+    let now = Utc::now();
+    for (id, mime, format) in [
+        ("png", "image/png", image::ImageFormat::Png),
+        ("jpeg", "image/jpeg", image::ImageFormat::Jpeg),
+        ("gif", "image/gif", image::ImageFormat::Gif),
+    ] {
+        let original = picture(1000, 500, format);
+        let stored = upload(&f, id, mime, original.clone()).await;
+        assert!(stored.thumbnail, "{mime}");
+        assert!(stored.thumbnail_size > 0, "{mime}");
+        assert!(f.attachments.usage(ORG).await.unwrap() >= stored.size + stored.thumbnail_size);
+        // The message names it; its preview URL is fresh like the file's.
+        let item = content_of(&stored);
+        let mut content = vec![ContentItem::Attachment { attachment: item }];
+        f.attachments.refresh(ORG, &mut content, now);
+        let ContentItem::Attachment { attachment } = &content[0] else {
+            panic!("not an attachment");
+        };
+        let preview = attachment.thumbnail_url.as_deref().unwrap();
+        assert!(preview.contains("/thumbnail?"), "{preview}");
+        let (reference, params) = link(preview);
+        let (_, png) = f
+            .attachments
+            .open(reference, &params, true, now)
+            .await
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{mime}");
+        assert_eq!(png.len() as u64, stored.thumbnail_size);
+        assert!(png.len() < original.len(), "{mime}");
+        let decoded = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (256, 128), "{mime}");
+        // The file itself is still the file.
+        let (_, params) = link(&attachment.url);
+        let (_, file) = f
+            .attachments
+            .open(reference, &params, false, now)
+            .await
+            .unwrap();
+        assert_eq!(&file[..], &original[..]);
+    }
+    // Tall images keep their shape too.
+    let tall = upload(
+        &f,
+        "tall",
+        "image/png",
+        picture(300, 900, image::ImageFormat::Png),
+    )
+    .await;
+    let png = thumbnail::make("image/png", &picture(300, 900, image::ImageFormat::Png)).unwrap();
+    let decoded = image::load_from_memory(&png).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (85, 256));
+    assert!(tall.thumbnail);
+}
+
+#[tokio::test]
+async fn images_that_do_not_decode_within_the_limits_upload_without_a_preview() {
+    let f = fixture(1 << 30).await;
+    for (id, bytes) in [
+        // Wider than any image previews are made of.
+        ("wide", png_declaring(100_000, 100_000)),
+        ("long", png_declaring(10_001, 1)),
+        // Within the sides, but more pixels than the decoder may allocate.
+        ("big", png_declaring(9_000, 9_000)),
+        // Truncated.
+        (
+            "cut",
+            picture(600, 600, image::ImageFormat::Png)[..2000].to_vec(),
+        ),
+    ] {
+        assert!(thumbnail::make("image/png", &bytes).is_err(), "{id}");
+        let stored = upload(&f, id, "image/png", bytes).await;
+        assert_eq!(stored.state, State::Uploaded, "{id}");
+        assert!(!stored.thumbnail, "{id}");
+        assert_eq!(stored.thumbnail_size, 0, "{id}");
+        assert_eq!(content_of(&stored).thumbnail_url, None, "{id}");
+    }
+    // Other files get none, and a preview never exceeds the file.
+    let text = upload(&f, "text", "text/plain", b"hello".to_vec()).await;
+    assert!(!text.thumbnail);
+    let tiny = picture(4, 4, image::ImageFormat::Png);
+    match thumbnail::make("image/png", &tiny) {
+        Ok(png) => assert!(png.len() < tiny.len()),
+        Err(e) => assert!(matches!(e, thumbnail::NoThumbnail::NotSmaller), "{e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_preview_goes_with_its_file() {
+    let f = fixture(1 << 30).await;
+    let stored = upload(
+        &f,
+        "p",
+        "image/png",
+        picture(800, 600, image::ImageFormat::Png),
+    )
+    .await;
+    assert!(stored.thumbnail);
+    let blobs = f.attachments.blobs().unwrap();
+    assert!(blobs.get(&stored.thumbnail_key()).await.unwrap().is_some());
+    f.attachments
+        .delete_unsent(ORG, owner(1), "p")
+        .await
+        .unwrap();
+    assert!(blobs.get(&stored.thumbnail_key()).await.unwrap().is_none());
+    assert!(blobs.get(&stored.blob_key()).await.unwrap().is_none());
+    assert_eq!(f.attachments.usage(ORG).await.unwrap(), 0);
+}

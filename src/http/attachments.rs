@@ -150,6 +150,7 @@ async fn upload(
             attachment_id: record.client_id.clone(),
             reference: record.reference,
             error: error.as_ref().map(|e| (e.code(), e.to_string())),
+            thumbnail: error.is_none() && record.thumbnail,
             time: now,
         });
         state
@@ -159,13 +160,23 @@ async fn upload(
     }
     let mut response = match (&record, error) {
         (_, Some(error)) => refusal(&error).into_response(),
-        (Some(record), None) => axum::Json(serde_json::json!({
-            "attachmentId": record.client_id,
-            "downloadUrl": state.attachments.download_url(record.org_id, record.reference, now),
-            "fileSize": record.size,
-            "fileType": record.mime,
-        }))
-        .into_response(),
+        (Some(record), None) => {
+            let mut body = serde_json::json!({
+                "attachmentId": record.client_id,
+                "downloadUrl": state.attachments.download_url(record.org_id, record.reference, now),
+                "fileSize": record.size,
+                "fileType": record.mime,
+            });
+            if record.thumbnail
+                && let Some(fields) = body.as_object_mut()
+            {
+                let url = state
+                    .attachments
+                    .thumbnail_url(record.org_id, record.reference, now);
+                fields.insert("thumbnailUrl".to_owned(), url.into());
+            }
+            axum::Json(body).into_response()
+        }
         (None, None) => ApiError::internal().into_response(),
     };
     open_cors(&mut response);
@@ -193,7 +204,8 @@ async fn download(
     serve(&state, path, query, false).await
 }
 
-/// Serves an image's preview (the image itself when none was made).
+/// Serves an image's preview: a PNG of at most 256x256 pixels, or the
+/// file itself when none was made.
 #[utoipa::path(get, path = "/api/v1/attachments/{ref}/thumbnail", tag = "attachments",
     params(
         ("ref" = Uuid, Path, description = "the attachment"),
@@ -201,7 +213,7 @@ async fn download(
         ("sig" = String, Query, description = "the URL's signature"),
     ),
     responses(
-        (status = 200, description = "the preview"),
+        (status = 200, description = "the preview (image/png), or the file when it has none; as a download, like the file"),
         (status = 403, body = super::error::ErrorBody, description = "expired"),
         (status = 404, body = super::error::ErrorBody, description = "not_found"),
     ))]
@@ -237,7 +249,7 @@ async fn serve(
         }
     };
     let content_type = if thumbnail && record.thumbnail {
-        "image/png".to_owned()
+        crate::attachments::thumbnail::CONTENT_TYPE.to_owned()
     } else {
         record.mime.clone()
     };

@@ -464,6 +464,9 @@ pub struct UploadOutcome {
     /// The refusal's code and message; `None` on success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<(u16, String)>,
+    /// A preview was made (an image): the event carries its URL.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thumbnail: bool,
     pub time: DateTime<Utc>,
 }
 

@@ -19,6 +19,38 @@ const PNG: &[u8] =
     b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
 const PDF: &[u8] = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n";
 
+/// A real 1000x500 PNG (tiles of flat colour, so that it stays well
+/// within the mode's 64 KB): the kind of image that gets a server-made
+/// preview.
+fn photo() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(1000, 500, |x, y| {
+        image::Rgb([(x / 50 * 12) as u8, (y / 50 * 25) as u8, 128])
+    });
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// A preview URL serves a PNG within 256x256 (here 256x128, the
+/// photo's shape), smaller than the file, as inert as the file.
+async fn assert_preview(app: &TestApp, url: &str, original: usize) {
+    assert!(url.contains("/thumbnail?"), "{url}");
+    let (headers, bytes) = download(app, url).await;
+    assert_eq!(headers["content-type"], "image/png");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment;")
+    );
+    assert!(bytes.len() < original, "{} >= {original}", bytes.len());
+    let preview = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).unwrap();
+    assert_eq!((preview.width(), preview.height()), (256, 128));
+}
+
 /// The SDK's `OnAttachmentRequest` (its serialization test's field order).
 fn on_attachment(sdk: &SdkClient, id: &str, name: &str, kind: &str, size: usize) -> Value {
     json!({ "token": sdk.token, "attachmentId": id, "fileName": name, "fileType": kind,
@@ -230,6 +262,44 @@ async fn attachments_round_trip(kind: EngineKind) {
     assert!(refreshed.headers.is_empty());
     assert_eq!(refreshed.file_size, Some(i32::try_from(PNG.len()).unwrap()));
     assert_eq!(download(&app, &refreshed.url).await.1, PNG);
+    // That tiny PNG does not decode: it has no preview.
+    assert!(sent.attachment.thumbnail_url.is_none());
+
+    // A real image gets a server-made preview, named by the upload event,
+    // the message, the agent's copy (and history, below).
+    let picture = photo();
+    let url = presigned(
+        &sdk.request(on_attachment(
+            &sdk,
+            "img-2",
+            "view.png",
+            "image/png",
+            picture.len(),
+        ))
+        .await,
+    );
+    assert_eq!(
+        upload(&app, &url, "image/png", &picture).await.status(),
+        StatusCode::OK
+    );
+    let event = sdk.next_of("UploadSuccessEvent").await;
+    let preview = event["body"]["thumbnailUrl"].as_str().expect("a preview");
+    assert_preview(&app, preview, picture.len()).await;
+    let echo = sdk.request(with_attachment(&sdk, "img-2")).await;
+    let echo: Frame<sdk::StructuredMessage> = decode(&echo);
+    let Content::Attachment(sent) = &echo.body.content[0] else {
+        panic!("{:?}", echo.body.content)
+    };
+    let preview = sent.attachment.thumbnail_url.as_deref().expect("a preview");
+    assert_preview(&app, preview, picture.len()).await;
+    assert_eq!(download(&app, &sent.attachment.url).await.1, picture);
+    let seen = bot
+        .find("the visitor's image", |f| {
+            agent_attachment(f, "img-2").is_some()
+        })
+        .await;
+    let seen = agent_attachment(&seen, "img-2").unwrap();
+    assert_preview(&app, seen["thumbnailUrl"].as_str().unwrap(), picture.len()).await;
 
     // Refusals: a type no mode allows, a size over the mode, HTML declared
     // as text, a PNG's bytes declared as a PDF.
@@ -332,8 +402,18 @@ async fn attachments_round_trip(kind: EngineKind) {
         .expect("the attachment in history")
         .to_owned();
     assert_eq!(download(&app, &url).await.1, PNG);
+    let preview = history["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["content"].as_array().into_iter().flatten())
+        .find(|c| c["attachment"]["id"] == "img-2")
+        .and_then(|c| c["attachment"]["thumbnailUrl"].as_str())
+        .expect("the image's preview in history")
+        .to_owned();
+    assert_preview(&app, &preview, picture.len()).await;
 
-    // Erasing the conversation deletes its files.
+    // Erasing the conversation deletes its files, previews included.
     app.state()
         .routing
         .erase_conversation(app.org(), conversation, None, chrono::Utc::now())
@@ -341,6 +421,10 @@ async fn attachments_round_trip(kind: EngineKind) {
         .unwrap();
     assert_eq!(
         app.http.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.http.get(&preview).send().await.unwrap().status(),
         StatusCode::NOT_FOUND
     );
 }

@@ -277,6 +277,7 @@ pub(super) struct Attachment {
     pub media_type: String,
     pub file_size: Option<i64>,
     pub mime: Option<String>,
+    pub thumbnail_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

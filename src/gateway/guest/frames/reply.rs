@@ -188,6 +188,9 @@ pub struct PresignedUrlResponse {
 pub struct UploadSuccessEvent {
     pub attachment_id: String,
     pub download_url: String,
+    /// switchboard's preview of an image (additive; the SDK ignores it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
     /// ISO 8601 with milliseconds, as Genesys sends it.
     pub timestamp: String,
 }

@@ -153,16 +153,23 @@ impl Conn {
         let timestamp = outcome.time.to_rfc3339_opts(SecondsFormat::Millis, true);
         match outcome.error {
             None => {
-                let download_url = self.state.attachments.download_url(
-                    self.deployment.org_id,
-                    outcome.reference,
-                    Utc::now(),
-                );
+                let now = Utc::now();
+                let org = self.deployment.org_id;
+                let download_url = self
+                    .state
+                    .attachments
+                    .download_url(org, outcome.reference, now);
+                let thumbnail_url = outcome.thumbnail.then(|| {
+                    self.state
+                        .attachments
+                        .thumbnail_url(org, outcome.reference, now)
+                });
                 self.push(
                     "UploadSuccessEvent",
                     UploadSuccessEvent {
                         attachment_id: outcome.attachment_id,
                         download_url,
+                        thumbnail_url,
                         timestamp,
                     },
                 )
