@@ -106,10 +106,7 @@ fn url_error(frame: &Value) -> GenerateUrlError {
 fn agent_attachment(frame: &Value, id: &str) -> Option<Value> {
     let events: Vec<&Value> = match frame["type"].as_str() {
         Some("event") => vec![frame],
-        Some("conversation") => frame["conversation"]["events"]
-            .as_array()?
-            .iter()
-            .collect(),
+        Some("conversation") => frame["conversation"]["events"].as_array()?.iter().collect(),
         Some("snapshot") => frame["conversations"]
             .as_array()?
             .iter()
