@@ -212,13 +212,14 @@ async fn a_store_from_before_homes_moves_into_them() {
         .expect(reqwest::StatusCode::OK);
 }
 
-/// Every lasting key under `prefix` (ephemeral values left out: they
-/// expire on their own) with what it holds; record bodies parsed, so a body
-/// rewritten with the same fields compares equal.
+/// Every lasting key under `prefix` (what has a time to live, ephemeral
+/// values and rate buckets, left out: it expires on its own) with what it
+/// holds; record bodies parsed, so a body rewritten with the same fields
+/// compares equal.
 fn snapshot(port: u16, prefix: &str) -> BTreeMap<String, Value> {
     keys_on(port, prefix)
         .into_iter()
-        .filter(|key| !key[prefix.len()..].starts_with("e:"))
+        .filter(|key| cli(port, &["PTTL", key]).trim() == "-1")
         .map(|key| {
             let value = match cli(port, &["TYPE", &key]).trim() {
                 "hash" => {
