@@ -104,15 +104,13 @@ fn url_error(frame: &Value) -> GenerateUrlError {
 
 /// The attachment item of an agent's event or snapshot naming `id`.
 fn agent_attachment(frame: &Value, id: &str) -> Option<Value> {
-    let events: Vec<&Value> = match frame["type"].as_str() {
-        Some("event") => vec![frame],
-        Some("conversation") => frame["conversation"]["events"].as_array()?.iter().collect(),
-        Some("snapshot") => frame["conversations"]
-            .as_array()?
-            .iter()
+    let events: Vec<&Value> = if frame["type"] == "event" {
+        vec![frame]
+    } else {
+        crate::support::agent::held_in(frame)
+            .into_iter()
             .flat_map(|c| c["events"].as_array().into_iter().flatten())
-            .collect(),
-        _ => return None,
+            .collect()
     };
     events
         .into_iter()

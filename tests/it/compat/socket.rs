@@ -325,16 +325,14 @@ async fn custom_attributes_as_the_sdk_measures_them(kind: EngineKind) {
     frame["channel"] = json!({ "metadata": { "customAttributes": { "beside": "1" } } });
     frame["customAttributes"] = json!({ "flat": "2" });
     assert_eq!(sdk.request(frame).await["code"], 200);
-    // As an event, or in a snapshot when the agent's socket caught up by
-    // re-reading.
+    // As an event, or in a snapshot or `conversation` frame when the
+    // agent's socket caught up by re-reading.
     let frame = ada.find_text("placed at the top").await;
     let event = if frame["type"] == "event" {
         frame
     } else {
-        frame["conversations"]
-            .as_array()
+        crate::support::agent::held_in(&frame)
             .into_iter()
-            .flatten()
             .flat_map(|c| c["events"].as_array().into_iter().flatten())
             .find(|e| e["text"] == "placed at the top")
             .cloned()
