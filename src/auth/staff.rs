@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use super::oidc::{self, VerifiedIdentity};
 use super::{Auth, AuthError, Principal, PrincipalKind, crypto};
-use crate::engine::{Collection, Commit, Expect, Kind, Put, RecordKey, Space, StashMode};
+use crate::engine::{Collection, Commit, Expect, Home, Kind, Put, RecordKey, Space, StashMode};
 use crate::store::records::{Member, Meta, Organization};
 use crate::store::types::{OrgId, Role};
 use crate::store::{Store, StoreError};
@@ -59,8 +59,14 @@ const MAX_NAME_CHARS: usize = 200;
 /// uses it. Suffixed with the organization's id.
 pub const FIRST_ADMIN_SETTING: &str = "first-admin";
 
+/// In the organization's home, so that the sign-in that uses it deletes it
+/// in the same commit as it creates the member.
 fn first_admin_key(org: OrgId) -> RecordKey {
-    RecordKey::installation(Kind::Setting, format!("{FIRST_ADMIN_SETTING}:{}", org.0))
+    RecordKey::new(
+        Home::Org(org.0),
+        Kind::Setting,
+        format!("{FIRST_ADMIN_SETTING}:{}", org.0),
+    )
 }
 
 #[derive(Serialize, Deserialize)]
@@ -436,7 +442,10 @@ impl Auth {
             key: first_admin_key(org),
             expect: Expect::Absent,
             body,
-            collection: Collection::Settings,
+            collection: Collection::Org {
+                org: org.0,
+                kind: Kind::Setting,
+            },
             order: 0,
             refs: Vec::new(),
             unique: Vec::new(),

@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 use super::keys::{self, field};
 use super::{RedisEngine, unavailable};
 use crate::engine::homes::{job_conversation, org_in, renamed, with_org};
-use crate::engine::{EngineResult, Home, Kind, RecordKey};
+use crate::engine::{Collection, EngineResult, Home, Kind, RecordKey};
 
 /// Keys the scan asks Redis for at a time.
 const SCAN_COUNT: usize = 500;
@@ -87,7 +87,15 @@ impl RedisEngine {
                 .unwrap_or_default()
         };
         let old_collection = text(field::COLLECTION);
-        let collection = renamed(&old_collection, org);
+        let collection = if key.id.starts_with("first-admin:") {
+            Collection::Org {
+                org,
+                kind: Kind::Setting,
+            }
+            .name()
+        } else {
+            renamed(&old_collection, org)
+        };
         let order = text(field::ORDER);
         let claims: Vec<String> = serde_json::from_str(&text(field::UNIQUE)).unwrap_or_default();
         fields.insert(
@@ -161,6 +169,12 @@ impl RedisEngine {
             // Settings stay installation-wide, but for push devices and
             // push jobs.
             Kind::Setting if key.id.starts_with("push/") => org_in(body).map(unchanged),
+            // A first-run mark names its organization in its id.
+            Kind::Setting if key.id.starts_with("first-admin:") => key
+                .id
+                .strip_prefix("first-admin:")
+                .and_then(|org| org.parse().ok())
+                .map(unchanged),
             Kind::Setting if key.id.starts_with("pushjob/") => self
                 .job_org(body)
                 .await?
