@@ -63,7 +63,7 @@ enum Command {
     /// Put a backup into an empty data directory (the node stopped).
     Restore(switchboard::cli::backup::RestoreArgs),
     /// Real traffic against running nodes: burst, steady, idle.
-    Loadtest(switchboard::cli::loadtest::LoadtestArgs),
+    Loadtest(Box<switchboard::cli::loadtest::LoadtestArgs>),
 }
 
 #[tokio::main]
@@ -77,7 +77,7 @@ async fn main() -> ExitCode {
         // process as soon as they are done.
         Command::Chat(args) => exit_now(report(switchboard::cli::chat::run(args).await)),
         Command::Agent(args) => exit_now(report(switchboard::cli::agent::run(args).await)),
-        Command::Loadtest(args) => return report(switchboard::cli::loadtest::run(args).await),
+        Command::Loadtest(args) => return report(switchboard::cli::loadtest::run(*args).await),
         Command::Version { json } => {
             answer(&version(json));
             return ExitCode::SUCCESS;

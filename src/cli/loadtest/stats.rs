@@ -137,6 +137,19 @@ pub(super) fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// CPU time a process has used, user and system, in milliseconds (fields
+/// 14 and 15 of /proc/<pid>/stat, counted after the command name, which may
+/// hold spaces).
+pub(super) fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    Some(user.saturating_add(system) as f64 * 1000.0 / ticks)
+}
+
 /// A few distinct error texts, for the summary: enough to say what went
 /// wrong without repeating one error thousands of times.
 #[derive(Debug, Default)]

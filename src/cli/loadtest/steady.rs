@@ -15,7 +15,7 @@
 //! step's deadline count as late there, and as lost only if they never
 //! arrive before the run ends.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use super::agents;
 use super::frames::{self, GuestFrame};
 use super::net::{self, Incoming};
-use super::stats::{Clock, Latency, Slot, deliver, load, round3, stamp_once};
+use super::stats::{Clock, Latency, Slot, cpu_ms, deliver, load, round3, stamp_once};
 use super::visitors::{self, Visitor};
 use super::{Common, LoadError, Outcome, Run, wait_until};
 
@@ -72,6 +72,40 @@ pub struct SteadyArgs {
     /// --saturate: a step passes only with the round trip's p99 within this.
     #[arg(long, default_value_t = 1000.0)]
     pub slo_p99_ms: f64,
+    /// A process whose CPU time each step reports, as NAME=PID (repeat;
+    /// one name may be given several pids, e.g. `node=A --cpu-pid node=B
+    /// --cpu-pid redis=R`): what a message costs the servers, a figure a
+    /// shared machine cannot blur the way it blurs throughput.
+    #[arg(long = "cpu-pid", value_parser = parse_cpu_pid)]
+    pub cpu_pids: Vec<(String, u32)>,
+}
+
+fn parse_cpu_pid(value: &str) -> Result<(String, u32), String> {
+    let (name, pid) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PID, got {value:?}"))?;
+    let pid = pid.parse().map_err(|_| format!("not a pid: {pid:?}"))?;
+    if name.is_empty() {
+        return Err("the name before = is empty".to_owned());
+    }
+    Ok((name.to_owned(), pid))
+}
+
+/// The CPU time of each named group of processes, in milliseconds.
+fn cpu_by_name(pids: &[(String, u32)]) -> BTreeMap<String, f64> {
+    let mut used = BTreeMap::new();
+    for (name, pid) in pids {
+        *used.entry(name.clone()).or_insert(0.0) += cpu_ms(*pid).unwrap_or(0.0);
+    }
+    used
+}
+
+/// What one named group of processes spent on a step.
+#[derive(Debug, Serialize)]
+struct CpuUse {
+    ms: f64,
+    /// Microseconds of CPU per message delivered (both directions).
+    us_per_msg: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +168,8 @@ pub(super) struct Step {
     /// Messages the plan called for (conversations × messages), and sent.
     planned: usize,
     sent: usize,
+    /// Messages delivered, both directions (first deliveries).
+    delivered: usize,
     /// Not delivered (both directions) by the step's deadline.
     late: usize,
     duplicated: u64,
@@ -144,6 +180,10 @@ pub(super) struct Step {
     agent_ack: Latency,
     agent_to_visitor: Latency,
     round_trip: Latency,
+    /// With --cpu-pid: CPU time each named group of processes used from the
+    /// step's plan to its end.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    cpu: BTreeMap<String, CpuUse>,
     passed: bool,
 }
 
@@ -258,6 +298,7 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
         };
         base += messages * v;
         let done_before = completed.load(Ordering::Relaxed);
+        let cpu_before = cpu_by_name(&args.cpu_pids);
         let _ = plan_tx.send(Some(step));
         let deadline = clock.instant(step.last_due()) + Duration::from_millis(args.deadline_ms);
         let expected = conversations * messages;
@@ -265,7 +306,20 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
             completed.load(Ordering::Relaxed) >= done_before + expected
         })
         .await;
-        let result = evaluate(&slots, &step, args, on_time, expected);
+        let cpu_after = cpu_by_name(&args.cpu_pids);
+        let mut result = evaluate(&slots, &step, args, on_time, expected);
+        let delivered = result.delivered.max(1) as f64;
+        result.cpu = cpu_after
+            .into_iter()
+            .map(|(name, after)| {
+                let ms = after - cpu_before.get(&name).copied().unwrap_or(0.0);
+                let cost = CpuUse {
+                    ms: round3(ms),
+                    us_per_msg: round3(ms * 1000.0 / delivered),
+                };
+                (name, cost)
+            })
+            .collect();
         let passed = result.passed;
         results.push(result);
         if !passed {
@@ -501,6 +555,7 @@ fn evaluate(slots: &[Slot], plan: &Plan, args: &SteadyArgs, on_time: bool, plann
         },
         planned,
         sent,
+        delivered,
         late,
         duplicated,
         send_lag_max_ms: round3(lag as f64 / 1e6),
@@ -509,6 +564,7 @@ fn evaluate(slots: &[Slot], plan: &Plan, args: &SteadyArgs, on_time: bool, plann
         agent_ack: Latency::between(rows.iter(), |s| &s.agent_sent, |s| &s.agent_acked),
         agent_to_visitor: Latency::between(rows.iter(), |s| &s.agent_sent, |s| &s.visitor_got),
         round_trip,
+        cpu: BTreeMap::new(),
         passed,
     }
 }
@@ -583,6 +639,12 @@ fn totals(
             step.agent_to_visitor.line()
         ));
         lines.push(format!("  round trip       {}", step.round_trip.line()));
+        for (name, cost) in &step.cpu {
+            lines.push(format!(
+                "  cpu {name}: {:.0} ms, {:.1} µs a message",
+                cost.ms, cost.us_per_msg
+            ));
+        }
     }
     let ceiling_reached = args.saturate.then(|| steps.iter().all(|s| s.passed));
     if let Some(max) = max_msgs_per_s {
