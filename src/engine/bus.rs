@@ -26,6 +26,19 @@ use super::{BusMessage, Channel};
 /// message.
 const CHANNEL_CAPACITY: usize = 8;
 
+/// A session's or sign-in's channel carries a notice now and then (another
+/// socket opened a conversation, signed in, logged out), never a stream, and
+/// every idle visitor holds one: 4 slots, and a burst beyond them costs one
+/// re-read of the session.
+const NOTICE_CHANNEL_CAPACITY: usize = 4;
+
+fn capacity(channel: &Channel) -> usize {
+    match channel {
+        Channel::Session(_) | Channel::TokenFamily(_) => NOTICE_CHANNEL_CAPACITY,
+        Channel::Conversation(_) | Channel::Agent(_) | Channel::Queue(_) => CHANNEL_CAPACITY,
+    }
+}
+
 /// The channels this node has local subscribers for. Cheap to clone: clones
 /// share one table.
 #[derive(Clone, Debug, Default)]
@@ -79,7 +92,7 @@ impl LocalHub {
     pub(super) fn subscribe(&self, channel: Channel) -> Subscription {
         let mut channels = self.inner.lock();
         let entry = channels.entry(channel.clone()).or_insert_with(|| Entry {
-            sender: broadcast::channel(CHANNEL_CAPACITY).0,
+            sender: broadcast::channel(capacity(&channel)).0,
             subscribers: 0,
         });
         entry.subscribers = entry.subscribers.saturating_add(1);
@@ -213,7 +226,7 @@ mod tests {
         let hub = LocalHub::default();
         let channel = Channel::Session(uuid::Uuid::new_v4());
         let mut sub = hub.subscribe(channel.clone());
-        for _ in 0..=CHANNEL_CAPACITY {
+        for _ in 0..=capacity(&channel) {
             hub.deliver(&channel, payload("m"));
         }
         assert_eq!(sub.recv().await, Some(BusMessage::Resync));
@@ -223,7 +236,7 @@ mod tests {
             assert_eq!(message, payload("m"));
             kept += 1;
         }
-        assert_eq!(kept, CHANNEL_CAPACITY);
+        assert_eq!(kept, NOTICE_CHANNEL_CAPACITY);
         hub.resync_all();
         assert_eq!(sub.recv().await, Some(BusMessage::Resync));
         drop(hub);

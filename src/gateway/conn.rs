@@ -1,21 +1,17 @@
 //! What the guest and the agent socket share: sending with a deadline,
 //! closing with a code, telling an oversized frame from a broken
-//! connection, the ping timer, the bus subscriptions, and the accounting of
-//! an open socket.
+//! connection, the ping timer, and the accounting of an open socket. The
+//! bus subscriptions are in [`super::feeds`].
 
-use std::hash::Hash;
-use std::pin::Pin;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures::{FutureExt, SinkExt, Stream};
+use futures::SinkExt;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::{Instant, Interval, MissedTickBehavior};
-use tokio_stream::{StreamExt, StreamMap};
 
 use super::PING_INTERVAL;
 use crate::app::{AppState, SocketGuard};
-use crate::engine::{BusMessage, Channel, Engine, EngineResult};
 use crate::telemetry::Metrics;
 
 /// A client that does not take a frame within this long is gone: one
@@ -116,71 +112,7 @@ pub fn silent(last_heard: Instant) -> bool {
     last_heard.elapsed() > PING_INTERVAL * 2
 }
 
-/// A socket's bus subscriptions, keyed by what each is for, read as one
-/// stream (tokio's `StreamMap`) in the socket's `select!`. Removing a key
-/// drops its subscription.
-pub struct Feeds<K> {
-    map: StreamMap<K, BusStream>,
-}
-
-/// `Sync`, because a socket's state is borrowed across awaits in a task
-/// that must be `Send`.
-type BusStream = Pin<Box<dyn Stream<Item = BusMessage> + Send + Sync>>;
-
-impl<K> std::fmt::Debug for Feeds<K>
-where
-    K: std::fmt::Debug,
-{
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.map.keys()).finish()
-    }
-}
-
-impl<K> Default for Feeds<K> {
-    fn default() -> Self {
-        Self {
-            map: StreamMap::new(),
-        }
-    }
-}
-
-impl<K: Clone + Unpin + Eq + Hash> Feeds<K> {
-    /// Subscribes to `channel` under `key`, replacing what `key` had.
-    pub async fn subscribe(
-        &mut self,
-        engine: &Engine,
-        key: K,
-        channel: Channel,
-    ) -> EngineResult<()> {
-        let subscription = engine.subscribe(channel).await?;
-        let stream = futures::stream::unfold(subscription, |mut subscription| async move {
-            let message = subscription.recv().await?;
-            Some((message, subscription))
-        });
-        self.map.insert(key, Box::pin(stream));
-        Ok(())
-    }
-
-    pub fn remove(&mut self, key: &K) {
-        self.map.remove(key);
-    }
-
-    pub fn contains(&self, key: &K) -> bool {
-        self.map.contains_key(key)
-    }
-
-    /// The next message of any subscription, with its key. `None` at once
-    /// when there is no subscription, so a `select!` branch on it must
-    /// match `Some`.
-    pub async fn next(&mut self) -> Option<(K, BusMessage)> {
-        self.map.next().await
-    }
-
-    /// A message that is already waiting, if any.
-    pub fn ready(&mut self) -> Option<(K, BusMessage)> {
-        self.map.next().now_or_never().flatten()
-    }
-}
+pub use super::feeds::Feeds;
 
 /// Held by a socket's task while its socket is open: the node's shutdown
 /// waits for it, the open-sockets gauge counts it, and its close is counted

@@ -80,6 +80,11 @@ async fn upgrade(
     // request's span.
     let span = tracing::Span::current();
     let max_frame = state.limits.current().max_frame_bytes;
+    let start = Box::new(socket::Start {
+        state,
+        admitted,
+        client,
+    });
     crate::gateway::limited(upgrade, max_frame)
-        .on_upgrade(move |ws| socket::run(state, ws, admitted, client).instrument(span))
+        .on_upgrade(move |ws| socket::run(start, ws).instrument(span))
 }

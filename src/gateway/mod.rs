@@ -19,6 +19,7 @@ pub mod agent;
 mod asyncapi;
 pub mod conn;
 pub mod cursor;
+pub mod feeds;
 pub mod guest;
 
 use std::time::Duration;
@@ -36,10 +37,11 @@ pub const MAX_CLIENT_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// How much a socket reads at a time, and so the read buffer every socket
 /// keeps for its whole life. tungstenite's default is 128 KiB per socket;
-/// client frames are a few hundred bytes (a 4000-character text fits in a
-/// handful of reads), so 1 KiB keeps an idle visitor small without costing
-/// a chatty one more than an extra read now and then.
-pub const READ_BUFFER_BYTES: usize = 1024;
+/// a guest's frames are a few hundred bytes (a visitor's configureSession,
+/// an onMessage with a short text), so 512 bytes keeps an idle visitor
+/// small; a larger frame grows the buffer to fit it (tungstenite reserves
+/// what a frame's header announces), at the cost of an extra read or two.
+pub const READ_BUFFER_BYTES: usize = 512;
 
 /// How often the server pings, and how long a silent client is tolerated.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);

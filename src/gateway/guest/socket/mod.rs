@@ -34,6 +34,7 @@ use self::binding::Activity;
 use super::frames::{self, GuestError, Request};
 use crate::app::AppState;
 use crate::auth::visitor_token::RevokedSession;
+use crate::gateway::PING_INTERVAL;
 use crate::gateway::conn::{self, Feeds, Gone, ReadError, close_code};
 use crate::gateway::cursor::Cursor;
 use crate::routing::RoutingError;
@@ -185,7 +186,26 @@ struct Conn {
     client: IpAddr,
 }
 
-pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted, client: IpAddr) {
+/// What a socket starts from, boxed while the upgrade completes: the
+/// upgrade's callback holds it for as long as the socket lives, so it holds
+/// one pointer rather than the whole application state.
+pub(super) struct Start {
+    pub state: AppState,
+    pub admitted: Admitted,
+    pub client: IpAddr,
+}
+
+/// The socket's task. Not an `async fn`: its arguments would stay in the
+/// task beside the [`Conn`] they are moved into (an async fn keeps its
+/// arguments for its whole life), so the `Conn` is built first and the
+/// future holds it alone; with tens of thousands of idle visitors, every
+/// byte of it counts that many times.
+pub(super) fn run(start: Box<Start>, ws: WebSocket) -> impl Future<Output = ()> + Send {
+    let Start {
+        state,
+        admitted,
+        client,
+    } = *start;
     let mut open = conn::Open::new(&state, "guest");
     let now = Instant::now();
     let duration = binding::session_duration(&admitted.content);
@@ -204,11 +224,13 @@ pub(super) async fn run(state: AppState, ws: WebSocket, admitted: Admitted, clie
         client,
         state,
     };
-    let code = Box::pin(conn.serve()).await;
-    if let Some(session) = conn.watched_session() {
-        conn.state.push.offline(session).await;
+    async move {
+        let code = Box::pin(conn.serve()).await;
+        if let Some(session) = conn.watched_session() {
+            conn.state.push.offline(session).await;
+        }
+        open.ended(code);
     }
-    open.ended(code);
 }
 
 async fn recv_revocation(
@@ -273,10 +295,17 @@ impl Conn {
     async fn serve(&mut self) -> Option<u16> {
         let shutdown = self.state.shutdown.clone().signalled();
         tokio::pin!(shutdown);
-        let mut ping = conn::ping_timer();
+        // One timer for the server's pings and the session's expiry, set to
+        // whichever comes first: every idle visitor holds it.
+        let mut next_ping = Instant::now() + PING_INTERVAL;
+        let timer = tokio::time::sleep_until(next_ping);
+        tokio::pin!(timer);
         loop {
-            let deadline = self.activity.deadline();
-            let bound = self.bound.is_some();
+            let expiry = self.bound.is_some().then(|| self.activity.deadline());
+            let wake = expiry.map_or(next_ping, |expiry| expiry.min(next_ping));
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
             // The handlers run boxed: an idle socket spends its life parked
             // in this `select!`, and an unboxed handler would make every
             // idle socket's task as large as the deepest request it might
@@ -292,8 +321,17 @@ impl Conn {
                 revoked = recv_revocation(&mut self.revocations) => {
                     Box::pin(self.on_revocation(revoked)).await
                 }
-                _ = ping.tick() => Box::pin(self.on_ping()).await,
-                () = tokio::time::sleep_until(deadline), if bound => Box::pin(self.on_expiry()).await,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if expiry.is_some_and(|expiry| now >= expiry) {
+                        Box::pin(self.on_expiry()).await
+                    } else {
+                        // Late wake-ups push the next ping back rather than
+                        // sending a burst of them.
+                        next_ping = now + PING_INTERVAL;
+                        Box::pin(self.on_ping()).await
+                    }
+                }
             };
             match flow {
                 Flow::Continue => {}
