@@ -523,6 +523,20 @@ impl Engine {
         dispatch!(self, e => e.throttle(space, id, bucket).await)
     }
 
+    /// Takes one event from every bucket in `meters`, or from none: refused
+    /// when any of them would refuse, naming the one with the longest wait
+    /// (its index in `meters`). One atomic step, like [`Engine::throttle`];
+    /// the buckets live in `home` (on Redis, one slot), so a sender and its
+    /// organization are metered in one round trip.
+    pub async fn throttle_all(
+        &self,
+        space: Space,
+        home: Home,
+        meters: &[Meter<'_>],
+    ) -> EngineResult<Option<(usize, Admission)>> {
+        dispatch!(self, e => e.throttle_all(space, home, meters).await)
+    }
+
     /// Adds one to a counter and answers the new count. The first increment
     /// starts a window of `window`; when it ends, counting starts again at 1.
     pub async fn count(

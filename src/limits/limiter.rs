@@ -208,6 +208,39 @@ impl Limiter {
         Self::decided(engine.throttle(Space::RateLimit, &id, bucket).await)
     }
 
+    /// [`Limiter::admit`] on several keys of one organization at once: one
+    /// event from each, or from none when any refuses (answering the index
+    /// of the key with the longest wait). One engine step, where admitting
+    /// them one by one takes one each.
+    pub async fn admit_all(
+        &self,
+        org: OrgId,
+        keys: &[(Key, Rate)],
+    ) -> Result<(), (usize, Refused)> {
+        let buckets: Vec<_> = keys
+            .iter()
+            .map(|(key, rate)| Self::bucket_of(key, *rate))
+            .collect();
+        let meters: Vec<_> = buckets
+            .iter()
+            .map(|(id, bucket)| crate::engine::Meter {
+                id,
+                bucket: *bucket,
+            })
+            .collect();
+        let engine = self.inner.store.engine();
+        let decided = engine
+            .throttle_all(Space::RateLimit, crate::engine::Home::Org(org.0), &meters)
+            .await;
+        match decided {
+            Ok(Some((index, refused))) => {
+                Self::decided(Ok(refused)).map_err(|refused| (index, refused))
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Self::decided(Err(e)).map_err(|refused| (0, refused)),
+        }
+    }
+
     /// [`Limiter::admit`] on the bucket kept beside `log` (see
     /// [`crate::engine::Meter`]): the one a metered append to `log` takes
     /// from.

@@ -415,7 +415,14 @@ async fn agent_floods_are_refused_per_agent_and_per_organization(kind: EngineKin
             .contains("organization"),
         "{refused}"
     );
-    assert_expiring(&app, kind, "e:rate:om:*", Duration::from_secs(4 * 3600 + 1)).await;
+    // Kept in the organization's home, beside the agent's own bucket.
+    assert_expiring(
+        &app,
+        kind,
+        "{o:*}:e:rate:om:*",
+        Duration::from_secs(4 * 3600 + 1),
+    )
+    .await;
 }
 on_both_engines!(agent_floods_are_refused_per_agent_and_per_organization);
 

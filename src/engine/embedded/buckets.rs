@@ -35,25 +35,48 @@ struct State {
 impl Buckets {
     /// One event from the bucket `key` (see [`gcra`]).
     pub(super) fn take(&self, key: String, bucket: Bucket) -> Admission {
+        self.take_all(&[(key, bucket)])
+            .map_or(Admission::Allowed, |(_, refused)| refused)
+    }
+
+    /// One event from every bucket, or from none: `None` when all admitted,
+    /// else the index of the bucket with the longest wait and its refusal.
+    pub(super) fn take_all(&self, buckets: &[(String, Bucket)]) -> Option<(usize, Admission)> {
         let now_ms = now_millis();
         let now = now_micros().max(now_ms.saturating_mul(1000));
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let stored = state
-            .map
-            .get(&key)
-            .filter(|(full_at, _)| *full_at > now_ms)
-            .map(|(_, tat)| *tat);
-        let (admission, next) = gcra(stored, now, bucket);
-        if let Some((tat, ahead)) = next {
-            state
+        let mut wait: Option<(usize, std::time::Duration)> = None;
+        let mut taken = Vec::with_capacity(buckets.len());
+        for (index, (key, bucket)) in buckets.iter().enumerate() {
+            let stored = state
                 .map
-                .insert(key, (now_ms.saturating_add(ahead / 1000 + 1), tat));
+                .get(key)
+                .filter(|(full_at, _)| *full_at > now_ms)
+                .map(|(_, tat)| *tat);
+            match gcra(stored, now, *bucket) {
+                (Admission::Refused { retry_after }, _) => {
+                    if wait.is_none_or(|(_, longest)| retry_after > longest) {
+                        wait = Some((index, retry_after));
+                    }
+                }
+                (Admission::Allowed, next) => taken.push((key, next)),
+            }
+        }
+        if let Some((index, retry_after)) = wait {
+            return Some((index, Admission::Refused { retry_after }));
+        }
+        for (key, next) in taken {
+            if let Some((tat, ahead)) = next {
+                state
+                    .map
+                    .insert(key.clone(), (now_ms.saturating_add(ahead / 1000 + 1), tat));
+            }
         }
         if state.map.len() >= state.sweep_at.max(MIN_SWEEP) {
             state.map.retain(|_, (full_at, _)| *full_at > now_ms);
             state.sweep_at = state.map.len().saturating_mul(2);
         }
-        admission
+        None
     }
 }
 

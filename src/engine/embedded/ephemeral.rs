@@ -16,7 +16,9 @@ use redb::{Database, DatabaseError, ReadableTable};
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
 use super::{EmbeddedEngine, db_err};
-use crate::engine::{Admission, Bucket, EngineError, EngineResult, Lease, Space, StashMode};
+use crate::engine::{
+    Admission, Bucket, EngineError, EngineResult, Home, Lease, Meter, Space, StashMode,
+};
 
 /// How often expired ephemeral values are deleted. Reads never see them
 /// anyway; this only reclaims space.
@@ -206,6 +208,28 @@ impl EmbeddedEngine {
         bucket: Bucket,
     ) -> EngineResult<Admission> {
         Ok(self.buckets.take(ephemeral_key(space, id), bucket))
+    }
+
+    pub async fn throttle_all(
+        &self,
+        space: Space,
+        home: Home,
+        meters: &[Meter<'_>],
+    ) -> EngineResult<Option<(usize, Admission)>> {
+        // Keys apart from `throttle`'s, as on Redis, where they live in
+        // the home's slot.
+        let home = match home {
+            Home::Installation => "installation".to_owned(),
+            Home::Org(org) => format!("o:{org}"),
+        };
+        let buckets: Vec<_> = meters
+            .iter()
+            .map(|meter| {
+                let key = ephemeral_key(space, &format!("{home}/{}", meter.id));
+                (key, meter.bucket)
+            })
+            .collect();
+        Ok(self.buckets.take_all(&buckets))
     }
 
     /// Runs `work` on the `ephemeral` table in one write transaction, with

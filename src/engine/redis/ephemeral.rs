@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{RedisEngine, keys, scripts, unavailable};
-use crate::engine::{Admission, Bucket, EngineResult, Lease, Space, StashMode};
+use crate::engine::{Admission, Bucket, EngineResult, Home, Lease, Meter, Space, StashMode};
 
 /// The longest TTL sent to Redis (about 285,000 years): Redis refuses an
 /// expiry that overflows its clock, and nothing here needs more.
@@ -168,6 +168,31 @@ impl RedisEngine {
             .await
     }
 
+    pub async fn throttle_all(
+        &self,
+        space: Space,
+        home: Home,
+        meters: &[Meter<'_>],
+    ) -> EngineResult<Option<(usize, Admission)>> {
+        let mut invocation = scripts::THROTTLE_ALL.prepare_invoke();
+        for meter in meters {
+            let interval = meter.bucket.interval_micros.max(1);
+            invocation
+                .key(keys::ephemeral_in(&self.prefix, home, space, meter.id))
+                .arg(interval)
+                .arg(interval.saturating_mul(u64::from(meter.bucket.burst.max(1))));
+        }
+        let mut conn = self.conn.clone();
+        let (wait, by): (i64, usize) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match admission(wait) {
+            Admission::Allowed => None,
+            refused => Some((by.saturating_sub(1), refused)),
+        })
+    }
+
     /// `throttle.lua` on the bucket kept at `key`.
     pub(super) async fn throttle_key(
         &self,
@@ -183,12 +208,18 @@ impl RedisEngine {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(match u64::try_from(wait) {
-            Ok(wait) if wait > 0 => Admission::Refused {
-                retry_after: Duration::from_micros(wait),
-            },
-            _ => Admission::Allowed,
-        })
+        Ok(admission(wait))
+    }
+}
+
+/// What a throttle script answered: 0 admitted, else the microseconds to
+/// wait.
+fn admission(wait: i64) -> Admission {
+    match u64::try_from(wait) {
+        Ok(wait) if wait > 0 => Admission::Refused {
+            retry_after: Duration::from_micros(wait),
+        },
+        _ => Admission::Allowed,
     }
 }
 

@@ -89,6 +89,16 @@ pub(super) fn ephemeral(prefix: &str, space: Space, id: &str) -> String {
     format!("{prefix}{EPHEMERAL}{}:{id}", space.as_str())
 }
 
+/// `<p>{<home>}:e:<space>:<id>`: an ephemeral value kept in a home's slot,
+/// beside others that one script takes together.
+pub(super) fn ephemeral_in(prefix: &str, home: Home, space: Space, id: &str) -> String {
+    format!(
+        "{}{EPHEMERAL}{}:{id}",
+        self::home(prefix, home),
+        space.as_str()
+    )
+}
+
 /// `<p>{c:<uuid>}:log`: STREAM, one conversation's events, entry ids
 /// `<seq>-1` so that stream ids are the sequences; each entry holds the body
 /// in the field [`EVENT_BODY`].
@@ -269,5 +279,10 @@ mod tests {
     fn ephemeral_keys_name_their_space() {
         assert_eq!(ephemeral("sb:", Space::UsedNonce, "n-1"), "sb:e:nonce:n-1");
         assert_eq!(ephemeral("sb:", Space::RateLimit, "x"), "sb:e:rate:x");
+        let org = uuid::Uuid::nil();
+        assert_eq!(
+            ephemeral_in("sb:", Home::Org(org), Space::RateLimit, "x"),
+            format!("sb:{{o:{org}}}:e:rate:x")
+        );
     }
 }

@@ -47,6 +47,15 @@ pub(super) static THROTTLE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 
+/// Takes from several token buckets, all or none: see `throttle_all.lua`.
+pub(super) static THROTTLE_ALL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{}",
+        include_str!("gcra.lua"),
+        include_str!("throttle_all.lua")
+    ))
+});
+
 /// Takes or renews a lease: see `lease.lua`.
 pub(super) static LEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lease.lua")));
@@ -60,8 +69,15 @@ pub(super) static REMEMBER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("remember.lua")));
 
 /// Every script, for loading at connect.
-pub(super) fn all() -> [&'static Script; 7] {
+pub(super) fn all() -> [&'static Script; 8] {
     [
-        &COMMIT, &APPEND, &COUNT, &THROTTLE, &LEASE, &RELEASE, &REMEMBER,
+        &COMMIT,
+        &APPEND,
+        &COUNT,
+        &THROTTLE,
+        &THROTTLE_ALL,
+        &LEASE,
+        &RELEASE,
+        &REMEMBER,
     ]
 }

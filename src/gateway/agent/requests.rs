@@ -12,7 +12,7 @@ use super::protocol::{
 };
 use super::socket::Agent;
 use crate::attachments::{AttachmentError, Owner, UploadRequest};
-use crate::limits::{Key, MessageLimits, Refused};
+use crate::limits::{Key, MessageLimits};
 use crate::routing::content::{self, Sender};
 use crate::routing::model::{
     ContentItem, Conversation, ConversationState, EventBody, MessageMetadata, MessageType,
@@ -320,30 +320,38 @@ impl Agent {
     /// organization's, at the organization's rates: an agent (or a bot
     /// with an agent's credential) cannot flood a conversation, and one
     /// tenant's agents together cannot flood the shared storage.
+    /// The agent's and its organization's message rates, taken together in
+    /// one engine step (both buckets live in the organization's home).
     async fn rate_limit(&self) -> Result<(), ErrorBody> {
         let me = &self.caller.identity;
         let limiter = &self.state.limits;
         let rates = limiter.org(me.org).await;
-        let refused = |what: &str, refused: Refused| {
-            ErrorBody::new(
-                "rate_limited",
-                format!(
-                    "too many messages {what}; try again in {} s",
-                    refused.retry_after_seconds()
-                ),
-            )
-        };
         limiter
-            .admit(Key::AgentMessages { agent: me.id }, rates.agent_messages)
-            .await
-            .map_err(|r| refused("from this agent", r))?;
-        limiter
-            .admit(
-                Key::OrgAgentMessages { org: me.org.0 },
-                rates.org_agent_messages,
+            .admit_all(
+                me.org,
+                &[
+                    (Key::AgentMessages { agent: me.id }, rates.agent_messages),
+                    (
+                        Key::OrgAgentMessages { org: me.org.0 },
+                        rates.org_agent_messages,
+                    ),
+                ],
             )
             .await
-            .map_err(|r| refused("from this organization's agents", r))
+            .map_err(|(index, refused)| {
+                let what = if index == 0 {
+                    "from this agent"
+                } else {
+                    "from this organization's agents"
+                };
+                ErrorBody::new(
+                    "rate_limited",
+                    format!(
+                        "too many messages {what}; try again in {} s",
+                        refused.retry_after_seconds()
+                    ),
+                )
+            })
     }
 }
 

@@ -23,6 +23,7 @@ contract! {
     concurrent_leases_one_holder => concurrent_leases_one_holder_redis, concurrent_leases_one_holder_embedded, concurrent_leases_one_holder_cluster, concurrent_leases_one_holder_sentinel;
     a_remembered_list_keeps_each_id_once_the_newest_and_expires => a_remembered_list_keeps_each_id_once_the_newest_and_expires_redis, a_remembered_list_keeps_each_id_once_the_newest_and_expires_embedded, a_remembered_list_keeps_each_id_once_the_newest_and_expires_cluster, a_remembered_list_keeps_each_id_once_the_newest_and_expires_sentinel;
     concurrent_remembers_all_land => concurrent_remembers_all_land_redis, concurrent_remembers_all_land_embedded, concurrent_remembers_all_land_cluster, concurrent_remembers_all_land_sentinel;
+    buckets_taken_together_take_from_all_or_none => buckets_taken_together_take_from_all_or_none_redis, buckets_taken_together_take_from_all_or_none_embedded, buckets_taken_together_take_from_all_or_none_cluster, buckets_taken_together_take_from_all_or_none_sentinel;
 }
 
 fn ms(n: u64) -> Duration {
@@ -458,4 +459,80 @@ async fn concurrent_remembers_all_land(engine: &Engine) {
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(listed, expected);
+}
+
+/// A sender's bucket and its organization's, taken in one step: an event
+/// comes out of both or neither, and a refusal waits for the slower one.
+async fn buckets_taken_together_take_from_all_or_none(engine: &Engine) {
+    use switchboard::engine::{Admission, Bucket, Home, Meter};
+    let hour = 3_600_000_000;
+    let small = Bucket {
+        interval_micros: hour,
+        burst: 2,
+    };
+    let large = Bucket {
+        interval_micros: hour,
+        burst: 5,
+    };
+    let home = Home::Org(Uuid::new_v4());
+    let together = |a: &'static str, b: &'static str| {
+        [
+            Meter {
+                id: a,
+                bucket: small,
+            },
+            Meter {
+                id: b,
+                bucket: large,
+            },
+        ]
+    };
+    let both = together("agent", "org");
+    for _ in 0..2 {
+        let admitted = engine.throttle_all(Space::RateLimit, home, &both).await;
+        assert_eq!(admitted.unwrap(), None);
+    }
+    // The small bucket is empty: refused by it, and the large one keeps its
+    // three.
+    for _ in 0..3 {
+        let refused = engine.throttle_all(Space::RateLimit, home, &both).await;
+        let Ok(Some((0, Admission::Refused { retry_after }))) = refused else {
+            panic!("not refused by the empty bucket: {refused:?}");
+        };
+        assert!(retry_after > Duration::from_secs(3000), "{retry_after:?}");
+    }
+    let org_alone = [Meter {
+        id: "org",
+        bucket: large,
+    }];
+    for _ in 0..3 {
+        let admitted = engine
+            .throttle_all(Space::RateLimit, home, &org_alone)
+            .await;
+        assert_eq!(
+            admitted.unwrap(),
+            None,
+            "a refusal took from the large bucket"
+        );
+    }
+    let refused = engine
+        .throttle_all(Space::RateLimit, home, &org_alone)
+        .await;
+    assert!(matches!(refused, Ok(Some((0, Admission::Refused { .. })))));
+
+    // Another sender of the same organization is refused by the shared
+    // bucket (the second); another organization's buckets are apart.
+    let other_agent = together("agent-2", "org");
+    let refused = engine
+        .throttle_all(Space::RateLimit, home, &other_agent)
+        .await;
+    assert!(
+        matches!(refused, Ok(Some((1, Admission::Refused { .. })))),
+        "{refused:?}"
+    );
+    let elsewhere = Home::Org(Uuid::new_v4());
+    let admitted = engine
+        .throttle_all(Space::RateLimit, elsewhere, &both)
+        .await;
+    assert_eq!(admitted.unwrap(), None);
 }
