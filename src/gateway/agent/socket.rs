@@ -1,5 +1,5 @@
 //! The task behind one agent socket: one `select!` loop over the socket,
-//! its bus subscriptions (one `StreamMap`: the agent's channel and one per
+//! its bus subscriptions (one [`Feeds`]: the agent's channel and one per
 //! conversation it holds), the heartbeat and ping timers, and the node's
 //! shutdown.
 //!
