@@ -48,11 +48,17 @@ struct Woken {
 
 impl Woken {
     fn push(&self, slot: usize) {
+        self.requeue(slot);
+        self.task.wake();
+    }
+
+    /// Queues `slot` without waking the task: for the poll itself, which
+    /// is answering a message, so its caller polls again anyway.
+    fn requeue(&self, slot: usize) {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(slot);
-        self.task.wake();
     }
 
     /// Swaps the woken slots, oldest first, for `empty`.
@@ -189,9 +195,11 @@ impl<K: Clone + Eq> Feeds<K> {
                     // keep the others waiting.
                     let waker = feed.waker.clone();
                     for &rest in polling.get(at + 1..).unwrap_or_default() {
-                        self.woken.push(rest);
+                        self.woken.requeue(rest);
                     }
-                    waker.wake_by_ref();
+                    if !waker.queued.swap(true, Ordering::AcqRel) {
+                        self.woken.requeue(slot);
+                    }
                     break;
                 }
                 Poll::Ready(None) => {
@@ -288,12 +296,14 @@ mod tests {
         while let Some(next) = feeds.ready() {
             got.push(next);
         }
+        // Each subscription's messages in order; a busy one waits its turn
+        // behind the others that woke.
         assert_eq!(
             got,
             vec![
                 ("a", payload("1")),
-                ("a", payload("2")),
-                ("b", payload("3"))
+                ("b", payload("3")),
+                ("a", payload("2"))
             ]
         );
 
