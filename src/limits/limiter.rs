@@ -232,13 +232,12 @@ impl Limiter {
         let decided = engine
             .throttle_all(Space::RateLimit, crate::engine::Home::Org(org.0), &meters)
             .await;
-        match decided {
-            Ok(Some((index, refused))) => {
-                Self::decided(Ok(refused)).map_err(|refused| (index, refused))
-            }
-            Ok(None) => Ok(()),
-            Err(e) => Self::decided(Err(e)).map_err(|refused| (0, refused)),
-        }
+        let (index, admission) = match decided {
+            Ok(Some((index, refused))) => (index, Ok(refused)),
+            Ok(None) => (0, Ok(Admission::Allowed)),
+            Err(e) => (0, Err(e)),
+        };
+        Self::decided(admission).map_err(|refused| (index, refused))
     }
 
     /// [`Limiter::admit`] on the bucket kept beside `log` (see

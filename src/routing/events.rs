@@ -218,6 +218,21 @@ impl Routing {
                 ));
             }
         }
+        self.agent_post_connected(agent, conversation, event, now)
+            .await
+    }
+
+    /// Posts an agent's event without reading the conversation first: the
+    /// caller knows the agent is connected to it (the agent socket's view,
+    /// see `Agent::connected_to` in the gateway), so the append is the one
+    /// engine step after the rate.
+    pub async fn agent_post_connected(
+        &self,
+        agent: &AgentIdentity,
+        conversation: Uuid,
+        event: NewEvent,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<(SequencedEvent, bool)> {
         self.append(conversation, agent_participant(agent), event, now)
             .await
     }

@@ -123,7 +123,13 @@ impl Agent {
                     },
                     dedup,
                 };
-                let posted = routing.agent_post(&me, conversation_id, event, now).await;
+                let posted = if self.connected_to(conversation_id) {
+                    routing
+                        .agent_post_connected(&me, conversation_id, event, now)
+                        .await
+                } else {
+                    routing.agent_post(&me, conversation_id, event, now).await
+                };
                 match &posted {
                     Ok((_, false)) => self.state.metrics.message_accepted("agent"),
                     Ok((_, true)) => {}
@@ -319,9 +325,9 @@ impl Agent {
     /// One message from the agent's bucket and one from its
     /// organization's, at the organization's rates: an agent (or a bot
     /// with an agent's credential) cannot flood a conversation, and one
-    /// tenant's agents together cannot flood the shared storage.
-    /// The agent's and its organization's message rates, taken together in
-    /// one engine step (both buckets live in the organization's home).
+    /// tenant's agents together cannot flood the shared storage. Both are
+    /// taken in one engine step (both buckets live in the organization's
+    /// home), and neither when one refuses.
     async fn rate_limit(&self) -> Result<(), ErrorBody> {
         let me = &self.caller.identity;
         let limiter = &self.state.limits;

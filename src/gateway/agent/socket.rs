@@ -269,6 +269,24 @@ impl Agent {
         self.caller.identity.id
     }
 
+    /// Whether the socket knows the agent is connected to conversation
+    /// `id` without reading it: its record was read while the socket
+    /// followed the conversation, and no change of it has been announced
+    /// since (a change is announced on the conversation's channel or the
+    /// agent's, and marks it stale; a lost announcement is a resync, which
+    /// marks them all). A message then goes straight to the log, as a
+    /// visitor's does (see the guest socket's posting cache); what this
+    /// does not cover is a message racing with a change made elsewhere,
+    /// which a read just before the append would not cover either.
+    pub(super) fn connected_to(&self, id: Uuid) -> bool {
+        !self.all_stale
+            && !self.stale.contains(&id)
+            && self.held.get(&id).is_some_and(|held| {
+                matches!(held.conversation.state,
+                    ConversationState::Connected { agent_id, .. } if agent_id == self.me())
+            })
+    }
+
     async fn subscribe(&mut self, source: Source, channel: Channel) -> RoutingResult<()> {
         let engine = self.state.store.engine();
         self.feeds
@@ -497,11 +515,20 @@ impl Agent {
                 kept.insert(*id);
                 continue;
             }
+            // Subscribe first, then read: every held record was read while
+            // its changes were announced to this socket, which is what lets
+            // a message skip reading it again (see `connected_to`).
+            let source = Source::Conversation(*id);
+            if !self.feeds.contains(&source) {
+                self.subscribe(source, Channel::Conversation(*id)).await?;
+            }
             if let Some(c) = routing.conversation(org, *id).await?
                 && c.agent() == Some(me)
             {
                 kept.insert(*id);
                 read.push(c);
+            } else if !known {
+                self.feeds.remove(&source);
             }
         }
         self.stale.clear();
@@ -552,9 +579,8 @@ impl Agent {
                 held.conversation = c;
                 continue;
             }
-            // Subscribe first, then read: nothing falls in between.
-            self.subscribe(Source::Conversation(id), Channel::Conversation(id))
-                .await?;
+            // Subscribed above, before the record and now the log are read:
+            // nothing falls in between.
             let last = routing.last_seq(id).await?;
             if matches!(c.state, ConversationState::Offered { .. }) {
                 offers.push(ConversationView::from(&c));

@@ -1,7 +1,10 @@
-//! What a visitor's message costs in storage: on Redis, once the socket
-//! follows its conversation, one command before the answer (the append
+//! What a message costs in storage. A visitor's, on Redis, once the socket
+//! follows its conversation: one command before the answer (the append
 //! script, which takes the session's rate token, logs and publishes), and
-//! again after anything that could change where the next message goes.
+//! again after anything that could change where the next message goes. An
+//! agent's, once its socket holds the conversation as connected: two (the
+//! agent's and its organization's rate in one script, then the append),
+//! and a read again once the conversation changed.
 //! Counted with `MONITOR` on the test's own Redis, which shows every
 //! command a client sent (those a script ran show as `lua`, and are part of
 //! the same round trip).
@@ -12,6 +15,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::Utc;
+use serde_json::json;
 use switchboard::config;
 use switchboard::limits;
 use switchboard::routing::model::session_id;
@@ -165,4 +169,74 @@ async fn a_followed_conversation_takes_one_round_trip_per_message() {
         .filter(|line| line.contains(&session) || line.contains(&new_conversation))
         .collect();
     assert_eq!(sent.len(), 1, "{sent:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_message_takes_two_round_trips() {
+    let redis = RedisServer::start();
+    let setup = Setup::new(EngineKind::Redis).set(config::ENV_REDIS_URL, &redis.url());
+    let app = TestApp::spawn_with(setup).await;
+    let site = app.guest_site().await;
+    let (_, token) = app.client(&site.admin, "Grace", &["agent"]).await;
+    let mut visitor = app.configured_guest(&site.deployment, &new_token()).await;
+    visitor.deliver("hello", "v1").await;
+    let (mut agent, _) = app.agent(&token).await;
+    agent.available().await;
+    let conversation = agent.accept_first_offer().await;
+    // The socket has read the conversation as connected once it shows it so.
+    agent
+        .find("the conversation connected", |f| {
+            f["type"] == "conversation"
+                && f["conversation"]["id"] == conversation.as_str()
+                && f["conversation"]["state"] == "connected"
+        })
+        .await;
+    let send = |text: &str| json!({ "type": "send", "conversationId": conversation, "text": text });
+
+    let monitor = Monitor::start(&redis);
+    for n in 0..3 {
+        agent.ok(send(&format!("reply {n}"))).await;
+    }
+    let sent: Vec<String> = monitor
+        .sent_until_now()
+        .into_iter()
+        .filter(|line| line.contains(&conversation) || line.contains(":e:rate:"))
+        .collect();
+    assert_eq!(sent.len(), 6, "two commands per message: {sent:#?}");
+    for pair in sent.chunks(2) {
+        let [rate, append] = pair else {
+            panic!("commands in pairs: {pair:#?}");
+        };
+        assert!(
+            rate.to_lowercase().contains("\"evalsha\"")
+                && rate.contains(":e:rate:am:")
+                && rate.contains(":e:rate:om:"),
+            "the agent's and the organization's rate in one script: {rate}"
+        );
+        assert!(
+            append.to_lowercase().contains("\"evalsha\"")
+                && append.contains(&format!("{{c:{conversation}}}:log")),
+            "the append script: {append}"
+        );
+    }
+
+    // Ended: the change the socket hears stops the shortcut, and a message
+    // is refused as the conversation now says.
+    agent
+        .ok(json!({ "type": "end", "conversationId": conversation }))
+        .await;
+    agent
+        .until("the conversation removed", |f| {
+            f["type"] == "removed" && f["conversationId"] == conversation.as_str()
+        })
+        .await;
+    monitor.sent_until_now();
+    agent.refused(send("too late"), "not_allowed").await;
+    let sent = monitor.sent_until_now();
+    assert!(
+        !sent
+            .iter()
+            .any(|line| line.contains(&format!("{{c:{conversation}}}:log"))),
+        "nothing appended after the end: {sent:#?}"
+    );
 }
