@@ -1,32 +1,16 @@
--- take(key, interval, tolerance): takes one event from the token bucket
--- `key` (GCRA; see `Bucket` and `gcra` in engine/throttle.rs, which this
--- mirrors). `interval` is one event's share of time and `tolerance` the
--- burst tolerance (interval times burst), both in microseconds. The key
--- holds the theoretical arrival time of the next event, in microseconds of
--- Redis's clock, and expires when the bucket is full again. Answers 0 when
--- admitted, else the microseconds to wait. Prepended to the scripts that
--- take from a bucket (throttle.lua, append.lua).
-local function take(key, interval, tolerance)
-  local t = redis.call("TIME")
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local tat = tonumber(redis.call("GET", key) or "") or now
-  if tat < now then
-    tat = now
-  end
-  local nxt = tat + interval
-  local ahead = nxt - now
-  if ahead > tolerance then
-    return ahead - tolerance
-  end
-  redis.call("SET", key, string.format("%.0f", nxt), "PX", math.floor(ahead / 1000) + 1)
-  return 0
-end
+-- The token buckets (GCRA; see `Bucket` and `gcra` in engine/throttle.rs,
+-- which this mirrors). A bucket's key holds the theoretical arrival time of
+-- its next event, in microseconds of Redis's clock, and expires when the
+-- bucket is full again. Prepended to the scripts that take from a bucket
+-- (throttle.lua, throttle_all.lua, append.lua).
 
 -- take_all(keys, args, first): one event from every bucket in `keys`, or
--- from none. The bucket keys[i] has interval args[first + 2i - 2] and
--- tolerance args[first + 2i - 1]. Answers {0, 0} when every bucket admitted
--- (and each took one), else {wait, i}: the longest wait among the buckets
--- that refused and the (1-based) index of that bucket; none took anything.
+-- from none. The bucket keys[i] has interval args[first + 2i - 2] (one
+-- event's share of time) and tolerance args[first + 2i - 1] (the interval
+-- times the burst), both in microseconds. Answers {0, 0} when every bucket
+-- admitted (and each took one), else {wait, i}: the longest wait among the
+-- buckets that refused and the (1-based) index of that bucket; none took
+-- anything.
 local function take_all(keys, args, first)
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -55,4 +39,10 @@ local function take_all(keys, args, first)
     redis.call("SET", key, string.format("%.0f", next_of[i]), "PX", math.floor(ahead / 1000) + 1)
   end
   return {0, 0}
+end
+
+-- take(key, interval, tolerance): one event from the one bucket `key`.
+-- Answers 0 when admitted, else the microseconds to wait.
+local function take(key, interval, tolerance)
+  return take_all({key}, {interval, tolerance}, 1)[1]
 end
