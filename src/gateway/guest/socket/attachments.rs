@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{SecondsFormat, Utc};
 
 use super::{Conn, Fail, Flow};
-use crate::attachments::{AttachmentError, Owner, UploadRequest};
+use crate::attachments::{AttachmentError, AttachmentRecord, Owner, UploadRequest};
 use crate::gateway::conn::{self, Gone};
 use crate::gateway::guest::frames::{
     self, AttachmentDeletedResponse, AttachmentUpload, GenerateUrlError, GuestError,
@@ -57,21 +57,9 @@ impl Conn {
                 request,
                 Utc::now(),
             )
-            .await;
-        match presigned {
-            Ok(presigned) => {
-                let answer = url_answer(
-                    attachment_id,
-                    presigned.headers,
-                    presigned.url,
-                    presigned.record,
-                );
-                self.respond("PresignedUrlResponse", answer, tracing_id)
-                    .await?;
-                Ok(Flow::Continue)
-            }
-            Err(error) => self.url_error(attachment_id, &error, tracing_id).await,
-        }
+            .await
+            .map(|presigned| (presigned.headers, presigned.url, presigned.record));
+        self.answer_url(attachment_id, presigned, tracing_id).await
     }
 
     pub(super) async fn get_attachment(
@@ -81,15 +69,28 @@ impl Conn {
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
         let owner = self.attachment_owner(token)?;
-        match self
+        let refreshed = self
             .state
             .attachments
             .refreshed(self.deployment.org_id, owner, &attachment_id, Utc::now())
             .await
-        {
             // No headers and a size: what the SDK takes for a refreshed URL.
-            Ok((found, url)) => {
-                let answer = url_answer(attachment_id, BTreeMap::new(), url, found);
+            .map(|(found, url)| (BTreeMap::new(), url, found));
+        self.answer_url(attachment_id, refreshed, tracing_id).await
+    }
+
+    /// Answers a request for an upload or download URL: the
+    /// `PresignedUrlResponse` the SDK takes, or the `GenerateUrlError`
+    /// naming the attachment.
+    async fn answer_url(
+        &mut self,
+        attachment_id: String,
+        answer: Result<(BTreeMap<String, String>, String, AttachmentRecord), AttachmentError>,
+        tracing_id: Option<&str>,
+    ) -> Result<Flow, Fail> {
+        match answer {
+            Ok((headers, url, record)) => {
+                let answer = url_answer(attachment_id, headers, url, record);
                 self.respond("PresignedUrlResponse", answer, tracing_id)
                     .await?;
                 Ok(Flow::Continue)
@@ -196,7 +197,7 @@ impl Conn {
         &mut self,
         token: &str,
         content: &mut [crate::routing::model::ContentItem],
-    ) -> Result<Vec<crate::attachments::AttachmentRecord>, Fail> {
+    ) -> Result<Vec<AttachmentRecord>, Fail> {
         if !content
             .iter()
             .any(|c| matches!(c, crate::routing::model::ContentItem::Attachment { .. }))
@@ -224,7 +225,7 @@ fn url_answer(
     attachment_id: String,
     headers: BTreeMap<String, String>,
     url: String,
-    record: crate::attachments::AttachmentRecord,
+    record: AttachmentRecord,
 ) -> PresignedUrlResponse {
     PresignedUrlResponse {
         attachment_id,
