@@ -92,6 +92,38 @@ async fn download(app: &TestApp, url: &str) -> (reqwest::header::HeaderMap, Vec<
     (headers, response.bytes().await.unwrap().to_vec())
 }
 
+/// Asks for an upload URL for `id`, uploads `bytes` and waits for the
+/// success event; answers the stored file's reference (from its download
+/// URL, `/api/v1/attachments/<reference>?...`).
+async fn uploaded(
+    app: &TestApp,
+    sdk: &mut SdkClient,
+    id: &str,
+    name: &str,
+    kind: &str,
+    bytes: &[u8],
+) -> String {
+    let url = presigned(
+        &sdk.request(on_attachment(sdk, id, name, kind, bytes.len()))
+            .await,
+    );
+    assert_eq!(
+        upload(app, &url, kind, bytes).await.status(),
+        StatusCode::OK
+    );
+    let success: Frame<sdk::UploadSuccessEvent> = decode(&sdk.next_of("UploadSuccessEvent").await);
+    success
+        .body
+        .download_url
+        .split('/')
+        .nth(6)
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 fn presigned(frame: &Value) -> PresignedUrlResponse {
     assert_eq!(frame["class"], "PresignedUrlResponse", "{frame}");
     decode::<Frame<PresignedUrlResponse>>(frame).body
@@ -530,25 +562,7 @@ async fn attachments_lifecycle(kind: EngineKind) {
     );
 
     // An upload never sent is swept once the orphan time has passed.
-    let url = presigned(
-        &sdk.request(on_attachment(&sdk, "orphan", "a.txt", "text/plain", 5))
-            .await,
-    );
-    assert_eq!(
-        upload(&app, &url, "text/plain", b"hello").await.status(),
-        StatusCode::OK
-    );
-    let success: Frame<sdk::UploadSuccessEvent> = decode(&sdk.next_of("UploadSuccessEvent").await);
-    let orphan_ref = success
-        .body
-        .download_url
-        .split('/')
-        .nth(6)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let orphan_ref = uploaded(&app, &mut sdk, "orphan", "a.txt", "text/plain", b"hello").await;
     assert_eq!(
         stored_bytes(&app, &orphan_ref).await.as_deref(),
         Some(&b"hello"[..])
@@ -570,25 +584,7 @@ async fn attachments_lifecycle(kind: EngineKind) {
     );
 
     // A sent file goes with its conversation.
-    let url = presigned(
-        &sdk.request(on_attachment(&sdk, "kept", "b.png", "image/png", PNG.len()))
-            .await,
-    );
-    assert_eq!(
-        upload(&app, &url, "image/png", PNG).await.status(),
-        StatusCode::OK
-    );
-    let success: Frame<sdk::UploadSuccessEvent> = decode(&sdk.next_of("UploadSuccessEvent").await);
-    let kept_ref = success
-        .body
-        .download_url
-        .split('/')
-        .nth(6)
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let kept_ref = uploaded(&app, &mut sdk, "kept", "b.png", "image/png", PNG).await;
     let echo = sdk.request(with_attachment(&sdk, "kept")).await;
     let conversation: Uuid = echo["body"]["conversationId"]
         .as_str()
