@@ -6,7 +6,7 @@
 //! `StreamMap` polls every subscription whenever the task wakes, a lock per
 //! subscription: an agent holding dozens of conversations pays that on
 //! every message (docs/benchmarks.md). A map with a waker per subscription
-//! was measured cheaper, but lost a wake-up in one run in five of the full
+//! was measured cheaper, but lost a wake-up in two runs in five of the full
 //! suite (an agent never shown an offer), and was taken out until that is
 //! understood.
 
