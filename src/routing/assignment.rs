@@ -14,8 +14,8 @@ use super::assigner::LeaseKeeper;
 use super::decide;
 use super::events::agent_participant;
 use super::model::{
-    AgentState, AgentStatus, Conversation, EventBody, Notice, Participant, ParticipantRole,
-    PresenceKind,
+    AgentState, AgentStatus, Conversation, ConversationState, EventBody, Notice, Participant,
+    ParticipantRole, PresenceKind,
 };
 use super::{AgentIdentity, NewEvent, Routing, RoutingError, RoutingResult, TransferTarget};
 use crate::engine::{Channel, Collection};
@@ -137,9 +137,9 @@ impl Routing {
         target: TransferTarget,
         now: DateTime<Utc>,
     ) -> RoutingResult<Conversation> {
-        // The target must exist in the agent's organization.
-        match target {
+        let c = match target {
             TransferTarget::Queue(queue) => {
+                // The target must exist in the agent's organization.
                 self.store
                     .get::<Queue>(agent.org, queue)
                     .await
@@ -147,19 +147,16 @@ impl Routing {
                         StoreError::NotFound => RoutingError::NotAllowed("no such queue"),
                         e => e.into(),
                     })?;
+                self.transition(agent.org, conversation, agent.id, now, |c, a, now| {
+                    decide::transfer(c, a, target, now)
+                })
+                .await?
             }
             TransferTarget::Agent(target) => {
-                let state = self.store.find::<AgentState>(agent.org, target).await?;
-                if !state.is_some_and(|s| s.status != AgentStatus::Offline) {
-                    return Err(RoutingError::NotAllowed("that agent is not connected"));
-                }
+                self.transfer_to_agent(agent, conversation, target, now)
+                    .await?
             }
-        }
-        let c = self
-            .transition(agent.org, conversation, agent.id, now, |c, a, now| {
-                decide::transfer(c, a, target, now)
-            })
-            .await?;
+        };
         self.append_presence(conversation, agent, PresenceKind::Leave, now)
             .await?;
         let (queue_id, agent_id) = match target {
@@ -178,14 +175,63 @@ impl Routing {
         .await?;
         // The sender has room again in its own queues too.
         self.wake_agent_queues(agent).await;
-        match target {
-            TransferTarget::Queue(queue) => self.wake_queue(agent.org, queue),
-            TransferTarget::Agent(target) => {
-                if let Err(e) = self.offer_to(agent.org, conversation, target, now).await {
-                    tracing::info!(%conversation, error = %e, "direct transfer not possible; the conversation waits in its queue");
-                    self.wake_queue(c.org_id, c.queue_id);
-                }
-            }
+        if matches!(c.state, ConversationState::Waiting { .. }) {
+            // To a queue, or to an agent who could not take it: the queue's
+            // agents are offered it.
+            self.wake_queue(c.org_id, c.queue_id);
+        }
+        Ok(c)
+    }
+
+    /// A transfer to one agent: the conversation leaves the sender and is
+    /// offered to the target in one commit of the three records. Were it
+    /// to wait in its queue between two commits, the queue's assigner
+    /// could offer it to someone else first (the sender, whose room it
+    /// just freed). A target without room (or not connected at the
+    /// commit) leaves it waiting in its queue.
+    async fn transfer_to_agent(
+        &self,
+        agent: &AgentIdentity,
+        conversation: Uuid,
+        target: Uuid,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<Conversation> {
+        let org = agent.org;
+        let c = self
+            .read_modify_commit(
+                move || async move {
+                    let (c, from) = self.held(org, conversation, agent.id).await?;
+                    let to = self
+                        .store
+                        .find::<AgentState>(org, target)
+                        .await?
+                        .filter(|to| to.status != AgentStatus::Offline)
+                        .ok_or(RoutingError::NotAllowed("that agent is not connected"))?;
+                    let queue = self.store.find::<Queue>(org, c.queue_id).await?;
+                    Ok((c, from, to, queue))
+                },
+                |(mut c, mut from, mut to, queue), writes| {
+                    let offered =
+                        decide::transfer_to_agent(&mut c, &mut from, &mut to, queue.as_ref(), now)?;
+                    writes.put(&mut c, now)?;
+                    writes.put(&mut from, now)?;
+                    if offered {
+                        writes.put(&mut to, now)?;
+                    }
+                    Ok(c)
+                },
+            )
+            .await?;
+        let changed = Notice::Changed {
+            conversation_id: conversation,
+        };
+        self.notify(&Channel::Agent(agent.id), &changed).await;
+        self.notify(&Channel::Conversation(conversation), &changed)
+            .await;
+        if matches!(c.state, ConversationState::Offered { .. }) {
+            self.offered(conversation, target).await;
+        } else {
+            tracing::info!(%conversation, "direct transfer not possible; the conversation waits in its queue");
         }
         Ok(c)
     }
@@ -450,37 +496,6 @@ impl Routing {
             },
         )
         .await;
-        Ok(())
-    }
-
-    /// Offers a conversation waiting in its queue to one agent directly (a
-    /// transfer to an agent), if they have capacity.
-    async fn offer_to(
-        &self,
-        org: OrgId,
-        conversation: Uuid,
-        agent: Uuid,
-        now: DateTime<Utc>,
-    ) -> RoutingResult<()> {
-        self.read_modify_commit(
-            move || async move {
-                let (c, a) = self.held(org, conversation, agent).await?;
-                let queue = self
-                    .store
-                    .find::<Queue>(org, c.queue_id)
-                    .await?
-                    .ok_or(RoutingError::NotAllowed("no such queue"))?;
-                Ok((c, a, queue))
-            },
-            |(mut c, mut a, queue), writes| {
-                decide::offer_directly(&mut c, &mut a, &queue, now)?;
-                writes.put(&mut c, now)?;
-                writes.put(&mut a, now)?;
-                Ok(())
-            },
-        )
-        .await?;
-        self.offered(conversation, agent).await;
         Ok(())
     }
 

@@ -218,6 +218,24 @@ pub(super) fn next_due(
         .min()
 }
 
+/// The connected agent `from` sends the conversation to the agent `to`:
+/// offered to `to` at once if it is connected and has room in the
+/// conversation's queue (`queue`, absent if deleted meanwhile), else
+/// waiting in that queue. Answers whether it was offered to `to`.
+pub(super) fn transfer_to_agent(
+    c: &mut Conversation,
+    from: &mut AgentState,
+    to: &mut AgentState,
+    queue: Option<&Queue>,
+    now: DateTime<Utc>,
+) -> RoutingResult<bool> {
+    if to.meta.id == from.meta.id {
+        return Err(RoutingError::NotAllowed("a transfer goes to another agent"));
+    }
+    transfer(c, from, TransferTarget::Agent(to.meta.id), now)?;
+    Ok(queue.is_some_and(|queue| offer_directly(c, to, queue, now).is_ok()))
+}
+
 /// Offers a conversation to one agent directly (a transfer to an agent):
 /// only if the agent is connected and has room.
 pub(super) fn offer_directly(

@@ -372,6 +372,48 @@ async fn transfer_to_a_queue_offers_it_there() {
 }
 
 #[tokio::test]
+async fn a_transfer_to_an_agent_is_offered_to_them_in_the_same_commit() {
+    let center = Center::new().await;
+    let queue = center.queue(2).await;
+    let now = Utc::now();
+    let agent = center.agent(&queue, now).await;
+    let c = center.visitor_writes(&queue, now).await;
+    center.routing.accept(&agent, c.meta.id, now).await.unwrap();
+    // Away: only an offer addressed to it reaches it.
+    let target = AgentIdentity {
+        id: Uuid::new_v4(),
+        org: center.org,
+        name: "Specialist".into(),
+        is_member: false,
+    };
+    center.routing.heartbeat(&target, now).await.unwrap();
+
+    let before = center.conversation(c.meta.id).await.meta.version;
+    let moved = center
+        .routing
+        .transfer(&agent, c.meta.id, TransferTarget::Agent(target.id), now)
+        .await
+        .unwrap();
+    assert_eq!(offered_to(&moved), Some(target.id));
+    center.routing.settled().await;
+    // One commit: the conversation never waited in its queue, where the
+    // queue's assigner could have offered it to someone else (the sender,
+    // who has room there again) before the target.
+    let c = center.conversation(c.meta.id).await;
+    assert_eq!(c.meta.version, before + 1);
+    assert_eq!(offered_to(&c), Some(target.id));
+    assert_eq!(center.agent_state(&target).await.conversations, [c.meta.id]);
+    assert!(center.agent_state(&agent).await.conversations.is_empty());
+    assert_eq!(
+        center.log(c.meta.id).await.last(),
+        Some(&EventBody::Transfer {
+            queue_id: None,
+            agent_id: Some(target.id),
+        })
+    );
+}
+
+#[tokio::test]
 async fn capacity_holds_the_next_conversation_until_one_ends() {
     let center = Center::new().await;
     let queue = center.queue(1).await;

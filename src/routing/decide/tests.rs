@@ -248,6 +248,52 @@ fn transfer_requeues_without_counting_as_a_decline() {
 }
 
 #[test]
+fn a_transfer_to_an_agent_offers_it_at_once_when_there_is_room() {
+    let q = queue(1);
+    let (mut c, mut from) = (waiting(&q, 0), agent(&q, 0));
+    connected(&mut c, &mut from, &q, 1);
+    // Away is no obstacle to a transfer addressed to that agent.
+    let mut to = agent(&q, 0);
+    to.status = AgentStatus::Away;
+    assert!(transfer_to_agent(&mut c, &mut from, &mut to, Some(&q), t(2)).unwrap());
+    assert!(matches!(c.state,
+        ConversationState::Offered { agent_id, deadline, .. }
+            if agent_id == to.meta.id && deadline == t(32)));
+    assert!(from.conversations.is_empty());
+    assert_eq!(to.conversations, [c.meta.id]);
+
+    // A target with no room: it waits in its queue for anyone.
+    let mut busy = agent(&q, 0);
+    let mut other = waiting(&q, 0);
+    connected(&mut other, &mut busy, &q, 3);
+    let mut c = waiting(&q, 0);
+    let mut from = agent(&q, 0);
+    connected(&mut c, &mut from, &q, 4);
+    assert!(!transfer_to_agent(&mut c, &mut from, &mut busy, Some(&q), t(5)).unwrap());
+    assert_eq!(c.state, ConversationState::Waiting { since: t(5) });
+    assert_eq!(busy.conversations, [other.meta.id]);
+    assert!(from.conversations.is_empty());
+
+    // Its queue gone: it waits too (for the sweeper to settle it).
+    let mut c = waiting(&q, 0);
+    let mut from = agent(&q, 0);
+    connected(&mut c, &mut from, &q, 6);
+    let mut to = agent(&q, 0);
+    assert!(!transfer_to_agent(&mut c, &mut from, &mut to, None, t(7)).unwrap());
+    assert!(to.conversations.is_empty());
+
+    // Not to oneself, and only by the connected agent.
+    let mut c = waiting(&q, 0);
+    let mut from = agent(&q, 0);
+    connected(&mut c, &mut from, &q, 8);
+    let mut same = from.clone();
+    assert!(transfer_to_agent(&mut c, &mut from, &mut same, Some(&q), t(9)).is_err());
+    let mut stranger = agent(&q, 0);
+    let mut to = agent(&q, 0);
+    assert!(transfer_to_agent(&mut c, &mut stranger, &mut to, Some(&q), t(9)).is_err());
+}
+
+#[test]
 fn end_frees_the_agent() {
     let q = queue(2);
     let mut a = agent(&q, 0);
