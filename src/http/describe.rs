@@ -13,6 +13,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::limits::Limits;
+
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
@@ -180,6 +182,26 @@ fn pascal_path(path: &str) -> String {
             format!("{prefix}{words}")
         })
         .collect()
+}
+
+/// The document as a node serves it: the limits a client can run into that
+/// an operator sets (and may reload) stated as in force now.
+pub(super) fn with_limits(document: &Value, limits: &Limits) -> Value {
+    let mut document = document.clone();
+    let history_page_size = document
+        .pointer_mut(&format!(
+            "/paths/{}/get/parameters",
+            super::history::HISTORY_PATH
+                .replace('~', "~0")
+                .replace('/', "~1")
+        ))
+        .and_then(Value::as_array_mut)
+        .and_then(|parameters| parameters.iter_mut().find(|p| p["name"] == "pageSize"))
+        .and_then(|parameter| parameter.pointer_mut("/schema/maximum"));
+    if let Some(maximum) = history_page_size {
+        *maximum = json!(limits.history.page_size);
+    }
+    document
 }
 
 /// The routes outside the annotated routers.

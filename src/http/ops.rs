@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::app::{AppState, Shutdown};
 use crate::config::Config;
 use crate::http::error::ApiError;
+use crate::limits::Limiter;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::telemetry::exposition::Format;
@@ -23,7 +24,9 @@ pub(super) fn router(openapi: Arc<serde_json::Value>) -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
-            get(move || async move { axum::Json(openapi.as_ref().clone()) }),
+            get(move |State(limits): State<Limiter>| async move {
+                axum::Json(super::describe::with_limits(&openapi, &limits.current()))
+            }),
         )
 }
 

@@ -126,6 +126,19 @@ async fn guest_history_bounds_follow_their_settings(kind: EngineKind) {
             .collect();
         assert_eq!(texts, ["message 3", "message 2", "message 1"]);
     }
+    // The API description states the page limit in force.
+    let openapi = app
+        .call(Method::GET, "/openapi.json", None, None)
+        .await
+        .expect(StatusCode::OK);
+    let parameters = &openapi["paths"]["/api/v2/webmessaging/messages"]["get"]["parameters"];
+    let page_size = parameters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "pageSize")
+        .unwrap();
+    assert_eq!(page_size["schema"]["maximum"], 5, "{page_size}");
 }
 on_both_engines!(guest_history_bounds_follow_their_settings);
 
