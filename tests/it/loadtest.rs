@@ -80,6 +80,8 @@ async fn burst_gives_every_visitor_an_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_delivers_every_message_and_echo_once() {
     let app = TestApp::spawn(EngineKind::Embedded).await;
+    // The node runs in this process: its CPU is this process's.
+    let node = format!("node={}", std::process::id());
     let summary = loadtest(
         &app,
         &[
@@ -92,6 +94,8 @@ async fn steady_delivers_every_message_and_echo_once() {
             "3",
             "--rate",
             "1.5",
+            "--cpu-pid",
+            &node,
         ],
     )
     .await;
@@ -123,6 +127,16 @@ async fn steady_delivers_every_message_and_echo_once() {
     ] {
         latency(&step[figure], 60);
     }
+    // CPU per step for the named processes, and the tool's own beside them.
+    for name in ["node", "loadtest"] {
+        let cpu = &step["cpu"][name];
+        assert!(
+            cpu["ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+            "{name}: {step}"
+        );
+        assert!(cpu["us_per_msg"].as_f64().is_some(), "{name}: {step}");
+    }
+    assert_eq!(step["cpu"].as_object().unwrap().len(), 2, "{step}");
 }
 
 /// `--organizations 3`: three new organizations, each with its deployment,

@@ -75,10 +75,14 @@ pub struct SteadyArgs {
     /// A process whose CPU time each step reports, as NAME=PID (repeat;
     /// one name may be given several pids, e.g. `node=A --cpu-pid node=B
     /// --cpu-pid redis=R`): what a message costs the servers, a figure a
-    /// shared machine cannot blur the way it blurs throughput.
+    /// shared machine cannot blur the way it blurs throughput. With any,
+    /// the tool's own CPU is reported too, as `loadtest`.
     #[arg(long = "cpu-pid", value_parser = parse_cpu_pid)]
     pub cpu_pids: Vec<(String, u32)>,
 }
+
+/// The name the tool's own CPU time is reported under.
+const LOADTEST_CPU: &str = "loadtest";
 
 fn parse_cpu_pid(value: &str) -> Result<(String, u32), String> {
     let (name, pid) = value
@@ -286,6 +290,14 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
 
     let mut results = Vec::new();
     let mut base = 0;
+    // With servers watched, the tool's own share too: on a shared machine
+    // it says how much of the CPU the servers could not have had.
+    let watched: Vec<(String, u32)> = args
+        .cpu_pids
+        .iter()
+        .cloned()
+        .chain((!args.cpu_pids.is_empty()).then(|| (LOADTEST_CPU.to_owned(), std::process::id())))
+        .collect();
     let mut complete = conversations == v;
     for (rate, messages) in steps {
         let step = Plan {
@@ -298,7 +310,7 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
         };
         base += messages * v;
         let done_before = completed.load(Ordering::Relaxed);
-        let cpu_before = cpu_by_name(&args.cpu_pids);
+        let cpu_before = cpu_by_name(&watched);
         let _ = plan_tx.send(Some(step));
         let deadline = clock.instant(step.last_due()) + Duration::from_millis(args.deadline_ms);
         let expected = conversations * messages;
@@ -306,7 +318,7 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
             completed.load(Ordering::Relaxed) >= done_before + expected
         })
         .await;
-        let cpu_after = cpu_by_name(&args.cpu_pids);
+        let cpu_after = cpu_by_name(&watched);
         let mut result = evaluate(&slots, &step, args, on_time, expected);
         let delivered = result.delivered.max(1) as f64;
         result.cpu = cpu_after
