@@ -15,7 +15,7 @@ use redb::Durability;
 use redb::{Database, DatabaseError, ReadableTable};
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
-use super::{EmbeddedEngine, db_err};
+use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::{
     Admission, Bucket, EngineError, EngineResult, Home, Lease, Meter, Space, StashMode,
 };
@@ -59,7 +59,7 @@ impl EmbeddedEngine {
 
     pub async fn peek(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
         let key = ephemeral_key(space, id);
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let table = txn.open_table(EPHEMERAL).map_err(db_err)?;
             Ok(read_live(&table, &key, now_millis())?.map(|(_, value)| value))
@@ -254,7 +254,7 @@ impl EmbeddedEngine {
             + Send
             + 'static,
     {
-        self.blocking(move |db| {
+        self.blocking(Access::Write, move |db| {
             let mut txn = db.begin_write().map_err(db_err)?;
             txn.set_durability(durability);
             let result = {

@@ -8,14 +8,14 @@
 use redb::{ReadableTable, WriteTransaction};
 
 use super::tables::{COLLECTIONS, RECORDS};
-use super::{EmbeddedEngine, db_err};
+use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::homes::{job_conversation, org_in, renamed, with_org};
 use crate::engine::{Collection, EngineResult, Kind, Retired};
 
 impl EmbeddedEngine {
     /// Answers how many list entries and references changed.
     pub async fn move_to_homes(&self) -> EngineResult<u64> {
-        self.blocking(|db| {
+        self.blocking(Access::Write, |db| {
             let txn = db.begin_write().map_err(db_err)?;
             let mut changed = 0;
             for retired in [Retired::PushOutbox, Retired::Offered, Retired::OnlineAgents] {

@@ -16,7 +16,7 @@ use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::tables::{LOG, LOG_DEDUP};
-use super::{EmbeddedEngine, db_err};
+use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::bus::WeakHub;
 use crate::engine::{
     Admission, Appended, BusMessage, Channel, EngineError, EngineResult, EntryNotice, LogEntry,
@@ -222,7 +222,7 @@ impl EmbeddedEngine {
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(LOG).map_err(db_err)?;
             entries
@@ -251,7 +251,7 @@ impl EmbeddedEngine {
         let Some(last) = before.checked_sub(1).filter(|last| *last > 0) else {
             return Ok(Vec::new());
         };
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(LOG).map_err(db_err)?;
             entries
@@ -273,7 +273,7 @@ impl EmbeddedEngine {
 
     pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
         let log = log.as_u128();
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(LOG).map_err(db_err)?;
             last_in(&entries, log)
@@ -285,7 +285,7 @@ impl EmbeddedEngine {
     /// sequence is the last entry's, so it goes with them.
     pub async fn delete_log(&self, log: uuid::Uuid) -> EngineResult<u64> {
         let log = log.as_u128();
-        self.blocking(move |db| {
+        self.blocking(Access::Write, move |db| {
             let txn = db.begin_write().map_err(db_err)?;
             let removed = (|| {
                 let mut entries = txn.open_table(LOG).map_err(db_err)?;

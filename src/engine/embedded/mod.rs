@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use redb::Database;
+use tokio::sync::Semaphore;
 
 use super::bus::LocalHub;
 use super::{BusMessage, Channel, EngineError, EngineResult, Subscription};
@@ -36,6 +37,53 @@ pub struct EmbeddedEngine {
     log_writer: log::LogWriter,
     /// Rate buckets, in memory (see `buckets`).
     buckets: Arc<buckets::Buckets>,
+    /// How many blocking threads may run storage work at once.
+    lanes: Arc<Lanes>,
+}
+
+/// Which lane a piece of storage work takes.
+#[derive(Clone, Copy, Debug)]
+enum Access {
+    /// A read transaction (or a backup, which only reads this database).
+    Read,
+    /// A write transaction.
+    Write,
+}
+
+/// Bounds on the blocking threads storage work occupies. redb runs one
+/// write transaction at a time, so a burst of writes (15,000 visitors
+/// opening sessions, 256 at once) would otherwise park a blocking thread
+/// per waiting write, each with its stack and allocator arena, and the
+/// process keeps much of that memory after the burst (docs/benchmarks.md).
+/// Waiting for a lane costs a task, not a thread. Reads run side by side,
+/// a few per core; writes two at a time, so the next is ready when redb's
+/// lock frees.
+#[derive(Debug)]
+struct Lanes {
+    readers: Arc<Semaphore>,
+    writers: Arc<Semaphore>,
+}
+
+/// Writes queued inside redb at once: one running, one ready.
+const WRITE_LANES: usize = 2;
+/// The fewest read lanes, whatever the core count.
+const MIN_READ_LANES: usize = 4;
+
+impl Lanes {
+    fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self {
+            readers: Arc::new(Semaphore::new(MIN_READ_LANES.max(2 * cores))),
+            writers: Arc::new(Semaphore::new(WRITE_LANES)),
+        }
+    }
+
+    fn of(&self, access: Access) -> Arc<Semaphore> {
+        match access {
+            Access::Read => Arc::clone(&self.readers),
+            Access::Write => Arc::clone(&self.writers),
+        }
+    }
 }
 
 // By hand: `redb::Database` says nothing useful about itself, the path does.
@@ -93,23 +141,35 @@ impl EmbeddedEngine {
             hub,
             log_writer,
             buckets: Arc::default(),
+            lanes: Arc::new(Lanes::new()),
         })
     }
 
-    /// Runs blocking redb work off the async runtime.
-    async fn blocking<T, F>(&self, work: F) -> EngineResult<T>
+    /// Runs blocking redb work off the async runtime, once its lane has
+    /// room (see [`Lanes`]). The lane is held until the work ends, even if
+    /// the caller stops waiting for it.
+    async fn blocking<T, F>(&self, access: Access, work: F) -> EngineResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Database) -> EngineResult<T> + Send + 'static,
     {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
+        let lane = self
+            .lanes
+            .of(access)
+            .acquire_owned()
             .await
-            .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))?
+            .map_err(|e| EngineError::Unavailable(format!("storage lanes closed: {e}")))?;
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            let _lane = lane;
+            work(&db)
+        })
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))?
     }
 
     pub async fn ping(&self) -> EngineResult<()> {
-        self.blocking(|db| {
+        self.blocking(Access::Read, |db| {
             let txn = db.begin_read().map_err(db_err)?;
             txn.open_table(tables::RECORDS).map_err(db_err)?;
             Ok(())
@@ -132,7 +192,8 @@ impl EmbeddedEngine {
     /// Writes a consistent copy of the whole database to `dest`, a file
     /// that must not exist yet, while the node goes on serving.
     pub async fn backup_to(&self, dest: PathBuf) -> EngineResult<()> {
-        self.blocking(move |db| backup::copy_to(db, &dest)).await
+        self.blocking(Access::Read, move |db| backup::copy_to(db, &dest))
+            .await
     }
 
     /// The database file, for messages.
@@ -196,5 +257,42 @@ mod tests {
         let copy = dir.path().join("copy.redb");
         engine.backup_to(copy.clone()).await.unwrap();
         assert_eq!(mode(&copy), 0o600);
+    }
+
+    /// Runs `n` pieces of work in `access`'s lane at once, each holding
+    /// its thread for a moment; answers the most that ran side by side.
+    async fn most_at_once(engine: &EmbeddedEngine, access: Access, n: usize) -> usize {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let works = (0..n).map(|_| {
+            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            engine.blocking(access, move |_| {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            })
+        });
+        for done in futures::future::join_all(works).await {
+            done.unwrap();
+        }
+        most.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn storage_work_takes_a_bounded_number_of_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EmbeddedEngine::open(dir.path()).await.unwrap();
+        // Sixty writes at once wait for a lane as tasks, not as threads.
+        assert!(most_at_once(&engine, Access::Write, 60).await <= WRITE_LANES);
+        let readers = engine.lanes.readers.available_permits();
+        assert!(readers >= MIN_READ_LANES);
+        let most = most_at_once(&engine, Access::Read, 60).await;
+        assert!((2..=readers).contains(&most), "{most} reads at once");
+        // Every lane is back.
+        assert_eq!(engine.lanes.readers.available_permits(), readers);
+        assert_eq!(engine.lanes.writers.available_permits(), WRITE_LANES);
     }
 }

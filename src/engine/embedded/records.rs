@@ -10,7 +10,7 @@ use std::hash::Hash;
 use redb::{ReadableTable, WriteTransaction};
 
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
-use super::{EmbeddedEngine, db_err};
+use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::{
     Claim, Collection, Commit, EngineError, EngineResult, Expect, Home, Page, RecordKey,
     StoredRecord, Write,
@@ -85,7 +85,7 @@ fn dedup<T: Eq + Hash>(items: &[T]) -> Vec<&T> {
 impl EmbeddedEngine {
     pub async fn get(&self, key: &RecordKey) -> EngineResult<Option<StoredRecord>> {
         let key = key.clone();
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let records = txn.open_table(RECORDS).map_err(db_err)?;
             read_stored(&records, &key)
@@ -95,7 +95,7 @@ impl EmbeddedEngine {
 
     pub async fn get_many(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
         let keys = keys.to_vec();
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let records = txn.open_table(RECORDS).map_err(db_err)?;
             keys.iter().map(|key| read_stored(&records, key)).collect()
@@ -106,7 +106,7 @@ impl EmbeddedEngine {
     pub async fn lookup(&self, claim: &Claim) -> EngineResult<Option<StoredRecord>> {
         let home = claim.home();
         let claim = claim.name();
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let claims = txn.open_table(CLAIMS).map_err(db_err)?;
             let holder = match claims.get(claim.as_str()).map_err(db_err)? {
@@ -122,7 +122,7 @@ impl EmbeddedEngine {
     pub async fn referrers(&self, key: &RecordKey) -> EngineResult<Vec<RecordKey>> {
         let home = key.home;
         let encoded = key.encode();
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let backrefs = txn.open_table(BACKREFS).map_err(db_err)?;
             let mut keys = pairs_from(&backrefs, &encoded)?
@@ -143,7 +143,7 @@ impl EmbeddedEngine {
     ) -> EngineResult<Page> {
         let home = collection.home();
         let collection = collection.name();
-        self.blocking(move |db| {
+        self.blocking(Access::Read, move |db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(COLLECTIONS).map_err(db_err)?;
             let records = txn.open_table(RECORDS).map_err(db_err)?;
@@ -179,7 +179,7 @@ impl EmbeddedEngine {
     }
 
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
-        self.blocking(move |db| {
+        self.blocking(Access::Write, move |db| {
             let txn = db.begin_write().map_err(db_err)?;
             match commit_in(&txn, &commit) {
                 Ok(()) => txn.commit().map_err(db_err),
