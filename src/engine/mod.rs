@@ -264,6 +264,15 @@ pub enum EngineError {
     Unavailable(String),
 }
 
+impl EngineError {
+    /// Whether the engine refused the operation for what it asked (a stale
+    /// version, a missing reference, a taken claim, a malformed commit),
+    /// as opposed to failing to carry it out.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, EngineError::Unavailable(_))
+    }
+}
+
 pub type EngineResult<T> = Result<T, EngineError>;
 
 /// The engine chosen at start. An enum rather than a trait object: two

@@ -35,6 +35,8 @@ pub struct EmbeddedEngine {
     hub: LocalHub,
     /// Appends, group-committed by one thread.
     log_writer: log::LogWriter,
+    /// Record commits, group-committed by another.
+    record_writer: records::RecordWriter,
     /// Rate buckets, in memory (see `buckets`).
     buckets: Arc<buckets::Buckets>,
     /// How many blocking threads may run storage work at once.
@@ -135,11 +137,13 @@ impl EmbeddedEngine {
         ephemeral::spawn_sweeper(Arc::downgrade(&db), canonical);
         let hub = LocalHub::default();
         let log_writer = log::LogWriter::spawn(Arc::downgrade(&db), hub.downgrade())?;
+        let record_writer = records::RecordWriter::spawn(Arc::downgrade(&db))?;
         Ok(Self {
             db,
             path: Arc::new(path),
             hub,
             log_writer,
+            record_writer,
             buckets: Arc::default(),
             lanes: Arc::new(Lanes::new()),
         })

@@ -6,8 +6,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Weak};
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{Database, ReadableTable, WriteTransaction};
+use tokio::sync::oneshot;
 
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
 use super::{Access, EmbeddedEngine, db_err};
@@ -178,30 +181,151 @@ impl EmbeddedEngine {
         .await
     }
 
+    /// Answered once the commit is durable: it goes to the record writer,
+    /// which commits it with whatever else is waiting (see [`RecordWriter`]).
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
-        self.blocking(Access::Write, move |db| {
-            let txn = db.begin_write().map_err(db_err)?;
-            match commit_in(&txn, &commit) {
-                Ok(()) => txn.commit().map_err(db_err),
-                Err(err) => {
-                    txn.abort().map_err(db_err)?;
-                    Err(err)
-                }
-            }
-        })
-        .await
+        let (done, answer) = oneshot::channel();
+        let stopped = || EngineError::Unavailable("the record writer has stopped".into());
+        self.record_writer
+            .queue
+            .send(PendingCommit { commit, done })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 
-/// Validates `commit` against the state before it, then applies it, all
-/// inside `txn`. On error the caller aborts, so nothing applied stays.
-fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
-    let mut records = txn.open_table(RECORDS).map_err(db_err)?;
-    let mut refs = txn.open_table(REFS).map_err(db_err)?;
-    let mut backrefs = txn.open_table(BACKREFS).map_err(db_err)?;
-    let mut claims = txn.open_table(CLAIMS).map_err(db_err)?;
-    let mut held = txn.open_table(HELD).map_err(db_err)?;
-    let mut collections = txn.open_table(COLLECTIONS).map_err(db_err)?;
+/// The most commits one transaction carries: a bound on how long the first
+/// of a batch waits for the others' writes.
+const MAX_COMMITS: usize = 64;
+
+/// One commit waiting for the record writer.
+struct PendingCommit {
+    commit: Commit,
+    done: oneshot::Sender<EngineResult<()>>,
+}
+
+/// The way to the record writer thread, which group-commits records as the
+/// log writer does appends (`log.rs`): it takes every commit waiting,
+/// checks and applies each in turn in one write transaction, each seeing
+/// the ones before it exactly as if they had run one by one, and makes the
+/// batch durable with one fsync. A burst of visitors opening sessions and
+/// conversations then costs a few fsyncs, not one per record change. The
+/// thread ends when every clone of the engine is gone, and holds the
+/// database only while it writes.
+#[derive(Clone)]
+pub(super) struct RecordWriter {
+    queue: Arc<Sender<PendingCommit>>,
+}
+
+impl RecordWriter {
+    pub(super) fn spawn(db: Weak<Database>) -> EngineResult<Self> {
+        let (queue, waiting) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("switchboard-record-writer".into())
+            .spawn(move || write_commits(&db, &waiting))
+            .map_err(|e| {
+                EngineError::Unavailable(format!("cannot start the record writer: {e}"))
+            })?;
+        Ok(Self {
+            queue: Arc::new(queue),
+        })
+    }
+}
+
+fn write_commits(db: &Weak<Database>, waiting: &Receiver<PendingCommit>) {
+    while let Ok(first) = waiting.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMMITS {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let outcome = match db.upgrade() {
+            Some(db) => commit_batch(&db, &batch),
+            None => Err(EngineError::Unavailable("the database is closed".into())),
+        };
+        match outcome {
+            Ok(answers) => {
+                for (pending, answer) in batch.into_iter().zip(answers) {
+                    // The caller may have gone; the commit stands anyway.
+                    let _ = pending.done.send(answer);
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for pending in batch {
+                    let _ = pending
+                        .done
+                        .send(Err(EngineError::Unavailable(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Checks and applies each commit of `batch` in one transaction, and
+/// answers each one's outcome. A commit its checks refuse writes nothing,
+/// and the others go on; a storage failure fails the whole batch (nothing
+/// of it is committed).
+fn commit_batch(db: &Database, batch: &[PendingCommit]) -> EngineResult<Vec<EngineResult<()>>> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let outcome = (|| {
+        let mut tables = Tables::open(&txn)?;
+        batch
+            .iter()
+            .map(|pending| match check(&tables, &pending.commit) {
+                Ok(()) => apply(&mut tables, &pending.commit).map(Ok),
+                Err(refused) if refused.is_refusal() => Ok(Err(refused)),
+                Err(failed) => Err(failed),
+            })
+            .collect::<EngineResult<Vec<_>>>()
+    })();
+    match outcome {
+        Ok(answers) if answers.iter().any(Result::is_ok) => {
+            txn.commit().map_err(db_err)?;
+            Ok(answers)
+        }
+        other => {
+            txn.abort().map_err(db_err)?;
+            other
+        }
+    }
+}
+
+/// The tables a record commit reads and writes, opened once per batch.
+struct Tables<'txn> {
+    records: redb::Table<'txn, &'static str, RecordValue>,
+    refs: redb::Table<'txn, Pair, ()>,
+    backrefs: redb::Table<'txn, Pair, ()>,
+    claims: redb::Table<'txn, &'static str, &'static str>,
+    held: redb::Table<'txn, Pair, ()>,
+    collections: redb::Table<'txn, (&'static str, i64, &'static str), ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> EngineResult<Self> {
+        Ok(Self {
+            records: txn.open_table(RECORDS).map_err(db_err)?,
+            refs: txn.open_table(REFS).map_err(db_err)?,
+            backrefs: txn.open_table(BACKREFS).map_err(db_err)?,
+            claims: txn.open_table(CLAIMS).map_err(db_err)?,
+            held: txn.open_table(HELD).map_err(db_err)?,
+            collections: txn.open_table(COLLECTIONS).map_err(db_err)?,
+        })
+    }
+}
+
+/// Whether `commit` may apply to the records as they are: every version
+/// expected, every reference there, nothing deleted still referenced,
+/// every unique claim free. Writes nothing.
+fn check(tables: &Tables<'_>, commit: &Commit) -> EngineResult<()> {
+    let Tables {
+        records,
+        backrefs,
+        claims,
+        ..
+    } = tables;
 
     // What the commit does, by encoded key, for the checks below.
     let mut deleted: HashSet<String> = HashSet::new();
@@ -229,7 +353,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
             Write::Put(put) => (&put.key, put.expect),
             Write::Delete { key, expect } => (key, *expect),
         };
-        let actual = read_record(&records, &key.encode())?.map(|env| env.version);
+        let actual = read_record(records, &key.encode())?.map(|env| env.version);
         let ok = match expect {
             Expect::Absent => actual.is_none(),
             Expect::Version(v) => actual == Some(v),
@@ -250,7 +374,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
         for target in &put.refs {
             let encoded = target.encode();
             let exists = put_refs.contains_key(&encoded)
-                || (!deleted.contains(&encoded) && read_record(&records, &encoded)?.is_some());
+                || (!deleted.contains(&encoded) && read_record(records, &encoded)?.is_some());
             if !exists {
                 return Err(EngineError::MissingRef(target.clone()));
             }
@@ -263,7 +387,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
             continue;
         };
         let encoded = key.encode();
-        let mut remaining = pairs_from(&backrefs, &encoded)?
+        let mut remaining = pairs_from(backrefs, &encoded)?
             .into_iter()
             .filter(|referrer| {
                 !deleted.contains(referrer)
@@ -317,14 +441,27 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
         }
     }
 
-    // Apply, in order. A claim is released only if the record still holds
-    // it: an earlier write of this commit may have handed it on already.
+    Ok(())
+}
+
+/// Applies a checked commit, in order. A claim is released only if the
+/// record still holds it: an earlier write of this commit may have handed
+/// it on already.
+fn apply(tables: &mut Tables<'_>, commit: &Commit) -> EngineResult<()> {
+    let Tables {
+        records,
+        refs,
+        backrefs,
+        claims,
+        held,
+        collections,
+    } = tables;
     for write in &commit.writes {
         match write {
             Write::Put(put) => {
                 let encoded = put.key.encode();
                 let key = encoded.as_str();
-                let old = read_record(&records, key)?;
+                let old = read_record(records, key)?;
                 let collection = put.collection.name();
                 let version = old.as_ref().map_or(1, |env| env.version.saturating_add(1));
                 if let Some(old) = &old {
@@ -346,7 +483,7 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
                     .into_iter()
                     .map(RecordKey::encode)
                     .collect();
-                for target in pairs_from(&refs, key)? {
+                for target in pairs_from(refs, key)? {
                     if !new_refs.contains(&target) {
                         refs.remove((key, target.as_str())).map_err(db_err)?;
                         backrefs.remove((target.as_str(), key)).map_err(db_err)?;
@@ -361,10 +498,10 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
 
                 let new_claims: Vec<String> =
                     dedup(&put.unique).into_iter().map(Claim::name).collect();
-                for claim in pairs_from(&held, key)? {
+                for claim in pairs_from(held, key)? {
                     if !new_claims.contains(&claim) {
                         held.remove((key, claim.as_str())).map_err(db_err)?;
-                        release_claim(&mut claims, &claim, key)?;
+                        release_claim(claims, &claim, key)?;
                     }
                 }
                 for claim in &new_claims {
@@ -375,20 +512,20 @@ fn commit_in(txn: &WriteTransaction, commit: &Commit) -> EngineResult<()> {
             Write::Delete { key, .. } => {
                 let encoded = key.encode();
                 let key = encoded.as_str();
-                let Some(old) = read_record(&records, key)? else {
+                let Some(old) = read_record(records, key)? else {
                     continue;
                 };
                 records.remove(key).map_err(db_err)?;
                 collections
                     .remove((old.collection.as_str(), old.order, key))
                     .map_err(db_err)?;
-                for target in pairs_from(&refs, key)? {
+                for target in pairs_from(refs, key)? {
                     refs.remove((key, target.as_str())).map_err(db_err)?;
                     backrefs.remove((target.as_str(), key)).map_err(db_err)?;
                 }
-                for claim in pairs_from(&held, key)? {
+                for claim in pairs_from(held, key)? {
                     held.remove((key, claim.as_str())).map_err(db_err)?;
-                    release_claim(&mut claims, &claim, key)?;
+                    release_claim(claims, &claim, key)?;
                 }
             }
         }
@@ -410,4 +547,103 @@ fn release_claim(
         claims.remove(claim).map_err(db_err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Kind, Put};
+
+    fn queue(org: uuid::Uuid, id: &str, expect: Expect) -> Commit {
+        Commit::new().put(Put {
+            key: RecordKey::new(Home::Org(org), Kind::Queue, id),
+            expect,
+            body: id.as_bytes().to_vec(),
+            collection: Collection::Org {
+                org,
+                kind: Kind::Queue,
+            },
+            order: 0,
+            refs: Vec::new(),
+            unique: Vec::new(),
+        })
+    }
+
+    /// One batch runs its commits as if one by one: each sees those before
+    /// it, a refused one writes nothing and the others still land, all in
+    /// one transaction.
+    #[tokio::test]
+    async fn a_batch_commits_as_if_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EmbeddedEngine::open(dir.path()).await.unwrap();
+        let org = uuid::Uuid::new_v4();
+        let commits = [
+            queue(org, "a", Expect::Absent),
+            // Created just before, in the same batch: refused.
+            queue(org, "a", Expect::Absent),
+            // Sees the first one's version.
+            queue(org, "a", Expect::Version(1)),
+            queue(org, "b", Expect::Version(7)),
+            queue(org, "c", Expect::Absent),
+        ];
+        let batch: Vec<PendingCommit> = commits
+            .into_iter()
+            .map(|commit| PendingCommit {
+                commit,
+                done: oneshot::channel().0,
+            })
+            .collect();
+        let answers = commit_batch(&engine.db, &batch).unwrap();
+        let refused: Vec<bool> = answers.iter().map(Result::is_err).collect();
+        assert_eq!(refused, [false, true, false, true, false]);
+        assert!(matches!(
+            &answers[1],
+            Err(EngineError::Conflict {
+                actual: Some(1),
+                ..
+            })
+        ));
+        let key = |id: &str| RecordKey::new(Home::Org(org), Kind::Queue, id);
+        let read = engine
+            .get_many(&[key("a"), key("b"), key("c")])
+            .await
+            .unwrap();
+        let versions: Vec<Option<u64>> =
+            read.iter().map(|r| r.as_ref().map(|r| r.version)).collect();
+        assert_eq!(versions, [Some(2), None, Some(1)]);
+
+        // A batch refused whole writes nothing at all.
+        let batch = [PendingCommit {
+            commit: queue(org, "c", Expect::Absent),
+            done: oneshot::channel().0,
+        }];
+        let answers = commit_batch(&engine.db, &batch).unwrap();
+        assert!(answers[0].is_err());
+        assert_eq!(engine.get(&key("c")).await.unwrap().unwrap().version, 1);
+    }
+
+    /// Commits racing from many tasks share transactions and each gets
+    /// its own answer.
+    #[tokio::test]
+    async fn racing_commits_each_get_their_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = EmbeddedEngine::open(dir.path()).await.unwrap();
+        let org = uuid::Uuid::new_v4();
+        let commits = (0..200).map(|i| {
+            let engine = engine.clone();
+            // Two tasks create each record: one of the two wins.
+            tokio::spawn(async move {
+                engine
+                    .commit(queue(org, &format!("q{}", i / 2), Expect::Absent))
+                    .await
+            })
+        });
+        let answers = futures::future::join_all(commits).await;
+        let won = answers.iter().filter(|a| matches!(a, Ok(Ok(())))).count();
+        let lost = answers
+            .iter()
+            .filter(|a| matches!(a, Ok(Err(EngineError::Conflict { .. }))))
+            .count();
+        assert_eq!((won, lost), (100, 100));
+    }
 }
