@@ -182,6 +182,36 @@ impl Space {
             Space::VisitorFamilies => "vfamilies",
         }
     }
+
+    /// Whether losing a change of this space in a crash would matter: a
+    /// token replayed, a revocation or sign-out undone, a visitor's
+    /// sessions missed by an erasure. On the embedded engine those changes
+    /// are committed durably (an fsync each); the others, which a restarted
+    /// node rebuilds or can do without (leases, wake marks, presence, the
+    /// counters behind abuse bounds), ride on the next durable commit, so a
+    /// burst of arrivals does not queue an fsync per counter. Redis keeps
+    /// every space as its persistence is configured.
+    pub fn outlives_a_crash(self) -> bool {
+        match self {
+            Space::LoginTransaction
+            | Space::StaffLogin
+            | Space::UsedNonce
+            | Space::RefreshToken
+            | Space::RefreshFamily
+            | Space::RevokedSession
+            | Space::StaffSession
+            | Space::VisitorSessions
+            | Space::VisitorFamilies => true,
+            Space::RateLimit
+            | Space::AgentAlive
+            | Space::QueuedByAddress
+            | Space::AssignLease
+            | Space::AssignWake
+            | Space::RetentionLease
+            | Space::GuestOnline
+            | Space::PushLease => false,
+        }
+    }
 }
 
 /// A list of records, paged by the admin API and scanned by routing. Closed,

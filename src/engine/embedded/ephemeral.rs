@@ -44,7 +44,7 @@ impl EmbeddedEngine {
     ) -> EngineResult<bool> {
         let key = ephemeral_key(space, id);
         let value = value.to_vec();
-        self.write_ephemeral(move |table, now| {
+        self.write_ephemeral(space, move |table, now| {
             if mode == StashMode::IfAbsent && read_live(table, &key, now)?.is_some() {
                 return Ok(false);
             }
@@ -69,7 +69,7 @@ impl EmbeddedEngine {
 
     pub async fn take(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
         let key = ephemeral_key(space, id);
-        self.write_ephemeral(move |table, now| {
+        self.write_ephemeral(space, move |table, now| {
             let live = read_live(table, &key, now)?;
             // An expired entry goes too: nobody can see it any more.
             table.remove(key.as_str()).map_err(db_err)?;
@@ -86,7 +86,7 @@ impl EmbeddedEngine {
     ) -> EngineResult<Option<Vec<u8>>> {
         let key = ephemeral_key(space, id);
         let value = value.to_vec();
-        self.write_ephemeral(move |table, now| {
+        self.write_ephemeral(space, move |table, now| {
             let Some((expires, old)) = read_live(table, &key, now)? else {
                 return Ok(None);
             };
@@ -107,7 +107,7 @@ impl EmbeddedEngine {
     ) -> EngineResult<Lease> {
         let key = ephemeral_key(space, id);
         let holder = holder.to_vec();
-        self.write_ephemeral(move |table, now| {
+        self.write_ephemeral(space, move |table, now| {
             if let Some((expires, held)) = read_live(table, &key, now)?
                 && held != holder
             {
@@ -127,7 +127,7 @@ impl EmbeddedEngine {
     pub async fn release(&self, space: Space, id: &str, holder: &[u8]) -> EngineResult<bool> {
         let key = ephemeral_key(space, id);
         let holder = holder.to_vec();
-        self.write_ephemeral(move |table, now| {
+        self.write_ephemeral(space, move |table, now| {
             let mine = read_live(table, &key, now)?.is_some_and(|(_, held)| held == holder);
             if mine {
                 table.remove(key.as_str()).map_err(db_err)?;
@@ -149,7 +149,7 @@ impl EmbeddedEngine {
     ) -> EngineResult<()> {
         let key = ephemeral_key(space, id);
         let item = item.to_owned();
-        self.write_ephemeral(move |table, now| {
+        self.write_ephemeral(space, move |table, now| {
             let current = read_live(table, &key, now)?.map(|(_, value)| value);
             let text = crate::engine::remembered_with(current.as_deref(), &item, cap);
             let expires = now.saturating_add(ttl_millis(ttl));
@@ -163,7 +163,7 @@ impl EmbeddedEngine {
 
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
         let key = ephemeral_key(space, id);
-        self.write_ephemeral(move |table, _| {
+        self.write_ephemeral(space, move |table, _| {
             table.remove(key.as_str()).map_err(db_err)?;
             Ok(())
         })
@@ -236,14 +236,21 @@ impl EmbeddedEngine {
     /// the time read once the transaction holds the write lock. Commits when
     /// `work` succeeds (also when it wrote nothing, which costs little and
     /// keeps this simple), aborts when it fails.
-    async fn write_ephemeral<T, F>(&self, work: F) -> EngineResult<T>
+    /// Durable when `space` must outlive a crash
+    /// ([`Space::outlives_a_crash`]).
+    async fn write_ephemeral<T, F>(&self, space: Space, work: F) -> EngineResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut redb::Table<'_, &'static str, EphemeralValue>, u64) -> EngineResult<T>
             + Send
             + 'static,
     {
-        self.write_ephemeral_as(Durability::Immediate, work).await
+        let durability = if space.outlives_a_crash() {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.write_ephemeral_as(durability, work).await
     }
 
     /// [`Self::write_ephemeral`] with the commit's durability chosen.
