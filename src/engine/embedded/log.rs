@@ -9,14 +9,14 @@
 //! (an [`EntryNotice`] on its log's channel) just before, in the order of
 //! the batch, so subscribers see a log's entries in sequence order.
 
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Weak};
 
 use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::tables::{LOG, LOG_DEDUP};
-use super::{Access, EmbeddedEngine, db_err};
+use super::{Access, EmbeddedEngine, batches, db_err};
 use crate::engine::bus::WeakHub;
 use crate::engine::{
     Admission, Appended, BusMessage, Channel, EngineError, EngineResult, EntryNotice, LogEntry,
@@ -59,14 +59,7 @@ impl LogWriter {
 }
 
 fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>) {
-    while let Ok(first) = waiting.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
+    for batch in batches(waiting, MAX_BATCH) {
         let outcome = match db.upgrade() {
             Some(db) => write_batch(&db, &batch),
             None => Err(EngineError::Unavailable("the database is closed".into())),

@@ -19,6 +19,7 @@ mod tables;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
 
 use redb::Database;
 use tokio::sync::Semaphore;
@@ -95,6 +96,22 @@ impl fmt::Debug for EmbeddedEngine {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// The batches a writer thread (`log.rs`, `records.rs`) works through:
+/// it blocks for the first job, then takes whatever else is already waiting,
+/// up to `max`. Ends when every sender is gone.
+fn batches<T>(waiting: &Receiver<T>, max: usize) -> impl Iterator<Item = Vec<T>> + '_ {
+    std::iter::from_fn(move || {
+        let mut batch = vec![waiting.recv().ok()?];
+        while batch.len() < max {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        Some(batch)
+    })
 }
 
 /// Every storage failure is `Unavailable`: callers cannot do anything more

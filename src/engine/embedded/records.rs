@@ -6,14 +6,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Weak};
 
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
-use super::{Access, EmbeddedEngine, db_err};
+use super::{Access, EmbeddedEngine, batches, db_err};
 use crate::engine::{
     Claim, Collection, Commit, EngineError, EngineResult, Expect, Home, Page, RecordKey,
     StoredRecord, Write,
@@ -233,14 +233,7 @@ impl RecordWriter {
 }
 
 fn write_commits(db: &Weak<Database>, waiting: &Receiver<PendingCommit>) {
-    while let Ok(first) = waiting.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_COMMITS {
-            match waiting.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
+    for batch in batches(waiting, MAX_COMMITS) {
         let outcome = match db.upgrade() {
             Some(db) => commit_batch(&db, &batch),
             None => Err(EngineError::Unavailable("the database is closed".into())),
