@@ -75,9 +75,9 @@ impl Center {
         queue
     }
 
-    /// An agent connected (its first heartbeat) and available for `queue`
-    /// since `at`.
-    async fn agent(&self, queue: &Queue, at: DateTime<Utc>) -> AgentIdentity {
+    /// An agent connected (its first heartbeat) but away: only an offer
+    /// addressed to it reaches it.
+    async fn away_agent(&self, at: DateTime<Utc>) -> AgentIdentity {
         let agent = AgentIdentity {
             id: Uuid::new_v4(),
             org: self.org,
@@ -86,6 +86,13 @@ impl Center {
         };
         let state = self.routing.heartbeat(&agent, at).await.unwrap();
         assert_eq!(state.status, AgentStatus::Away);
+        agent
+    }
+
+    /// An agent connected (its first heartbeat) and available for `queue`
+    /// since `at`.
+    async fn agent(&self, queue: &Queue, at: DateTime<Utc>) -> AgentIdentity {
+        let agent = self.away_agent(at).await;
         self.routing
             .set_status(&agent, AgentStatus::Available, vec![queue.meta.id], at)
             .await
@@ -379,14 +386,7 @@ async fn a_transfer_to_an_agent_is_offered_to_them_in_the_same_commit() {
     let agent = center.agent(&queue, now).await;
     let c = center.visitor_writes(&queue, now).await;
     center.routing.accept(&agent, c.meta.id, now).await.unwrap();
-    // Away: only an offer addressed to it reaches it.
-    let target = AgentIdentity {
-        id: Uuid::new_v4(),
-        org: center.org,
-        name: "Specialist".into(),
-        is_member: false,
-    };
-    center.routing.heartbeat(&target, now).await.unwrap();
+    let target = center.away_agent(now).await;
 
     let before = center.conversation(c.meta.id).await.meta.version;
     let moved = center

@@ -16,7 +16,7 @@ use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::tables::{LOG, LOG_DEDUP};
-use super::{Access, EmbeddedEngine, batches, db_err};
+use super::{Access, EmbeddedEngine, batches, db_err, fail_batch, open_db};
 use crate::engine::bus::WeakHub;
 use crate::engine::{
     Admission, Appended, BusMessage, Channel, EngineError, EngineResult, EntryNotice, LogEntry,
@@ -60,11 +60,7 @@ impl LogWriter {
 
 fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>) {
     for batch in batches(waiting, MAX_BATCH) {
-        let outcome = match db.upgrade() {
-            Some(db) => write_batch(&db, &batch),
-            None => Err(EngineError::Unavailable("the database is closed".into())),
-        };
-        match outcome {
+        match open_db(db).and_then(|db| write_batch(&db, &batch)) {
             Ok(appended) => {
                 if let Some(hub) = hub.upgrade() {
                     for (pending, appended) in batch.iter().zip(&appended) {
@@ -82,14 +78,7 @@ fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>
                     let _ = pending.done.send(Ok(appended));
                 }
             }
-            Err(e) => {
-                let message = e.to_string();
-                for pending in batch {
-                    let _ = pending
-                        .done
-                        .send(Err(EngineError::Unavailable(message.clone())));
-                }
-            }
+            Err(e) => fail_batch(batch.into_iter().map(|pending| pending.done), &e),
         }
     }
 }

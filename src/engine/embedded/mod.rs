@@ -18,11 +18,11 @@ mod tables;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Weak};
 
 use redb::Database;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::bus::LocalHub;
 use super::{BusMessage, Channel, EngineError, EngineResult, Subscription};
@@ -112,6 +112,24 @@ fn batches<T>(waiting: &Receiver<T>, max: usize) -> impl Iterator<Item = Vec<T>>
         }
         Some(batch)
     })
+}
+
+/// The database a writer thread holds only while it writes, or why not.
+fn open_db(db: &Weak<Database>) -> EngineResult<Arc<Database>> {
+    db.upgrade()
+        .ok_or_else(|| EngineError::Unavailable("the database is closed".into()))
+}
+
+/// Answers every job of a batch that failed as a whole with the failure.
+fn fail_batch<T>(
+    dones: impl IntoIterator<Item = oneshot::Sender<EngineResult<T>>>,
+    error: &EngineError,
+) {
+    let message = error.to_string();
+    for done in dones {
+        // The caller may have gone.
+        let _ = done.send(Err(EngineError::Unavailable(message.clone())));
+    }
 }
 
 /// Every storage failure is `Unavailable`: callers cannot do anything more

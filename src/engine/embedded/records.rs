@@ -13,7 +13,7 @@ use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
-use super::{Access, EmbeddedEngine, batches, db_err};
+use super::{Access, EmbeddedEngine, batches, db_err, fail_batch, open_db};
 use crate::engine::{
     Claim, Collection, Commit, EngineError, EngineResult, Expect, Home, Page, RecordKey,
     StoredRecord, Write,
@@ -234,25 +234,14 @@ impl RecordWriter {
 
 fn write_commits(db: &Weak<Database>, waiting: &Receiver<PendingCommit>) {
     for batch in batches(waiting, MAX_COMMITS) {
-        let outcome = match db.upgrade() {
-            Some(db) => commit_batch(&db, &batch),
-            None => Err(EngineError::Unavailable("the database is closed".into())),
-        };
-        match outcome {
+        match open_db(db).and_then(|db| commit_batch(&db, &batch)) {
             Ok(answers) => {
                 for (pending, answer) in batch.into_iter().zip(answers) {
                     // The caller may have gone; the commit stands anyway.
                     let _ = pending.done.send(answer);
                 }
             }
-            Err(e) => {
-                let message = e.to_string();
-                for pending in batch {
-                    let _ = pending
-                        .done
-                        .send(Err(EngineError::Unavailable(message.clone())));
-                }
-            }
+            Err(e) => fail_batch(batch.into_iter().map(|pending| pending.done), &e),
         }
     }
 }
