@@ -1,21 +1,26 @@
 //! Ephemeral values on the embedded engine, and the sweep that deletes them
 //! once expired.
 //!
+//! Values of the spaces that must outlive a crash (nonces, refresh tokens,
+//! revocations...) live in the database, each write one durable write
+//! transaction, and redb runs those one at a time, so each is atomic; the
+//! others live in memory (`volatile`), each operation under one lock.
+//!
 //! Values expire lazily: an entry past its expiry is invisible to every
 //! operation, and a background sweep deletes such entries now and then so the
-//! file does not grow. Every operation that writes one is a single write
-//! transaction, and redb runs those one at a time, so each is atomic. Expiry
-//! follows the wall clock, like Redis's.
+//! file does not grow. Expiry follows the wall clock, like Redis's.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::Durability;
-use redb::{Database, DatabaseError, ReadableTable};
+use redb::{Database, DatabaseError};
+use tokio::sync::oneshot;
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
-use super::{Access, EmbeddedEngine, db_err};
+use super::volatile::{Slots, Volatile, read_live};
+use super::writer::{DurableWork, Job, stopped};
+use super::{EmbeddedEngine, db_err};
 use crate::engine::{
     Admission, Bucket, EngineError, EngineResult, Home, Lease, Meter, Space, StashMode,
 };
@@ -44,14 +49,12 @@ impl EmbeddedEngine {
     ) -> EngineResult<bool> {
         let key = ephemeral_key(space, id);
         let value = value.to_vec();
-        self.write_ephemeral(space, move |table, now| {
-            if mode == StashMode::IfAbsent && read_live(table, &key, now)?.is_some() {
+        self.write_ephemeral(space, move |slots, now| {
+            if mode == StashMode::IfAbsent && slots.live(&key, now)?.is_some() {
                 return Ok(false);
             }
             let expires = now.saturating_add(ttl_millis(ttl));
-            table
-                .insert(key.as_str(), (expires, value.as_slice()))
-                .map_err(db_err)?;
+            slots.put(&key, expires, &value)?;
             Ok(true)
         })
         .await
@@ -59,20 +62,25 @@ impl EmbeddedEngine {
 
     pub async fn peek(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
         let key = ephemeral_key(space, id);
-        self.blocking(Access::Read, move |db| {
-            let txn = db.begin_read().map_err(db_err)?;
-            let table = txn.open_table(EPHEMERAL).map_err(db_err)?;
-            Ok(read_live(&table, &key, now_millis())?.map(|(_, value)| value))
-        })
-        .await
+        let live = if space.outlives_a_crash() {
+            self.read_now(|db| {
+                let txn = db.begin_read().map_err(db_err)?;
+                let table = txn.open_table(EPHEMERAL).map_err(db_err)?;
+                read_live(&table, &key, now_millis())
+            })?
+        } else {
+            self.volatile
+                .with(now_millis(), |slots, now| slots.live(&key, now))?
+        };
+        Ok(live.map(|(_, value)| value))
     }
 
     pub async fn take(&self, space: Space, id: &str) -> EngineResult<Option<Vec<u8>>> {
         let key = ephemeral_key(space, id);
-        self.write_ephemeral(space, move |table, now| {
-            let live = read_live(table, &key, now)?;
+        self.write_ephemeral(space, move |slots, now| {
+            let live = slots.live(&key, now)?;
             // An expired entry goes too: nobody can see it any more.
-            table.remove(key.as_str()).map_err(db_err)?;
+            slots.remove(&key)?;
             Ok(live.map(|(_, value)| value))
         })
         .await
@@ -86,13 +94,11 @@ impl EmbeddedEngine {
     ) -> EngineResult<Option<Vec<u8>>> {
         let key = ephemeral_key(space, id);
         let value = value.to_vec();
-        self.write_ephemeral(space, move |table, now| {
-            let Some((expires, old)) = read_live(table, &key, now)? else {
+        self.write_ephemeral(space, move |slots, now| {
+            let Some((expires, old)) = slots.live(&key, now)? else {
                 return Ok(None);
             };
-            table
-                .insert(key.as_str(), (expires, value.as_slice()))
-                .map_err(db_err)?;
+            slots.put(&key, expires, &value)?;
             Ok(Some(old))
         })
         .await
@@ -107,8 +113,8 @@ impl EmbeddedEngine {
     ) -> EngineResult<Lease> {
         let key = ephemeral_key(space, id);
         let holder = holder.to_vec();
-        self.write_ephemeral(space, move |table, now| {
-            if let Some((expires, held)) = read_live(table, &key, now)?
+        self.write_ephemeral(space, move |slots, now| {
+            if let Some((expires, held)) = slots.live(&key, now)?
                 && held != holder
             {
                 return Ok(Lease::Busy {
@@ -116,9 +122,7 @@ impl EmbeddedEngine {
                 });
             }
             let expires = now.saturating_add(ttl_millis(ttl));
-            table
-                .insert(key.as_str(), (expires, holder.as_slice()))
-                .map_err(db_err)?;
+            slots.put(&key, expires, &holder)?;
             Ok(Lease::Held)
         })
         .await
@@ -127,10 +131,12 @@ impl EmbeddedEngine {
     pub async fn release(&self, space: Space, id: &str, holder: &[u8]) -> EngineResult<bool> {
         let key = ephemeral_key(space, id);
         let holder = holder.to_vec();
-        self.write_ephemeral(space, move |table, now| {
-            let mine = read_live(table, &key, now)?.is_some_and(|(_, held)| held == holder);
+        self.write_ephemeral(space, move |slots, now| {
+            let mine = slots
+                .live(&key, now)?
+                .is_some_and(|(_, held)| held == holder);
             if mine {
-                table.remove(key.as_str()).map_err(db_err)?;
+                slots.remove(&key)?;
             }
             Ok(mine)
         })
@@ -149,13 +155,11 @@ impl EmbeddedEngine {
     ) -> EngineResult<()> {
         let key = ephemeral_key(space, id);
         let item = item.to_owned();
-        self.write_ephemeral(space, move |table, now| {
-            let current = read_live(table, &key, now)?.map(|(_, value)| value);
+        self.write_ephemeral(space, move |slots, now| {
+            let current = slots.live(&key, now)?.map(|(_, value)| value);
             let text = crate::engine::remembered_with(current.as_deref(), &item, cap);
             let expires = now.saturating_add(ttl_millis(ttl));
-            table
-                .insert(key.as_str(), (expires, text.as_bytes()))
-                .map_err(db_err)?;
+            slots.put(&key, expires, text.as_bytes())?;
             Ok(())
         })
         .await
@@ -163,8 +167,8 @@ impl EmbeddedEngine {
 
     pub async fn discard(&self, space: Space, id: &str) -> EngineResult<()> {
         let key = ephemeral_key(space, id);
-        self.write_ephemeral(space, move |table, _| {
-            table.remove(key.as_str()).map_err(db_err)?;
+        self.write_ephemeral(space, move |slots, _| {
+            slots.remove(&key)?;
             Ok(())
         })
         .await
@@ -174,11 +178,8 @@ impl EmbeddedEngine {
     /// answers the same on both engines.
     pub async fn count(&self, space: Space, id: &str, window: Duration) -> EngineResult<u64> {
         let key = ephemeral_key(space, id);
-        // A counter is a rate-limit window: losing it in a crash costs
-        // nothing, so it is not worth an fsync per message. It becomes
-        // durable with the next durable commit anyway.
-        self.write_ephemeral_as(Durability::None, move |table, now| {
-            let (expires, count) = match read_live(table, &key, now)? {
+        self.write_ephemeral(space, move |slots, now| {
+            let (expires, count) = match slots.live(&key, now)? {
                 Some((expires, value)) => {
                     let count = std::str::from_utf8(&value)
                         .ok()
@@ -190,10 +191,7 @@ impl EmbeddedEngine {
                 }
                 None => (now.saturating_add(ttl_millis(window)), 1),
             };
-            let text = count.to_string();
-            table
-                .insert(key.as_str(), (expires, text.as_bytes()))
-                .map_err(db_err)?;
+            slots.put(&key, expires, count.to_string().as_bytes())?;
             Ok(count)
         })
         .await
@@ -232,54 +230,56 @@ impl EmbeddedEngine {
         Ok(self.buckets.take_all(&buckets))
     }
 
-    /// Runs `work` on the `ephemeral` table in one write transaction, with
-    /// the time read once the transaction holds the write lock. Commits when
-    /// `work` succeeds (also when it wrote nothing, which costs little and
-    /// keeps this simple), aborts when it fails.
-    /// Durable when `space` must outlive a crash
-    /// ([`Space::outlives_a_crash`]).
+    /// Runs `work` where `space` keeps its values, with the time read once
+    /// `work` has them to itself: in memory for the spaces a crash may lose
+    /// (see `volatile`); else in the writer's next transaction, so a burst
+    /// of sign-ins and session tokens shares fsyncs with records and
+    /// appends (see `writer`), answered once durable. `work`
+    /// must write nothing when it fails: the rest of its batch stands.
     async fn write_ephemeral<T, F>(&self, space: Space, work: F) -> EngineResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut redb::Table<'_, &'static str, EphemeralValue>, u64) -> EngineResult<T>
-            + Send
-            + 'static,
+        F: FnOnce(&mut dyn Slots, u64) -> EngineResult<T> + Send + 'static,
     {
-        let durability = if space.outlives_a_crash() {
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        self.write_ephemeral_as(durability, work).await
+        if !space.outlives_a_crash() {
+            return self.volatile.with(now_millis(), work);
+        }
+        let (done, answer) = oneshot::channel();
+        self.writer.send(Job::Ephemeral(Box::new(Durable {
+            work: Some(work),
+            result: None,
+            done,
+        })))?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// One durable ephemeral operation riding in a writer's batch.
+struct Durable<T, F> {
+    work: Option<F>,
+    result: Option<EngineResult<T>>,
+    done: oneshot::Sender<EngineResult<T>>,
+}
+
+impl<T, F> DurableWork for Durable<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut dyn Slots, u64) -> EngineResult<T> + Send,
+{
+    fn run(&mut self, ephemeral: &mut redb::Table<'_, &'static str, EphemeralValue>, now: u64) {
+        if let Some(work) = self.work.take() {
+            self.result = Some(work(ephemeral, now));
+        }
     }
 
-    /// [`Self::write_ephemeral`] with the commit's durability chosen.
-    async fn write_ephemeral_as<T, F>(&self, durability: Durability, work: F) -> EngineResult<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut redb::Table<'_, &'static str, EphemeralValue>, u64) -> EngineResult<T>
-            + Send
-            + 'static,
-    {
-        self.blocking(Access::Write, move |db| {
-            let mut txn = db.begin_write().map_err(db_err)?;
-            txn.set_durability(durability);
-            let result = {
-                let mut table = txn.open_table(EPHEMERAL).map_err(db_err)?;
-                work(&mut table, now_millis())
-            };
-            match result {
-                Ok(value) => {
-                    txn.commit().map_err(db_err)?;
-                    Ok(value)
-                }
-                Err(err) => {
-                    txn.abort().map_err(db_err)?;
-                    Err(err)
-                }
-            }
-        })
-        .await
+    fn answer(self: Box<Self>, failed: Option<&EngineError>) {
+        let answer = match (failed, self.result) {
+            (Some(e), _) => Err(EngineError::Unavailable(e.to_string())),
+            (None, Some(result)) => result,
+            (None, None) => Err(stopped()),
+        };
+        // The caller may have gone.
+        let _ = self.done.send(answer);
     }
 }
 
@@ -306,18 +306,6 @@ pub(super) fn now_micros() -> u64 {
 /// value, for an instant, as Redis would with the 1 ms it is sent.
 fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
-/// The entry at `key` with its expiry, if it has not expired at `now`.
-fn read_live<T>(table: &T, key: &str, now: u64) -> EngineResult<Option<(u64, Vec<u8>)>>
-where
-    T: ReadableTable<&'static str, EphemeralValue>,
-{
-    let Some(guard) = table.get(key).map_err(db_err)? else {
-        return Ok(None);
-    };
-    let (expires, value) = guard.value();
-    Ok((expires > now).then(|| (expires, value.to_vec())))
 }
 
 /// `Database::create`, waiting for a sweep that holds the file of a dropped
@@ -385,10 +373,13 @@ impl Drop for SweepMark {
 /// Every [`SWEEP_INTERVAL`], deletes expired ephemeral values. Holds only a
 /// `Weak` between sweeps, so dropping the engine closes the database and
 /// ends the task at its next wake-up.
-pub(super) fn spawn_sweeper(db: Weak<Database>, file: PathBuf) {
+pub(super) fn spawn_sweeper(db: Weak<Database>, volatile: Weak<Volatile>, file: PathBuf) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(SWEEP_INTERVAL).await;
+            if let Some(volatile) = volatile.upgrade() {
+                volatile.sweep(now_millis());
+            }
             let (db, file) = (db.clone(), file.clone());
             match tokio::task::spawn_blocking(move || sweep_once(&db, &file)).await {
                 Ok(Some(Ok(removed))) => {
@@ -459,7 +450,9 @@ mod tests {
         e.stash(Space::UsedNonce, "a", b"x", short, StashMode::Replace)
             .await
             .unwrap();
-        e.count(Space::RateLimit, "b", short).await.unwrap();
+        e.stash(Space::RefreshToken, "b", b"z", short, StashMode::Replace)
+            .await
+            .unwrap();
         e.stash(Space::UsedNonce, "c", b"y", long, StashMode::Replace)
             .await
             .unwrap();
@@ -478,6 +471,37 @@ mod tests {
         let file = e.path.as_ref().clone();
         drop(e);
         assert!(sweep_once(&weak, &file).is_none());
+    }
+
+    #[tokio::test]
+    async fn values_a_crash_may_lose_stay_out_of_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = EmbeddedEngine::open(dir.path()).await.unwrap();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(e.count(Space::RateLimit, "ip", ttl).await.unwrap(), 1);
+        assert_eq!(e.count(Space::RateLimit, "ip", ttl).await.unwrap(), 2);
+        let lease = e.lease(Space::AssignLease, "q", b"me", ttl).await.unwrap();
+        assert_eq!(lease, Lease::Held);
+        let taken = e.lease(Space::AssignLease, "q", b"you", ttl).await.unwrap();
+        assert!(matches!(taken, Lease::Busy { .. }));
+        e.remember(Space::QueuedByAddress, "ip", "c1", ttl, 10)
+            .await
+            .unwrap();
+        assert_eq!(ephemeral_rows(&e), 0);
+        assert_eq!(
+            e.peek(Space::RateLimit, "ip").await.unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        // A space that must outlive a crash is written to the database.
+        e.stash(Space::UsedNonce, "n", b"x", ttl, StashMode::Replace)
+            .await
+            .unwrap();
+        assert_eq!(ephemeral_rows(&e), 1);
+        // A reopened engine (a restarted node) starts without the others.
+        drop(e);
+        let e = EmbeddedEngine::open(dir.path()).await.unwrap();
+        assert_eq!(e.peek(Space::RateLimit, "ip").await.unwrap(), None);
+        assert!(e.peek(Space::UsedNonce, "n").await.unwrap().is_some());
     }
 
     #[tokio::test]

@@ -1,134 +1,109 @@
 //! Conversation logs on the embedded engine.
 //!
-//! Appends are group-committed: one writer thread takes every append that
-//! is waiting, writes them in one transaction and commits once, so a burst
-//! of messages from many sockets costs one fsync, not one each. Within the
-//! transaction the read of a log's last sequence sees the batch's own
-//! inserts, so sequences stay gapless and are never handed out twice.
-//! An append is answered only after its batch is durable, and announced
-//! (an [`EntryNotice`] on its log's channel) just before, in the order of
-//! the batch, so subscribers see a log's entries in sequence order.
+//! Appends are group-committed by the engine's writer (see `writer`), so
+//! a burst of messages from many sockets costs one fsync, not one each.
+//! Within the transaction the read of a log's last sequence sees the
+//! batch's own inserts, so sequences stay gapless and are never handed out
+//! twice. An append is answered only after its batch is durable, and
+//! announced (an [`EntryNotice`] on its log's channel) just before, in the
+//! order of the batch, so subscribers see a log's entries in sequence
+//! order.
 
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Weak};
-
-use redb::{Database, ReadableTable};
+use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{LOG, LOG_DEDUP};
-use super::{Access, EmbeddedEngine, batches, db_err, fail_batch, open_db};
-use crate::engine::bus::WeakHub;
+use super::writer::{Job, stopped};
+use super::{Access, EmbeddedEngine, db_err};
+use crate::engine::bus::LocalHub;
 use crate::engine::{
     Admission, Appended, BusMessage, Channel, EngineError, EngineResult, EntryNotice, LogEntry,
     Meter, Metered, Space,
 };
 
-/// The most appends one commit carries: a bound on how long the first of a
-/// batch waits for the others' writes.
-const MAX_BATCH: usize = 256;
-
 /// One append waiting for the writer.
-struct Pending {
+pub(super) struct PendingAppend {
     log: u128,
     body: Vec<u8>,
     dedup: Option<String>,
     done: oneshot::Sender<EngineResult<Appended>>,
+    /// Where it landed, once run: answered when the batch commits.
+    appended: Option<Appended>,
 }
 
-/// The way to the log writer thread. The thread ends when every clone of
-/// the engine is gone (the channel closes), and holds the database only
-/// while it writes, so a closed engine releases its file at once.
-#[derive(Clone)]
-pub(super) struct LogWriter {
-    queue: Arc<Sender<Pending>>,
+/// The tables an append writes, opened once per batch.
+pub(super) struct LogTables<'txn> {
+    entries: redb::Table<'txn, (u128, u64), &'static [u8]>,
+    seen: redb::Table<'txn, (u128, &'static str), u64>,
 }
 
-impl LogWriter {
-    /// `hub` is held weakly, like the database: the thread must not keep
-    /// the engine's subscriptions alive.
-    pub(super) fn spawn(db: Weak<Database>, hub: WeakHub) -> EngineResult<Self> {
-        let (queue, waiting) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("switchboard-log-writer".into())
-            .spawn(move || write_batches(&db, &hub, &waiting))
-            .map_err(|e| EngineError::Unavailable(format!("cannot start the log writer: {e}")))?;
+impl<'txn> LogTables<'txn> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> EngineResult<Self> {
         Ok(Self {
-            queue: Arc::new(queue),
+            entries: txn.open_table(LOG).map_err(db_err)?,
+            seen: txn.open_table(LOG_DEDUP).map_err(db_err)?,
         })
     }
 }
 
-fn write_batches(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Pending>) {
-    for batch in batches(waiting, MAX_BATCH) {
-        match open_db(db).and_then(|db| write_batch(&db, &batch)) {
-            Ok(appended) => {
-                if let Some(hub) = hub.upgrade() {
-                    for (pending, appended) in batch.iter().zip(&appended) {
-                        if !appended.duplicate {
-                            let notice = EntryNotice::encode(appended.seq, &pending.body);
-                            hub.deliver(
-                                &Channel::Conversation(uuid::Uuid::from_u128(pending.log)),
-                                BusMessage::Payload(notice.into()),
-                            );
-                        }
-                    }
-                }
-                for (pending, appended) in batch.into_iter().zip(appended) {
-                    // The caller may have gone; the entry is logged anyway.
-                    let _ = pending.done.send(Ok(appended));
-                }
-            }
-            Err(e) => fail_batch(batch.into_iter().map(|pending| pending.done), &e),
+impl PendingAppend {
+    /// Appends after the log's last entry as the batch has left it (so
+    /// sequences stay gapless and are never handed out twice), or finds
+    /// the sequence its dedup id already got; answers whether it wrote.
+    pub(super) fn run(&mut self, tables: &mut LogTables<'_>) -> EngineResult<bool> {
+        let log = self.log;
+        if let Some(id) = &self.dedup
+            && let Some(seq) = tables.seen.get((log, id.as_str())).map_err(db_err)?
+        {
+            self.appended = Some(Appended {
+                seq: seq.value(),
+                duplicate: true,
+            });
+            return Ok(false);
         }
+        let seq = last_in(&tables.entries, log)?
+            .checked_add(1)
+            .ok_or_else(|| EngineError::Unavailable("the log is full".into()))?;
+        tables
+            .entries
+            .insert((log, seq), self.body.as_slice())
+            .map_err(db_err)?;
+        if let Some(id) = &self.dedup {
+            tables
+                .seen
+                .insert((log, id.as_str()), seq)
+                .map_err(db_err)?;
+        }
+        self.appended = Some(Appended {
+            seq,
+            duplicate: false,
+        });
+        Ok(true)
+    }
+
+    /// Announces a new entry on its log's channel (a duplicate is not new).
+    pub(super) fn announce(&self, hub: &LocalHub) {
+        if let Some(appended) = self.appended.filter(|a| !a.duplicate) {
+            let notice = EntryNotice::encode(appended.seq, &self.body);
+            hub.deliver(
+                &Channel::Conversation(uuid::Uuid::from_u128(self.log)),
+                BusMessage::Payload(notice.into()),
+            );
+        }
+    }
+
+    /// `failed`: the batch did not commit, for this reason.
+    pub(super) fn answer(self, failed: Option<&EngineError>) {
+        let answer = match (failed, self.appended) {
+            (Some(e), _) => Err(EngineError::Unavailable(e.to_string())),
+            (None, Some(appended)) => Ok(appended),
+            (None, None) => Err(stopped()),
+        };
+        // The caller may have gone; the entry is logged anyway.
+        let _ = self.done.send(answer);
     }
 }
 
-/// Appends a batch in one transaction: all of it is committed, or none.
-fn write_batch(db: &Database, batch: &[Pending]) -> EngineResult<Vec<Appended>> {
-    let txn = db.begin_write().map_err(db_err)?;
-    let outcome = (|| {
-        let mut seen = txn.open_table(LOG_DEDUP).map_err(db_err)?;
-        let mut entries = txn.open_table(LOG).map_err(db_err)?;
-        batch
-            .iter()
-            .map(|pending| {
-                let log = pending.log;
-                if let Some(id) = &pending.dedup
-                    && let Some(seq) = seen.get((log, id.as_str())).map_err(db_err)?
-                {
-                    return Ok(Appended {
-                        seq: seq.value(),
-                        duplicate: true,
-                    });
-                }
-                let seq = last_in(&entries, log)?
-                    .checked_add(1)
-                    .ok_or_else(|| EngineError::Unavailable("the log is full".into()))?;
-                entries
-                    .insert((log, seq), pending.body.as_slice())
-                    .map_err(db_err)?;
-                if let Some(id) = &pending.dedup {
-                    seen.insert((log, id.as_str()), seq).map_err(db_err)?;
-                }
-                Ok(Appended {
-                    seq,
-                    duplicate: false,
-                })
-            })
-            .collect::<EngineResult<Vec<_>>>()
-    })();
-    match outcome {
-        // A batch of duplicates wrote nothing: no need to pay for a commit.
-        Ok(appended) if appended.iter().any(|a| !a.duplicate) => {
-            txn.commit().map_err(db_err)?;
-            Ok(appended)
-        }
-        other => {
-            txn.abort().map_err(db_err)?;
-            other
-        }
-    }
-}
 /// The sequence of the newest entry of `log`, 0 when it has none.
 fn last_in<T>(table: &T, log: u128) -> EngineResult<u64>
 where
@@ -152,19 +127,14 @@ impl EmbeddedEngine {
         dedup: Option<&str>,
     ) -> EngineResult<Appended> {
         let (done, answer) = oneshot::channel();
-        let pending = Pending {
+        self.writer.send(Job::Append(PendingAppend {
             log: log.as_u128(),
             body: body.to_vec(),
             dedup: dedup.map(str::to_owned),
             done,
-        };
-        self.log_writer
-            .queue
-            .send(pending)
-            .map_err(|_| EngineError::Unavailable("the log writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| EngineError::Unavailable("the log writer has stopped".into()))?
+            appended: None,
+        }))?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// The bucket first (in memory, see `buckets`), then the append: not
@@ -204,7 +174,7 @@ impl EmbeddedEngine {
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
-        self.blocking(Access::Read, move |db| {
+        self.read_now(|db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(LOG).map_err(db_err)?;
             entries
@@ -220,7 +190,6 @@ impl EmbeddedEngine {
                 })
                 .collect()
         })
-        .await
     }
 
     pub async fn read_log_before(
@@ -233,7 +202,7 @@ impl EmbeddedEngine {
         let Some(last) = before.checked_sub(1).filter(|last| *last > 0) else {
             return Ok(Vec::new());
         };
-        self.blocking(Access::Read, move |db| {
+        self.read_now(|db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(LOG).map_err(db_err)?;
             entries
@@ -250,17 +219,15 @@ impl EmbeddedEngine {
                 })
                 .collect()
         })
-        .await
     }
 
     pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
         let log = log.as_u128();
-        self.blocking(Access::Read, move |db| {
+        self.read_now(|db| {
             let txn = db.begin_read().map_err(db_err)?;
             let entries = txn.open_table(LOG).map_err(db_err)?;
             last_in(&entries, log)
         })
-        .await
     }
 
     /// The log's entries and dedup ids in one write transaction. The

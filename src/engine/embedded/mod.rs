@@ -6,7 +6,10 @@
 //! one node to reach, so the local hub is all of it.
 //!
 //! Every write is one redb write transaction, and redb runs those one at a
-//! time, so each operation is atomic by construction.
+//! time, so each operation is atomic by construction. What a crash may lose
+//! stays out of the database: rate buckets (`buckets`) and the ephemeral
+//! values of leases, wake marks, presence and abuse counters (`volatile`),
+//! each behind one lock.
 
 mod backup;
 mod buckets;
@@ -15,6 +18,8 @@ mod homes;
 mod log;
 mod records;
 mod tables;
+mod volatile;
+mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,7 +27,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Weak};
 
 use redb::Database;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 
 use super::bus::LocalHub;
 use super::{BusMessage, Channel, EngineError, EngineResult, Subscription};
@@ -34,12 +39,13 @@ pub struct EmbeddedEngine {
     path: Arc<PathBuf>,
     /// The bus: one node, so the local fan-out is all of it.
     hub: LocalHub,
-    /// Appends, group-committed by one thread.
-    log_writer: log::LogWriter,
-    /// Record commits, group-committed by another.
-    record_writer: records::RecordWriter,
+    /// Record commits, appends and durable ephemeral values,
+    /// group-committed by one thread.
+    writer: writer::Writer,
     /// Rate buckets, in memory (see `buckets`).
     buckets: Arc<buckets::Buckets>,
+    /// Ephemeral values a crash may lose, in memory (see `volatile`).
+    volatile: Arc<volatile::Volatile>,
     /// How many blocking threads may run storage work at once.
     lanes: Arc<Lanes>,
 }
@@ -53,14 +59,16 @@ enum Access {
     Write,
 }
 
-/// Bounds on the blocking threads storage work occupies. redb runs one
-/// write transaction at a time, so a burst of writes (15,000 visitors
-/// opening sessions, 256 at once) would otherwise park a blocking thread
-/// per waiting write, each with its stack and allocator arena, and the
-/// process keeps much of that memory after the burst (docs/benchmarks.md).
-/// Waiting for a lane costs a task, not a thread. Reads run side by side,
-/// a few per core; writes two at a time, so the next is ready when redb's
-/// lock frees.
+/// Bounds on the blocking threads storage work occupies: scans (listings,
+/// referrers, backups) and the few writes that do not go through the
+/// writer (sweeps, deleting a log). Point reads run on the caller's thread
+/// ([`EmbeddedEngine::read_now`]) and the hot writes on the writer's
+/// (`writer`). redb runs one write transaction at a time, so a burst of
+/// writes would otherwise park a blocking thread per waiting write, each
+/// with its stack and allocator arena, and the process keeps much of that
+/// memory after the burst (docs/benchmarks.md). Waiting for a lane costs a
+/// task, not a thread. Scans run side by side, a few per core; writes two
+/// at a time, so the next is ready when redb's lock frees.
 #[derive(Debug)]
 struct Lanes {
     readers: Arc<Semaphore>,
@@ -120,18 +128,6 @@ fn open_db(db: &Weak<Database>) -> EngineResult<Arc<Database>> {
         .ok_or_else(|| EngineError::Unavailable("the database is closed".into()))
 }
 
-/// Answers every job of a batch that failed as a whole with the failure.
-fn fail_batch<T>(
-    dones: impl IntoIterator<Item = oneshot::Sender<EngineResult<T>>>,
-    error: &EngineError,
-) {
-    let message = error.to_string();
-    for done in dones {
-        // The caller may have gone.
-        let _ = done.send(Err(EngineError::Unavailable(message.clone())));
-    }
-}
-
 /// Every storage failure is `Unavailable`: callers cannot do anything more
 /// specific with a redb error than report it.
 fn db_err(err: impl fmt::Display) -> EngineError {
@@ -169,17 +165,17 @@ impl EmbeddedEngine {
         .await
         .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))??;
         let db = Arc::new(db);
-        ephemeral::spawn_sweeper(Arc::downgrade(&db), canonical);
+        let volatile = Arc::default();
+        ephemeral::spawn_sweeper(Arc::downgrade(&db), Arc::downgrade(&volatile), canonical);
         let hub = LocalHub::default();
-        let log_writer = log::LogWriter::spawn(Arc::downgrade(&db), hub.downgrade())?;
-        let record_writer = records::RecordWriter::spawn(Arc::downgrade(&db))?;
+        let writer = writer::Writer::spawn(Arc::downgrade(&db), hub.downgrade())?;
         Ok(Self {
             db,
             path: Arc::new(path),
             hub,
-            log_writer,
-            record_writer,
+            writer,
             buckets: Arc::default(),
+            volatile,
             lanes: Arc::new(Lanes::new()),
         })
     }
@@ -205,6 +201,17 @@ impl EmbeddedEngine {
         })
         .await
         .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))?
+    }
+
+    /// Runs a point read (a few keys, or a bounded range of one log) on
+    /// the caller's thread. It touches a few B-tree pages, in redb's cache
+    /// or the kernel's, and takes microseconds: handing it to a blocking
+    /// thread cost more than the read, and under a burst of arrivals point
+    /// reads queued for the read lanes for milliseconds each, which made
+    /// every session open and first message wait (docs/benchmarks.md).
+    /// Scans (listings, referrers, backups) still take a lane.
+    fn read_now<T>(&self, work: impl FnOnce(&Database) -> EngineResult<T>) -> EngineResult<T> {
+        work(&self.db)
     }
 
     pub async fn ping(&self) -> EngineResult<()> {

@@ -1,19 +1,19 @@
 //! Records on the embedded engine.
 //!
-//! Every [`Commit`] is one redb write transaction: it validates against the
-//! state before any write, aborts on the first failed check, and otherwise
-//! applies every write before committing, so it is atomic by construction.
+//! Every [`Commit`] runs in the writer's transaction (see `writer`): it
+//! validates against the state before any write and writes nothing when a
+//! check fails, and otherwise applies every write, so it is atomic by
+//! construction, and durable once its batch commits.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Weak};
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
-use super::{Access, EmbeddedEngine, batches, db_err, fail_batch, open_db};
+use super::writer::{Job, stopped};
+use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::{
     Claim, Collection, Commit, EngineError, EngineResult, Expect, Home, Page, RecordKey,
     StoredRecord, Write,
@@ -87,29 +87,25 @@ fn dedup<T: Eq + Hash>(items: &[T]) -> Vec<&T> {
 
 impl EmbeddedEngine {
     pub async fn get(&self, key: &RecordKey) -> EngineResult<Option<StoredRecord>> {
-        let key = key.clone();
-        self.blocking(Access::Read, move |db| {
+        self.read_now(|db| {
             let txn = db.begin_read().map_err(db_err)?;
             let records = txn.open_table(RECORDS).map_err(db_err)?;
-            read_stored(&records, &key)
+            read_stored(&records, key)
         })
-        .await
     }
 
     pub async fn get_many(&self, keys: &[RecordKey]) -> EngineResult<Vec<Option<StoredRecord>>> {
-        let keys = keys.to_vec();
-        self.blocking(Access::Read, move |db| {
+        self.read_now(|db| {
             let txn = db.begin_read().map_err(db_err)?;
             let records = txn.open_table(RECORDS).map_err(db_err)?;
             keys.iter().map(|key| read_stored(&records, key)).collect()
         })
-        .await
     }
 
     pub async fn lookup(&self, claim: &Claim) -> EngineResult<Option<StoredRecord>> {
         let home = claim.home();
         let claim = claim.name();
-        self.blocking(Access::Read, move |db| {
+        self.read_now(|db| {
             let txn = db.begin_read().map_err(db_err)?;
             let claims = txn.open_table(CLAIMS).map_err(db_err)?;
             let holder = match claims.get(claim.as_str()).map_err(db_err)? {
@@ -119,7 +115,6 @@ impl EmbeddedEngine {
             let records = txn.open_table(RECORDS).map_err(db_err)?;
             read_stored(&records, &holder)
         })
-        .await
     }
 
     pub async fn referrers(&self, key: &RecordKey) -> EngineResult<Vec<RecordKey>> {
@@ -181,102 +176,59 @@ impl EmbeddedEngine {
         .await
     }
 
-    /// Answered once the commit is durable: it goes to the record writer,
-    /// which commits it with whatever else is waiting (see [`RecordWriter`]).
+    /// Answered once the commit is durable: it goes to the writer, which
+    /// commits it with whatever else is waiting (see `writer`).
     pub async fn commit(&self, commit: Commit) -> EngineResult<()> {
         let (done, answer) = oneshot::channel();
-        let stopped = || EngineError::Unavailable("the record writer has stopped".into());
-        self.record_writer
-            .queue
-            .send(PendingCommit { commit, done })
-            .map_err(|_| stopped())?;
+        self.writer.send(Job::Commit(PendingCommit {
+            commit,
+            done,
+            outcome: None,
+        }))?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-/// The most commits one transaction carries: a bound on how long the first
-/// of a batch waits for the others' writes.
-const MAX_COMMITS: usize = 64;
-
-/// One commit waiting for the record writer.
-struct PendingCommit {
+/// One record commit waiting for the writer.
+pub(super) struct PendingCommit {
     commit: Commit,
     done: oneshot::Sender<EngineResult<()>>,
+    /// Its checks' verdict, once run: answered when the batch commits.
+    outcome: Option<EngineResult<()>>,
 }
 
-/// The way to the record writer thread, which group-commits records as the
-/// log writer does appends (`log.rs`): it takes every commit waiting,
-/// checks and applies each in turn in one write transaction, each seeing
-/// the ones before it exactly as if they had run one by one, and makes the
-/// batch durable with one fsync. A burst of visitors opening sessions and
-/// conversations then costs a few fsyncs, not one per record change. The
-/// thread ends when every clone of the engine is gone, and holds the
-/// database only while it writes.
-#[derive(Clone)]
-pub(super) struct RecordWriter {
-    queue: Arc<Sender<PendingCommit>>,
-}
-
-impl RecordWriter {
-    pub(super) fn spawn(db: Weak<Database>) -> EngineResult<Self> {
-        let (queue, waiting) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("switchboard-record-writer".into())
-            .spawn(move || write_commits(&db, &waiting))
-            .map_err(|e| {
-                EngineError::Unavailable(format!("cannot start the record writer: {e}"))
-            })?;
-        Ok(Self {
-            queue: Arc::new(queue),
-        })
-    }
-}
-
-fn write_commits(db: &Weak<Database>, waiting: &Receiver<PendingCommit>) {
-    for batch in batches(waiting, MAX_COMMITS) {
-        match open_db(db).and_then(|db| commit_batch(&db, &batch)) {
-            Ok(answers) => {
-                for (pending, answer) in batch.into_iter().zip(answers) {
-                    // The caller may have gone; the commit stands anyway.
-                    let _ = pending.done.send(answer);
-                }
+impl PendingCommit {
+    /// Checks the commit against the batch's state so far and applies it
+    /// unless refused; answers whether it wrote. A storage failure is the
+    /// whole batch's.
+    pub(super) fn run(&mut self, tables: &mut Tables<'_>) -> EngineResult<bool> {
+        let outcome = match check(tables, &self.commit) {
+            Ok(()) => {
+                apply(tables, &self.commit)?;
+                Ok(())
             }
-            Err(e) => fail_batch(batch.into_iter().map(|pending| pending.done), &e),
-        }
+            Err(refused) if refused.is_refusal() => Err(refused),
+            Err(failed) => return Err(failed),
+        };
+        let wrote = outcome.is_ok();
+        self.outcome = Some(outcome);
+        Ok(wrote)
     }
-}
 
-/// Checks and applies each commit of `batch` in one transaction, and
-/// answers each one's outcome. A commit its checks refuse writes nothing,
-/// and the others go on; a storage failure fails the whole batch (nothing
-/// of it is committed).
-fn commit_batch(db: &Database, batch: &[PendingCommit]) -> EngineResult<Vec<EngineResult<()>>> {
-    let txn = db.begin_write().map_err(db_err)?;
-    let outcome = (|| {
-        let mut tables = Tables::open(&txn)?;
-        batch
-            .iter()
-            .map(|pending| match check(&tables, &pending.commit) {
-                Ok(()) => apply(&mut tables, &pending.commit).map(Ok),
-                Err(refused) if refused.is_refusal() => Ok(Err(refused)),
-                Err(failed) => Err(failed),
-            })
-            .collect::<EngineResult<Vec<_>>>()
-    })();
-    match outcome {
-        Ok(answers) if answers.iter().any(Result::is_ok) => {
-            txn.commit().map_err(db_err)?;
-            Ok(answers)
-        }
-        other => {
-            txn.abort().map_err(db_err)?;
-            other
-        }
+    /// `failed`: the batch did not commit, for this reason.
+    pub(super) fn answer(self, failed: Option<&EngineError>) {
+        let answer = match (failed, self.outcome) {
+            (Some(e), _) => Err(EngineError::Unavailable(e.to_string())),
+            (None, Some(outcome)) => outcome,
+            (None, None) => Err(stopped()),
+        };
+        // The caller may have gone; the commit stands anyway.
+        let _ = self.done.send(answer);
     }
 }
 
 /// The tables a record commit reads and writes, opened once per batch.
-struct Tables<'txn> {
+pub(super) struct Tables<'txn> {
     records: redb::Table<'txn, &'static str, RecordValue>,
     refs: redb::Table<'txn, Pair, ()>,
     backrefs: redb::Table<'txn, Pair, ()>,
@@ -286,7 +238,7 @@ struct Tables<'txn> {
 }
 
 impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> EngineResult<Self> {
+    pub(super) fn open(txn: &'txn WriteTransaction) -> EngineResult<Self> {
         Ok(Self {
             records: txn.open_table(RECORDS).map_err(db_err)?,
             refs: txn.open_table(REFS).map_err(db_err)?,
@@ -534,6 +486,7 @@ fn release_claim(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::embedded::writer::run_batch;
     use crate::engine::{Kind, Put};
 
     fn queue(org: uuid::Uuid, id: &str, expect: Expect) -> Commit {
@@ -549,6 +502,24 @@ mod tests {
             refs: Vec::new(),
             unique: Vec::new(),
         })
+    }
+
+    fn pending(commit: Commit) -> Job {
+        Job::Commit(PendingCommit {
+            commit,
+            done: oneshot::channel().0,
+            outcome: None,
+        })
+    }
+
+    fn outcomes(batch: Vec<Job>) -> Vec<EngineResult<()>> {
+        batch
+            .into_iter()
+            .filter_map(|job| match job {
+                Job::Commit(pending) => pending.outcome,
+                _ => None,
+            })
+            .collect()
     }
 
     /// One batch runs its commits as if one by one: each sees those before
@@ -568,14 +539,9 @@ mod tests {
             queue(org, "b", Expect::Version(7)),
             queue(org, "c", Expect::Absent),
         ];
-        let batch: Vec<PendingCommit> = commits
-            .into_iter()
-            .map(|commit| PendingCommit {
-                commit,
-                done: oneshot::channel().0,
-            })
-            .collect();
-        let answers = commit_batch(&engine.db, &batch).unwrap();
+        let mut batch: Vec<Job> = commits.into_iter().map(pending).collect();
+        run_batch(&engine.db, &mut batch).unwrap();
+        let answers = outcomes(batch);
         let refused: Vec<bool> = answers.iter().map(Result::is_err).collect();
         assert_eq!(refused, [false, true, false, true, false]);
         assert!(matches!(
@@ -595,12 +561,9 @@ mod tests {
         assert_eq!(versions, [Some(2), None, Some(1)]);
 
         // A batch refused whole writes nothing at all.
-        let batch = [PendingCommit {
-            commit: queue(org, "c", Expect::Absent),
-            done: oneshot::channel().0,
-        }];
-        let answers = commit_batch(&engine.db, &batch).unwrap();
-        assert!(answers[0].is_err());
+        let mut batch = vec![pending(queue(org, "c", Expect::Absent))];
+        run_batch(&engine.db, &mut batch).unwrap();
+        assert!(outcomes(batch)[0].is_err());
         assert_eq!(engine.get(&key("c")).await.unwrap().unwrap().version, 1);
     }
 
