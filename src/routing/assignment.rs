@@ -5,7 +5,7 @@
 //! changes the conversation and its agent's record in one commit, decided
 //! by a function of [`decide`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -342,39 +342,16 @@ impl Routing {
                 .list_all::<AgentState>(&Collection::OnlineAgents(org.0))
                 .await?;
             let plan = decide::plan_offers(&waiting, &agents, &queue, now);
-            let mut agents: HashMap<Uuid, AgentState> =
-                agents.into_iter().map(|a| (a.meta.id, a)).collect();
-            let mut conversations: HashMap<Uuid, Conversation> =
-                waiting.iter().map(|c| (c.meta.id, c.clone())).collect();
-            let mut missed = 0;
-            for planned in &plan {
-                if !lease.keep().await? {
-                    return Ok(None);
-                }
-                let (Some(c), Some(a)) = (
-                    conversations.get(&planned.conversation),
-                    agents.get(&planned.agent),
-                ) else {
-                    continue;
-                };
-                match self.make_offer(c.clone(), a.clone(), &queue, now).await {
-                    Ok(Some(a)) => {
-                        conversations.remove(&planned.conversation);
-                        agents.insert(a.meta.id, a);
-                    }
-                    Ok(None) => missed += 1,
-                    Err(e) => {
-                        tracing::warn!(conversation = %planned.conversation, agent = %planned.agent, error = %e, "offer failed; the next pass tries again");
-                        missed += 1;
-                    }
-                }
+            if !lease.keep().await? {
+                return Ok(None);
             }
-            let made = plan.len() - missed;
+            let (offered, missed) = self.make_offers(&plan, &waiting, agents, &queue, now).await;
+            let made = offered.len();
             let again = !overdue.is_empty() || (made > 0 && (missed > 0 || full));
             if !again {
                 let left: Vec<Conversation> = waiting
                     .into_iter()
-                    .filter(|c| conversations.contains_key(&c.meta.id))
+                    .filter(|c| !offered.contains(&c.meta.id))
                     .collect();
                 return Ok(Some(PassOutcome {
                     waiting: !left.is_empty(),
@@ -387,6 +364,76 @@ impl Routing {
             waiting: true,
             next_due: Some(now),
         }))
+    }
+
+    /// Makes a round's planned offers: each agent's in the plan's order,
+    /// one after another (each sees the agent as the one before left it),
+    /// different agents' side by side. A round then takes as many commits
+    /// in a row as the most offers one agent gets, not one per offer: on
+    /// the embedded engine a commit waits for an fsync, and a burst of a
+    /// thousand arrivals was offered one fsync at a time. Answers the
+    /// conversations offered, and how many planned offers were not made.
+    async fn make_offers(
+        &self,
+        plan: &[decide::Planned],
+        waiting: &[Conversation],
+        agents: Vec<AgentState>,
+        queue: &Queue,
+        now: DateTime<Utc>,
+    ) -> (HashSet<Uuid>, usize) {
+        let waiting: HashMap<Uuid, &Conversation> =
+            waiting.iter().map(|c| (c.meta.id, c)).collect();
+        let mut chains: HashMap<Uuid, (AgentState, Vec<Conversation>)> = agents
+            .into_iter()
+            .map(|a| (a.meta.id, (a, Vec::new())))
+            .collect();
+        let mut missed = 0;
+        for planned in plan {
+            match (
+                waiting.get(&planned.conversation),
+                chains.get_mut(&planned.agent),
+            ) {
+                (Some(c), Some((_, offers))) => offers.push((*c).clone()),
+                _ => missed += 1,
+            }
+        }
+        let chains = chains
+            .into_values()
+            .filter(|(_, offers)| !offers.is_empty())
+            .map(|(agent, offers)| self.offer_in_turn(agent, offers, queue, now));
+        let mut offered = HashSet::new();
+        for (made, not_made) in futures::future::join_all(chains).await {
+            offered.extend(made);
+            missed += not_made;
+        }
+        (offered, missed)
+    }
+
+    /// One agent's offers of a round, in order; answers those made and how
+    /// many were not.
+    async fn offer_in_turn(
+        &self,
+        mut agent: AgentState,
+        offers: Vec<Conversation>,
+        queue: &Queue,
+        now: DateTime<Utc>,
+    ) -> (Vec<Uuid>, usize) {
+        let (mut made, mut missed) = (Vec::new(), 0);
+        for c in offers {
+            let id = c.meta.id;
+            match self.make_offer(c, agent.clone(), queue, now).await {
+                Ok(Some(a)) => {
+                    made.push(id);
+                    agent = a;
+                }
+                Ok(None) => missed += 1,
+                Err(e) => {
+                    tracing::warn!(conversation = %id, agent = %agent.meta.id, error = %e, "offer failed; the next pass tries again");
+                    missed += 1;
+                }
+            }
+        }
+        (made, missed)
     }
 
     /// Makes one planned offer: committed on the records the plan was made
