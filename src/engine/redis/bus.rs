@@ -64,6 +64,8 @@ const MIN_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// How long Redis may take to confirm a SUBSCRIBE or UNSUBSCRIBE before the
 /// connection is given up as dead.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most subscription requests one SUBSCRIBE carries.
+const MAX_SUBSCRIBE_BATCH: usize = 512;
 /// First pause between reconnection attempts, doubled after each failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// Cap on that pause, so a Redis that comes back is used again quickly.
@@ -386,13 +388,30 @@ impl Actor {
                     let Some(request) = request else {
                         return Ended::EngineGone;
                     };
-                    if let Err(err) = self.ensure_subscribed(link, request.channel).await {
-                        let _ = request.reply.send(Err(EngineError::Unavailable(format!(
-                            "bus: cannot subscribe: {err}"
-                        ))));
+                    // Every request already waiting goes in the same
+                    // SUBSCRIBE: a burst of arrivals asks for thousands of
+                    // channels, and one confirmed round trip each queued
+                    // them for most of a second (docs/benchmarks.md).
+                    let mut batch = vec![request];
+                    while batch.len() < MAX_SUBSCRIBE_BATCH
+                        && let Ok(more) = self.requests.try_recv()
+                    {
+                        batch.push(more);
+                    }
+                    let channels = batch.iter().map(|r| r.channel.clone()).collect();
+                    let subscribed = self.ensure_subscribed(link, channels).await;
+                    for request in batch {
+                        let answer = match &subscribed {
+                            Ok(()) => Ok(()),
+                            Err(err) => Err(EngineError::Unavailable(format!(
+                                "bus: cannot subscribe: {err}"
+                            ))),
+                        };
+                        let _ = request.reply.send(answer);
+                    }
+                    if let Err(err) = subscribed {
                         return Ended::Lost(err);
                     }
-                    let _ = request.reply.send(Ok(()));
                 }
                 forgotten = self.forgotten.recv() => {
                     let Some(channel) = forgotten else {
@@ -481,15 +500,27 @@ impl Actor {
         self.hub.upgrade().is_some_and(|hub| hub.contains(channel))
     }
 
-    async fn ensure_subscribed(&self, link: &mut Link, channel: Channel) -> Result<(), BusError> {
-        let name = keys::bus_channel(&self.prefix, &channel);
-        // Already subscribed, or the requester gave up (and its release
-        // follows): nothing to do.
-        if link.channels.contains_key(&name) || !self.wanted(&channel) {
+    /// Subscribes `channels` in one command, answered once Redis has
+    /// confirmed them all.
+    async fn ensure_subscribed(
+        &self,
+        link: &mut Link,
+        channels: Vec<Channel>,
+    ) -> Result<(), BusError> {
+        let mut named: HashMap<String, Channel> = HashMap::new();
+        for channel in channels {
+            let name = keys::bus_channel(&self.prefix, &channel);
+            // Already subscribed, or the requester gave up (and its release
+            // follows): nothing to do.
+            if !link.channels.contains_key(&name) && self.wanted(&channel) {
+                named.insert(name, channel);
+            }
+        }
+        if named.is_empty() {
             return Ok(());
         }
-        link.subscribe(vec![name.clone()]).await?;
-        link.channels.insert(name, channel);
+        link.subscribe(named.keys().cloned().collect()).await?;
+        link.channels.extend(named);
         Ok(())
     }
 
