@@ -3,9 +3,10 @@
 //! address has waiting in a deployment's queues are bounded, so that one
 //! client cannot fill the queues real visitors wait in.
 //!
-//! The bound keeps, per address and deployment, the ids of the
+//! The bound keeps, per address and deployment, the ids of the newest
 //! conversations it opened (an ephemeral value that expires a day after the
-//! last one), and counts those whose records still wait: the records are
+//! last one, added to in one engine step), and counts those whose records
+//! still wait: the records are
 //! the truth, the list only says where to look, so a conversation that
 //! ended or was answered stops counting at once.
 
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::model::{Conversation, ConversationState};
 use super::{Routing, RoutingError, RoutingResult};
-use crate::engine::{RecordKey, Space, StashMode};
+use crate::engine::{RecordKey, Space};
 use crate::limits::{Key, Refused, address_key};
 use crate::store::StoreError;
 use crate::store::records::Deployment;
@@ -29,9 +30,6 @@ const QUEUED_LIST_TTL: Duration = Duration::from_secs(24 * 3600);
 /// What a client whose conversations fill its share of the queue is told
 /// to wait before trying again.
 const QUEUE_FULL_RETRY: Duration = Duration::from_secs(30);
-
-/// Attempts at adding to an address's list while other nodes add to it too.
-const LIST_ATTEMPTS: usize = 8;
 
 fn limited(what: &'static str) -> impl Fn(Refused) -> RoutingError {
     move |refused| RoutingError::Limited {
@@ -79,8 +77,8 @@ impl Routing {
             .map_err(limited("new conversations in this deployment"))
     }
 
-    /// Adds a conversation just opened to its address's list, dropping the
-    /// ones that no longer wait. A failure only loses count of this one.
+    /// Adds a conversation just opened to its address's list. A failure
+    /// only loses count of this one.
     pub(super) async fn record_queued(
         &self,
         client: Option<IpAddr>,
@@ -139,73 +137,43 @@ impl Routing {
         Ok(waiting)
     }
 
-    /// Read, prune, write back with the new id; written only over the
-    /// value read (or where none was), so two nodes adding at once both
-    /// end up in the list.
+    /// One atomic step in the engine, whatever other nodes add at once.
+    /// It used to be read, prune, write back over the value read, retried
+    /// on a race: a burst of arrivals from one address (a NAT, an office)
+    /// raced on the list, most adds gave up, and the bound let through
+    /// what it should have counted (docs/benchmarks.md).
     async fn add_queued(
         &self,
         address: IpAddr,
         deployment: &Deployment,
         conversation: Uuid,
     ) -> RoutingResult<()> {
-        let id = list_id(address, deployment.meta.id);
-        let engine = self.engine();
-        for _ in 0..LIST_ATTEMPTS {
-            let listed = engine
-                .peek(Space::QueuedByAddress, &id)
-                .await
-                .map_err(StoreError::from)?;
-            let mut ids = self
-                .still_waiting(deployment.org_id, parse_list(listed.as_deref()))
-                .await?;
-            if !ids.contains(&conversation) {
-                ids.push(conversation);
-            }
-            let body = serde_json::to_vec(&ids).unwrap_or_default();
-            let written = match listed {
-                None => engine
-                    .stash(
-                        Space::QueuedByAddress,
-                        &id,
-                        &body,
-                        QUEUED_LIST_TTL,
-                        StashMode::IfAbsent,
-                    )
-                    .await
-                    .map_err(StoreError::from)?,
-                Some(before) => {
-                    let previous = engine
-                        .swap(Space::QueuedByAddress, &id, &body)
-                        .await
-                        .map_err(StoreError::from)?;
-                    match previous {
-                        Some(previous) if previous == before => true,
-                        // Another node wrote between the read and the swap:
-                        // its ids are merged on the next round.
-                        Some(previous) => {
-                            let mut merged = parse_list(Some(&previous));
-                            for mine in ids {
-                                if !merged.contains(&mine) {
-                                    merged.push(mine);
-                                }
-                            }
-                            let body = serde_json::to_vec(&merged).unwrap_or_default();
-                            engine
-                                .swap(Space::QueuedByAddress, &id, &body)
-                                .await
-                                .map_err(StoreError::from)?;
-                            continue;
-                        }
-                        None => false,
-                    }
-                }
-            };
-            if written {
-                return Ok(());
-            }
-        }
-        Err(RoutingError::Contended)
+        let bound = self.limiter.org(deployment.org_id).await.queued_per_address;
+        self.engine()
+            .remember(
+                Space::QueuedByAddress,
+                &list_id(address, deployment.meta.id),
+                &conversation.to_string(),
+                QUEUED_LIST_TTL,
+                list_cap(bound),
+            )
+            .await
+            .map_err(StoreError::from)?;
+        Ok(())
     }
+}
+
+/// How many of an address's newest conversations its list keeps: four
+/// times the bound, at least 64. Those that ended are not pruned (that
+/// would be a read and a write, which race), only pushed out by newer
+/// ones; a still-waiting one is pushed out only by that many newer
+/// conversations from the same address, which the per-address rate of new
+/// conversations spreads over time.
+fn list_cap(bound: u32) -> usize {
+    usize::try_from(bound)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4)
+        .max(64)
 }
 
 /// `<deployment>:<address>`, the address as per-address limits count it.
@@ -213,9 +181,41 @@ fn list_id(address: IpAddr, deployment: Uuid) -> String {
     format!("{deployment}:{}", address_key(address))
 }
 
-/// The stored list; anything unreadable counts as empty (it is only where
-/// to look).
+/// The stored list (newline-separated ids, as the engine's `remember`
+/// keeps them; a JSON array as written before); anything unreadable is
+/// skipped (it is only where to look).
 fn parse_list(body: Option<&[u8]>) -> Vec<Uuid> {
-    body.and_then(|b| serde_json::from_slice(b).ok())
-        .unwrap_or_default()
+    let Some(body) = body else {
+        return Vec::new();
+    };
+    if body.first() == Some(&b'[') {
+        return serde_json::from_slice(body).unwrap_or_default();
+    }
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_read_in_either_format_and_skip_what_is_not_an_id() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let lines = format!("{a}\nnot an id\n{b}");
+        assert_eq!(parse_list(Some(lines.as_bytes())), [a, b]);
+        let json = serde_json::to_vec(&[a, b]).unwrap();
+        assert_eq!(parse_list(Some(&json)), [a, b]);
+        assert!(parse_list(Some(b"[broken")).is_empty());
+        assert!(parse_list(None).is_empty());
+    }
+
+    #[test]
+    fn a_list_keeps_several_times_the_bound() {
+        assert_eq!(list_cap(2), 64);
+        assert_eq!(list_cap(20), 80);
+        assert_eq!(list_cap(10_000), 40_000);
+    }
 }

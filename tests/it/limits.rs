@@ -325,6 +325,33 @@ async fn queued_conversations_from_one_address_are_bounded(kind: EngineKind) {
 }
 on_both_engines!(queued_conversations_from_one_address_are_bounded);
 
+/// Conversations opened at once from one address are each counted: the
+/// bound is not a list that concurrent arrivals race to rewrite.
+async fn a_burst_from_one_address_counts_every_conversation(kind: EngineKind) {
+    const BURST: usize = 24;
+    // Only this bound: the other per-address limits would refuse a burst.
+    let setup = Setup::new(kind).set(limits::ENV_QUEUED_PER_ADDRESS, &BURST.to_string());
+    let app = TestApp::spawn_with(setup).await;
+    let site = app.guest_site().await;
+    let mut guests = Vec::new();
+    for _ in 0..BURST {
+        guests.push(app.configured_guest(&site.deployment, &new_token()).await);
+    }
+    let answers = futures::future::join_all(
+        guests
+            .iter_mut()
+            .enumerate()
+            .map(|(i, guest)| async move { guest.say(&format!("at once {i}")).await }),
+    )
+    .await;
+    for answer in &answers {
+        assert_eq!(answer["class"], "StructuredMessage", "{answer}");
+    }
+    let mut one_more = app.configured_guest(&site.deployment, &new_token()).await;
+    assert_too_many(&one_more.say("one too many").await);
+}
+on_both_engines!(a_burst_from_one_address_counts_every_conversation);
+
 async fn new_conversations_are_rate_limited_per_address(kind: EngineKind) {
     let setup = Setup::new(kind)
         .address_limits()

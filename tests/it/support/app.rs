@@ -127,8 +127,6 @@ impl Setup {
         self
     }
 
-    /// With the limits per client address at their defaults (see
-    /// [`Setup::new`]).
     /// Every limit as shipped (see [`lifted_limits`]).
     pub(crate) fn shipped_limits(mut self) -> Self {
         for (name, _) in lifted_limits() {
@@ -137,6 +135,8 @@ impl Setup {
         self
     }
 
+    /// With the limits per client address at their defaults (see
+    /// [`Setup::new`]).
     pub(crate) fn address_limits(mut self) -> Self {
         for name in PER_ADDRESS_LIMITS {
             self.env.remove(name);
