@@ -2,9 +2,10 @@
 //! once expired.
 //!
 //! Values of the spaces that must outlive a crash (nonces, refresh tokens,
-//! revocations...) live in the database, each write one durable write
-//! transaction, and redb runs those one at a time, so each is atomic; the
-//! others live in memory (`volatile`), each operation under one lock.
+//! revocations...) live in the database, each write run by the writer in
+//! its batch's transaction as if alone (see `writer`), so each is atomic
+//! and durable once answered; the others live in memory (`volatile`), each
+//! operation under one lock.
 //!
 //! Values expire lazily: an entry past its expiry is invisible to every
 //! operation, and a background sweep deletes such entries now and then so the
@@ -19,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
 use super::volatile::{Slots, Volatile, read_live};
-use super::writer::{DurableWork, Job, stopped};
+use super::writer::{DurableWork, Job, settle, stopped};
 use super::{EmbeddedEngine, db_err};
 use crate::engine::{
     Admission, Bucket, EngineError, EngineResult, Home, Lease, Meter, Space, StashMode,
@@ -273,13 +274,8 @@ where
     }
 
     fn answer(self: Box<Self>, failed: Option<&EngineError>) {
-        let answer = match (failed, self.result) {
-            (Some(e), _) => Err(EngineError::Unavailable(e.to_string())),
-            (None, Some(result)) => result,
-            (None, None) => Err(stopped()),
-        };
         // The caller may have gone.
-        let _ = self.done.send(answer);
+        let _ = self.done.send(settle(failed, self.result));
     }
 }
 

@@ -13,7 +13,7 @@ use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{LOG, LOG_DEDUP};
-use super::writer::{Job, stopped};
+use super::writer::{Job, settle, stopped};
 use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::bus::LocalHub;
 use crate::engine::{
@@ -94,13 +94,8 @@ impl PendingAppend {
 
     /// `failed`: the batch did not commit, for this reason.
     pub(super) fn answer(self, failed: Option<&EngineError>) {
-        let answer = match (failed, self.appended) {
-            (Some(e), _) => Err(EngineError::Unavailable(e.to_string())),
-            (None, Some(appended)) => Ok(appended),
-            (None, None) => Err(stopped()),
-        };
         // The caller may have gone; the entry is logged anyway.
-        let _ = self.done.send(answer);
+        let _ = self.done.send(settle(failed, self.appended.map(Ok)));
     }
 }
 

@@ -12,7 +12,7 @@ use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::tables::{BACKREFS, CLAIMS, COLLECTIONS, HELD, Pair, RECORDS, REFS, RecordValue};
-use super::writer::{Job, stopped};
+use super::writer::{Job, settle, stopped};
 use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::{
     Claim, Collection, Commit, EngineError, EngineResult, Expect, Home, Page, RecordKey,
@@ -217,13 +217,8 @@ impl PendingCommit {
 
     /// `failed`: the batch did not commit, for this reason.
     pub(super) fn answer(self, failed: Option<&EngineError>) {
-        let answer = match (failed, self.outcome) {
-            (Some(e), _) => Err(EngineError::Unavailable(e.to_string())),
-            (None, Some(outcome)) => outcome,
-            (None, None) => Err(stopped()),
-        };
         // The caller may have gone; the commit stands anyway.
-        let _ = self.done.send(answer);
+        let _ = self.done.send(settle(failed, self.outcome));
     }
 }
 

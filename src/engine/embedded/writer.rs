@@ -80,6 +80,19 @@ pub(super) fn stopped() -> EngineError {
     EngineError::Unavailable("the storage writer has stopped".into())
 }
 
+/// A job's answer once its batch has ended: its own outcome, unless the
+/// batch failed (`failed`) or never ran it.
+pub(super) fn settle<T>(
+    failed: Option<&EngineError>,
+    outcome: Option<EngineResult<T>>,
+) -> EngineResult<T> {
+    match (failed, outcome) {
+        (Some(e), _) => Err(EngineError::Unavailable(e.to_string())),
+        (None, Some(outcome)) => outcome,
+        (None, None) => Err(stopped()),
+    }
+}
+
 fn write_jobs(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Job>) {
     for mut batch in batches(waiting, MAX_JOBS) {
         let outcome = open_db(db).and_then(|db| run_batch(&db, &mut batch));
