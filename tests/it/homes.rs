@@ -20,12 +20,15 @@ use crate::support::site::SiteSpec;
 
 /// Many organizations, each with a site, through two nodes on a 3-master
 /// cluster, a few of them with a conversation between a visitor on one node
-/// and an agent on the other: each organization has one home, and no
-/// master holds more than half of the installation's keys.
+/// and an agent on the other: each organization has one home, every
+/// master holds some, and none more than half.
 ///
-/// Where an organization lands is its id's hash slot: with 96 of them, a
-/// master holding more than half (48, where 32 is the mean) is a 3.5
-/// standard-deviation event, so this does not fail by bad luck.
+/// Where an organization lands is its id's hash slot: with 97 homes, a
+/// master holding more than half (49, where 32 is the mean) is a 3.5
+/// standard-deviation event, so this does not fail by bad luck. Counted in
+/// homes, not keys: the installation's own home (the list of organizations,
+/// settings) is one hash tag with hundreds of keys, which made a master
+/// over half the keys a matter of luck.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn organizations_spread_over_the_cluster_masters() {
     const ORGANIZATIONS: usize = 96;
@@ -82,12 +85,6 @@ async fn organizations_spread_over_the_cluster_masters() {
         total > 10 * ORGANIZATIONS,
         "the run wrote its keys: {counts:?}"
     );
-    for (port, count) in &counts {
-        assert!(
-            count * 2 <= total,
-            "master {port} holds {count} of {total} keys: {counts:?}"
-        );
-    }
     // One home per organization (the default one too), each on one master.
     let mut homes: BTreeMap<String, std::collections::BTreeSet<u16>> = BTreeMap::new();
     for (port, names) in &keys {
@@ -103,6 +100,17 @@ async fn organizations_spread_over_the_cluster_masters() {
     }
     assert_eq!(homes.len(), ORGANIZATIONS + 1, "one home per organization");
     assert!(homes.values().all(|masters| masters.len() == 1));
+    let mut per_master: BTreeMap<u16, usize> = counts.keys().map(|port| (*port, 0)).collect();
+    for port in homes.values().flatten() {
+        *per_master.entry(*port).or_default() += 1;
+    }
+    for (port, held) in &per_master {
+        assert!(
+            *held > 0 && held * 2 <= homes.len(),
+            "master {port} holds {held} of {} homes: {per_master:?} (keys: {counts:?})",
+            homes.len()
+        );
+    }
 
     // What spans organizations reads each one's home on its own shard:
     // the list of organizations (which the sweeps walk) reads them all.
