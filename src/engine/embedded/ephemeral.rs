@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, DatabaseError};
+use redb::{Database, DatabaseError, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::tables::{EPHEMERAL, EphemeralValue, ephemeral_key};
-use super::volatile::{Slots, Volatile, read_live};
+use super::volatile::{Slots, Volatile};
 use super::writer::{DurableWork, Job, settle, stopped};
 use super::{EmbeddedEngine, db_err};
 use crate::engine::{
@@ -302,6 +302,35 @@ pub(super) fn now_micros() -> u64 {
 /// value, for an instant, as Redis would with the 1 ms it is sent.
 fn ttl_millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Slots for redb::Table<'_, &'static str, EphemeralValue> {
+    fn live(&self, key: &str, now: u64) -> EngineResult<Option<(u64, Vec<u8>)>> {
+        read_live(self, key, now)
+    }
+
+    fn put(&mut self, key: &str, expires: u64, value: &[u8]) -> EngineResult<()> {
+        self.insert(key, (expires, value)).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str) -> EngineResult<()> {
+        redb::Table::remove(self, key).map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// The entry at `key` of an ephemeral redb table with its expiry, if it has
+/// not expired at `now`.
+fn read_live<T>(table: &T, key: &str, now: u64) -> EngineResult<Option<(u64, Vec<u8>)>>
+where
+    T: ReadableTable<&'static str, EphemeralValue>,
+{
+    let Some(guard) = table.get(key).map_err(db_err)? else {
+        return Ok(None);
+    };
+    let (expires, value) = guard.value();
+    Ok((expires > now).then(|| (expires, value.to_vec())))
 }
 
 /// `Database::create`, waiting for a sweep that holds the file of a dropped

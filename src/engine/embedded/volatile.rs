@@ -14,53 +14,21 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use redb::ReadableTable;
-
-use super::db_err;
-use super::tables::EphemeralValue;
 use crate::engine::EngineResult;
 
 /// The fewest entries the map holds before it is swept of expired ones.
 const MIN_SWEEP: usize = 1024;
 
 /// What an ephemeral operation needs of where its values live: the redb
-/// table for values that must outlive a crash, [`Volatile`]'s map for the
-/// others. Operations are written once, against this.
+/// table for values that must outlive a crash (its side is in
+/// `ephemeral`), [`Volatile`]'s map for the others. Operations are written
+/// once, against this.
 pub(super) trait Slots {
     /// The value at `key` with its expiry (Unix milliseconds), unless it
     /// has expired at `now`.
     fn live(&self, key: &str, now: u64) -> EngineResult<Option<(u64, Vec<u8>)>>;
     fn put(&mut self, key: &str, expires: u64, value: &[u8]) -> EngineResult<()>;
     fn remove(&mut self, key: &str) -> EngineResult<()>;
-}
-
-impl Slots for redb::Table<'_, &'static str, EphemeralValue> {
-    fn live(&self, key: &str, now: u64) -> EngineResult<Option<(u64, Vec<u8>)>> {
-        read_live(self, key, now)
-    }
-
-    fn put(&mut self, key: &str, expires: u64, value: &[u8]) -> EngineResult<()> {
-        self.insert(key, (expires, value)).map_err(db_err)?;
-        Ok(())
-    }
-
-    fn remove(&mut self, key: &str) -> EngineResult<()> {
-        redb::Table::remove(self, key).map_err(db_err)?;
-        Ok(())
-    }
-}
-
-/// The entry at `key` of an ephemeral redb table with its expiry, if it has
-/// not expired at `now`.
-pub(super) fn read_live<T>(table: &T, key: &str, now: u64) -> EngineResult<Option<(u64, Vec<u8>)>>
-where
-    T: ReadableTable<&'static str, EphemeralValue>,
-{
-    let Some(guard) = table.get(key).map_err(db_err)? else {
-        return Ok(None);
-    };
-    let (expires, value) = guard.value();
-    Ok((expires > now).then(|| (expires, value.to_vec())))
 }
 
 /// The values of the spaces a crash may lose.

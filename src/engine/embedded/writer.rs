@@ -118,13 +118,6 @@ fn write_jobs(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Job>) {
     }
 }
 
-/// The tables a batch writes, opened once for it.
-struct Opened<'txn> {
-    records: Tables<'txn>,
-    log: LogTables<'txn>,
-    ephemeral: redb::Table<'txn, &'static str, EphemeralValue>,
-}
-
 /// Runs each job of `batch` in one transaction, keeping each one's outcome
 /// in it, and commits unless nothing was written. A job refused by its
 /// checks writes nothing and the others go on; a storage failure fails the
@@ -143,19 +136,18 @@ pub(super) fn run_batch(db: &Database, batch: &mut [Job]) -> EngineResult<()> {
 
 /// Answers whether anything was written.
 fn run_in(txn: &WriteTransaction, batch: &mut [Job]) -> EngineResult<bool> {
-    let mut opened = Opened {
-        records: Tables::open(txn)?,
-        log: LogTables::open(txn)?,
-        ephemeral: txn.open_table(EPHEMERAL).map_err(db_err)?,
-    };
+    // Opened once for the batch.
+    let mut records = Tables::open(txn)?;
+    let mut log = LogTables::open(txn)?;
+    let mut ephemeral = txn.open_table(EPHEMERAL).map_err(db_err)?;
     let now = now_millis();
     let mut wrote = false;
     for job in batch.iter_mut() {
         wrote |= match job {
-            Job::Commit(commit) => commit.run(&mut opened.records)?,
-            Job::Append(append) => append.run(&mut opened.log)?,
+            Job::Commit(commit) => commit.run(&mut records)?,
+            Job::Append(append) => append.run(&mut log)?,
             Job::Ephemeral(work) => {
-                work.run(&mut opened.ephemeral, now);
+                work.run(&mut ephemeral, now);
                 true
             }
         };
