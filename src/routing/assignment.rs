@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::assigner::LeaseKeeper;
+use super::commit::Writes;
 use super::decide;
 use super::events::agent_participant;
 use super::model::{
@@ -409,8 +410,9 @@ impl Routing {
         (offered, missed)
     }
 
-    /// One agent's offers of a round, in order; answers those made and how
-    /// many were not.
+    /// One agent's offers of a round: all in one commit when none of the
+    /// records changed since the plan was made, else one after another on
+    /// fresh reads. Answers those made and how many were not.
     async fn offer_in_turn(
         &self,
         mut agent: AgentState,
@@ -418,6 +420,15 @@ impl Routing {
         queue: &Queue,
         now: DateTime<Utc>,
     ) -> (Vec<Uuid>, usize) {
+        if offers.len() > 1 {
+            match self.offer_together(&agent, &offers, queue, now).await {
+                Ok(Some(outcome)) => return outcome,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(agent = %agent.meta.id, error = %e, "offers failed; making them one by one");
+                }
+            }
+        }
         let (mut made, mut missed) = (Vec::new(), 0);
         for c in offers {
             let id = c.meta.id;
@@ -434,6 +445,48 @@ impl Routing {
             }
         }
         (made, missed)
+    }
+
+    /// Makes an agent's planned offers of a round in one commit of the
+    /// agent's record and every conversation offered, on the records the
+    /// plan was made on. One commit, not one per offer: an agent's record
+    /// changes once a round, so its own `accept` of an earlier offer races
+    /// one write, not a chain of them (under a burst the accept lost every
+    /// attempt to the chain and the agent was told `busy`), and a round
+    /// costs one engine round trip per agent. Answers `None`, having
+    /// written nothing, when a record changed since the plan.
+    async fn offer_together(
+        &self,
+        agent: &AgentState,
+        offers: &[Conversation],
+        queue: &Queue,
+        now: DateTime<Utc>,
+    ) -> RoutingResult<Option<(Vec<Uuid>, usize)>> {
+        let mut a = agent.clone();
+        let mut writes = Writes::default();
+        let (mut made, mut missed) = (Vec::new(), 0);
+        for c in offers {
+            let mut c = c.clone();
+            if decide::offer_planned(&mut c, &mut a, queue, now).is_err() {
+                missed += 1;
+                continue;
+            }
+            writes.put(&mut c, now)?;
+            made.push(c.meta.id);
+        }
+        if made.is_empty() {
+            return Ok(Some((made, missed)));
+        }
+        writes.put(&mut a, now)?;
+        match self.store.commit(writes.into_commit()).await {
+            Ok(()) => {}
+            Err(StoreError::Stale { .. } | StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        for conversation in &made {
+            self.offered(*conversation, a.meta.id).await;
+        }
+        Ok(Some((made, missed)))
     }
 
     /// Makes one planned offer: committed on the records the plan was made

@@ -30,6 +30,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::commit::{MAX_ATTEMPTS, backoff};
 use super::model::{AgentState, Conversation, ConversationState, GuestSession, Notice, Visitor};
 use super::{Routing, RoutingError, RoutingResult};
 use crate::auth::visitor_token::visitor_lists_key;
@@ -47,10 +48,6 @@ const BATCH: u64 = 100;
 /// sweep deletes per organization at most, so that one sweep stays short;
 /// the next sweep goes on where it stopped.
 const MAX_PER_SWEEP: u64 = 1000;
-
-/// How often a conversation's erasure reads and tries again when the
-/// records it touches changed meanwhile.
-const MAX_ATTEMPTS: usize = 8;
 
 /// The id of the retention sweep's one lease.
 const LEASE_ID: &str = "sweep";
@@ -420,6 +417,9 @@ impl Routing {
         for attempt in 0.. {
             if attempt == MAX_ATTEMPTS {
                 return Err(RoutingError::Contended);
+            }
+            if attempt > 0 {
+                backoff(attempt).await;
             }
             let Some(c) = self.conversation(org, id).await? else {
                 break;

@@ -314,8 +314,16 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
         let _ = plan_tx.send(Some(step));
         let deadline = clock.instant(step.last_due()) + Duration::from_millis(args.deadline_ms);
         let expected = conversations * messages;
+        // Done when every echo is back, and every message echoed has both
+        // its acks: an agent's ack may come after the visitor has the echo
+        // (the echo's notice can overtake the answer to the agent's send).
+        let step_slots = slots.get(step.rows()).unwrap_or_default();
         let on_time = wait_until(deadline, || {
             completed.load(Ordering::Relaxed) >= done_before + expected
+                && step_slots
+                    .iter()
+                    .filter(|s| load(&s.visitor_got) != 0)
+                    .all(|s| load(&s.visitor_acked) != 0 && load(&s.agent_acked) != 0)
         })
         .await;
         let cpu_after = cpu_by_name(&watched);
