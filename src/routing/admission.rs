@@ -31,6 +31,10 @@ const QUEUED_LIST_TTL: Duration = Duration::from_secs(24 * 3600);
 /// to wait before trying again.
 const QUEUE_FULL_RETRY: Duration = Duration::from_secs(30);
 
+/// What the two rates of new conversations refuse.
+const PER_ADDRESS: &str = "new conversations from this address";
+const PER_DEPLOYMENT: &str = "new conversations in this deployment";
+
 fn limited(what: &'static str) -> impl Fn(Refused) -> RoutingError {
     move |refused| RoutingError::Limited {
         what,
@@ -49,32 +53,43 @@ impl Routing {
     ) -> RoutingResult<()> {
         let rates = self.limiter.org(deployment.org_id).await;
         let id = deployment.meta.id;
-        if let Some(address) = client {
-            let waiting = self.queued_from(address, deployment).await?;
-            if waiting.len() >= usize::try_from(rates.queued_per_address).unwrap_or(usize::MAX) {
-                return Err(RoutingError::Limited {
-                    what: "conversations waiting from this address",
-                    retry_after: QUEUE_FULL_RETRY,
-                });
-            }
-            self.limiter
-                .admit(
-                    Key::ConversationsPerAddress {
-                        address,
-                        deployment: id,
-                    },
-                    rates.conversations_per_address,
-                )
+        let per_deployment = (
+            Key::ConversationsPerDeployment { deployment: id },
+            rates.conversations_per_deployment,
+        );
+        let Some(address) = client else {
+            return self
+                .limiter
+                .admit(per_deployment.0, per_deployment.1)
                 .await
-                .map_err(limited("new conversations from this address"))?;
+                .map_err(limited(PER_DEPLOYMENT));
+        };
+        let bound = usize::try_from(rates.queued_per_address).unwrap_or(usize::MAX);
+        if self.queue_full(address, deployment, bound).await? {
+            return Err(RoutingError::Limited {
+                what: "conversations waiting from this address",
+                retry_after: QUEUE_FULL_RETRY,
+            });
         }
+        // Both buckets in one engine step, all or none: a conversation
+        // refused by the deployment's rate spends nothing of the address's.
+        let per_address = (
+            Key::ConversationsPerAddress {
+                address,
+                deployment: id,
+            },
+            rates.conversations_per_address,
+        );
         self.limiter
-            .admit(
-                Key::ConversationsPerDeployment { deployment: id },
-                rates.conversations_per_deployment,
-            )
+            .admit_all(deployment.org_id, &[per_address, per_deployment])
             .await
-            .map_err(limited("new conversations in this deployment"))
+            .map_err(|(index, refused)| {
+                limited(if index == 0 {
+                    PER_ADDRESS
+                } else {
+                    PER_DEPLOYMENT
+                })(refused)
+            })
     }
 
     /// Adds a conversation just opened to its address's list. A failure
@@ -91,13 +106,19 @@ impl Routing {
         }
     }
 
-    /// The conversations from `address` in `deployment` that still wait
-    /// for an agent (waiting or offered).
-    async fn queued_from(
+    /// Whether `bound` conversations or more from `address` in
+    /// `deployment` still wait for an agent (waiting or offered). An address
+    /// whose list holds fewer than `bound` ids cannot be at it, and its
+    /// records are not read: most arrivals cost one small read here, where
+    /// reading every listed record made each arrival from a busy address
+    /// read all the conversations it opened before (in a burst from a few
+    /// addresses, tens of records per arrival; docs/benchmarks.md).
+    async fn queue_full(
         &self,
         address: IpAddr,
         deployment: &Deployment,
-    ) -> RoutingResult<Vec<Uuid>> {
+        bound: usize,
+    ) -> RoutingResult<bool> {
         let listed = self
             .engine()
             .peek(
@@ -106,8 +127,11 @@ impl Routing {
             )
             .await
             .map_err(StoreError::from)?;
-        self.still_waiting(deployment.org_id, parse_list(listed.as_deref()))
-            .await
+        let listed = parse_list(listed.as_deref());
+        if listed.len() < bound {
+            return Ok(false);
+        }
+        Ok(self.still_waiting(deployment.org_id, listed).await?.len() >= bound)
     }
 
     async fn still_waiting(&self, org: OrgId, ids: Vec<Uuid>) -> RoutingResult<Vec<Uuid>> {

@@ -263,15 +263,20 @@ impl Routing {
         // As the conversation knows the visitor: signed in (with names) once
         // the session stepped up, whichever socket sends.
         let from = Participant::visitor(conversation.visitor.as_ref());
-        let appended = self.append(conversation.meta.id, from, event, now).await;
-        if opened {
+        let append = self.append(conversation.meta.id, from, event, now);
+        let appended = if opened {
+            // Counted against its address beside the append, not after it:
+            // the answer waits for one engine round trip, not two.
+            let counted = self.record_queued(client, deployment, conversation.meta.id);
+            let (appended, ()) = tokio::join!(append, counted);
             // Woken once the message is logged, so the agent's offer shows
             // it; assigned in the background, never before the answer.
             tracing::info!(conversation = %conversation.meta.id, queue = %conversation.queue_id, "conversation opened");
-            self.record_queued(client, deployment, conversation.meta.id)
-                .await;
             self.wake_queue(conversation.org_id, conversation.queue_id);
-        }
+            appended
+        } else {
+            append.await
+        };
         let (event, duplicate) = appended?;
         Ok((conversation, event, duplicate))
     }

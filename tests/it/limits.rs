@@ -366,7 +366,14 @@ async fn new_conversations_are_rate_limited_per_address(kind: EngineKind) {
     assert_too_many(&third.say("one conversation too many").await);
     // Messages into a conversation already open are not new conversations.
     assert_eq!(first.say("more").await["class"], "StructuredMessage");
-    assert_expiring(&app, kind, "e:rate:ca:*", Duration::from_secs(2 * 3600 + 1)).await;
+    // Counted in the organization's home, with the deployment's bucket.
+    assert_expiring(
+        &app,
+        kind,
+        "{o:*}:e:rate:ca:*",
+        Duration::from_secs(2 * 3600 + 1),
+    )
+    .await;
 }
 on_both_engines!(new_conversations_are_rate_limited_per_address);
 

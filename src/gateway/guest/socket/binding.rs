@@ -375,17 +375,24 @@ impl Conn {
     /// Makes `conversation` the socket's current one: subscribes, then
     /// answers its newest sequence. Delivery starts from its beginning.
     pub(super) async fn follow(&mut self, conversation: Uuid) -> Result<u64, GuestError> {
+        self.follow_from_start(conversation).await?;
+        self.state
+            .routing
+            .last_seq(conversation)
+            .await
+            .map_err(routing_error)
+    }
+
+    /// Makes `conversation` the socket's current one, subscribed, for a
+    /// catch-up from its beginning (which reads the log anyway).
+    pub(super) async fn follow_from_start(&mut self, conversation: Uuid) -> Result<(), GuestError> {
         self.subscribe(Feed::Conversation, Channel::Conversation(conversation))
             .await?;
         if let Some(bound) = &mut self.bound {
             bound.following = Some((conversation, Cursor::default()));
             bound.posting = None;
         }
-        self.state
-            .routing
-            .last_seq(conversation)
-            .await
-            .map_err(routing_error)
+        Ok(())
     }
 
     pub(super) fn unfollow(&mut self) {

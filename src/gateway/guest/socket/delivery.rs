@@ -287,7 +287,7 @@ impl Conn {
             Ok(Some(current)) if current.conversation_id == Some(conversation) => {}
             _ => return Ok(()),
         }
-        if self.follow(conversation).await.is_err() {
+        if self.follow_from_start(conversation).await.is_err() {
             return Ok(());
         }
         self.catch_up(None).await

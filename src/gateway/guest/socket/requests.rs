@@ -104,15 +104,20 @@ impl Conn {
     /// socket followed): the session's rate goes on from what it spent
     /// instead of starting afresh with the new conversation. Never refuses
     /// what is already logged.
-    async fn charge_moved(&mut self, conversation: Uuid) {
-        let Some(session) = self.bound.as_ref().map(|b| b.session) else {
-            return;
-        };
-        let limiter = &self.state.limits;
-        let rate = limiter.org(self.deployment.org_id).await.guest_messages;
-        let _spent = limiter
-            .admit_beside(conversation, Key::GuestMessages { session }, rate)
-            .await;
+    ///
+    /// The charge holds nothing of the socket, so it runs beside whatever
+    /// the socket does next.
+    fn charge_moved(&self, conversation: Uuid) -> impl Future<Output = ()> + use<> {
+        let session = self.bound.as_ref().map(|b| b.session);
+        let limiter = self.state.limits.clone();
+        let org = self.deployment.org_id;
+        async move {
+            let Some(session) = session else { return };
+            let rate = limiter.org(org).await.guest_messages;
+            let _spent = limiter
+                .admit_beside(conversation, Key::GuestMessages { session }, rate)
+                .await;
+        }
     }
 
     /// The visitor as the followed conversation knows them, while the
@@ -233,8 +238,11 @@ impl Conn {
         tracing_id: Option<&str>,
     ) -> Result<Flow, Fail> {
         if posted.switched {
-            self.charge_moved(posted.conversation).await;
-            self.follow(posted.conversation).await?;
+            // Followed from its start: the catch-up after the answer sends
+            // it whole, so its newest sequence is not read here.
+            let charged = self.charge_moved(posted.conversation);
+            let (followed, ()) = tokio::join!(self.follow_from_start(posted.conversation), charged);
+            followed?;
         }
         if let Some(bound) = &mut self.bound
             && bound
