@@ -322,7 +322,12 @@ impl Api {
     pub(crate) fn new(base: impl Into<String>) -> Api {
         Api {
             base: base.into(),
-            http: reqwest::Client::new(),
+            // A node that stops answering fails the test in a minute, as
+            // the socket helpers' waits do, instead of holding the suite.
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap(),
         }
     }
 
