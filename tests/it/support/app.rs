@@ -325,7 +325,7 @@ impl Api {
             // A node that stops answering fails the test in a minute, as
             // the socket helpers' waits do, instead of holding the suite.
             http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(60))
+                .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
         }
