@@ -667,6 +667,45 @@ async fn a_burst_waits_answered_and_is_assigned_in_one_batch() {
     );
 }
 
+/// An agent who frees up for a queue with several conversations waiting
+/// gets the round's offers in one commit of its record: its own `accept` of
+/// one of them then races one write, not one per offer (a chain of commits
+/// once won every attempt of an accept, which was told `busy`).
+#[tokio::test]
+async fn an_agents_offers_of_a_round_are_one_commit() {
+    let center = Center::new().await;
+    let queue = center.queue(3).await;
+    let now = Utc::now();
+    let mut waiting = Vec::new();
+    for i in 0..3 {
+        waiting.push(
+            center
+                .visitor_writes(&queue, now + Duration::milliseconds(i))
+                .await,
+        );
+    }
+    let agent = center.away_agent(now).await;
+    let available = center
+        .routing
+        .set_status(&agent, AgentStatus::Available, vec![queue.meta.id], now)
+        .await
+        .unwrap();
+    center.routing.settled().await;
+    let state = center.agent_state(&agent).await;
+    assert_eq!(state.conversations.len(), 3);
+    assert_eq!(state.meta.version, available.meta.version + 1);
+    for c in &waiting {
+        assert_eq!(
+            offered_to(&center.conversation(c.meta.id).await),
+            Some(agent.id)
+        );
+    }
+    // And the agent accepts them all, one after another.
+    for c in &waiting {
+        center.routing.accept(&agent, c.meta.id, now).await.unwrap();
+    }
+}
+
 /// Declined by every agent, a conversation is not left waiting forever: once
 /// the queue's cool-down has passed the assigner offers it again.
 #[tokio::test]
