@@ -127,6 +127,16 @@ impl Center {
         conversation
     }
 
+    /// `count` first messages in a row, a millisecond apart from `now`.
+    async fn arrivals(&self, queue: &Queue, count: i64, now: DateTime<Utc>) -> Vec<Conversation> {
+        let mut conversations = Vec::new();
+        for i in 0..count {
+            let at = now + Duration::milliseconds(i);
+            conversations.push(self.visitor_writes(queue, at).await);
+        }
+        conversations
+    }
+
     async fn conversation(&self, id: Uuid) -> Conversation {
         self.routing
             .conversation(self.org, id)
@@ -622,14 +632,7 @@ async fn a_burst_waits_answered_and_is_assigned_in_one_batch() {
     let center = Center::new().await;
     let queue = center.queue(2).await;
     let now = Utc::now();
-    let mut burst = Vec::new();
-    for i in 0..10 {
-        burst.push(
-            center
-                .visitor_writes(&queue, now + Duration::milliseconds(i))
-                .await,
-        );
-    }
+    let burst = center.arrivals(&queue, 10, now).await;
     assert_eq!(states(&center, &burst).await, (10, 0));
     let agents = [
         center.agent(&queue, now - Duration::seconds(30)).await,
@@ -676,14 +679,7 @@ async fn an_agents_offers_of_a_round_are_one_commit() {
     let center = Center::new().await;
     let queue = center.queue(3).await;
     let now = Utc::now();
-    let mut waiting = Vec::new();
-    for i in 0..3 {
-        waiting.push(
-            center
-                .visitor_writes(&queue, now + Duration::milliseconds(i))
-                .await,
-        );
-    }
+    let waiting = center.arrivals(&queue, 3, now).await;
     let agent = center.away_agent(now).await;
     let available = center
         .routing
@@ -694,15 +690,10 @@ async fn an_agents_offers_of_a_round_are_one_commit() {
     let state = center.agent_state(&agent).await;
     assert_eq!(state.conversations.len(), 3);
     assert_eq!(state.meta.version, available.meta.version + 1);
+    // Each offered to the agent, who accepts them one after another.
     for c in &waiting {
-        assert_eq!(
-            offered_to(&center.conversation(c.meta.id).await),
-            Some(agent.id)
-        );
-    }
-    // And the agent accepts them all, one after another.
-    for c in &waiting {
-        center.routing.accept(&agent, c.meta.id, now).await.unwrap();
+        let accepted = center.routing.accept(&agent, c.meta.id, now).await;
+        assert_eq!(accepted.unwrap().agent(), Some(agent.id));
     }
 }
 
