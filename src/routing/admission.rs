@@ -53,14 +53,11 @@ impl Routing {
     ) -> RoutingResult<()> {
         let rates = self.limiter.org(deployment.org_id).await;
         let id = deployment.meta.id;
-        let per_deployment = (
-            Key::ConversationsPerDeployment { deployment: id },
-            rates.conversations_per_deployment,
-        );
+        let per_deployment = Key::ConversationsPerDeployment { deployment: id };
         let Some(address) = client else {
             return self
                 .limiter
-                .admit(per_deployment.0, per_deployment.1)
+                .admit(per_deployment, rates.conversations_per_deployment)
                 .await
                 .map_err(limited(PER_DEPLOYMENT));
         };
@@ -73,22 +70,24 @@ impl Routing {
         }
         // Both buckets in one engine step, all or none: a conversation
         // refused by the deployment's rate spends nothing of the address's.
-        let per_address = (
-            Key::ConversationsPerAddress {
-                address,
-                deployment: id,
-            },
-            rates.conversations_per_address,
-        );
+        let per_address = Key::ConversationsPerAddress {
+            address,
+            deployment: id,
+        };
+        let buckets = [
+            (per_address, rates.conversations_per_address),
+            (per_deployment, rates.conversations_per_deployment),
+        ];
         self.limiter
-            .admit_all(deployment.org_id, &[per_address, per_deployment])
+            .admit_all(deployment.org_id, &buckets)
             .await
             .map_err(|(index, refused)| {
-                limited(if index == 0 {
+                let what = if index == 0 {
                     PER_ADDRESS
                 } else {
                     PER_DEPLOYMENT
-                })(refused)
+                };
+                limited(what)(refused)
             })
     }
 
@@ -131,12 +130,13 @@ impl Routing {
         if listed.len() < bound {
             return Ok(false);
         }
-        Ok(self.still_waiting(deployment.org_id, listed).await?.len() >= bound)
+        Ok(self.still_waiting(deployment.org_id, listed).await? >= bound)
     }
 
-    async fn still_waiting(&self, org: OrgId, ids: Vec<Uuid>) -> RoutingResult<Vec<Uuid>> {
+    /// How many of `ids` still wait for an agent (waiting or offered).
+    async fn still_waiting(&self, org: OrgId, ids: Vec<Uuid>) -> RoutingResult<usize> {
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(0);
         }
         let keys: Vec<RecordKey> = ids
             .iter()
@@ -147,15 +147,14 @@ impl Routing {
             .get_many(&keys)
             .await
             .map_err(StoreError::from)?;
-        let mut waiting = Vec::new();
-        for (id, record) in ids.into_iter().zip(found) {
-            let Some(record) = record else { continue };
+        let mut waiting = 0;
+        for record in found.into_iter().flatten() {
             let conversation: Conversation = crate::store::decode(record)?;
             if matches!(
                 conversation.state,
                 ConversationState::Waiting { .. } | ConversationState::Offered { .. }
             ) {
-                waiting.push(id);
+                waiting += 1;
             }
         }
         Ok(waiting)
