@@ -1,9 +1,7 @@
 //! Conversation logs on the embedded engine.
 //!
 //! Appends are group-committed by the engine's writer (see `writer`), so
-//! a burst of messages from many sockets costs one fsync, not one each,
-//! and a batch of appends alone is made durable by the append journal (see
-//! `journal`): one write in a row, not one per page it changed.
+//! a burst of messages from many sockets costs one fsync, not one each.
 //! Within the transaction the read of a log's last sequence sees the
 //! batch's own inserts, so sequences stay gapless and are never handed out
 //! twice. An append is answered only after its batch is durable, and
@@ -14,10 +12,9 @@
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::journal::Entry;
 use super::tables::{LOG, LOG_DEDUP};
 use super::writer::{Job, settle, stopped};
-use super::{EmbeddedEngine, db_err};
+use super::{Access, EmbeddedEngine, db_err};
 use crate::engine::bus::LocalHub;
 use crate::engine::{
     Admission, Appended, BusMessage, Channel, EngineError, EngineResult, EntryNotice, LogEntry,
@@ -46,61 +43,6 @@ impl<'txn> LogTables<'txn> {
             entries: txn.open_table(LOG).map_err(db_err)?,
             seen: txn.open_table(LOG_DEDUP).map_err(db_err)?,
         })
-    }
-
-    /// Writes a journaled entry again unless it is there; answers whether
-    /// it was missing. Entries come back in the order they were appended,
-    /// so the log stays gapless.
-    pub(super) fn restore(&mut self, entry: &Entry<'_>) -> EngineResult<bool> {
-        let key = (entry.log, entry.seq);
-        if self.entries.get(key).map_err(db_err)?.is_some() {
-            return Ok(false);
-        }
-        self.entries.insert(key, entry.body).map_err(db_err)?;
-        if let Some(id) = entry.dedup {
-            self.seen
-                .insert((entry.log, id), entry.seq)
-                .map_err(db_err)?;
-        }
-        Ok(true)
-    }
-
-    /// Deletes a log's entries and dedup ids; answers how many entries.
-    fn delete(&mut self, log: u128) -> EngineResult<u64> {
-        let range = (log, 0)..=(log, u64::MAX);
-        let removed = self.entries.range(range.clone()).map_err(db_err)?.count() as u64;
-        self.entries
-            .retain_in(range, |_, _| false)
-            .map_err(db_err)?;
-        // Dedup ids are strings: the log's range ends where the next
-        // conversation's begins.
-        let cleared = match log.checked_add(1) {
-            Some(next) => self.seen.retain_in((log, "")..(next, ""), |_, _| false),
-            None => self.seen.retain_in((log, "").., |_, _| false),
-        };
-        cleared.map_err(db_err)?;
-        Ok(removed)
-    }
-}
-
-/// Deleting one log, waiting for the writer: a batch of its own kind, so
-/// it is durable, and no journaled append can outlive it (see `journal`).
-pub(super) struct PendingDelete {
-    log: u128,
-    done: oneshot::Sender<EngineResult<u64>>,
-    /// How many entries went, once run: answered when the batch commits.
-    removed: Option<u64>,
-}
-
-impl PendingDelete {
-    pub(super) fn run(&mut self, tables: &mut LogTables<'_>) -> EngineResult<bool> {
-        self.removed = Some(tables.delete(self.log)?);
-        Ok(true)
-    }
-
-    /// `failed`: the batch did not commit, for this reason.
-    pub(super) fn answer(self, failed: Option<&EngineError>) {
-        let _ = self.done.send(settle(failed, self.removed.map(Ok)));
     }
 }
 
@@ -137,17 +79,6 @@ impl PendingAppend {
             duplicate: false,
         });
         Ok(true)
-    }
-
-    /// The entry it added, for the journal (a duplicate added none).
-    pub(super) fn entry(&self) -> Option<Entry<'_>> {
-        let appended = self.appended.filter(|a| !a.duplicate)?;
-        Some(Entry {
-            log: self.log,
-            seq: appended.seq,
-            dedup: self.dedup.as_deref(),
-            body: &self.body,
-        })
     }
 
     /// Announces a new entry on its log's channel (a duplicate is not new).
@@ -294,16 +225,39 @@ impl EmbeddedEngine {
         })
     }
 
-    /// The log's entries and dedup ids, in a durable batch of the writer.
-    /// The sequence is the last entry's, so it goes with them.
+    /// The log's entries and dedup ids in one write transaction. The
+    /// sequence is the last entry's, so it goes with them.
     pub async fn delete_log(&self, log: uuid::Uuid) -> EngineResult<u64> {
-        let (done, answer) = oneshot::channel();
-        self.writer.send(Job::DeleteLog(PendingDelete {
-            log: log.as_u128(),
-            done,
-            removed: None,
-        }))?;
-        answer.await.map_err(|_| stopped())?
+        let log = log.as_u128();
+        self.blocking(Access::Write, move |db| {
+            let txn = db.begin_write().map_err(db_err)?;
+            let removed = (|| {
+                let mut entries = txn.open_table(LOG).map_err(db_err)?;
+                let range = (log, 0)..=(log, u64::MAX);
+                let removed = entries.range(range.clone()).map_err(db_err)?.count() as u64;
+                entries.retain_in(range, |_, _| false).map_err(db_err)?;
+                let mut seen = txn.open_table(LOG_DEDUP).map_err(db_err)?;
+                // Dedup ids are strings: the log's range ends where the next
+                // conversation's begins.
+                let cleared = match log.checked_add(1) {
+                    Some(next) => seen.retain_in((log, "")..(next, ""), |_, _| false),
+                    None => seen.retain_in((log, "").., |_, _| false),
+                };
+                cleared.map_err(db_err)?;
+                Ok::<_, EngineError>(removed)
+            })();
+            match removed {
+                Ok(removed) => {
+                    txn.commit().map_err(db_err)?;
+                    Ok(removed)
+                }
+                Err(e) => {
+                    txn.abort().map_err(db_err)?;
+                    Err(e)
+                }
+            }
+        })
+        .await
     }
 }
 

@@ -6,8 +6,7 @@
 //! one node to reach, so the local hub is all of it.
 //!
 //! Every write is one redb write transaction, and redb runs those one at a
-//! time, so each operation is atomic by construction. Appends are made
-//! durable by a journal beside the database (`journal`). What a crash may lose
+//! time, so each operation is atomic by construction. What a crash may lose
 //! stays out of the database: rate buckets (`buckets`) and the ephemeral
 //! values of leases, wake marks, presence and abuse counters (`volatile`),
 //! each behind one lock.
@@ -16,7 +15,6 @@ mod backup;
 mod buckets;
 mod ephemeral;
 mod homes;
-mod journal;
 mod log;
 mod records;
 mod tables;
@@ -25,6 +23,7 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Weak};
 
 use redb::Database;
@@ -107,6 +106,22 @@ impl fmt::Debug for EmbeddedEngine {
     }
 }
 
+/// The batches a writer thread (`log.rs`, `records.rs`) works through:
+/// it blocks for the first job, then takes whatever else is already waiting,
+/// up to `max`. Ends when every sender is gone.
+fn batches<T>(waiting: &Receiver<T>, max: usize) -> impl Iterator<Item = Vec<T>> + '_ {
+    std::iter::from_fn(move || {
+        let mut batch = vec![waiting.recv().ok()?];
+        while batch.len() < max {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        Some(batch)
+    })
+}
+
 /// The database a writer thread holds only while it writes, or why not.
 fn open_db(db: &Weak<Database>) -> EngineResult<Arc<Database>> {
     db.upgrade()
@@ -126,47 +141,34 @@ impl EmbeddedEngine {
     /// Also starts the sweep of expired ephemeral values, which stops by
     /// itself once every clone of the engine is dropped.
     pub async fn open(dir: &Path) -> EngineResult<Self> {
-        Self::open_with(dir, journal::Settings::default()).await
-    }
-
-    /// [`Self::open`], with the append journal covered as `settings` say.
-    async fn open_with(dir: &Path, settings: journal::Settings) -> EngineResult<Self> {
         let dir = dir.to_path_buf();
         let path = dir.join(tables::FILE_NAME);
         let file = path.clone();
-        let (db, canonical, journal, applied) =
-            tokio::task::spawn_blocking(move || -> EngineResult<_> {
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    EngineError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-                })?;
-                // The sweep registry needs one name per file, however `dir` was
-                // spelled.
-                let canonical = std::fs::canonicalize(&dir)
-                    .unwrap_or_else(|_| dir.clone())
-                    .join(tables::FILE_NAME);
-                let db = ephemeral::create_database(&file, &canonical)?;
-                // The records hold sealed secrets and visitors' messages: owner
-                // only, like the master key beside them.
-                restrict(&file)?;
-                let txn = db.begin_write().map_err(db_err)?;
-                tables::create_all(&txn)?;
-                txn.commit().map_err(db_err)?;
-                let (journal, applied) = journal::Journal::recover(&db, &dir, settings)?;
-                Ok((db, canonical, journal, applied))
-            })
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))??;
-        if applied > 0 {
-            tracing::info!(
-                entries = applied,
-                "the last stop was not clean: applied the append journal's entries again"
-            );
-        }
+        let (db, canonical) = tokio::task::spawn_blocking(move || -> EngineResult<_> {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                EngineError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            // The sweep registry needs one name per file, however `dir` was
+            // spelled.
+            let canonical = std::fs::canonicalize(&dir)
+                .unwrap_or_else(|_| dir.clone())
+                .join(tables::FILE_NAME);
+            let db = ephemeral::create_database(&file, &canonical)?;
+            // The records hold sealed secrets and visitors' messages: owner
+            // only, like the master key beside them.
+            restrict(&file)?;
+            let txn = db.begin_write().map_err(db_err)?;
+            tables::create_all(&txn)?;
+            txn.commit().map_err(db_err)?;
+            Ok((db, canonical))
+        })
+        .await
+        .map_err(|e| EngineError::Unavailable(format!("storage task failed: {e}")))??;
         let db = Arc::new(db);
         let volatile = Arc::default();
         ephemeral::spawn_sweeper(Arc::downgrade(&db), Arc::downgrade(&volatile), canonical);
         let hub = LocalHub::default();
-        let writer = writer::Writer::spawn(Arc::downgrade(&db), &path, hub.downgrade(), journal)?;
+        let writer = writer::Writer::spawn(Arc::downgrade(&db), hub.downgrade())?;
         Ok(Self {
             db,
             path: Arc::new(path),

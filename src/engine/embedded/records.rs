@@ -535,7 +535,7 @@ mod tests {
             queue(org, "c", Expect::Absent),
         ];
         let mut batch: Vec<Job> = commits.into_iter().map(pending).collect();
-        run_batch(&engine.db, &mut batch, None).unwrap();
+        run_batch(&engine.db, &mut batch).unwrap();
         let answers = outcomes(batch);
         let refused: Vec<bool> = answers.iter().map(Result::is_err).collect();
         assert_eq!(refused, [false, true, false, true, false]);
@@ -557,7 +557,7 @@ mod tests {
 
         // A batch refused whole writes nothing at all.
         let mut batch = vec![pending(queue(org, "c", Expect::Absent))];
-        run_batch(&engine.db, &mut batch, None).unwrap();
+        run_batch(&engine.db, &mut batch).unwrap();
         assert!(outcomes(batch)[0].is_err());
         assert_eq!(engine.get(&key("c")).await.unwrap().unwrap().version, 1);
     }

@@ -16,10 +16,7 @@
 //!   value);
 //! - [`LOG`]: (conversation, seq) → body, whose natural order is each log's
 //!   order, so the last sequence is the last key of the conversation's range;
-//! - [`LOG_DEDUP`]: (conversation, dedup id) → the seq that id got;
-//! - [`JOURNAL`]: one row, [`JOURNAL_ROW`] → (this database's journal id,
-//!   the last epoch of the append journal a durable commit covered; see
-//!   `journal`). Backups leave it out: a restored database has no journal.
+//! - [`LOG_DEDUP`]: (conversation, dedup id) → the seq that id got.
 
 use redb::{TableDefinition, WriteTransaction};
 
@@ -48,9 +45,6 @@ pub(super) const EPHEMERAL: TableDefinition<&str, EphemeralValue> =
 /// Conversations are keyed by their UUID as a number: 16 bytes, ordered.
 pub(super) const LOG: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("log");
 pub(super) const LOG_DEDUP: TableDefinition<(u128, &str), u64> = TableDefinition::new("log_dedup");
-pub(super) const JOURNAL: TableDefinition<&str, (u128, u64)> = TableDefinition::new("journal");
-/// The key of [`JOURNAL`]'s one row.
-pub(super) const JOURNAL_ROW: &str = "covered";
 
 /// Where an ephemeral value is stored.
 pub(super) fn ephemeral_key(space: Space, id: &str) -> String {
@@ -69,6 +63,5 @@ pub(super) fn create_all(txn: &WriteTransaction) -> EngineResult<()> {
     txn.open_table(EPHEMERAL).map_err(db_err)?;
     txn.open_table(LOG).map_err(db_err)?;
     txn.open_table(LOG_DEDUP).map_err(db_err)?;
-    txn.open_table(JOURNAL).map_err(db_err)?;
     Ok(())
 }

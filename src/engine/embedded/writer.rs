@@ -10,24 +10,20 @@
 //! One writer takes every job waiting, runs each in turn in one
 //! transaction, each seeing the ones before it exactly as if they had run
 //! one by one, and makes the batch durable with one fsync; what arrives
-//! during that fsync is the next batch. A batch of appends alone is made
-//! durable by the append journal instead (see `journal`): one write in a
-//! row rather than a flush of every page it changed. The thread ends when every clone of
+//! during that fsync is the next batch. The thread ends when every clone of
 //! the engine is gone (the channel closes), and holds the database only
 //! while it writes, so a closed engine releases its file at once.
 
-use std::path::Path;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Weak};
 
-use redb::{Database, Durability, WriteTransaction};
+use redb::{Database, WriteTransaction};
 
 use super::ephemeral::now_millis;
-use super::journal::Journal;
-use super::log::{LogTables, PendingAppend, PendingDelete};
+use super::log::{LogTables, PendingAppend};
 use super::records::{PendingCommit, Tables};
 use super::tables::{EPHEMERAL, EphemeralValue};
-use super::{db_err, open_db};
+use super::{batches, db_err, open_db};
 use crate::engine::bus::WeakHub;
 use crate::engine::{EngineError, EngineResult};
 
@@ -40,12 +36,8 @@ const MAX_JOBS: usize = 256;
 pub(super) enum Job {
     Commit(PendingCommit),
     Append(PendingAppend),
-    DeleteLog(PendingDelete),
     /// An ephemeral value that must outlive a crash (see `ephemeral`).
     Ephemeral(Box<dyn DurableWork>),
-    /// Not a job: the journal's flusher has flushed the database file, as
-    /// asked in this epoch (see `journal`).
-    Flushed(u64),
 }
 
 /// Work of another part of the engine run in a batch's transaction. A run
@@ -65,22 +57,16 @@ pub(super) struct Writer {
 
 impl Writer {
     /// `hub` is held weakly, like the database: the thread must not keep
-    /// the engine's subscriptions alive. `file` is the database's file,
-    /// which the journal's flusher flushes.
-    pub(super) fn spawn(
-        db: Weak<Database>,
-        file: &Path,
-        hub: WeakHub,
-        mut journal: Journal,
-    ) -> EngineResult<Self> {
+    /// the engine's subscriptions alive.
+    pub(super) fn spawn(db: Weak<Database>, hub: WeakHub) -> EngineResult<Self> {
         let (queue, waiting) = std::sync::mpsc::channel();
-        let queue = Arc::new(queue);
-        journal.start_flusher(file, Arc::downgrade(&queue));
         std::thread::Builder::new()
             .name("switchboard-writer".into())
-            .spawn(move || write_jobs(&db, &hub, &waiting, journal))
+            .spawn(move || write_jobs(&db, &hub, &waiting))
             .map_err(|e| EngineError::Unavailable(format!("cannot start the writer: {e}")))?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue: Arc::new(queue),
+        })
     }
 
     /// Queues a job; its answer comes through the job's own channel.
@@ -107,9 +93,9 @@ pub(super) fn settle<T>(
     }
 }
 
-fn write_jobs(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Job>, mut journal: Journal) {
-    while let Some(mut batch) = next_batch(waiting, &mut journal) {
-        let outcome = open_db(db).and_then(|db| run_batch(&db, &mut batch, Some(&mut journal)));
+fn write_jobs(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Job>) {
+    for mut batch in batches(waiting, MAX_JOBS) {
+        let outcome = open_db(db).and_then(|db| run_batch(&db, &mut batch));
         let failed = outcome.as_ref().err();
         // Appends are announced before anyone is answered, in the batch's
         // order, so subscribers see each log's entries in sequence.
@@ -126,48 +112,8 @@ fn write_jobs(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Job>, mut j
             match job {
                 Job::Commit(commit) => commit.answer(failed),
                 Job::Append(append) => append.answer(failed),
-                Job::DeleteLog(delete) => delete.answer(failed),
                 Job::Ephemeral(work) => work.answer(failed),
-                Job::Flushed(_) => {}
             }
-        }
-    }
-}
-
-/// The next batch: blocks for the first job (asking for the journal's
-/// flush once its frames have waited long enough), then takes whatever
-/// else is already waiting, up to [`MAX_JOBS`]. The flusher's word is
-/// taken in on the way; a batch may be empty when all it has to do is
-/// cover the journal's frames. `None` once every sender is gone.
-fn next_batch(waiting: &Receiver<Job>, journal: &mut Journal) -> Option<Vec<Job>> {
-    let mut batch = Vec::new();
-    loop {
-        let first = match journal.patience() {
-            None => waiting.recv().ok()?,
-            Some(wait) => match waiting.recv_timeout(wait) {
-                Ok(job) => job,
-                Err(RecvTimeoutError::Timeout) => {
-                    journal.ask_for_flush();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => return None,
-            },
-        };
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                Job::Flushed(epoch) => journal.flushed(epoch),
-                job => batch.push(job),
-            }
-            if batch.len() < MAX_JOBS {
-                match waiting.try_recv() {
-                    Ok(job) => next = Some(job),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => {}
-                }
-            }
-        }
-        if !batch.is_empty() || journal.covering_due() {
-            return Some(batch);
         }
     }
 }
@@ -176,76 +122,14 @@ fn next_batch(waiting: &Receiver<Job>, journal: &mut Journal) -> Option<Vec<Job>
 /// in it, and commits unless nothing was written. A job refused by its
 /// checks writes nothing and the others go on; a storage failure fails the
 /// whole batch (nothing of it is committed).
-///
-/// With a `journal`, a batch of appends alone is committed without
-/// durability and made durable by a frame of the journal, and any other
-/// commit covers the journal's frames; without one, every commit is
-/// durable by itself.
-pub(super) fn run_batch(
-    db: &Database,
-    batch: &mut [Job],
-    journal: Option<&mut Journal>,
-) -> EngineResult<()> {
-    let Some(journal) = journal else {
-        return commit(db, batch, false, None).map(|_| ());
-    };
-    if !journal.takes(batch) {
-        let covers = journal.holds_frames();
-        if commit(db, batch, false, covers.then_some(&*journal))? && covers {
-            journal.covered();
-        }
-        return Ok(());
-    }
-    if !commit(db, batch, true, None)? {
-        return Ok(());
-    }
-    let entries = batch.iter().filter_map(|job| match job {
-        Job::Append(append) => append.entry(),
-        _ => None,
-    });
-    let written = journal.write(entries).unwrap_or_else(|e| {
-        tracing::error!(
-            error = %e,
-            "cannot write the append journal: every batch is now made durable in the database itself"
-        );
-        false
-    });
-    if !written {
-        // The epoch is full, or the journal broken: a durable commit of
-        // nothing but the journal's row covers the batch instead.
-        commit(db, &mut [], false, Some(journal))?;
-        journal.covered();
-    }
-    Ok(())
-}
-
-/// Runs `batch` in one transaction and commits it if it wrote anything or
-/// `covers` the journal's frames (writing that it does); durable unless
-/// `journaled`. Answers whether it committed.
-fn commit(
-    db: &Database,
-    batch: &mut [Job],
-    journaled: bool,
-    covers: Option<&Journal>,
-) -> EngineResult<bool> {
-    let mut txn = db.begin_write().map_err(db_err)?;
-    if journaled {
-        txn.set_durability(Durability::None);
-    }
-    let ran = run_in(&txn, batch).and_then(|wrote| {
-        if let Some(journal) = covers {
-            journal.cover(&txn)?;
-        }
-        Ok(wrote || covers.is_some())
-    });
+pub(super) fn run_batch(db: &Database, batch: &mut [Job]) -> EngineResult<()> {
+    let txn = db.begin_write().map_err(db_err)?;
+    let ran = run_in(&txn, batch);
     match ran {
-        Ok(true) => {
-            txn.commit().map_err(db_err)?;
-            Ok(true)
-        }
+        Ok(true) => txn.commit().map_err(db_err),
         other => {
             txn.abort().map_err(db_err)?;
-            other
+            other.map(|_| ())
         }
     }
 }
@@ -262,12 +146,10 @@ fn run_in(txn: &WriteTransaction, batch: &mut [Job]) -> EngineResult<bool> {
         wrote |= match job {
             Job::Commit(commit) => commit.run(&mut records)?,
             Job::Append(append) => append.run(&mut log)?,
-            Job::DeleteLog(delete) => delete.run(&mut log)?,
             Job::Ephemeral(work) => {
                 work.run(&mut ephemeral, now);
                 true
             }
-            Job::Flushed(_) => false,
         };
     }
     Ok(wrote)
