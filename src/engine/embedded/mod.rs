@@ -25,6 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use redb::Database;
 use tokio::sync::Semaphore;
@@ -106,18 +107,32 @@ impl fmt::Debug for EmbeddedEngine {
     }
 }
 
-/// The batches a writer thread (`log.rs`, `records.rs`) works through:
-/// it blocks for the first job, then takes whatever else is already waiting,
-/// up to `max`. Ends when every sender is gone.
-fn batches<T>(waiting: &Receiver<T>, max: usize) -> impl Iterator<Item = Vec<T>> + '_ {
+/// The batches a writer thread (`writer.rs`) works through: it blocks for
+/// the first job, then takes whatever else is already waiting, up to `max`.
+/// When the last batch held several jobs (callers are writing side by
+/// side) and began less than `pace` ago, it first waits for `pace` to pass,
+/// so that more jobs share the next commit; a caller alone, writing one job
+/// after another, never waits. Ends when every sender is gone.
+fn batches<T>(
+    waiting: &Receiver<T>,
+    max: usize,
+    pace: Duration,
+) -> impl Iterator<Item = Vec<T>> + '_ {
+    // When the last batch began, if it held more than one job.
+    let mut last: Option<Instant> = None;
     std::iter::from_fn(move || {
         let mut batch = vec![waiting.recv().ok()?];
+        if let Some(wait) = last.and_then(|last| pace.checked_sub(last.elapsed())) {
+            std::thread::sleep(wait);
+        }
+        let began = Instant::now();
         while batch.len() < max {
             match waiting.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        last = (batch.len() > 1).then_some(began);
         Some(batch)
     })
 }
@@ -316,7 +331,7 @@ mod tests {
             engine.blocking(access, move |_| {
                 let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(std::time::Duration::from_millis(30));
+                std::thread::sleep(Duration::from_millis(30));
                 running.fetch_sub(1, Ordering::SeqCst);
                 Ok(())
             })
@@ -340,5 +355,37 @@ mod tests {
         // Every lane is back.
         assert_eq!(engine.lanes.readers.available_permits(), readers);
         assert_eq!(engine.lanes.writers.available_permits(), WRITE_LANES);
+    }
+
+    /// Jobs from callers writing side by side wait for the pace, so the
+    /// next batch gathers what arrives meanwhile; a caller alone does not.
+    #[test]
+    fn batches_gather_while_callers_write_side_by_side() {
+        let pace = Duration::from_secs(1);
+        let (send, waiting) = std::sync::mpsc::channel();
+        let (report, reports) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            for batch in batches(&waiting, 10, pace) {
+                report.send(batch).unwrap();
+            }
+        });
+        send.send("a").unwrap();
+        send.send("b").unwrap();
+        assert_eq!(reports.recv().unwrap(), ["a", "b"]);
+        send.send("c").unwrap();
+        // Sent well after "c" was taken, within the pace.
+        std::thread::sleep(Duration::from_millis(20));
+        send.send("d").unwrap();
+        assert_eq!(reports.recv().unwrap(), ["c", "d"]);
+        // One job waits for the pace once more; it alone arms nothing, so
+        // the next lone job is taken at once.
+        send.send("e").unwrap();
+        assert_eq!(reports.recv().unwrap(), ["e"]);
+        let sent = Instant::now();
+        send.send("f").unwrap();
+        assert_eq!(reports.recv().unwrap(), ["f"]);
+        assert!(sent.elapsed() < pace, "a lone job waited for the pace");
+        drop(send);
+        writer.join().unwrap();
     }
 }

@@ -16,6 +16,7 @@
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use redb::{Database, WriteTransaction};
 
@@ -30,6 +31,17 @@ use crate::engine::{EngineError, EngineResult};
 /// The most jobs one transaction carries: a bound on how long the first of
 /// a batch waits for the others' writes.
 const MAX_JOBS: usize = 256;
+
+/// The least time between the starts of two batches while jobs come from
+/// many callers at once (see `batches`). Each commit writes its own copy
+/// of every B-tree path it changed, of redb's own trees and of the header,
+/// whatever the number of jobs in it: on a fast disk the flush takes a
+/// fraction of a millisecond, batches held one or two jobs, and 4000
+/// messages a second cost 29 KiB of disk writes and 106 µs of node CPU
+/// each. Waiting until a millisecond has passed since the last batch began
+/// lets four jobs share a commit instead: 17 KiB and 62-71 µs a message,
+/// for a millisecond more before the acknowledgement (docs/benchmarks.md).
+const PACE: Duration = Duration::from_millis(1);
 
 /// One job waiting for the writer. Each keeps its own outcome once run,
 /// and is answered when its batch has committed or failed.
@@ -94,7 +106,7 @@ pub(super) fn settle<T>(
 }
 
 fn write_jobs(db: &Weak<Database>, hub: &WeakHub, waiting: &Receiver<Job>) {
-    for mut batch in batches(waiting, MAX_JOBS) {
+    for mut batch in batches(waiting, MAX_JOBS, PACE) {
         let outcome = open_db(db).and_then(|db| run_batch(&db, &mut batch));
         let failed = outcome.as_ref().err();
         // Appends are announced before anyone is answered, in the batch's
