@@ -135,6 +135,13 @@ async fn steady_delivers_every_message_and_echo_once() {
             "{name}: {step}"
         );
         assert!(cpu["us_per_msg"].as_f64().is_some(), "{name}: {step}");
+        // And what each wrote to storage (a log on tmpfs writes nothing).
+        for figure in ["written_kib", "written_per_msg"] {
+            assert!(
+                cpu[figure].as_f64().is_some_and(|n| n >= 0.0),
+                "{name} {figure}: {step}"
+            );
+        }
     }
     assert_eq!(step["cpu"].as_object().unwrap().len(), 2, "{step}");
 }

@@ -150,6 +150,18 @@ pub(super) fn cpu_ms(pid: u32) -> Option<f64> {
     Some(user.saturating_add(system) as f64 * 1000.0 / ticks)
 }
 
+/// Bytes a process has caused to be written to storage (`write_bytes` of
+/// /proc/<pid>/io, counted when it dirties the pages, whoever flushes
+/// them later).
+pub(super) fn written_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// A few distinct error texts, for the summary: enough to say what went
 /// wrong without repeating one error thousands of times.
 #[derive(Debug, Default)]

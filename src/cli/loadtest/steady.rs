@@ -26,7 +26,9 @@ use tokio::sync::{Semaphore, watch};
 use super::agents;
 use super::frames::{self, GuestFrame};
 use super::net::{self, Incoming};
-use super::stats::{Clock, Latency, Slot, cpu_ms, deliver, load, round3, stamp_once};
+use super::stats::{
+    Clock, Latency, Slot, cpu_ms, deliver, load, round3, stamp_once, written_bytes,
+};
 use super::visitors::{self, Visitor};
 use super::{Common, LoadError, Outcome, Run, wait_until};
 
@@ -95,11 +97,27 @@ fn parse_cpu_pid(value: &str) -> Result<(String, u32), String> {
     Ok((name.to_owned(), pid))
 }
 
-/// The CPU time of each named group of processes, in milliseconds.
-fn cpu_by_name(pids: &[(String, u32)]) -> BTreeMap<String, f64> {
-    let mut used = BTreeMap::new();
+/// What a named group of processes has used so far: CPU time in
+/// milliseconds, and bytes written to storage (`None` when a process's
+/// count cannot be read, as for another user's process).
+#[derive(Clone, Copy, Debug, Default)]
+struct Used {
+    cpu_ms: f64,
+    written: Option<u64>,
+}
+
+fn used_by_name(pids: &[(String, u32)]) -> BTreeMap<String, Used> {
+    let mut used: BTreeMap<String, Used> = BTreeMap::new();
     for (name, pid) in pids {
-        *used.entry(name.clone()).or_insert(0.0) += cpu_ms(*pid).unwrap_or(0.0);
+        let entry = used.entry(name.clone()).or_insert(Used {
+            cpu_ms: 0.0,
+            written: Some(0),
+        });
+        entry.cpu_ms += cpu_ms(*pid).unwrap_or(0.0);
+        entry.written = entry
+            .written
+            .zip(written_bytes(*pid))
+            .map(|(sum, bytes)| sum.saturating_add(bytes));
     }
     used
 }
@@ -110,6 +128,13 @@ struct CpuUse {
     ms: f64,
     /// Microseconds of CPU per message delivered (both directions).
     us_per_msg: f64,
+    /// KiB written to storage during the step: on the embedded engine, the
+    /// cost of making messages durable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_kib: Option<f64>,
+    /// Bytes written to storage per message delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written_per_msg: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -310,7 +335,7 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
         };
         base += messages * v;
         let done_before = completed.load(Ordering::Relaxed);
-        let cpu_before = cpu_by_name(&watched);
+        let used_before = used_by_name(&watched);
         let _ = plan_tx.send(Some(step));
         let deadline = clock.instant(step.last_due()) + Duration::from_millis(args.deadline_ms);
         let expected = conversations * messages;
@@ -326,16 +351,23 @@ pub(super) async fn run(args: &SteadyArgs) -> Result<(Run, Outcome<Figures>), Lo
                     .all(|s| load(&s.visitor_acked) != 0 && load(&s.agent_acked) != 0)
         })
         .await;
-        let cpu_after = cpu_by_name(&watched);
+        let used_after = used_by_name(&watched);
         let mut result = evaluate(&slots, &step, args, on_time, expected);
         let delivered = result.delivered.max(1) as f64;
-        result.cpu = cpu_after
+        result.cpu = used_after
             .into_iter()
             .map(|(name, after)| {
-                let ms = after - cpu_before.get(&name).copied().unwrap_or(0.0);
+                let before = used_before.get(&name).copied().unwrap_or_default();
+                let ms = after.cpu_ms - before.cpu_ms;
+                let written = after
+                    .written
+                    .zip(before.written)
+                    .map(|(after, before)| after.saturating_sub(before) as f64);
                 let cost = CpuUse {
                     ms: round3(ms),
                     us_per_msg: round3(ms * 1000.0 / delivered),
+                    written_kib: written.map(|bytes| round3(bytes / 1024.0)),
+                    written_per_msg: written.map(|bytes| round3(bytes / delivered)),
                 };
                 (name, cost)
             })
@@ -660,8 +692,14 @@ fn totals(
         ));
         lines.push(format!("  round trip       {}", step.round_trip.line()));
         for (name, cost) in &step.cpu {
+            let written = match (cost.written_kib, cost.written_per_msg) {
+                (Some(kib), Some(per_msg)) => {
+                    format!("; wrote {kib:.0} KiB, {per_msg:.0} B a message")
+                }
+                _ => String::new(),
+            };
             lines.push(format!(
-                "  cpu {name}: {:.0} ms, {:.1} µs a message",
+                "  cpu {name}: {:.0} ms, {:.1} µs a message{written}",
                 cost.ms, cost.us_per_msg
             ));
         }
