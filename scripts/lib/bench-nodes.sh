@@ -9,8 +9,13 @@
 #
 # After `start_nodes N`: urls (--url arguments), node_pids, boot (the
 # bootstrap token the load tool signs in with), redis_pid when on Redis.
+#
+# SWITCHBOARD_BIN names the nodes' binary (target/release/switchboard by
+# default), LOADTEST_BIN the load tool's (the same by default): to measure
+# an older build's nodes with this build's tool, name them apart.
 
 BIN=${SWITCHBOARD_BIN:-target/release/switchboard}
+TOOL=${LOADTEST_BIN:-$BIN}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 [[ -x $BIN ]] || cargo build --release --locked
