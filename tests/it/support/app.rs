@@ -178,7 +178,9 @@ impl TestApp {
     }
 
     pub(crate) async fn spawn_with(setup: Setup) -> TestApp {
-        Self::spawn_on(setup, "127.0.0.1:0".parse().unwrap()).await
+        // Not port 0: a restart binds the same port again (see `free_port`).
+        let addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
+        Self::spawn_on(setup, addr).await
     }
 
     async fn spawn_on(setup: Setup, addr: SocketAddr) -> TestApp {

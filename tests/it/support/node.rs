@@ -11,13 +11,7 @@ use reqwest::StatusCode;
 
 use super::app::Api;
 
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use super::free_port;
 
 /// A running `switchboard serve` process.
 pub(crate) struct Node {

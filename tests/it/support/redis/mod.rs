@@ -12,7 +12,7 @@
 //! forbidden in this crate.)
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread;
@@ -160,11 +160,7 @@ pub(crate) fn kill(mut child: Child) {
     let _ = child.wait();
 }
 
-/// A port nothing listens on right now (the OS picks it).
-pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
+pub(crate) use super::free_port;
 
 /// Spawns Redis on `port` under the watchdog and waits for PING. On failure
 /// the child is killed and the reason returned.
