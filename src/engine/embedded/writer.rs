@@ -37,10 +37,11 @@ const MAX_JOBS: usize = 256;
 /// of every B-tree path it changed, of redb's own trees and of the header,
 /// whatever the number of jobs in it: on a fast disk the flush takes a
 /// fraction of a millisecond, batches held one or two jobs, and 4000
-/// messages a second cost 29 KiB of disk writes and 106 µs of node CPU
-/// each. Waiting until a millisecond has passed since the last batch began
-/// lets four jobs share a commit instead: 17 KiB and 62-71 µs a message,
-/// for a millisecond more before the acknowledgement (docs/benchmarks.md).
+/// messages a second cost 27 KiB of disk writes and about 110 µs of node
+/// CPU each. Waiting until a millisecond has passed since the last batch
+/// began lets four jobs share a commit instead: 15 KiB and about 70 µs a
+/// message, for 0.7 ms more before the median acknowledgement
+/// (docs/benchmarks.md).
 const PACE: Duration = Duration::from_millis(1);
 
 /// One job waiting for the writer. Each keeps its own outcome once run,
