@@ -94,6 +94,33 @@ async fn available_agent(node: &Node, token: &str) -> Agent {
     agent
 }
 
+/// A conversation under way: a visitor on `visitor_node` said `first`
+/// (message id `id`), and an available agent on `agent_node` accepted it.
+struct Chat {
+    deployment: String,
+    /// The visitor's session token.
+    token: String,
+    visitor: Guest,
+    agent: Agent,
+    conversation: String,
+}
+
+async fn chat(visitor_node: &Node, agent_node: &Node, first: &str, id: &str) -> Chat {
+    let (deployment, agent_token) = set_up(visitor_node).await;
+    let token = new_token();
+    let mut agent = available_agent(agent_node, &agent_token).await;
+    let mut visitor = visitor_on(visitor_node, &deployment, &token, None).await;
+    visitor.deliver(first, id).await;
+    let conversation = agent.accept_first_offer().await;
+    Chat {
+        deployment,
+        token,
+        visitor,
+        agent,
+        conversation,
+    }
+}
+
 /// Waits until every node's `/readyz` answers `status`.
 async fn readiness(nodes: [&Node; 2], status: StatusCode, within: Duration) {
     for node in nodes {
@@ -114,12 +141,12 @@ async fn visitor_on_one_node_agent_on_another(kind: EngineKind) {
     let env = nodes_env(redis_env(kind));
     let a = Node::start(&env).ready().await;
     let b = Node::start(&env).ready().await;
-    let (deployment, agent_token) = set_up(&a).await;
-    let token = new_token();
-    let mut agent = available_agent(&b, &agent_token).await;
-    let mut visitor = visitor_on(&a, &deployment, &token, None).await;
-    visitor.deliver("hello from node A", "v1").await;
-    let conversation = agent.accept_first_offer().await;
+    let Chat {
+        mut visitor,
+        mut agent,
+        conversation,
+        ..
+    } = chat(&a, &b, "hello from node A", "v1").await;
     agent.find_text("hello from node A").await;
     for n in 1..=5 {
         agent.say(&conversation, &format!("from B {n}")).await;
@@ -158,14 +185,14 @@ async fn visitor_and_agent_on_two_nodes_survive_a_sigkill() {
     let env = cluster_env(&redis);
     let mut a = Node::start(&env).ready().await;
     let b = Node::start(&env).ready().await;
-    let (deployment, agent_token) = set_up(&a).await;
-    let token = new_token();
-
     // The agent is on node B, the visitor on node A.
-    let mut agent = available_agent(&b, &agent_token).await;
-    let mut visitor = visitor_on(&a, &deployment, &token, None).await;
-    visitor.deliver("hello from node A", "v1").await;
-    let conversation = agent.accept_first_offer().await;
+    let Chat {
+        deployment,
+        token,
+        mut visitor,
+        mut agent,
+        conversation,
+    } = chat(&a, &b, "hello from node A", "v1").await;
     agent.find_text("hello from node A").await;
     agent.say(&conversation, "hi from node B").await;
     let reply = visitor.until_text("hi from node B").await;
@@ -219,12 +246,13 @@ async fn an_embedded_node_killed_with_sigkill_keeps_what_it_acknowledged() {
     )]);
     let port = crate::support::node::free_port();
     let mut node = Node::start_on(&env, port).ready().await;
-    let (deployment, agent_token) = set_up(&node).await;
-    let token = new_token();
-    let mut agent = available_agent(&node, &agent_token).await;
-    let mut visitor = visitor_on(&node, &deployment, &token, None).await;
-    visitor.deliver("first", "k0").await;
-    let conversation = agent.accept_first_offer().await;
+    let Chat {
+        deployment,
+        token,
+        mut visitor,
+        mut agent,
+        conversation,
+    } = chat(&node, &node, "first", "k0").await;
     agent.say(&conversation, "welcome").await;
     visitor.until_text("welcome").await;
     let mut sent = vec!["first".to_owned(), "welcome".to_owned()];
@@ -259,12 +287,12 @@ async fn a_redis_restart_interrupts_but_loses_nothing() {
     let env = cluster_env(&redis);
     let a = Node::start(&env).ready().await;
     let b = Node::start(&env).ready().await;
-    let (deployment, agent_token) = set_up(&a).await;
-    let token = new_token();
-    let mut agent = available_agent(&b, &agent_token).await;
-    let mut visitor = visitor_on(&a, &deployment, &token, None).await;
-    visitor.deliver("before the restart", "r1").await;
-    let conversation = agent.accept_first_offer().await;
+    let Chat {
+        mut visitor,
+        mut agent,
+        conversation,
+        ..
+    } = chat(&a, &b, "before the restart", "r1").await;
     agent.find_text("before the restart").await;
 
     redis.stop();
