@@ -75,11 +75,7 @@ fn certificate(dir: &Path) -> (String, String) {
 /// upstream and the certificate paths changed, and waits for its port.
 async fn start_nginx(dir: &Path, upstream: SocketAddr) -> (Nginx, SocketAddr) {
     let (cert, key) = certificate(dir);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let conf = substitute(
         CONF,
         "listen 443 ssl;",

@@ -172,6 +172,25 @@ pub(crate) struct TestApp {
     handle: Option<JoinHandle<()>>,
 }
 
+/// Binds `addr`, waiting while it is in use: after a restart, the stopped
+/// server's listener may live on for a moment in a child that another
+/// test's thread forked while it was open (until the child execs).
+async fn bind(addr: SocketAddr) -> tokio::net::TcpListener {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot bind {addr}: {e}"),
+        }
+    }
+}
+
 impl TestApp {
     pub(crate) async fn spawn(kind: EngineKind) -> TestApp {
         Self::spawn_with(Setup::new(kind)).await
@@ -184,7 +203,7 @@ impl TestApp {
     }
 
     async fn spawn_on(setup: Setup, addr: SocketAddr) -> TestApp {
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let listener = bind(addr).await;
         let addr = listener.local_addr().unwrap();
         let config = setup.config(addr);
         let server = Server::build(config).await.unwrap();

@@ -16,7 +16,7 @@ pub(crate) mod ws;
 
 pub(crate) use self::redis::RedisServer;
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -27,6 +27,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// finds the port free. A port the kernel picked could meanwhile become the
 /// local end of another test's outgoing connection: a restart failed so,
 /// with "Address already in use".
+///
+/// Every server the tests start binds with `SO_REUSEADDR` (tokio, Redis,
+/// Node, Python, nginx and Caddy all do), so the probe does too and never
+/// listens (see [`port_is_free`]).
 pub(crate) fn free_port() -> u16 {
     // The ports below the ephemeral range, from a random start, so that
     // two test processes at once rarely try the same ones.
@@ -45,11 +49,48 @@ pub(crate) fn free_port() -> u16 {
         let Ok(port) = u16::try_from(low + offset) else {
             continue;
         };
-        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if port_is_free(port) {
             return port;
         }
     }
     panic!("no free port below the ephemeral range");
+}
+
+/// Whether a server could bind `port` now. The probe binds a socket it
+/// never listens on: while it is open, a thread of this process may fork a
+/// child (another test starting a server), and the child holds a copy of
+/// every descriptor until it execs. A listening probe held so made the
+/// server's own bind, a moment later, fail with "Address already in use";
+/// a bound socket that does not listen keeps no `SO_REUSEADDR` server out.
+pub(crate) fn port_is_free(port: u16) -> bool {
+    probe(port).is_some()
+}
+
+/// A socket bound to `port` that does not listen, if it can be bound.
+fn probe(port: u16) -> Option<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.set_reuseaddr(true).ok()?;
+    socket
+        .bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .ok()?;
+    Some(socket)
+}
+
+/// The probe's copy, still open in a forked child, keeps no server out;
+/// a listening one would (the harness's reason for probing so).
+#[tokio::test]
+async fn a_probe_held_open_keeps_no_server_out() {
+    let port = free_port();
+    let held = probe(port).expect("a free port");
+    let server = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await;
+    assert!(server.is_ok(), "{server:?}");
+    drop((server, held));
+
+    let port = free_port();
+    let listening = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).unwrap();
+    let server = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await;
+    assert!(server.is_err(), "a listening probe let a server bind");
+    drop(listening);
 }
 
 /// A key prefix no other test uses (`t<uuid>:`), so tests sharing one Redis

@@ -7,14 +7,13 @@
 //! the single servers).
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, TcpListener};
 use std::process::Child;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use switchboard::engine::RedisTarget;
 
-use super::{base_args, cli, free_port, kill, spawn_args_ready, wait_until};
+use super::{base_args, cli, free_port, kill, port_is_free, spawn_args_ready, wait_until};
 
 /// How long the cluster may take to agree on its slots after creation or a
 /// failover.
@@ -201,7 +200,7 @@ fn masters_in_slots(port: u16) -> Vec<u16> {
 fn cluster_port() -> u16 {
     loop {
         let port = free_port();
-        if port < 55536 && TcpListener::bind((Ipv4Addr::LOCALHOST, port + 10000)).is_ok() {
+        if port < 55536 && port_is_free(port + 10000) {
             return port;
         }
     }

@@ -160,7 +160,7 @@ pub(crate) fn kill(mut child: Child) {
     let _ = child.wait();
 }
 
-pub(crate) use super::free_port;
+pub(crate) use super::{free_port, port_is_free};
 
 /// Spawns Redis on `port` under the watchdog and waits for PING. On failure
 /// the child is killed and the reason returned.
