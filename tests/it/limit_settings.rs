@@ -19,7 +19,6 @@ use crate::support::site::{SiteSpec, integration_body};
 
 async fn message_sizes_follow_their_settings(kind: EngineKind) {
     let setup = Setup::new(kind)
-        .set(limits::ENV_GUEST_MESSAGES, "1000/s")
         .set(limits::ENV_TEXT_CHARS, "10")
         .set(limits::ENV_CUSTOM_DATA_BYTES, "16")
         .set(limits::ENV_QUICK_REPLIES, "1");
@@ -97,7 +96,6 @@ on_both_engines!(message_sizes_follow_their_settings);
 
 async fn guest_history_bounds_follow_their_settings(kind: EngineKind) {
     let setup = Setup::new(kind)
-        .set(limits::ENV_GUEST_MESSAGES, "1000/s")
         .set(limits::ENV_HISTORY_PAGE, "5")
         .set(limits::ENV_HISTORY_DEPTH, "3");
     let app = TestApp::spawn_with(setup).await;

@@ -106,9 +106,14 @@ on_both_engines!(the_engines_bucket_admits_its_burst_then_refuses);
 async fn guest_messages_at_the_documented_rate_are_never_refused(kind: EngineKind) {
     // The defaults: 2 a second. A fixed one-second window refused about a
     // quarter of these; the bucket refuses none.
-    let app = TestApp::spawn(kind).await;
+    let app = TestApp::spawn_with(Setup::new(kind).unset(limits::ENV_GUEST_MESSAGES)).await;
     let site = app.guest_site().await;
     let mut guest = app.configured_guest(&site.deployment, &new_token()).await;
+    // The rate the client is told is the documented one.
+    let config = guest
+        .ask(json!({ "action": "getConfiguration", "token": guest.token, "deploymentId": site.deployment }))
+        .await;
+    assert_eq!(config["body"]["messagesPerSecond"], 2, "{config}");
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for i in 0..12 {

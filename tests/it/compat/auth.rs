@@ -219,7 +219,6 @@ async fn step_up_on_the_same_session(kind: EngineKind) {
     assert_eq!(tab.closed().await, 1000);
 
     // The conversation continues, signed in.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let raw = sdk.request(sdk.text("signed in now")).await;
     assert_eq!(raw["body"]["conversationId"], conversation);
     let echo: sdk::Frame<sdk::StructuredMessage> = decode(&raw);

@@ -272,9 +272,7 @@ async fn a_new_chat_after_a_read_only_end(kind: EngineKind) {
     let fresh = sdk.configure(true).await;
     assert!(fresh.connected && fresh.new_session && !fresh.read_only);
     assert!(!fresh.cleared_existing_session);
-    // newSession: the SDK autostarts, which opens a new conversation
-    // (after the rate window the messages above used).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // newSession: the SDK autostarts, which opens a new conversation.
     let raw = sdk.request(sdk.autostart(None)).await;
     assert_ne!(conversation_of(&raw), first);
 
@@ -375,7 +373,6 @@ async fn clearing_and_closing(kind: EngineKind) {
     // The app reconnects: a new session, and a new conversation.
     let mut sdk = SdkClient::with_token(&app, &on, &sdk.token).await;
     assert!(sdk.configure(false).await.new_session);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_ne!(
         conversation_of(&sdk.request(sdk.text("fresh")).await),
         first

@@ -114,7 +114,6 @@ async fn structured_content_both_ways(kind: EngineKind) {
     assert_eq!(event["content"][0]["buttonResponse"]["payload"], "fri");
 
     // A card and a carousel; the SDK's card button answer.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let answer = send(
         &mut bot,
         &conversation,
@@ -162,7 +161,6 @@ async fn structured_content_both_ways(kind: EngineKind) {
     assert_eq!(event["messageType"], "Structured");
 
     // A time slot (a DatePicker's answer).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let slot = "2026-12-04T18:00:00Z";
     let echo: sdk::Frame<sdk::StructuredMessage> =
         decode(&sdk.request(sdk.time_slot(slot, &cards.body.id)).await);

@@ -11,8 +11,6 @@ mod protocol;
 mod round_trips;
 mod sessions;
 
-use std::time::Duration;
-
 use chrono::Utc;
 use secrecy::ExposeSecret;
 use switchboard::auth::visitor_token::{SessionClaims, SessionGrant, VisitorIdentity};
@@ -20,10 +18,6 @@ use uuid::Uuid;
 
 use crate::support::app::TestApp;
 use crate::support::site::{Site, SiteSpec, integration_body};
-
-/// Waits out the rate window (two messages a second per session), where a
-/// test sends more than that on purpose.
-const RATE_WINDOW: Duration = Duration::from_millis(1100);
 
 /// A deployment with an OIDC integration: `required` requires sign-in,
 /// `upgrade` lets a guest session sign in in place.

@@ -17,7 +17,6 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use switchboard::config;
-use switchboard::limits;
 use switchboard::routing::model::session_id;
 use uuid::Uuid;
 
@@ -103,9 +102,7 @@ impl Drop for Monitor {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_followed_conversation_takes_one_round_trip_per_message() {
     let redis = RedisServer::start();
-    let setup = Setup::new(EngineKind::Redis)
-        .set(config::ENV_REDIS_URL, &redis.url())
-        .set(limits::ENV_GUEST_MESSAGES, "1000/s");
+    let setup = Setup::new(EngineKind::Redis).set(config::ENV_REDIS_URL, &redis.url());
     let app = TestApp::spawn_with(setup).await;
     let site = app.guest_site().await;
     let token = new_token();

@@ -2,8 +2,6 @@
 //! session, auto-start and clear, read-only conversations, authenticated
 //! sessions with downgrade, upgrade and logout, and shutdown.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -17,7 +15,7 @@ use crate::support::idp::SHOP_ORIGIN;
 use crate::support::site::SiteSpec;
 use crate::support::ws::WAIT;
 
-use super::{RATE_WINDOW, auth_site, session_jwt};
+use super::{auth_site, session_jwt};
 
 async fn sessions_cannot_reach_each_other(kind: EngineKind) {
     let app = TestApp::spawn(kind).await;
@@ -62,8 +60,6 @@ async fn history_is_paged_newest_first_with_cors(kind: EngineKind) {
     let mut guest = app.configured_guest(&site.deployment, &t).await;
     for text in ["m1", "m2", "m3"] {
         guest.say(text).await;
-        // Two a second per session.
-        tokio::time::sleep(RATE_WINDOW / 2 + Duration::from_millis(50)).await;
     }
     let jwt = guest.jwt().await;
 
@@ -220,7 +216,6 @@ async fn autostart_join_and_clear(kind: EngineKind) {
     // conversation.
     let mut guest = app.guest(&site.deployment, &t).await;
     assert_eq!(assert_session(&guest.configure().await)["newSession"], true);
-    tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("fresh start").await;
     assert_eq!(seq(&answer), 1);
     assert_ne!(answer["body"]["conversationId"], first.to_string());
@@ -262,7 +257,6 @@ async fn read_only_after_the_agent_ends(kind: EngineKind) {
     assert_eq!(body["newSession"], true);
     assert_eq!(body["clearedExistingSession"], false);
     assert_eq!(body["readOnly"], false);
-    tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("new one").await;
     assert_eq!(seq(&answer), 1);
     assert_ne!(answer["body"]["conversationId"], conversation.to_string());
@@ -338,7 +332,6 @@ async fn authentication_required_downgrade_and_logout(kind: EngineKind) {
     let body = assert_session(&answer);
     assert_eq!(body["newSession"], true);
     assert_eq!(body["clearedExistingSession"], false);
-    tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("second conversation").await;
     assert_eq!(seq(&answer), 1);
     assert_ne!(answer["body"]["conversationId"], conversation.to_string());
@@ -442,7 +435,6 @@ async fn guest_sessions_upgrade_in_place_or_start_over(kind: EngineKind) {
         .unwrap();
     assert!(stored.visitor.is_some());
     // The next message continues the same conversation.
-    tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("signed in now").await;
     assert_eq!(answer["body"]["conversationId"], conversation);
     assert_eq!(seq(&answer), 3);
@@ -456,7 +448,6 @@ async fn guest_sessions_upgrade_in_place_or_start_over(kind: EngineKind) {
     assert_eq!(closed["class"], "ConnectionClosedEvent");
     assert_eq!(closed["body"]["reason"], "signedIn");
     assert_eq!(tab.closed().await, 1000);
-    tokio::time::sleep(RATE_WINDOW).await;
     let answer = guest.say("signed in").await;
     assert_ne!(answer["body"]["conversationId"], conversation);
 }

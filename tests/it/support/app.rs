@@ -61,15 +61,17 @@ pub(crate) const PER_ADDRESS_LIMITS: [&str; 2] = [
 ];
 
 /// Limits every test node runs with unless a test asks for the shipped
-/// ones: all of a test's visitors come from 127.0.0.1 and its agents answer
-/// as fast as the machine lets them, which the defaults would (rightly)
-/// take for abuse. The tests of those limits set or restore them.
+/// ones: all of a test's visitors come from 127.0.0.1, and its visitors and
+/// agents write as fast as the machine lets them, which the defaults would
+/// (rightly) take for abuse; a test would otherwise wait out a rate window
+/// between two steps. The tests of those limits set or restore them.
 pub(crate) fn lifted_limits() -> Vec<(&'static str, &'static str)> {
     let mut lifted: Vec<(&str, &str)> = PER_ADDRESS_LIMITS
         .iter()
         .map(|name| (*name, "1000000/s"))
         .collect();
     lifted.push((limits::ENV_QUEUED_PER_ADDRESS, "10000"));
+    lifted.push((limits::ENV_GUEST_MESSAGES, "1000000/s"));
     lifted.push((limits::ENV_AGENT_MESSAGES, "1000000/s"));
     lifted.push((limits::ENV_ORG_AGENT_MESSAGES, "1000000/s"));
     lifted
