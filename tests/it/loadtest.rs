@@ -4,6 +4,7 @@
 //! figures themselves are for docs/benchmarks.md, on a quiet machine.
 
 use serde_json::Value;
+use switchboard::limits;
 
 use crate::support::app::{EngineKind, Setup, TestApp};
 
@@ -258,9 +259,13 @@ async fn idle_holds_sockets_and_reads_node_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_take_nothing_from_the_honest_ones() {
-    // The per-address limits at their defaults: the hostile clients come
-    // from 127.0.1.x, the honest ones from 127.0.0.x.
-    let app = TestApp::spawn_with(Setup::new(EngineKind::Embedded).address_limits()).await;
+    // The per-address limits and the guest message rate at their
+    // defaults: the hostile clients come from 127.0.1.x, the honest ones
+    // from 127.0.0.x.
+    let setup = Setup::new(EngineKind::Embedded)
+        .address_limits()
+        .unset(limits::ENV_GUEST_MESSAGES);
+    let app = TestApp::spawn_with(setup).await;
     // The node runs in this process: its memory is this process's.
     let pid = std::process::id().to_string();
     let summary = loadtest(
