@@ -364,13 +364,15 @@ mod tests {
         let pace = Duration::from_secs(1);
         let (send, waiting) = std::sync::mpsc::channel();
         let (report, reports) = std::sync::mpsc::channel();
+        // Both waiting before the writer starts, so its first batch takes
+        // both (sent after, the writer could take "a" before "b" came).
+        send.send("a").unwrap();
+        send.send("b").unwrap();
         let writer = std::thread::spawn(move || {
             for batch in batches(&waiting, 10, pace) {
                 report.send(batch).unwrap();
             }
         });
-        send.send("a").unwrap();
-        send.send("b").unwrap();
         assert_eq!(reports.recv().unwrap(), ["a", "b"]);
         send.send("c").unwrap();
         // Sent well after "c" was taken, within the pace.
