@@ -99,6 +99,19 @@ impl PendingAppend {
     }
 }
 
+/// An entry as a range of [`LOG`] yields it, as the engine hands it out.
+fn log_entry(
+    (key, body): (
+        redb::AccessGuard<'_, (u128, u64)>,
+        redb::AccessGuard<'_, &'static [u8]>,
+    ),
+) -> LogEntry {
+    LogEntry {
+        seq: key.value().1,
+        body: body.value().to_vec(),
+    }
+}
+
 /// The sequence of the newest entry of `log`, 0 when it has none.
 fn last_in<T>(table: &T, log: u128) -> EngineResult<u64>
 where
@@ -176,13 +189,7 @@ impl EmbeddedEngine {
                 .range((log, first)..=(log, u64::MAX))
                 .map_err(db_err)?
                 .take(limit)
-                .map(|entry| {
-                    let (key, body) = entry.map_err(db_err)?;
-                    Ok(LogEntry {
-                        seq: key.value().1,
-                        body: body.value().to_vec(),
-                    })
-                })
+                .map(|entry| entry.map(log_entry).map_err(db_err))
                 .collect()
         })
     }
@@ -205,13 +212,7 @@ impl EmbeddedEngine {
                 .map_err(db_err)?
                 .rev()
                 .take(limit)
-                .map(|entry| {
-                    let (key, body) = entry.map_err(db_err)?;
-                    Ok(LogEntry {
-                        seq: key.value().1,
-                        body: body.value().to_vec(),
-                    })
-                })
+                .map(|entry| entry.map(log_entry).map_err(db_err))
                 .collect()
         })
     }

@@ -121,14 +121,43 @@ impl RedisEngine {
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
+        self.entries("XRANGE", log, &format!("{first}-0"), "+", limit)
+            .await
+    }
+
+    pub async fn read_log_before(
+        &self,
+        log: uuid::Uuid,
+        before: u64,
+        limit: usize,
+    ) -> EngineResult<Vec<LogEntry>> {
+        let Some(last) = before.checked_sub(1).filter(|last| *last > 0) else {
+            return Ok(Vec::new());
+        };
+        // An id without its sequence part means "any entry of that
+        // sequence" as the upper end of a range.
+        self.entries("XREVRANGE", log, &last.to_string(), "-", limit)
+            .await
+    }
+
+    /// Up to `limit` entries of `log` from `start` to `end`, in the order
+    /// `range` (`XRANGE` or `XREVRANGE`) lists them.
+    async fn entries(
+        &self,
+        range: &str,
+        log: uuid::Uuid,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> EngineResult<Vec<LogEntry>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd(range)
             .arg(keys::conversation_log(&self.prefix, log))
-            .arg(format!("{first}-0"))
-            .arg("+")
+            .arg(start)
+            .arg(end)
             .arg("COUNT")
             // Redis refuses a count beyond i64; no log is that long anyway.
             .arg(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -148,41 +177,6 @@ impl RedisEngine {
 
     /// The counter, not the stream: one `GET`, and it is written in the same
     /// script step as the newest entry.
-    pub async fn read_log_before(
-        &self,
-        log: uuid::Uuid,
-        before: u64,
-        limit: usize,
-    ) -> EngineResult<Vec<LogEntry>> {
-        let Some(last) = before.checked_sub(1).filter(|last| *last > 0) else {
-            return Ok(Vec::new());
-        };
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn.clone();
-        // An id without its sequence part means "any entry of that
-        // sequence" as the upper end of a range.
-        let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
-            .arg(keys::conversation_log(&self.prefix, log))
-            .arg(last.to_string())
-            .arg("-")
-            .arg("COUNT")
-            .arg(i64::try_from(limit).unwrap_or(i64::MAX))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        entries
-            .into_iter()
-            .map(|(id, fields)| {
-                Ok(LogEntry {
-                    seq: parse_seq(&id)?,
-                    body: event_body(fields),
-                })
-            })
-            .collect()
-    }
-
     pub async fn last_seq(&self, log: uuid::Uuid) -> EngineResult<u64> {
         let mut conn = self.conn.clone();
         let seq: Option<u64> = redis::cmd("GET")
